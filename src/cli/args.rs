@@ -1,0 +1,143 @@
+//! What the operator typed: clap definitions for every subcommand. Nothing here acts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+use crate::plan::render::Format as PlanFormat;
+
+const AFTER_HELP: &str = "\
+Examples:
+  runbook validate runbooks/*.yaml
+  runbook plan runbooks/vault-crash.yaml -i node=vault-2
+  runbook exec runbooks/vault-crash.yaml -i node=vault-2
+  runbook list runbooks/
+
+Exit codes:
+  0  success
+  1  a step failed; rollback done
+  2  invalid runbook or usage
+  3  declined or aborted by the operator; rollback done
+  4  rollback incomplete: needs a human
+  5  the engine itself failed (journal, internal error)";
+
+/// Recovery-runbook automation: validate, plan and execute YAML runbooks with gates,
+/// SSH, rollback and transcripts.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// When to use colour: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbooks and report every problem at once, with line:column and a caret.
+    #[command(after_help = "\
+Examples:
+  runbook validate runbooks/vault-crash.yaml
+  runbook validate --strict --format json runbooks/*.yaml
+
+Exit codes:
+  0  every file is valid (warnings allowed unless --strict)
+  2  at least one file has errors")]
+    Validate(ValidateArgs),
+    /// Show exactly what a run would do (the dry run); touches nothing.
+    #[command(after_help = "\
+Examples:
+  runbook plan runbooks/vault-crash.yaml -i node=vault-2
+  runbook plan runbooks/vault-crash.yaml -i node=vault-2 --format mermaid
+  runbook plan runbooks/vault-crash.yaml --inputs-file incident.yaml --format json
+
+Exit codes:
+  0  plan printed
+  2  invalid runbook, inputs or usage")]
+    Plan(PlanArgs),
+    /// List the runbooks in a folder with their descriptions.
+    #[command(after_help = "\
+Examples:
+  runbook list
+  runbook list runbooks/")]
+    List(ListArgs),
+    /// Print the JSON Schema of the runbook format (for yaml-language-server and editors).
+    #[command(after_help = "\
+Examples:
+  runbook schema > runbook.schema.json
+  # then, first line of a runbook:
+  # yaml-language-server: $schema=./runbook.schema.json")]
+    Schema,
+    /// Print shell completions.
+    #[command(after_help = "\
+Examples:
+  runbook completions bash > /etc/bash_completion.d/runbook
+  runbook completions zsh > \"${fpath[1]}/_runbook\"
+  runbook completions fish > ~/.config/fish/completions/runbook.fish")]
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Runbook files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format: human (rustc-style) or json (for editors and CI).
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    pub format: DiagFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagFormat {
+    Human,
+    Json,
+}
+
+/// Inputs of a run, shared by `plan` and `exec`.
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// An input value, KEY=VALUE (repeatable). Secrets are refused here.
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    pub inputs: Vec<String>,
+    /// A YAML or JSON file mapping input names to values.
+    #[arg(long, value_name = "FILE")]
+    pub inputs_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The runbook.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Folder to look in.
+    #[arg(default_value = "runbooks")]
+    pub dir: PathBuf,
+}
+
+/// Exit codes, for callers that want the table.
+pub fn exit_codes_help() -> &'static str {
+    EXIT_CODES_HELP
+}

@@ -1,0 +1,237 @@
+//! The command line: parse once, dispatch to a stage, print. The only module that prints.
+
+mod args;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+pub use args::*;
+
+use crate::diagnostic::{self, Diagnostic};
+use crate::exit::ExitStatus;
+use crate::load;
+use crate::model::Runbook;
+use crate::plan::{self, inputs};
+use crate::validate;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitStatus::Invalid.into()
+            } else {
+                ExitStatus::Success.into()
+            };
+        }
+    };
+    run(cli).into()
+}
+
+/// Whether to colour stderr: a terminal, `NO_COLOR` unset, `TERM` not dumb, unless forced.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    }
+}
+
+fn run(cli: Cli) -> ExitStatus {
+    let color = use_color(cli.color);
+    match cli.command {
+        Command::Validate(a) => cmd_validate(&a, color),
+        Command::Plan(a) => cmd_plan(&a, color),
+        Command::List(a) => cmd_list(&a),
+        Command::Schema => {
+            println!("{}", crate::schema::schema_json());
+            ExitStatus::Success
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut std::io::stdout());
+            ExitStatus::Success
+        }
+    }
+}
+
+/// Prints a one-line error for the tool failing (not a runbook problem).
+pub fn error_line(msg: impl std::fmt::Display) {
+    eprintln!("error: {msg}");
+}
+
+/// Loads and validates one file, printing diagnostics; the runbook if it has no errors.
+pub fn load_runbook(path: &Path, color: bool, strict: bool) -> Result<Runbook, ExitStatus> {
+    let loaded = match load::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            error_line(e);
+            return Err(ExitStatus::Invalid);
+        }
+    };
+    let v = validate::validate(&loaded);
+    if !v.diagnostics.is_empty() {
+        eprint!("{}", diagnostic::render_human(&loaded.source, &v.diagnostics, color));
+    }
+    match v.runbook {
+        Some(rb) if !(strict && !v.diagnostics.is_empty()) => Ok(rb),
+        _ => {
+            eprintln!("{}", summary(&loaded.source.name, &v.diagnostics));
+            Err(ExitStatus::Invalid)
+        }
+    }
+}
+
+fn summary(name: &str, diags: &[Diagnostic]) -> String {
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    format!("{name}: {}, {}", plural(errors, "error"), plural(warnings, "warning"))
+}
+
+fn cmd_validate(a: &ValidateArgs, color: bool) -> ExitStatus {
+    let mut failed = false;
+    let mut json = Vec::new();
+    for path in &a.files {
+        let loaded = match load::load(path) {
+            Ok(l) => l,
+            Err(e) => {
+                error_line(&e);
+                failed = true;
+                continue;
+            }
+        };
+        let v = validate::validate(&loaded);
+        let bad = v.has_errors(a.strict);
+        failed |= bad;
+        match a.format {
+            DiagFormat::Json => {
+                for d in diagnostic::to_json(&loaded.source, &v.diagnostics) {
+                    json.push(serde_json::to_value(d).unwrap_or_default());
+                }
+            }
+            DiagFormat::Human => {
+                if !v.diagnostics.is_empty() {
+                    eprint!("{}", diagnostic::render_human(&loaded.source, &v.diagnostics, color));
+                }
+                if bad {
+                    eprintln!("{}", summary(&loaded.source.name, &v.diagnostics));
+                } else {
+                    let steps = v.runbook.as_ref().map_or(0, |r| r.steps.len() + r.finally.len());
+                    let warn = v.diagnostics.len();
+                    let extra = if warn > 0 { format!(", {warn} warning{}", if warn == 1 { "" } else { "s" }) } else { String::new() };
+                    println!("ok: {} ({steps} step{}{extra})", loaded.source.name, if steps == 1 { "" } else { "s" });
+                }
+            }
+        }
+    }
+    if a.format == DiagFormat::Json {
+        let doc = serde_json::json!({ "version": 1, "valid": !failed, "diagnostics": json });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    if failed { ExitStatus::Invalid } else { ExitStatus::Success }
+}
+
+/// Turns `-i` pairs and `--inputs-file` into what `plan::inputs` takes.
+pub fn provided(a: &InputArgs) -> Result<inputs::Provided, ExitStatus> {
+    let mut p = inputs::Provided::default();
+    let mut bad = false;
+    for s in &a.inputs {
+        match inputs::parse_pair(s) {
+            Ok(pair) => p.pairs.push(pair),
+            Err(e) => {
+                error_line(format!("-i {e}"));
+                bad = true;
+            }
+        }
+    }
+    if let Some(f) = &a.inputs_file {
+        match inputs::read_inputs_file(f) {
+            Ok(v) => p.file = v,
+            Err(e) => {
+                error_line(e);
+                bad = true;
+            }
+        }
+    }
+    if bad { Err(ExitStatus::Invalid) } else { Ok(p) }
+}
+
+/// Prints every input problem and returns the usage exit status.
+pub fn input_errors(errors: &[String]) -> ExitStatus {
+    for e in errors {
+        error_line(e);
+    }
+    ExitStatus::Invalid
+}
+
+fn cmd_plan(a: &PlanArgs, color: bool) -> ExitStatus {
+    let rb = match load_runbook(&a.file, color, false) {
+        Ok(rb) => rb,
+        Err(s) => return s,
+    };
+    let provided = match provided(&a.inputs) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    let resolved = match inputs::resolve(&rb, &provided, None) {
+        Ok(r) => r,
+        Err(errors) => return input_errors(&errors),
+    };
+    match plan::build(&rb, &resolved, &a.file.display().to_string()) {
+        Ok(p) => {
+            let text = plan::render::render(&p, a.format);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            ExitStatus::Success
+        }
+        Err(e) => {
+            error_line(e);
+            ExitStatus::Invalid
+        }
+    }
+}
+
+fn cmd_list(a: &ListArgs) -> ExitStatus {
+    let entries = match std::fs::read_dir(&a.dir) {
+        Ok(e) => e,
+        Err(e) => {
+            error_line(format!("cannot read {}: {e}", a.dir.display()));
+            return ExitStatus::Invalid;
+        }
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for path in &files {
+        let Ok(loaded) = load::load(path) else { continue };
+        let v = validate::validate(&loaded);
+        let (name, desc) = match &v.runbook {
+            Some(rb) => (rb.name.clone(), rb.description.clone()),
+            None => (String::from("?"), format!("(invalid: run `runbook validate {}`)", path.display())),
+        };
+        rows.push((path.display().to_string(), name, desc));
+    }
+    if rows.is_empty() {
+        println!("no runbooks in {}", a.dir.display());
+        return ExitStatus::Success;
+    }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (path, name, desc) in rows {
+        let first = desc.lines().next().unwrap_or_default();
+        println!("{path:<w$}  {name}: {first}");
+    }
+    ExitStatus::Success
+}

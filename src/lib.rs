@@ -1,0 +1,33 @@
+//! `runbook` runs recovery runbooks: declarative YAML step graphs with gates, SSH execution,
+//! rollback and transcripts.
+//!
+//! The pipeline is **load → validate → plan → execute**, and every stage only depends on
+//! earlier ones: [`load`] reads a file into a span-carrying YAML tree; [`validate`] turns it into
+//! a [`model::Runbook`] or a list of [`diagnostic::Diagnostic`]s (every problem at once, with
+//! line:column and a caret); [`plan`] resolves inputs and builds the wave-ordered step graph
+//! (the dry run *is* this value, rendered); [`execute`] runs a plan, emitting events that
+//! observers (console, JSON stream, journal, transcript) consume. Only [`cli`] knows about
+//! command-line flags and only it prints.
+//!
+//! Module map:
+//! - [`load`]: bytes → [`load::Node`] tree (YAML via `saphyr-parser`, spans, duplicate keys).
+//! - [`validate`]: tree → [`model::Runbook`]; structural reading and semantic checks.
+//! - [`model`]: the validated runbook types.
+//! - [`template`]: minijinja, strict undefined, shell quoting, secrets, placeholders.
+//! - [`graph`]: waves and cycle paths.
+//! - [`plan`]: inputs resolution, the [`plan::Plan`], and its text/json/dot/mermaid renderers.
+//! - [`diagnostic`]: problems in a runbook and their renderers.
+//! - [`schema`]: the JSON Schema of the format.
+//! - [`exit`]: outcome → process exit code, in one place.
+//! - [`cli`]: clap arguments, subcommands, output.
+
+pub mod cli;
+pub mod diagnostic;
+pub mod exit;
+pub mod graph;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod schema;
+pub mod template;
+pub mod validate;

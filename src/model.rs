@@ -1,0 +1,326 @@
+//! The validated runbook: what `validate` produces and every later stage consumes.
+//!
+//! Unlike the YAML tree, nothing here is optional that validation could have settled: kinds are
+//! resolved, durations parsed, defaults applied. Spans survive where a later stage may still
+//! need to point at the user's text (templates, ids, host references).
+
+use std::ops::Range;
+use std::time::Duration;
+
+/// A template (or expression) string and where it sits in the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tmpl {
+    pub src: String,
+    pub span: Range<usize>,
+}
+
+/// A name with the span that introduced it (step ids, host references, needs entries).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    pub name: String,
+    pub span: Range<usize>,
+}
+
+/// A whole runbook, version 1.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    pub inputs: Vec<Input>,
+    pub hosts: Vec<Host>,
+    pub groups: Vec<Group>,
+    pub defaults: Defaults,
+    pub lock: Option<Tmpl>,
+    pub steps: Vec<Step>,
+    /// Steps that always run at the end, in order, whatever happened before.
+    pub finally: Vec<Step>,
+}
+
+impl Runbook {
+    pub fn input(&self, name: &str) -> Option<&Input> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// Names of the hosts a target (`on:`) refers to: the host itself or a group's members.
+    pub fn target_hosts(&self, target: &str) -> Vec<&Host> {
+        if let Some(h) = self.host(target) {
+            return vec![h];
+        }
+        self.group(target)
+            .map(|g| g.hosts.iter().filter_map(|n| self.host(&n.name)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id.name == id)
+    }
+}
+
+/// The declared type of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Int,
+    Bool,
+    List,
+}
+
+impl InputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Int => "int",
+            InputType::Bool => "bool",
+            InputType::List => "list",
+        }
+    }
+}
+
+/// A declared input of the runbook.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+    pub span: Range<usize>,
+    pub description: String,
+    pub required: bool,
+    /// Default value; strings in it are templates over earlier inputs.
+    pub default: Option<serde_json::Value>,
+    pub default_span: Option<Range<usize>>,
+    pub ty: InputType,
+    /// Never accepted on the command line; masked everywhere.
+    pub secret: bool,
+    pub from_env: Option<String>,
+    pub from_file: Option<String>,
+    pub allowed: Vec<String>,
+    pub pattern: Option<regex::Regex>,
+}
+
+/// An SSH host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub span: Range<usize>,
+    /// Templated (e.g. `"{{ node }}"`).
+    pub address: Tmpl,
+    pub user: Option<Tmpl>,
+    pub port: Option<u16>,
+    pub identity_file: Option<String>,
+    /// Another declared host used as ProxyJump, or a literal `user@host:port`.
+    pub jump: Option<Named>,
+    pub known_hosts: Option<String>,
+}
+
+/// A named set of hosts.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub span: Range<usize>,
+    pub hosts: Vec<Named>,
+}
+
+/// Run-wide defaults applied to every step that does not set its own.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub backoff: Duration,
+    /// How long a gate waits for an answer when nobody is at a terminal.
+    pub gate_timeout: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout: None,
+            retries: 0,
+            backoff: Duration::from_secs(1),
+            gate_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// How many host failures a fan-out tolerates before it stops starting hosts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxFailures {
+    Count(u32),
+    Percent(u32),
+}
+
+impl MaxFailures {
+    /// The tolerated count for `total` hosts.
+    pub fn allowed(self, total: usize) -> usize {
+        match self {
+            MaxFailures::Count(n) => n as usize,
+            MaxFailures::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
+/// One step of the graph.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: Named,
+    pub title: Option<Tmpl>,
+    pub needs: Vec<Named>,
+    pub when: Option<Tmpl>,
+    /// What the step does, where, with its own timeout and environment.
+    pub body: Body,
+    pub confirm: Option<Gate>,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub expect: Expect,
+    /// Named outputs: expressions over the step's result.
+    pub outputs: Vec<(Named, Tmpl)>,
+    pub for_each: Option<ForEach>,
+    pub max_parallel: Option<u32>,
+    pub max_failures: Option<MaxFailures>,
+    pub serial: Option<u32>,
+    pub idempotent: bool,
+    /// Changes nothing (inspection only): needs neither a gate nor a rollback.
+    pub read_only: bool,
+    pub continue_on_failure: bool,
+    pub rollback: Option<Body>,
+    /// Span of the whole step mapping.
+    pub span: Range<usize>,
+}
+
+/// A confirmation gate before a step.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub text: Tmpl,
+    /// Distinct users who must approve (remote approvals).
+    pub approvals: u32,
+    /// The approver must not be the operator who started the run.
+    pub other_approver: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// What runs, where: shared by steps and rollbacks.
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub action: Action,
+    /// `on:` a host or group; `None` runs locally.
+    pub on: Option<Named>,
+    pub timeout: Option<Duration>,
+    pub env: Vec<(String, Tmpl)>,
+    pub stdin: Option<Tmpl>,
+    pub span: Range<usize>,
+}
+
+/// The kind of work a step does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A shell command (`sh -c`), local or over SSH.
+    Run(Tmpl),
+    Http(Box<HttpSpec>),
+    Wait(Box<WaitSpec>),
+    /// Instructions the operator carries out and confirms.
+    Manual(Tmpl),
+    /// Nothing but its gate: a checkpoint where the operator must say yes to go on.
+    Checkpoint,
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Run(_) => "run",
+            Action::Http(_) => "http",
+            Action::Wait(_) => "wait",
+            Action::Manual(_) => "manual",
+            Action::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// A JSON value whose strings are templates.
+#[derive(Debug, Clone)]
+pub enum JsonTmpl {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Tmpl),
+    Array(Vec<JsonTmpl>),
+    Object(Vec<(String, JsonTmpl)>),
+}
+
+/// The body of an HTTP request.
+#[derive(Debug, Clone)]
+pub enum HttpBody {
+    Json(JsonTmpl),
+    Raw(Tmpl),
+}
+
+/// An HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub method: String,
+    pub url: Tmpl,
+    pub headers: Vec<(String, Tmpl)>,
+    pub query: Vec<(String, Tmpl)>,
+    pub body: Option<HttpBody>,
+    pub timeout: Option<Duration>,
+    pub follow_redirects: bool,
+    pub ca_cert: Option<Tmpl>,
+    pub client_cert: Option<Tmpl>,
+    pub client_key: Option<Tmpl>,
+    pub insecure: bool,
+}
+
+/// A probe polled until a condition holds.
+#[derive(Debug, Clone)]
+pub struct WaitSpec {
+    pub probe: Probe,
+    pub until: Tmpl,
+    pub every: Duration,
+    /// Multiplier applied to the interval after each attempt (1.0 = fixed).
+    pub backoff: f64,
+    pub timeout: Duration,
+}
+
+/// What a wait polls.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Run { command: Tmpl, on: Option<Named> },
+    Http(Box<HttpSpec>),
+}
+
+/// What decides a step's success beyond "it ran".
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Accepted exit codes (run steps); empty means `[0]`.
+    pub exit_codes: Vec<i32>,
+    pub stdout: Option<regex::Regex>,
+    pub stderr: Option<regex::Regex>,
+    /// Accepted HTTP statuses; empty means any 2xx.
+    pub status: Vec<u16>,
+    /// JSON path (dotted, `a.b[0].c`) → expected value; `exists` checks presence only.
+    pub json: Vec<(String, JsonExpect)>,
+    pub body_contains: Option<String>,
+    /// A free expression over the result that must be true.
+    pub that: Option<Tmpl>,
+}
+
+/// One JSON path expectation.
+#[derive(Debug, Clone)]
+pub enum JsonExpect {
+    Equals(serde_json::Value),
+    Exists,
+}
+
+/// Fan a step out over a list; optionally stop as soon as `until` holds.
+#[derive(Debug, Clone)]
+pub struct ForEach {
+    /// An expression evaluating to a list.
+    pub items: Tmpl,
+    pub until: Option<Tmpl>,
+}

@@ -1,0 +1,586 @@
+//! Stage 3, **plan**: resolve inputs and lay the step graph out in waves, with every template
+//! rendered as far as it can be before anything runs.
+//!
+//! The plan is the dry run: `runbook plan` renders it ([`render`]) and `runbook exec` executes
+//! the same value, so what the plan shows is what runs. Building a plan touches nothing: no
+//! process, no network. A value only known at run time is shown as a placeholder naming its
+//! source (`<steps.inspect_logs.stdout>`).
+
+pub mod inputs;
+pub mod render;
+
+use std::time::Duration;
+
+use minijinja::value::Value;
+use serde::Serialize;
+
+use crate::graph;
+use crate::model::*;
+use crate::template::{Placeholder, SecretDisplay, Target, Templates, expression_source};
+use crate::validate::step_var;
+use inputs::Inputs;
+
+/// Version of the plan's JSON form (`runbook plan --format json`); bumped on any breaking change.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// A runbook resolved against its inputs, in waves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub schema_version: u32,
+    pub runbook: String,
+    pub description: String,
+    pub file: String,
+    pub inputs: Vec<PlanInput>,
+    pub lock: Option<String>,
+    /// Step indices (into `steps`) per wave: a wave's steps may run together.
+    pub waves: Vec<Vec<usize>>,
+    pub steps: Vec<PlannedStep>,
+    pub finally: Vec<PlannedStep>,
+    /// Steps with a rollback, in the order their rollbacks would run if the run failed at the
+    /// very end (reverse of plan order; at run time, reverse of completion order).
+    pub rollback_order: Vec<String>,
+}
+
+/// An input as the plan shows it (secrets masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanInput {
+    pub name: String,
+    pub value: String,
+    pub source: inputs::InputSource,
+    pub secret: bool,
+}
+
+/// One step as it will run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    /// Index of the step in the runbook (`steps` then `finally`).
+    #[serde(skip)]
+    pub index: usize,
+    pub id: String,
+    pub title: Option<String>,
+    pub kind: &'static str,
+    pub wave: Option<usize>,
+    pub needs: Vec<String>,
+    pub when: Option<PlannedCondition>,
+    pub targets: Vec<PlanTarget>,
+    pub action: PlannedAction,
+    pub gate: Option<PlannedGate>,
+    pub timeout: Option<String>,
+    pub retries: u32,
+    pub backoff: String,
+    pub for_each: Option<PlannedForEach>,
+    pub max_parallel: Option<u32>,
+    pub max_failures: Option<String>,
+    pub serial: Option<u32>,
+    pub idempotent: bool,
+    pub read_only: bool,
+    pub continue_on_failure: bool,
+    pub expect: Vec<String>,
+    pub outputs: Vec<PlannedOutput>,
+    pub rollback: Option<PlannedRollback>,
+}
+
+/// A `when` condition: decided now if it only reads inputs, else at run time.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedCondition {
+    pub expression: String,
+    /// `Some(true/false)` when decided by the inputs alone.
+    pub value: Option<bool>,
+}
+
+/// A resolved SSH target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlanTarget {
+    pub host: String,
+    pub user: Option<String>,
+    pub address: String,
+    pub port: Option<u16>,
+    pub jump: Option<String>,
+}
+
+impl PlanTarget {
+    /// `user@address:port` as ssh would be told.
+    pub fn destination(&self) -> String {
+        let mut s = String::new();
+        if let Some(u) = &self.user {
+            s.push_str(u);
+            s.push('@');
+        }
+        s.push_str(&self.address);
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        s
+    }
+}
+
+/// What a step does, rendered.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PlannedAction {
+    Run {
+        command: String,
+        env: Vec<(String, String)>,
+        stdin: Option<String>,
+    },
+    Http(PlannedRequest),
+    Wait {
+        probe: Box<PlannedAction>,
+        until: String,
+        every: String,
+        backoff: f64,
+        timeout: String,
+    },
+    Manual {
+        instructions: String,
+    },
+    Checkpoint,
+}
+
+/// An HTTP request, rendered (secrets masked in plans).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub timeout: Option<String>,
+    pub follow_redirects: bool,
+    pub ca_cert: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedGate {
+    pub message: String,
+    pub approvals: u32,
+    pub other_approver: bool,
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedForEach {
+    /// The items if known now (secrets masked), else the expression.
+    pub items: Option<Vec<String>>,
+    pub expression: String,
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedOutput {
+    pub name: String,
+    pub expression: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRollback {
+    pub targets: Vec<PlanTarget>,
+    pub action: PlannedAction,
+    pub timeout: Option<String>,
+}
+
+/// A problem that stops a plan from being built (beyond validation).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+/// Formats a duration compactly (`90s` → `1m 30s`), for plans and progress.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 || parts.is_empty() {
+        let frac = d.subsec_millis();
+        if frac > 0 && h == 0 && m == 0 {
+            parts.push(format!("{:.1}s", d.as_secs_f64()));
+        } else {
+            parts.push(format!("{s}s"));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Dependencies of the main steps as indices.
+pub fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
+    let index: std::collections::HashMap<String, usize> = rb
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (step_var(&s.id.name), i))
+        .collect();
+    rb.steps
+        .iter()
+        .map(|s| {
+            let mut d: Vec<usize> = s
+                .needs
+                .iter()
+                .filter_map(|n| index.get(&step_var(&n.name)).copied())
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        })
+        .collect()
+}
+
+/// The template context of a plan: inputs known, everything else a placeholder.
+pub fn plan_context(inputs: &Inputs) -> Value {
+    let mut entries = inputs.context_entries();
+    let all: Vec<(String, Value)> = entries.clone();
+    entries.push(("inputs".into(), crate::template::map(all)));
+    entries.push(("steps".into(), Value::from_object(Placeholder("steps".into()))));
+    entries.push(("run".into(), Value::from_object(Placeholder("run".into()))));
+    entries.push(("host".into(), Value::from_object(Placeholder("host".into()))));
+    entries.push(("item".into(), Value::from_object(Placeholder("item".into()))));
+    entries.push(("item_index".into(), Value::from_object(Placeholder("item_index".into()))));
+    crate::template::map(entries)
+}
+
+/// Builds the plan. `file` is shown in the header.
+pub fn build(rb: &Runbook, inputs: &Inputs, file: &str) -> Result<Plan, PlanError> {
+    let deps = step_deps(rb);
+    let waves = graph::waves(&deps).map_err(|_| PlanError("dependency cycle".into()))?;
+    let t = Templates::new(SecretDisplay::Mask);
+    let ctx = plan_context(inputs);
+    let mut wave_of = vec![0usize; rb.steps.len()];
+    for (w, ids) in waves.iter().enumerate() {
+        for &i in ids {
+            wave_of[i] = w;
+        }
+    }
+    let mut steps = Vec::with_capacity(rb.steps.len());
+    for (i, step) in rb.steps.iter().enumerate() {
+        steps.push(plan_step(rb, &t, &ctx, step, i, Some(wave_of[i]))?);
+    }
+    let mut finally = Vec::new();
+    for (k, step) in rb.finally.iter().enumerate() {
+        finally.push(plan_step(rb, &t, &ctx, step, rb.steps.len() + k, None)?);
+    }
+    let order: Vec<usize> = waves.iter().flatten().copied().collect();
+    let rollback_order = order
+        .iter()
+        .rev()
+        .filter(|&&i| rb.steps[i].rollback.is_some())
+        .map(|&i| rb.steps[i].id.name.clone())
+        .collect();
+    let lock = match &rb.lock {
+        Some(l) => Some(
+            t.render(&l.src, &ctx, Target::Text)
+                .map_err(|e| PlanError(format!("lock: {}", crate::template::describe_error(&e))))?,
+        ),
+        None => None,
+    };
+    Ok(Plan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        runbook: rb.name.clone(),
+        description: rb.description.clone(),
+        file: file.to_string(),
+        inputs: inputs
+            .values
+            .iter()
+            .map(|r| PlanInput {
+                name: r.name.clone(),
+                value: r.display(),
+                source: r.source.clone(),
+                secret: r.secret,
+            })
+            .collect(),
+        lock,
+        waves,
+        steps,
+        finally,
+        rollback_order,
+    })
+}
+
+/// Renders a template for display; a template that needs run-time values and cannot be
+/// rendered yet is shown as written.
+fn show(t: &Templates, tmpl: &Tmpl, ctx: &Value, target: Target) -> Result<String, PlanError> {
+    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
+    match t.render(&tmpl.src, ctx, target) {
+        // A filter applied to a run-time value would show nonsense: show the template instead.
+        Ok(s) if runtime.iter().any(|p| !s.contains(&format!("<{p}>"))) => Ok(tmpl.src.clone()),
+        Ok(s) => Ok(s),
+        Err(_) if !runtime.is_empty() => Ok(tmpl.src.clone()),
+        Err(e) => Err(PlanError(format!(
+            "cannot render `{}`: {}",
+            tmpl.src,
+            crate::template::describe_error(&e)
+        ))),
+    }
+}
+
+/// The variables among `vars` whose values are known only at run time.
+fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
+    let mut v: Vec<String> = vars
+        .into_iter()
+        .filter(|v| {
+            let root = v.split('.').next().unwrap_or_default();
+            matches!(root, "steps" | "run" | "host" | "item" | "item_index")
+                || crate::validate::RESULT_NAMES.contains(&root)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether an expression reads values known only at run time.
+fn is_runtime_expr(t: &Templates, expr: &str) -> bool {
+    !runtime_paths(t.expression_variables(expr).unwrap_or_default()).is_empty()
+}
+
+/// Resolves the SSH targets of `on:` for display.
+pub fn targets(rb: &Runbook, t: &Templates, ctx: &Value, on: Option<&Named>) -> Result<Vec<PlanTarget>, PlanError> {
+    let Some(on) = on else { return Ok(Vec::new()) };
+    rb.target_hosts(&on.name)
+        .into_iter()
+        .map(|h| {
+            let address = t
+                .render(&h.address.src, ctx, Target::Text)
+                .map_err(|e| PlanError(format!("address of host `{}`: {}", h.name, crate::template::describe_error(&e))))?;
+            let user = match &h.user {
+                Some(u) => Some(
+                    t.render(&u.src, ctx, Target::Text)
+                        .map_err(|e| PlanError(format!("user of host `{}`: {}", h.name, crate::template::describe_error(&e))))?,
+                ),
+                None => None,
+            };
+            let jump = match &h.jump {
+                Some(j) => Some(match rb.host(&j.name) {
+                    Some(jh) => {
+                        let sub = targets(rb, t, ctx, Some(&Named { name: jh.name.clone(), span: 0..0 }))?;
+                        sub.first().map_or(j.name.clone(), PlanTarget::destination)
+                    }
+                    None => j.name.clone(),
+                }),
+                None => None,
+            };
+            Ok(PlanTarget {
+                host: h.name.clone(),
+                user,
+                address,
+                port: h.port,
+                jump,
+            })
+        })
+        .collect()
+}
+
+/// Renders a step body's action for display (plan) with `ctx`.
+pub fn plan_action(t: &Templates, action: &Action, body: &Body, ctx: &Value) -> Result<PlannedAction, PlanError> {
+    Ok(match action {
+        Action::Run(cmd) => PlannedAction::Run {
+            command: show(t, cmd, ctx, Target::Shell)?,
+            env: body
+                .env
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
+                .collect::<Result<_, PlanError>>()?,
+            stdin: body.stdin.as_ref().map(|s| show(t, s, ctx, Target::Text)).transpose()?,
+        },
+        Action::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
+        Action::Wait(w) => PlannedAction::Wait {
+            probe: Box::new(match &w.probe {
+                Probe::Run { command, .. } => PlannedAction::Run {
+                    command: show(t, command, ctx, Target::Shell)?,
+                    env: Vec::new(),
+                    stdin: None,
+                },
+                Probe::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
+            }),
+            until: expression_source(&w.until.src).to_string(),
+            every: human_duration(w.every),
+            backoff: w.backoff,
+            timeout: human_duration(w.timeout),
+        },
+        Action::Manual(text) => PlannedAction::Manual {
+            instructions: show(t, text, ctx, Target::Text)?,
+        },
+        Action::Checkpoint => PlannedAction::Checkpoint,
+    })
+}
+
+fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedRequest, PlanError> {
+    let pairs = |list: &[(String, Tmpl)]| -> Result<Vec<(String, String)>, PlanError> {
+        list.iter()
+            .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
+            .collect()
+    };
+    let opt = |v: &Option<Tmpl>| v.as_ref().map(|x| show(t, x, ctx, Target::Text)).transpose();
+    Ok(PlannedRequest {
+        method: h.method.clone(),
+        url: show(t, &h.url, ctx, Target::Text)?,
+        headers: pairs(&h.headers)?,
+        query: pairs(&h.query)?,
+        body: match &h.body {
+            Some(HttpBody::Raw(b)) => Some(show(t, b, ctx, Target::Text)?),
+            Some(HttpBody::Json(j)) => Some(json_display(t, j, ctx)?.to_string()),
+            None => None,
+        },
+        timeout: h.timeout.map(human_duration),
+        follow_redirects: h.follow_redirects,
+        ca_cert: opt(&h.ca_cert)?,
+        client_cert: opt(&h.client_cert)?,
+        client_key: opt(&h.client_key)?,
+        insecure: h.insecure,
+    })
+}
+
+fn json_display(t: &Templates, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value, PlanError> {
+    Ok(match j {
+        JsonTmpl::Null => serde_json::Value::Null,
+        JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),
+        JsonTmpl::Number(n) => serde_json::Value::Number(n.clone()),
+        JsonTmpl::String(s) => serde_json::Value::String(show(t, s, ctx, Target::Text)?),
+        JsonTmpl::Array(items) => serde_json::Value::Array(
+            items.iter().map(|i| json_display(t, i, ctx)).collect::<Result<_, _>>()?,
+        ),
+        JsonTmpl::Object(pairs) => serde_json::Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), json_display(t, v, ctx)?)))
+                .collect::<Result<_, PlanError>>()?,
+        ),
+    })
+}
+
+fn expect_lines(e: &Expect, kind: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match kind {
+        "run" if !e.exit_codes.is_empty() && e.exit_codes != [0] => {
+            out.push(format!("exit code in {:?}", e.exit_codes));
+        }
+        "http" if !e.status.is_empty() => out.push(format!("status in {:?}", e.status)),
+        _ => {}
+    }
+    if let Some(r) = &e.stdout {
+        out.push(format!("stdout matches /{}/", r.as_str()));
+    }
+    if let Some(r) = &e.stderr {
+        out.push(format!("stderr matches /{}/", r.as_str()));
+    }
+    for (path, exp) in &e.json {
+        out.push(match exp {
+            JsonExpect::Exists => format!("json {path} exists"),
+            JsonExpect::Equals(v) => format!("json {path} == {v}"),
+        });
+    }
+    if let Some(b) = &e.body_contains {
+        out.push(format!("body contains {b:?}"));
+    }
+    if let Some(t) = &e.that {
+        out.push(expression_source(&t.src).to_string());
+    }
+    out
+}
+
+fn plan_step(
+    rb: &Runbook,
+    t: &Templates,
+    ctx: &Value,
+    step: &Step,
+    index: usize,
+    wave: Option<usize>,
+) -> Result<PlannedStep, PlanError> {
+    let when = match &step.when {
+        Some(w) => {
+            let expr = expression_source(&w.src);
+            let value = if is_runtime_expr(t, expr) {
+                None
+            } else {
+                t.eval(expr, ctx).ok().map(|v| v.is_true())
+            };
+            Some(PlannedCondition {
+                expression: expr.to_string(),
+                value,
+            })
+        }
+        None => None,
+    };
+    let for_each = match &step.for_each {
+        Some(fe) => {
+            let expr = expression_source(&fe.items.src);
+            let items = if is_runtime_expr(t, expr) {
+                None
+            } else {
+                t.eval(expr, ctx)
+                    .ok()
+                    .filter(|v| v.downcast_object_ref::<Placeholder>().is_none())
+                    .and_then(|v| v.try_iter().ok().map(|it| it.map(|x| x.to_string()).collect()))
+            };
+            Some(PlannedForEach {
+                items,
+                expression: expr.to_string(),
+                until: fe.until.as_ref().map(|u| expression_source(&u.src).to_string()),
+            })
+        }
+        None => None,
+    };
+    let rollback = match &step.rollback {
+        Some(b) => Some(PlannedRollback {
+            targets: targets(rb, t, ctx, b.on.as_ref())?,
+            action: plan_action(t, &b.action, b, ctx)?,
+            timeout: b.timeout.map(human_duration),
+        }),
+        None => None,
+    };
+    Ok(PlannedStep {
+        index,
+        id: step.id.name.clone(),
+        title: step.title.as_ref().map(|x| show(t, x, ctx, Target::Text)).transpose()?,
+        kind: step.body.action.kind(),
+        wave,
+        needs: step.needs.iter().map(|n| n.name.clone()).collect(),
+        when,
+        targets: targets(rb, t, ctx, step.body.on.as_ref())?,
+        action: plan_action(t, &step.body.action, &step.body, ctx)?,
+        gate: match &step.confirm {
+            Some(g) => Some(PlannedGate {
+                message: show(t, &g.text, ctx, Target::Text)?,
+                approvals: g.approvals,
+                other_approver: g.other_approver,
+                timeout: human_duration(g.timeout.unwrap_or(rb.defaults.gate_timeout)),
+            }),
+            None => None,
+        },
+        timeout: step.body.timeout.map(human_duration),
+        retries: step.retries,
+        backoff: human_duration(step.backoff),
+        for_each,
+        max_parallel: step.max_parallel,
+        max_failures: step.max_failures.map(|m| match m {
+            MaxFailures::Count(n) => n.to_string(),
+            MaxFailures::Percent(p) => format!("{p}%"),
+        }),
+        serial: step.serial,
+        idempotent: step.idempotent,
+        read_only: step.read_only,
+        continue_on_failure: step.continue_on_failure,
+        expect: expect_lines(&step.expect, step.body.action.kind()),
+        outputs: step
+            .outputs
+            .iter()
+            .map(|(n, e)| PlannedOutput {
+                name: n.name.clone(),
+                expression: expression_source(&e.src).to_string(),
+            })
+            .collect(),
+        rollback,
+    })
+}

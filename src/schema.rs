@@ -1,0 +1,183 @@
+//! The JSON Schema of runbook format version 1, for editors (yaml-language-server) and CI.
+//! A copy lives in `docs/runbook.schema.json`; a test keeps it identical to this.
+
+use serde_json::{Value, json};
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+
+fn duration() -> Value {
+    json!({ "type": "string", "pattern": "^\\s*[0-9]", "description": "A duration with a unit: 500ms, 30s, 5m, 1h30m" })
+}
+
+fn string_map() -> Value {
+    json!({ "type": "object", "additionalProperties": { "type": "string" } })
+}
+
+fn names() -> Value {
+    json!({ "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ] })
+}
+
+fn http() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "method": { "enum": ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST"] },
+            "url": string(), "get": string(), "put": string(), "post": string(),
+            "delete": string(), "patch": string(), "head": string(),
+            "headers": string_map(), "query": string_map(),
+            "json": {}, "body": string(),
+            "timeout": duration(),
+            "follow_redirects": { "type": "boolean" },
+            "ca_cert": string(), "client_cert": string(), "client_key": string(),
+            "insecure": { "type": "boolean" }
+        }
+    })
+}
+
+fn wait() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["until", "timeout"],
+        "properties": {
+            "run": string(), "on": string(), "http": http(),
+            "until": string(), "every": duration(),
+            "backoff": { "type": "number", "minimum": 1, "maximum": 10 },
+            "timeout": duration()
+        }
+    })
+}
+
+fn body_properties() -> serde_json::Map<String, Value> {
+    let v = json!({
+        "run": { "type": "string", "description": "Shell command (sh -c); values are shell-quoted" },
+        "http": http(),
+        "wait": wait(),
+        "manual": { "type": "string", "description": "Instructions the operator performs and confirms" },
+        "on": { "type": "string", "description": "A host or group; absent = local" },
+        "timeout": duration(),
+        "env": string_map(),
+        "stdin": string()
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn step() -> Value {
+    let mut props = body_properties();
+    let extra = json!({
+        "id": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]*$" },
+        "title": string(),
+        "needs": names(),
+        "when": { "type": "string", "description": "Expression; the step is skipped when false" },
+        "confirm": { "oneOf": [ string(), {
+            "type": "object", "additionalProperties": false, "required": ["message"],
+            "properties": {
+                "message": string(),
+                "approvals": { "type": "integer", "minimum": 1, "maximum": 10 },
+                "other_approver": { "type": "boolean" },
+                "timeout": duration()
+            }
+        } ] },
+        "retries": { "type": "integer", "minimum": 0, "maximum": 100 },
+        "backoff": duration(),
+        "expect": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "exit_code": { "oneOf": [ { "type": "integer" }, { "type": "array", "items": { "type": "integer" } } ] },
+                "status": { "oneOf": [ { "type": "integer" }, { "type": "array", "items": { "type": "integer" } } ] },
+                "stdout": string(), "stderr": string(),
+                "json": { "type": "object" },
+                "body_contains": string(),
+                "that": string()
+            }
+        },
+        "outputs": string_map(),
+        "for_each": { "oneOf": [ string(), { "type": "array" }, {
+            "type": "object", "additionalProperties": false, "required": ["items"],
+            "properties": { "items": {}, "until": string() }
+        } ] },
+        "max_parallel": { "type": "integer", "minimum": 1 },
+        "max_failures": { "oneOf": [ { "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+%$" } ] },
+        "serial": { "type": "integer", "minimum": 1 },
+        "idempotent": { "type": "boolean" },
+        "read_only": { "type": "boolean" },
+        "continue_on_failure": { "type": "boolean" },
+        "rollback": { "oneOf": [ string(), { "type": "object", "additionalProperties": false, "properties": Value::Object(body_properties()) } ] }
+    });
+    if let Value::Object(m) = extra {
+        props.extend(m);
+    }
+    json!({ "type": "object", "additionalProperties": false, "required": ["id"], "properties": Value::Object(props) })
+}
+
+/// The schema as a JSON value.
+pub fn schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://runbook.dev/schema/runbook-v1.json",
+        "title": "runbook format version 1",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["runbook", "version", "steps"],
+        "properties": {
+            "runbook": string(),
+            "version": { "const": 1 },
+            "description": string(),
+            "inputs": {
+                "type": "object",
+                "additionalProperties": {
+                    "oneOf": [ { "type": "null" }, {
+                        "type": "object", "additionalProperties": false,
+                        "properties": {
+                            "description": string(),
+                            "required": { "type": "boolean" },
+                            "default": {},
+                            "type": { "enum": ["string", "int", "bool", "list"] },
+                            "list": { "type": "boolean" },
+                            "secret": { "type": "boolean" },
+                            "from_env": string(),
+                            "from_file": string(),
+                            "allowed": { "type": "array", "items": { "type": "string" } },
+                            "pattern": string()
+                        }
+                    } ]
+                }
+            },
+            "hosts": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object", "additionalProperties": false, "required": ["address"],
+                    "properties": {
+                        "address": string(), "user": string(),
+                        "port": { "type": "integer", "minimum": 1, "maximum": 65535 },
+                        "identity_file": string(), "jump": string(), "known_hosts": string()
+                    }
+                }
+            },
+            "groups": { "type": "object", "additionalProperties": names() },
+            "defaults": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "timeout": duration(),
+                    "retries": { "type": "integer", "minimum": 0 },
+                    "backoff": duration(),
+                    "gate_timeout": duration()
+                }
+            },
+            "lock": string(),
+            "steps": { "type": "array", "items": step() },
+            "finally": { "type": "array", "items": step() }
+        }
+    })
+}
+
+/// The schema, pretty-printed (what `runbook schema` prints).
+pub fn schema_json() -> String {
+    serde_json::to_string_pretty(&schema()).unwrap_or_default()
+}
