@@ -246,7 +246,10 @@ pub fn to_json<'a>(source: &'a SourceFile, diags: &'a [Diagnostic]) -> Vec<JsonD
 }
 
 /// "did you mean `x`?" for a misspelt name, when one candidate is close enough.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))

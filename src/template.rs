@@ -260,13 +260,19 @@ mod tests {
     use super::*;
 
     fn ctx() -> Value {
-        crate::template::to_value(serde_json::json!({"node": "vault-2", "evil": "a; rm -rf /", "q": "it's"}))
+        crate::template::to_value(
+            serde_json::json!({"node": "vault-2", "evil": "a; rm -rf /", "q": "it's"}),
+        )
     }
 
     #[test]
     fn shell_values_are_quoted() {
         let t = Templates::new(SecretDisplay::Reveal);
-        let out = t.render("restart {{ node }} {{ evil }} {{ q }}", &ctx(), Target::Shell);
+        let out = t.render(
+            "restart {{ node }} {{ evil }} {{ q }}",
+            &ctx(),
+            Target::Shell,
+        );
         assert_eq!(
             out.ok().as_deref(),
             Some(r#"restart vault-2 'a; rm -rf /' 'it'\''s'"#)
@@ -298,7 +304,10 @@ mod tests {
             }),
         )]);
         let shell = t.render("curl -H {{ token }}", &ctx, Target::Shell).ok();
-        assert_eq!(shell.as_deref(), Some(r#"curl -H "${RUNBOOK_SECRET_TOKEN}""#));
+        assert_eq!(
+            shell.as_deref(),
+            Some(r#"curl -H "${RUNBOOK_SECRET_TOKEN}""#)
+        );
         let text = t.render("{{ token }}", &ctx, Target::Text).ok();
         assert_eq!(text.as_deref(), Some("hunter2"));
         let masked = Templates::new(SecretDisplay::Mask)

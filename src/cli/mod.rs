@@ -57,7 +57,12 @@ fn run(cli: Cli) -> ExitStatus {
             ExitStatus::Success
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "runbook",
+                &mut std::io::stdout(),
+            );
             ExitStatus::Success
         }
     }
@@ -79,10 +84,13 @@ pub fn load_runbook(path: &Path, color: bool, strict: bool) -> Result<Runbook, E
     };
     let v = validate::validate(&loaded);
     if !v.diagnostics.is_empty() {
-        eprint!("{}", diagnostic::render_human(&loaded.source, &v.diagnostics, color));
+        eprint!(
+            "{}",
+            diagnostic::render_human(&loaded.source, &v.diagnostics, color)
+        );
     }
     match v.runbook {
-        Some(rb) if !(strict && !v.diagnostics.is_empty()) => Ok(rb),
+        Some(rb) if !strict || v.diagnostics.is_empty() => Ok(rb),
         _ => {
             eprintln!("{}", summary(&loaded.source.name, &v.diagnostics));
             Err(ExitStatus::Invalid)
@@ -94,7 +102,11 @@ fn summary(name: &str, diags: &[Diagnostic]) -> String {
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    format!("{name}: {}, {}", plural(errors, "error"), plural(warnings, "warning"))
+    format!(
+        "{name}: {}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 fn cmd_validate(a: &ValidateArgs, color: bool) -> ExitStatus {
@@ -120,15 +132,29 @@ fn cmd_validate(a: &ValidateArgs, color: bool) -> ExitStatus {
             }
             DiagFormat::Human => {
                 if !v.diagnostics.is_empty() {
-                    eprint!("{}", diagnostic::render_human(&loaded.source, &v.diagnostics, color));
+                    eprint!(
+                        "{}",
+                        diagnostic::render_human(&loaded.source, &v.diagnostics, color)
+                    );
                 }
                 if bad {
                     eprintln!("{}", summary(&loaded.source.name, &v.diagnostics));
                 } else {
-                    let steps = v.runbook.as_ref().map_or(0, |r| r.steps.len() + r.finally.len());
+                    let steps = v
+                        .runbook
+                        .as_ref()
+                        .map_or(0, |r| r.steps.len() + r.finally.len());
                     let warn = v.diagnostics.len();
-                    let extra = if warn > 0 { format!(", {warn} warning{}", if warn == 1 { "" } else { "s" }) } else { String::new() };
-                    println!("ok: {} ({steps} step{}{extra})", loaded.source.name, if steps == 1 { "" } else { "s" });
+                    let extra = if warn > 0 {
+                        format!(", {warn} warning{}", if warn == 1 { "" } else { "s" })
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "ok: {} ({steps} step{}{extra})",
+                        loaded.source.name,
+                        if steps == 1 { "" } else { "s" }
+                    );
                 }
             }
         }
@@ -137,7 +163,11 @@ fn cmd_validate(a: &ValidateArgs, color: bool) -> ExitStatus {
         let doc = serde_json::json!({ "version": 1, "valid": !failed, "diagnostics": json });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
-    if failed { ExitStatus::Invalid } else { ExitStatus::Success }
+    if failed {
+        ExitStatus::Invalid
+    } else {
+        ExitStatus::Success
+    }
 }
 
 /// Turns `-i` pairs and `--inputs-file` into what `plan::inputs` takes.
@@ -216,11 +246,16 @@ fn cmd_list(a: &ListArgs) -> ExitStatus {
     files.sort();
     let mut rows = Vec::new();
     for path in &files {
-        let Ok(loaded) = load::load(path) else { continue };
+        let Ok(loaded) = load::load(path) else {
+            continue;
+        };
         let v = validate::validate(&loaded);
         let (name, desc) = match &v.runbook {
             Some(rb) => (rb.name.clone(), rb.description.clone()),
-            None => (String::from("?"), format!("(invalid: run `runbook validate {}`)", path.display())),
+            None => (
+                String::from("?"),
+                format!("(invalid: run `runbook validate {}`)", path.display()),
+            ),
         };
         rows.push((path.display().to_string(), name, desc));
     }

@@ -27,7 +27,10 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     /// A scalar; `plain` is false for quoted and block scalars (which are always strings).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -157,7 +160,10 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                             "multiple-documents",
                             "a runbook file holds exactly one YAML document",
                         )
-                        .with_span(range.start..range.end.max(range.start + 3).min(src.len()), "a second document starts here")
+                        .with_span(
+                            range.start..range.end.max(range.start + 3).min(src.len()),
+                            "a second document starts here",
+                        )
                         .with_help("put each runbook in its own file"),
                     );
                     return Err(diags);
@@ -233,7 +239,9 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                     anchor,
                     items,
                 }) => {
-                    let end = items.last().map_or(range.end, |n| n.span.end.max(range.end));
+                    let end = items
+                        .last()
+                        .map_or(range.end, |n| n.span.end.max(range.end));
                     Some((
                         Node {
                             kind: NodeKind::Seq(items),
@@ -262,10 +270,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                 }
                 None => None,
             },
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentEnd
-            | Event::Nothing => None,
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
         };
 
         if let Some((node, anchor)) = finished {
@@ -332,10 +337,7 @@ fn scalar_range(src: &str, range: Range<usize>, _style: ScalarStyle) -> Range<us
 /// The offset one character after `at` (or `at` itself at the end of input).
 fn next_char_boundary(src: &str, at: usize) -> usize {
     let at = at.min(src.len());
-    src[at..]
-        .chars()
-        .next()
-        .map_or(at, |c| at + c.len_utf8())
+    src[at..].chars().next().map_or(at, |c| at + c.len_utf8())
 }
 
 #[cfg(test)]

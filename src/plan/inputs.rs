@@ -137,7 +137,10 @@ fn input_value(r: &Resolved) -> Value {
             env_name: secret_env_name(&r.name, None),
             value: items.first().cloned().unwrap_or_default(),
         }),
-        InputValue::Unknown if r.list => Value::from_object(crate::template::Placeholder(format!("{}: not provided yet", r.name))),
+        InputValue::Unknown if r.list => Value::from_object(crate::template::Placeholder(format!(
+            "{}: not provided yet",
+            r.name
+        ))),
         InputValue::Unknown => Value::from_object(Secret {
             env_name: secret_env_name(&r.name, None),
             value: String::new(),
@@ -165,11 +168,24 @@ pub fn resolve(
 ) -> Result<Inputs, Vec<String>> {
     let mut errors = Vec::new();
     let names: Vec<&str> = rb.inputs.iter().map(|i| i.name.as_str()).collect();
-    let given = provided.pairs.iter().map(|(k, _)| k).chain(provided.file.iter().map(|(k, _)| k));
+    let given = provided
+        .pairs
+        .iter()
+        .map(|(k, _)| k)
+        .chain(provided.file.iter().map(|(k, _)| k));
     for k in given {
         if rb.input(k).is_none() {
-            let hint = did_you_mean(k, names.iter().copied()).map(|h| format!(" ({h})")).unwrap_or_default();
-            errors.push(format!("unknown input `{k}`{hint}; this runbook takes: {}", if names.is_empty() { "no inputs".to_string() } else { names.join(", ") }));
+            let hint = did_you_mean(k, names.iter().copied())
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            errors.push(format!(
+                "unknown input `{k}`{hint}; this runbook takes: {}",
+                if names.is_empty() {
+                    "no inputs".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
         }
     }
     let templates = Templates::new(SecretDisplay::Reveal);
@@ -203,7 +219,10 @@ pub fn resolve(
                         continue;
                     }
                     None => {
-                        let how = input.from_env.as_ref().map_or(String::new(), |v| format!(" (set {v})"));
+                        let how = input
+                            .from_env
+                            .as_ref()
+                            .map_or(String::new(), |v| format!(" (set {v})"));
                         errors.push(format!("secret input `{}` was not provided{how} and cannot be prompted for without a terminal", input.name));
                         continue;
                     }
@@ -213,7 +232,11 @@ pub fn resolve(
                     continue;
                 }
             };
-            let values = if list { split_list(&raw) } else { vec![raw.trim_end_matches(['\n', '\r']).to_string()] };
+            let values = if list {
+                split_list(&raw)
+            } else {
+                vec![raw.trim_end_matches(['\n', '\r']).to_string()]
+            };
             out.values.push(Resolved {
                 name: input.name.clone(),
                 value: InputValue::Secret(values),
@@ -227,12 +250,19 @@ pub fn resolve(
             (parse_text(input, v), InputSource::CommandLine)
         } else if let Some((_, v)) = file {
             (coerce_json(input, v.clone()), InputSource::InputsFile)
-        } else if let Some(var) = input.from_env.as_ref().filter(|v| std::env::var_os(v).is_some()) {
+        } else if let Some(var) = input
+            .from_env
+            .as_ref()
+            .filter(|v| std::env::var_os(v).is_some())
+        {
             let text = std::env::var(var).unwrap_or_default();
             (parse_text(input, &text), InputSource::Env(var.clone()))
         } else if let Some(path) = &input.from_file {
             match std::fs::read_to_string(path) {
-                Ok(text) => (parse_text(input, text.trim_end()), InputSource::File(path.clone())),
+                Ok(text) => (
+                    parse_text(input, text.trim_end()),
+                    InputSource::File(path.clone()),
+                ),
                 Err(e) if input.default.is_none() => {
                     errors.push(format!("input `{}`: cannot read {path}: {e}", input.name));
                     continue;
@@ -277,12 +307,20 @@ pub fn resolve(
             format!(
                 "missing required input{} {}: pass {}",
                 if missing.len() > 1 { "s" } else { "" },
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 flags.join(" ")
             ),
         );
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn secret_source(input: &Input) -> Result<Option<(String, InputSource)>, String> {
@@ -296,7 +334,10 @@ fn secret_source(input: &Input) -> Result<Option<(String, InputSource)>, String>
         return match std::fs::read_to_string(path) {
             Ok(v) => Ok(Some((v, InputSource::File(path.clone())))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("secret input `{}`: cannot read {path}: {e}", input.name)),
+            Err(e) => Err(format!(
+                "secret input `{}`: cannot read {path}: {e}",
+                input.name
+            )),
         };
     }
     Ok(None)
@@ -317,14 +358,25 @@ fn parse_text(input: &Input, text: &str) -> Result<serde_json::Value, String> {
             .trim()
             .parse::<i64>()
             .map(serde_json::Value::from)
-            .map_err(|_| format!("input `{}` must be a whole number, got `{text}`", input.name)),
+            .map_err(|_| {
+                format!(
+                    "input `{}` must be a whole number, got `{text}`",
+                    input.name
+                )
+            }),
         InputType::Bool => match text.trim() {
             "true" | "yes" | "1" => Ok(serde_json::Value::Bool(true)),
             "false" | "no" | "0" => Ok(serde_json::Value::Bool(false)),
-            _ => Err(format!("input `{}` must be true or false, got `{text}`", input.name)),
+            _ => Err(format!(
+                "input `{}` must be true or false, got `{text}`",
+                input.name
+            )),
         },
         InputType::List => Ok(serde_json::Value::Array(
-            split_list(text).into_iter().map(serde_json::Value::String).collect(),
+            split_list(text)
+                .into_iter()
+                .map(serde_json::Value::String)
+                .collect(),
         )),
     }
 }
@@ -338,25 +390,48 @@ fn coerce_json(input: &Input, v: serde_json::Value) -> Result<serde_json::Value,
         (serde_json::Value::Number(_) | serde_json::Value::Bool(_), InputType::String) => {
             Ok(serde_json::Value::String(v.to_string()))
         }
-        _ => Err(format!("input `{}` must be {}, got {v}", input.name, input.ty.as_str())),
+        _ => Err(format!(
+            "input `{}` must be {}, got {v}",
+            input.name,
+            input.ty.as_str()
+        )),
     }
 }
 
-fn default_value(input: &Input, templates: &Templates, so_far: &Inputs) -> Result<serde_json::Value, String> {
-    let Some(default) = &input.default else { return Ok(serde_json::Value::Null) };
+fn default_value(
+    input: &Input,
+    templates: &Templates,
+    so_far: &Inputs,
+) -> Result<serde_json::Value, String> {
+    let Some(default) = &input.default else {
+        return Ok(serde_json::Value::Null);
+    };
     let ctx = crate::template::map(so_far.context_entries());
     render_json(default, templates, &ctx)
-        .map_err(|e| format!("default of input `{}`: {}", input.name, crate::template::describe_error(&e)))
+        .map_err(|e| {
+            format!(
+                "default of input `{}`: {}",
+                input.name,
+                crate::template::describe_error(&e)
+            )
+        })
         .and_then(|v| coerce_json(input, v))
 }
 
-fn render_json(v: &serde_json::Value, t: &Templates, ctx: &Value) -> Result<serde_json::Value, minijinja::Error> {
+fn render_json(
+    v: &serde_json::Value,
+    t: &Templates,
+    ctx: &Value,
+) -> Result<serde_json::Value, minijinja::Error> {
     Ok(match v {
         serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
             serde_json::Value::String(t.render(s, ctx, Target::Text)?)
         }
         serde_json::Value::Array(items) => serde_json::Value::Array(
-            items.iter().map(|i| render_json(i, t, ctx)).collect::<Result<_, _>>()?,
+            items
+                .iter()
+                .map(|i| render_json(i, t, ctx))
+                .collect::<Result<_, _>>()?,
         ),
         other => other.clone(),
     })
@@ -370,12 +445,20 @@ fn check_constraints(input: &Input, v: serde_json::Value) -> Result<serde_json::
     };
     for t in &texts {
         if !input.allowed.is_empty() && !input.allowed.contains(t) {
-            return Err(format!("input `{}` must be one of {}, got `{t}`", input.name, input.allowed.join(", ")));
+            return Err(format!(
+                "input `{}` must be one of {}, got `{t}`",
+                input.name,
+                input.allowed.join(", ")
+            ));
         }
         if let Some(p) = &input.pattern
             && !p.is_match(t)
         {
-            return Err(format!("input `{}` must match {}, got `{t}`", input.name, p.as_str()));
+            return Err(format!(
+                "input `{}` must match {}, got `{t}`",
+                input.name,
+                p.as_str()
+            ));
         }
     }
     Ok(v)
@@ -409,6 +492,9 @@ pub fn read_inputs_file(path: &Path) -> Result<Vec<(String, serde_json::Value)>,
     };
     match crate::validate::reader::to_json(&root) {
         serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
-        _ => Err(format!("{}: an inputs file is a mapping of input names to values", path.display())),
+        _ => Err(format!(
+            "{}: an inputs file is a mapping of input names to values",
+            path.display()
+        )),
     }
 }

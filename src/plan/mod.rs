@@ -244,11 +244,23 @@ pub fn plan_context(inputs: &Inputs) -> Value {
     let mut entries = inputs.context_entries();
     let all: Vec<(String, Value)> = entries.clone();
     entries.push(("inputs".into(), crate::template::map(all)));
-    entries.push(("steps".into(), Value::from_object(Placeholder("steps".into()))));
+    entries.push((
+        "steps".into(),
+        Value::from_object(Placeholder("steps".into())),
+    ));
     entries.push(("run".into(), Value::from_object(Placeholder("run".into()))));
-    entries.push(("host".into(), Value::from_object(Placeholder("host".into()))));
-    entries.push(("item".into(), Value::from_object(Placeholder("item".into()))));
-    entries.push(("item_index".into(), Value::from_object(Placeholder("item_index".into()))));
+    entries.push((
+        "host".into(),
+        Value::from_object(Placeholder("host".into())),
+    ));
+    entries.push((
+        "item".into(),
+        Value::from_object(Placeholder("item".into())),
+    ));
+    entries.push((
+        "item_index".into(),
+        Value::from_object(Placeholder("item_index".into())),
+    ));
     crate::template::map(entries)
 }
 
@@ -346,25 +358,45 @@ fn is_runtime_expr(t: &Templates, expr: &str) -> bool {
 }
 
 /// Resolves the SSH targets of `on:` for display.
-pub fn targets(rb: &Runbook, t: &Templates, ctx: &Value, on: Option<&Named>) -> Result<Vec<PlanTarget>, PlanError> {
+pub fn targets(
+    rb: &Runbook,
+    t: &Templates,
+    ctx: &Value,
+    on: Option<&Named>,
+) -> Result<Vec<PlanTarget>, PlanError> {
     let Some(on) = on else { return Ok(Vec::new()) };
     rb.target_hosts(&on.name)
         .into_iter()
         .map(|h| {
-            let address = t
-                .render(&h.address.src, ctx, Target::Text)
-                .map_err(|e| PlanError(format!("address of host `{}`: {}", h.name, crate::template::describe_error(&e))))?;
+            let address = t.render(&h.address.src, ctx, Target::Text).map_err(|e| {
+                PlanError(format!(
+                    "address of host `{}`: {}",
+                    h.name,
+                    crate::template::describe_error(&e)
+                ))
+            })?;
             let user = match &h.user {
-                Some(u) => Some(
-                    t.render(&u.src, ctx, Target::Text)
-                        .map_err(|e| PlanError(format!("user of host `{}`: {}", h.name, crate::template::describe_error(&e))))?,
-                ),
+                Some(u) => Some(t.render(&u.src, ctx, Target::Text).map_err(|e| {
+                    PlanError(format!(
+                        "user of host `{}`: {}",
+                        h.name,
+                        crate::template::describe_error(&e)
+                    ))
+                })?),
                 None => None,
             };
             let jump = match &h.jump {
                 Some(j) => Some(match rb.host(&j.name) {
                     Some(jh) => {
-                        let sub = targets(rb, t, ctx, Some(&Named { name: jh.name.clone(), span: 0..0 }))?;
+                        let sub = targets(
+                            rb,
+                            t,
+                            ctx,
+                            Some(&Named {
+                                name: jh.name.clone(),
+                                span: 0..0,
+                            }),
+                        )?;
                         sub.first().map_or(j.name.clone(), PlanTarget::destination)
                     }
                     None => j.name.clone(),
@@ -383,7 +415,12 @@ pub fn targets(rb: &Runbook, t: &Templates, ctx: &Value, on: Option<&Named>) -> 
 }
 
 /// Renders a step body's action for display (plan) with `ctx`.
-pub fn plan_action(t: &Templates, action: &Action, body: &Body, ctx: &Value) -> Result<PlannedAction, PlanError> {
+pub fn plan_action(
+    t: &Templates,
+    action: &Action,
+    body: &Body,
+    ctx: &Value,
+) -> Result<PlannedAction, PlanError> {
     Ok(match action {
         Action::Run(cmd) => PlannedAction::Run {
             command: show(t, cmd, ctx, Target::Shell)?,
@@ -392,7 +429,11 @@ pub fn plan_action(t: &Templates, action: &Action, body: &Body, ctx: &Value) -> 
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
                 .collect::<Result<_, PlanError>>()?,
-            stdin: body.stdin.as_ref().map(|s| show(t, s, ctx, Target::Text)).transpose()?,
+            stdin: body
+                .stdin
+                .as_ref()
+                .map(|s| show(t, s, ctx, Target::Text))
+                .transpose()?,
         },
         Action::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
         Action::Wait(w) => PlannedAction::Wait {
@@ -422,7 +463,11 @@ fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedReque
             .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
             .collect()
     };
-    let opt = |v: &Option<Tmpl>| v.as_ref().map(|x| show(t, x, ctx, Target::Text)).transpose();
+    let opt = |v: &Option<Tmpl>| {
+        v.as_ref()
+            .map(|x| show(t, x, ctx, Target::Text))
+            .transpose()
+    };
     Ok(PlannedRequest {
         method: h.method.clone(),
         url: show(t, &h.url, ctx, Target::Text)?,
@@ -449,7 +494,10 @@ fn json_display(t: &Templates, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::
         JsonTmpl::Number(n) => serde_json::Value::Number(n.clone()),
         JsonTmpl::String(s) => serde_json::Value::String(show(t, s, ctx, Target::Text)?),
         JsonTmpl::Array(items) => serde_json::Value::Array(
-            items.iter().map(|i| json_display(t, i, ctx)).collect::<Result<_, _>>()?,
+            items
+                .iter()
+                .map(|i| json_display(t, i, ctx))
+                .collect::<Result<_, _>>()?,
         ),
         JsonTmpl::Object(pairs) => serde_json::Value::Object(
             pairs
@@ -522,12 +570,19 @@ fn plan_step(
                 t.eval(expr, ctx)
                     .ok()
                     .filter(|v| v.downcast_object_ref::<Placeholder>().is_none())
-                    .and_then(|v| v.try_iter().ok().map(|it| it.map(|x| x.to_string()).collect()))
+                    .and_then(|v| {
+                        v.try_iter()
+                            .ok()
+                            .map(|it| it.map(|x| x.to_string()).collect())
+                    })
             };
             Some(PlannedForEach {
                 items,
                 expression: expr.to_string(),
-                until: fe.until.as_ref().map(|u| expression_source(&u.src).to_string()),
+                until: fe
+                    .until
+                    .as_ref()
+                    .map(|u| expression_source(&u.src).to_string()),
             })
         }
         None => None,
@@ -543,7 +598,11 @@ fn plan_step(
     Ok(PlannedStep {
         index,
         id: step.id.name.clone(),
-        title: step.title.as_ref().map(|x| show(t, x, ctx, Target::Text)).transpose()?,
+        title: step
+            .title
+            .as_ref()
+            .map(|x| show(t, x, ctx, Target::Text))
+            .transpose()?,
         kind: step.body.action.kind(),
         wave,
         needs: step.needs.iter().map(|n| n.name.clone()).collect(),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Plan, PlannedAction, PlannedStep, PlanTarget};
+use super::{Plan, PlanTarget, PlannedAction, PlannedStep};
 
 /// Output formats of `runbook plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +35,14 @@ fn wrap_code<'p>(out: &mut String, first: &'p str, rest: &'p str, s: &str) {
     wrap_with(out, first, rest, s, 80, "↪")
 }
 
-fn wrap_with<'p>(out: &mut String, first: &'p str, rest: &'p str, s: &str, width: usize, mark: &str) {
+fn wrap_with<'p>(
+    out: &mut String,
+    first: &'p str,
+    rest: &'p str,
+    s: &str,
+    width: usize,
+    mark: &str,
+) {
     fn flush<'p>(out: &mut String, current: &mut String, prefix: &mut &'p str, rest: &'p str) {
         let _ = writeln!(out, "{}{}", prefix, current.trim_end());
         *prefix = rest;
@@ -97,7 +104,11 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
     let field = |name: &str| format!("{indent}{name:<9} ");
     let cont = format!("{indent}{:<9} ", "");
     match action {
-        PlannedAction::Run { command, env, stdin } => {
+        PlannedAction::Run {
+            command,
+            env,
+            stdin,
+        } => {
             wrap_code(out, &field("run:"), &cont, command);
             for (k, v) in env {
                 wrap(out, &field("env:"), &cont, &format!("{k}={v}"), 80);
@@ -107,7 +118,13 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
             }
         }
         PlannedAction::Http(r) => {
-            wrap(out, &field("http:"), &cont, &format!("{} {}", r.method, r.url), 80);
+            wrap(
+                out,
+                &field("http:"),
+                &cont,
+                &format!("{} {}", r.method, r.url),
+                80,
+            );
             for (k, v) in &r.query {
                 wrap(out, &field("query:"), &cont, &format!("{k}={v}"), 80);
             }
@@ -121,10 +138,22 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
                 wrap(out, &field("ca_cert:"), &cont, ca, 80);
             }
             if r.insecure {
-                wrap(out, &field("TLS:"), &cont, "!!! INSECURE: certificate verification is OFF !!!", 80);
+                wrap(
+                    out,
+                    &field("TLS:"),
+                    &cont,
+                    "!!! INSECURE: certificate verification is OFF !!!",
+                    80,
+                );
             }
         }
-        PlannedAction::Wait { probe, until, every, backoff, timeout } => {
+        PlannedAction::Wait {
+            probe,
+            until,
+            every,
+            backoff,
+            timeout,
+        } => {
             let mut poll = format!("every {every}");
             if *backoff > 1.0 {
                 poll.push_str(&format!(" (x{backoff} each attempt)"));
@@ -134,7 +163,9 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
             action_lines(out, probe, &format!("{indent}  "));
             wrap(out, &field("until:"), &cont, until, 80);
         }
-        PlannedAction::Manual { instructions } => wrap(out, &field("manual:"), &cont, instructions, 80),
+        PlannedAction::Manual { instructions } => {
+            wrap(out, &field("manual:"), &cont, instructions, 80)
+        }
         PlannedAction::Checkpoint => wrap(out, &field("checkpoint"), &cont, "(gate only)", 80),
     }
 }
@@ -156,7 +187,13 @@ fn step_text(out: &mut String, s: &PlannedStep) {
             Some(false) => " (false now: will be SKIPPED)",
             None => " (decided at run time)",
         };
-        wrap(out, &field("when:"), &cont, &format!("{}{decided}", w.expression), 80);
+        wrap(
+            out,
+            &field("when:"),
+            &cont,
+            &format!("{}{decided}", w.expression),
+            80,
+        );
     }
     if !s.targets.is_empty() {
         wrap(out, &field("on:"), &cont, &target_line(&s.targets), 80);
@@ -214,7 +251,13 @@ fn step_text(out: &mut String, s: &PlannedStep) {
         wrap(out, &field("expect:"), &cont, e, 80);
     }
     for o in &s.outputs {
-        wrap(out, &field("output:"), &cont, &format!("{} = {}", o.name, o.expression), 80);
+        wrap(
+            out,
+            &field("output:"),
+            &cont,
+            &format!("{} = {}", o.name, o.expression),
+            80,
+        );
     }
     if let Some(r) = &s.rollback {
         let mut where_ = String::from("undo");
@@ -250,7 +293,11 @@ pub fn text(plan: &Plan) -> String {
     }
     let total = plan.steps.len();
     for (w, ids) in plan.waves.iter().enumerate() {
-        let together = if ids.len() > 1 { format!(" ({} steps may run together)", ids.len()) } else { String::new() };
+        let together = if ids.len() > 1 {
+            format!(" ({} steps may run together)", ids.len())
+        } else {
+            String::new()
+        };
         let _ = writeln!(out, "\nWave {}{together}", w + 1);
         for &i in ids {
             if let Some(s) = plan.steps.get(i) {
@@ -265,10 +312,18 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     if !plan.rollback_order.is_empty() {
-        let _ = writeln!(out, "\nOn failure, completed steps are undone in reverse order of completion:");
+        let _ = writeln!(
+            out,
+            "\nOn failure, completed steps are undone in reverse order of completion:"
+        );
         wrap(&mut out, "  ", "  ", &plan.rollback_order.join(" ← "), 80);
     }
-    let gates = plan.steps.iter().chain(&plan.finally).filter(|s| s.gate.is_some()).count();
+    let gates = plan
+        .steps
+        .iter()
+        .chain(&plan.finally)
+        .filter(|s| s.gate.is_some())
+        .count();
     let _ = writeln!(
         out,
         "\n{total} step{}, {} wave{}, {gates} gate{}. Nothing was run.",
@@ -281,7 +336,9 @@ pub fn text(plan: &Plan) -> String {
 }
 
 fn dot_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Graphviz DOT: one node per step, an edge per `needs`.
@@ -317,11 +374,20 @@ pub fn dot(plan: &Plan) -> String {
     let mut prev: Vec<String> = plan
         .waves
         .last()
-        .map(|w| w.iter().filter_map(|&i| plan.steps.get(i).map(|s| s.id.clone())).collect())
+        .map(|w| {
+            w.iter()
+                .filter_map(|&i| plan.steps.get(i).map(|s| s.id.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     for f in &plan.finally {
         for p in &prev {
-            let _ = writeln!(out, "  \"{}\" -> \"{}\" [style=dashed];", dot_escape(p), dot_escape(&f.id));
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\" [style=dashed];",
+                dot_escape(p),
+                dot_escape(&f.id)
+            );
         }
         prev = vec![f.id.clone()];
     }
@@ -343,8 +409,17 @@ pub fn mermaid(plan: &Plan) -> String {
         if s.gate.is_some() {
             label.push_str(" ✋");
         }
-        let (open, close) = if s.when.is_some() { ("{", "}") } else { ("[", "]") };
-        let _ = writeln!(out, "  {}{open}\"{}\"{close}", node(i), mermaid_escape(&label));
+        let (open, close) = if s.when.is_some() {
+            ("{", "}")
+        } else {
+            ("[", "]")
+        };
+        let _ = writeln!(
+            out,
+            "  {}{open}\"{}\"{close}",
+            node(i),
+            mermaid_escape(&label)
+        );
     }
     let index = |id: &str| all.iter().position(|s| s.id == id);
     for (i, s) in plan.steps.iter().enumerate() {

@@ -11,8 +11,17 @@ use crate::template::{SecretDisplay, Templates, describe_error, expression_sourc
 
 /// Names an expression over a step's own result may use (`until`, `expect.that`, `outputs`).
 pub const RESULT_NAMES: &[&str] = &[
-    "result", "response", "stdout", "stderr", "exit_code", "json", "status", "body", "headers",
-    "attempt", "hosts",
+    "result",
+    "response",
+    "stdout",
+    "stderr",
+    "exit_code",
+    "json",
+    "status",
+    "body",
+    "headers",
+    "attempt",
+    "hosts",
 ];
 
 /// Where a template sits, which decides what it may refer to and how it is treated.
@@ -65,7 +74,12 @@ pub(super) fn check(rb: &Runbook, src: &str, diags: &mut Vec<Diagnostic>) {
         by_var: HashMap::new(),
         ancestors: None,
         used_inputs: HashSet::new(),
-        secrets: rb.inputs.iter().filter(|i| i.secret).map(|i| i.name.as_str()).collect(),
+        secrets: rb
+            .inputs
+            .iter()
+            .filter(|i| i.secret)
+            .map(|i| i.name.as_str())
+            .collect(),
     };
     c.ids();
     c.graph();
@@ -121,18 +135,35 @@ impl<'a> Checker<'a> {
                 match self.by_var.get(&step_var(&need.name)) {
                     Some(&j) if j < main && j != i => deps[i].push(j),
                     Some(&j) if j == i => bad.push(
-                        Diagnostic::error("dependency-cycle", format!("step `{}` needs itself", step.id.name))
-                            .with_span(need.span.clone(), "itself"),
+                        Diagnostic::error(
+                            "dependency-cycle",
+                            format!("step `{}` needs itself", step.id.name),
+                        )
+                        .with_span(need.span.clone(), "itself"),
                     ),
                     Some(_) => bad.push(
-                        Diagnostic::error("unknown-dependency", format!("step `{}` needs `{}`, a `finally` step", step.id.name, need.name))
-                            .with_span(need.span.clone(), "a finally step")
-                            .with_help("`finally` steps run after every other step; nothing can need them"),
+                        Diagnostic::error(
+                            "unknown-dependency",
+                            format!(
+                                "step `{}` needs `{}`, a `finally` step",
+                                step.id.name, need.name
+                            ),
+                        )
+                        .with_span(need.span.clone(), "a finally step")
+                        .with_help(
+                            "`finally` steps run after every other step; nothing can need them",
+                        ),
                     ),
                     None => {
                         let names = self.rb.steps.iter().map(|s| s.id.name.as_str());
-                        let mut d = Diagnostic::error("unknown-dependency", format!("step `{}` needs `{}`, which is not a step", step.id.name, need.name))
-                            .with_span(need.span.clone(), "no step with this id");
+                        let mut d = Diagnostic::error(
+                            "unknown-dependency",
+                            format!(
+                                "step `{}` needs `{}`, which is not a step",
+                                step.id.name, need.name
+                            ),
+                        )
+                        .with_span(need.span.clone(), "no step with this id");
                         if let Some(h) = did_you_mean(&need.name, names) {
                             d = d.with_help(h);
                         }
@@ -144,9 +175,12 @@ impl<'a> Checker<'a> {
         for step in &self.rb.finally {
             if let Some(first) = step.needs.first() {
                 bad.push(
-                    Diagnostic::error("finally-needs", format!("finally step `{}` has `needs`", step.id.name))
-                        .with_span(first.span.clone(), "not allowed here")
-                        .with_help("`finally` steps run in the order written, after everything else"),
+                    Diagnostic::error(
+                        "finally-needs",
+                        format!("finally step `{}` has `needs`", step.id.name),
+                    )
+                    .with_span(first.span.clone(), "not allowed here")
+                    .with_help("`finally` steps run in the order written, after everything else"),
                 );
             }
         }
@@ -157,8 +191,15 @@ impl<'a> Checker<'a> {
                 self.ancestors = Some(graph::Ancestors::new(&deps, &order));
             }
             Err(cycle) => {
-                let names: Vec<&str> = cycle.iter().map(|&i| self.rb.steps[i].id.name.as_str()).collect();
-                let path = format!("{} → {}", names.join(" → "), names.first().copied().unwrap_or(""));
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&i| self.rb.steps[i].id.name.as_str())
+                    .collect();
+                let path = format!(
+                    "{} → {}",
+                    names.join(" → "),
+                    names.first().copied().unwrap_or("")
+                );
                 // Point at the `needs` entry that closes the loop: first needs last.
                 let (first, last) = (cycle[0], cycle[cycle.len() - 1]);
                 let closing = &self.rb.steps[first];
@@ -190,8 +231,11 @@ impl<'a> Checker<'a> {
 
     fn unknown_host(&mut self, target: &Named, what: &str) {
         let names = self.target_names();
-        let mut d = Diagnostic::error("unknown-host", format!("{what} `{}` is not a declared host or group", target.name))
-            .with_span(target.span.clone(), "unknown host");
+        let mut d = Diagnostic::error(
+            "unknown-host",
+            format!("{what} `{}` is not a declared host or group", target.name),
+        )
+        .with_span(target.span.clone(), "unknown host");
         d = d.with_help(match did_you_mean(&target.name, names.iter().copied()) {
             Some(h) => h,
             None if names.is_empty() => "declare it under `hosts:`".to_string(),
@@ -284,20 +328,50 @@ impl<'a> Checker<'a> {
                 self.template(&g.text, Use::Display, scope);
             }
             if let Some(w) = &step.when {
-                self.expression(w, Scope { item: false, ..scope });
+                self.expression(
+                    w,
+                    Scope {
+                        item: false,
+                        ..scope
+                    },
+                );
             }
             if let Some(fe) = &step.for_each {
-                self.expression(&fe.items, Scope { item: false, ..scope });
+                self.expression(
+                    &fe.items,
+                    Scope {
+                        item: false,
+                        ..scope
+                    },
+                );
                 if let Some(u) = &fe.until {
-                    self.expression(u, Scope { result: true, ..scope });
+                    self.expression(
+                        u,
+                        Scope {
+                            result: true,
+                            ..scope
+                        },
+                    );
                 }
             }
             self.body(&step.body, scope);
             if let Some(t) = &step.expect.that {
-                self.expression(t, Scope { result: true, ..scope });
+                self.expression(
+                    t,
+                    Scope {
+                        result: true,
+                        ..scope
+                    },
+                );
             }
             for (_, expr) in &step.outputs {
-                self.expression(expr, Scope { result: true, ..scope });
+                self.expression(
+                    expr,
+                    Scope {
+                        result: true,
+                        ..scope
+                    },
+                );
             }
             if let Some(rbk) = &step.rollback {
                 let rscope = Scope {
@@ -327,7 +401,13 @@ impl<'a> Checker<'a> {
                     ),
                     Probe::Http(h) => self.http(h, scope),
                 }
-                self.expression(&w.until, Scope { result: true, ..scope });
+                self.expression(
+                    &w.until,
+                    Scope {
+                        result: true,
+                        ..scope
+                    },
+                );
             }
             Action::Checkpoint => {}
         }
@@ -344,7 +424,10 @@ impl<'a> Checker<'a> {
         for (_, v) in h.headers.iter().chain(&h.query) {
             self.template(v, Use::Sent, scope);
         }
-        for t in [&h.ca_cert, &h.client_cert, &h.client_key].into_iter().flatten() {
+        for t in [&h.ca_cert, &h.client_cert, &h.client_key]
+            .into_iter()
+            .flatten()
+        {
             self.template(t, Use::Sent, scope);
         }
         match &h.body {
@@ -372,8 +455,12 @@ impl<'a> Checker<'a> {
                 };
                 self.template(&t, Use::Sent, scope);
             }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| self.json_defaults(i, span, scope)),
-            serde_json::Value::Object(m) => m.values().for_each(|i| self.json_defaults(i, span, scope)),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .for_each(|i| self.json_defaults(i, span, scope)),
+            serde_json::Value::Object(m) => {
+                m.values().for_each(|i| self.json_defaults(i, span, scope))
+            }
             _ => {}
         }
     }
@@ -385,6 +472,12 @@ impl<'a> Checker<'a> {
         match self.templates.template_variables(&t.src) {
             Ok(vars) => self.variables(t, &vars, usage, scope),
             Err(e) => {
+                // Inputs named in a broken template still count as used: one error, not two.
+                for input in scope.inputs {
+                    if find_word(&t.src, &input.name).is_some() {
+                        self.used_inputs.insert(input.name.clone());
+                    }
+                }
                 let span = self.map_range(t, e.range());
                 self.push(
                     Diagnostic::error("template-syntax", format!("template error: {}", describe_error(&e)))
@@ -464,7 +557,9 @@ impl<'a> Checker<'a> {
                 match root {
                     "host" => "`host` exists only in steps that run `on:` a host".to_string(),
                     "item" | "item_index" => "`item` exists only in `for_each` steps".to_string(),
-                    r if RESULT_NAMES.contains(&r) => format!("`{r}` exists only in expressions over a step's result (`until`, `expect.that`, `outputs`)"),
+                    r if RESULT_NAMES.contains(&r) => format!(
+                        "`{r}` exists only in expressions over a step's result (`until`, `expect.that`, `outputs`)"
+                    ),
                     _ => format!("`{root}` is not an input or a known variable"),
                 }
             };
@@ -475,10 +570,12 @@ impl<'a> Checker<'a> {
     fn step_reference(&mut self, t: &Tmpl, id: &str, scope: Scope<'_>) {
         let Some(&j) = self.by_var.get(id) else {
             let names = self.rb.steps.iter().map(|s| s.id.name.as_str());
-            let help = did_you_mean(id, names.clone().map(|n| n))
-                .map(|h| h.replace('-', "_"));
-            let mut d = Diagnostic::error("undefined-variable", format!("`steps.{id}` refers to a step that does not exist"))
-                .with_span(self.find_in(t, id), "no such step");
+            let help = did_you_mean(id, names).map(|h| h.replace('-', "_"));
+            let mut d = Diagnostic::error(
+                "undefined-variable",
+                format!("`steps.{id}` refers to a step that does not exist"),
+            )
+            .with_span(self.find_in(t, id), "no such step");
             if let Some(h) = help {
                 d = d.with_help(h);
             }
@@ -495,17 +592,28 @@ impl<'a> Checker<'a> {
         if !upstream {
             let (this, other) = (&self.rb.steps[i.min(self.rb.steps.len() - 1)].id.name, id);
             self.push(
-                Diagnostic::error("undefined-variable", format!("`steps.{other}` is not upstream of step `{this}`"))
-                    .with_span(self.find_in(t, id), "may not have run yet")
-                    .with_help(format!("add `{}` to the `needs` of `{this}` (directly or through another step)", self.all_steps().nth(j).map_or(other.to_string(), |(_, s)| s.id.name.clone()))),
+                Diagnostic::error(
+                    "undefined-variable",
+                    format!("`steps.{other}` is not upstream of step `{this}`"),
+                )
+                .with_span(self.find_in(t, id), "may not have run yet")
+                .with_help(format!(
+                    "add `{}` to the `needs` of `{this}` (directly or through another step)",
+                    self.all_steps()
+                        .nth(j)
+                        .map_or(other.to_string(), |(_, s)| s.id.name.clone())
+                )),
             );
         }
     }
 
     fn undefined(&mut self, t: &Tmpl, name: &str, reason: &str, scope: Scope<'_>) {
         let names: Vec<&str> = scope.inputs.iter().map(|i| i.name.as_str()).collect();
-        let mut d = Diagnostic::error("undefined-variable", format!("undefined variable `{name}`: {reason}"))
-            .with_span(self.find_in(t, name), "undefined");
+        let mut d = Diagnostic::error(
+            "undefined-variable",
+            format!("undefined variable `{name}`: {reason}"),
+        )
+        .with_span(self.find_in(t, name), "undefined");
         if let Some(h) = did_you_mean(name, names) {
             d = d.with_help(h);
         } else {
@@ -535,7 +643,11 @@ impl<'a> Checker<'a> {
             .collect();
         for (var, range) in found {
             let root = var.split('.').next().unwrap_or_default();
-            let root = if root == "inputs" { var.split('.').nth(1).unwrap_or_default() } else { root };
+            let root = if root == "inputs" {
+                var.split('.').nth(1).unwrap_or_default()
+            } else {
+                root
+            };
             let span = self.map_range(t, Some(range));
             if self.secrets.contains(root) {
                 self.push(
@@ -559,18 +671,29 @@ impl<'a> Checker<'a> {
             let remote = step.body.on.is_some() && matches!(step.body.action, Action::Run(_));
             if remote && step.confirm.is_none() && step.rollback.is_none() && !step.read_only {
                 self.push(
-                    Diagnostic::warning("remote-step-unguarded", format!("step `{}` changes a remote host without a gate or a rollback", step.id.name))
-                        .with_span(step.id.span.clone(), "no `confirm` and no `rollback`")
-                        .with_help("add `confirm:` or `rollback:`, or `read_only: true` if it only inspects"),
+                    Diagnostic::warning(
+                        "remote-step-unguarded",
+                        format!(
+                            "step `{}` changes a remote host without a gate or a rollback",
+                            step.id.name
+                        ),
+                    )
+                    .with_span(step.id.span.clone(), "no `confirm` and no `rollback`")
+                    .with_help(
+                        "add `confirm:` or `rollback:`, or `read_only: true` if it only inspects",
+                    ),
                 );
             }
         }
         for input in &rb.inputs {
             if !self.used_inputs.contains(&input.name) {
                 self.push(
-                    Diagnostic::warning("unused-input", format!("input `{}` is never used", input.name))
-                        .with_span(input.span.clone(), "declared here")
-                        .with_help("remove it, or use it in a template"),
+                    Diagnostic::warning(
+                        "unused-input",
+                        format!("input `{}` is never used", input.name),
+                    )
+                    .with_span(input.span.clone(), "declared here")
+                    .with_help("remove it, or use it in a template"),
                 );
             }
         }
@@ -587,7 +710,9 @@ impl<'a> Checker<'a> {
 
     /// Maps a byte range inside the template text to the file.
     fn map_range(&self, t: &Tmpl, range: Option<Range<usize>>) -> Range<usize> {
-        let Some(range) = range else { return t.span.clone() };
+        let Some(range) = range else {
+            return t.span.clone();
+        };
         let file = self.src.get(t.span.clone()).unwrap_or_default();
         // Plain scalars are the text itself; quoted ones are offset by the quote.
         let offset = if file == t.src {
@@ -596,7 +721,9 @@ impl<'a> Checker<'a> {
             Some(1)
         } else {
             let piece = t.src.get(range.clone()).unwrap_or_default();
-            file.find(piece).filter(|_| !piece.is_empty()).map(|at| at.saturating_sub(range.start))
+            file.find(piece)
+                .filter(|_| !piece.is_empty())
+                .map(|at| at.saturating_sub(range.start))
         };
         match offset {
             Some(o) => {

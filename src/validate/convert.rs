@@ -12,30 +12,101 @@ use crate::load::{Node, NodeKind};
 use crate::model::*;
 
 const TOP: &[&str] = &[
-    "runbook", "version", "description", "inputs", "hosts", "groups", "defaults", "lock", "steps",
+    "runbook",
+    "version",
+    "description",
+    "inputs",
+    "hosts",
+    "groups",
+    "defaults",
+    "lock",
+    "steps",
     "finally",
 ];
 const INPUT: &[&str] = &[
-    "description", "required", "default", "type", "list", "secret", "from_env", "from_file",
-    "allowed", "pattern",
+    "description",
+    "required",
+    "default",
+    "type",
+    "list",
+    "secret",
+    "from_env",
+    "from_file",
+    "allowed",
+    "pattern",
 ];
-const HOST: &[&str] = &["address", "user", "port", "identity_file", "jump", "known_hosts"];
+const HOST: &[&str] = &[
+    "address",
+    "user",
+    "port",
+    "identity_file",
+    "jump",
+    "known_hosts",
+];
 const DEFAULTS: &[&str] = &["timeout", "retries", "backoff", "gate_timeout"];
 const STEP: &[&str] = &[
-    "id", "title", "needs", "when", "run", "http", "wait", "manual", "on", "confirm", "timeout",
-    "retries", "backoff", "expect", "outputs", "for_each", "max_parallel", "max_failures",
-    "serial", "idempotent", "read_only", "continue_on_failure", "rollback", "env", "stdin",
+    "id",
+    "title",
+    "needs",
+    "when",
+    "run",
+    "http",
+    "wait",
+    "manual",
+    "on",
+    "confirm",
+    "timeout",
+    "retries",
+    "backoff",
+    "expect",
+    "outputs",
+    "for_each",
+    "max_parallel",
+    "max_failures",
+    "serial",
+    "idempotent",
+    "read_only",
+    "continue_on_failure",
+    "rollback",
+    "env",
+    "stdin",
 ];
-const BODY: &[&str] = &["run", "http", "wait", "manual", "on", "timeout", "env", "stdin"];
+const BODY: &[&str] = &[
+    "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
+];
 const KINDS: &[&str] = &["run", "http", "wait", "manual"];
 const GATE: &[&str] = &["message", "approvals", "other_approver", "timeout"];
 const HTTP: &[&str] = &[
-    "method", "url", "get", "put", "post", "delete", "patch", "head", "headers", "query", "json",
-    "body", "timeout", "follow_redirects", "ca_cert", "client_cert", "client_key", "insecure",
+    "method",
+    "url",
+    "get",
+    "put",
+    "post",
+    "delete",
+    "patch",
+    "head",
+    "headers",
+    "query",
+    "json",
+    "body",
+    "timeout",
+    "follow_redirects",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+    "insecure",
 ];
 const HTTP_VERBS: &[&str] = &["get", "put", "post", "delete", "patch", "head"];
 const WAIT: &[&str] = &["run", "on", "http", "until", "every", "backoff", "timeout"];
-const EXPECT: &[&str] = &["exit_code", "stdout", "stderr", "status", "json", "body_contains", "that"];
+const EXPECT: &[&str] = &[
+    "exit_code",
+    "stdout",
+    "stderr",
+    "status",
+    "json",
+    "body_contains",
+    "that",
+];
 const FOR_EACH: &[&str] = &["items", "until"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
@@ -59,9 +130,12 @@ fn read_runbook(r: &mut Reader, root: &Node) -> Option<Runbook> {
             Some(1) => 1,
             Some(v) => {
                 r.push(
-                    Diagnostic::error("unsupported-version", format!("runbook format version {v} is not supported"))
-                        .with_span(n.span.clone(), "this version")
-                        .with_help("this runbook binary reads format version 1"),
+                    Diagnostic::error(
+                        "unsupported-version",
+                        format!("runbook format version {v} is not supported"),
+                    )
+                    .with_span(n.span.clone(), "this version")
+                    .with_help("this runbook binary reads format version 1"),
                 );
                 1
             }
@@ -76,9 +150,15 @@ fn read_runbook(r: &mut Reader, root: &Node) -> Option<Runbook> {
         .get("description")
         .and_then(|n| r.string(n, "`description`"))
         .unwrap_or_default();
-    let inputs = f.get("inputs").map(|n| read_inputs(r, n)).unwrap_or_default();
+    let inputs = f
+        .get("inputs")
+        .map(|n| read_inputs(r, n))
+        .unwrap_or_default();
     let hosts = f.get("hosts").map(|n| read_hosts(r, n)).unwrap_or_default();
-    let groups = f.get("groups").map(|n| read_groups(r, n)).unwrap_or_default();
+    let groups = f
+        .get("groups")
+        .map(|n| read_groups(r, n))
+        .unwrap_or_default();
     let defaults = f
         .get("defaults")
         .map(|n| read_defaults(r, n))
@@ -115,8 +195,11 @@ fn map_pairs<'n>(r: &mut Reader, node: &'n Node, what: &str) -> &'n [(Node, Node
         _ if node.is_null() => &[],
         _ => {
             r.push(
-                Diagnostic::error("wrong-type", format!("{what} must be a mapping, found {}", node.describe()))
-                    .with_span(node.span.clone(), "expected a mapping"),
+                Diagnostic::error(
+                    "wrong-type",
+                    format!("{what} must be a mapping, found {}", node.describe()),
+                )
+                .with_span(node.span.clone(), "expected a mapping"),
             );
             &[]
         }
@@ -126,7 +209,9 @@ fn map_pairs<'n>(r: &mut Reader, node: &'n Node, what: &str) -> &'n [(Node, Node
 fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
     let mut out = Vec::new();
     for (k, v) in map_pairs(r, node, "`inputs`") {
-        let Some(name) = r.string(k, "an input name") else { continue };
+        let Some(name) = r.string(k, "an input name") else {
+            continue;
+        };
         check_identifier(r, &name, k, "input name");
         let mut input = Input {
             name,
@@ -146,7 +231,9 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
             out.push(input);
             continue;
         }
-        let Some(f) = r.fields(v, "an input", INPUT) else { continue };
+        let Some(f) = r.fields(v, "an input", INPUT) else {
+            continue;
+        };
         let what = |field: &str| format!("`{field}` of input `{}`", input.name);
         if let Some(n) = f.get("description") {
             input.description = r.string(n, &what("description")).unwrap_or_default();
@@ -165,8 +252,11 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
                 Some("list") => InputType::List,
                 _ => {
                     r.push(
-                        Diagnostic::error("invalid-value", format!("{} must be string, int, bool or list", what("type")))
-                            .with_span(n.span.clone(), "unknown type"),
+                        Diagnostic::error(
+                            "invalid-value",
+                            format!("{} must be string, int, bool or list", what("type")),
+                        )
+                        .with_span(n.span.clone(), "unknown type"),
                     );
                     InputType::String
                 }
@@ -181,12 +271,19 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
             input.default = Some(to_json(n));
             input.default_span = Some(n.span.clone());
         }
-        input.from_env = f.get("from_env").and_then(|n| r.string(n, &what("from_env")));
-        input.from_file = f.get("from_file").and_then(|n| r.string(n, &what("from_file")));
+        input.from_env = f
+            .get("from_env")
+            .and_then(|n| r.string(n, &what("from_env")));
+        input.from_file = f
+            .get("from_file")
+            .and_then(|n| r.string(n, &what("from_file")));
         if let Some(n) = f.get("allowed")
             && let Some(items) = r.seq(n, &what("allowed"))
         {
-            input.allowed = items.iter().filter_map(|i| r.string(i, &what("allowed"))).collect();
+            input.allowed = items
+                .iter()
+                .filter_map(|i| r.string(i, &what("allowed")))
+                .collect();
         }
         if let Some(n) = f.get("pattern")
             && let Some(re) = r.regex(n, &what("pattern"))
@@ -203,9 +300,15 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
         }
         if input.required && input.default.is_some() {
             r.push(
-                Diagnostic::warning("required-with-default", format!("input `{}` is required but has a default", input.name))
-                    .with_span(f.key_span("required").unwrap_or(input.span.clone()), "required here")
-                    .with_help("drop `required: true`; the default makes it optional"),
+                Diagnostic::warning(
+                    "required-with-default",
+                    format!("input `{}` is required but has a default", input.name),
+                )
+                .with_span(
+                    f.key_span("required").unwrap_or(input.span.clone()),
+                    "required here",
+                )
+                .with_help("drop `required: true`; the default makes it optional"),
             );
         }
         out.push(input);
@@ -221,9 +324,14 @@ fn check_identifier(r: &mut Reader, name: &str, node: &Node, what: &str) {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
         r.push(
-            Diagnostic::error("invalid-id", format!("{what} `{name}` is not a valid identifier"))
-                .with_span(node.span.clone(), "letters, digits and `_` only")
-                .with_help("template variables use this name, so it must look like `node` or `vault_addr`"),
+            Diagnostic::error(
+                "invalid-id",
+                format!("{what} `{name}` is not a valid identifier"),
+            )
+            .with_span(node.span.clone(), "letters, digits and `_` only")
+            .with_help(
+                "template variables use this name, so it must look like `node` or `vault_addr`",
+            ),
         );
     }
 }
@@ -231,8 +339,12 @@ fn check_identifier(r: &mut Reader, name: &str, node: &Node, what: &str) {
 fn read_hosts(r: &mut Reader, node: &Node) -> Vec<Host> {
     let mut out = Vec::new();
     for (k, v) in map_pairs(r, node, "`hosts`") {
-        let Some(name) = r.string(k, "a host name") else { continue };
-        let Some(f) = r.fields(v, "a host", HOST) else { continue };
+        let Some(name) = r.string(k, "a host name") else {
+            continue;
+        };
+        let Some(f) = r.fields(v, "a host", HOST) else {
+            continue;
+        };
         let what = |field: &str| format!("`{field}` of host `{name}`");
         let address = match f.get("address") {
             Some(n) => r.tmpl(n, &what("address")),
@@ -269,7 +381,9 @@ fn read_hosts(r: &mut Reader, node: &Node) -> Vec<Host> {
 fn read_groups(r: &mut Reader, node: &Node) -> Vec<Group> {
     let mut out = Vec::new();
     for (k, v) in map_pairs(r, node, "`groups`") {
-        let Some(name) = r.string(k, "a group name") else { continue };
+        let Some(name) = r.string(k, "a group name") else {
+            continue;
+        };
         let hosts = r.names(v, &format!("the hosts of group `{name}`"));
         out.push(Group {
             name,
@@ -282,7 +396,9 @@ fn read_groups(r: &mut Reader, node: &Node) -> Vec<Group> {
 
 fn read_defaults(r: &mut Reader, node: &Node) -> Defaults {
     let mut d = Defaults::default();
-    let Some(f) = r.fields(node, "`defaults`", DEFAULTS) else { return d };
+    let Some(f) = r.fields(node, "`defaults`", DEFAULTS) else {
+        return d;
+    };
     if let Some(n) = f.get("timeout") {
         d.timeout = r.duration(n, "`defaults.timeout`");
     }
@@ -303,8 +419,13 @@ fn read_defaults(r: &mut Reader, node: &Node) -> Defaults {
 }
 
 fn read_steps(r: &mut Reader, node: &Node, defaults: &Defaults, what: &str) -> Vec<Step> {
-    let Some(items) = r.seq(node, what) else { return Vec::new() };
-    items.iter().filter_map(|n| read_step(r, n, defaults)).collect()
+    let Some(items) = r.seq(node, what) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|n| read_step(r, n, defaults))
+        .collect()
 }
 
 fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
@@ -335,7 +456,9 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     let id_name = id.name.clone();
     let what = |field: &str| format!("`{field}` of step `{id_name}`");
     let body = read_body(r, &f, &what, true);
-    let confirm = f.get("confirm").and_then(|n| read_gate(r, n, &what("confirm")));
+    let confirm = f
+        .get("confirm")
+        .and_then(|n| read_gate(r, n, &what("confirm")));
     let body = match body {
         Some(b) => b,
         None => {
@@ -381,12 +504,16 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .map(|n| read_expect(r, n, &what("expect")))
             .unwrap_or_default(),
         outputs: Vec::new(),
-        for_each: f.get("for_each").and_then(|n| read_for_each(r, n, &what("for_each"))),
+        for_each: f
+            .get("for_each")
+            .and_then(|n| read_for_each(r, n, &what("for_each"))),
         max_parallel: f
             .get("max_parallel")
             .and_then(|n| r.uint(n, &what("max_parallel"), 10_000))
             .map(|n| n.max(1) as u32),
-        max_failures: f.get("max_failures").and_then(|n| read_max_failures(r, n, &what("max_failures"))),
+        max_failures: f
+            .get("max_failures")
+            .and_then(|n| read_max_failures(r, n, &what("max_failures"))),
         serial: f
             .get("serial")
             .and_then(|n| r.uint(n, &what("serial"), 10_000))
@@ -414,7 +541,10 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     }
     if let Some(n) = f.get("outputs") {
         for (k, v) in map_pairs(r, n, &what("outputs")) {
-            if let (Some(name), Some(expr)) = (r.named(k, "an output name"), r.tmpl(v, "an output expression")) {
+            if let (Some(name), Some(expr)) = (
+                r.named(k, "an output name"),
+                r.tmpl(v, "an output expression"),
+            ) {
                 check_identifier(r, &name.name, k, "output name");
                 step.outputs.push((name, expr));
             }
@@ -455,9 +585,12 @@ fn read_rollback(r: &mut Reader, node: &Node, step: &str) -> Option<Body> {
     let body = read_body(r, &f, &what, false);
     if body.is_none() && f.pairs_empty_of(KINDS) {
         r.push(
-            Diagnostic::error("missing-step-kind", format!("the rollback of step `{step}` does nothing"))
-                .with_span(node.span.clone(), "this rollback")
-                .with_help("give it one of `run`, `http`, `wait` or `manual`"),
+            Diagnostic::error(
+                "missing-step-kind",
+                format!("the rollback of step `{step}` does nothing"),
+            )
+            .with_span(node.span.clone(), "this rollback")
+            .with_help("give it one of `run`, `http`, `wait` or `manual`"),
         );
     }
     body
@@ -474,9 +607,18 @@ fn read_body(
     if present.len() > 1 {
         let second = present[1];
         r.push(
-            Diagnostic::error("multiple-step-kinds", format!("a step does one thing, but this one has both `{}` and `{second}`", present[0]))
-                .with_span(f.key_span(second).unwrap_or(f.node.span.clone()), "second kind")
-                .with_help("split it into two steps joined by `needs`"),
+            Diagnostic::error(
+                "multiple-step-kinds",
+                format!(
+                    "a step does one thing, but this one has both `{}` and `{second}`",
+                    present[0]
+                ),
+            )
+            .with_span(
+                f.key_span(second).unwrap_or(f.node.span.clone()),
+                "second kind",
+            )
+            .with_help("split it into two steps joined by `needs`"),
         );
     }
     let kind = *present.first()?;
@@ -490,8 +632,13 @@ fn read_body(
     Some(Body {
         action,
         on: f.get("on").and_then(|n| r.named(n, &what("on"))),
-        timeout: f.get("timeout").and_then(|n| r.duration(n, &what("timeout"))),
-        env: f.get("env").map(|n| r.tmpl_map(n, &what("env"))).unwrap_or_default(),
+        timeout: f
+            .get("timeout")
+            .and_then(|n| r.duration(n, &what("timeout"))),
+        env: f
+            .get("env")
+            .map(|n| r.tmpl_map(n, &what("env")))
+            .unwrap_or_default(),
         stdin: f.get("stdin").and_then(|n| r.tmpl(n, &what("stdin"))),
         span: f.node.span.clone(),
     })
@@ -532,7 +679,10 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
     let f = r.fields(node, what, HTTP)?;
     let verbs: Vec<&str> = HTTP_VERBS.iter().copied().filter(|v| f.has(v)).collect();
     let (method, url) = match (verbs.as_slice(), f.get("url")) {
-        ([verb], None) => (verb.to_ascii_uppercase(), f.get(verb).and_then(|n| r.tmpl(n, what))),
+        ([verb], None) => (
+            verb.to_ascii_uppercase(),
+            f.get(verb).and_then(|n| r.tmpl(n, what)),
+        ),
         ([], Some(u)) => {
             let method = match f.get("method") {
                 Some(m) => r.string(m, what).unwrap_or_default().to_ascii_uppercase(),
@@ -549,36 +699,67 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
             return None;
         }
     };
-    if !["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST"].contains(&method.as_str()) {
+    if ![
+        "GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST",
+    ]
+    .contains(&method.as_str())
+    {
         r.push(
             Diagnostic::error("invalid-value", format!("`{method}` is not an HTTP method"))
-                .with_span(f.get("method").map_or(f.node.span.clone(), |n| n.span.clone()), "unknown method"),
+                .with_span(
+                    f.get("method")
+                        .map_or(f.node.span.clone(), |n| n.span.clone()),
+                    "unknown method",
+                ),
         );
     }
     if f.has("json") && f.has("body") {
         r.push(
-            Diagnostic::error("invalid-request", "a request has either `json` or `body`, not both")
-                .with_span(f.key_span("body").unwrap_or(f.node.span.clone()), "second body"),
+            Diagnostic::error(
+                "invalid-request",
+                "a request has either `json` or `body`, not both",
+            )
+            .with_span(
+                f.key_span("body").unwrap_or(f.node.span.clone()),
+                "second body",
+            ),
         );
     }
     let body = if let Some(n) = f.get("json") {
-        Some(HttpBody::Json(json_tmpl(r, n)))
+        Some(HttpBody::Json(json_tmpl(n)))
     } else {
-        f.get("body").and_then(|n| r.tmpl(n, what)).map(HttpBody::Raw)
+        f.get("body")
+            .and_then(|n| r.tmpl(n, what))
+            .map(HttpBody::Raw)
     };
-    let insecure = f.get("insecure").and_then(|n| r.boolean(n, what)).unwrap_or(false);
+    let insecure = f
+        .get("insecure")
+        .and_then(|n| r.boolean(n, what))
+        .unwrap_or(false);
     if insecure {
         r.push(
-            Diagnostic::warning("insecure-tls", "TLS certificate verification is turned off for this request")
-                .with_span(f.key_span("insecure").unwrap_or(f.node.span.clone()), "insecure: true")
-                .with_help("give the private CA with `ca_cert: /path/ca.pem` instead"),
+            Diagnostic::warning(
+                "insecure-tls",
+                "TLS certificate verification is turned off for this request",
+            )
+            .with_span(
+                f.key_span("insecure").unwrap_or(f.node.span.clone()),
+                "insecure: true",
+            )
+            .with_help("give the private CA with `ca_cert: /path/ca.pem` instead"),
         );
     }
     Some(HttpSpec {
         method,
         url: url?,
-        headers: f.get("headers").map(|n| r.tmpl_map(n, what)).unwrap_or_default(),
-        query: f.get("query").map(|n| r.tmpl_map(n, what)).unwrap_or_default(),
+        headers: f
+            .get("headers")
+            .map(|n| r.tmpl_map(n, what))
+            .unwrap_or_default(),
+        query: f
+            .get("query")
+            .map(|n| r.tmpl_map(n, what))
+            .unwrap_or_default(),
         body,
         timeout: f.get("timeout").and_then(|n| r.duration(n, what)),
         follow_redirects: f
@@ -592,13 +773,13 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
     })
 }
 
-fn json_tmpl(r: &mut Reader, node: &Node) -> JsonTmpl {
+fn json_tmpl(node: &Node) -> JsonTmpl {
     match &node.kind {
-        NodeKind::Seq(items) => JsonTmpl::Array(items.iter().map(|n| json_tmpl(r, n)).collect()),
+        NodeKind::Seq(items) => JsonTmpl::Array(items.iter().map(json_tmpl).collect()),
         NodeKind::Map(pairs) => JsonTmpl::Object(
             pairs
                 .iter()
-                .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), json_tmpl(r, v)))
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), json_tmpl(v)))
                 .collect(),
         ),
         NodeKind::Scalar { text, .. } => match to_json(node) {
@@ -623,8 +804,11 @@ fn read_wait(r: &mut Reader, node: &Node, what: &str) -> Option<WaitSpec> {
         (None, Some(h)) => Probe::Http(Box::new(read_http(r, h, what)?)),
         _ => {
             r.push(
-                Diagnostic::error("invalid-wait", format!("{what} polls exactly one probe: `run` or `http`"))
-                    .with_span(f.node.span.start..f.node.span.start + 1, "this wait"),
+                Diagnostic::error(
+                    "invalid-wait",
+                    format!("{what} polls exactly one probe: `run` or `http`"),
+                )
+                .with_span(f.node.span.start..f.node.span.start + 1, "this wait"),
             );
             return None;
         }
@@ -648,8 +832,11 @@ fn read_wait(r: &mut Reader, node: &Node, what: &str) -> Option<WaitSpec> {
             Some(b) if (1.0..=10.0).contains(&b) => b,
             _ => {
                 r.push(
-                    Diagnostic::error("invalid-value", format!("`backoff` of {what} is a factor from 1 to 10"))
-                        .with_span(n.span.clone(), "e.g. 1.5"),
+                    Diagnostic::error(
+                        "invalid-value",
+                        format!("`backoff` of {what} is a factor from 1 to 10"),
+                    )
+                    .with_span(n.span.clone(), "e.g. 1.5"),
                 );
                 1.0
             }
@@ -682,7 +869,9 @@ fn codes<T: TryFrom<u64>>(r: &mut Reader, node: &Node, what: &str, max: u64) -> 
 
 fn read_expect(r: &mut Reader, node: &Node, what: &str) -> Expect {
     let mut e = Expect::default();
-    let Some(f) = r.fields(node, what, EXPECT) else { return e };
+    let Some(f) = r.fields(node, what, EXPECT) else {
+        return e;
+    };
     if let Some(n) = f.get("exit_code") {
         e.exit_codes = codes::<i32>(r, n, what, 255);
     }
@@ -695,7 +884,9 @@ fn read_expect(r: &mut Reader, node: &Node, what: &str) -> Expect {
     e.that = f.get("that").and_then(|n| r.tmpl(n, what));
     if let Some(n) = f.get("json") {
         for (k, v) in map_pairs(r, n, what) {
-            let Some(path) = r.string(k, what) else { continue };
+            let Some(path) = r.string(k, what) else {
+                continue;
+            };
             let exp = match &v.kind {
                 NodeKind::Map(pairs)
                     if pairs.len() == 1 && pairs[0].0.as_str() == Some("exists") =>
@@ -752,8 +943,11 @@ fn read_max_failures(r: &mut Reader, node: &Node, what: &str) -> Option<MaxFailu
         return Some(MaxFailures::Count(n));
     }
     r.push(
-        Diagnostic::error("invalid-value", format!("{what} is a count (`1`) or a percentage (`30%`)"))
-            .with_span(node.span.clone(), "not a count or percentage"),
+        Diagnostic::error(
+            "invalid-value",
+            format!("{what} is a count (`1`) or a percentage (`30%`)"),
+        )
+        .with_span(node.span.clone(), "not a count or percentage"),
     );
     None
 }

@@ -22,9 +22,7 @@ pub struct Validated {
 
 impl Validated {
     pub fn has_errors(&self, strict: bool) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.is_error() || strict)
+        self.diagnostics.iter().any(|d| d.is_error() || strict)
     }
 }
 

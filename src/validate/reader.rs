@@ -81,11 +81,9 @@ impl Reader {
             if known.contains(&key) {
                 out.push((key, k, v));
             } else {
-                let mut d = Diagnostic::error(
-                    "unknown-field",
-                    format!("unknown field `{key}` in {what}"),
-                )
-                .with_span(k.span.clone(), "not a field here");
+                let mut d =
+                    Diagnostic::error("unknown-field", format!("unknown field `{key}` in {what}"))
+                        .with_span(k.span.clone(), "not a field here");
                 d = d.with_help(match did_you_mean(key, known.iter().copied()) {
                     Some(s) => s,
                     None => format!("expected one of: {}", known.join(", ")),
@@ -228,8 +226,11 @@ impl Reader {
                 let msg = e.to_string();
                 let last = msg.lines().last().unwrap_or("invalid").to_string();
                 self.push(
-                    Diagnostic::error("invalid-pattern", format!("{what} is not a valid regular expression"))
-                        .with_span(node.span.clone(), last),
+                    Diagnostic::error(
+                        "invalid-pattern",
+                        format!("{what} is not a valid regular expression"),
+                    )
+                    .with_span(node.span.clone(), last),
                 );
                 None
             }

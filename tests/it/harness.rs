@@ -1,0 +1,159 @@
+//! Test helpers: run the binary with a clean environment, capture everything, filter paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+/// The repository root (fixtures and shipped runbooks are found from here).
+pub(crate) fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub(crate) fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Ran {
+    /// Exit code, stdout and stderr in one text, for snapshots.
+    pub(crate) fn snapshot(&self) -> String {
+        format!(
+            "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A `runbook` invocation being prepared.
+pub(crate) struct Runbook {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+/// Starts building a `runbook` invocation with `args`, run from the repository root, without
+/// colour and without inheriting secrets from the developer's environment.
+pub(crate) fn runbook<I, S>(args: I) -> Runbook
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env_remove("VAULT_UNSEAL_KEYS")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("RUNBOOK_RUNS_DIR");
+    Runbook {
+        cmd,
+        stdin: None,
+        timeout: Duration::from_secs(60),
+    }
+}
+
+impl Runbook {
+    pub(crate) fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub(crate) fn cwd(mut self, dir: &Path) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub(crate) fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub(crate) fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Runs to completion (killing it past the timeout, which fails the test).
+    pub(crate) fn run(mut self) -> Ran {
+        self.cmd
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn runbook");
+        if let Some(data) = self.stdin.take() {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+        }
+        // Drain pipes in threads so a chatty child never blocks on a full pipe.
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        let t_out = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut out, &mut v);
+            v
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut v);
+            v
+        });
+        let status = match child.wait_timeout(self.timeout).expect("wait") {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("runbook did not finish within {:?}", self.timeout);
+            }
+        };
+        let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+        Ran {
+            code: status.code(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The raw output, for callers that want bytes.
+    #[allow(dead_code)]
+    pub(crate) fn output(mut self) -> Output {
+        self.cmd.output().expect("run runbook")
+    }
+}
+
+/// insta settings that hide machine-specific paths.
+pub(crate) fn insta_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    s.add_filter(&regex_escape(&root().display().to_string()), "[ROOT]");
+    s.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]");
+    s.add_filter(r"\b\d+(\.\d+)?(ms|s)\b", "[DURATION]");
+    s
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,6 @@
+//! The one integration test binary: runs the real `runbook` binary on real files (and, in the
+//! exec/ssh/lab modules, against real processes and servers).
+
+mod harness;
+mod plan;
+mod validate;

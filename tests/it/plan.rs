@@ -1,0 +1,161 @@
+//! `runbook plan`: the dry run, in all four formats, touching nothing.
+
+use crate::harness::{insta_settings, runbook};
+
+const VAULT: &str = "runbooks/vault-crash.yaml";
+
+#[test]
+fn vault_plan_in_every_format() {
+    for format in ["text", "json", "dot", "mermaid"] {
+        let ran = runbook(["plan", VAULT, "-i", "node=vault-2", "--format", format]).run();
+        assert_eq!(ran.code, Some(0), "{format}: {}", ran.stderr);
+        insta_settings()
+            .bind(|| insta::assert_snapshot!(format!("plan-vault-crash-{format}"), ran.stdout));
+    }
+}
+
+#[test]
+fn plan_is_deterministic() {
+    let a = runbook(["plan", VAULT, "-i", "node=vault-2", "--format", "json"]).run();
+    let b = runbook(["plan", VAULT, "-i", "node=vault-2", "--format", "json"]).run();
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn json_plan_has_schema_version_and_waves() {
+    let ran = runbook(["plan", VAULT, "-i", "node=vault-2", "--format", "json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["waves"][0], serde_json::json!([0]));
+    assert_eq!(v["steps"][0]["id"], "halt-traffic");
+    assert_eq!(
+        v["steps"][0]["gate"]["message"],
+        "Disable vault/vault-2 in HAProxy (traffic goes to the other nodes)?"
+    );
+}
+
+#[test]
+fn missing_required_inputs_are_named_together() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("two.yaml");
+    std::fs::write(&f, "runbook: two\nversion: 1\ninputs:\n  a: { required: true }\n  b: { required: true }\nsteps:\n  - id: s\n    run: echo {{ a }} {{ b }}\n").expect("write");
+    let ran = runbook(["plan".as_ref(), f.as_os_str()]).run();
+    assert_eq!(ran.code, Some(2));
+    assert!(
+        ran.stderr.contains("missing required inputs `a`, `b`"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn secrets_are_refused_on_the_command_line_and_masked() {
+    let ran = runbook([
+        "plan",
+        VAULT,
+        "-i",
+        "node=vault-2",
+        "-i",
+        "vault_token=s.canary",
+    ])
+    .run();
+    assert_eq!(ran.code, Some(2));
+    assert!(
+        ran.stderr
+            .contains("input `vault_token` is secret and is refused on the command line"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("s.canary"));
+    let ok = runbook(["plan", VAULT, "-i", "node=vault-2"])
+        .env("VAULT_TOKEN", "s.canary-token")
+        .env("VAULT_UNSEAL_KEYS", "share-one,share-two")
+        .run();
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(
+        !ok.stdout.contains("canary") && !ok.stdout.contains("share-"),
+        "secret in plan:\n{}",
+        ok.stdout
+    );
+    assert!(ok.stdout.contains("X-Vault-Token: ********"));
+    assert!(ok.stdout.contains("(env VAULT_TOKEN)"));
+}
+
+#[test]
+fn input_constraints_and_unknown_inputs() {
+    let ran = runbook(["plan", VAULT, "-i", "node=vault 2; rm -rf /", "-i", "nod=x"]).run();
+    assert_eq!(ran.code, Some(2));
+    assert!(
+        ran.stderr
+            .contains("unknown input `nod` (did you mean `node`?)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("input `node` must match"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn shell_values_are_quoted_in_the_plan() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("q.yaml");
+    std::fs::write(
+        &f,
+        "runbook: q\nversion: 1\ninputs:\n  msg: {}\nsteps:\n  - id: s\n    run: echo {{ msg }}\n",
+    )
+    .expect("write");
+    let ran = runbook([
+        "plan".as_ref(),
+        f.as_os_str(),
+        "-i".as_ref(),
+        "msg=a; touch /tmp/pwned".as_ref(),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("echo 'a; touch /tmp/pwned'"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn inputs_file_is_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("incident.yaml");
+    std::fs::write(&f, "node: vault-3\npeers: [vault-1:8201, vault-2:8201]\n").expect("write");
+    let ran = runbook([
+        "plan".as_ref(),
+        VAULT.as_ref(),
+        "--inputs-file".as_ref(),
+        f.as_os_str(),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("node        = vault-3  (inputs file)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("PEERS=vault-1:8201 vault-2:8201"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn when_decided_by_inputs_is_shown() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("w.yaml");
+    std::fs::write(&f, "runbook: w\nversion: 1\ninputs:\n  deep: { type: bool, default: false }\nsteps:\n  - id: s\n    when: deep\n    run: echo deep\n").expect("write");
+    let ran = runbook(["plan".as_ref(), f.as_os_str()]).run();
+    assert!(
+        ran.stdout.contains("deep (false now: will be SKIPPED)"),
+        "{}",
+        ran.stdout
+    );
+}
