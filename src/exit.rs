@@ -1,7 +1,7 @@
 //! Exit codes: every way a run can end maps to a process exit code here, and only here.
 
 /// How the tool ended. The numbers are a contract with scripts; never change their meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExitStatus {
     /// Everything succeeded.

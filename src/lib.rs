@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod execute;
 pub mod exit;
 pub mod graph;
 pub mod load;

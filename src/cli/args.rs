@@ -64,6 +64,26 @@ Exit codes:
   0  plan printed
   2  invalid runbook, inputs or usage")]
     Plan(PlanArgs),
+    /// Run a runbook: live progress, gates, rollback on failure or abort.
+    #[command(after_help = "\
+Examples:
+  runbook exec runbooks/vault-crash.yaml -i node=vault-2
+  runbook exec runbooks/vault-crash.yaml -i node=vault-2 --approve halt-traffic --approve restart
+  runbook exec examples/local.yaml --yes --progress plain --output json > events.ndjson
+
+Gates: on a terminal you are asked (yes / no / show details / abort). Without a terminal a
+gate needs an answer given in advance (--yes, --approve ID, --answers FILE); without one the
+run stops at that gate (exit 3) and says how to answer. Manual steps need --approve ID or an
+answers file entry (`--yes` does not confirm work done by hand).
+
+Exit codes:
+  0  success
+  1  a step failed; rollback done
+  2  invalid runbook or usage
+  3  declined or aborted by the operator (or stopped at an unanswered gate)
+  4  rollback incomplete: needs a human
+  5  the engine itself failed (journal, internal error)")]
+    Exec(ExecArgs),
     /// List the runbooks in a folder with their descriptions.
     #[command(after_help = "\
 Examples:
@@ -128,6 +148,51 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The runbook.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Approve every gate (not manual steps).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Approve the gate or manual step of step ID (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub approve: Vec<String>,
+    /// A YAML file answering gates by step id: `restart: yes`, `fix-oom: done`, `x: abort`.
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    /// Most steps running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(usize))]
+    pub parallel: usize,
+    /// Do NOT roll back on failure (experts only).
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Progress display: auto (live on a terminal), tty, plain (one line per event).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Also write every event as a JSON line on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Tty,
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! The command line: parse once, dispatch to a stage, print. The only module that prints.
 
 mod args;
+mod console;
+mod exec;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -51,6 +53,7 @@ fn run(cli: Cli) -> ExitStatus {
     match cli.command {
         Command::Validate(a) => cmd_validate(&a, color),
         Command::Plan(a) => cmd_plan(&a, color),
+        Command::Exec(a) => exec::cmd_exec(&a, color),
         Command::List(a) => cmd_list(&a),
         Command::Schema => {
             println!("{}", crate::schema::schema_json());

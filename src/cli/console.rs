@@ -1,0 +1,385 @@
+//! The operator's view of a run: live progress on a terminal (indicatif), plain timestamped
+//! lines otherwise, a summary table at the end; and the terminal prompter for gates.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use console::{Style, Term};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::execute::event::{Decision, Event, Stamped, StepStatus, Stream};
+use crate::execute::{GateRequest, Observer, Prompter, RunOutcome};
+
+/// Styles, or none when colour is off.
+#[derive(Clone)]
+pub(crate) struct Styles {
+    pub(crate) ok: Style,
+    pub(crate) bad: Style,
+    pub(crate) warn: Style,
+    pub(crate) dim: Style,
+    pub(crate) bold: Style,
+}
+
+impl Styles {
+    pub(crate) fn new(color: bool) -> Styles {
+        let s = |st: Style| if color { st.force_styling(true) } else { Style::new().force_styling(false) };
+        Styles {
+            ok: s(Style::new().green()),
+            bad: s(Style::new().red().bold()),
+            warn: s(Style::new().yellow().bold()),
+            dim: s(Style::new().dim()),
+            bold: s(Style::new().bold()),
+        }
+    }
+}
+
+/// Live progress on a terminal.
+pub(crate) struct Live {
+    mp: MultiProgress,
+    total: ProgressBar,
+    bars: HashMap<String, ProgressBar>,
+    done: u64,
+}
+
+/// Prints events for a person: live bars on a TTY, plain lines otherwise.
+pub(crate) struct Console {
+    live: Option<Live>,
+    st: Styles,
+    quiet_output: bool,
+}
+
+impl Console {
+    pub(crate) fn new(tty: bool, color: bool, steps: usize) -> (Console, Option<MultiProgress>) {
+        let live = if tty {
+            let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let total = mp.add(ProgressBar::new(steps as u64));
+            total.set_style(
+                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} steps  {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            total.set_prefix("runbook");
+            Some(Live { mp, total, bars: HashMap::new(), done: 0 })
+        } else {
+            None
+        };
+        let mp = live.as_ref().map(|l| l.mp.clone());
+        (Console { live, st: Styles::new(color), quiet_output: false }, mp)
+    }
+
+    fn line(&self, text: String) {
+        match &self.live {
+            Some(l) => {
+                let _ = l.mp.println(text);
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{text}");
+            }
+        }
+    }
+
+    fn stamp(&self, at: &str) -> String {
+        // `2026-11-26T09:01:02.345Z` → `09:01:02`
+        let t = at.split('T').nth(1).unwrap_or(at);
+        self.st.dim.apply_to(t.get(..8).unwrap_or(t)).to_string()
+    }
+
+    fn bar_for(&mut self, key: &str, label: &str) {
+        let Some(l) = &mut self.live else { return };
+        if l.bars.contains_key(key) {
+            return;
+        }
+        let pb = l.mp.insert_before(&l.total, ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix} {elapsed:>4} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.set_prefix(label.to_string());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        l.bars.insert(key.to_string(), pb);
+    }
+
+    fn bar_done(&mut self, key: &str) {
+        if let Some(l) = &mut self.live
+            && let Some(pb) = l.bars.remove(key)
+        {
+            pb.finish_and_clear();
+        }
+    }
+
+    fn status_word(&self, s: StepStatus) -> String {
+        match s {
+            StepStatus::Succeeded => self.st.ok.apply_to("✔ ok").to_string(),
+            StepStatus::Skipped => self.st.dim.apply_to("⊘ skipped").to_string(),
+            StepStatus::NotRun => self.st.dim.apply_to("· not run").to_string(),
+            StepStatus::Cancelled => self.st.warn.apply_to("✖ cancelled").to_string(),
+            StepStatus::TimedOut => self.st.bad.apply_to("✖ timed out").to_string(),
+            StepStatus::Failed => self.st.bad.apply_to("✖ failed").to_string(),
+        }
+    }
+}
+
+impl Observer for Console {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+        let ts = self.stamp(&e.at);
+        match &e.event {
+            Event::RunStarted { run_id, runbook, user, host, .. } => {
+                self.line(format!("{ts} {} {runbook}  run {run_id}  by {user}@{host}", self.st.bold.apply_to("▶ run")));
+            }
+            Event::StepSkipped { step, reason } => {
+                if let Some(l) = &mut self.live {
+                    l.done += 1;
+                    l.total.set_position(l.done);
+                }
+                self.line(format!("{ts} {} {step}: {reason}", self.st.dim.apply_to("⊘ skip")));
+            }
+            Event::GateAsked { step, message, manual, .. } => {
+                let kind = if *manual { "manual" } else { "gate" };
+                self.line(format!("{ts} {} {step}: {message}", self.st.warn.apply_to(format!("? {kind}"))));
+            }
+            Event::GateWaiting { step, how_to_answer } => {
+                self.line(format!("{ts} {} {step} is waiting for an answer: {how_to_answer}", self.st.warn.apply_to("⏸ waiting")));
+            }
+            Event::GateAnswered { step, decision, user, by, .. } => {
+                let d = match decision {
+                    Decision::Approved => self.st.ok.apply_to("approved").to_string(),
+                    Decision::Declined => self.st.bad.apply_to("declined").to_string(),
+                    Decision::Aborted => self.st.bad.apply_to("aborted").to_string(),
+                };
+                let how = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                self.line(format!("{ts}   {step}: {d} by {user} ({how})"));
+            }
+            Event::StepStarted { step, attempt, host, item, command } => {
+                let mut label = step.clone();
+                if let Some(h) = host {
+                    label.push_str(&format!(" @{h}"));
+                }
+                if let Some(i) = item {
+                    label.push_str(&format!(" [{i}]"));
+                }
+                if *attempt > 1 {
+                    label.push_str(&format!(" (try {attempt})"));
+                }
+                let key = format!("{step}/{}", host.clone().unwrap_or_default());
+                if self.live.is_some() {
+                    self.bar_for(&key, &label);
+                } else {
+                    let cmd = command.as_deref().map(|c| first_line(c)).unwrap_or_default();
+                    self.line(format!("{ts} ▶ {label}: {}", self.st.dim.apply_to(cmd)));
+                }
+            }
+            Event::Output { step, host, stream, line } => {
+                let key = format!("{step}/{}", host.clone().unwrap_or_default());
+                if let Some(l) = &self.live
+                    && let Some(pb) = l.bars.get(&key)
+                {
+                    pb.set_message(line.clone());
+                }
+                if !self.quiet_output {
+                    let who = match host {
+                        Some(h) => format!("{step}@{h}"),
+                        None => step.clone(),
+                    };
+                    let bar = if *stream == Stream::Stderr { "┃" } else { "│" };
+                    self.line(format!("{ts}   {} {line}", self.st.dim.apply_to(format!("{who} {bar}"))));
+                }
+            }
+            Event::ProbeAttempt { step, attempt, value, satisfied } => {
+                let key = format!("{step}/");
+                if let Some(l) = &self.live
+                    && let Some(pb) = l.bars.get(&key)
+                {
+                    pb.set_message(format!("attempt {attempt}: {value}"));
+                } else {
+                    let mark = if *satisfied { "✔" } else { "…" };
+                    self.line(format!("{ts}   {step} attempt {attempt} {mark} {value}"));
+                }
+            }
+            Event::Retry { step, attempt, delay_ms, reason } => {
+                self.line(format!("{ts} {} {step}: {reason}; attempt {attempt} in {}", self.st.warn.apply_to("↻ retry"), crate::plan::human_duration(Duration::from_millis(*delay_ms))));
+            }
+            Event::HostFinished { step, host, status, error, .. } => {
+                self.bar_done(&format!("{step}/{host}"));
+                let err = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                self.line(format!("{ts}   {step}@{host} {}{err}", self.status_word(*status)));
+            }
+            Event::StepFinished { step, status, duration_ms, error, outputs, .. } => {
+                let keys: Vec<String> = self.live.as_ref().map(|l| l.bars.keys().filter(|k| k.starts_with(&format!("{step}/"))).cloned().collect()).unwrap_or_default();
+                for k in keys {
+                    self.bar_done(&k);
+                }
+                if let Some(l) = &mut self.live {
+                    l.done += 1;
+                    l.total.set_position(l.done);
+                }
+                let d = crate::plan::human_duration(Duration::from_millis(*duration_ms));
+                let err = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                let outs = if outputs.is_empty() {
+                    String::new()
+                } else {
+                    let kv: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect();
+                    format!("  {}", self.st.dim.apply_to(kv.join(" ")))
+                };
+                self.line(format!("{ts} {} {step} ({d}){err}{outs}", self.status_word(*status)));
+            }
+            Event::RollbackStarted { step, .. } => {
+                self.line(format!("{ts} {} {step}", self.st.warn.apply_to("↶ rollback")));
+            }
+            Event::RollbackFinished { step, status, error, .. } => {
+                let err = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                self.line(format!("{ts}   rollback of {step} {}{err}", self.status_word(*status)));
+            }
+            Event::RollbackNotRun { step, reason } => {
+                self.line(format!("{ts} {} rollback of {step} NOT run: {reason}", self.st.bad.apply_to("!")));
+            }
+            Event::Warning { message } => {
+                self.line(format!("{ts} {} {message}", self.st.warn.apply_to("warning:")));
+            }
+            Event::RunFinished { .. } => {
+                if let Some(l) = &self.live {
+                    l.total.finish_and_clear();
+                    for pb in l.bars.values() {
+                        pb.finish_and_clear();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let mut lines = s.lines();
+    let first = lines.next().unwrap_or_default().to_string();
+    if lines.next().is_some() { format!("{first} …") } else { first }
+}
+
+/// The table printed when the run ends.
+pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
+    let st = Styles::new(color);
+    let mut out = String::new();
+    let w = outcome.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
+    out.push_str(&format!("\n{:<w$}  {:<10}  {:>8}  {}\n", "STEP", "STATUS", "TIME", "HOSTS / NOTE"));
+    for s in &outcome.steps {
+        let status = s.status.as_str();
+        let styled = match s.status {
+            StepStatus::Succeeded => st.ok.apply_to(format!("{status:<10}")),
+            StepStatus::Skipped | StepStatus::NotRun => st.dim.apply_to(format!("{status:<10}")),
+            _ => st.bad.apply_to(format!("{status:<10}")),
+        };
+        let mut note = s.hosts.join(",");
+        if let Some(e) = &s.error {
+            if !note.is_empty() {
+                note.push_str("  ");
+            }
+            note.push_str(&first_line(e));
+        }
+        let time = if s.duration_ms > 0 { crate::plan::human_duration(Duration::from_millis(s.duration_ms)) } else { String::new() };
+        out.push_str(&format!("{:<w$}  {styled}  {time:>8}  {note}\n", s.id));
+    }
+    if !outcome.rollbacks.is_empty() {
+        out.push_str("\nRollback (most recent first):\n");
+        for r in &outcome.rollbacks {
+            let err = r.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+            out.push_str(&format!("  {:<w$}  {}{err}\n", r.step, r.status.as_str()));
+        }
+    }
+    let head = match outcome.status {
+        crate::exit::ExitStatus::Success => st.ok.apply_to("✔ run succeeded".to_string()),
+        _ => st.bad.apply_to(format!("✖ run ended: {}", outcome.reason)),
+    };
+    out.push_str(&format!("\n{head} (exit {}, run {})\n", outcome.status.code(), outcome.run_id));
+    out
+}
+
+/// Asks gates on the terminal: a line prompt (`y`/`n`/`d`/`a`) that works on any terminal
+/// and in a pseudo-terminal driven by tests.
+pub(crate) struct TtyPrompter {
+    pub(crate) mp: Option<MultiProgress>,
+    pub(crate) color: bool,
+    pub(crate) lock: Mutex<()>,
+}
+
+impl TtyPrompter {
+    fn with_suspended<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.lock.lock();
+        match &self.mp {
+            Some(mp) => mp.suspend(f),
+            None => f(),
+        }
+    }
+}
+
+impl Prompter for TtyPrompter {
+    fn ask(&self, req: &GateRequest) -> Decision {
+        let st = Styles::new(self.color);
+        self.with_suspended(|| {
+            let term = Term::stderr();
+            let kind = if req.manual { "MANUAL STEP" } else { "GATE" };
+            let _ = term.write_line(&format!("\n{} {}", st.warn.apply_to(format!("── {kind}: {} ──", req.step)), ""));
+            for l in req.message.lines() {
+                let _ = term.write_line(&format!("  {l}"));
+            }
+            if !req.targets.is_empty() {
+                let _ = term.write_line(&format!("  on: {}", req.targets.join(", ")));
+            }
+            let choices = if req.manual { "[d]one / [n]ot done / [s]how details / [a]bort" } else { "[y]es / [n]o / [s]how details / [a]bort" };
+            loop {
+                let _ = term.write_str(&format!("{} {choices}: ", st.bold.apply_to("?")));
+                let Ok(answer) = term.read_line() else { return Decision::Aborted };
+                match answer.trim().to_ascii_lowercase().as_str() {
+                    "y" | "yes" if !req.manual => return Decision::Approved,
+                    "d" | "done" if req.manual => return Decision::Approved,
+                    "n" | "no" | "not done" => return Decision::Declined,
+                    "a" | "abort" => return Decision::Aborted,
+                    "s" | "show" | "details" => {
+                        let _ = term.write_line(&format!("  {}", st.dim.apply_to("will run:")));
+                        for l in req.preview.lines() {
+                            let _ = term.write_line(&format!("    {l}"));
+                        }
+                    }
+                    _ => {
+                        let _ = term.write_line("  please answer with one of the letters in brackets");
+                    }
+                }
+            }
+        })
+    }
+
+    fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool {
+        let st = Styles::new(self.color);
+        self.with_suspended(|| {
+            let term = Term::stderr();
+            let _ = term.write_line(&format!("\n{} {reason}", st.bad.apply_to("── the run is stopping:")));
+            let _ = term.write_line(&format!("  completed steps to undo, in this order: {}", steps.join(" ← ")));
+            loop {
+                let _ = term.write_str(&format!("{} roll back now? [y]es / [n]o (leave as is, needs a human): ", st.bold.apply_to("?")));
+                let Ok(answer) = term.read_line() else { return true };
+                match answer.trim().to_ascii_lowercase().as_str() {
+                    "y" | "yes" | "" => return true,
+                    "n" | "no" => return false,
+                    _ => {}
+                }
+            }
+        })
+    }
+}
+
+/// Writes every event as one JSON line on stdout (`--output json`), for other tools.
+pub(crate) struct JsonLines;
+
+impl Observer for JsonLines {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+        let line = serde_json::to_string(e).map_err(|e| e.to_string())?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())
+    }
+}
+
+/// A shareable handle so the prompter and console agree on the progress display.
+#[allow(dead_code)]
+pub(crate) type Shared<T> = Arc<Mutex<T>>;

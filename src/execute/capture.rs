@@ -1,0 +1,177 @@
+//! Bounded capture of a command's output: the head and tail stay in memory, everything goes
+//! to a per-step log file. A step that prints a gigabyte costs the engine a few hundred KiB.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Bytes kept from the start and from the end of each stream.
+pub const HEAD_BYTES: usize = 256 * 1024;
+pub const TAIL_BYTES: usize = 256 * 1024;
+/// Longest line sent as an event; longer lines are cut (the log file keeps them whole).
+pub const MAX_LINE: usize = 4096;
+
+/// One stream's capture.
+#[derive(Debug)]
+pub struct Capture {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    total: u64,
+    log_path: Option<PathBuf>,
+    log: Option<std::fs::File>,
+    log_failed: bool,
+    partial: Vec<u8>,
+}
+
+impl Capture {
+    /// `log_path`: where the full stream goes (created 0600 on first byte), if anywhere.
+    pub fn new(log_path: Option<PathBuf>) -> Capture {
+        Capture {
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+            log_path,
+            log: None,
+            log_failed: false,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Adds a chunk; returns the complete lines it finished (cut at [`MAX_LINE`]).
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.total += chunk.len() as u64;
+        let room = HEAD_BYTES.saturating_sub(self.head.len());
+        let (to_head, rest) = chunk.split_at(room.min(chunk.len()));
+        self.head.extend_from_slice(to_head);
+        if !rest.is_empty() {
+            self.tail.extend(rest);
+            let excess = self.tail.len().saturating_sub(TAIL_BYTES);
+            self.tail.drain(..excess);
+        }
+        self.write_log(chunk);
+        let mut lines = Vec::new();
+        for &b in chunk {
+            if b == b'\n' {
+                lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+                self.partial.clear();
+            } else if self.partial.len() < MAX_LINE {
+                self.partial.push(b);
+            }
+        }
+        lines
+    }
+
+    /// The unfinished last line, if any (call once the stream ended).
+    pub fn finish(&mut self) -> Option<String> {
+        if let Some(f) = &mut self.log {
+            let _ = f.flush();
+        }
+        if self.partial.is_empty() {
+            None
+        } else {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.partial.clear();
+            Some(line)
+        }
+    }
+
+    fn write_log(&mut self, chunk: &[u8]) {
+        if self.log_failed {
+            return;
+        }
+        if self.log.is_none() {
+            let Some(path) = &self.log_path else { return };
+            match open_private(path) {
+                Ok(f) => self.log = Some(f),
+                Err(_) => {
+                    self.log_failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = &mut self.log
+            && f.write_all(chunk).is_err()
+        {
+            self.log_failed = true;
+        }
+    }
+
+    /// Bytes seen in total.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the in-memory text is the whole stream.
+    pub fn complete(&self) -> bool {
+        self.total as usize == self.head.len() + self.tail.len()
+    }
+
+    /// The captured text: whole if it fit, else head, a marker naming what was left out, tail.
+    pub fn text(&self) -> String {
+        let head = String::from_utf8_lossy(&self.head);
+        if self.tail.is_empty() {
+            return head.into_owned();
+        }
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let tail = String::from_utf8_lossy(&tail);
+        if self.complete() {
+            return format!("{head}{tail}");
+        }
+        let skipped = self.total - (self.head.len() + self.tail.len()) as u64;
+        let log = self
+            .log_path
+            .as_ref()
+            .map_or(String::new(), |p| format!("; full output in {}", p.display()));
+        format!("{head}\n[… {skipped} bytes not kept in memory{log} …]\n{tail}")
+    }
+
+    pub fn log_path(&self) -> Option<&PathBuf> {
+        self.log.as_ref().and(self.log_path.as_ref())
+    }
+}
+
+/// Creates (or appends to) a file readable only by its owner.
+pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates a directory (and parents) readable only by its owner.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_head_and_tail_only() {
+        let mut c = Capture::new(None);
+        let chunk = vec![b'x'; 100_000];
+        for _ in 0..100 {
+            c.push(&chunk);
+        }
+        assert_eq!(c.total(), 10_000_000);
+        let text = c.text();
+        assert!(text.len() < HEAD_BYTES + TAIL_BYTES + 200);
+        assert!(text.contains("bytes not kept in memory"));
+    }
+
+    #[test]
+    fn splits_lines() {
+        let mut c = Capture::new(None);
+        assert_eq!(c.push(b"a\nb"), vec!["a".to_string()]);
+        assert_eq!(c.push(b"c\n"), vec!["bc".to_string()]);
+        assert_eq!(c.finish(), None);
+        assert_eq!(c.text(), "a\nbc\n");
+    }
+}

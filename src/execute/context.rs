@@ -1,0 +1,83 @@
+//! What templates see at run time: inputs, earlier steps' results, the run, the host, the item.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
+
+use crate::plan::inputs::Inputs;
+use crate::template::{map, to_value};
+
+/// Results of finished steps, by template name (`halt_traffic`), shared with running steps.
+#[derive(Debug, Default, Clone)]
+pub struct Results(pub Arc<RwLock<HashMap<String, Value>>>);
+
+impl Results {
+    pub fn set(&self, step_var: &str, result: &serde_json::Value) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(step_var.to_string(), to_value(result));
+        }
+    }
+}
+
+impl Object for Results {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?.replace('-', "_");
+        self.0.read().ok()?.get(&key).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self
+            .0
+            .read()
+            .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+            .unwrap_or_default();
+        Enumerator::Values(keys)
+    }
+}
+
+/// Everything a step's templates can read.
+#[derive(Clone)]
+pub struct Ctx {
+    pub base: Vec<(String, Value)>,
+}
+
+impl Ctx {
+    /// Inputs, `inputs`, `steps`, `run`.
+    pub fn new(inputs: &Inputs, results: &Results, run: serde_json::Value) -> Ctx {
+        let mut base = inputs.context_entries();
+        let all = base.clone();
+        base.push(("inputs".into(), map(all)));
+        base.push(("steps".into(), Value::from_object(results.clone())));
+        base.push(("run".into(), to_value(run)));
+        Ctx { base }
+    }
+
+    /// The context with extra names (item, host, result…).
+    pub fn with(&self, extra: Vec<(String, Value)>) -> Value {
+        let mut all = self.base.clone();
+        all.extend(extra);
+        map(all)
+    }
+}
+
+/// The names an expression over a result sees: `result`, `response`, and each field at top
+/// level (`stdout`, `exit_code`, `json`, `status`, `body`, `headers`), plus `attempt`.
+pub fn result_entries(result: &serde_json::Value, attempt: u32) -> Vec<(String, Value)> {
+    let v = to_value(result);
+    let mut out = vec![
+        ("result".to_string(), v.clone()),
+        ("response".to_string(), v),
+        ("attempt".to_string(), Value::from(attempt)),
+    ];
+    if let serde_json::Value::Object(m) = result {
+        for k in ["stdout", "stderr", "exit_code", "json", "status", "body", "headers", "hosts"] {
+            out.push((k.to_string(), to_value(m.get(k).cloned().unwrap_or(serde_json::Value::Null))));
+        }
+    }
+    out
+}

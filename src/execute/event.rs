@@ -1,0 +1,193 @@
+//! Events the engine emits. Observers (console, JSON stream, journal, transcript) consume them.
+//!
+//! Names and fields are a contract: the JSON event stream (`--output json`) and the journal
+//! serialise these as they are. Add fields freely; never rename or change the meaning of one.
+
+use serde::{Deserialize, Serialize};
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a step (or one host/item of it) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Skipped,
+    /// Did not run because the run stopped first.
+    NotRun,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::TimedOut => "timed-out",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Skipped => "skipped",
+            StepStatus::NotRun => "not-run",
+        }
+    }
+}
+
+/// An operator's decision at a gate or manual step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Yes / done.
+    Approved,
+    /// No: do not run this step; the run stops and rolls back.
+    Declined,
+    /// Stop everything now and roll back.
+    Aborted,
+}
+
+/// How an answer was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnsweredBy {
+    Terminal,
+    /// `--yes`
+    YesFlag,
+    /// `--approve ID`
+    ApproveFlag,
+    AnswersFile,
+    /// `runbook approve` / `runbook reject` from another terminal.
+    Remote,
+    /// A resumed run replaying an earlier answer.
+    Journal,
+}
+
+/// One event of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        runbook: String,
+        file: String,
+        user: String,
+        host: String,
+        inputs: Vec<(String, String)>,
+        steps: usize,
+        dry_run: bool,
+    },
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    GateAsked {
+        step: String,
+        message: String,
+        /// Where the step will run (`user@host:port`, or `local`).
+        targets: Vec<String>,
+        /// What will run (rendered, secrets masked).
+        preview: String,
+        manual: bool,
+    },
+    GateWaiting {
+        step: String,
+        /// Exactly how to answer from elsewhere.
+        how_to_answer: String,
+    },
+    GateAnswered {
+        step: String,
+        decision: Decision,
+        user: String,
+        from_host: String,
+        by: AnsweredBy,
+        comment: Option<String>,
+    },
+    StepStarted {
+        step: String,
+        attempt: u32,
+        host: Option<String>,
+        item: Option<String>,
+        command: Option<String>,
+    },
+    Output {
+        step: String,
+        host: Option<String>,
+        stream: Stream,
+        line: String,
+    },
+    ProbeAttempt {
+        step: String,
+        attempt: u32,
+        value: String,
+        satisfied: bool,
+    },
+    Retry {
+        step: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    HostFinished {
+        step: String,
+        host: String,
+        status: StepStatus,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        error: Option<String>,
+    },
+    StepFinished {
+        step: String,
+        status: StepStatus,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        error: Option<String>,
+        outputs: serde_json::Map<String, serde_json::Value>,
+        /// The step's result as later templates see it (redacted), for resume.
+        #[serde(default)]
+        result: serde_json::Value,
+    },
+    RollbackStarted {
+        step: String,
+        reason: String,
+    },
+    RollbackFinished {
+        step: String,
+        status: StepStatus,
+        duration_ms: u64,
+        error: Option<String>,
+    },
+    RollbackNotRun {
+        step: String,
+        reason: String,
+    },
+    Warning {
+        message: String,
+    },
+    RunFinished {
+        status: crate::exit::ExitStatus,
+        exit_code: u8,
+        reason: String,
+        duration_ms: u64,
+    },
+}
+
+/// An event with the time it happened (RFC 3339, UTC).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stamped {
+    pub at: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The current time as RFC 3339 with milliseconds.
+pub fn now() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Millisecond).map_or_else(
+        |_| jiff::Timestamp::now().to_string(),
+        |t| t.to_string(),
+    )
+}

@@ -1,0 +1,154 @@
+//! Step runners: one per way of running a command (local shell, SSH) behind one interface,
+//! plus the HTTP client. The engine decides *what* to run; runners only run it.
+
+pub mod local;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::event::Stream;
+
+/// A shell command to run, fully rendered.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub command: String,
+    /// Extra environment (step `env`, secrets as `RUNBOOK_SECRET_*`, run metadata).
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<String>,
+    pub timeout: Option<Duration>,
+    /// Where full stdout/stderr go (`NAME.stdout.log`, `NAME.stderr.log`); `None` keeps none.
+    pub log_base: Option<PathBuf>,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutcome {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub cancelled: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+    /// The command could not be run at all (spawn failure, connection refused…): one line.
+    pub error: Option<String>,
+}
+
+/// Receives each complete output line as it arrives.
+pub type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
+
+/// Cancellation shared by everything a run started: flips to true once, on abort.
+#[derive(Debug, Clone)]
+pub struct Cancel(pub watch::Receiver<bool>);
+
+impl Cancel {
+    /// A token that is never cancelled (tests, rollbacks that must finish).
+    pub fn never() -> Cancel {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx);
+        Cancel(rx)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once cancelled (never, if the sender is gone without cancelling).
+    pub async fn cancelled(&mut self) {
+        loop {
+            if *self.0.borrow_and_update() {
+                return;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// A boxed future, for runners behind `dyn`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs shell commands somewhere (here, or on a remote host).
+pub trait CommandRunner: Send + Sync {
+    /// Runs `spec`; streams lines to `sink`; stops the command (and everything it started)
+    /// on timeout or when `cancel` fires.
+    fn run<'a>(&'a self, spec: CommandSpec, sink: LineSink, cancel: Cancel) -> BoxFuture<'a, CommandOutcome>;
+
+    /// Where this runner runs, for messages (`local`, `ops@vault-2:22`).
+    fn describe(&self) -> String;
+}
+
+/// A resolved SSH destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SshTarget {
+    /// The runbook's host name (`lb`, `node`).
+    pub name: String,
+    pub user: Option<String>,
+    pub address: String,
+    pub port: Option<u16>,
+    /// ProxyJump (`user@host:port`), already resolved.
+    pub jump: Option<String>,
+    pub identity_file: Option<String>,
+    pub known_hosts: Option<String>,
+}
+
+impl SshTarget {
+    /// `user@address:port`, as shown to people.
+    pub fn destination(&self) -> String {
+        let mut s = String::new();
+        if let Some(u) = &self.user {
+            s.push_str(u);
+            s.push('@');
+        }
+        s.push_str(&self.address);
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        s
+    }
+}
+
+/// Gives a runner for a remote host (one multiplexed connection per host, reused).
+pub trait RemoteRunners: Send + Sync {
+    fn runner(&self, target: &SshTarget) -> Arc<dyn CommandRunner>;
+    /// Closes every connection (end of run).
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// An HTTP request, fully rendered.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub json_body: bool,
+    pub timeout: Option<Duration>,
+    pub follow_redirects: bool,
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, Default)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub json: Option<serde_json::Value>,
+    pub duration: Duration,
+}
+
+/// Sends HTTP requests. The error is one line naming the URL and the cause.
+pub trait HttpClient: Send + Sync {
+    fn send<'a>(&'a self, req: HttpRequest, cancel: Cancel) -> BoxFuture<'a, Result<HttpResponse, String>>;
+}
