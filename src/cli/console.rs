@@ -24,7 +24,13 @@ pub(crate) struct Styles {
 
 impl Styles {
     pub(crate) fn new(color: bool) -> Styles {
-        let s = |st: Style| if color { st.force_styling(true) } else { Style::new().force_styling(false) };
+        let s = |st: Style| {
+            if color {
+                st.force_styling(true)
+            } else {
+                Style::new().force_styling(false)
+            }
+        };
         Styles {
             ok: s(Style::new().green()),
             bad: s(Style::new().red().bold()),
@@ -56,17 +62,31 @@ impl Console {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let total = mp.add(ProgressBar::new(steps as u64));
             total.set_style(
-                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} steps  {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30}] {pos}/{len} steps  {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             total.set_prefix("runbook");
-            Some(Live { mp, total, bars: HashMap::new(), done: 0 })
+            Some(Live {
+                mp,
+                total,
+                bars: HashMap::new(),
+                done: 0,
+            })
         } else {
             None
         };
         let mp = live.as_ref().map(|l| l.mp.clone());
-        (Console { live, st: Styles::new(color), quiet_output: false }, mp)
+        (
+            Console {
+                live,
+                st: Styles::new(color),
+                quiet_output: false,
+            },
+            mp,
+        )
     }
 
     fn line(&self, text: String) {
@@ -126,33 +146,74 @@ impl Observer for Console {
     fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
         let ts = self.stamp(&e.at);
         match &e.event {
-            Event::RunStarted { run_id, runbook, user, host, .. } => {
-                self.line(format!("{ts} {} {runbook}  run {run_id}  by {user}@{host}", self.st.bold.apply_to("▶ run")));
+            Event::RunStarted {
+                run_id,
+                runbook,
+                user,
+                host,
+                ..
+            } => {
+                self.line(format!(
+                    "{ts} {} {runbook}  run {run_id}  by {user}@{host}",
+                    self.st.bold.apply_to("▶ run")
+                ));
             }
             Event::StepSkipped { step, reason } => {
                 if let Some(l) = &mut self.live {
                     l.done += 1;
                     l.total.set_position(l.done);
                 }
-                self.line(format!("{ts} {} {step}: {reason}", self.st.dim.apply_to("⊘ skip")));
+                self.line(format!(
+                    "{ts} {} {step}: {reason}",
+                    self.st.dim.apply_to("⊘ skip")
+                ));
             }
-            Event::GateAsked { step, message, manual, .. } => {
+            Event::GateAsked {
+                step,
+                message,
+                manual,
+                ..
+            } => {
                 let kind = if *manual { "manual" } else { "gate" };
-                self.line(format!("{ts} {} {step}: {message}", self.st.warn.apply_to(format!("? {kind}"))));
+                self.line(format!(
+                    "{ts} {} {step}: {message}",
+                    self.st.warn.apply_to(format!("? {kind}"))
+                ));
             }
-            Event::GateWaiting { step, how_to_answer } => {
-                self.line(format!("{ts} {} {step} is waiting for an answer: {how_to_answer}", self.st.warn.apply_to("⏸ waiting")));
+            Event::GateWaiting {
+                step,
+                how_to_answer,
+            } => {
+                self.line(format!(
+                    "{ts} {} {step} is waiting for an answer: {how_to_answer}",
+                    self.st.warn.apply_to("⏸ waiting")
+                ));
             }
-            Event::GateAnswered { step, decision, user, by, .. } => {
+            Event::GateAnswered {
+                step,
+                decision,
+                user,
+                by,
+                ..
+            } => {
                 let d = match decision {
                     Decision::Approved => self.st.ok.apply_to("approved").to_string(),
                     Decision::Declined => self.st.bad.apply_to("declined").to_string(),
                     Decision::Aborted => self.st.bad.apply_to("aborted").to_string(),
                 };
-                let how = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let how = serde_json::to_value(by)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
                 self.line(format!("{ts}   {step}: {d} by {user} ({how})"));
             }
-            Event::StepStarted { step, attempt, host, item, command } => {
+            Event::StepStarted {
+                step,
+                attempt,
+                host,
+                item,
+                command,
+            } => {
                 let mut label = step.clone();
                 if let Some(h) = host {
                     label.push_str(&format!(" @{h}"));
@@ -167,11 +228,19 @@ impl Observer for Console {
                 if self.live.is_some() {
                     self.bar_for(&key, &label);
                 } else {
-                    let cmd = command.as_deref().map(|c| first_line(c)).unwrap_or_default();
+                    let cmd = command
+                        .as_deref()
+                        .map(|c| first_line(c))
+                        .unwrap_or_default();
                     self.line(format!("{ts} ▶ {label}: {}", self.st.dim.apply_to(cmd)));
                 }
             }
-            Event::Output { step, host, stream, line } => {
+            Event::Output {
+                step,
+                host,
+                stream,
+                line,
+            } => {
                 let key = format!("{step}/{}", host.clone().unwrap_or_default());
                 if let Some(l) = &self.live
                     && let Some(pb) = l.bars.get(&key)
@@ -183,11 +252,23 @@ impl Observer for Console {
                         Some(h) => format!("{step}@{h}"),
                         None => step.clone(),
                     };
-                    let bar = if *stream == Stream::Stderr { "┃" } else { "│" };
-                    self.line(format!("{ts}   {} {line}", self.st.dim.apply_to(format!("{who} {bar}"))));
+                    let bar = if *stream == Stream::Stderr {
+                        "┃"
+                    } else {
+                        "│"
+                    };
+                    self.line(format!(
+                        "{ts}   {} {line}",
+                        self.st.dim.apply_to(format!("{who} {bar}"))
+                    ));
                 }
             }
-            Event::ProbeAttempt { step, attempt, value, satisfied } => {
+            Event::ProbeAttempt {
+                step,
+                attempt,
+                value,
+                satisfied,
+            } => {
                 let key = format!("{step}/");
                 if let Some(l) = &self.live
                     && let Some(pb) = l.bars.get(&key)
@@ -198,16 +279,54 @@ impl Observer for Console {
                     self.line(format!("{ts}   {step} attempt {attempt} {mark} {value}"));
                 }
             }
-            Event::Retry { step, attempt, delay_ms, reason } => {
-                self.line(format!("{ts} {} {step}: {reason}; attempt {attempt} in {}", self.st.warn.apply_to("↻ retry"), crate::plan::human_duration(Duration::from_millis(*delay_ms))));
+            Event::Retry {
+                step,
+                attempt,
+                delay_ms,
+                reason,
+            } => {
+                self.line(format!(
+                    "{ts} {} {step}: {reason}; attempt {attempt} in {}",
+                    self.st.warn.apply_to("↻ retry"),
+                    crate::plan::human_duration(Duration::from_millis(*delay_ms))
+                ));
             }
-            Event::HostFinished { step, host, status, error, .. } => {
+            Event::HostFinished {
+                step,
+                host,
+                status,
+                error,
+                ..
+            } => {
                 self.bar_done(&format!("{step}/{host}"));
-                let err = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-                self.line(format!("{ts}   {step}@{host} {}{err}", self.status_word(*status)));
+                let err = error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                self.line(format!(
+                    "{ts}   {step}@{host} {}{err}",
+                    self.status_word(*status)
+                ));
             }
-            Event::StepFinished { step, status, duration_ms, error, outputs, .. } => {
-                let keys: Vec<String> = self.live.as_ref().map(|l| l.bars.keys().filter(|k| k.starts_with(&format!("{step}/"))).cloned().collect()).unwrap_or_default();
+            Event::StepFinished {
+                step,
+                status,
+                duration_ms,
+                error,
+                outputs,
+                ..
+            } => {
+                let keys: Vec<String> = self
+                    .live
+                    .as_ref()
+                    .map(|l| {
+                        l.bars
+                            .keys()
+                            .filter(|k| k.starts_with(&format!("{step}/")))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 for k in keys {
                     self.bar_done(&k);
                 }
@@ -216,27 +335,58 @@ impl Observer for Console {
                     l.total.set_position(l.done);
                 }
                 let d = crate::plan::human_duration(Duration::from_millis(*duration_ms));
-                let err = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                let err = error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 let outs = if outputs.is_empty() {
                     String::new()
                 } else {
-                    let kv: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect();
+                    let kv: Vec<String> = outputs
+                        .iter()
+                        .map(|(k, v)| {
+                            format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))
+                        })
+                        .collect();
                     format!("  {}", self.st.dim.apply_to(kv.join(" ")))
                 };
-                self.line(format!("{ts} {} {step} ({d}){err}{outs}", self.status_word(*status)));
+                self.line(format!(
+                    "{ts} {} {step} ({d}){err}{outs}",
+                    self.status_word(*status)
+                ));
             }
             Event::RollbackStarted { step, .. } => {
-                self.line(format!("{ts} {} {step}", self.st.warn.apply_to("↶ rollback")));
+                self.line(format!(
+                    "{ts} {} {step}",
+                    self.st.warn.apply_to("↶ rollback")
+                ));
             }
-            Event::RollbackFinished { step, status, error, .. } => {
-                let err = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-                self.line(format!("{ts}   rollback of {step} {}{err}", self.status_word(*status)));
+            Event::RollbackFinished {
+                step,
+                status,
+                error,
+                ..
+            } => {
+                let err = error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                self.line(format!(
+                    "{ts}   rollback of {step} {}{err}",
+                    self.status_word(*status)
+                ));
             }
             Event::RollbackNotRun { step, reason } => {
-                self.line(format!("{ts} {} rollback of {step} NOT run: {reason}", self.st.bad.apply_to("!")));
+                self.line(format!(
+                    "{ts} {} rollback of {step} NOT run: {reason}",
+                    self.st.bad.apply_to("!")
+                ));
             }
             Event::Warning { message } => {
-                self.line(format!("{ts} {} {message}", self.st.warn.apply_to("warning:")));
+                self.line(format!(
+                    "{ts} {} {message}",
+                    self.st.warn.apply_to("warning:")
+                ));
             }
             Event::RunFinished { .. } => {
                 if let Some(l) = &self.live {
@@ -254,15 +404,28 @@ impl Observer for Console {
 fn first_line(s: &str) -> String {
     let mut lines = s.lines();
     let first = lines.next().unwrap_or_default().to_string();
-    if lines.next().is_some() { format!("{first} …") } else { first }
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
 }
 
 /// The table printed when the run ends.
 pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
     let st = Styles::new(color);
     let mut out = String::new();
-    let w = outcome.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
-    out.push_str(&format!("\n{:<w$}  {:<10}  {:>8}  {}\n", "STEP", "STATUS", "TIME", "HOSTS / NOTE"));
+    let w = outcome
+        .steps
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out.push_str(&format!(
+        "\n{:<w$}  {:<10}  {:>8}  {}\n",
+        "STEP", "STATUS", "TIME", "HOSTS / NOTE"
+    ));
     for s in &outcome.steps {
         let status = s.status.as_str();
         let styled = match s.status {
@@ -277,13 +440,21 @@ pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
             }
             note.push_str(&first_line(e));
         }
-        let time = if s.duration_ms > 0 { crate::plan::human_duration(Duration::from_millis(s.duration_ms)) } else { String::new() };
+        let time = if s.duration_ms > 0 {
+            crate::plan::human_duration(Duration::from_millis(s.duration_ms))
+        } else {
+            String::new()
+        };
         out.push_str(&format!("{:<w$}  {styled}  {time:>8}  {note}\n", s.id));
     }
     if !outcome.rollbacks.is_empty() {
         out.push_str("\nRollback (most recent first):\n");
         for r in &outcome.rollbacks {
-            let err = r.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+            let err = r
+                .error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
             out.push_str(&format!("  {:<w$}  {}{err}\n", r.step, r.status.as_str()));
         }
     }
@@ -291,7 +462,11 @@ pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
         crate::exit::ExitStatus::Success => st.ok.apply_to("✔ run succeeded".to_string()),
         _ => st.bad.apply_to(format!("✖ run ended: {}", outcome.reason)),
     };
-    out.push_str(&format!("\n{head} (exit {}, run {})\n", outcome.status.code(), outcome.run_id));
+    out.push_str(&format!(
+        "\n{head} (exit {}, run {})\n",
+        outcome.status.code(),
+        outcome.run_id
+    ));
     out
 }
 
@@ -319,17 +494,27 @@ impl Prompter for TtyPrompter {
         self.with_suspended(|| {
             let term = Term::stderr();
             let kind = if req.manual { "MANUAL STEP" } else { "GATE" };
-            let _ = term.write_line(&format!("\n{} {}", st.warn.apply_to(format!("── {kind}: {} ──", req.step)), ""));
+            let _ = term.write_line(&format!(
+                "\n{} {}",
+                st.warn.apply_to(format!("── {kind}: {} ──", req.step)),
+                ""
+            ));
             for l in req.message.lines() {
                 let _ = term.write_line(&format!("  {l}"));
             }
             if !req.targets.is_empty() {
                 let _ = term.write_line(&format!("  on: {}", req.targets.join(", ")));
             }
-            let choices = if req.manual { "[d]one / [n]ot done / [s]how details / [a]bort" } else { "[y]es / [n]o / [s]how details / [a]bort" };
+            let choices = if req.manual {
+                "[d]one / [n]ot done / [s]how details / [a]bort"
+            } else {
+                "[y]es / [n]o / [s]how details / [a]bort"
+            };
             loop {
                 let _ = term.write_str(&format!("{} {choices}: ", st.bold.apply_to("?")));
-                let Ok(answer) = term.read_line() else { return Decision::Aborted };
+                let Ok(answer) = term.read_line() else {
+                    return Decision::Aborted;
+                };
                 match answer.trim().to_ascii_lowercase().as_str() {
                     "y" | "yes" if !req.manual => return Decision::Approved,
                     "d" | "done" if req.manual => return Decision::Approved,
@@ -342,7 +527,8 @@ impl Prompter for TtyPrompter {
                         }
                     }
                     _ => {
-                        let _ = term.write_line("  please answer with one of the letters in brackets");
+                        let _ =
+                            term.write_line("  please answer with one of the letters in brackets");
                     }
                 }
             }
@@ -353,11 +539,22 @@ impl Prompter for TtyPrompter {
         let st = Styles::new(self.color);
         self.with_suspended(|| {
             let term = Term::stderr();
-            let _ = term.write_line(&format!("\n{} {reason}", st.bad.apply_to("── the run is stopping:")));
-            let _ = term.write_line(&format!("  completed steps to undo, in this order: {}", steps.join(" ← ")));
+            let _ = term.write_line(&format!(
+                "\n{} {reason}",
+                st.bad.apply_to("── the run is stopping:")
+            ));
+            let _ = term.write_line(&format!(
+                "  completed steps to undo, in this order: {}",
+                steps.join(" ← ")
+            ));
             loop {
-                let _ = term.write_str(&format!("{} roll back now? [y]es / [n]o (leave as is, needs a human): ", st.bold.apply_to("?")));
-                let Ok(answer) = term.read_line() else { return true };
+                let _ = term.write_str(&format!(
+                    "{} roll back now? [y]es / [n]o (leave as is, needs a human): ",
+                    st.bold.apply_to("?")
+                ));
+                let Ok(answer) = term.read_line() else {
+                    return true;
+                };
                 match answer.trim().to_ascii_lowercase().as_str() {
                     "y" | "yes" | "" => return true,
                     "n" | "no" => return false,

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::console::{Console, JsonLines, TtyPrompter, summary};
-use super::{ExecArgs, OutputFormat, ProgressMode, error_line, input_errors, load_runbook, provided};
+use super::{
+    ExecArgs, OutputFormat, ProgressMode, error_line, input_errors, load_runbook, provided,
+};
 use crate::execute::capture::create_private_dir;
 use crate::execute::event::Decision;
 use crate::execute::{self, Answers, Observer, Options, Services, current_host, current_user};
@@ -31,10 +33,20 @@ pub(crate) fn new_run_id(runbook: &str) -> String {
     h.write_u128(now.timestamp().as_nanosecond() as u128);
     let name: String = runbook
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
-    format!("{}-{name}-{:04x}", now.strftime("%Y%m%d-%H%M%S"), h.finish() & 0xffff)
+    format!(
+        "{}-{name}-{:04x}",
+        now.strftime("%Y%m%d-%H%M%S"),
+        h.finish() & 0xffff
+    )
 }
 
 /// Reads `--answers FILE`: a mapping of step id to yes/no/abort/done.
@@ -52,7 +64,12 @@ fn read_answers(path: &Path) -> Result<HashMap<String, Decision>, String> {
             "yes" | "y" | "approve" | "approved" | "done" => Decision::Approved,
             "no" | "n" | "decline" | "declined" | "not done" => Decision::Declined,
             "abort" => Decision::Aborted,
-            _ => return Err(format!("{}: `{k}: {text}` must be yes, no, done or abort", path.display())),
+            _ => {
+                return Err(format!(
+                    "{}: `{k}: {text}` must be yes, no, done or abort",
+                    path.display()
+                ));
+            }
         };
         out.insert(k, d);
     }
@@ -64,7 +81,10 @@ pub(crate) fn signal_counter() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         loop {
@@ -92,14 +112,26 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         if !interactive {
             return None;
         }
-        let label = if input.description.is_empty() { input.name.clone() } else { format!("{} ({})", input.name, input.description) };
-        dialoguer::Password::new().with_prompt(label).allow_empty_password(false).interact().ok()
+        let label = if input.description.is_empty() {
+            input.name.clone()
+        } else {
+            format!("{} ({})", input.name, input.description)
+        };
+        dialoguer::Password::new()
+            .with_prompt(label)
+            .allow_empty_password(false)
+            .interact()
+            .ok()
     };
     let resolved = match inputs::resolve(&rb, &provided, Some(&mut prompt_secret)) {
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),
     };
-    let mut answers = Answers { yes: a.yes, approve: a.approve.iter().cloned().collect(), file: HashMap::new() };
+    let mut answers = Answers {
+        yes: a.yes,
+        approve: a.approve.iter().cloned().collect(),
+        file: HashMap::new(),
+    };
     if let Some(f) = &a.answers {
         match read_answers(f) {
             Ok(m) => answers.file = m,
@@ -111,14 +143,20 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     }
     for id in answers.approve.iter().chain(answers.file.keys()) {
         if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
-            error_line(format!("--approve/--answers names `{id}`, which is not a step of {}", rb.name));
+            error_line(format!(
+                "--approve/--answers names `{id}`, which is not a step of {}",
+                rb.name
+            ));
             return ExitStatus::Invalid;
         }
     }
     let run_id = new_run_id(&rb.name);
     let run_dir = runs_dir(a.runs_dir.as_deref()).join(&run_id);
     if let Err(e) = create_private_dir(&run_dir) {
-        error_line(format!("cannot create the run directory {}: {e}", run_dir.display()));
+        error_line(format!(
+            "cannot create the run directory {}: {e}",
+            run_dir.display()
+        ));
         return ExitStatus::EngineFailed;
     }
     let tty_progress = match a.progress {
@@ -132,10 +170,19 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         observers.push(Box::new(JsonLines));
     }
     if a.no_rollback {
-        eprintln!("{}", super::console::Styles::new(color).bad.apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!"));
+        eprintln!(
+            "{}",
+            super::console::Styles::new(color)
+                .bad
+                .apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!")
+        );
     }
     let prompter: Option<Arc<dyn execute::Prompter>> = if interactive {
-        Some(Arc::new(TtyPrompter { mp, color, lock: Mutex::new(()) }))
+        Some(Arc::new(TtyPrompter {
+            mp,
+            color,
+            lock: Mutex::new(()),
+        }))
     } else {
         None
     };
@@ -150,17 +197,34 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         user: current_user(),
         host: current_host(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error_line(format!("cannot start the async runtime: {e}"));
             return ExitStatus::EngineFailed;
         }
     };
-    let services = Services { prompter, remote: None, http: None };
+    let services = Services {
+        prompter,
+        remote: None,
+        http: None,
+    };
     let outcome = runtime.block_on(async {
         let signals = signal_counter();
-        execute::execute(Arc::new(rb), Arc::new(resolved), opts, observers, services, signals, Default::default()).await
+        execute::execute(
+            Arc::new(rb),
+            Arc::new(resolved),
+            opts,
+            observers,
+            services,
+            signals,
+            Default::default(),
+        )
+        .await
     });
     eprint!("{}", summary(&outcome, color));
     runtime.shutdown_background();

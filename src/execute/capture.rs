@@ -118,10 +118,9 @@ impl Capture {
             return format!("{head}{tail}");
         }
         let skipped = self.total - (self.head.len() + self.tail.len()) as u64;
-        let log = self
-            .log_path
-            .as_ref()
-            .map_or(String::new(), |p| format!("; full output in {}", p.display()));
+        let log = self.log_path.as_ref().map_or(String::new(), |p| {
+            format!("; full output in {}", p.display())
+        });
         format!("{head}\n[… {skipped} bytes not kept in memory{log} …]\n{tail}")
     }
 
@@ -146,7 +145,10 @@ pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 /// Creates a directory (and parents) readable only by its owner.
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(test)]

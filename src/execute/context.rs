@@ -75,8 +75,20 @@ pub fn result_entries(result: &serde_json::Value, attempt: u32) -> Vec<(String, 
         ("attempt".to_string(), Value::from(attempt)),
     ];
     if let serde_json::Value::Object(m) = result {
-        for k in ["stdout", "stderr", "exit_code", "json", "status", "body", "headers", "hosts"] {
-            out.push((k.to_string(), to_value(m.get(k).cloned().unwrap_or(serde_json::Value::Null))));
+        for k in [
+            "stdout",
+            "stderr",
+            "exit_code",
+            "json",
+            "status",
+            "body",
+            "headers",
+            "hosts",
+        ] {
+            out.push((
+                k.to_string(),
+                to_value(m.get(k).cloned().unwrap_or(serde_json::Value::Null)),
+            ));
         }
     }
     out

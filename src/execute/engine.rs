@@ -58,7 +58,12 @@ pub(crate) struct Emitter {
 impl Emitter {
     fn emit(&mut self, e: Event) {
         let event = match e {
-            Event::Output { step, host, stream, line } => Event::Output {
+            Event::Output {
+                step,
+                host,
+                stream,
+                line,
+            } => Event::Output {
                 step,
                 host,
                 stream,
@@ -118,7 +123,11 @@ impl Shared {
 
     fn step(&self, i: usize) -> &Step {
         let main = self.rb.steps.len();
-        if i < main { &self.rb.steps[i] } else { &self.rb.finally[i - main] }
+        if i < main {
+            &self.rb.steps[i]
+        } else {
+            &self.rb.finally[i - main]
+        }
     }
 
     fn ctx(&self) -> Ctx {
@@ -184,7 +193,11 @@ pub async fn execute(
         file: shared.opts.file.clone(),
         user: shared.opts.user.clone(),
         host: shared.opts.host.clone(),
-        inputs: inputs.values.iter().map(|r| (r.name.clone(), r.display())).collect(),
+        inputs: inputs
+            .values
+            .iter()
+            .map(|r| (r.name.clone(), r.display()))
+            .collect(),
         steps: rb.steps.len() + rb.finally.len(),
         dry_run: false,
     });
@@ -228,7 +241,10 @@ pub async fn execute(
         if stop.is_none()
             && let Some(err) = shared.observer_failure()
         {
-            stop = Some((StopKind::EngineFailed, format!("the journal cannot be written: {err}")));
+            stop = Some((
+                StopKind::EngineFailed,
+                format!("the journal cannot be written: {err}"),
+            ));
         }
         if stop.is_none() {
             let parallel = shared.opts.parallel.max(1);
@@ -257,7 +273,10 @@ pub async fn execute(
                             continue;
                         }
                         Err(e) => {
-                            let reason = format!("`when` of step `{}` cannot be evaluated: {e}", step.id.name);
+                            let reason = format!(
+                                "`when` of step `{}` cannot be evaluated: {e}",
+                                step.id.name
+                            );
                             finish_failed(&shared, i, &reason, &mut state, &mut summaries);
                             stop = Some((StopKind::Failed, reason));
                             break;
@@ -276,15 +295,24 @@ pub async fn execute(
                     match decision {
                         Some(Decision::Approved) => {}
                         Some(Decision::Declined) => {
-                            stop = Some((StopKind::Declined, format!("the operator declined the gate of `{}`", step.id.name)));
+                            stop = Some((
+                                StopKind::Declined,
+                                format!("the operator declined the gate of `{}`", step.id.name),
+                            ));
                             break;
                         }
                         Some(Decision::Aborted) => {
-                            stop = Some((StopKind::Aborted, format!("the operator aborted at the gate of `{}`", step.id.name)));
+                            stop = Some((
+                                StopKind::Aborted,
+                                format!("the operator aborted at the gate of `{}`", step.id.name),
+                            ));
                             break;
                         }
                         None => {
-                            stop = Some((StopKind::Paused, format!("gate of `{}` is waiting for an answer", step.id.name)));
+                            stop = Some((
+                                StopKind::Paused,
+                                format!("gate of `{}` is waiting for an answer", step.id.name),
+                            ));
                             break;
                         }
                     }
@@ -345,13 +373,22 @@ pub async fn execute(
     if let Some((kind, reason)) = &stop
         && *kind != StopKind::Paused
     {
-        let stack: Vec<usize> = completed.iter().rev().copied().filter(|&i| rb.steps[i].rollback.is_some()).collect();
+        let stack: Vec<usize> = completed
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| rb.steps[i].rollback.is_some())
+            .collect();
         let names: Vec<String> = stack.iter().map(|&i| rb.steps[i].id.name.clone()).collect();
         let go = if stack.is_empty() {
             false
         } else if shared.opts.no_rollback {
             shared.emit(Event::Warning {
-                message: format!("--no-rollback: NOT undoing {} completed step(s): {}", names.len(), names.join(", ")),
+                message: format!(
+                    "--no-rollback: NOT undoing {} completed step(s): {}",
+                    names.len(),
+                    names.join(", ")
+                ),
             });
             false
         } else if *kind == StopKind::EngineFailed {
@@ -363,7 +400,9 @@ pub async fn execute(
                 Some(p) => {
                     let p = p.clone();
                     let (n2, r2) = (names.clone(), reason.clone());
-                    tokio::task::spawn_blocking(move || p.confirm_rollback(&n2, &r2)).await.unwrap_or(true)
+                    tokio::task::spawn_blocking(move || p.confirm_rollback(&n2, &r2))
+                        .await
+                        .unwrap_or(true)
                 }
                 None => true,
             }
@@ -381,8 +420,15 @@ pub async fn execute(
             };
             for &i in &stack {
                 let step = rb.steps[i].id.name.clone();
-                shared.emit(Event::RollbackNotRun { step: step.clone(), reason: why.into() });
-                rollbacks.push(RollbackSummary { step, status: StepStatus::NotRun, error: Some(why.into()) });
+                shared.emit(Event::RollbackNotRun {
+                    step: step.clone(),
+                    reason: why.into(),
+                });
+                rollbacks.push(RollbackSummary {
+                    step,
+                    status: StepStatus::NotRun,
+                    error: Some(why.into()),
+                });
             }
         }
         if go {
@@ -392,12 +438,22 @@ pub async fn execute(
             for &i in &stack {
                 let step_id = rb.steps[i].id.name.clone();
                 if interrupted {
-                    shared.emit(Event::RollbackNotRun { step: step_id.clone(), reason: "stopped by a second signal".into() });
-                    rollbacks.push(RollbackSummary { step: step_id, status: StepStatus::NotRun, error: Some("stopped by a second signal".into()) });
+                    shared.emit(Event::RollbackNotRun {
+                        step: step_id.clone(),
+                        reason: "stopped by a second signal".into(),
+                    });
+                    rollbacks.push(RollbackSummary {
+                        step: step_id,
+                        status: StepStatus::NotRun,
+                        error: Some("stopped by a second signal".into()),
+                    });
                     rollback_incomplete = true;
                     continue;
                 }
-                shared.emit(Event::RollbackStarted { step: step_id.clone(), reason: reason.clone() });
+                shared.emit(Event::RollbackStarted {
+                    step: step_id.clone(),
+                    reason: reason.clone(),
+                });
                 let t0 = Instant::now();
                 let fut = run_rollback(&shared, i, rb_cancel.clone());
                 tokio::pin!(fut);
@@ -422,7 +478,11 @@ pub async fn execute(
                     duration_ms: t0.elapsed().as_millis() as u64,
                     error: error.clone(),
                 });
-                rollbacks.push(RollbackSummary { step: step_id, status, error });
+                rollbacks.push(RollbackSummary {
+                    step: step_id,
+                    status,
+                    error,
+                });
             }
         }
     }
@@ -436,7 +496,12 @@ pub async fn execute(
             let run = run_step(shared.clone(), i).await;
             if run.status != StepStatus::Succeeded {
                 shared.emit(Event::Warning {
-                    message: format!("finally step `{}` {}: {}", rb.finally[k].id.name, run.status.as_str(), run.error.clone().unwrap_or_default()),
+                    message: format!(
+                        "finally step `{}` {}: {}",
+                        rb.finally[k].id.name,
+                        run.status.as_str(),
+                        run.error.clone().unwrap_or_default()
+                    ),
                 });
             }
             finally_summaries.push(StepSummary {
@@ -456,9 +521,14 @@ pub async fn execute(
     let (status, reason) = match &stop {
         None => (ExitStatus::Success, "all steps succeeded".to_string()),
         Some((StopKind::EngineFailed, r)) => (ExitStatus::EngineFailed, r.clone()),
-        Some((_, r)) if rollback_incomplete => (ExitStatus::RollbackIncomplete, format!("{r}; rollback incomplete: needs a human")),
+        Some((_, r)) if rollback_incomplete => (
+            ExitStatus::RollbackIncomplete,
+            format!("{r}; rollback incomplete: needs a human"),
+        ),
         Some((StopKind::Failed, r)) => (ExitStatus::StepFailed, r.clone()),
-        Some((StopKind::Declined | StopKind::Aborted | StopKind::Paused, r)) => (ExitStatus::Aborted, r.clone()),
+        Some((StopKind::Declined | StopKind::Aborted | StopKind::Paused, r)) => {
+            (ExitStatus::Aborted, r.clone())
+        }
     };
     let mut steps: Vec<StepSummary> = summaries
         .into_iter()
@@ -489,16 +559,37 @@ pub async fn execute(
     }
 }
 
-fn skip(sh: &Shared, i: usize, reason: &str, state: &mut [Option<StepStatus>], summaries: &mut [Option<StepSummary>]) {
+fn skip(
+    sh: &Shared,
+    i: usize,
+    reason: &str,
+    state: &mut [Option<StepStatus>],
+    summaries: &mut [Option<StepSummary>],
+) {
     let id = sh.rb.steps[i].id.name.clone();
-    sh.emit(Event::StepSkipped { step: id.clone(), reason: reason.into() });
+    sh.emit(Event::StepSkipped {
+        step: id.clone(),
+        reason: reason.into(),
+    });
     let result = serde_json::json!({ "status": "skipped", "skipped": true, "reason": reason });
     sh.results.set(&step_var(&id), &result);
     state[i] = Some(StepStatus::Skipped);
-    summaries[i] = Some(StepSummary { id, status: StepStatus::Skipped, duration_ms: 0, hosts: Vec::new(), error: Some(reason.into()) });
+    summaries[i] = Some(StepSummary {
+        id,
+        status: StepStatus::Skipped,
+        duration_ms: 0,
+        hosts: Vec::new(),
+        error: Some(reason.into()),
+    });
 }
 
-fn finish_failed(sh: &Shared, i: usize, reason: &str, state: &mut [Option<StepStatus>], summaries: &mut [Option<StepSummary>]) {
+fn finish_failed(
+    sh: &Shared,
+    i: usize,
+    reason: &str,
+    state: &mut [Option<StepStatus>],
+    summaries: &mut [Option<StepSummary>],
+) {
     let id = sh.rb.steps[i].id.name.clone();
     sh.emit(Event::StepFinished {
         step: id.clone(),
@@ -510,7 +601,13 @@ fn finish_failed(sh: &Shared, i: usize, reason: &str, state: &mut [Option<StepSt
         result: serde_json::Value::Null,
     });
     state[i] = Some(StepStatus::Failed);
-    summaries[i] = Some(StepSummary { id, status: StepStatus::Failed, duration_ms: 0, hosts: Vec::new(), error: Some(reason.into()) });
+    summaries[i] = Some(StepSummary {
+        id,
+        status: StepStatus::Failed,
+        duration_ms: 0,
+        hosts: Vec::new(),
+        error: Some(reason.into()),
+    });
 }
 
 fn eval_bool(sh: &Shared, expr: &Tmpl, extra: Vec<(String, Value)>) -> Result<bool, String> {
@@ -540,10 +637,19 @@ fn preanswered(sh: &Shared, id: &str, manual: bool) -> Option<(Decision, Answere
 fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
     let ctx = crate::plan::plan_context(&sh.inputs);
     let targets = crate::plan::targets(&sh.rb, &sh.mask, &ctx, step.body.on.as_ref())
-        .map(|ts| ts.iter().map(|t| format!("{} ({})", t.host, t.destination())).collect())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| format!("{} ({})", t.host, t.destination()))
+                .collect()
+        })
         .unwrap_or_default();
-    let action = crate::plan::plan_action(&sh.mask, &step.body.action, &step.body, &sh.ctx().with(vec![]))
-        .or_else(|_| crate::plan::plan_action(&sh.mask, &step.body.action, &step.body, &ctx));
+    let action = crate::plan::plan_action(
+        &sh.mask,
+        &step.body.action,
+        &step.body,
+        &sh.ctx().with(vec![]),
+    )
+    .or_else(|_| crate::plan::plan_action(&sh.mask, &step.body.action, &step.body, &ctx));
     let text = match action {
         Ok(crate::plan::PlannedAction::Run { command, .. }) => command,
         Ok(crate::plan::PlannedAction::Http(r)) => format!("{} {}", r.method, r.url),
@@ -564,33 +670,64 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             Action::Manual(t) => sh
                 .templates
                 .render(&t.src, &sh.ctx().with(vec![]), Target::Text)
-                .unwrap_or_else(|e| format!("{}\n(could not render: {})", t.src, crate::template::describe_error(&e))),
+                .unwrap_or_else(|e| {
+                    format!(
+                        "{}\n(could not render: {})",
+                        t.src,
+                        crate::template::describe_error(&e)
+                    )
+                }),
             _ => String::new(),
         }
     } else {
         step.confirm
             .as_ref()
-            .map(|g| sh.templates.render(&g.text.src, &sh.ctx().with(vec![]), Target::Text).unwrap_or_else(|_| g.text.src.clone()))
+            .map(|g| {
+                sh.templates
+                    .render(&g.text.src, &sh.ctx().with(vec![]), Target::Text)
+                    .unwrap_or_else(|_| g.text.src.clone())
+            })
             .unwrap_or_default()
     };
     let (targets, preview) = preview(sh, step);
-    sh.emit(Event::GateAsked { step: id.clone(), message: message.clone(), targets: targets.clone(), preview: preview.clone(), manual });
+    sh.emit(Event::GateAsked {
+        step: id.clone(),
+        message: message.clone(),
+        targets: targets.clone(),
+        preview: preview.clone(),
+        manual,
+    });
     let (decision, by) = match preanswered(sh, &id, manual) {
         Some(a) => a,
         None => match &sh.services.prompter {
             Some(p) => {
                 let p = p.clone();
-                let req = GateRequest { step: id.clone(), message: sh.redactor.text(&message), targets, preview, manual };
-                let d = tokio::task::spawn_blocking(move || p.ask(&req)).await.unwrap_or(Decision::Aborted);
+                let req = GateRequest {
+                    step: id.clone(),
+                    message: sh.redactor.text(&message),
+                    targets,
+                    preview,
+                    manual,
+                };
+                let d = tokio::task::spawn_blocking(move || p.ask(&req))
+                    .await
+                    .unwrap_or(Decision::Aborted);
                 (d, AnsweredBy::Terminal)
             }
             None => {
                 let how = if manual {
-                    format!("a person must confirm this manual step: re-run on a terminal, or pass --approve {id} once it is done (or answer it in --answers FILE)")
+                    format!(
+                        "a person must confirm this manual step: re-run on a terminal, or pass --approve {id} once it is done (or answer it in --answers FILE)"
+                    )
                 } else {
-                    format!("approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal")
+                    format!(
+                        "approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"
+                    )
                 };
-                sh.emit(Event::GateWaiting { step: id.clone(), how_to_answer: how });
+                sh.emit(Event::GateWaiting {
+                    step: id.clone(),
+                    how_to_answer: how,
+                });
                 return None;
             }
         },
@@ -608,7 +745,11 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
 
 /// Resolves the SSH targets of `on:` with run-time values.
 fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, String> {
-    let render = |t: &Tmpl| sh.templates.render(&t.src, ctx, Target::Text).map_err(|e| crate::template::describe_error(&e));
+    let render = |t: &Tmpl| {
+        sh.templates
+            .render(&t.src, ctx, Target::Text)
+            .map_err(|e| crate::template::describe_error(&e))
+    };
     let resolve = |h: &Host| -> Result<SshTarget, String> {
         let jump = match &h.jump {
             Some(j) => Some(match sh.rb.host(&j.name) {
@@ -638,7 +779,11 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
             known_hosts: h.known_hosts.clone(),
         })
     };
-    sh.rb.target_hosts(&on.name).into_iter().map(resolve).collect()
+    sh.rb
+        .target_hosts(&on.name)
+        .into_iter()
+        .map(resolve)
+        .collect()
 }
 
 /// The result of one execution of a body on one host.
@@ -651,7 +796,12 @@ struct Attempt {
 
 impl Attempt {
     fn failed(error: String) -> Attempt {
-        Attempt { status: StepStatus::Failed, result: serde_json::json!({ "error": error }), error: Some(error), operator: None }
+        Attempt {
+            status: StepStatus::Failed,
+            result: serde_json::json!({ "error": error }),
+            error: Some(error),
+            operator: None,
+        }
     }
 }
 
@@ -660,21 +810,49 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     let t0 = Instant::now();
     let step = sh.step(i).clone();
     let id = step.id.name.clone();
-    let mut run = StepRun { index: i, status: StepStatus::Succeeded, result: serde_json::Value::Null, error: None, operator: None, duration: Duration::ZERO, hosts: Vec::new() };
+    let mut run = StepRun {
+        index: i,
+        status: StepStatus::Succeeded,
+        result: serde_json::Value::Null,
+        error: None,
+        operator: None,
+        duration: Duration::ZERO,
+        hosts: Vec::new(),
+    };
 
     if let Action::Manual(_) = step.body.action {
         match ask_gate(&sh, i, true).await {
             Some(Decision::Approved) => {}
             other => {
                 let (status, op, why) = match other {
-                    Some(Decision::Declined) => (StepStatus::Failed, Some(Decision::Declined), format!("the operator reported manual step `{id}` not done")),
-                    Some(_) => (StepStatus::Cancelled, Some(Decision::Aborted), format!("the operator aborted at manual step `{id}`")),
-                    None => (StepStatus::NotRun, Some(Decision::Aborted), format!("manual step `{id}` is waiting for a person")),
+                    Some(Decision::Declined) => (
+                        StepStatus::Failed,
+                        Some(Decision::Declined),
+                        format!("the operator reported manual step `{id}` not done"),
+                    ),
+                    Some(_) => (
+                        StepStatus::Cancelled,
+                        Some(Decision::Aborted),
+                        format!("the operator aborted at manual step `{id}`"),
+                    ),
+                    None => (
+                        StepStatus::NotRun,
+                        Some(Decision::Aborted),
+                        format!("manual step `{id}` is waiting for a person"),
+                    ),
                 };
                 run.status = status;
                 run.operator = op;
                 run.error = Some(why.clone());
-                sh.emit(Event::StepFinished { step: id, status, exit_code: None, duration_ms: t0.elapsed().as_millis() as u64, error: Some(why), outputs: serde_json::Map::new(), result: serde_json::Value::Null });
+                sh.emit(Event::StepFinished {
+                    step: id,
+                    status,
+                    exit_code: None,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                    error: Some(why),
+                    outputs: serde_json::Map::new(),
+                    result: serde_json::Value::Null,
+                });
                 run.duration = t0.elapsed();
                 return run;
             }
@@ -689,9 +867,30 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             match sh.templates.eval(expression_source(&fe.items.src), &ctx) {
                 Ok(v) => match v.try_iter() {
                     Ok(it) => it.map(Some).collect(),
-                    Err(_) => return finish(&sh, run, t0, StepStatus::Failed, serde_json::Value::Null, Some("`for_each` is not a list".into())),
+                    Err(_) => {
+                        return finish(
+                            &sh,
+                            run,
+                            t0,
+                            StepStatus::Failed,
+                            serde_json::Value::Null,
+                            Some("`for_each` is not a list".into()),
+                        );
+                    }
                 },
-                Err(e) => return finish(&sh, run, t0, StepStatus::Failed, serde_json::Value::Null, Some(format!("`for_each`: {}", crate::template::describe_error(&e)))),
+                Err(e) => {
+                    return finish(
+                        &sh,
+                        run,
+                        t0,
+                        StepStatus::Failed,
+                        serde_json::Value::Null,
+                        Some(format!(
+                            "`for_each`: {}",
+                            crate::template::describe_error(&e)
+                        )),
+                    );
+                }
             }
         }
     };
@@ -713,7 +912,8 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             extra.push(("item_index".to_string(), Value::from(k)));
         }
         let label = item.as_ref().map(|v| sh.redactor.text(&v.to_string()));
-        let (status, result, error, operator, hosts) = run_item(&sh, &step, i, extra.clone(), label, k, items.len() > 1).await;
+        let (status, result, error, operator, hosts) =
+            run_item(&sh, &step, i, extra.clone(), label, k, items.len() > 1).await;
         run.hosts = hosts;
         last = result.clone();
         item_results.push(result.clone());
@@ -766,13 +966,23 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     let mut outputs = serde_json::Map::new();
     if final_status == StepStatus::Succeeded {
         for (name, expr) in &step.outputs {
-            match sh.templates.eval(expression_source(&expr.src), &sh.ctx().with(result_entries(&result, 1))) {
+            match sh.templates.eval(
+                expression_source(&expr.src),
+                &sh.ctx().with(result_entries(&result, 1)),
+            ) {
                 Ok(v) => {
-                    outputs.insert(name.name.clone(), serde_json::to_value(&v).unwrap_or(serde_json::Value::Null));
+                    outputs.insert(
+                        name.name.clone(),
+                        serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
+                    );
                 }
                 Err(e) => {
                     final_status = StepStatus::Failed;
-                    final_error = Some(format!("output `{}`: {}", name.name, crate::template::describe_error(&e)));
+                    final_error = Some(format!(
+                        "output `{}`: {}",
+                        name.name,
+                        crate::template::describe_error(&e)
+                    ));
                     break;
                 }
             }
@@ -780,15 +990,32 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     }
     if let serde_json::Value::Object(m) = &mut result {
         m.insert("outputs".into(), serde_json::Value::Object(outputs));
-        m.insert("status".into(), serde_json::Value::String(final_status.as_str().into()));
+        m.insert(
+            "status".into(),
+            serde_json::Value::String(final_status.as_str().into()),
+        );
     }
     finish(&sh, run, t0, final_status, result, final_error)
 }
 
-fn finish(sh: &Shared, mut run: StepRun, t0: Instant, status: StepStatus, result: serde_json::Value, error: Option<String>) -> StepRun {
+fn finish(
+    sh: &Shared,
+    mut run: StepRun,
+    t0: Instant,
+    status: StepStatus,
+    result: serde_json::Value,
+    error: Option<String>,
+) -> StepRun {
     let error = error.map(|e| sh.redactor.text(&e));
-    let outputs = result.get("outputs").and_then(|o| o.as_object()).cloned().unwrap_or_default();
-    let exit_code = result.get("exit_code").and_then(serde_json::Value::as_i64).map(|c| c as i32);
+    let outputs = result
+        .get("outputs")
+        .and_then(|o| o.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let exit_code = result
+        .get("exit_code")
+        .and_then(serde_json::Value::as_i64)
+        .map(|c| c as i32);
     let mut redacted = result.clone();
     sh.redactor.json(&mut redacted);
     sh.emit(Event::StepFinished {
@@ -807,16 +1034,38 @@ fn finish(sh: &Shared, mut run: StepRun, t0: Instant, status: StepStatus, result
     run
 }
 
-type ItemOutcome = (StepStatus, serde_json::Value, Option<String>, Option<Decision>, Vec<String>);
+type ItemOutcome = (
+    StepStatus,
+    serde_json::Value,
+    Option<String>,
+    Option<Decision>,
+    Vec<String>,
+);
 
 /// One item of a step: locally, on one host, or fanned out over a group.
-async fn run_item(sh: &Arc<Shared>, step: &Step, i: usize, extra: Vec<(String, Value)>, item: Option<String>, k: usize, many: bool) -> ItemOutcome {
+async fn run_item(
+    sh: &Arc<Shared>,
+    step: &Step,
+    i: usize,
+    extra: Vec<(String, Value)>,
+    item: Option<String>,
+    k: usize,
+    many: bool,
+) -> ItemOutcome {
     let ctx = sh.ctx().with(extra.clone());
     let targets = match &step.body.on {
         None => None,
         Some(on) => match ssh_targets(sh, on, &ctx) {
             Ok(t) => Some(t),
-            Err(e) => return (StepStatus::Failed, serde_json::Value::Null, Some(format!("cannot resolve hosts: {e}")), None, Vec::new()),
+            Err(e) => {
+                return (
+                    StepStatus::Failed,
+                    serde_json::Value::Null,
+                    Some(format!("cannot resolve hosts: {e}")),
+                    None,
+                    Vec::new(),
+                );
+            }
         },
     };
     let log_item = if many { Some(k) } else { None };
@@ -846,17 +1095,33 @@ async fn run_item(sh: &Arc<Shared>, step: &Step, i: usize, extra: Vec<(String, V
         loop {
             while set.len() < parallel && failures.len() <= allowed && !sh.cancel.is_cancelled() {
                 let Some(t) = queue.next() else { break };
-                let (sh2, step2, extra2, item2) = (sh.clone(), step.clone(), extra.clone(), item.clone());
+                let (sh2, step2, extra2, item2) =
+                    (sh.clone(), step.clone(), extra.clone(), item.clone());
                 set.spawn(async move {
                     let name = t.name.clone();
-                    let a = attempts(&sh2, &step2, &step2.body, i, &extra2, Some(t), item2, log_item).await;
+                    let a = attempts(
+                        &sh2,
+                        &step2,
+                        &step2.body,
+                        i,
+                        &extra2,
+                        Some(t),
+                        item2,
+                        log_item,
+                    )
+                    .await;
                     (name, a)
                 });
             }
-            let Some(joined) = set.join_next().await else { break };
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
             if let Ok((name, a)) = joined {
                 if a.status != StepStatus::Succeeded {
-                    failures.push(format!("{name}: {}", a.error.clone().unwrap_or_else(|| a.status.as_str().into())));
+                    failures.push(format!(
+                        "{name}: {}",
+                        a.error.clone().unwrap_or_else(|| a.status.as_str().into())
+                    ));
                     operator = operator.or(a.operator);
                 }
                 per_host.insert(name, a.result);
@@ -875,13 +1140,23 @@ async fn run_item(sh: &Arc<Shared>, step: &Step, i: usize, extra: Vec<(String, V
     }
     let result = serde_json::json!({ "hosts": per_host, "failed": failures.len(), "not_started": not_started });
     if failures.len() > allowed {
-        let mut msg = format!("{} of {total} hosts failed (max_failures {allowed}): {}", failures.len(), failures.join("; "));
+        let mut msg = format!(
+            "{} of {total} hosts failed (max_failures {allowed}): {}",
+            failures.len(),
+            failures.join("; ")
+        );
         if !not_started.is_empty() {
             msg.push_str(&format!("; not started: {}", not_started.join(", ")));
         }
         (StepStatus::Failed, result, Some(msg), operator, names)
     } else if sh.cancel.is_cancelled() && !not_started.is_empty() {
-        (StepStatus::Cancelled, result, Some("cancelled".into()), operator, names)
+        (
+            StepStatus::Cancelled,
+            result,
+            Some("cancelled".into()),
+            operator,
+            names,
+        )
     } else {
         (StepStatus::Succeeded, result, None, operator, names)
     }
@@ -889,7 +1164,16 @@ async fn run_item(sh: &Arc<Shared>, step: &Step, i: usize, extra: Vec<(String, V
 
 /// Runs a body with the step's retries and backoff, checking expectations each time.
 #[allow(clippy::too_many_arguments)]
-async fn attempts(sh: &Arc<Shared>, step: &Step, body: &Body, i: usize, extra: &[(String, Value)], target: Option<SshTarget>, item: Option<String>, log_item: Option<usize>) -> Attempt {
+async fn attempts(
+    sh: &Arc<Shared>,
+    step: &Step,
+    body: &Body,
+    i: usize,
+    extra: &[(String, Value)],
+    target: Option<SshTarget>,
+    item: Option<String>,
+    log_item: Option<usize>,
+) -> Attempt {
     let host_name = target.as_ref().map(|t| t.name.clone());
     let max = step.retries + 1;
     let mut delay = step.backoff;
@@ -909,9 +1193,29 @@ async fn attempts(sh: &Arc<Shared>, step: &Step, body: &Body, i: usize, extra: &
         if attempt > 1 {
             log.push_str(&format!(".try{attempt}"));
         }
-        let a = run_body(sh, step, body, i, ex.clone(), target.clone(), item.clone(), attempt, &log).await;
-        let a = if a.status == StepStatus::Succeeded { check_expect(sh, step, body, a, ex) } else { a };
-        if a.status == StepStatus::Succeeded || attempt >= max || a.operator.is_some() || a.status == StepStatus::Cancelled || sh.cancel.is_cancelled() {
+        let a = run_body(
+            sh,
+            step,
+            body,
+            i,
+            ex.clone(),
+            target.clone(),
+            item.clone(),
+            attempt,
+            &log,
+        )
+        .await;
+        let a = if a.status == StepStatus::Succeeded {
+            check_expect(sh, step, body, a, ex)
+        } else {
+            a
+        };
+        if a.status == StepStatus::Succeeded
+            || attempt >= max
+            || a.operator.is_some()
+            || a.status == StepStatus::Cancelled
+            || sh.cancel.is_cancelled()
+        {
             if let Some(h) = &host_name
                 && step.body.on.is_some()
             {
@@ -919,8 +1223,16 @@ async fn attempts(sh: &Arc<Shared>, step: &Step, body: &Body, i: usize, extra: &
                     step: step.id.name.clone(),
                     host: h.clone(),
                     status: a.status,
-                    exit_code: a.result.get("exit_code").and_then(serde_json::Value::as_i64).map(|c| c as i32),
-                    duration_ms: a.result.get("duration_ms").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    exit_code: a
+                        .result
+                        .get("exit_code")
+                        .and_then(serde_json::Value::as_i64)
+                        .map(|c| c as i32),
+                    duration_ms: a
+                        .result
+                        .get("duration_ms")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0),
                     error: a.error.clone(),
                 });
             }
@@ -946,17 +1258,40 @@ fn line_sink(sh: &Arc<Shared>, step: &str, host: Option<String>) -> LineSink {
     let sh = sh.clone();
     let step = step.to_string();
     Arc::new(move |stream: Stream, line: String| {
-        sh.emit(Event::Output { step: step.clone(), host: host.clone(), stream, line });
+        sh.emit(Event::Output {
+            step: step.clone(),
+            host: host.clone(),
+            stream,
+            line,
+        });
     })
 }
 
-fn render(sh: &Shared, t: &Tmpl, ctx: &Value, target: Target, what: &str) -> Result<String, String> {
-    sh.templates.render(&t.src, ctx, target).map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))
+fn render(
+    sh: &Shared,
+    t: &Tmpl,
+    ctx: &Value,
+    target: Target,
+    what: &str,
+) -> Result<String, String> {
+    sh.templates
+        .render(&t.src, ctx, target)
+        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))
 }
 
 /// Runs a body once.
 #[allow(clippy::too_many_arguments)]
-async fn run_body(sh: &Arc<Shared>, step: &Step, body: &Body, _i: usize, extra: Vec<(String, Value)>, target: Option<SshTarget>, item: Option<String>, attempt: u32, log: &str) -> Attempt {
+async fn run_body(
+    sh: &Arc<Shared>,
+    step: &Step,
+    body: &Body,
+    _i: usize,
+    extra: Vec<(String, Value)>,
+    target: Option<SshTarget>,
+    item: Option<String>,
+    attempt: u32,
+    log: &str,
+) -> Attempt {
     let ctx = sh.ctx().with(extra.clone());
     match &body.action {
         Action::Run(cmd) => {
@@ -964,7 +1299,19 @@ async fn run_body(sh: &Arc<Shared>, step: &Step, body: &Body, _i: usize, extra: 
                 Ok(c) => c,
                 Err(e) => return Attempt::failed(e),
             };
-            run_command(sh, step, body, &ctx, command, target, item, attempt, log, sh.cancel.clone()).await
+            run_command(
+                sh,
+                step,
+                body,
+                &ctx,
+                command,
+                target,
+                item,
+                attempt,
+                log,
+                sh.cancel.clone(),
+            )
+            .await
         }
         Action::Http(h) => run_http(sh, step, h, &ctx, item, attempt, sh.cancel.clone()).await,
         Action::Wait(w) => run_wait(sh, step, body, w, extra, target, log, sh.cancel.clone()).await,
@@ -978,7 +1325,18 @@ async fn run_body(sh: &Arc<Shared>, step: &Step, body: &Body, _i: usize, extra: 
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_command(sh: &Arc<Shared>, step: &Step, body: &Body, ctx: &Value, command: String, target: Option<SshTarget>, item: Option<String>, attempt: u32, log: &str, cancel: Cancel) -> Attempt {
+async fn run_command(
+    sh: &Arc<Shared>,
+    step: &Step,
+    body: &Body,
+    ctx: &Value,
+    command: String,
+    target: Option<SshTarget>,
+    item: Option<String>,
+    attempt: u32,
+    log: &str,
+    cancel: Cancel,
+) -> Attempt {
     let mut env = sh.secret_env.clone();
     env.push(("RUNBOOK_RUN_ID".into(), sh.opts.run_id.clone()));
     env.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
@@ -1015,7 +1373,12 @@ async fn run_command(sh: &Arc<Shared>, step: &Step, body: &Body, ctx: &Value, co
         None => sh.local.run(spec, sink, cancel).await,
         Some(t) => match &sh.services.remote {
             Some(r) => r.runner(t).run(spec, sink, cancel).await,
-            None => return Attempt::failed(format!("host {}: SSH is not available in this build", t.name)),
+            None => {
+                return Attempt::failed(format!(
+                    "host {}: SSH is not available in this build",
+                    t.name
+                ));
+            }
         },
     };
     let json = serde_json::from_str::<serde_json::Value>(outcome.stdout.trim()).ok();
@@ -1028,21 +1391,56 @@ async fn run_command(sh: &Arc<Shared>, step: &Step, body: &Body, ctx: &Value, co
         "duration_ms": outcome.duration.as_millis() as u64,
         "attempt": attempt,
     });
-    let where_ = target.as_ref().map_or(String::new(), |t| format!(" on {}", t.destination()));
+    let where_ = target
+        .as_ref()
+        .map_or(String::new(), |t| format!(" on {}", t.destination()));
     if let Some(e) = outcome.error {
-        return Attempt { status: StepStatus::Failed, result, error: Some(e), operator: None };
+        return Attempt {
+            status: StepStatus::Failed,
+            result,
+            error: Some(e),
+            operator: None,
+        };
     }
     if outcome.timed_out {
-        let t = body.timeout.map(crate::plan::human_duration).unwrap_or_default();
-        return Attempt { status: StepStatus::TimedOut, result, error: Some(format!("timed out after {t}{where_}; the command was stopped")), operator: None };
+        let t = body
+            .timeout
+            .map(crate::plan::human_duration)
+            .unwrap_or_default();
+        return Attempt {
+            status: StepStatus::TimedOut,
+            result,
+            error: Some(format!(
+                "timed out after {t}{where_}; the command was stopped"
+            )),
+            operator: None,
+        };
     }
     if outcome.cancelled {
-        return Attempt { status: StepStatus::Cancelled, result, error: Some(format!("cancelled{where_}; the command was stopped")), operator: None };
+        return Attempt {
+            status: StepStatus::Cancelled,
+            result,
+            error: Some(format!("cancelled{where_}; the command was stopped")),
+            operator: None,
+        };
     }
-    Attempt { status: StepStatus::Succeeded, result, error: None, operator: None }
+    Attempt {
+        status: StepStatus::Succeeded,
+        result,
+        error: None,
+        operator: None,
+    }
 }
 
-async fn run_http(sh: &Arc<Shared>, step: &Step, h: &HttpSpec, ctx: &Value, item: Option<String>, attempt: u32, cancel: Cancel) -> Attempt {
+async fn run_http(
+    sh: &Arc<Shared>,
+    step: &Step,
+    h: &HttpSpec,
+    ctx: &Value,
+    item: Option<String>,
+    attempt: u32,
+    cancel: Cancel,
+) -> Attempt {
     let Some(client) = &sh.services.http else {
         return Attempt::failed("HTTP is not available in this build".into());
     };
@@ -1080,13 +1478,25 @@ async fn run_http(sh: &Arc<Shared>, step: &Step, h: &HttpSpec, ctx: &Value, item
 /// Renders an `http` spec into a request (secrets revealed: only the client sees them).
 fn http_request(sh: &Shared, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, String> {
     let pairs = |list: &[(String, Tmpl)], what: &str| -> Result<Vec<(String, String)>, String> {
-        list.iter().map(|(k, v)| Ok((k.clone(), render(sh, v, ctx, Target::Text, &format!("{what} {k}"))?))).collect()
+        list.iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    render(sh, v, ctx, Target::Text, &format!("{what} {k}"))?,
+                ))
+            })
+            .collect()
     };
     let path = |t: &Option<Tmpl>, what: &str| -> Result<Option<std::path::PathBuf>, String> {
-        t.as_ref().map(|t| render(sh, t, ctx, Target::Text, what).map(Into::into)).transpose()
+        t.as_ref()
+            .map(|t| render(sh, t, ctx, Target::Text, what).map(Into::into))
+            .transpose()
     };
     let (body, json_body) = match &h.body {
-        Some(HttpBody::Raw(t)) => (Some(render(sh, t, ctx, Target::Text, "body")?.into_bytes()), false),
+        Some(HttpBody::Raw(t)) => (
+            Some(render(sh, t, ctx, Target::Text, "body")?.into_bytes()),
+            false,
+        ),
         Some(HttpBody::Json(j)) => (Some(json_body(sh, j, ctx)?.to_string().into_bytes()), true),
         None => (None, false),
     };
@@ -1111,19 +1521,40 @@ fn json_body(sh: &Shared, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value
         JsonTmpl::Null => serde_json::Value::Null,
         JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),
         JsonTmpl::Number(n) => serde_json::Value::Number(n.clone()),
-        JsonTmpl::String(t) => serde_json::Value::String(render(sh, t, ctx, Target::Text, "json body")?),
-        JsonTmpl::Array(items) => serde_json::Value::Array(items.iter().map(|i| json_body(sh, i, ctx)).collect::<Result<_, _>>()?),
-        JsonTmpl::Object(pairs) => serde_json::Value::Object(pairs.iter().map(|(k, v)| Ok((k.clone(), json_body(sh, v, ctx)?))).collect::<Result<_, String>>()?),
+        JsonTmpl::String(t) => {
+            serde_json::Value::String(render(sh, t, ctx, Target::Text, "json body")?)
+        }
+        JsonTmpl::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|i| json_body(sh, i, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        JsonTmpl::Object(pairs) => serde_json::Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), json_body(sh, v, ctx)?)))
+                .collect::<Result<_, String>>()?,
+        ),
     })
 }
 
 /// Polls a probe until its condition holds or the wait times out.
 #[allow(clippy::too_many_arguments)]
-async fn run_wait(sh: &Arc<Shared>, step: &Step, body: &Body, w: &WaitSpec, extra: Vec<(String, Value)>, target: Option<SshTarget>, log: &str, cancel: Cancel) -> Attempt {
+async fn run_wait(
+    sh: &Arc<Shared>,
+    step: &Step,
+    body: &Body,
+    w: &WaitSpec,
+    extra: Vec<(String, Value)>,
+    target: Option<SshTarget>,
+    log: &str,
+    cancel: Cancel,
+) -> Attempt {
     let t0 = Instant::now();
     let mut every = w.every;
     let mut attempt = 0u32;
-        let ctx = sh.ctx().with(extra.clone());
+    let ctx = sh.ctx().with(extra.clone());
     loop {
         attempt += 1;
         let remaining = w.timeout.saturating_sub(t0.elapsed());
@@ -1140,11 +1571,34 @@ async fn run_wait(sh: &Arc<Shared>, step: &Step, body: &Body, w: &WaitSpec, extr
                     },
                     None => target.clone(),
                 };
-                let probe_body = Body { timeout: Some(remaining.max(Duration::from_millis(100))), ..body.clone() };
-                run_command(sh, step, &probe_body, &ctx, cmd, probe_target, None, attempt, &format!("{log}.probe{attempt}"), cancel.clone()).await
+                let probe_body = Body {
+                    timeout: Some(remaining.max(Duration::from_millis(100))),
+                    ..body.clone()
+                };
+                run_command(
+                    sh,
+                    step,
+                    &probe_body,
+                    &ctx,
+                    cmd,
+                    probe_target,
+                    None,
+                    attempt,
+                    &format!("{log}.probe{attempt}"),
+                    cancel.clone(),
+                )
+                .await
             }
             Probe::Http(h) => {
-                let h2 = HttpSpec { timeout: Some(h.timeout.unwrap_or(remaining).min(remaining).max(Duration::from_millis(100))), ..(**h).clone() };
+                let h2 = HttpSpec {
+                    timeout: Some(
+                        h.timeout
+                            .unwrap_or(remaining)
+                            .min(remaining)
+                            .max(Duration::from_millis(100)),
+                    ),
+                    ..(**h).clone()
+                };
                 let mut a = run_http(sh, step, &h2, &ctx, None, attempt, cancel.clone()).await;
                 // A probe that cannot connect yet is an attempt that saw nothing, not a failure.
                 if a.status == StepStatus::Failed {
@@ -1154,23 +1608,41 @@ async fn run_wait(sh: &Arc<Shared>, step: &Step, body: &Body, w: &WaitSpec, extr
             }
         };
         if a.status == StepStatus::Cancelled || cancel.is_cancelled() {
-            return Attempt { status: StepStatus::Cancelled, result: a.result, error: Some("cancelled while waiting".into()), operator: None };
+            return Attempt {
+                status: StepStatus::Cancelled,
+                result: a.result,
+                error: Some("cancelled while waiting".into()),
+                operator: None,
+            };
         }
         let mut ex = extra.clone();
         ex.extend(result_entries(&a.result, attempt));
         let value = describe_probe(&a.result);
-        let satisfied = match sh.templates.eval(expression_source(&w.until.src), &sh.ctx().with(ex)) {
+        let satisfied = match sh
+            .templates
+            .eval(expression_source(&w.until.src), &sh.ctx().with(ex))
+        {
             Ok(v) => v.is_true(),
             Err(_) => false,
         };
-        sh.emit(Event::ProbeAttempt { step: step.id.name.clone(), attempt, value: value.clone(), satisfied });
+        sh.emit(Event::ProbeAttempt {
+            step: step.id.name.clone(),
+            attempt,
+            value: value.clone(),
+            satisfied,
+        });
         let last_value = value;
         if satisfied {
             let mut result = a.result;
             if let serde_json::Value::Object(m) = &mut result {
                 m.insert("attempts".into(), serde_json::Value::from(attempt));
             }
-            return Attempt { status: StepStatus::Succeeded, result, error: None, operator: None };
+            return Attempt {
+                status: StepStatus::Succeeded,
+                result,
+                error: None,
+                operator: None,
+            };
         }
         if t0.elapsed() + every > w.timeout {
             let t = crate::plan::human_duration(w.timeout);
@@ -1197,53 +1669,110 @@ async fn run_wait(sh: &Arc<Shared>, step: &Step, body: &Body, w: &WaitSpec, extr
 fn describe_probe(r: &serde_json::Value) -> String {
     let cut = |s: &str| -> String {
         let s = s.trim();
-        if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.to_string() }
+        if s.chars().count() > 200 {
+            format!("{}…", s.chars().take(200).collect::<String>())
+        } else {
+            s.to_string()
+        }
     };
     if let Some(e) = r.get("error").and_then(|e| e.as_str()) {
         return cut(e);
     }
     if let Some(status) = r.get("status").and_then(serde_json::Value::as_u64) {
-        let body = r.get("json").filter(|j| !j.is_null()).map(|j| j.to_string()).or_else(|| r.get("body").and_then(|b| b.as_str()).map(str::to_string)).unwrap_or_default();
+        let body = r
+            .get("json")
+            .filter(|j| !j.is_null())
+            .map(|j| j.to_string())
+            .or_else(|| r.get("body").and_then(|b| b.as_str()).map(str::to_string))
+            .unwrap_or_default();
         return cut(&format!("HTTP {status} {body}"));
     }
-    let code = r.get("exit_code").map(|c| c.to_string()).unwrap_or_default();
+    let code = r
+        .get("exit_code")
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let out = r.get("stdout").and_then(|s| s.as_str()).unwrap_or_default();
     cut(&format!("exit {code}: {out}"))
 }
 
 /// Checks a successful execution against `expect` (and the defaults: exit 0, HTTP 2xx).
-fn check_expect(sh: &Shared, step: &Step, body: &Body, a: Attempt, extra: Vec<(String, Value)>) -> Attempt {
+fn check_expect(
+    sh: &Shared,
+    step: &Step,
+    body: &Body,
+    a: Attempt,
+    extra: Vec<(String, Value)>,
+) -> Attempt {
     let e = &step.expect;
     let r = &a.result;
-    let fail = |msg: String| Attempt { status: StepStatus::Failed, result: a.result.clone(), error: Some(msg), operator: None };
+    let fail = |msg: String| Attempt {
+        status: StepStatus::Failed,
+        result: a.result.clone(),
+        error: Some(msg),
+        operator: None,
+    };
     match &body.action {
         Action::Run(_) => {
             let code = r.get("exit_code").and_then(serde_json::Value::as_i64);
-            let ok_codes: Vec<i64> = if e.exit_codes.is_empty() { vec![0] } else { e.exit_codes.iter().map(|&c| i64::from(c)).collect() };
+            let ok_codes: Vec<i64> = if e.exit_codes.is_empty() {
+                vec![0]
+            } else {
+                e.exit_codes.iter().map(|&c| i64::from(c)).collect()
+            };
             match code {
                 Some(c) if ok_codes.contains(&c) => {}
                 Some(c) => {
                     let stderr = r.get("stderr").and_then(|s| s.as_str()).unwrap_or_default();
-                    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-                    let tail = if last.is_empty() { String::new() } else { format!(": {last}") };
+                    let last = stderr
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or_default();
+                    let tail = if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    };
                     return fail(format!("exited with code {c}{tail}"));
                 }
                 None => {
-                    let sig = r.get("signal").and_then(serde_json::Value::as_i64).unwrap_or(0);
+                    let sig = r
+                        .get("signal")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(0);
                     return fail(format!("killed by signal {sig}"));
                 }
             }
         }
         Action::Http(_) => {
-            let status = r.get("status").and_then(serde_json::Value::as_u64).unwrap_or(0) as u16;
-            let ok = if e.status.is_empty() { (200..300).contains(&status) } else { e.status.contains(&status) };
+            let status = r
+                .get("status")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0) as u16;
+            let ok = if e.status.is_empty() {
+                (200..300).contains(&status)
+            } else {
+                e.status.contains(&status)
+            };
             if !ok {
-                let errors = r.get("json").and_then(|j| j.get("errors")).map(|v| format!(": {v}")).unwrap_or_default();
-                let expected = if e.status.is_empty() { "2xx".to_string() } else { format!("{:?}", e.status) };
+                let errors = r
+                    .get("json")
+                    .and_then(|j| j.get("errors"))
+                    .map(|v| format!(": {v}"))
+                    .unwrap_or_default();
+                let expected = if e.status.is_empty() {
+                    "2xx".to_string()
+                } else {
+                    format!("{:?}", e.status)
+                };
                 return fail(format!("HTTP status {status}, expected {expected}{errors}"));
             }
             if let Some(needle) = &e.body_contains
-                && !r.get("body").and_then(|b| b.as_str()).unwrap_or_default().contains(needle.as_str())
+                && !r
+                    .get("body")
+                    .and_then(|b| b.as_str())
+                    .unwrap_or_default()
+                    .contains(needle.as_str())
             {
                 return fail(format!("response body does not contain {needle:?}"));
             }
@@ -1267,7 +1796,10 @@ fn check_expect(sh: &Shared, step: &Step, body: &Body, a: Attempt, extra: Vec<(S
             (JsonExpect::Exists, None) => return fail(format!("JSON path {path} is missing")),
             (JsonExpect::Equals(want), Some(got)) if json_equal(want, got) => {}
             (JsonExpect::Equals(want), got) => {
-                return fail(format!("JSON path {path} is {}, expected {want}", got.map_or("missing".to_string(), |g| g.to_string())));
+                return fail(format!(
+                    "JSON path {path} is {}, expected {want}",
+                    got.map_or("missing".to_string(), |g| g.to_string())
+                ));
             }
         }
     }
@@ -1276,8 +1808,18 @@ fn check_expect(sh: &Shared, step: &Step, body: &Body, a: Attempt, extra: Vec<(S
         ex.extend(result_entries(r, 1));
         match eval_bool(sh, that, ex) {
             Ok(true) => {}
-            Ok(false) => return fail(format!("expectation `{}` is false", expression_source(&that.src))),
-            Err(err) => return fail(format!("expectation `{}`: {err}", expression_source(&that.src))),
+            Ok(false) => {
+                return fail(format!(
+                    "expectation `{}` is false",
+                    expression_source(&that.src)
+                ));
+            }
+            Err(err) => {
+                return fail(format!(
+                    "expectation `{}`: {err}",
+                    expression_source(&that.src)
+                ));
+            }
         }
     }
     a
@@ -1318,23 +1860,39 @@ pub fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_j
 /// Runs step `i`'s rollback once (no retries), bounded by its timeout.
 async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus, Option<String>) {
     let step = sh.step(i).clone();
-    let Some(body) = step.rollback.clone() else { return (StepStatus::Succeeded, None) };
+    let Some(body) = step.rollback.clone() else {
+        return (StepStatus::Succeeded, None);
+    };
     let ctx = sh.ctx().with(vec![]);
-    let body = Body { timeout: Some(body.timeout.unwrap_or(ROLLBACK_TIMEOUT)), ..body };
+    let body = Body {
+        timeout: Some(body.timeout.unwrap_or(ROLLBACK_TIMEOUT)),
+        ..body
+    };
     let targets: Vec<Option<SshTarget>> = match &body.on {
         None => vec![None],
         Some(on) => match ssh_targets(sh, on, &ctx) {
             Ok(t) => t.into_iter().map(Some).collect(),
-            Err(e) => return (StepStatus::Failed, Some(format!("cannot resolve hosts: {e}"))),
+            Err(e) => {
+                return (
+                    StepStatus::Failed,
+                    Some(format!("cannot resolve hosts: {e}")),
+                );
+            }
         },
     };
     let mut errors = Vec::new();
     let mut status = StepStatus::Succeeded;
     for t in targets {
-        let log = format!("{}.rollback{}", step.id.name, t.as_ref().map_or(String::new(), |t| format!(".{}", t.name)));
+        let log = format!(
+            "{}.rollback{}",
+            step.id.name,
+            t.as_ref().map_or(String::new(), |t| format!(".{}", t.name))
+        );
         let a = match &body.action {
             Action::Run(cmd) => match render(sh, cmd, &ctx, Target::Shell, "rollback command") {
-                Ok(c) => run_command(sh, &step, &body, &ctx, c, t, None, 1, &log, cancel.clone()).await,
+                Ok(c) => {
+                    run_command(sh, &step, &body, &ctx, c, t, None, 1, &log, cancel.clone()).await
+                }
                 Err(e) => Attempt::failed(e),
             },
             Action::Http(h) => run_http(sh, &step, h, &ctx, None, 1, cancel.clone()).await,
@@ -1344,27 +1902,71 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
                     Some(p) => {
                         let p = p.clone();
                         let msg = match &body.action {
-                            Action::Manual(m) => render(sh, m, &ctx, Target::Text, "manual").unwrap_or_default(),
+                            Action::Manual(m) => {
+                                render(sh, m, &ctx, Target::Text, "manual").unwrap_or_default()
+                            }
                             _ => String::new(),
                         };
-                        let req = GateRequest { step: format!("{} (rollback)", step.id.name), message: msg, targets: vec![], preview: String::new(), manual: true };
-                        (tokio::task::spawn_blocking(move || p.ask(&req)).await.unwrap_or(Decision::Aborted), ())
+                        let req = GateRequest {
+                            step: format!("{} (rollback)", step.id.name),
+                            message: msg,
+                            targets: vec![],
+                            preview: String::new(),
+                            manual: true,
+                        };
+                        (
+                            tokio::task::spawn_blocking(move || p.ask(&req))
+                                .await
+                                .unwrap_or(Decision::Aborted),
+                            (),
+                        )
                     }
                     None => (Decision::Declined, ()),
                 };
                 if decision == Decision::Approved {
-                    Attempt { status: StepStatus::Succeeded, result: serde_json::Value::Null, error: None, operator: None }
+                    Attempt {
+                        status: StepStatus::Succeeded,
+                        result: serde_json::Value::Null,
+                        error: None,
+                        operator: None,
+                    }
                 } else {
                     Attempt::failed("manual rollback not confirmed by a person".into())
                 }
             }
         };
         let a = if a.status == StepStatus::Succeeded && matches!(body.action, Action::Run(_)) {
-            let code = a.result.get("exit_code").and_then(serde_json::Value::as_i64);
-            if code == Some(0) { a } else { Attempt { status: StepStatus::Failed, error: Some(format!("rollback exited with code {}", code.map_or("none".into(), |c| c.to_string()))), ..a } }
+            let code = a
+                .result
+                .get("exit_code")
+                .and_then(serde_json::Value::as_i64);
+            if code == Some(0) {
+                a
+            } else {
+                Attempt {
+                    status: StepStatus::Failed,
+                    error: Some(format!(
+                        "rollback exited with code {}",
+                        code.map_or("none".into(), |c| c.to_string())
+                    )),
+                    ..a
+                }
+            }
         } else if a.status == StepStatus::Succeeded && matches!(body.action, Action::Http(_)) {
-            let s = a.result.get("status").and_then(serde_json::Value::as_u64).unwrap_or(0);
-            if (200..300).contains(&s) { a } else { Attempt { status: StepStatus::Failed, error: Some(format!("rollback got HTTP {s}")), ..a } }
+            let s = a
+                .result
+                .get("status")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            if (200..300).contains(&s) {
+                a
+            } else {
+                Attempt {
+                    status: StepStatus::Failed,
+                    error: Some(format!("rollback got HTTP {s}")),
+                    ..a
+                }
+            }
         } else {
             a
         };
@@ -1373,6 +1975,10 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             errors.push(a.error.unwrap_or_default());
         }
     }
-    let err = if errors.is_empty() { None } else { Some(sh.redactor.text(&errors.join("; "))) };
+    let err = if errors.is_empty() {
+        None
+    } else {
+        Some(sh.redactor.text(&errors.join("; ")))
+    };
     (status, err)
 }

@@ -186,8 +186,7 @@ pub struct Stamped {
 
 /// The current time as RFC 3339 with milliseconds.
 pub fn now() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Millisecond).map_or_else(
-        |_| jiff::Timestamp::now().to_string(),
-        |t| t.to_string(),
-    )
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }

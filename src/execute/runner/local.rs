@@ -21,7 +21,12 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub struct LocalRunner;
 
 impl CommandRunner for LocalRunner {
-    fn run<'a>(&'a self, spec: CommandSpec, sink: LineSink, cancel: Cancel) -> BoxFuture<'a, CommandOutcome> {
+    fn run<'a>(
+        &'a self,
+        spec: CommandSpec,
+        sink: LineSink,
+        cancel: Cancel,
+    ) -> BoxFuture<'a, CommandOutcome> {
         Box::pin(run_local(spec, sink, cancel))
     }
 
@@ -85,7 +90,11 @@ async fn run_local(spec: CommandSpec, sink: LineSink, mut cancel: Cancel) -> Com
         .arg(&spec.command)
         .process_group(0)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -78,7 +78,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait CommandRunner: Send + Sync {
     /// Runs `spec`; streams lines to `sink`; stops the command (and everything it started)
     /// on timeout or when `cancel` fires.
-    fn run<'a>(&'a self, spec: CommandSpec, sink: LineSink, cancel: Cancel) -> BoxFuture<'a, CommandOutcome>;
+    fn run<'a>(
+        &'a self,
+        spec: CommandSpec,
+        sink: LineSink,
+        cancel: Cancel,
+    ) -> BoxFuture<'a, CommandOutcome>;
 
     /// Where this runner runs, for messages (`local`, `ops@vault-2:22`).
     fn describe(&self) -> String;
@@ -150,5 +155,9 @@ pub struct HttpResponse {
 
 /// Sends HTTP requests. The error is one line naming the URL and the cause.
 pub trait HttpClient: Send + Sync {
-    fn send<'a>(&'a self, req: HttpRequest, cancel: Cancel) -> BoxFuture<'a, Result<HttpResponse, String>>;
+    fn send<'a>(
+        &'a self,
+        req: HttpRequest,
+        cancel: Cancel,
+    ) -> BoxFuture<'a, Result<HttpResponse, String>>;
 }
