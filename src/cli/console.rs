@@ -228,10 +228,7 @@ impl Observer for Console {
                 if self.live.is_some() {
                     self.bar_for(&key, &label);
                 } else {
-                    let cmd = command
-                        .as_deref()
-                        .map(|c| first_line(c))
-                        .unwrap_or_default();
+                    let cmd = command.as_deref().map(first_line).unwrap_or_default();
                     self.line(format!("{ts} ▶ {label}: {}", self.st.dim.apply_to(cmd)));
                 }
             }

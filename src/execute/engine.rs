@@ -1183,7 +1183,7 @@ async fn attempts(
         if let Some(t) = &target {
             ex.push(("host".into(), to_value(serde_json::json!({ "name": t.name, "address": t.address, "user": t.user, "port": t.port }))));
         }
-        let mut log = format!("{}", step.id.name);
+        let mut log = step.id.name.clone();
         if let Some(h) = &host_name {
             log.push_str(&format!(".{h}"));
         }
@@ -1832,7 +1832,8 @@ fn json_equal(want: &serde_json::Value, got: &serde_json::Value) -> bool {
     // `expect.json: {a.b: 3}` matches "3" and 3 alike: YAML authors rarely mean the difference.
     match (want, got) {
         (serde_json::Value::String(w), other) | (other, serde_json::Value::String(w)) => {
-            !other.is_string() && other.to_string() == *w
+            !other.is_string()
+                && serde_json::from_str::<serde_json::Value>(w).is_ok_and(|parsed| parsed == *other)
         }
         _ => false,
     }

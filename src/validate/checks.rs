@@ -60,7 +60,11 @@ struct Checker<'a> {
     templates: Templates,
     /// Step index by normalised id (`-` → `_`) for template lookups.
     by_var: HashMap<String, usize>,
+    /// Built on first use (only templates reading `steps.X` need it): n²/8 bytes.
     ancestors: Option<graph::Ancestors>,
+    /// Dependencies and topological order, kept to build `ancestors` lazily.
+    deps: Vec<Vec<usize>>,
+    order: Option<Vec<usize>>,
     used_inputs: HashSet<String>,
     secrets: HashSet<&'a str>,
 }
@@ -73,6 +77,8 @@ pub(super) fn check(rb: &Runbook, src: &str, diags: &mut Vec<Diagnostic>) {
         templates: Templates::new(SecretDisplay::Mask),
         by_var: HashMap::new(),
         ancestors: None,
+        deps: Vec::new(),
+        order: None,
         used_inputs: HashSet::new(),
         secrets: rb
             .inputs
@@ -187,8 +193,8 @@ impl<'a> Checker<'a> {
         self.diags.extend(bad);
         match graph::waves(&deps) {
             Ok(waves) => {
-                let order: Vec<usize> = waves.into_iter().flatten().collect();
-                self.ancestors = Some(graph::Ancestors::new(&deps, &order));
+                self.order = Some(waves.into_iter().flatten().collect());
+                self.deps = deps;
             }
             Err(cycle) => {
                 let names: Vec<&str> = cycle
@@ -586,6 +592,11 @@ impl<'a> Checker<'a> {
         if scope.any_step || (scope.own && i == j) {
             return;
         }
+        if self.ancestors.is_none()
+            && let Some(order) = &self.order
+        {
+            self.ancestors = Some(graph::Ancestors::new(&self.deps, order));
+        }
         let upstream = j < self.rb.steps.len()
             && i < self.rb.steps.len()
             && self.ancestors.as_ref().is_none_or(|a| a.is_ancestor(j, i));
@@ -631,9 +642,13 @@ impl<'a> Checker<'a> {
     }
 
     fn raw_in_shell(&mut self, t: &Tmpl) {
-        let Ok(re) = regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\|\s*(raw|safe)\b") else {
+        static RAW: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\|\s*(raw|safe)\b").ok()
+        });
+        let Some(re) = RAW.as_ref() else { return };
+        if !t.src.contains('|') {
             return;
-        };
+        }
         let found: Vec<(String, Range<usize>)> = re
             .captures_iter(&t.src)
             .filter_map(|c| {

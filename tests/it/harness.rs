@@ -1,7 +1,7 @@
 //! Test helpers: run the binary with a clean environment, capture everything, filter paths.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wait_timeout::ChildExt;
@@ -67,16 +67,6 @@ impl Runbook {
         self
     }
 
-    pub(crate) fn cwd(mut self, dir: &Path) -> Self {
-        self.cmd.current_dir(dir);
-        self
-    }
-
-    pub(crate) fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
-        self.stdin = Some(data.into());
-        self
-    }
-
     pub(crate) fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -128,12 +118,6 @@ impl Runbook {
             stdout,
             stderr,
         }
-    }
-
-    /// The raw output, for callers that want bytes.
-    #[allow(dead_code)]
-    pub(crate) fn output(mut self) -> Output {
-        self.cmd.output().expect("run runbook")
     }
 }
 
