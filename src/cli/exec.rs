@@ -211,7 +211,9 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     let services = Services {
         prompter,
         remote: None,
-        http: None,
+        http: Some(Arc::new(
+            crate::execute::runner::http::ReqwestClient::default(),
+        )),
     };
     let outcome = runtime.block_on(async {
         let signals = signal_counter();

@@ -571,7 +571,7 @@ fn skip(
         step: id.clone(),
         reason: reason.into(),
     });
-    let result = serde_json::json!({ "status": "skipped", "skipped": true, "reason": reason });
+    let result = serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason });
     sh.results.set(&step_var(&id), &result);
     state[i] = Some(StepStatus::Skipped);
     summaries[i] = Some(StepSummary {
@@ -991,7 +991,7 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     if let serde_json::Value::Object(m) = &mut result {
         m.insert("outputs".into(), serde_json::Value::Object(outputs));
         m.insert(
-            "status".into(),
+            "outcome".into(),
             serde_json::Value::String(final_status.as_str().into()),
         );
     }

@@ -3,5 +3,7 @@
 
 mod exec;
 mod harness;
+mod http;
+mod httpd;
 mod plan;
 mod validate;

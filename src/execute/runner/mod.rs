@@ -1,6 +1,7 @@
 //! Step runners: one per way of running a command (local shell, SSH) behind one interface,
 //! plus the HTTP client. The engine decides *what* to run; runners only run it.
 
+pub mod http;
 pub mod local;
 
 use std::future::Future;
