@@ -180,6 +180,19 @@ pub struct ExecArgs {
     /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// SSH settings (host keys are always checked strictly; there is no flag to turn that off).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SshArgs {
+    /// An ssh_config file to use instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// A known_hosts file to check host keys against (instead of ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

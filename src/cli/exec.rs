@@ -98,6 +98,15 @@ pub(crate) fn signal_counter() -> watch::Receiver<u32> {
     rx
 }
 
+/// SSH options from the flags (files must exist: a typo must not silently fall back).
+pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::SshOptions {
+    crate::execute::runner::ssh::SshOptions {
+        config_file: a.ssh_config.clone(),
+        known_hosts: a.known_hosts.clone(),
+        connect_timeout: None,
+    }
+}
+
 pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     let rb = match load_runbook(&a.file, color, false) {
         Ok(rb) => rb,
@@ -123,6 +132,15 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
             .interact()
             .ok()
     };
+    for f in [&a.ssh.ssh_config, &a.ssh.known_hosts]
+        .into_iter()
+        .flatten()
+    {
+        if !f.is_file() {
+            error_line(format!("{} does not exist", f.display()));
+            return ExitStatus::Invalid;
+        }
+    }
     let resolved = match inputs::resolve(&rb, &provided, Some(&mut prompt_secret)) {
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),
@@ -208,9 +226,22 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
             return ExitStatus::EngineFailed;
         }
     };
+    let has_remote = !rb.hosts.is_empty();
+    let remote: Option<Arc<dyn crate::execute::runner::RemoteRunners>> = if has_remote {
+        let opts = ssh_options(&a.ssh);
+        match crate::execute::runner::ssh::SshPool::new(opts) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                error_line(format!("cannot prepare SSH control sockets: {e}"));
+                return ExitStatus::EngineFailed;
+            }
+        }
+    } else {
+        None
+    };
     let services = Services {
         prompter,
-        remote: None,
+        remote,
         http: Some(Arc::new(
             crate::execute::runner::http::ReqwestClient::default(),
         )),

@@ -6,4 +6,6 @@ mod harness;
 mod http;
 mod httpd;
 mod plan;
+mod ssh;
+mod sshd;
 mod validate;

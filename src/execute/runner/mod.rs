@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod local;
+pub mod ssh;
 
 use std::future::Future;
 use std::path::PathBuf;

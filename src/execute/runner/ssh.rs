@@ -1,0 +1,521 @@
+//! Remote commands over OpenSSH (the `openssh` crate, native multiplexing): the system `ssh`
+//! reads `~/.ssh/config`, the agent, ProxyJump, certificates and `known_hosts` exactly as an
+//! operator's own `ssh` does.
+//!
+//! Rules that must stay true:
+//! - Host keys are checked strictly, always: an unknown or changed key refuses the connection
+//!   before anything runs. There is no switch to turn this off.
+//! - One multiplexed master per host, opened lazily, reused by every step and rollback, closed
+//!   at the end of the run (and idle masters of a killed engine exit on their own).
+//! - Nothing secret is in the remote argv: the command, its environment and secrets travel on
+//!   the session's stdin to a fixed bootstrap; `ps` on the host shows only the bootstrap and
+//!   the command text (which holds `"${RUNBOOK_SECRET_X}"` references, not values).
+//! - A timeout or an abort stops the remote command: it runs under `timeout` in its own process
+//!   group, whose id the bootstrap reports first; cancelling kills that group over the master.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::{
+    BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink, RemoteRunners,
+    SshTarget,
+};
+use crate::execute::capture::Capture;
+use crate::execute::event::Stream;
+use crate::template::shell_quote;
+
+/// Marks the end of the bootstrap script on stdin.
+const END: &str = "__RUNBOOK_SCRIPT_END__";
+/// First stderr line of a remote command: its process group id.
+const PGID_MARK: &str = "__RUNBOOK_PGID__ ";
+/// Reads the script from stdin line by line (`read` never consumes past a newline, so the
+/// step's own stdin stays intact for the command) and runs it.
+const BOOTSTRAP: &str = "exec /bin/sh -c 'while IFS= read -r l && [ \"$l\" != __RUNBOOK_SCRIPT_END__ ]; do s=\"$s$l\n\"; done; eval \"$s\"'";
+/// Connection attempts on a reset or a refused connection (never on key or auth failures).
+const CONNECT_ATTEMPTS: u32 = 3;
+/// New connections being opened at once per host.
+const CONNECTS_PER_HOST: usize = 1;
+
+/// Options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SshOptions {
+    pub config_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub connect_timeout: Option<Duration>,
+}
+
+/// The pool of per-host masters for one run (cheap to clone; runners share it).
+#[derive(Clone)]
+pub struct SshPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    opts: SshOptions,
+    control_dir: PathBuf,
+    sessions: Mutex<HashMap<SshTarget, Arc<OnceCell<Arc<Session>>>>>,
+    gates: Mutex<HashMap<SshTarget, Arc<Semaphore>>>,
+}
+
+impl SshPool {
+    pub fn new(opts: SshOptions) -> std::io::Result<SshPool> {
+        // Control sockets need a short path (108 bytes on Linux): keep them under /tmp.
+        let control_dir = std::env::temp_dir().join(format!("runbook-ssh-{}", std::process::id()));
+        crate::execute::capture::create_private_dir(&control_dir)?;
+        let inner = PoolInner {
+            opts,
+            control_dir,
+            sessions: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
+        };
+        Ok(SshPool {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+impl PoolInner {
+    fn cell(&self, t: &SshTarget) -> Arc<OnceCell<Arc<Session>>> {
+        self.sessions
+            .lock()
+            .map(|mut m| m.entry(t.clone()).or_default().clone())
+            .unwrap_or_default()
+    }
+
+    fn gate(&self, t: &SshTarget) -> Arc<Semaphore> {
+        self.gates
+            .lock()
+            .map(|mut m| {
+                m.entry(t.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(CONNECTS_PER_HOST)))
+                    .clone()
+            })
+            .unwrap_or_else(|_| Arc::new(Semaphore::new(CONNECTS_PER_HOST)))
+    }
+
+    /// The master for `t`, connecting (with retries on transient failures) if needed.
+    async fn session(&self, t: &SshTarget) -> Result<Arc<Session>, String> {
+        let cell = self.cell(t);
+        let gate = self.gate(t);
+        cell.get_or_try_init(|| async {
+            let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+            let mut delay = Duration::from_millis(300);
+            let mut attempt = 1;
+            loop {
+                match self.connect(t).await {
+                    Ok(s) => return Ok(Arc::new(s)),
+                    Err((msg, transient)) if transient && attempt < CONNECT_ATTEMPTS => {
+                        let _ = msg;
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                        attempt += 1;
+                    }
+                    Err((msg, _)) => return Err(msg),
+                }
+            }
+        })
+        .await
+        .cloned()
+    }
+
+    async fn connect(&self, t: &SshTarget) -> Result<Session, (String, bool)> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .control_directory(&self.control_dir)
+            .control_persist(ControlPersist::IdleFor(
+                std::num::NonZeroUsize::MIN.saturating_add(299),
+            ))
+            .connect_timeout(self.opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(u) = &t.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = t.port {
+            b.port(p);
+        }
+        if let Some(k) = &t.identity_file {
+            b.keyfile(expand_home(k));
+        }
+        if let Some(c) = &self.opts.config_file {
+            b.config_file(c);
+        }
+        if let Some(k) = t
+            .known_hosts
+            .as_deref()
+            .map(expand_home)
+            .or_else(|| self.opts.known_hosts.clone())
+        {
+            b.user_known_hosts_file(k);
+        }
+        if let Some(j) = &t.jump {
+            b.jump_hosts([j.as_str()]);
+        }
+        match b.connect_mux(&t.address).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let text = error_chain(&e);
+                Err(classify(t, &text))
+            }
+        }
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// One line naming the host and the cause, and whether retrying can help.
+fn classify(t: &SshTarget, text: &str) -> (String, bool) {
+    let lower = text.to_ascii_lowercase();
+    let dest = t.destination();
+    let hostport = match t.port {
+        Some(p) => format!("[{}]:{p}", t.address),
+        None => t.address.clone(),
+    };
+    let scan = match t.port {
+        Some(p) => format!("ssh-keyscan -p {p} {}", t.address),
+        None => format!("ssh-keyscan {}", t.address),
+    };
+    if lower.contains("remote host identification has changed")
+        || lower.contains("host key for") && lower.contains("has changed")
+    {
+        return (
+            format!(
+                "host {} ({dest}): HOST KEY CHANGED — refusing to connect. Someone may be intercepting the connection, or the host was rebuilt. Verify the new key out of band; only then remove the old one with `ssh-keygen -R '{hostport}'` and add the new one",
+                t.name
+            ),
+            false,
+        );
+    }
+    if lower.contains("host key verification failed")
+        || lower.contains("no ") && lower.contains("host key is known")
+    {
+        return (
+            format!(
+                "host {} ({dest}): its host key is not known, so the connection is refused (no trust on first use). Verify the key's fingerprint out of band (`{scan} | ssh-keygen -lf -`), then add it to known_hosts (`{scan} >> ~/.ssh/known_hosts`) or pass --known-hosts FILE",
+                t.name
+            ),
+            false,
+        );
+    }
+    if lower.contains("permission denied") || lower.contains("too many authentication failures") {
+        return (
+            format!(
+                "host {} ({dest}): authentication refused (check the user, the key or the agent)",
+                t.name
+            ),
+            false,
+        );
+    }
+    if lower.contains("could not resolve hostname")
+        || lower.contains("name or service not known")
+        || lower.contains("temporary failure in name resolution")
+    {
+        return (
+            format!("host {} ({dest}): the name does not resolve", t.name),
+            false,
+        );
+    }
+    if lower.contains("connection timed out") || lower.contains("operation timed out") {
+        return (
+            format!("host {} ({dest}): connection timed out", t.name),
+            true,
+        );
+    }
+    if lower.contains("connection refused") {
+        return (
+            format!(
+                "host {} ({dest}): connection refused (is sshd running on that port?)",
+                t.name
+            ),
+            true,
+        );
+    }
+    if lower.contains("connection reset")
+        || lower.contains("connection closed")
+        || lower.contains("kex_exchange_identification")
+    {
+        return (
+            format!(
+                "host {} ({dest}): connection reset during the handshake",
+                t.name
+            ),
+            true,
+        );
+    }
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim();
+    (
+        format!("host {} ({dest}): cannot connect: {last}", t.name),
+        false,
+    )
+}
+
+impl RemoteRunners for SshPool {
+    fn runner(&self, target: &SshTarget) -> Arc<dyn CommandRunner> {
+        Arc::new(SshRunner {
+            pool: self.inner.clone(),
+            target: target.clone(),
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let cells: Vec<Arc<OnceCell<Arc<Session>>>> = self
+                .inner
+                .sessions
+                .lock()
+                .map(|mut m| m.drain().map(|(_, v)| v).collect())
+                .unwrap_or_default();
+            for cell in cells {
+                if let Some(s) = cell.get().cloned() {
+                    drop(cell);
+                    if let Ok(s) = Arc::try_unwrap(s) {
+                        let _ = s.close().await;
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir_all(&self.inner.control_dir);
+        })
+    }
+}
+
+/// Runs commands on one host through the pool's master.
+struct SshRunner {
+    pool: Arc<PoolInner>,
+    target: SshTarget,
+}
+
+impl CommandRunner for SshRunner {
+    fn run<'a>(
+        &'a self,
+        spec: CommandSpec,
+        sink: LineSink,
+        cancel: Cancel,
+    ) -> BoxFuture<'a, CommandOutcome> {
+        Box::pin(run_remote(
+            &self.pool,
+            self.target.clone(),
+            spec,
+            sink,
+            cancel,
+        ))
+    }
+
+    fn describe(&self) -> String {
+        self.target.destination()
+    }
+}
+
+/// The script sent on stdin: environment, then the command under `timeout` in its own group.
+fn script(spec: &CommandSpec) -> String {
+    let mut s = String::new();
+    for (k, v) in &spec.env {
+        if k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+        }
+    }
+    s.push_str(&format!("RUNBOOK_CMD={}\n", shell_quote(&spec.command)));
+    // timeout(1) makes itself a process-group leader; exec keeps $$ == that group's id.
+    let secs = spec.timeout.map_or(0, |t| t.as_secs().max(1));
+    s.push_str(&format!("echo \"{PGID_MARK}$$\" >&2\n"));
+    s.push_str(&format!(
+        "exec timeout -k 2 {secs} /bin/sh -c \"$RUNBOOK_CMD\"\n"
+    ));
+    s.push_str(END);
+    s.push('\n');
+    s
+}
+
+async fn kill_remote_group(session: &Session, pgid: u32) {
+    // `kill -SIG -PGID` (no `--`): the form both dash and bash accept.
+    let cmd =
+        format!("kill -TERM -{pgid} 2>/dev/null; sleep 1; kill -KILL -{pgid} 2>/dev/null; true");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        session
+            .raw_command(cmd)
+            .stdin(openssh::Stdio::null())
+            .stdout(openssh::Stdio::null())
+            .stderr(openssh::Stdio::null())
+            .status(),
+    )
+    .await;
+}
+
+async fn run_remote(
+    pool: &PoolInner,
+    target: SshTarget,
+    spec: CommandSpec,
+    sink: LineSink,
+    mut cancel: Cancel,
+) -> CommandOutcome {
+    let started = Instant::now();
+    let fail = |e: String| CommandOutcome {
+        error: Some(e),
+        duration: started.elapsed(),
+        ..CommandOutcome::default()
+    };
+    let session = tokio::select! {
+        s = pool.session(&target) => match s {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        },
+        () = cancel.cancelled() => return CommandOutcome { cancelled: true, duration: started.elapsed(), ..CommandOutcome::default() },
+    };
+    let mut child = match session
+        .raw_command(BOOTSTRAP)
+        .stdin(openssh::Stdio::piped())
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped())
+        .spawn()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(format!(
+                "host {} ({}): cannot start the command: {}",
+                target.name,
+                target.destination(),
+                error_chain(&e)
+            ));
+        }
+    };
+    let mut input = script(&spec).into_bytes();
+    if let Some(data) = &spec.stdin {
+        input.extend_from_slice(data.as_bytes());
+    }
+    if let Some(mut stdin) = child.stdin().take() {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let log = |stream: &str| {
+        spec.log_base.as_ref().map(|b| {
+            let mut p = b.clone().into_os_string();
+            p.push(format!(".{stream}.log"));
+            PathBuf::from(p)
+        })
+    };
+    let out_cap = Arc::new(Mutex::new(Capture::new(log("stdout"))));
+    let err_cap = Arc::new(Mutex::new(Capture::new(log("stderr"))));
+    let (pgid_tx, pgid_rx) = tokio::sync::oneshot::channel::<u32>();
+    let mut readers = tokio::task::JoinSet::new();
+    if let Some(out) = child.stdout().take() {
+        readers.spawn(super::local::pump(
+            out,
+            out_cap.clone(),
+            Stream::Stdout,
+            sink.clone(),
+        ));
+    }
+    if let Some(err) = child.stderr().take() {
+        // The first stderr line is the process group id, not output.
+        let (cap, sink2) = (err_cap.clone(), sink.clone());
+        readers.spawn(async move {
+            let mut r = BufReader::new(err);
+            let mut first = String::new();
+            if r.read_line(&mut first).await.is_ok() {
+                match first
+                    .trim_end()
+                    .strip_prefix(PGID_MARK)
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    Some(pgid) => {
+                        let _ = pgid_tx.send(pgid);
+                    }
+                    None if !first.is_empty() => {
+                        let lines = cap
+                            .lock()
+                            .map(|mut c| c.push(first.as_bytes()))
+                            .unwrap_or_default();
+                        for l in lines {
+                            sink2(Stream::Stderr, l);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            super::local::pump(r, cap, Stream::Stderr, sink2).await;
+        });
+    }
+    let pgid = Arc::new(Mutex::new(None::<u32>));
+    let pg2 = pgid.clone();
+    tokio::spawn(async move {
+        if let Ok(p) = pgid_rx.await
+            && let Ok(mut g) = pg2.lock()
+        {
+            *g = Some(p);
+        }
+    });
+    // Backstop: the remote `timeout` stops the command; this stops waiting for it.
+    let local_limit = async {
+        match spec.timeout {
+            Some(t) => tokio::time::sleep(t + Duration::from_secs(10)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut outcome = CommandOutcome::default();
+    let status = tokio::select! {
+        s = child.wait() => Some(s),
+        () = cancel.cancelled() => { outcome.cancelled = true; None }
+        () = local_limit => { outcome.timed_out = true; None }
+    };
+    match status {
+        Some(Ok(s)) => {
+            outcome.exit_code = s.code();
+            if spec.timeout.is_some() && s.code() == Some(124) {
+                outcome.timed_out = true;
+            }
+        }
+        Some(Err(e)) => {
+            let text = error_chain(&e);
+            outcome.error = Some(format!(
+                "host {} ({}): the connection was lost while the command ran: {text}",
+                target.name,
+                target.destination()
+            ));
+        }
+        None => {
+            let id = pgid.lock().ok().and_then(|g| *g);
+            if let Some(id) = id {
+                kill_remote_group(&session, id).await;
+            }
+        }
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(3), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        readers.abort_all();
+    }
+    outcome.stdout = out_cap.lock().map(|c| c.text()).unwrap_or_default();
+    outcome.stderr = err_cap.lock().map(|c| c.text()).unwrap_or_default();
+    outcome.duration = started.elapsed();
+    outcome
+}
