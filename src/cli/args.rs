@@ -84,6 +84,49 @@ Exit codes:
   4  rollback incomplete: needs a human
   5  the engine itself failed (journal, internal error)")]
     Exec(ExecArgs),
+    /// Continue a run that crashed, was killed, or stopped at a gate, from its journal.
+    #[command(after_help = "\
+Examples:
+  runbook resume 20261126-090102-vault-crash-3f9a
+  runbook resume 20261126-090102-vault-crash-3f9a --skip-in-doubt --approve restart
+
+Finished steps are not run again (their outputs are restored). A step that was in flight when
+the engine stopped is re-run if it is `idempotent`; otherwise you are asked, or decide with
+--rerun-in-doubt / --skip-in-doubt. Secrets are read again (environment, file or prompt).")]
+    Resume(ResumeArgs),
+    /// Approve a gate of a run waiting in another terminal or on another machine.
+    #[command(after_help = "\
+Examples:
+  runbook approve 20261126-090102-vault-crash-3f9a restart --comment \"checked the disk\"
+
+Your OS user is the approver (the owner of the answer file, not a claim in it).")]
+    Approve(AnswerArgs),
+    /// Reject a gate of a waiting run (it stops and rolls back).
+    Reject(AnswerArgs),
+    /// List recorded runs with their status.
+    Runs(RunsArgs),
+    /// Render a run's transcript (markdown or json), or verify its journal.
+    #[command(after_help = "\
+Examples:
+  runbook transcript 20261126-090102-vault-crash-3f9a
+  runbook transcript 20261126-090102-vault-crash-3f9a --format json
+  runbook transcript 20261126-090102-vault-crash-3f9a --template my-incident.md.j2
+  runbook transcript 20261126-090102-vault-crash-3f9a --verify
+
+Exit codes:
+  0  rendered / the journal's hash chain is intact
+  1  the hash chain is broken (a record was edited, removed or reordered)
+  2  no such run or usage error")]
+    Transcript(TranscriptArgs),
+    /// Attach a run's transcript to an incident: pagerduty:ID, jira:KEY or webhook:URL.
+    #[command(after_help = "\
+Examples:
+  PAGERDUTY_TOKEN=… PAGERDUTY_FROM=oncall@example.com runbook attach RUN --to pagerduty:PT4KHLK
+  JIRA_BASE_URL=https://jira.example.com JIRA_USER=me JIRA_TOKEN=… runbook attach RUN --to jira:OPS-123
+  runbook attach RUN --to webhook:https://hooks.example.com/runbook")]
+    Attach(AttachArgs),
+    /// Break a stale run lock (its process is gone).
+    Unlock(UnlockArgs),
     /// List the runbooks in a folder with their descriptions.
     #[command(after_help = "\
 Examples:
@@ -182,6 +225,16 @@ pub struct ExecArgs {
     pub runs_dir: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
+    /// At a gate nobody answered, stop at once (exit 3) instead of waiting for `runbook approve`.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// When the run ends (whatever the outcome), attach its transcript: pagerduty:INCIDENT,
+    /// jira:ISSUE-KEY or webhook:URL (repeatable).
+    #[arg(long, value_name = "TARGET")]
+    pub attach: Vec<String>,
+    /// Run without a journal (benchmarks only: no resume, no remote approval, no transcript).
+    #[arg(long, hide = true)]
+    pub no_journal: bool,
 }
 
 /// SSH settings (host keys are always checked strictly; there is no flag to turn that off).
@@ -206,6 +259,105 @@ pub enum ProgressMode {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsDirArg {
+    /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
+    #[arg(long, value_name = "DIR", global = false)]
+    pub runs_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    pub run_id: String,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+    /// Re-run steps that were in flight (and are not `idempotent`).
+    #[arg(long, conflicts_with = "skip_in_doubt")]
+    pub rerun_in_doubt: bool,
+    /// Treat steps that were in flight as done.
+    #[arg(long)]
+    pub skip_in_doubt: bool,
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long, value_name = "ID")]
+    pub approve: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    #[arg(long)]
+    pub no_rollback: bool,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    #[arg(long)]
+    pub no_wait: bool,
+    #[arg(long, value_name = "TARGET")]
+    pub attach: Vec<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnswerArgs {
+    pub run_id: String,
+    /// The step whose gate (or manual step) to answer.
+    pub gate: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TranscriptFormat {
+    Md,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TranscriptArgs {
+    pub run_id: String,
+    #[arg(long, value_enum, default_value_t = TranscriptFormat::Md)]
+    pub format: TranscriptFormat,
+    /// A minijinja template to render instead of the built-in Markdown one.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Only verify the journal's hash chain.
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    pub run_id: String,
+    /// pagerduty:INCIDENT_ID, jira:ISSUE-KEY or webhook:URL
+    #[arg(long, value_name = "TARGET", required = true)]
+    pub to: Vec<String>,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The lock key (as shown in the refusal).
+    pub key: String,
+    /// Break it even if its process looks alive.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
 }
 
 #[derive(Debug, Args)]

@@ -98,13 +98,43 @@ pub(crate) fn signal_counter() -> watch::Receiver<u32> {
     rx
 }
 
-/// SSH options from the flags (files must exist: a typo must not silently fall back).
+/// SSH options from the flags.
 pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::SshOptions {
     crate::execute::runner::ssh::SshOptions {
         config_file: a.ssh_config.clone(),
         known_hosts: a.known_hosts.clone(),
         connect_timeout: None,
     }
+}
+
+/// Flags shared by `exec` and `resume`.
+pub(crate) struct RunFlags<'a> {
+    pub(crate) yes: bool,
+    pub(crate) approve: &'a [String],
+    pub(crate) answers: Option<&'a Path>,
+    pub(crate) parallel: usize,
+    pub(crate) no_rollback: bool,
+    pub(crate) progress: ProgressMode,
+    pub(crate) output: OutputFormat,
+    pub(crate) no_wait: bool,
+    pub(crate) no_journal: bool,
+    pub(crate) ssh: &'a super::SshArgs,
+    pub(crate) attach: &'a [String],
+}
+
+/// Asks for a secret with a hidden prompt (terminal only).
+fn secret_prompter(interactive: bool) -> impl FnMut(&crate::model::Input) -> Option<String> {
+    move |input: &crate::model::Input| {
+        if !interactive {
+            return None;
+        }
+        let label = if input.description.is_empty() { input.name.clone() } else { format!("{} ({})", input.name, input.description) };
+        dialoguer::Password::new().with_prompt(label).allow_empty_password(false).interact().ok()
+    }
+}
+
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
@@ -116,42 +146,53 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         Ok(p) => p,
         Err(s) => return s,
     };
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let mut prompt_secret = |input: &crate::model::Input| -> Option<String> {
-        if !interactive {
-            return None;
-        }
-        let label = if input.description.is_empty() {
-            input.name.clone()
-        } else {
-            format!("{} ({})", input.name, input.description)
-        };
-        dialoguer::Password::new()
-            .with_prompt(label)
-            .allow_empty_password(false)
-            .interact()
-            .ok()
-    };
-    for f in [&a.ssh.ssh_config, &a.ssh.known_hosts]
-        .into_iter()
-        .flatten()
-    {
-        if !f.is_file() {
-            error_line(format!("{} does not exist", f.display()));
-            return ExitStatus::Invalid;
-        }
-    }
-    let resolved = match inputs::resolve(&rb, &provided, Some(&mut prompt_secret)) {
+    let mut prompt = secret_prompter(interactive());
+    let resolved = match inputs::resolve(&rb, &provided, Some(&mut prompt)) {
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),
     };
-    let mut answers = Answers {
+    let bytes = std::fs::read(&a.file).unwrap_or_default();
+    let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
+    let run_id = new_run_id(&rb.name);
+    let runs = runs_dir(a.runs_dir.as_deref());
+    let flags = RunFlags {
         yes: a.yes,
-        approve: a.approve.iter().cloned().collect(),
-        file: HashMap::new(),
+        approve: &a.approve,
+        answers: a.answers.as_deref(),
+        parallel: a.parallel,
+        no_rollback: a.no_rollback,
+        progress: a.progress,
+        output: a.output,
+        no_wait: a.no_wait,
+        no_journal: a.no_journal,
+        ssh: &a.ssh,
+        attach: &a.attach,
     };
-    if let Some(f) = &a.answers {
-        match read_answers(f) {
+    launch(rb, resolved, file_abs, crate::journal::sha256_hex(&bytes), run_id, &runs, flags, execute::engine::Prior::default(), color)
+}
+
+/// Runs (or resumes) a run: lock, journal, observers, services, engine, transcript, attach.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch(
+    rb: crate::model::Runbook,
+    resolved: inputs::Inputs,
+    file: PathBuf,
+    file_sha256: String,
+    run_id: String,
+    runs: &Path,
+    f: RunFlags<'_>,
+    prior: execute::engine::Prior,
+    color: bool,
+) -> ExitStatus {
+    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts].into_iter().flatten() {
+        if !p.is_file() {
+            error_line(format!("{} does not exist", p.display()));
+            return ExitStatus::Invalid;
+        }
+    }
+    let mut answers = Answers { yes: f.yes, approve: f.approve.iter().cloned().collect(), file: HashMap::new() };
+    if let Some(path) = f.answers {
+        match read_answers(path) {
             Ok(m) => answers.file = m,
             Err(e) => {
                 error_line(e);
@@ -161,105 +202,138 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     }
     for id in answers.approve.iter().chain(answers.file.keys()) {
         if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
-            error_line(format!(
-                "--approve/--answers names `{id}`, which is not a step of {}",
-                rb.name
-            ));
+            error_line(format!("--approve/--answers names `{id}`, which is not a step of {}", rb.name));
             return ExitStatus::Invalid;
         }
     }
-    let run_id = new_run_id(&rb.name);
-    let run_dir = runs_dir(a.runs_dir.as_deref()).join(&run_id);
-    if let Err(e) = create_private_dir(&run_dir) {
-        error_line(format!(
-            "cannot create the run directory {}: {e}",
-            run_dir.display()
-        ));
+    for target in f.attach {
+        if let Err(e) = crate::transcript::attach::Target::parse(target) {
+            error_line(e);
+            return ExitStatus::Invalid;
+        }
+    }
+    let run_dir = runs.join(&run_id);
+    // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
+    // answer into a waiting run's `answers/` (see `journal::answers`).
+    let traversable = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o711).create(runs)
+    };
+    if let Err(e) = traversable.and_then(|()| create_private_dir(&run_dir)).and_then(|()| crate::journal::answers::prepare(&run_dir)) {
+        error_line(format!("cannot create the run directory {}: {e}", run_dir.display()));
         return ExitStatus::EngineFailed;
     }
-    let tty_progress = match a.progress {
+    let user = current_user();
+    // The lock.
+    let lock_key = rb.lock.as_ref().map(|l| {
+        let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
+        t.render(&l.src, &crate::plan::plan_context(&resolved), crate::template::Target::Text).unwrap_or_else(|_| l.src.clone())
+    });
+    let mut lock = match &lock_key {
+        Some(key) => match crate::journal::lock::acquire(runs, key, &run_id, &user) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::Invalid;
+            }
+        },
+        None => None,
+    };
+    let interactive = interactive();
+    let tty_progress = match f.progress {
         ProgressMode::Auto => std::io::stderr().is_terminal(),
         ProgressMode::Tty => true,
         ProgressMode::Plain => false,
     };
     let (console, mp) = Console::new(tty_progress, color, rb.steps.len() + rb.finally.len());
     let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
-    if a.output == OutputFormat::Json {
+    if f.output == OutputFormat::Json {
         observers.push(Box::new(JsonLines));
     }
-    if a.no_rollback {
-        eprintln!(
-            "{}",
-            super::console::Styles::new(color)
-                .bad
-                .apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!")
-        );
+    if !f.no_journal {
+        match crate::journal::Journal::open(&run_dir) {
+            Ok(j) => observers.push(Box::new(j)),
+            Err(e) => {
+                error_line(format!("cannot open the journal in {}: {e}", run_dir.display()));
+                return ExitStatus::EngineFailed;
+            }
+        }
+    }
+    let st = super::console::Styles::new(color);
+    if f.no_rollback {
+        eprintln!("{}", st.bad.apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!"));
+    }
+    if f.no_journal {
+        eprintln!("{}", st.warn.apply_to("--no-journal: this run cannot be resumed, approved remotely or transcribed"));
     }
     let prompter: Option<Arc<dyn execute::Prompter>> = if interactive {
-        Some(Arc::new(TtyPrompter {
-            mp,
-            color,
-            lock: Mutex::new(()),
-        }))
+        Some(Arc::new(TtyPrompter { mp, color, lock: Mutex::new(()) }))
     } else {
         None
     };
+    let runs_flag = if runs == Path::new(".runbook/runs") { String::new() } else { format!(" --runs-dir {}", crate::template::shell_quote(&runs.display().to_string())) };
     let opts = Options {
-        run_id,
-        run_dir,
-        file: a.file.display().to_string(),
-        parallel: a.parallel,
+        run_id: run_id.clone(),
+        run_dir: run_dir.clone(),
+        file: file.display().to_string(),
+        parallel: f.parallel,
         answers,
-        no_rollback: a.no_rollback,
-        confirm_rollback: interactive && !a.yes,
-        user: current_user(),
+        no_rollback: f.no_rollback,
+        confirm_rollback: interactive && !f.yes,
+        user,
         host: current_host(),
+        file_sha256,
+        lock: lock_key,
+        remote: (!f.no_journal).then(|| execute::RemoteGates {
+            run_dir: run_dir.clone(),
+            wait: !f.no_wait,
+            approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
+        }),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             error_line(format!("cannot start the async runtime: {e}"));
             return ExitStatus::EngineFailed;
         }
     };
-    let has_remote = !rb.hosts.is_empty();
-    let remote: Option<Arc<dyn crate::execute::runner::RemoteRunners>> = if has_remote {
-        let opts = ssh_options(&a.ssh);
-        match crate::execute::runner::ssh::SshPool::new(opts) {
+    let remote: Option<Arc<dyn crate::execute::runner::RemoteRunners>> = if rb.hosts.is_empty() {
+        None
+    } else {
+        match crate::execute::runner::ssh::SshPool::new(ssh_options(f.ssh)) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
                 error_line(format!("cannot prepare SSH control sockets: {e}"));
                 return ExitStatus::EngineFailed;
             }
         }
-    } else {
-        None
     };
-    let services = Services {
-        prompter,
-        remote,
-        http: Some(Arc::new(
-            crate::execute::runner::http::ReqwestClient::default(),
-        )),
-    };
+    let services = Services { prompter, remote, http: Some(Arc::new(crate::execute::runner::http::ReqwestClient::default())) };
     let outcome = runtime.block_on(async {
         let signals = signal_counter();
-        execute::execute(
-            Arc::new(rb),
-            Arc::new(resolved),
-            opts,
-            observers,
-            services,
-            signals,
-            Default::default(),
-        )
-        .await
+        execute::execute(Arc::new(rb), Arc::new(resolved), opts, observers, services, signals, prior).await
     });
     eprint!("{}", summary(&outcome, color));
+    let paused = outcome.status == ExitStatus::Aborted && outcome.reason.contains("waiting for");
+    if paused || outcome.status == ExitStatus::EngineFailed {
+        // Resumable: keep the lock for `runbook resume`.
+        if let Some(l) = &mut lock {
+            l.keep();
+        }
+        eprintln!("resume with: runbook resume{runs_flag} {run_id}");
+    }
+    if !f.no_journal && outcome.status != ExitStatus::EngineFailed {
+        match crate::transcript::write_files(&run_dir) {
+            Ok(paths) => eprintln!("transcript: {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            Err(e) => error_line(format!("cannot write the transcript: {e}")),
+        }
+        for target in f.attach {
+            match runtime.block_on(crate::transcript::attach::attach_run(&run_dir, target)) {
+                Ok(msg) => eprintln!("{msg}"),
+                Err(e) => error_line(format!("{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`", run_dir.display())),
+            }
+        }
+    }
     runtime.shutdown_background();
     outcome.status
 }

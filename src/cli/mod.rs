@@ -3,6 +3,7 @@
 mod args;
 mod console;
 mod exec;
+mod runs;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -54,6 +55,13 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Validate(a) => cmd_validate(&a, color),
         Command::Plan(a) => cmd_plan(&a, color),
         Command::Exec(a) => exec::cmd_exec(&a, color),
+        Command::Resume(a) => runs::cmd_resume(&a, color),
+        Command::Approve(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Approved),
+        Command::Reject(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Declined),
+        Command::Runs(a) => runs::cmd_runs(&a),
+        Command::Transcript(a) => runs::cmd_transcript(&a),
+        Command::Attach(a) => runs::cmd_attach(&a),
+        Command::Unlock(a) => runs::cmd_unlock(&a),
         Command::List(a) => cmd_list(&a),
         Command::Schema => {
             println!("{}", crate::schema::schema_json());

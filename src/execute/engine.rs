@@ -45,6 +45,12 @@ pub struct Prior {
     pub approved: std::collections::HashSet<String>,
     /// Steps that were in flight: `true` re-runs them, `false` treats them as done.
     pub in_doubt: HashMap<String, bool>,
+    /// The run was unwinding when it stopped: finish the rollback, run nothing new.
+    pub unwinding: bool,
+    /// Rollbacks that already ran.
+    pub rolled_back: std::collections::HashSet<String>,
+    /// This is a resumed run (emit `run-resumed`, not `run-started`).
+    pub resumed: bool,
 }
 
 /// Sends events to observers, redacted and stamped.
@@ -187,20 +193,36 @@ pub async fn execute(
         opts,
         services,
     });
-    shared.emit(Event::RunStarted {
-        run_id: shared.opts.run_id.clone(),
-        runbook: rb.name.clone(),
-        file: shared.opts.file.clone(),
-        user: shared.opts.user.clone(),
-        host: shared.opts.host.clone(),
-        inputs: inputs
-            .values
+    if prior.resumed {
+        let mut in_doubt: Vec<(String, String)> = prior
+            .in_doubt
             .iter()
-            .map(|r| (r.name.clone(), r.display()))
-            .collect(),
-        steps: rb.steps.len() + rb.finally.len(),
-        dry_run: false,
-    });
+            .map(|(k, v)| (k.clone(), if *v { "re-run".to_string() } else { "treated as done".to_string() }))
+            .collect();
+        in_doubt.sort();
+        shared.emit(Event::RunResumed { user: shared.opts.user.clone(), host: shared.opts.host.clone(), in_doubt });
+    } else {
+        shared.emit(Event::RunStarted {
+            run_id: shared.opts.run_id.clone(),
+            runbook: rb.name.clone(),
+            file: shared.opts.file.clone(),
+            user: shared.opts.user.clone(),
+            host: shared.opts.host.clone(),
+            inputs: inputs.values.iter().map(|r| (r.name.clone(), r.display())).collect(),
+            steps: rb.steps.len() + rb.finally.len(),
+            dry_run: false,
+            values: inputs
+                .values
+                .iter()
+                .filter_map(|r| match &r.value {
+                    crate::plan::inputs::InputValue::Plain(v) if !r.secret => Some((r.name.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            file_sha256: shared.opts.file_sha256.clone(),
+            lock: shared.opts.lock.clone(),
+        });
+    }
 
     let n = rb.steps.len();
     let deps = crate::plan::step_deps(&rb);
@@ -235,6 +257,9 @@ pub async fn execute(
         }
     }
 
+    if prior.unwinding {
+        stop = Some((StopKind::Failed, "the run was rolling back when it stopped; finishing the rollback".into()));
+    }
     let mut running: JoinSet<StepRun> = JoinSet::new();
     let mut seen_signals = *signals.borrow_and_update();
     loop {
@@ -377,7 +402,7 @@ pub async fn execute(
             .iter()
             .rev()
             .copied()
-            .filter(|&i| rb.steps[i].rollback.is_some())
+            .filter(|&i| rb.steps[i].rollback.is_some() && !prior.rolled_back.contains(&rb.steps[i].id.name))
             .collect();
         let names: Vec<String> = stack.iter().map(|&i| rb.steps[i].id.name.clone()).collect();
         let go = if stack.is_empty() {
@@ -549,6 +574,7 @@ pub async fn execute(
         exit_code: status.code(),
         reason: reason.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
+        resumable: matches!(stop, Some((StopKind::Paused, _))),
     });
     RunOutcome {
         status,
@@ -697,50 +723,113 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
         preview: preview.clone(),
         manual,
     });
-    let (decision, by) = match preanswered(sh, &id, manual) {
-        Some(a) => a,
+    let gate = if manual { None } else { step.confirm.as_ref() };
+    let needed = gate.map_or(1, |g| g.approvals.max(1)) as usize;
+    let other_approver = gate.is_some_and(|g| g.other_approver);
+    let mut approvers: Vec<String> = Vec::new();
+    // An answer given in advance, or on this terminal, is the operator's.
+    let local = match preanswered(sh, &id, manual) {
+        Some(a) => Some(a),
         None => match &sh.services.prompter {
             Some(p) => {
                 let p = p.clone();
-                let req = GateRequest {
-                    step: id.clone(),
-                    message: sh.redactor.text(&message),
-                    targets,
-                    preview,
-                    manual,
-                };
-                let d = tokio::task::spawn_blocking(move || p.ask(&req))
-                    .await
-                    .unwrap_or(Decision::Aborted);
-                (d, AnsweredBy::Terminal)
+                let req = GateRequest { step: id.clone(), message: sh.redactor.text(&message), targets, preview, manual };
+                let d = tokio::task::spawn_blocking(move || p.ask(&req)).await.unwrap_or(Decision::Aborted);
+                Some((d, AnsweredBy::Terminal))
             }
-            None => {
-                let how = if manual {
-                    format!(
-                        "a person must confirm this manual step: re-run on a terminal, or pass --approve {id} once it is done (or answer it in --answers FILE)"
-                    )
-                } else {
-                    format!(
-                        "approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"
-                    )
-                };
-                sh.emit(Event::GateWaiting {
-                    step: id.clone(),
-                    how_to_answer: how,
-                });
-                return None;
-            }
+            None => None,
         },
     };
-    sh.emit(Event::GateAnswered {
-        step: id,
-        decision,
-        user: sh.opts.user.clone(),
-        from_host: sh.opts.host.clone(),
-        by,
-        comment: None,
+    if let Some((decision, by)) = local {
+        sh.emit(Event::GateAnswered {
+            step: id.clone(),
+            decision,
+            user: sh.opts.user.clone(),
+            from_host: sh.opts.host.clone(),
+            by,
+            comment: None,
+        });
+        if decision != Decision::Approved {
+            return Some(decision);
+        }
+        if other_approver {
+            sh.emit(Event::Warning {
+                message: format!("gate `{id}` needs an approver other than the operator ({}): waiting for another person", sh.opts.user),
+            });
+        } else {
+            approvers.push(sh.opts.user.clone());
+        }
+        if approvers.len() >= needed {
+            return Some(Decision::Approved);
+        }
+    }
+    // Remote answers: `runbook approve` from another terminal or machine.
+    let remote = sh.opts.remote.as_ref();
+    let how = match remote {
+        Some(r) => {
+            let more = if needed > 1 || other_approver {
+                let who = if other_approver { " (not the operator)" } else { "" };
+                format!("; {} approval(s) from distinct users needed{who}", needed - approvers.len())
+            } else {
+                String::new()
+            };
+            format!("run `{} {id}` (or `runbook reject …`) from another terminal{more}", r.approve_cmd)
+        }
+        None if manual => format!("a person must confirm this manual step: re-run on a terminal, or pass --approve {id} once it is done (or answer it in --answers FILE)"),
+        None => format!("approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"),
+    };
+    let Some(remote) = remote.filter(|r| r.wait) else {
+        let how = match sh.opts.remote.as_ref() {
+            Some(r) => format!("{how}; or resume later with `runbook resume {}` and answer then", r.approve_cmd.rsplit(' ').next().unwrap_or_default()),
+            None => how,
+        };
+        sh.emit(Event::GateWaiting { step: id.clone(), how_to_answer: how });
+        return None;
+    };
+    let limit = gate.and_then(|g| g.timeout).unwrap_or(sh.rb.defaults.gate_timeout);
+    sh.emit(Event::GateWaiting {
+        step: id.clone(),
+        how_to_answer: format!("{how} (waiting up to {})", crate::plan::human_duration(limit)),
     });
-    Some(decision)
+    let deadline = Instant::now() + limit;
+    let mut seen = std::collections::HashSet::new();
+    let mut cancel = sh.cancel.clone();
+    while Instant::now() < deadline {
+        for a in crate::journal::answers::take(&remote.run_dir, &id, &mut seen) {
+            let decision = a.file.decision;
+            if decision == Decision::Approved {
+                if other_approver && a.user == sh.opts.user {
+                    sh.emit(Event::Warning { message: format!("approval of `{id}` by {} does not count: the approver must not be the operator", a.user) });
+                    continue;
+                }
+                if approvers.contains(&a.user) {
+                    sh.emit(Event::Warning { message: format!("{} already approved `{id}`; approvals must come from distinct users", a.user) });
+                    continue;
+                }
+                approvers.push(a.user.clone());
+            }
+            sh.emit(Event::GateAnswered {
+                step: id.clone(),
+                decision,
+                user: a.user,
+                from_host: a.file.host,
+                by: AnsweredBy::Remote,
+                comment: a.file.comment,
+            });
+            if decision != Decision::Approved {
+                return Some(decision);
+            }
+            if approvers.len() >= needed {
+                return Some(Decision::Approved);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = cancel.cancelled() => return Some(Decision::Aborted),
+        }
+    }
+    sh.emit(Event::Warning { message: format!("nobody answered gate `{id}` within {}", crate::plan::human_duration(limit)) });
+    None
 }
 
 /// Resolves the SSH targets of `on:` with run-time values.
@@ -1361,6 +1450,9 @@ async fn run_command(
         item,
         command: Some(command.clone()),
     });
+    if let Some(err) = sh.observer_failure() {
+        return Attempt::failed(format!("not started: the journal cannot be written ({err})"));
+    }
     let spec = CommandSpec {
         command,
         env,
@@ -1455,6 +1547,9 @@ async fn run_http(
         item,
         command: Some(format!("{} {}", req.method, req.url)),
     });
+    if let Some(err) = sh.observer_failure() {
+        return Attempt::failed(format!("not sent: the journal cannot be written ({err})"));
+    }
     let timeout = h.timeout.or(step.body.timeout);
     let req = super::runner::HttpRequest { timeout, ..req };
     match client.send(req, cancel).await {

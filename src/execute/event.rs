@@ -80,6 +80,20 @@ pub enum Event {
         inputs: Vec<(String, String)>,
         steps: usize,
         dry_run: bool,
+        /// Non-secret input values, so `resume` can restore them.
+        #[serde(default)]
+        values: serde_json::Map<String, serde_json::Value>,
+        /// SHA-256 of the runbook file: `resume` refuses a file that changed since.
+        #[serde(default)]
+        file_sha256: String,
+        #[serde(default)]
+        lock: Option<String>,
+    },
+    RunResumed {
+        user: String,
+        host: String,
+        /// Steps that were in flight when the engine stopped, and what was decided for each.
+        in_doubt: Vec<(String, String)>,
     },
     StepSkipped {
         step: String,
@@ -173,6 +187,9 @@ pub enum Event {
         exit_code: u8,
         reason: String,
         duration_ms: u64,
+        /// The run stopped at a gate nobody answered: `resume` continues it there.
+        #[serde(default)]
+        resumable: bool,
     },
 }
 

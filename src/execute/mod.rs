@@ -78,6 +78,23 @@ pub struct Options {
     pub confirm_rollback: bool,
     pub user: String,
     pub host: String,
+    /// SHA-256 of the runbook file (journaled; `resume` checks it).
+    pub file_sha256: String,
+    /// The rendered lock key, if the runbook has one.
+    pub lock: Option<String>,
+    /// Remote approvals: where answers arrive, and whether to wait for them.
+    pub remote: Option<RemoteGates>,
+}
+
+/// How gates are answered from elsewhere (`runbook approve`).
+#[derive(Debug, Clone)]
+pub struct RemoteGates {
+    /// The run directory (answers arrive in `answers/`).
+    pub run_dir: PathBuf,
+    /// Wait for remote answers at a gate (else stop with exit 3 at once: `--no-wait`).
+    pub wait: bool,
+    /// The command prefix that answers this run, e.g. `runbook approve 2026…-vault-crash-3f9a`.
+    pub approve_cmd: String,
 }
 
 /// Where steps can run besides locally; filled in by the CLI.

@@ -7,23 +7,23 @@ use std::time::{Duration, Instant};
 use crate::harness::{Ran, runbook};
 
 /// A scratch directory holding a runbook and whatever its steps write.
-struct Scratch {
-    dir: tempfile::TempDir,
+pub(crate) struct Scratch {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Scratch {
-    fn new() -> Scratch {
+    pub(crate) fn new() -> Scratch {
         Scratch {
             dir: tempfile::tempdir().expect("tmp"),
         }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Writes `runbook.yaml` with `{D}` replaced by the scratch directory.
-    fn runbook(&self, yaml: &str) -> PathBuf {
+    pub(crate) fn runbook(&self, yaml: &str) -> PathBuf {
         let p = self.path("runbook.yaml");
         std::fs::write(
             &p,
@@ -33,12 +33,12 @@ impl Scratch {
         p
     }
 
-    fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_default()
     }
 
     /// Runs `runbook exec` on the scratch runbook with `args`, runs recorded inside the scratch dir.
-    fn exec(&self, args: &[&str]) -> Ran {
+    pub(crate) fn exec(&self, args: &[&str]) -> Ran {
         let mut all: Vec<String> = vec![
             "exec".into(),
             self.path("runbook.yaml").display().to_string(),
@@ -49,7 +49,7 @@ impl Scratch {
         runbook(all).run()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
         c.arg("exec")
             .arg(self.path("runbook.yaml"))
@@ -61,14 +61,14 @@ impl Scratch {
     }
 }
 
-fn events(stdout: &str) -> Vec<serde_json::Value> {
+pub(crate) fn events(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 
-fn wait_for(path: &Path, limit: Duration) {
+pub(crate) fn wait_for(path: &Path, limit: Duration) {
     let t0 = Instant::now();
     while !path.exists() {
         assert!(t0.elapsed() < limit, "{} never appeared", path.display());
@@ -507,7 +507,7 @@ steps:
     );
 }
 
-fn wait_output(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, String) {
+pub(crate) fn wait_output(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, String) {
     use std::io::Read;
     use wait_timeout::ChildExt;
     let status = child.wait_timeout(limit).expect("wait");

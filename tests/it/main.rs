@@ -4,6 +4,7 @@
 mod exec;
 mod harness;
 mod http;
+mod journal;
 mod httpd;
 mod plan;
 mod ssh;

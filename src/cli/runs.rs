@@ -1,0 +1,297 @@
+//! Commands over recorded runs: resume, approve/reject, runs, transcript, attach, unlock.
+
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::exec::{RunFlags, launch, runs_dir};
+use super::{AnswerArgs, AttachArgs, ResumeArgs, RunsArgs, TranscriptArgs, TranscriptFormat, UnlockArgs, error_line, input_errors, load_runbook};
+use crate::execute::engine::Prior;
+use crate::execute::event::{Decision, Event, StepStatus};
+use crate::exit::ExitStatus;
+use crate::journal;
+use crate::plan::inputs;
+
+fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<PathBuf, ExitStatus> {
+    if run_id.contains('/') || run_id.contains("..") || run_id.is_empty() {
+        error_line(format!("`{run_id}` is not a run id"));
+        return Err(ExitStatus::Invalid);
+    }
+    let d = runs_dir(dir.runs_dir.as_deref()).join(run_id);
+    if !d.join(journal::JOURNAL_FILE).is_file() {
+        error_line(format!("no run `{run_id}` in {} (see `runbook runs`)", runs_dir(dir.runs_dir.as_deref()).display()));
+        return Err(ExitStatus::Invalid);
+    }
+    Ok(d)
+}
+
+pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
+    let dir = match run_dir(&a.dir, &a.run_id) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
+    let records = match journal::read(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            error_line(format!("{e}; refusing to resume from a journal that cannot be trusted"));
+            return ExitStatus::Invalid;
+        }
+    };
+    let Some((file, sha, values)) = records.iter().find_map(|r| match &r.stamped.event {
+        Event::RunStarted { file, file_sha256, values, .. } => Some((file.clone(), file_sha256.clone(), values.clone())),
+        _ => None,
+    }) else {
+        error_line("the journal has no run-started record");
+        return ExitStatus::Invalid;
+    };
+    if let Some(Event::RunFinished { resumable: false, exit_code, reason, .. }) = records.iter().rev().map(|r| &r.stamped.event).find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. })) {
+        error_line(format!("run {} already finished (exit {exit_code}: {reason}); there is nothing to resume", a.run_id));
+        return ExitStatus::Invalid;
+    }
+    let path = PathBuf::from(&file);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            error_line(format!("cannot read the runbook {file}: {e}"));
+            return ExitStatus::Invalid;
+        }
+    };
+    if journal::sha256_hex(&bytes) != sha {
+        error_line(format!("{file} changed since run {} started; resuming would run different steps. Restore the file, or start a new run", a.run_id));
+        return ExitStatus::Invalid;
+    }
+    let rb = match load_runbook(&path, color, false) {
+        Ok(rb) => rb,
+        Err(s) => return s,
+    };
+    let provided = inputs::Provided { pairs: Vec::new(), file: values.into_iter().collect() };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let mut prompt = move |input: &crate::model::Input| -> Option<String> {
+        if !interactive {
+            return None;
+        }
+        dialoguer::Password::new().with_prompt(input.name.clone()).interact().ok()
+    };
+    let resolved = match inputs::resolve_resumed(&rb, &provided, Some(&mut prompt)) {
+        Ok(r) => r,
+        Err(errors) => return input_errors(&errors),
+    };
+    let mut prior = prior_from(&rb, &records);
+    // Steps in flight when the engine stopped.
+    let started: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.stamped.event {
+            Event::StepStarted { step, .. } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut doubtful = Vec::new();
+    for id in started {
+        if !prior.done.contains_key(&id) && rb.step(&id).is_some() && !doubtful.contains(&id) {
+            doubtful.push(id);
+        }
+    }
+    for id in doubtful {
+        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
+        let rerun = if idempotent || a.rerun_in_doubt {
+            true
+        } else if a.skip_in_doubt {
+            false
+        } else if interactive {
+            let q = format!("step `{id}` was running when the engine stopped and is not idempotent. Run it again?");
+            dialoguer::Confirm::new().with_prompt(q).default(false).interact().unwrap_or(false)
+        } else {
+            error_line(format!("step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"));
+            return ExitStatus::Aborted;
+        };
+        prior.in_doubt.insert(id.clone(), rerun);
+        if !rerun {
+            prior.done.insert(id.clone(), (StepStatus::Succeeded, serde_json::json!({ "outcome": "succeeded", "in_doubt": true })));
+            if rb.step(&id).is_some_and(|s| s.rollback.is_some()) {
+                prior.rollbacks.push(id);
+            }
+        }
+    }
+    prior.resumed = true;
+    let flags = RunFlags {
+        yes: a.yes,
+        approve: &a.approve,
+        answers: a.answers.as_deref(),
+        parallel: a.parallel,
+        no_rollback: a.no_rollback,
+        progress: a.progress,
+        output: a.output,
+        no_wait: a.no_wait,
+        no_journal: false,
+        ssh: &a.ssh,
+        attach: &a.attach,
+    };
+    let runs = runs_dir(a.dir.runs_dir.as_deref());
+    launch(rb, resolved, path, sha, a.run_id.clone(), &runs, flags, prior, color)
+}
+
+/// What a journal says already happened.
+fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior {
+    let mut p = Prior::default();
+    let mut approvers: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut operator = String::new();
+    for r in records {
+        match &r.stamped.event {
+            Event::RunStarted { user, .. } => operator = user.clone(),
+            Event::StepFinished { step, status, result, .. } if rb.step(step).is_some() => {
+                p.done.insert(step.clone(), (*status, result.clone()));
+                if *status == StepStatus::Succeeded && rb.step(step).is_some_and(|s| s.rollback.is_some()) && !p.rollbacks.contains(step) {
+                    p.rollbacks.push(step.clone());
+                }
+                let tolerated = rb.step(step).is_some_and(|s| s.continue_on_failure);
+                if matches!(status, StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled) && !tolerated {
+                    p.unwinding = true;
+                }
+            }
+            Event::StepSkipped { step, reason } => {
+                p.done.insert(step.clone(), (StepStatus::Skipped, serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason })));
+            }
+            Event::GateAnswered { step, decision: Decision::Approved, user, .. } => {
+                approvers.entry(step.clone()).or_default().insert(user.clone());
+            }
+            Event::RollbackStarted { .. } => p.unwinding = true,
+            Event::RollbackFinished { step, .. } => {
+                p.rolled_back.insert(step.clone());
+            }
+            _ => {}
+        }
+    }
+    for (step, users) in approvers {
+        let Some(gate) = rb.step(&step).and_then(|s| s.confirm.as_ref()) else { continue };
+        let count = users.iter().filter(|u| !gate.other_approver || **u != operator).count();
+        if count >= gate.approvals as usize {
+            p.approved.insert(step);
+        }
+    }
+    p
+}
+
+pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
+    let dir = match run_dir(&a.dir, &a.run_id) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
+    let records = journal::read(&dir).unwrap_or_default();
+    let waiting = records.iter().rev().find_map(|r| match &r.stamped.event {
+        Event::GateWaiting { step, .. } if step == &a.gate => Some(true),
+        Event::GateAnswered { step, .. } | Event::StepStarted { step, .. } if step == &a.gate => Some(false),
+        _ => None,
+    });
+    match journal::answers::write(&dir, &a.gate, decision, a.comment.clone()) {
+        Ok(_) => {
+            let verb = if decision == Decision::Approved { "approval" } else { "rejection" };
+            println!("{verb} of `{}` recorded for run {} by {}", a.gate, a.run_id, crate::execute::current_user());
+            if waiting != Some(true) {
+                println!("note: the run is not waiting at `{}` right now; the answer is used if it gets there (or on `runbook resume`)", a.gate);
+            }
+            ExitStatus::Success
+        }
+        Err(e) => {
+            error_line(e);
+            ExitStatus::Invalid
+        }
+    }
+}
+
+pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
+    let dir = runs_dir(a.dir.runs_dir.as_deref());
+    let runs = journal::list_runs(&dir);
+    if runs.is_empty() {
+        println!("no runs in {}", dir.display());
+        return ExitStatus::Success;
+    }
+    let w = runs.iter().map(|r| r.run_id.len()).max().unwrap_or(6);
+    println!("{:<w$}  {:<22}  {:<10}  {:<24}  RUNBOOK", "RUN", "STATUS", "USER", "STARTED");
+    for r in runs {
+        let status = match r.exit_code {
+            Some(c) => format!("{} ({c})", r.status),
+            None => r.status,
+        };
+        println!("{:<w$}  {status:<22}  {:<10}  {:<24}  {}", r.run_id, r.user, r.started, r.runbook);
+    }
+    ExitStatus::Success
+}
+
+pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
+    let dir = match run_dir(&a.dir, &a.run_id) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
+    let t = match crate::transcript::load(&dir) {
+        Ok(t) => t,
+        Err(e) => {
+            error_line(&e);
+            return if matches!(e, journal::JournalError::Chain { .. }) { ExitStatus::StepFailed } else { ExitStatus::Invalid };
+        }
+    };
+    if a.verify {
+        println!("ok: {} — hash chain intact", dir.join(journal::JOURNAL_FILE).display());
+        return ExitStatus::Success;
+    }
+    let text = match (a.format, &a.template) {
+        (_, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(tpl) => crate::transcript::render(&t, &tpl),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        },
+        (TranscriptFormat::Json, None) => serde_json::to_string_pretty(&t).map_err(|e| e.to_string()),
+        (TranscriptFormat::Md, None) => crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE),
+    };
+    match text {
+        Ok(s) => {
+            println!("{}", s.trim_end());
+            ExitStatus::Success
+        }
+        Err(e) => {
+            error_line(e);
+            ExitStatus::Invalid
+        }
+    }
+}
+
+pub(crate) fn cmd_attach(a: &AttachArgs) -> ExitStatus {
+    let dir = match run_dir(&a.dir, &a.run_id) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            error_line(e);
+            return ExitStatus::EngineFailed;
+        }
+    };
+    let mut status = ExitStatus::Success;
+    for target in &a.to {
+        if let Err(e) = crate::transcript::attach::Target::parse(target) {
+            error_line(e);
+            return ExitStatus::Invalid;
+        }
+        match rt.block_on(crate::transcript::attach::attach_run(&dir, target)) {
+            Ok(msg) => println!("{msg}"),
+            Err(e) => {
+                error_line(e);
+                status = ExitStatus::StepFailed;
+            }
+        }
+    }
+    status
+}
+
+pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
+    let dir = runs_dir(a.dir.runs_dir.as_deref());
+    match journal::lock::break_lock(&dir, &a.key, a.force) {
+        Ok(h) => {
+            println!("broke lock `{}` held by run {} ({}@{}, pid {})", a.key, h.run_id, h.user, h.host, h.pid);
+            ExitStatus::Success
+        }
+        Err(e) => {
+            error_line(e);
+            ExitStatus::Invalid
+        }
+    }
+}

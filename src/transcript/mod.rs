@@ -1,0 +1,272 @@
+//! Stage 5, **transcript**: what happened in a run, told from its journal, rendered through
+//! minijinja templates (`templates/`), and attached to incidents ([`attach`]).
+//!
+//! The transcript is built only from the journal, which the redactor already cleaned: nothing
+//! secret can appear here that the journal did not have.
+
+pub mod attach;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::execute::event::{Event, StepStatus};
+use crate::journal::{self, Record};
+
+/// Version of the JSON transcript (`runbook transcript --format json`).
+pub const TRANSCRIPT_VERSION: u32 = 1;
+/// The built-in Markdown template.
+pub const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/transcript.md.j2");
+/// The short summary used for incident notes and comments.
+pub const NOTE_TEMPLATE: &str = include_str!("../../templates/incident-note.txt.j2");
+/// Lines of output shown from the start and from the end of a step.
+const OUTPUT_LINES: usize = 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Transcript {
+    pub transcript_version: u32,
+    pub run_id: String,
+    pub runbook: String,
+    pub file: String,
+    pub user: String,
+    pub host: String,
+    pub started: String,
+    pub ended: Option<String>,
+    pub status: String,
+    pub exit_code: Option<u8>,
+    pub reason: Option<String>,
+    pub chain_verified: bool,
+    pub inputs: Vec<NameValue>,
+    pub steps: Vec<StepEntry>,
+    pub rollbacks: Vec<RollbackEntry>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GateEntry {
+    pub decision: String,
+    pub user: String,
+    pub host: String,
+    pub by: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct StepEntry {
+    pub id: String,
+    pub title: Option<String>,
+    pub status: String,
+    pub hosts: Vec<String>,
+    pub command: Option<String>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub duration: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub skipped_reason: Option<String>,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    pub output_head: String,
+    pub output_tail: String,
+    pub gate: Vec<GateEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackEntry {
+    pub step: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub text: String,
+}
+
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Head and tail lines of a text (the tail empty when the text is short).
+fn head_tail(text: &str) -> (String, String) {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= 2 * OUTPUT_LINES {
+        return (lines.join("\n"), String::new());
+    }
+    (lines[..OUTPUT_LINES].join("\n"), lines[lines.len() - OUTPUT_LINES..].join("\n"))
+}
+
+/// Builds the transcript of a run from its journal records.
+pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
+    let mut t = Transcript {
+        transcript_version: TRANSCRIPT_VERSION,
+        run_id: run_id.to_string(),
+        runbook: String::new(),
+        file: String::new(),
+        user: String::new(),
+        host: String::new(),
+        started: String::new(),
+        ended: None,
+        status: "running or interrupted".into(),
+        exit_code: None,
+        reason: None,
+        chain_verified,
+        inputs: Vec::new(),
+        steps: Vec::new(),
+        rollbacks: Vec::new(),
+        timeline: Vec::new(),
+    };
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let step_at = |t: &mut Transcript, index: &mut std::collections::HashMap<String, usize>, id: &str| -> usize {
+        if let Some(&i) = index.get(id) {
+            return i;
+        }
+        t.steps.push(StepEntry { id: id.to_string(), status: "not-run".into(), ..StepEntry::default() });
+        index.insert(id.to_string(), t.steps.len() - 1);
+        t.steps.len() - 1
+    };
+    for r in records {
+        let at = r.stamped.at.clone();
+        let mut line = |text: String| t_line(&mut t.timeline, &at, text);
+        match &r.stamped.event {
+            Event::RunStarted { runbook, file, user, host, inputs, .. } => {
+                line(format!("run started by {user}@{host}"));
+                t.runbook = runbook.clone();
+                t.file = file.clone();
+                t.user = user.clone();
+                t.host = host.clone();
+                t.started = at.clone();
+                t.inputs = inputs.iter().map(|(n, v)| NameValue { name: n.clone(), value: v.clone() }).collect();
+            }
+            Event::RunResumed { user, host, in_doubt } => {
+                let extra = if in_doubt.is_empty() { String::new() } else { format!(" (in flight: {})", in_doubt.iter().map(|(s, d)| format!("{s} {d}")).collect::<Vec<_>>().join(", ")) };
+                line(format!("run resumed by {user}@{host}{extra}"));
+                t.ended = None;
+            }
+            Event::StepSkipped { step, reason } => {
+                line(format!("`{step}` skipped: {reason}"));
+                let i = step_at(&mut t, &mut index, step);
+                t.steps[i].status = "skipped".into();
+                t.steps[i].skipped_reason = Some(reason.clone());
+            }
+            Event::GateAsked { step, message, manual, .. } => {
+                line(format!("{} `{step}`: {message}", if *manual { "manual step" } else { "gate" }));
+                step_at(&mut t, &mut index, step);
+            }
+            Event::GateWaiting { step, how_to_answer } => line(format!("`{step}` waits for an answer: {how_to_answer}")),
+            Event::GateAnswered { step, decision, user, from_host, by, comment } => {
+                line(format!("`{step}` {} by {user}@{from_host} ({})", word(decision), word(by)));
+                let i = step_at(&mut t, &mut index, step);
+                t.steps[i].gate.push(GateEntry { decision: word(decision), user: user.clone(), host: from_host.clone(), by: word(by), at: at.clone(), comment: comment.clone() });
+            }
+            Event::StepStarted { step, attempt, host, command, .. } => {
+                let on = host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default();
+                line(format!("`{step}` started{on}{}", if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() }));
+                let i = step_at(&mut t, &mut index, step);
+                let e = &mut t.steps[i];
+                // A rollback runs the step's id again: it must not make a finished step "running".
+                if e.status == "not-run" {
+                    e.status = "running".into();
+                }
+                e.attempts = e.attempts.max(*attempt);
+                if e.command.is_none() {
+                    e.command = command.clone();
+                }
+                if let Some(h) = host
+                    && !e.hosts.contains(h)
+                {
+                    e.hosts.push(h.clone());
+                }
+            }
+            Event::Retry { step, attempt, reason, .. } => line(format!("`{step}` retry {attempt}: {reason}")),
+            Event::HostFinished { step, host, status, error, .. } => {
+                line(format!("`{step}` on {host}: {}{}", status.as_str(), error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+            }
+            Event::StepFinished { step, status, exit_code, duration_ms, error, outputs, result } => {
+                line(format!("`{step}` {}{}", status.as_str(), error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+                let i = step_at(&mut t, &mut index, step);
+                let e = &mut t.steps[i];
+                e.status = status.as_str().into();
+                e.exit_code = *exit_code;
+                e.duration_ms = *duration_ms;
+                e.duration = crate::plan::human_duration(std::time::Duration::from_millis(*duration_ms));
+                e.error = error.clone();
+                e.outputs = outputs.clone();
+                e.attempts = e.attempts.max(1);
+                let text = result.get("stdout").and_then(|s| s.as_str()).map(str::to_string).or_else(|| result.get("body").and_then(|b| b.as_str()).map(str::to_string)).unwrap_or_default();
+                let stderr = result.get("stderr").and_then(|s| s.as_str()).unwrap_or_default();
+                let all = if stderr.trim().is_empty() { text } else { format!("{text}{}{stderr}", if text.ends_with('\n') || text.is_empty() { "" } else { "\n" }) };
+                let (h, tl) = head_tail(all.trim_end());
+                e.output_head = h;
+                e.output_tail = tl;
+                if *status == StepStatus::Skipped {
+                    e.skipped_reason = error.clone();
+                }
+            }
+            Event::RollbackStarted { step, reason } => line(format!("rollback of `{step}` started ({reason})")),
+            Event::RollbackFinished { step, status, error, .. } => {
+                line(format!("rollback of `{step}` {}", status.as_str()));
+                t.rollbacks.push(RollbackEntry { step: step.clone(), status: status.as_str().into(), error: error.clone(), at: at.clone() });
+            }
+            Event::RollbackNotRun { step, reason } => {
+                line(format!("rollback of `{step}` NOT run: {reason}"));
+                t.rollbacks.push(RollbackEntry { step: step.clone(), status: "not-run".into(), error: Some(reason.clone()), at: at.clone() });
+            }
+            Event::Warning { message } => line(format!("warning: {message}")),
+            Event::RunFinished { status, exit_code, reason, .. } => {
+                line(format!("run finished: {} (exit {exit_code})", word(status)));
+                t.ended = Some(at.clone());
+                t.status = word(status);
+                t.exit_code = Some(*exit_code);
+                t.reason = Some(reason.clone());
+            }
+            Event::Output { .. } | Event::ProbeAttempt { .. } => {}
+        }
+    }
+    t
+}
+
+fn t_line(timeline: &mut Vec<TimelineEntry>, at: &str, text: String) {
+    timeline.push(TimelineEntry { at: at.to_string(), text });
+}
+
+/// Renders with a template (the built-in Markdown one unless `template` is given).
+pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.set_fuel(Some(50_000_000));
+    env.render_str(template, crate::template::to_value(t)).map_err(|e| format!("template: {}", crate::template::describe_error(&e)))
+}
+
+/// Reads a run's journal and builds its transcript. A broken chain is reported (and the
+/// transcript of the readable prefix is not produced: a tampered record must not be trusted).
+pub fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
+    let records = journal::read(run_dir)?;
+    let run_id = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(build(&run_id, &records, true))
+}
+
+/// Writes `transcript.md` and `transcript.json` (0600) into the run directory.
+pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let t = load(run_dir).map_err(|e| e.to_string())?;
+    let md = render(&t, MARKDOWN_TEMPLATE)?;
+    let json = serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (name, body) in [("transcript.md", md), ("transcript.json", json)] {
+        let p = run_dir.join(name);
+        let _ = std::fs::remove_file(&p);
+        use std::io::Write;
+        let mut f = crate::execute::capture::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        f.write_all(body.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
+        out.push(p);
+    }
+    Ok(out)
+}
