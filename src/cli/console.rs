@@ -158,8 +158,15 @@ impl Observer for Console {
                     self.st.bold.apply_to("▶ run")
                 ));
             }
-            Event::RunResumed { user, host, in_doubt } => {
-                self.line(format!("{ts} {} by {user}@{host}", self.st.bold.apply_to("▶ resumed")));
+            Event::RunResumed {
+                user,
+                host,
+                in_doubt,
+            } => {
+                self.line(format!(
+                    "{ts} {} by {user}@{host}",
+                    self.st.bold.apply_to("▶ resumed")
+                ));
                 for (step, what) in in_doubt {
                     self.line(format!("{ts}   {step} was in flight: {what}"));
                 }

@@ -128,8 +128,16 @@ fn secret_prompter(interactive: bool) -> impl FnMut(&crate::model::Input) -> Opt
         if !interactive {
             return None;
         }
-        let label = if input.description.is_empty() { input.name.clone() } else { format!("{} ({})", input.name, input.description) };
-        dialoguer::Password::new().with_prompt(label).allow_empty_password(false).interact().ok()
+        let label = if input.description.is_empty() {
+            input.name.clone()
+        } else {
+            format!("{} ({})", input.name, input.description)
+        };
+        dialoguer::Password::new()
+            .with_prompt(label)
+            .allow_empty_password(false)
+            .interact()
+            .ok()
     }
 }
 
@@ -168,7 +176,17 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         ssh: &a.ssh,
         attach: &a.attach,
     };
-    launch(rb, resolved, file_abs, crate::journal::sha256_hex(&bytes), run_id, &runs, flags, execute::engine::Prior::default(), color)
+    launch(
+        rb,
+        resolved,
+        file_abs,
+        crate::journal::sha256_hex(&bytes),
+        run_id,
+        &runs,
+        flags,
+        execute::engine::Prior::default(),
+        color,
+    )
 }
 
 /// Runs (or resumes) a run: lock, journal, observers, services, engine, transcript, attach.
@@ -184,13 +202,20 @@ pub(crate) fn launch(
     prior: execute::engine::Prior,
     color: bool,
 ) -> ExitStatus {
-    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts].into_iter().flatten() {
+    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts]
+        .into_iter()
+        .flatten()
+    {
         if !p.is_file() {
             error_line(format!("{} does not exist", p.display()));
             return ExitStatus::Invalid;
         }
     }
-    let mut answers = Answers { yes: f.yes, approve: f.approve.iter().cloned().collect(), file: HashMap::new() };
+    let mut answers = Answers {
+        yes: f.yes,
+        approve: f.approve.iter().cloned().collect(),
+        file: HashMap::new(),
+    };
     if let Some(path) = f.answers {
         match read_answers(path) {
             Ok(m) => answers.file = m,
@@ -202,7 +227,10 @@ pub(crate) fn launch(
     }
     for id in answers.approve.iter().chain(answers.file.keys()) {
         if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
-            error_line(format!("--approve/--answers names `{id}`, which is not a step of {}", rb.name));
+            error_line(format!(
+                "--approve/--answers names `{id}`, which is not a step of {}",
+                rb.name
+            ));
             return ExitStatus::Invalid;
         }
     }
@@ -217,17 +245,31 @@ pub(crate) fn launch(
     // answer into a waiting run's `answers/` (see `journal::answers`).
     let traversable = {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o711).create(runs)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(runs)
     };
-    if let Err(e) = traversable.and_then(|()| create_private_dir(&run_dir)).and_then(|()| crate::journal::answers::prepare(&run_dir)) {
-        error_line(format!("cannot create the run directory {}: {e}", run_dir.display()));
+    if let Err(e) = traversable
+        .and_then(|()| create_private_dir(&run_dir))
+        .and_then(|()| crate::journal::answers::prepare(&run_dir))
+    {
+        error_line(format!(
+            "cannot create the run directory {}: {e}",
+            run_dir.display()
+        ));
         return ExitStatus::EngineFailed;
     }
     let user = current_user();
     // The lock.
     let lock_key = rb.lock.as_ref().map(|l| {
         let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
-        t.render(&l.src, &crate::plan::plan_context(&resolved), crate::template::Target::Text).unwrap_or_else(|_| l.src.clone())
+        t.render(
+            &l.src,
+            &crate::plan::plan_context(&resolved),
+            crate::template::Target::Text,
+        )
+        .unwrap_or_else(|_| l.src.clone())
     });
     let mut lock = match &lock_key {
         Some(key) => match crate::journal::lock::acquire(runs, key, &run_id, &user) {
@@ -254,24 +296,47 @@ pub(crate) fn launch(
         match crate::journal::Journal::open(&run_dir) {
             Ok(j) => observers.push(Box::new(j)),
             Err(e) => {
-                error_line(format!("cannot open the journal in {}: {e}", run_dir.display()));
+                error_line(format!(
+                    "cannot open the journal in {}: {e}",
+                    run_dir.display()
+                ));
                 return ExitStatus::EngineFailed;
             }
         }
     }
     let st = super::console::Styles::new(color);
     if f.no_rollback {
-        eprintln!("{}", st.bad.apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!"));
+        eprintln!(
+            "{}",
+            st.bad
+                .apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!")
+        );
     }
     if f.no_journal {
-        eprintln!("{}", st.warn.apply_to("--no-journal: this run cannot be resumed, approved remotely or transcribed"));
+        eprintln!(
+            "{}",
+            st.warn.apply_to(
+                "--no-journal: this run cannot be resumed, approved remotely or transcribed"
+            )
+        );
     }
     let prompter: Option<Arc<dyn execute::Prompter>> = if interactive {
-        Some(Arc::new(TtyPrompter { mp, color, lock: Mutex::new(()) }))
+        Some(Arc::new(TtyPrompter {
+            mp,
+            color,
+            lock: Mutex::new(()),
+        }))
     } else {
         None
     };
-    let runs_flag = if runs == Path::new(".runbook/runs") { String::new() } else { format!(" --runs-dir {}", crate::template::shell_quote(&runs.display().to_string())) };
+    let runs_flag = if runs == Path::new(".runbook/runs") {
+        String::new()
+    } else {
+        format!(
+            " --runs-dir {}",
+            crate::template::shell_quote(&runs.display().to_string())
+        )
+    };
     let opts = Options {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -290,7 +355,11 @@ pub(crate) fn launch(
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error_line(format!("cannot start the async runtime: {e}"));
@@ -308,10 +377,25 @@ pub(crate) fn launch(
             }
         }
     };
-    let services = Services { prompter, remote, http: Some(Arc::new(crate::execute::runner::http::ReqwestClient::default())) };
+    let services = Services {
+        prompter,
+        remote,
+        http: Some(Arc::new(
+            crate::execute::runner::http::ReqwestClient::default(),
+        )),
+    };
     let outcome = runtime.block_on(async {
         let signals = signal_counter();
-        execute::execute(Arc::new(rb), Arc::new(resolved), opts, observers, services, signals, prior).await
+        execute::execute(
+            Arc::new(rb),
+            Arc::new(resolved),
+            opts,
+            observers,
+            services,
+            signals,
+            prior,
+        )
+        .await
     });
     eprint!("{}", summary(&outcome, color));
     let paused = outcome.status == ExitStatus::Aborted && outcome.reason.contains("waiting for");
@@ -324,13 +408,23 @@ pub(crate) fn launch(
     }
     if !f.no_journal && outcome.status != ExitStatus::EngineFailed {
         match crate::transcript::write_files(&run_dir) {
-            Ok(paths) => eprintln!("transcript: {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            Ok(paths) => eprintln!(
+                "transcript: {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Err(e) => error_line(format!("cannot write the transcript: {e}")),
         }
         for target in f.attach {
             match runtime.block_on(crate::transcript::attach::attach_run(&run_dir, target)) {
                 Ok(msg) => eprintln!("{msg}"),
-                Err(e) => error_line(format!("{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`", run_dir.display())),
+                Err(e) => error_line(format!(
+                    "{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`",
+                    run_dir.display()
+                )),
             }
         }
     }

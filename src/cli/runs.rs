@@ -5,7 +5,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::exec::{RunFlags, launch, runs_dir};
-use super::{AnswerArgs, AttachArgs, ResumeArgs, RunsArgs, TranscriptArgs, TranscriptFormat, UnlockArgs, error_line, input_errors, load_runbook};
+use super::{
+    AnswerArgs, AttachArgs, ResumeArgs, RunsArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
+    error_line, input_errors, load_runbook,
+};
 use crate::execute::engine::Prior;
 use crate::execute::event::{Decision, Event, StepStatus};
 use crate::exit::ExitStatus;
@@ -19,7 +22,10 @@ fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<PathBuf, ExitStatus>
     }
     let d = runs_dir(dir.runs_dir.as_deref()).join(run_id);
     if !d.join(journal::JOURNAL_FILE).is_file() {
-        error_line(format!("no run `{run_id}` in {} (see `runbook runs`)", runs_dir(dir.runs_dir.as_deref()).display()));
+        error_line(format!(
+            "no run `{run_id}` in {} (see `runbook runs`)",
+            runs_dir(dir.runs_dir.as_deref()).display()
+        ));
         return Err(ExitStatus::Invalid);
     }
     Ok(d)
@@ -33,19 +39,39 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
     let records = match journal::read(&dir) {
         Ok(r) => r,
         Err(e) => {
-            error_line(format!("{e}; refusing to resume from a journal that cannot be trusted"));
+            error_line(format!(
+                "{e}; refusing to resume from a journal that cannot be trusted"
+            ));
             return ExitStatus::Invalid;
         }
     };
     let Some((file, sha, values)) = records.iter().find_map(|r| match &r.stamped.event {
-        Event::RunStarted { file, file_sha256, values, .. } => Some((file.clone(), file_sha256.clone(), values.clone())),
+        Event::RunStarted {
+            file,
+            file_sha256,
+            values,
+            ..
+        } => Some((file.clone(), file_sha256.clone(), values.clone())),
         _ => None,
     }) else {
         error_line("the journal has no run-started record");
         return ExitStatus::Invalid;
     };
-    if let Some(Event::RunFinished { resumable: false, exit_code, reason, .. }) = records.iter().rev().map(|r| &r.stamped.event).find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. })) {
-        error_line(format!("run {} already finished (exit {exit_code}: {reason}); there is nothing to resume", a.run_id));
+    if let Some(Event::RunFinished {
+        resumable: false,
+        exit_code,
+        reason,
+        ..
+    }) = records
+        .iter()
+        .rev()
+        .map(|r| &r.stamped.event)
+        .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }))
+    {
+        error_line(format!(
+            "run {} already finished (exit {exit_code}: {reason}); there is nothing to resume",
+            a.run_id
+        ));
         return ExitStatus::Invalid;
     }
     let path = PathBuf::from(&file);
@@ -57,20 +83,29 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         }
     };
     if journal::sha256_hex(&bytes) != sha {
-        error_line(format!("{file} changed since run {} started; resuming would run different steps. Restore the file, or start a new run", a.run_id));
+        error_line(format!(
+            "{file} changed since run {} started; resuming would run different steps. Restore the file, or start a new run",
+            a.run_id
+        ));
         return ExitStatus::Invalid;
     }
     let rb = match load_runbook(&path, color, false) {
         Ok(rb) => rb,
         Err(s) => return s,
     };
-    let provided = inputs::Provided { pairs: Vec::new(), file: values.into_iter().collect() };
+    let provided = inputs::Provided {
+        pairs: Vec::new(),
+        file: values.into_iter().collect(),
+    };
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut prompt = move |input: &crate::model::Input| -> Option<String> {
         if !interactive {
             return None;
         }
-        dialoguer::Password::new().with_prompt(input.name.clone()).interact().ok()
+        dialoguer::Password::new()
+            .with_prompt(input.name.clone())
+            .interact()
+            .ok()
     };
     let resolved = match inputs::resolve_resumed(&rb, &provided, Some(&mut prompt)) {
         Ok(r) => r,
@@ -98,15 +133,29 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         } else if a.skip_in_doubt {
             false
         } else if interactive {
-            let q = format!("step `{id}` was running when the engine stopped and is not idempotent. Run it again?");
-            dialoguer::Confirm::new().with_prompt(q).default(false).interact().unwrap_or(false)
+            let q = format!(
+                "step `{id}` was running when the engine stopped and is not idempotent. Run it again?"
+            );
+            dialoguer::Confirm::new()
+                .with_prompt(q)
+                .default(false)
+                .interact()
+                .unwrap_or(false)
         } else {
-            error_line(format!("step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"));
+            error_line(format!(
+                "step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
+            ));
             return ExitStatus::Aborted;
         };
         prior.in_doubt.insert(id.clone(), rerun);
         if !rerun {
-            prior.done.insert(id.clone(), (StepStatus::Succeeded, serde_json::json!({ "outcome": "succeeded", "in_doubt": true })));
+            prior.done.insert(
+                id.clone(),
+                (
+                    StepStatus::Succeeded,
+                    serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
+                ),
+            );
             if rb.step(&id).is_some_and(|s| s.rollback.is_some()) {
                 prior.rollbacks.push(id);
             }
@@ -127,7 +176,17 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         attach: &a.attach,
     };
     let runs = runs_dir(a.dir.runs_dir.as_deref());
-    launch(rb, resolved, path, sha, a.run_id.clone(), &runs, flags, prior, color)
+    launch(
+        rb,
+        resolved,
+        path,
+        sha,
+        a.run_id.clone(),
+        &runs,
+        flags,
+        prior,
+        color,
+    )
 }
 
 /// What a journal says already happened.
@@ -138,21 +197,41 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
     for r in records {
         match &r.stamped.event {
             Event::RunStarted { user, .. } => operator = user.clone(),
-            Event::StepFinished { step, status, result, .. } if rb.step(step).is_some() => {
+            Event::StepFinished {
+                step,
+                status,
+                result,
+                ..
+            } if rb.step(step).is_some() => {
                 p.done.insert(step.clone(), (*status, result.clone()));
-                if *status == StepStatus::Succeeded && rb.step(step).is_some_and(|s| s.rollback.is_some()) && !p.rollbacks.contains(step) {
+                if *status == StepStatus::Succeeded
+                    && rb.step(step).is_some_and(|s| s.rollback.is_some())
+                    && !p.rollbacks.contains(step)
+                {
                     p.rollbacks.push(step.clone());
                 }
                 let tolerated = rb.step(step).is_some_and(|s| s.continue_on_failure);
-                if matches!(status, StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled) && !tolerated {
+                if matches!(
+                    status,
+                    StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled
+                ) && !tolerated
+                {
                     p.unwinding = true;
                 }
             }
             Event::StepSkipped { step, reason } => {
                 p.done.insert(step.clone(), (StepStatus::Skipped, serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason })));
             }
-            Event::GateAnswered { step, decision: Decision::Approved, user, .. } => {
-                approvers.entry(step.clone()).or_default().insert(user.clone());
+            Event::GateAnswered {
+                step,
+                decision: Decision::Approved,
+                user,
+                ..
+            } => {
+                approvers
+                    .entry(step.clone())
+                    .or_default()
+                    .insert(user.clone());
             }
             Event::RollbackStarted { .. } => p.unwinding = true,
             Event::RollbackFinished { step, .. } => {
@@ -162,8 +241,13 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
         }
     }
     for (step, users) in approvers {
-        let Some(gate) = rb.step(&step).and_then(|s| s.confirm.as_ref()) else { continue };
-        let count = users.iter().filter(|u| !gate.other_approver || **u != operator).count();
+        let Some(gate) = rb.step(&step).and_then(|s| s.confirm.as_ref()) else {
+            continue;
+        };
+        let count = users
+            .iter()
+            .filter(|u| !gate.other_approver || **u != operator)
+            .count();
         if count >= gate.approvals as usize {
             p.approved.insert(step);
         }
@@ -179,15 +263,29 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
     let records = journal::read(&dir).unwrap_or_default();
     let waiting = records.iter().rev().find_map(|r| match &r.stamped.event {
         Event::GateWaiting { step, .. } if step == &a.gate => Some(true),
-        Event::GateAnswered { step, .. } | Event::StepStarted { step, .. } if step == &a.gate => Some(false),
+        Event::GateAnswered { step, .. } | Event::StepStarted { step, .. } if step == &a.gate => {
+            Some(false)
+        }
         _ => None,
     });
     match journal::answers::write(&dir, &a.gate, decision, a.comment.clone()) {
         Ok(_) => {
-            let verb = if decision == Decision::Approved { "approval" } else { "rejection" };
-            println!("{verb} of `{}` recorded for run {} by {}", a.gate, a.run_id, crate::execute::current_user());
+            let verb = if decision == Decision::Approved {
+                "approval"
+            } else {
+                "rejection"
+            };
+            println!(
+                "{verb} of `{}` recorded for run {} by {}",
+                a.gate,
+                a.run_id,
+                crate::execute::current_user()
+            );
             if waiting != Some(true) {
-                println!("note: the run is not waiting at `{}` right now; the answer is used if it gets there (or on `runbook resume`)", a.gate);
+                println!(
+                    "note: the run is not waiting at `{}` right now; the answer is used if it gets there (or on `runbook resume`)",
+                    a.gate
+                );
             }
             ExitStatus::Success
         }
@@ -206,13 +304,19 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
         return ExitStatus::Success;
     }
     let w = runs.iter().map(|r| r.run_id.len()).max().unwrap_or(6);
-    println!("{:<w$}  {:<22}  {:<10}  {:<24}  RUNBOOK", "RUN", "STATUS", "USER", "STARTED");
+    println!(
+        "{:<w$}  {:<22}  {:<10}  {:<24}  RUNBOOK",
+        "RUN", "STATUS", "USER", "STARTED"
+    );
     for r in runs {
         let status = match r.exit_code {
             Some(c) => format!("{} ({c})", r.status),
             None => r.status,
         };
-        println!("{:<w$}  {status:<22}  {:<10}  {:<24}  {}", r.run_id, r.user, r.started, r.runbook);
+        println!(
+            "{:<w$}  {status:<22}  {:<10}  {:<24}  {}",
+            r.run_id, r.user, r.started, r.runbook
+        );
     }
     ExitStatus::Success
 }
@@ -226,11 +330,18 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         Ok(t) => t,
         Err(e) => {
             error_line(&e);
-            return if matches!(e, journal::JournalError::Chain { .. }) { ExitStatus::StepFailed } else { ExitStatus::Invalid };
+            return if matches!(e, journal::JournalError::Chain { .. }) {
+                ExitStatus::StepFailed
+            } else {
+                ExitStatus::Invalid
+            };
         }
     };
     if a.verify {
-        println!("ok: {} — hash chain intact", dir.join(journal::JOURNAL_FILE).display());
+        println!(
+            "ok: {} — hash chain intact",
+            dir.join(journal::JOURNAL_FILE).display()
+        );
         return ExitStatus::Success;
     }
     let text = match (a.format, &a.template) {
@@ -238,8 +349,12 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
             Ok(tpl) => crate::transcript::render(&t, &tpl),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         },
-        (TranscriptFormat::Json, None) => serde_json::to_string_pretty(&t).map_err(|e| e.to_string()),
-        (TranscriptFormat::Md, None) => crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE),
+        (TranscriptFormat::Json, None) => {
+            serde_json::to_string_pretty(&t).map_err(|e| e.to_string())
+        }
+        (TranscriptFormat::Md, None) => {
+            crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE)
+        }
     };
     match text {
         Ok(s) => {
@@ -258,7 +373,10 @@ pub(crate) fn cmd_attach(a: &AttachArgs) -> ExitStatus {
         Ok(d) => d,
         Err(s) => return s,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error_line(e);
@@ -286,7 +404,10 @@ pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
     let dir = runs_dir(a.dir.runs_dir.as_deref());
     match journal::lock::break_lock(&dir, &a.key, a.force) {
         Ok(h) => {
-            println!("broke lock `{}` held by run {} ({}@{}, pid {})", a.key, h.run_id, h.user, h.host, h.pid);
+            println!(
+                "broke lock `{}` held by run {} ({}@{}, pid {})",
+                a.key, h.run_id, h.user, h.host, h.pid
+            );
             ExitStatus::Success
         }
         Err(e) => {

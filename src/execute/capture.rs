@@ -11,9 +11,15 @@ pub const TAIL_BYTES: usize = 256 * 1024;
 /// Longest line sent as an event; longer lines are cut (the log file keeps them whole).
 pub const MAX_LINE: usize = 4096;
 
+/// Longest line buffered for redaction before it is written to the log anyway.
+const MAX_LOG_LINE: usize = 1024 * 1024;
+
 /// One stream's capture.
 #[derive(Debug)]
 pub struct Capture {
+    /// Masks secrets in what reaches the log file (lines are redacted whole).
+    redactor: Option<std::sync::Arc<super::redact::Redactor>>,
+    log_line: Vec<u8>,
     head: Vec<u8>,
     tail: VecDeque<u8>,
     total: u64,
@@ -26,7 +32,18 @@ pub struct Capture {
 impl Capture {
     /// `log_path`: where the full stream goes (created 0600 on first byte), if anywhere.
     pub fn new(log_path: Option<PathBuf>) -> Capture {
+        Capture::with_redactor(log_path, None)
+    }
+
+    /// A capture whose log file gets every line redacted (secrets never reach the disk).
+    pub fn with_redactor(
+        log_path: Option<PathBuf>,
+        redactor: Option<std::sync::Arc<super::redact::Redactor>>,
+    ) -> Capture {
+        let redactor = redactor.filter(|r| !r.is_empty());
         Capture {
+            redactor,
+            log_line: Vec::new(),
             head: Vec::new(),
             tail: VecDeque::new(),
             total: 0,
@@ -48,7 +65,16 @@ impl Capture {
             let excess = self.tail.len().saturating_sub(TAIL_BYTES);
             self.tail.drain(..excess);
         }
-        self.write_log(chunk);
+        if self.redactor.is_some() {
+            for &b in chunk {
+                self.log_line.push(b);
+                if b == b'\n' || self.log_line.len() >= MAX_LOG_LINE {
+                    self.flush_log_line();
+                }
+            }
+        } else {
+            self.write_log(chunk);
+        }
         let mut lines = Vec::new();
         for &b in chunk {
             if b == b'\n' {
@@ -63,6 +89,7 @@ impl Capture {
 
     /// The unfinished last line, if any (call once the stream ended).
     pub fn finish(&mut self) -> Option<String> {
+        self.flush_log_line();
         if let Some(f) = &mut self.log {
             let _ = f.flush();
         }
@@ -72,6 +99,20 @@ impl Capture {
             let line = String::from_utf8_lossy(&self.partial).into_owned();
             self.partial.clear();
             Some(line)
+        }
+    }
+
+    fn flush_log_line(&mut self) {
+        if self.log_line.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.log_line);
+        match &self.redactor {
+            Some(r) => {
+                let text = r.text(&String::from_utf8_lossy(&line));
+                self.write_log(text.as_bytes());
+            }
+            None => self.write_log(&line),
         }
     }
 

@@ -197,10 +197,23 @@ pub async fn execute(
         let mut in_doubt: Vec<(String, String)> = prior
             .in_doubt
             .iter()
-            .map(|(k, v)| (k.clone(), if *v { "re-run".to_string() } else { "treated as done".to_string() }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if *v {
+                        "re-run".to_string()
+                    } else {
+                        "treated as done".to_string()
+                    },
+                )
+            })
             .collect();
         in_doubt.sort();
-        shared.emit(Event::RunResumed { user: shared.opts.user.clone(), host: shared.opts.host.clone(), in_doubt });
+        shared.emit(Event::RunResumed {
+            user: shared.opts.user.clone(),
+            host: shared.opts.host.clone(),
+            in_doubt,
+        });
     } else {
         shared.emit(Event::RunStarted {
             run_id: shared.opts.run_id.clone(),
@@ -208,14 +221,20 @@ pub async fn execute(
             file: shared.opts.file.clone(),
             user: shared.opts.user.clone(),
             host: shared.opts.host.clone(),
-            inputs: inputs.values.iter().map(|r| (r.name.clone(), r.display())).collect(),
+            inputs: inputs
+                .values
+                .iter()
+                .map(|r| (r.name.clone(), r.display()))
+                .collect(),
             steps: rb.steps.len() + rb.finally.len(),
             dry_run: false,
             values: inputs
                 .values
                 .iter()
                 .filter_map(|r| match &r.value {
-                    crate::plan::inputs::InputValue::Plain(v) if !r.secret => Some((r.name.clone(), v.clone())),
+                    crate::plan::inputs::InputValue::Plain(v) if !r.secret => {
+                        Some((r.name.clone(), v.clone()))
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -258,7 +277,10 @@ pub async fn execute(
     }
 
     if prior.unwinding {
-        stop = Some((StopKind::Failed, "the run was rolling back when it stopped; finishing the rollback".into()));
+        stop = Some((
+            StopKind::Failed,
+            "the run was rolling back when it stopped; finishing the rollback".into(),
+        ));
     }
     let mut running: JoinSet<StepRun> = JoinSet::new();
     let mut seen_signals = *signals.borrow_and_update();
@@ -402,7 +424,9 @@ pub async fn execute(
             .iter()
             .rev()
             .copied()
-            .filter(|&i| rb.steps[i].rollback.is_some() && !prior.rolled_back.contains(&rb.steps[i].id.name))
+            .filter(|&i| {
+                rb.steps[i].rollback.is_some() && !prior.rolled_back.contains(&rb.steps[i].id.name)
+            })
             .collect();
         let names: Vec<String> = stack.iter().map(|&i| rb.steps[i].id.name.clone()).collect();
         let go = if stack.is_empty() {
@@ -733,8 +757,16 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
         None => match &sh.services.prompter {
             Some(p) => {
                 let p = p.clone();
-                let req = GateRequest { step: id.clone(), message: sh.redactor.text(&message), targets, preview, manual };
-                let d = tokio::task::spawn_blocking(move || p.ask(&req)).await.unwrap_or(Decision::Aborted);
+                let req = GateRequest {
+                    step: id.clone(),
+                    message: sh.redactor.text(&message),
+                    targets,
+                    preview,
+                    manual,
+                };
+                let d = tokio::task::spawn_blocking(move || p.ask(&req))
+                    .await
+                    .unwrap_or(Decision::Aborted);
                 Some((d, AnsweredBy::Terminal))
             }
             None => None,
@@ -768,28 +800,53 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let how = match remote {
         Some(r) => {
             let more = if needed > 1 || other_approver {
-                let who = if other_approver { " (not the operator)" } else { "" };
-                format!("; {} approval(s) from distinct users needed{who}", needed - approvers.len())
+                let who = if other_approver {
+                    " (not the operator)"
+                } else {
+                    ""
+                };
+                format!(
+                    "; {} approval(s) from distinct users needed{who}",
+                    needed - approvers.len()
+                )
             } else {
                 String::new()
             };
-            format!("run `{} {id}` (or `runbook reject …`) from another terminal{more}", r.approve_cmd)
+            format!(
+                "run `{} {id}` (or `runbook reject …`) from another terminal{more}",
+                r.approve_cmd
+            )
         }
-        None if manual => format!("a person must confirm this manual step: re-run on a terminal, or pass --approve {id} once it is done (or answer it in --answers FILE)"),
-        None => format!("approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"),
+        None if manual => format!(
+            "a person must confirm this manual step: re-run on a terminal, or pass --approve {id} once it is done (or answer it in --answers FILE)"
+        ),
+        None => format!(
+            "approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"
+        ),
     };
     let Some(remote) = remote.filter(|r| r.wait) else {
         let how = match sh.opts.remote.as_ref() {
-            Some(r) => format!("{how}; or resume later with `runbook resume {}` and answer then", r.approve_cmd.rsplit(' ').next().unwrap_or_default()),
+            Some(r) => format!(
+                "{how}; or resume later with `runbook resume {}` and answer then",
+                r.approve_cmd.rsplit(' ').next().unwrap_or_default()
+            ),
             None => how,
         };
-        sh.emit(Event::GateWaiting { step: id.clone(), how_to_answer: how });
+        sh.emit(Event::GateWaiting {
+            step: id.clone(),
+            how_to_answer: how,
+        });
         return None;
     };
-    let limit = gate.and_then(|g| g.timeout).unwrap_or(sh.rb.defaults.gate_timeout);
+    let limit = gate
+        .and_then(|g| g.timeout)
+        .unwrap_or(sh.rb.defaults.gate_timeout);
     sh.emit(Event::GateWaiting {
         step: id.clone(),
-        how_to_answer: format!("{how} (waiting up to {})", crate::plan::human_duration(limit)),
+        how_to_answer: format!(
+            "{how} (waiting up to {})",
+            crate::plan::human_duration(limit)
+        ),
     });
     let deadline = Instant::now() + limit;
     let mut seen = std::collections::HashSet::new();
@@ -803,7 +860,12 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
                     continue;
                 }
                 if approvers.contains(&a.user) {
-                    sh.emit(Event::Warning { message: format!("{} already approved `{id}`; approvals must come from distinct users", a.user) });
+                    sh.emit(Event::Warning {
+                        message: format!(
+                            "{} already approved `{id}`; approvals must come from distinct users",
+                            a.user
+                        ),
+                    });
                     continue;
                 }
                 approvers.push(a.user.clone());
@@ -828,7 +890,12 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             () = cancel.cancelled() => return Some(Decision::Aborted),
         }
     }
-    sh.emit(Event::Warning { message: format!("nobody answered gate `{id}` within {}", crate::plan::human_duration(limit)) });
+    sh.emit(Event::Warning {
+        message: format!(
+            "nobody answered gate `{id}` within {}",
+            crate::plan::human_duration(limit)
+        ),
+    });
     None
 }
 
@@ -1451,7 +1518,9 @@ async fn run_command(
         command: Some(command.clone()),
     });
     if let Some(err) = sh.observer_failure() {
-        return Attempt::failed(format!("not started: the journal cannot be written ({err})"));
+        return Attempt::failed(format!(
+            "not started: the journal cannot be written ({err})"
+        ));
     }
     let spec = CommandSpec {
         command,
@@ -1459,6 +1528,7 @@ async fn run_command(
         stdin,
         timeout: body.timeout,
         log_base: Some(sh.opts.run_dir.join("steps").join(log)),
+        redactor: Some(sh.redactor.clone()),
     };
     let sink = line_sink(sh, &step.id.name, host);
     let outcome = match &target {

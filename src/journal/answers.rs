@@ -45,33 +45,67 @@ pub fn prepare(run_dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes an answer (atomically: a temp file renamed into place).
-pub fn write(run_dir: &Path, step: &str, decision: Decision, comment: Option<String>) -> Result<PathBuf, String> {
+pub fn write(
+    run_dir: &Path,
+    step: &str,
+    decision: Decision,
+    comment: Option<String>,
+) -> Result<PathBuf, String> {
     let dir = answers_dir(run_dir);
     if !dir.is_dir() {
-        return Err(format!("{} has no answers directory: is the run id right, and is it waiting at a gate?", run_dir.display()));
+        return Err(format!(
+            "{} has no answers directory: is the run id right, and is it waiting at a gate?",
+            run_dir.display()
+        ));
     }
     let user = crate::execute::current_user();
-    let a = AnswerFile { step: step.to_string(), decision, comment, host: crate::execute::current_host(), at: crate::execute::event::now() };
-    let safe: String = step.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let a = AnswerFile {
+        step: step.to_string(),
+        decision,
+        comment,
+        host: crate::execute::current_host(),
+        at: crate::execute::event::now(),
+    };
+    let safe: String = step
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let name = format!("{safe}.{}.{}.json", sanitize(&user), std::process::id());
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(&serde_json::to_vec(&a).unwrap_or_default()).and_then(|()| f.sync_all()).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(&serde_json::to_vec(&a).unwrap_or_default())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
     Ok(path)
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// The user owning `path`.
 fn owner(path: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else { return "?".into() };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return "?".into();
+    };
     let uid = meta.uid();
     std::fs::read_to_string("/etc/passwd")
         .ok()
@@ -85,16 +119,28 @@ fn owner(path: &Path) -> String {
 }
 
 /// Answers for `step` not seen before (`seen` holds file names already taken).
-pub fn take(run_dir: &Path, step: &str, seen: &mut std::collections::HashSet<PathBuf>) -> Vec<Answer> {
-    let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else { return Vec::new() };
+pub fn take(
+    run_dir: &Path,
+    step: &str,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Vec<Answer> {
+    let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     paths.sort();
     for path in paths {
         if seen.contains(&path) {
             continue;
         }
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         let Ok(file) = serde_json::from_slice::<AnswerFile>(&bytes) else {
             seen.insert(path);
             continue;
@@ -103,7 +149,11 @@ pub fn take(run_dir: &Path, step: &str, seen: &mut std::collections::HashSet<Pat
             continue;
         }
         seen.insert(path.clone());
-        out.push(Answer { user: owner(&path), file, path });
+        out.push(Answer {
+            user: owner(&path),
+            file,
+            path,
+        });
     }
     out
 }

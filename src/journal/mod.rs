@@ -62,7 +62,10 @@ impl Journal {
         let path = run_dir.join(JOURNAL_FILE);
         let (seq, prev) = match std::fs::read(&path) {
             Ok(bytes) => {
-                let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+                let lines: Vec<&[u8]> = bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .collect();
                 match lines.last() {
                     Some(last) => (lines.len() as u64, sha256_hex(last)),
                     None => (0, GENESIS.to_string()),
@@ -71,7 +74,13 @@ impl Journal {
             Err(_) => (0, GENESIS.to_string()),
         };
         let file = crate::execute::capture::open_private(&path)?;
-        Ok(Journal { file, path, seq, prev, broken: None })
+        Ok(Journal {
+            file,
+            path,
+            seq,
+            prev,
+            broken: None,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -80,18 +89,33 @@ impl Journal {
 
     /// Whether a record must reach the disk before the engine goes on.
     fn durable(e: &Event) -> bool {
-        !matches!(e, Event::Output { .. } | Event::ProbeAttempt { .. } | Event::Warning { .. })
+        !matches!(
+            e,
+            Event::Output { .. } | Event::ProbeAttempt { .. } | Event::Warning { .. }
+        )
     }
 
     fn write(&mut self, stamped: &Stamped) -> Result<(), String> {
         if let Some(b) = &self.broken {
             return Err(b.clone());
         }
-        let record = Record { v: JOURNAL_VERSION, seq: self.seq, prev: self.prev.clone(), stamped: bounded(stamped) };
+        let record = Record {
+            v: JOURNAL_VERSION,
+            seq: self.seq,
+            prev: self.prev.clone(),
+            stamped: bounded(stamped),
+        };
         let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-        let result = self.file.write_all(format!("{line}\n").as_bytes()).and_then(|()| {
-            if Self::durable(&stamped.event) { self.file.sync_data() } else { Ok(()) }
-        });
+        let result = self
+            .file
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| {
+                if Self::durable(&stamped.event) {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
         match result {
             Ok(()) => {
                 self.seq += 1;
@@ -135,7 +159,12 @@ fn cut_text(s: &str) -> String {
     while !s.is_char_boundary(tail) {
         tail += 1;
     }
-    format!("{}\n[… {} bytes omitted; see the step log …]\n{}", &s[..head], tail - head, &s[tail..])
+    format!(
+        "{}\n[… {} bytes omitted; see the step log …]\n{}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    )
 }
 
 fn cut_json(v: &mut serde_json::Value) {
@@ -150,7 +179,9 @@ fn cut_json(v: &mut serde_json::Value) {
 /// The event with big results cut to a bounded size.
 fn bounded(s: &Stamped) -> Stamped {
     match &s.event {
-        Event::StepFinished { result, .. } if serde_json::to_string(result).map_or(0, |t| t.len()) > 2 * RESULT_TEXT => {
+        Event::StepFinished { result, .. }
+            if serde_json::to_string(result).map_or(0, |t| t.len()) > 2 * RESULT_TEXT =>
+        {
             let mut s = s.clone();
             if let Event::StepFinished { result, .. } = &mut s.event {
                 cut_json(result);
@@ -167,8 +198,14 @@ pub enum JournalError {
     #[error("cannot read {0}: {1}")]
     Io(String, std::io::Error),
     #[error("{path}:{line}: not a journal record: {why}")]
-    Parse { path: String, line: usize, why: String },
-    #[error("{path}:{line}: the hash chain is broken here (record {line} was edited, removed or reordered)")]
+    Parse {
+        path: String,
+        line: usize,
+        why: String,
+    },
+    #[error(
+        "{path}:{line}: the hash chain is broken here (record {line} was edited, removed or reordered)"
+    )]
     Chain { path: String, line: usize },
 }
 
@@ -179,10 +216,21 @@ pub fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
     let bytes = std::fs::read(&path).map_err(|e| JournalError::Io(name.clone(), e))?;
     let mut prev = GENESIS.to_string();
     let mut out = Vec::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-        let rec: Record = serde_json::from_slice(line).map_err(|e| JournalError::Parse { path: name.clone(), line: i + 1, why: e.to_string() })?;
+    for (i, line) in bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let rec: Record = serde_json::from_slice(line).map_err(|e| JournalError::Parse {
+            path: name.clone(),
+            line: i + 1,
+            why: e.to_string(),
+        })?;
         if rec.prev != prev || rec.seq != i as u64 {
-            return Err(JournalError::Chain { path: name, line: i + 1 });
+            return Err(JournalError::Chain {
+                path: name,
+                line: i + 1,
+            });
         }
         prev = sha256_hex(line);
         out.push(rec);
@@ -205,13 +253,22 @@ pub struct RunInfo {
 
 /// Lists the runs under `runs_dir`, newest first.
 pub fn list_runs(runs_dir: &Path) -> Vec<RunInfo> {
-    let Ok(entries) = std::fs::read_dir(runs_dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return Vec::new();
+    };
     let mut runs: Vec<RunInfo> = entries
         .flatten()
         .filter(|e| e.path().join(JOURNAL_FILE).is_file())
         .map(|e| {
             let id = e.file_name().to_string_lossy().into_owned();
-            let mut info = RunInfo { run_id: id, runbook: "?".into(), user: "?".into(), started: String::new(), status: "unreadable".into(), exit_code: None };
+            let mut info = RunInfo {
+                run_id: id,
+                runbook: "?".into(),
+                user: "?".into(),
+                started: String::new(),
+                status: "unreadable".into(),
+                exit_code: None,
+            };
             if let Ok(records) = read_lenient(&e.path()) {
                 info.status = "running".into();
                 for r in &records {
@@ -222,9 +279,21 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunInfo> {
                             info.started = r.stamped.at.clone();
                         }
                         Event::RunResumed { .. } => info.status = "running".into(),
-                        Event::RunFinished { status, exit_code, resumable, .. } => {
+                        Event::RunFinished {
+                            status,
+                            exit_code,
+                            resumable,
+                            ..
+                        } => {
                             info.exit_code = Some(*exit_code);
-                            info.status = if *resumable { "waiting".into() } else { serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default() };
+                            info.status = if *resumable {
+                                "waiting".into()
+                            } else {
+                                serde_json::to_value(status)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_default()
+                            };
                         }
                         _ => {}
                     }
@@ -240,5 +309,8 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunInfo> {
 /// Reads records without verifying the chain (listing only).
 fn read_lenient(run_dir: &Path) -> std::io::Result<Vec<Record>> {
     let bytes = std::fs::read(run_dir.join(JOURNAL_FILE))?;
-    Ok(bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice(l).ok()).collect())
+    Ok(bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect())
 }

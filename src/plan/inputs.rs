@@ -162,10 +162,29 @@ pub type Prompter<'a> = &'a mut dyn FnMut(&Input) -> Option<String>;
 
 /// Resolves the inputs of a resumed run: non-secret values come from the journal (they were
 /// checked when the run started); secrets are read again.
-pub fn resolve_resumed(rb: &Runbook, from_journal: &Provided, prompt: Option<Prompter<'_>>) -> Result<Inputs, Vec<String>> {
-    let mut out = resolve(rb, &Provided { pairs: Vec::new(), file: Vec::new() }, prompt).or_else(|errors| {
+pub fn resolve_resumed(
+    rb: &Runbook,
+    from_journal: &Provided,
+    prompt: Option<Prompter<'_>>,
+) -> Result<Inputs, Vec<String>> {
+    let mut out = resolve(
+        rb,
+        &Provided {
+            pairs: Vec::new(),
+            file: Vec::new(),
+        },
+        prompt,
+    )
+    .or_else(|errors| {
         // Required inputs are missing until the journal's values are applied below.
-        if errors.iter().all(|e| e.starts_with("missing required input")) { Ok(Inputs::default()) } else { Err(errors) }
+        if errors
+            .iter()
+            .all(|e| e.starts_with("missing required input"))
+        {
+            Ok(Inputs::default())
+        } else {
+            Err(errors)
+        }
     })?;
     let secrets: Vec<Resolved> = out.values.drain(..).filter(|r| r.secret).collect();
     let mut values = Vec::new();
@@ -173,12 +192,29 @@ pub fn resolve_resumed(rb: &Runbook, from_journal: &Provided, prompt: Option<Pro
         if input.secret {
             match secrets.iter().find(|r| r.name == input.name) {
                 Some(r) => values.push(r.clone()),
-                None => return Err(vec![format!("secret input `{}` is needed again to resume: provide it as when the run started", input.name)]),
+                None => {
+                    return Err(vec![format!(
+                        "secret input `{}` is needed again to resume: provide it as when the run started",
+                        input.name
+                    )]);
+                }
             }
         } else if let Some((_, v)) = from_journal.file.iter().find(|(k, _)| k == &input.name) {
-            values.push(Resolved { name: input.name.clone(), value: InputValue::Plain(v.clone()), source: InputSource::InputsFile, secret: false, list: input.ty == InputType::List });
+            values.push(Resolved {
+                name: input.name.clone(),
+                value: InputValue::Plain(v.clone()),
+                source: InputSource::InputsFile,
+                secret: false,
+                list: input.ty == InputType::List,
+            });
         } else {
-            values.push(Resolved { name: input.name.clone(), value: InputValue::Plain(serde_json::Value::Null), source: InputSource::Default, secret: false, list: input.ty == InputType::List });
+            values.push(Resolved {
+                name: input.name.clone(),
+                value: InputValue::Plain(serde_json::Value::Null),
+                source: InputSource::Default,
+                secret: false,
+                list: input.ty == InputType::List,
+            });
         }
     }
     out.values = values;

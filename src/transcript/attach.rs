@@ -24,23 +24,36 @@ pub enum Target {
 
 impl Target {
     pub fn parse(s: &str) -> Result<Target, String> {
-        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("`{s}` is not pagerduty:INCIDENT, jira:ISSUE-KEY or webhook:URL"))?;
+        let (kind, rest) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}` is not pagerduty:INCIDENT, jira:ISSUE-KEY or webhook:URL")
+        })?;
         if rest.is_empty() {
             return Err(format!("`{s}` names no incident, issue or URL"));
         }
         match kind {
-            "pagerduty" if rest.chars().all(|c| c.is_ascii_alphanumeric()) => Ok(Target::PagerDuty(rest.into())),
-            "jira" if rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => Ok(Target::Jira(rest.into())),
-            "webhook" if rest.starts_with("http://") || rest.starts_with("https://") => Ok(Target::Webhook(rest.into())),
+            "pagerduty" if rest.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                Ok(Target::PagerDuty(rest.into()))
+            }
+            "jira" if rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                Ok(Target::Jira(rest.into()))
+            }
+            "webhook" if rest.starts_with("http://") || rest.starts_with("https://") => {
+                Ok(Target::Webhook(rest.into()))
+            }
             "pagerduty" | "jira" => Err(format!("`{rest}` is not a valid {kind} id")),
             "webhook" => Err(format!("`{rest}` is not an http(s) URL")),
-            _ => Err(format!("unknown attachment target `{kind}`: use pagerduty:, jira: or webhook:")),
+            _ => Err(format!(
+                "unknown attachment target `{kind}`: use pagerduty:, jira: or webhook:"
+            )),
         }
     }
 }
 
 fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set"))
 }
 
 /// PagerDuty notes are limited in size: keep the summary well inside.
@@ -54,7 +67,10 @@ fn cap(s: String, limit: usize) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}\n[… truncated; full transcript in the run directory]", &s[..end])
+    format!(
+        "{}\n[… truncated; full transcript in the run directory]",
+        &s[..end]
+    )
 }
 
 /// One request, retried with backoff on connection errors, 429 and 5xx.
@@ -68,13 +84,30 @@ async fn send(build: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result
                 if resp.status().is_success() {
                     return Ok(status);
                 }
-                let body: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+                let body: String = resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
                 last = format!("{what}: HTTP {status} {body}");
                 if status != 429 && status < 500 {
                     return Err(last);
                 }
             }
-            Err(e) => last = format!("{what}: {}", if e.is_timeout() { "timed out".to_string() } else if e.is_connect() { "cannot connect".to_string() } else { "request failed".to_string() }),
+            Err(e) => {
+                last = format!(
+                    "{what}: {}",
+                    if e.is_timeout() {
+                        "timed out".to_string()
+                    } else if e.is_connect() {
+                        "cannot connect".to_string()
+                    } else {
+                        "request failed".to_string()
+                    }
+                )
+            }
         }
         if attempt < 4 {
             tokio::time::sleep(delay).await;
@@ -98,19 +131,23 @@ pub async fn attach_run(run_dir: &Path, target: &str) -> Result<String, String> 
         Target::PagerDuty(id) => {
             let token = env("PAGERDUTY_TOKEN")?;
             let from = env("PAGERDUTY_FROM")?;
-            let base = std::env::var("RUNBOOK_PAGERDUTY_URL").unwrap_or_else(|_| "https://api.pagerduty.com".into());
+            let base = std::env::var("RUNBOOK_PAGERDUTY_URL")
+                .unwrap_or_else(|_| "https://api.pagerduty.com".into());
             let note = cap(render(&t, NOTE_TEMPLATE)?, NOTE_LIMIT);
             let body = serde_json::json!({ "note": { "content": note } });
             let url = format!("{}/incidents/{id}/notes", base.trim_end_matches('/'));
-            send(|| {
-                client
-                    .post(&url)
-                    .header("Authorization", format!("Token token={token}"))
-                    .header("From", &from)
-                    .header("Accept", "application/vnd.pagerduty+json;version=2")
-                    .header("Content-Type", "application/json")
-                    .body(body.to_string())
-            }, &format!("PagerDuty incident {id}"))
+            send(
+                || {
+                    client
+                        .post(&url)
+                        .header("Authorization", format!("Token token={token}"))
+                        .header("From", &from)
+                        .header("Accept", "application/vnd.pagerduty+json;version=2")
+                        .header("Content-Type", "application/json")
+                        .body(body.to_string())
+                },
+                &format!("PagerDuty incident {id}"),
+            )
             .await?;
             Ok(format!("attached: note added to PagerDuty incident {id}"))
         }
@@ -118,11 +155,19 @@ pub async fn attach_run(run_dir: &Path, target: &str) -> Result<String, String> 
             let base = env("JIRA_BASE_URL")?;
             let token = env("JIRA_TOKEN")?;
             let auth = match std::env::var("JIRA_USER").ok().filter(|u| !u.is_empty()) {
-                Some(user) => format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))),
+                Some(user) => format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
+                ),
                 None => format!("Bearer {token}"),
             };
             let md = render(&t, MARKDOWN_TEMPLATE)?;
-            let boundary = format!("runbook-{}", crate::journal::sha256_hex(t.run_id.as_bytes()).get(..24).unwrap_or("boundary"));
+            let boundary = format!(
+                "runbook-{}",
+                crate::journal::sha256_hex(t.run_id.as_bytes())
+                    .get(..24)
+                    .unwrap_or("boundary")
+            );
             let filename = format!("runbook-{}.md", t.run_id);
             let mut multipart = Vec::new();
             multipart.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/markdown\r\n\r\n").as_bytes());
@@ -130,40 +175,59 @@ pub async fn attach_run(run_dir: &Path, target: &str) -> Result<String, String> 
             multipart.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
             let base = base.trim_end_matches('/').to_string();
             let url = format!("{base}/rest/api/2/issue/{key}/attachments");
-            send(|| {
-                client
-                    .post(&url)
-                    .header("Authorization", &auth)
-                    .header("X-Atlassian-Token", "no-check")
-                    .header("Accept", "application/json")
-                    .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
-                    .body(multipart.clone())
-            }, &format!("Jira issue {key} (attachment)"))
+            send(
+                || {
+                    client
+                        .post(&url)
+                        .header("Authorization", &auth)
+                        .header("X-Atlassian-Token", "no-check")
+                        .header("Accept", "application/json")
+                        .header(
+                            "Content-Type",
+                            format!("multipart/form-data; boundary={boundary}"),
+                        )
+                        .body(multipart.clone())
+                },
+                &format!("Jira issue {key} (attachment)"),
+            )
             .await?;
             let comment = serde_json::json!({ "body": cap(render(&t, NOTE_TEMPLATE)?, 30_000) + &format!("\nAttached: {filename}") });
             let url = format!("{base}/rest/api/2/issue/{key}/comment");
-            send(|| {
-                client
-                    .post(&url)
-                    .header("Authorization", &auth)
-                    .header("Accept", "application/json")
-                    .header("Content-Type", "application/json")
-                    .body(comment.to_string())
-            }, &format!("Jira issue {key} (comment)"))
+            send(
+                || {
+                    client
+                        .post(&url)
+                        .header("Authorization", &auth)
+                        .header("Accept", "application/json")
+                        .header("Content-Type", "application/json")
+                        .body(comment.to_string())
+                },
+                &format!("Jira issue {key} (comment)"),
+            )
             .await?;
-            Ok(format!("attached: {filename} and a comment added to Jira issue {key}"))
+            Ok(format!(
+                "attached: {filename} and a comment added to Jira issue {key}"
+            ))
         }
         Target::Webhook(url) => {
             let body = serde_json::to_string(&t).map_err(|e| e.to_string())?;
-            let token = std::env::var("RUNBOOK_WEBHOOK_TOKEN").ok().filter(|v| !v.is_empty());
+            let token = std::env::var("RUNBOOK_WEBHOOK_TOKEN")
+                .ok()
+                .filter(|v| !v.is_empty());
             let shown = url.split('?').next().unwrap_or(&url).to_string();
-            send(|| {
-                let rb = client.post(&url).header("Content-Type", "application/json").body(body.clone());
-                match &token {
-                    Some(tk) => rb.header("Authorization", format!("Bearer {tk}")),
-                    None => rb,
-                }
-            }, &format!("webhook {shown}"))
+            send(
+                || {
+                    let rb = client
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .body(body.clone());
+                    match &token {
+                        Some(tk) => rb.header("Authorization", format!("Bearer {tk}")),
+                        None => rb,
+                    }
+                },
+                &format!("webhook {shown}"),
+            )
             .await?;
             Ok(format!("attached: transcript posted to {shown}"))
         }

@@ -92,7 +92,10 @@ pub struct TimelineEntry {
 }
 
 fn word<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Head and tail lines of a text (the tail empty when the text is short).
@@ -101,7 +104,10 @@ fn head_tail(text: &str) -> (String, String) {
     if lines.len() <= 2 * OUTPUT_LINES {
         return (lines.join("\n"), String::new());
     }
-    (lines[..OUTPUT_LINES].join("\n"), lines[lines.len() - OUTPUT_LINES..].join("\n"))
+    (
+        lines[..OUTPUT_LINES].join("\n"),
+        lines[lines.len() - OUTPUT_LINES..].join("\n"),
+    )
 }
 
 /// Builds the transcript of a run from its journal records.
@@ -125,11 +131,18 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
         timeline: Vec::new(),
     };
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let step_at = |t: &mut Transcript, index: &mut std::collections::HashMap<String, usize>, id: &str| -> usize {
+    let step_at = |t: &mut Transcript,
+                   index: &mut std::collections::HashMap<String, usize>,
+                   id: &str|
+     -> usize {
         if let Some(&i) = index.get(id) {
             return i;
         }
-        t.steps.push(StepEntry { id: id.to_string(), status: "not-run".into(), ..StepEntry::default() });
+        t.steps.push(StepEntry {
+            id: id.to_string(),
+            status: "not-run".into(),
+            ..StepEntry::default()
+        });
         index.insert(id.to_string(), t.steps.len() - 1);
         t.steps.len() - 1
     };
@@ -137,17 +150,45 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
         let at = r.stamped.at.clone();
         let mut line = |text: String| t_line(&mut t.timeline, &at, text);
         match &r.stamped.event {
-            Event::RunStarted { runbook, file, user, host, inputs, .. } => {
+            Event::RunStarted {
+                runbook,
+                file,
+                user,
+                host,
+                inputs,
+                ..
+            } => {
                 line(format!("run started by {user}@{host}"));
                 t.runbook = runbook.clone();
                 t.file = file.clone();
                 t.user = user.clone();
                 t.host = host.clone();
                 t.started = at.clone();
-                t.inputs = inputs.iter().map(|(n, v)| NameValue { name: n.clone(), value: v.clone() }).collect();
+                t.inputs = inputs
+                    .iter()
+                    .map(|(n, v)| NameValue {
+                        name: n.clone(),
+                        value: v.clone(),
+                    })
+                    .collect();
             }
-            Event::RunResumed { user, host, in_doubt } => {
-                let extra = if in_doubt.is_empty() { String::new() } else { format!(" (in flight: {})", in_doubt.iter().map(|(s, d)| format!("{s} {d}")).collect::<Vec<_>>().join(", ")) };
+            Event::RunResumed {
+                user,
+                host,
+                in_doubt,
+            } => {
+                let extra = if in_doubt.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (in flight: {})",
+                        in_doubt
+                            .iter()
+                            .map(|(s, d)| format!("{s} {d}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
                 line(format!("run resumed by {user}@{host}{extra}"));
                 t.ended = None;
             }
@@ -157,19 +198,64 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
                 t.steps[i].status = "skipped".into();
                 t.steps[i].skipped_reason = Some(reason.clone());
             }
-            Event::GateAsked { step, message, manual, .. } => {
-                line(format!("{} `{step}`: {message}", if *manual { "manual step" } else { "gate" }));
+            Event::GateAsked {
+                step,
+                message,
+                manual,
+                ..
+            } => {
+                line(format!(
+                    "{} `{step}`: {message}",
+                    if *manual { "manual step" } else { "gate" }
+                ));
                 step_at(&mut t, &mut index, step);
             }
-            Event::GateWaiting { step, how_to_answer } => line(format!("`{step}` waits for an answer: {how_to_answer}")),
-            Event::GateAnswered { step, decision, user, from_host, by, comment } => {
-                line(format!("`{step}` {} by {user}@{from_host} ({})", word(decision), word(by)));
+            Event::GateWaiting {
+                step,
+                how_to_answer,
+            } => line(format!("`{step}` waits for an answer: {how_to_answer}")),
+            Event::GateAnswered {
+                step,
+                decision,
+                user,
+                from_host,
+                by,
+                comment,
+            } => {
+                line(format!(
+                    "`{step}` {} by {user}@{from_host} ({})",
+                    word(decision),
+                    word(by)
+                ));
                 let i = step_at(&mut t, &mut index, step);
-                t.steps[i].gate.push(GateEntry { decision: word(decision), user: user.clone(), host: from_host.clone(), by: word(by), at: at.clone(), comment: comment.clone() });
+                t.steps[i].gate.push(GateEntry {
+                    decision: word(decision),
+                    user: user.clone(),
+                    host: from_host.clone(),
+                    by: word(by),
+                    at: at.clone(),
+                    comment: comment.clone(),
+                });
             }
-            Event::StepStarted { step, attempt, host, command, .. } => {
-                let on = host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default();
-                line(format!("`{step}` started{on}{}", if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() }));
+            Event::StepStarted {
+                step,
+                attempt,
+                host,
+                command,
+                ..
+            } => {
+                let on = host
+                    .as_ref()
+                    .map(|h| format!(" on {h}"))
+                    .unwrap_or_default();
+                line(format!(
+                    "`{step}` started{on}{}",
+                    if *attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    }
+                ));
                 let i = step_at(&mut t, &mut index, step);
                 let e = &mut t.steps[i];
                 // A rollback runs the step's id again: it must not make a finished step "running".
@@ -186,24 +272,76 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
                     e.hosts.push(h.clone());
                 }
             }
-            Event::Retry { step, attempt, reason, .. } => line(format!("`{step}` retry {attempt}: {reason}")),
-            Event::HostFinished { step, host, status, error, .. } => {
-                line(format!("`{step}` on {host}: {}{}", status.as_str(), error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+            Event::Retry {
+                step,
+                attempt,
+                reason,
+                ..
+            } => line(format!("`{step}` retry {attempt}: {reason}")),
+            Event::HostFinished {
+                step,
+                host,
+                status,
+                error,
+                ..
+            } => {
+                line(format!(
+                    "`{step}` on {host}: {}{}",
+                    status.as_str(),
+                    error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                ));
             }
-            Event::StepFinished { step, status, exit_code, duration_ms, error, outputs, result } => {
-                line(format!("`{step}` {}{}", status.as_str(), error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+            Event::StepFinished {
+                step,
+                status,
+                exit_code,
+                duration_ms,
+                error,
+                outputs,
+                result,
+            } => {
+                line(format!(
+                    "`{step}` {}{}",
+                    status.as_str(),
+                    error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                ));
                 let i = step_at(&mut t, &mut index, step);
                 let e = &mut t.steps[i];
                 e.status = status.as_str().into();
                 e.exit_code = *exit_code;
                 e.duration_ms = *duration_ms;
-                e.duration = crate::plan::human_duration(std::time::Duration::from_millis(*duration_ms));
+                e.duration =
+                    crate::plan::human_duration(std::time::Duration::from_millis(*duration_ms));
                 e.error = error.clone();
                 e.outputs = outputs.clone();
                 e.attempts = e.attempts.max(1);
-                let text = result.get("stdout").and_then(|s| s.as_str()).map(str::to_string).or_else(|| result.get("body").and_then(|b| b.as_str()).map(str::to_string)).unwrap_or_default();
-                let stderr = result.get("stderr").and_then(|s| s.as_str()).unwrap_or_default();
-                let all = if stderr.trim().is_empty() { text } else { format!("{text}{}{stderr}", if text.ends_with('\n') || text.is_empty() { "" } else { "\n" }) };
+                let text = result
+                    .get("stdout")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        result
+                            .get("body")
+                            .and_then(|b| b.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                let stderr = result
+                    .get("stderr")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default();
+                let all = if stderr.trim().is_empty() {
+                    text
+                } else {
+                    format!(
+                        "{text}{}{stderr}",
+                        if text.ends_with('\n') || text.is_empty() {
+                            ""
+                        } else {
+                            "\n"
+                        }
+                    )
+                };
                 let (h, tl) = head_tail(all.trim_end());
                 e.output_head = h;
                 e.output_tail = tl;
@@ -211,17 +349,39 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
                     e.skipped_reason = error.clone();
                 }
             }
-            Event::RollbackStarted { step, reason } => line(format!("rollback of `{step}` started ({reason})")),
-            Event::RollbackFinished { step, status, error, .. } => {
+            Event::RollbackStarted { step, reason } => {
+                line(format!("rollback of `{step}` started ({reason})"))
+            }
+            Event::RollbackFinished {
+                step,
+                status,
+                error,
+                ..
+            } => {
                 line(format!("rollback of `{step}` {}", status.as_str()));
-                t.rollbacks.push(RollbackEntry { step: step.clone(), status: status.as_str().into(), error: error.clone(), at: at.clone() });
+                t.rollbacks.push(RollbackEntry {
+                    step: step.clone(),
+                    status: status.as_str().into(),
+                    error: error.clone(),
+                    at: at.clone(),
+                });
             }
             Event::RollbackNotRun { step, reason } => {
                 line(format!("rollback of `{step}` NOT run: {reason}"));
-                t.rollbacks.push(RollbackEntry { step: step.clone(), status: "not-run".into(), error: Some(reason.clone()), at: at.clone() });
+                t.rollbacks.push(RollbackEntry {
+                    step: step.clone(),
+                    status: "not-run".into(),
+                    error: Some(reason.clone()),
+                    at: at.clone(),
+                });
             }
             Event::Warning { message } => line(format!("warning: {message}")),
-            Event::RunFinished { status, exit_code, reason, .. } => {
+            Event::RunFinished {
+                status,
+                exit_code,
+                reason,
+                ..
+            } => {
                 line(format!("run finished: {} (exit {exit_code})", word(status)));
                 t.ended = Some(at.clone());
                 t.status = word(status);
@@ -235,7 +395,10 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
 }
 
 fn t_line(timeline: &mut Vec<TimelineEntry>, at: &str, text: String) {
-    timeline.push(TimelineEntry { at: at.to_string(), text });
+    timeline.push(TimelineEntry {
+        at: at.to_string(),
+        text,
+    });
 }
 
 /// Renders with a template (the built-in Markdown one unless `template` is given).
@@ -243,14 +406,18 @@ pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.set_fuel(Some(50_000_000));
-    env.render_str(template, crate::template::to_value(t)).map_err(|e| format!("template: {}", crate::template::describe_error(&e)))
+    env.render_str(template, crate::template::to_value(t))
+        .map_err(|e| format!("template: {}", crate::template::describe_error(&e)))
 }
 
 /// Reads a run's journal and builds its transcript. A broken chain is reported (and the
 /// transcript of the readable prefix is not produced: a tampered record must not be trusted).
 pub fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
     let records = journal::read(run_dir)?;
-    let run_id = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let run_id = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(build(&run_id, &records, true))
 }
 
@@ -264,8 +431,10 @@ pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
         let p = run_dir.join(name);
         let _ = std::fs::remove_file(&p);
         use std::io::Write;
-        let mut f = crate::execute::capture::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        f.write_all(body.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut f = crate::execute::capture::open_private(&p)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        f.write_all(body.as_bytes())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
         out.push(p);
     }
     Ok(out)

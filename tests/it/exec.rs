@@ -507,7 +507,10 @@ steps:
     );
 }
 
-pub(crate) fn wait_output(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, String) {
+pub(crate) fn wait_output(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> (Option<i32>, String) {
     use std::io::Read;
     use wait_timeout::ChildExt;
     let status = child.wait_timeout(limit).expect("wait");

@@ -4,8 +4,8 @@
 mod exec;
 mod harness;
 mod http;
-mod journal;
 mod httpd;
+mod journal;
 mod plan;
 mod ssh;
 mod sshd;

@@ -284,7 +284,7 @@ steps:
         log.contains("direct-tcpip") || log.contains("direct_tcpip"),
         "the bastion forwarded nothing:\n{log}"
     );
-    assert!(log.contains(&format!("127.0.0.21")), "{log}");
+    assert!(log.contains("127.0.0.21"), "{log}");
     let plan = runbook(["plan".as_ref(), dir.join("rb.yaml").as_os_str()]).run();
     assert!(
         plan.stdout.contains(&format!(

@@ -115,8 +115,14 @@ async fn run_local(spec: CommandSpec, sink: LineSink, mut cancel: Cancel) -> Com
             let _ = stdin.shutdown().await;
         });
     }
-    let out_cap = Arc::new(Mutex::new(Capture::new(log_path(&spec, "stdout"))));
-    let err_cap = Arc::new(Mutex::new(Capture::new(log_path(&spec, "stderr"))));
+    let out_cap = Arc::new(Mutex::new(Capture::with_redactor(
+        log_path(&spec, "stdout"),
+        spec.redactor.clone(),
+    )));
+    let err_cap = Arc::new(Mutex::new(Capture::with_redactor(
+        log_path(&spec, "stderr"),
+        spec.redactor.clone(),
+    )));
     let mut readers = tokio::task::JoinSet::new();
     if let Some(p) = child.stdout.take() {
         readers.spawn(pump(p, out_cap.clone(), Stream::Stdout, sink.clone()));

@@ -25,6 +25,8 @@ pub struct CommandSpec {
     pub timeout: Option<Duration>,
     /// Where full stdout/stderr go (`NAME.stdout.log`, `NAME.stderr.log`); `None` keeps none.
     pub log_base: Option<PathBuf>,
+    /// Masks secrets in the log files.
+    pub redactor: Option<Arc<crate::execute::redact::Redactor>>,
 }
 
 /// How a command ended.

@@ -421,8 +421,14 @@ async fn run_remote(
             PathBuf::from(p)
         })
     };
-    let out_cap = Arc::new(Mutex::new(Capture::new(log("stdout"))));
-    let err_cap = Arc::new(Mutex::new(Capture::new(log("stderr"))));
+    let out_cap = Arc::new(Mutex::new(Capture::with_redactor(
+        log("stdout"),
+        spec.redactor.clone(),
+    )));
+    let err_cap = Arc::new(Mutex::new(Capture::with_redactor(
+        log("stderr"),
+        spec.redactor.clone(),
+    )));
     let (pgid_tx, pgid_rx) = tokio::sync::oneshot::channel::<u32>();
     let mut readers = tokio::task::JoinSet::new();
     if let Some(out) = child.stdout().take() {
