@@ -209,11 +209,17 @@ fn headless_gate_without_answer_stops_promptly_with_how_to_answer() {
     let s = Scratch::new();
     s.runbook(GATED);
     let t0 = Instant::now();
-    let ran = s.exec(&[]);
+    let ran = s.exec(&["--no-wait"]);
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(ran.code, Some(3), "{}", ran.stderr);
     assert!(
-        ran.stderr.contains("approve it with --approve restart"),
+        ran.stderr.contains("runbook approve --runs-dir"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("resume with: runbook resume --runs-dir"),
         "{}",
         ran.stderr
     );
@@ -227,7 +233,7 @@ fn headless_gate_without_answer_stops_promptly_with_how_to_answer() {
 fn manual_steps_need_an_explicit_answer() {
     let s = Scratch::new();
     s.runbook("runbook: m\nversion: 1\nsteps:\n  - id: fix\n    manual: Replace the disk\n  - id: after\n    needs: [fix]\n    run: echo after >> {D}/done\n");
-    let yes = s.exec(&["--yes"]);
+    let yes = s.exec(&["--yes", "--no-wait"]);
     assert_eq!(
         yes.code,
         Some(3),
@@ -235,8 +241,7 @@ fn manual_steps_need_an_explicit_answer() {
         yes.stderr
     );
     assert!(
-        yes.stderr
-            .contains("a person must confirm this manual step"),
+        yes.stderr.contains("fix is waiting for an answer"),
         "{}",
         yes.stderr
     );
