@@ -197,6 +197,14 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
     for r in records {
         match &r.stamped.event {
             Event::RunStarted { user, .. } => operator = user.clone(),
+            // A step that did not run (a manual step nobody confirmed) runs again on resume.
+            Event::StepFinished {
+                step,
+                status: StepStatus::NotRun,
+                ..
+            } => {
+                p.done.remove(step);
+            }
             Event::StepFinished {
                 step,
                 status,

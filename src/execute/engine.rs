@@ -150,6 +150,8 @@ struct StepRun {
     error: Option<String>,
     /// Set when the operator declined or aborted at a manual step.
     operator: Option<Decision>,
+    /// A manual step nobody could confirm: the run pauses here (resumable).
+    paused: bool,
     duration: Duration,
     hosts: Vec<String>,
 }
@@ -400,6 +402,7 @@ pub async fn execute(
                 } else if stop.is_none() && !(run.status == StepStatus::Failed && step.continue_on_failure) {
                     let why = run.error.clone().unwrap_or_else(|| format!("step `{}` {}", step.id.name, run.status.as_str()));
                     stop = Some(match run.operator {
+                        _ if run.paused => (StopKind::Paused, why),
                         Some(Decision::Declined) => (StopKind::Declined, why),
                         Some(Decision::Aborted) => (StopKind::Aborted, why),
                         _ if run.status == StepStatus::Cancelled => (StopKind::Aborted, why),
@@ -827,8 +830,9 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let Some(remote) = remote.filter(|r| r.wait) else {
         let how = match sh.opts.remote.as_ref() {
             Some(r) => format!(
-                "{how}; or resume later with `runbook resume {}` and answer then",
-                r.approve_cmd.rsplit(' ').next().unwrap_or_default()
+                "{how}; or resume later with `{}` and answer then",
+                r.approve_cmd
+                    .replacen("runbook approve", "runbook resume", 1)
             ),
             None => how,
         };
@@ -972,6 +976,7 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         result: serde_json::Value::Null,
         error: None,
         operator: None,
+        paused: false,
         duration: Duration::ZERO,
         hosts: Vec::new(),
     };
@@ -999,6 +1004,7 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
                 };
                 run.status = status;
                 run.operator = op;
+                run.paused = other.is_none();
                 run.error = Some(why.clone());
                 sh.emit(Event::StepFinished {
                     step: id,
@@ -1623,19 +1629,36 @@ async fn run_http(
     let timeout = h.timeout.or(step.body.timeout);
     let req = super::runner::HttpRequest { timeout, ..req };
     match client.send(req, cancel).await {
-        Ok(resp) => Attempt {
-            status: StepStatus::Succeeded,
-            result: serde_json::json!({
-                "status": resp.status,
-                "headers": resp.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                "body": resp.body,
-                "json": resp.json,
-                "duration_ms": resp.duration.as_millis() as u64,
-                "attempt": attempt,
-            }),
-            error: None,
-            operator: None,
-        },
+        Ok(resp) => {
+            let summary: String = match &resp.json {
+                Some(j) => j.to_string(),
+                None => resp.body.clone(),
+            };
+            let summary = if summary.chars().count() > 300 {
+                format!("{}…", summary.chars().take(300).collect::<String>())
+            } else {
+                summary
+            };
+            sh.emit(Event::Output {
+                step: step.id.name.clone(),
+                host: None,
+                stream: Stream::Stdout,
+                line: format!("HTTP {} {summary}", resp.status),
+            });
+            Attempt {
+                status: StepStatus::Succeeded,
+                result: serde_json::json!({
+                    "status": resp.status,
+                    "headers": resp.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                    "body": resp.body,
+                    "json": resp.json,
+                    "duration_ms": resp.duration.as_millis() as u64,
+                    "attempt": attempt,
+                }),
+                error: None,
+                operator: None,
+            }
+        }
         Err(e) => Attempt::failed(e),
     }
 }

@@ -167,58 +167,22 @@ pub fn resolve_resumed(
     from_journal: &Provided,
     prompt: Option<Prompter<'_>>,
 ) -> Result<Inputs, Vec<String>> {
-    let mut out = resolve(
+    // The journal's values act as an inputs file (they win over env and defaults, exactly as
+    // the original run resolved them); secrets are not journaled and are read again.
+    let file = from_journal
+        .file
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .cloned()
+        .collect();
+    resolve(
         rb,
         &Provided {
             pairs: Vec::new(),
-            file: Vec::new(),
+            file,
         },
         prompt,
     )
-    .or_else(|errors| {
-        // Required inputs are missing until the journal's values are applied below.
-        if errors
-            .iter()
-            .all(|e| e.starts_with("missing required input"))
-        {
-            Ok(Inputs::default())
-        } else {
-            Err(errors)
-        }
-    })?;
-    let secrets: Vec<Resolved> = out.values.drain(..).filter(|r| r.secret).collect();
-    let mut values = Vec::new();
-    for input in &rb.inputs {
-        if input.secret {
-            match secrets.iter().find(|r| r.name == input.name) {
-                Some(r) => values.push(r.clone()),
-                None => {
-                    return Err(vec![format!(
-                        "secret input `{}` is needed again to resume: provide it as when the run started",
-                        input.name
-                    )]);
-                }
-            }
-        } else if let Some((_, v)) = from_journal.file.iter().find(|(k, _)| k == &input.name) {
-            values.push(Resolved {
-                name: input.name.clone(),
-                value: InputValue::Plain(v.clone()),
-                source: InputSource::InputsFile,
-                secret: false,
-                list: input.ty == InputType::List,
-            });
-        } else {
-            values.push(Resolved {
-                name: input.name.clone(),
-                value: InputValue::Plain(serde_json::Value::Null),
-                source: InputSource::Default,
-                secret: false,
-                list: input.ty == InputType::List,
-            });
-        }
-    }
-    out.values = values;
-    Ok(out)
 }
 
 /// Resolves every input, or returns every problem found.

@@ -6,6 +6,7 @@ mod harness;
 mod http;
 mod httpd;
 mod journal;
+mod lab;
 mod plan;
 mod ssh;
 mod sshd;
