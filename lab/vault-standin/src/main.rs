@@ -540,7 +540,8 @@ fn decode_share(s: &str) -> Option<Vec<u8>> {
         .decode(s.trim())
         .ok()
         .or_else(|| {
-            (s.len() % 2 == 0)
+            s.len()
+                .is_multiple_of(2)
                 .then(|| {
                     (0..s.len())
                         .step_by(2)
