@@ -102,8 +102,18 @@ Examples:
 Your OS user is the approver (the owner of the answer file, not a claim in it).")]
     Approve(AnswerArgs),
     /// Reject a gate of a waiting run (it stops and rolls back).
+    #[command(after_help = "\
+Examples:
+  runbook reject 20261126-090102-vault-crash-3f9a restart --comment \"not during peak hours\"")]
     Reject(AnswerArgs),
     /// List recorded runs with their status.
+    #[command(after_help = "\
+Examples:
+  runbook runs
+  runbook runs --runs-dir /var/lib/runbook/runs
+
+STATUS is `running` (no end record: in progress, or the engine was killed: resume it),
+`waiting` (stopped at a gate or manual step: resume it), or the final status and exit code.")]
     Runs(RunsArgs),
     /// Render a run's transcript (markdown or json), or verify its journal.
     #[command(after_help = "\
@@ -126,6 +136,10 @@ Examples:
   runbook attach RUN --to webhook:https://hooks.example.com/runbook")]
     Attach(AttachArgs),
     /// Break a stale run lock (its process is gone).
+    #[command(after_help = "\
+Examples:
+  runbook unlock vault-vault-2
+  runbook unlock vault-vault-2 --force   # only if you are sure no run holds it")]
     Unlock(UnlockArgs),
     /// List the runbooks in a folder with their descriptions.
     #[command(after_help = "\

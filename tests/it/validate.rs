@@ -304,7 +304,21 @@ fn help_documents_exit_codes_and_completions_work() {
         "{}",
         ran.stdout
     );
-    for sub in ["validate", "plan", "list", "schema", "completions"] {
+    for sub in [
+        "validate",
+        "plan",
+        "exec",
+        "resume",
+        "approve",
+        "reject",
+        "runs",
+        "transcript",
+        "attach",
+        "unlock",
+        "list",
+        "schema",
+        "completions",
+    ] {
         let h = runbook([sub, "--help"]).run();
         assert_eq!(h.code, Some(0));
         assert!(

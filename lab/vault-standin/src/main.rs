@@ -28,6 +28,16 @@ fn main() {
     let code = match args.get(1).map(String::as_str) {
         Some("init") => init(&args[2..]),
         Some("server") => server(&args[2..]),
+        Some("free-port") => match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => {
+                println!("{}", a.port());
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        },
         _ => {
             eprintln!(
                 "usage: vault-standin init --shares N --threshold T --out DIR | server --config FILE"
