@@ -87,11 +87,21 @@ impl Journal {
         &self.path
     }
 
-    /// Whether a record must reach the disk before the engine goes on.
+    /// Whether a record must reach the disk before the engine goes on: those that announce
+    /// work (a step or rollback about to start, a gate answer it acts on) and the end of the
+    /// run. Other records are written at once (a killed engine loses nothing: the kernel has
+    /// them) and reach the disk with the next announcing record's sync, which covers every
+    /// earlier write of the file.
     fn durable(e: &Event) -> bool {
-        !matches!(
+        matches!(
             e,
-            Event::Output { .. } | Event::ProbeAttempt { .. } | Event::Warning { .. }
+            Event::RunStarted { .. }
+                | Event::RunResumed { .. }
+                | Event::StepStarted { .. }
+                | Event::GateAnswered { .. }
+                | Event::RollbackStarted { .. }
+                | Event::RollbackNotRun { .. }
+                | Event::RunFinished { .. }
         )
     }
 
