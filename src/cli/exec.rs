@@ -123,7 +123,9 @@ pub(crate) struct RunFlags<'a> {
 }
 
 /// Asks for a secret with a hidden prompt (terminal only).
-fn secret_prompter(interactive: bool) -> impl FnMut(&crate::model::Input) -> Option<String> {
+pub(crate) fn secret_prompter(
+    interactive: bool,
+) -> impl FnMut(&crate::model::Input) -> Option<String> {
     move |input: &crate::model::Input| {
         if !interactive {
             return None;

@@ -98,15 +98,7 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         file: values.into_iter().collect(),
     };
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let mut prompt = move |input: &crate::model::Input| -> Option<String> {
-        if !interactive {
-            return None;
-        }
-        dialoguer::Password::new()
-            .with_prompt(input.name.clone())
-            .interact()
-            .ok()
-    };
+    let mut prompt = super::exec::secret_prompter(interactive);
     let resolved = match inputs::resolve_resumed(&rb, &provided, Some(&mut prompt)) {
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),

@@ -133,15 +133,15 @@ pub struct RunOutcome {
     pub run_id: String,
 }
 
-/// The OS user running this process (for gate answers and the journal).
+/// The OS user running this process: the real uid's name, not `$USER` (which anyone can set,
+/// and which gate checks such as `other_approver` must not trust).
 pub fn current_user() -> String {
-    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"))
-        && !u.is_empty()
-    {
-        return u;
-    }
     // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    user_name(unsafe { libc::getuid() })
+}
+
+/// The name of user `uid` (from /etc/passwd), or `uid N`.
+pub fn user_name(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|p| {

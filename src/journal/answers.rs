@@ -100,22 +100,13 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The user owning `path`.
+/// The user owning `path`: who really wrote the answer.
 fn owner(path: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return "?".into();
-    };
-    let uid = meta.uid();
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
+    match std::fs::metadata(path) {
+        Ok(meta) => crate::execute::user_name(meta.uid()),
+        Err(_) => "?".into(),
+    }
 }
 
 /// Answers for `step` not seen before (`seen` holds file names already taken).

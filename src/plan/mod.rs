@@ -101,16 +101,7 @@ pub struct PlanTarget {
 impl PlanTarget {
     /// `user@address:port` as ssh would be told.
     pub fn destination(&self) -> String {
-        let mut s = String::new();
-        if let Some(u) = &self.user {
-            s.push_str(u);
-            s.push('@');
-        }
-        s.push_str(&self.address);
-        if let Some(p) = self.port {
-            s.push_str(&format!(":{p}"));
-        }
-        s
+        crate::plan::destination(self.user.as_deref(), &self.address, self.port)
     }
 }
 
@@ -180,6 +171,20 @@ pub struct PlannedRollback {
     pub targets: Vec<PlanTarget>,
     pub action: PlannedAction,
     pub timeout: Option<String>,
+}
+
+/// `user@address:port` as ssh is told and people are shown (user and port when set).
+pub fn destination(user: Option<&str>, address: &str, port: Option<u16>) -> String {
+    let mut s = String::new();
+    if let Some(u) = user {
+        s.push_str(u);
+        s.push('@');
+    }
+    s.push_str(address);
+    if let Some(p) = port {
+        s.push_str(&format!(":{p}"));
+    }
+    s
 }
 
 /// A problem that stops a plan from being built (beyond validation).

@@ -110,16 +110,7 @@ pub struct SshTarget {
 impl SshTarget {
     /// `user@address:port`, as shown to people.
     pub fn destination(&self) -> String {
-        let mut s = String::new();
-        if let Some(u) = &self.user {
-            s.push_str(u);
-            s.push('@');
-        }
-        s.push_str(&self.address);
-        if let Some(p) = self.port {
-            s.push_str(&format!(":{p}"));
-        }
-        s
+        crate::plan::destination(self.user.as_deref(), &self.address, self.port)
     }
 }
 
