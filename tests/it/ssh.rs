@@ -559,3 +559,83 @@ fn no_master_is_left_behind() {
     let accepted = sshd.log_text().matches("Accepted publickey").count();
     assert_eq!(accepted, 1, "{}", sshd.log_text());
 }
+
+#[test]
+fn refused_key_unresolvable_name_and_known_hosts_flag_each_get_one_clear_line() {
+    if skip() {
+        return;
+    }
+    let keys = Keys::new();
+    let sshd = Sshd::start(&keys, &["127.0.0.1"], "host");
+    keys.trust("127.0.0.1", sshd.port, "host");
+    // A key the server does not know.
+    let stranger = keys.path("stranger");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok);
+    let yaml = format!(
+        "runbook: f\nversion: 1\nhosts:\n  node: {{ address: 127.0.0.1, port: {p}, user: root, identity_file: {k} }}\n  ghost: {{ address: no-such-host.invalid, user: root }}\nsteps:\n  - id: a\n    on: node\n    read_only: true\n    continue_on_failure: true\n    run: touch {{D}}/a\n  - id: b\n    on: ghost\n    read_only: true\n    continue_on_failure: true\n    run: touch {{D}}/b\n",
+        p = sshd.port,
+        k = stranger.display()
+    );
+    // An ssh_config that offers no key of its own: only the runbook's identity_file is tried.
+    let bare = keys.path("bare_ssh_config");
+    std::fs::write(
+        &bare,
+        format!("Host *\n  IdentitiesOnly yes\n  IdentityAgent none\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  BatchMode yes\n", keys.path("known_hosts").display()),
+    )
+    .expect("config");
+    let dir = keys.path("work");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = dir.join("rb.yaml");
+    std::fs::write(&f, yaml.replace("{D}", &dir.display().to_string())).expect("write");
+    let ran = runbook([
+        "exec".as_ref(),
+        f.as_os_str(),
+        "--ssh-config".as_ref(),
+        bare.as_os_str(),
+        "--runs-dir".as_ref(),
+        dir.join("runs").as_os_str(),
+        "--progress".as_ref(),
+        "plain".as_ref(),
+    ])
+    .run();
+    assert!(
+        ran.stderr.contains(&format!(
+            "host node (root@127.0.0.1:{}): authentication refused",
+            sshd.port
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("host ghost (root@no-such-host.invalid): the name does not resolve"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!dir.join("a").exists() && !dir.join("b").exists());
+
+    // --known-hosts overrides the ssh_config's file: an empty one refuses the host.
+    let empty = keys.path("empty_known_hosts");
+    std::fs::write(&empty, "").expect("empty");
+    let yaml = format!(
+        "runbook: k\nversion: 1\nhosts:\n  node: {{ address: 127.0.0.1, port: {p}, user: root }}\nsteps:\n  - id: a\n    on: node\n    read_only: true\n    run: touch {{D}}/k\n",
+        p = sshd.port
+    );
+    let (ran, dir) = exec(
+        &keys,
+        &yaml,
+        &["--known-hosts", &empty.display().to_string()],
+    );
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("its host key is not known"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!dir.join("k").exists());
+}
