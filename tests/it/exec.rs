@@ -668,3 +668,21 @@ fn gates_in_a_real_terminal() {
         assert_eq!(s.read("done"), done);
     }
 }
+
+/// A secret not in the environment is asked for with a hidden prompt on a terminal; what is
+/// typed is neither echoed nor shown later.
+#[test]
+fn secrets_are_prompted_for_without_echo() {
+    let s = Scratch::new();
+    s.runbook("runbook: p\nversion: 1\ninputs:\n  token: { secret: true, description: the API token }\nsteps:\n  - id: use\n    run: printf '%s' {{ token }} | wc -c; echo {{ token }}\n");
+    let mut cmd = s.command(&["--progress", "plain"]);
+    cmd.env("TERM", "dumb");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in pty");
+    p.exp_string("token (the API token)").expect("prompt");
+    p.send_line("typed-canary-4242").expect("type");
+    let rest = p.exp_eof().expect("exit");
+    assert!(!rest.contains("typed-canary-4242"), "{rest}");
+    // (rexpect decodes bytes one by one, so match around the box-drawing separator.)
+    assert!(rest.contains(" 17\r\n"), "the command got the whole value: {rest}");
+    assert!(rest.contains(" ********\r\n"), "the echo is masked: {rest}");
+}
