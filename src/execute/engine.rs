@@ -447,7 +447,11 @@ pub async fn execute(
             // Fail-secure: without a journal nothing more runs, not even rollbacks; they are
             // listed so a human (or `runbook resume` once the disk is fixed) can finish.
             false
-        } else if shared.opts.confirm_rollback {
+        } else if shared.opts.confirm_rollback
+            && matches!(kind, StopKind::Failed | StopKind::Declined)
+        {
+            // After Ctrl-C the operator has already said "stop": unwind without asking (a
+            // prompt interrupted by the signal may still hold the terminal's next line).
             match &shared.services.prompter {
                 Some(p) => {
                     let p = p.clone();

@@ -683,6 +683,9 @@ fn secrets_are_prompted_for_without_echo() {
     let rest = p.exp_eof().expect("exit");
     assert!(!rest.contains("typed-canary-4242"), "{rest}");
     // (rexpect decodes bytes one by one, so match around the box-drawing separator.)
-    assert!(rest.contains(" 17\r\n"), "the command got the whole value: {rest}");
+    assert!(
+        rest.contains(" 17\r\n"),
+        "the command got the whole value: {rest}"
+    );
     assert!(rest.contains(" ********\r\n"), "the echo is masked: {rest}");
 }
