@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use console::{Style, Term};
@@ -586,7 +586,3 @@ impl Observer for JsonLines {
         out.flush().map_err(|e| e.to_string())
     }
 }
-
-/// A shareable handle so the prompter and console agree on the progress display.
-#[allow(dead_code)]
-pub(crate) type Shared<T> = Arc<Mutex<T>>;

@@ -1479,7 +1479,9 @@ async fn run_body(
             )
             .await
         }
-        Action::Http(h) => run_http(sh, step, h, &ctx, item, attempt, sh.cancel.clone()).await,
+        Action::Http(h) => {
+            run_http(sh, step, h, &ctx, item, attempt, sh.cancel.clone(), true).await
+        }
         Action::Wait(w) => run_wait(sh, step, body, w, extra, target, log, sh.cancel.clone()).await,
         Action::Manual(_) | Action::Checkpoint => Attempt {
             status: StepStatus::Succeeded,
@@ -1612,6 +1614,7 @@ async fn run_http(
     item: Option<String>,
     attempt: u32,
     cancel: Cancel,
+    echo: bool,
 ) -> Attempt {
     let Some(client) = &sh.services.http else {
         return Attempt::failed("HTTP is not available in this build".into());
@@ -1643,12 +1646,15 @@ async fn run_http(
             } else {
                 summary
             };
-            sh.emit(Event::Output {
-                step: step.id.name.clone(),
-                host: None,
-                stream: Stream::Stdout,
-                line: format!("HTTP {} {summary}", resp.status),
-            });
+            // Wait probes report through `probe-attempt` events instead.
+            if echo {
+                sh.emit(Event::Output {
+                    step: step.id.name.clone(),
+                    host: None,
+                    stream: Stream::Stdout,
+                    line: format!("HTTP {} {summary}", resp.status),
+                });
+            }
             Attempt {
                 status: StepStatus::Succeeded,
                 result: serde_json::json!({
@@ -1791,7 +1797,8 @@ async fn run_wait(
                     ),
                     ..(**h).clone()
                 };
-                let mut a = run_http(sh, step, &h2, &ctx, None, attempt, cancel.clone()).await;
+                let mut a =
+                    run_http(sh, step, &h2, &ctx, None, attempt, cancel.clone(), false).await;
                 // A probe that cannot connect yet is an attempt that saw nothing, not a failure.
                 if a.status == StepStatus::Failed {
                     a.result = serde_json::json!({ "status": 0, "error": a.error.clone(), "json": null, "body": "" });
@@ -2088,7 +2095,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
                 }
                 Err(e) => Attempt::failed(e),
             },
-            Action::Http(h) => run_http(sh, &step, h, &ctx, None, 1, cancel.clone()).await,
+            Action::Http(h) => run_http(sh, &step, h, &ctx, None, 1, cancel.clone(), true).await,
             Action::Wait(w) => run_wait(sh, &step, &body, w, vec![], t, &log, cancel.clone()).await,
             Action::Manual(_) | Action::Checkpoint => {
                 let (decision, _) = match &sh.services.prompter {
