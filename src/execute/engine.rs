@@ -1606,6 +1606,7 @@ async fn run_command(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_http(
     sh: &Arc<Shared>,
     step: &Step,
