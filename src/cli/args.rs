@@ -260,6 +260,17 @@ pub struct SshArgs {
     /// A known_hosts file to check host keys against (instead of ~/.ssh/known_hosts).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
+    /// How long to wait for a host to answer (TCP connect and SSH banner), e.g. 5s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub ssh_connect_timeout: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<jiff::SignedDuration>()
+        .ok()
+        .filter(|d| !d.is_negative() && !d.is_zero())
+        .map(|d| d.unsigned_abs())
+        .ok_or_else(|| format!("`{s}` is not a duration (write 5s, 500ms, 1m)"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -103,7 +103,7 @@ pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::Ss
     crate::execute::runner::ssh::SshOptions {
         config_file: a.ssh_config.clone(),
         known_hosts: a.known_hosts.clone(),
-        connect_timeout: None,
+        connect_timeout: Some(a.ssh_connect_timeout),
     }
 }
 

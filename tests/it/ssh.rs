@@ -639,3 +639,37 @@ fn refused_key_unresolvable_name_and_known_hosts_flag_each_get_one_clear_line() 
     );
     assert!(!dir.join("k").exists());
 }
+
+/// A host that accepts the TCP connection but never speaks SSH (a hung sshd, a black hole
+/// behind a proxy): the connect timeout turns it into one clear line, after retries.
+#[test]
+fn connect_timeout_is_a_clear_error() {
+    if skip() {
+        return;
+    }
+    let keys = Keys::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s); // accept, never answer
+        }
+    });
+    keys.trust("127.0.0.1", port, "host");
+    let yaml = format!(
+        "runbook: t\nversion: 1\nhosts:\n  mute: {{ address: 127.0.0.1, port: {port}, user: root }}\nsteps:\n  - id: a\n    on: mute\n    read_only: true\n    run: touch {{D}}/ran\n"
+    );
+    let t0 = Instant::now();
+    let (ran, dir) = exec(&keys, &yaml, &["--ssh-connect-timeout", "1s"]);
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!(
+            "host mute (root@127.0.0.1:{port}): connection timed out"
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(!dir.join("ran").exists());
+}

@@ -131,7 +131,13 @@ impl PoolInner {
             .control_persist(ControlPersist::IdleFor(
                 std::num::NonZeroUsize::MIN.saturating_add(299),
             ))
-            .connect_timeout(self.opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
+            // ssh takes whole seconds; 0 would mean "no timeout".
+            .connect_timeout(
+                self.opts
+                    .connect_timeout
+                    .unwrap_or(Duration::from_secs(10))
+                    .max(Duration::from_secs(1)),
+            )
             .server_alive_interval(Duration::from_secs(15));
         if let Some(u) = &t.user {
             b.user(u.clone());
