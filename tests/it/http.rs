@@ -326,3 +326,45 @@ steps:
     );
     assert!(!bad.stderr.contains("wrong-2"), "{}", bad.stderr);
 }
+
+#[test]
+fn client_certificates_for_mutual_tls() {
+    let mut pki = Pki::new(&["localhost"]);
+    pki.require_client = true;
+    let srv = Server::start(Some(&pki), |_| {
+        Response::json(200, serde_json::json!({"ok": true}))
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, body) in [
+        ("ca.pem", &pki.ca_pem),
+        ("client.pem", &pki.client_cert_pem),
+        ("client.key", &pki.client_key_pem),
+    ] {
+        std::fs::write(dir.path().join(name), body).expect("write pem");
+    }
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let with = format!(
+        "runbook: m\nversion: 1\nsteps:\n  - id: h\n    http: {{ get: \"https://localhost:{}/v1/sys/health\", ca_cert: \"{}\", client_cert: \"{}\", client_key: \"{}\" }}\n",
+        srv.port,
+        p("ca.pem"),
+        p("client.pem"),
+        p("client.key")
+    );
+    let (ok, _d) = exec_yaml(&with, &[], &[]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let (refused, _d) = exec_yaml(
+        &tls_yaml(srv.port, "localhost", Some(&p("ca.pem"))),
+        &[],
+        &[],
+    );
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "a server that requires a client certificate refuses us without one"
+    );
+    assert!(
+        refused.stderr.contains("request to https://localhost"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -51,8 +51,14 @@ pub(crate) struct Server {
 /// Test PKI: a CA and a server certificate for the given names.
 pub(crate) struct Pki {
     pub(crate) ca_pem: String,
+    ca_der: Vec<u8>,
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
+    /// A client certificate and key (PEM) signed by the same CA, for mutual TLS.
+    pub(crate) client_cert_pem: String,
+    pub(crate) client_key_pem: String,
+    /// Require a client certificate signed by the CA.
+    pub(crate) require_client: bool,
 }
 
 impl Pki {
@@ -70,20 +76,48 @@ impl Pki {
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("params");
         let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client_params =
+            CertificateParams::new(Vec::<String>::new()).expect("client params");
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "runbook operator");
+        let client = client_params
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client cert");
         Pki {
             ca_pem: ca.pem(),
+            ca_der: ca.der().to_vec(),
             cert_der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+            require_client: false,
         }
     }
 
     fn server_config(&self) -> Arc<rustls::ServerConfig> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
+            .expect("versions");
+        let builder = if self.require_client {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(self.ca_der.clone()))
+                .expect("root");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let cfg = builder
             .with_single_cert(
                 vec![CertificateDer::from(self.cert_der.clone())],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
