@@ -1,7 +1,7 @@
 //! Stage 2, **validate**: turn the YAML tree into a [`Runbook`], reporting every problem at once.
 //!
-//! Structure (fields, types, durations) is read in [`convert`](self) with the [`reader`];
-//! meaning (ids, dependencies, cycles, hosts, templates, secrets) is checked in [`checks`].
+//! Structure (fields, types, durations) is read in `convert` with the `reader`;
+//! meaning (ids, dependencies, cycles, hosts, templates, secrets) is checked in `checks`.
 //! Each problem is a [`Diagnostic`] with a stable code; `docs/diagnostics.md` lists them all.
 
 mod checks;
