@@ -213,6 +213,19 @@ pub struct ExecArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub inputs: InputArgs,
+    /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// Run without a journal (benchmarks only: no resume, no remote approval, no transcript).
+    #[arg(long, hide = true)]
+    pub no_journal: bool,
+}
+
+/// How a run is carried out: shared by `exec` and `resume`.
+#[derive(Debug, Args)]
+pub struct RunOpts {
     /// Approve every gate (not manual steps).
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -234,9 +247,6 @@ pub struct ExecArgs {
     /// Also write every event as a JSON line on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// At a gate nobody answered, stop at once (exit 3) instead of waiting for `runbook approve`.
@@ -246,9 +256,6 @@ pub struct ExecArgs {
     /// jira:ISSUE-KEY or webhook:URL (repeatable).
     #[arg(long, value_name = "TARGET")]
     pub attach: Vec<String>,
-    /// Run without a journal (benchmarks only: no resume, no remote approval, no transcript).
-    #[arg(long, hide = true)]
-    pub no_journal: bool,
 }
 
 /// SSH settings (host keys are always checked strictly; there is no flag to turn that off).
@@ -304,26 +311,8 @@ pub struct ResumeArgs {
     /// Treat steps that were in flight as done.
     #[arg(long)]
     pub skip_in_doubt: bool,
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    #[arg(long, value_name = "ID")]
-    pub approve: Vec<String>,
-    #[arg(long, value_name = "FILE")]
-    pub answers: Option<PathBuf>,
-    #[arg(long, default_value_t = 4)]
-    pub parallel: usize,
-    #[arg(long)]
-    pub no_rollback: bool,
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    pub progress: ProgressMode,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
-    #[arg(long)]
-    pub no_wait: bool,
-    #[arg(long, value_name = "TARGET")]
-    pub attach: Vec<String>,
     #[command(flatten)]
-    pub ssh: SshArgs,
+    pub run: RunOpts,
 }
 
 #[derive(Debug, Args)]

@@ -107,21 +107,6 @@ pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::Ss
     }
 }
 
-/// Flags shared by `exec` and `resume`.
-pub(crate) struct RunFlags<'a> {
-    pub(crate) yes: bool,
-    pub(crate) approve: &'a [String],
-    pub(crate) answers: Option<&'a Path>,
-    pub(crate) parallel: usize,
-    pub(crate) no_rollback: bool,
-    pub(crate) progress: ProgressMode,
-    pub(crate) output: OutputFormat,
-    pub(crate) no_wait: bool,
-    pub(crate) no_journal: bool,
-    pub(crate) ssh: &'a super::SshArgs,
-    pub(crate) attach: &'a [String],
-}
-
 /// Asks for a secret with a hidden prompt (terminal only).
 pub(crate) fn secret_prompter(
     interactive: bool,
@@ -165,19 +150,6 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
     let run_id = new_run_id(&rb.name);
     let runs = runs_dir(a.runs_dir.as_deref());
-    let flags = RunFlags {
-        yes: a.yes,
-        approve: &a.approve,
-        answers: a.answers.as_deref(),
-        parallel: a.parallel,
-        no_rollback: a.no_rollback,
-        progress: a.progress,
-        output: a.output,
-        no_wait: a.no_wait,
-        no_journal: a.no_journal,
-        ssh: &a.ssh,
-        attach: &a.attach,
-    };
     launch(
         rb,
         resolved,
@@ -185,7 +157,8 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         crate::journal::sha256_hex(&bytes),
         run_id,
         &runs,
-        flags,
+        &a.run,
+        a.no_journal,
         execute::engine::Prior::default(),
         color,
     )
@@ -200,7 +173,8 @@ pub(crate) fn launch(
     file_sha256: String,
     run_id: String,
     runs: &Path,
-    f: RunFlags<'_>,
+    f: &super::RunOpts,
+    no_journal: bool,
     prior: execute::engine::Prior,
     color: bool,
 ) -> ExitStatus {
@@ -218,7 +192,7 @@ pub(crate) fn launch(
         approve: f.approve.iter().cloned().collect(),
         file: HashMap::new(),
     };
-    if let Some(path) = f.answers {
+    if let Some(path) = f.answers.as_deref() {
         match read_answers(path) {
             Ok(m) => answers.file = m,
             Err(e) => {
@@ -236,7 +210,7 @@ pub(crate) fn launch(
             return ExitStatus::Invalid;
         }
     }
-    for target in f.attach {
+    for target in &f.attach {
         if let Err(e) = crate::transcript::attach::Target::parse(target) {
             error_line(e);
             return ExitStatus::Invalid;
@@ -294,7 +268,7 @@ pub(crate) fn launch(
     if f.output == OutputFormat::Json {
         observers.push(Box::new(JsonLines));
     }
-    if !f.no_journal {
+    if !no_journal {
         match crate::journal::Journal::open(&run_dir) {
             Ok(j) => observers.push(Box::new(j)),
             Err(e) => {
@@ -314,7 +288,7 @@ pub(crate) fn launch(
                 .apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!")
         );
     }
-    if f.no_journal {
+    if no_journal {
         eprintln!(
             "{}",
             st.warn.apply_to(
@@ -351,7 +325,7 @@ pub(crate) fn launch(
         host: current_host(),
         file_sha256,
         lock: lock_key,
-        remote: (!f.no_journal).then(|| execute::RemoteGates {
+        remote: (!no_journal).then(|| execute::RemoteGates {
             run_dir: run_dir.clone(),
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
@@ -371,7 +345,7 @@ pub(crate) fn launch(
     let remote: Option<Arc<dyn crate::execute::runner::RemoteRunners>> = if rb.hosts.is_empty() {
         None
     } else {
-        match crate::execute::runner::ssh::SshPool::new(ssh_options(f.ssh)) {
+        match crate::execute::runner::ssh::SshPool::new(ssh_options(&f.ssh)) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
                 error_line(format!("cannot prepare SSH control sockets: {e}"));
@@ -408,7 +382,7 @@ pub(crate) fn launch(
         }
         eprintln!("resume with: runbook resume{runs_flag} {run_id}");
     }
-    if !f.no_journal && outcome.status != ExitStatus::EngineFailed {
+    if !no_journal && outcome.status != ExitStatus::EngineFailed {
         match crate::transcript::write_files(&run_dir) {
             Ok(paths) => eprintln!(
                 "transcript: {}",
@@ -420,7 +394,7 @@ pub(crate) fn launch(
             ),
             Err(e) => error_line(format!("cannot write the transcript: {e}")),
         }
-        for target in f.attach {
+        for target in &f.attach {
             match runtime.block_on(crate::transcript::attach::attach_run(&run_dir, target)) {
                 Ok(msg) => eprintln!("{msg}"),
                 Err(e) => error_line(format!(

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use super::exec::{RunFlags, launch, runs_dir};
+use super::exec::{launch, runs_dir};
 use super::{
     AnswerArgs, AttachArgs, ResumeArgs, RunsArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
     error_line, input_errors, load_runbook,
@@ -154,19 +154,6 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         }
     }
     prior.resumed = true;
-    let flags = RunFlags {
-        yes: a.yes,
-        approve: &a.approve,
-        answers: a.answers.as_deref(),
-        parallel: a.parallel,
-        no_rollback: a.no_rollback,
-        progress: a.progress,
-        output: a.output,
-        no_wait: a.no_wait,
-        no_journal: false,
-        ssh: &a.ssh,
-        attach: &a.attach,
-    };
     let runs = runs_dir(a.dir.runs_dir.as_deref());
     launch(
         rb,
@@ -175,7 +162,8 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         sha,
         a.run_id.clone(),
         &runs,
-        flags,
+        &a.run,
+        false,
         prior,
         color,
     )

@@ -630,10 +630,22 @@ fn skip(
     });
     let result = serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason });
     sh.results.set(&step_var(&id), &result);
-    state[i] = Some(StepStatus::Skipped);
+    settle(i, id, StepStatus::Skipped, reason, state, summaries);
+}
+
+/// Records how a step that never ran a command ended, for the scheduler and the summary.
+fn settle(
+    i: usize,
+    id: String,
+    status: StepStatus,
+    reason: &str,
+    state: &mut [Option<StepStatus>],
+    summaries: &mut [Option<StepSummary>],
+) {
+    state[i] = Some(status);
     summaries[i] = Some(StepSummary {
         id,
-        status: StepStatus::Skipped,
+        status,
         duration_ms: 0,
         hosts: Vec::new(),
         error: Some(reason.into()),
@@ -657,14 +669,7 @@ fn finish_failed(
         outputs: serde_json::Map::new(),
         result: serde_json::Value::Null,
     });
-    state[i] = Some(StepStatus::Failed);
-    summaries[i] = Some(StepSummary {
-        id,
-        status: StepStatus::Failed,
-        duration_ms: 0,
-        hosts: Vec::new(),
-        error: Some(reason.into()),
-    });
+    settle(i, id, StepStatus::Failed, reason, state, summaries);
 }
 
 fn eval_bool(sh: &Shared, expr: &Tmpl, extra: Vec<(String, Value)>) -> Result<bool, String> {
