@@ -1071,7 +1071,59 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     let mut until_met = false;
     let mut final_status = StepStatus::Succeeded;
     let mut final_error = None;
-    for (k, item) in items.iter().enumerate() {
+    // `max_parallel` on a local `for_each` without `until` runs items concurrently; with
+    // `until` they must run in order (each decides whether the next is needed).
+    let concurrent = step.max_parallel.filter(|&p| p > 1).is_some()
+        && step.body.on.is_none()
+        && step.for_each.as_ref().is_some_and(|fe| fe.until.is_none())
+        && items.len() > 1;
+    if concurrent {
+        let limit = step.max_parallel.unwrap_or(1) as usize;
+        let mut set: JoinSet<(usize, ItemOutcome)> = JoinSet::new();
+        let mut results: Vec<Option<serde_json::Value>> = vec![None; items.len()];
+        let mut next = 0;
+        loop {
+            while set.len() < limit
+                && next < items.len()
+                && final_status == StepStatus::Succeeded
+                && !sh.cancel.is_cancelled()
+            {
+                let k = next;
+                next += 1;
+                let (sh2, step2, item) = (sh.clone(), step.clone(), items[k].clone());
+                set.spawn(async move {
+                    let mut extra = Vec::new();
+                    if let Some(item) = &item {
+                        extra.push(("item".to_string(), item.clone()));
+                        extra.push(("item_index".to_string(), Value::from(k)));
+                    }
+                    let label = item.as_ref().map(|v| sh2.redactor.text(&v.to_string()));
+                    (k, run_item(&sh2, &step2, i, extra, label, k, true).await)
+                });
+            }
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
+            if let Ok((k, (status, result, error, operator, _))) = joined {
+                results[k] = Some(result);
+                if status != StepStatus::Succeeded && final_status == StepStatus::Succeeded {
+                    final_status = status;
+                    final_error = error;
+                    run.operator = operator;
+                }
+            }
+        }
+        if final_status == StepStatus::Succeeded && next < items.len() {
+            final_status = StepStatus::Cancelled;
+            final_error = Some("cancelled".into());
+        }
+        item_results = results.into_iter().flatten().collect();
+        last = item_results
+            .last()
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+    }
+    for (k, item) in items.iter().enumerate().filter(|_| !concurrent) {
         if sh.cancel.is_cancelled() {
             final_status = StepStatus::Cancelled;
             final_error = Some("cancelled".into());

@@ -689,3 +689,32 @@ fn secrets_are_prompted_for_without_echo() {
     );
     assert!(rest.contains(" ********\r\n"), "the echo is masked: {rest}");
 }
+
+#[test]
+fn for_each_items_run_concurrently_with_max_parallel() {
+    // Each item succeeds only once it sees all three markers: proof of overlap without timing.
+    let s = Scratch::new();
+    s.runbook(r#"
+runbook: fe
+version: 1
+steps:
+  - id: each
+    for_each: [a, b, c]
+    max_parallel: 3
+    run: touch {D}/m-{{ item }}; for i in $(seq 50); do [ $(ls {D} | grep -c '^m-') = 3 ] && exit 0; sleep 0.1; done; exit 1
+  - id: after
+    needs: [each]
+    run: echo {{ steps.each['items'] | length }} items
+"#);
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(ran.stderr.contains("after │ 3 items"), "{}", ran.stderr);
+    let failing = Scratch::new();
+    failing.runbook("runbook: fe\nversion: 1\nsteps:\n  - id: each\n    for_each: [1, 2, 3, 4, 5, 6]\n    max_parallel: 2\n    run: '[ {{ item }} != 2 ] && echo {{ item }} >> {D}/done'\n");
+    let ran = failing.exec(&[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        failing.read("done").lines().count() < 6,
+        "no new item starts after a failure"
+    );
+}
