@@ -7,25 +7,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::exit::EXIT_CODES_HELP;
 use crate::plan::render::Format as PlanFormat;
 
-const AFTER_HELP: &str = "\
+const EXAMPLES: &str = "\
 Examples:
   runbook validate runbooks/*.yaml
   runbook plan runbooks/vault-crash.yaml -i node=vault-2
   runbook exec runbooks/vault-crash.yaml -i node=vault-2
-  runbook list runbooks/
-
-Exit codes:
-  0  success
-  1  a step failed; rollback done
-  2  invalid runbook or usage
-  3  declined or aborted by the operator; rollback done
-  4  rollback incomplete: needs a human
-  5  the engine itself failed (journal, internal error)";
+  runbook list runbooks/";
 
 /// Recovery-runbook automation: validate, plan and execute YAML runbooks with gates,
 /// SSH, rollback and transcripts.
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "runbook", version, about, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"), propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -379,9 +371,4 @@ pub struct ListArgs {
     /// Folder to look in.
     #[arg(default_value = "runbooks")]
     pub dir: PathBuf,
-}
-
-/// Exit codes, for callers that want the table.
-pub fn exit_codes_help() -> &'static str {
-    EXIT_CODES_HELP
 }

@@ -74,21 +74,12 @@ pub fn result_entries(result: &serde_json::Value, attempt: u32) -> Vec<(String, 
         ("response".to_string(), v),
         ("attempt".to_string(), Value::from(attempt)),
     ];
-    if let serde_json::Value::Object(m) = result {
-        for k in [
-            "stdout",
-            "stderr",
-            "exit_code",
-            "json",
-            "status",
-            "body",
-            "headers",
-            "hosts",
-        ] {
-            out.push((
-                k.to_string(),
-                to_value(m.get(k).cloned().unwrap_or(serde_json::Value::Null)),
-            ));
+    // Exactly the names `validate` accepts in these expressions: one list, so the two never
+    // disagree (a field this result lacks is null, not undefined).
+    for &k in crate::validate::RESULT_NAMES {
+        if !matches!(k, "result" | "response" | "attempt") {
+            let field = result.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            out.push((k.to_string(), to_value(field)));
         }
     }
     out

@@ -923,16 +923,8 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
         let jump = match &h.jump {
             Some(j) => Some(match sh.rb.host(&j.name) {
                 Some(jh) => {
-                    let mut d = String::new();
-                    if let Some(u) = &jh.user {
-                        d.push_str(&render(u)?);
-                        d.push('@');
-                    }
-                    d.push_str(&render(&jh.address)?);
-                    if let Some(p) = jh.port {
-                        d.push_str(&format!(":{p}"));
-                    }
-                    d
+                    let user = jh.user.as_ref().map(&render).transpose()?;
+                    crate::plan::destination(user.as_deref(), &render(&jh.address)?, jh.port)
                 }
                 None => j.name.clone(),
             }),
