@@ -161,6 +161,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         a.no_journal,
         execute::engine::Prior::default(),
         color,
+        None,
     )
 }
 
@@ -177,6 +178,7 @@ pub(crate) fn launch(
     no_journal: bool,
     prior: execute::engine::Prior,
     color: bool,
+    live: Option<crate::journal::live::LiveGuard>,
 ) -> ExitStatus {
     for p in [&f.ssh.ssh_config, &f.ssh.known_hosts]
         .into_iter()
@@ -219,6 +221,17 @@ pub(crate) fn launch(
     let run_dir = runs.join(&run_id);
     // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
     // answer into a waiting run's `answers/` (see `journal::answers`).
+    let locks = crate::journal::lock::locks_dir(runs);
+    for (dir, follow) in [
+        (runs, true),
+        (locks.as_path(), false),
+        (run_dir.as_path(), false),
+    ] {
+        if let Err(e) = crate::journal::dirs::check_owned(dir, follow) {
+            error_line(e);
+            return ExitStatus::Invalid;
+        }
+    }
     let traversable = {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -226,18 +239,15 @@ pub(crate) fn launch(
             .mode(0o711)
             .create(runs)
     };
-    if let Err(e) = traversable
-        .and_then(|()| create_private_dir(&run_dir))
-        .and_then(|()| crate::journal::answers::prepare(&run_dir))
-    {
+    if let Err(e) = traversable {
         error_line(format!(
-            "cannot create the run directory {}: {e}",
-            run_dir.display()
+            "cannot create the runs directory {}: {e}",
+            runs.display()
         ));
         return ExitStatus::EngineFailed;
     }
     let user = current_user();
-    // The lock.
+    // The lock, taken before the run directory exists: a refused run creates nothing.
     let lock_key = rb.lock.as_ref().map(|l| {
         let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
         t.render(
@@ -256,6 +266,26 @@ pub(crate) fn launch(
             }
         },
         None => None,
+    };
+    if let Err(e) =
+        create_private_dir(&run_dir).and_then(|()| crate::journal::answers::prepare(&run_dir))
+    {
+        error_line(format!(
+            "cannot create the run directory {}: {e}",
+            run_dir.display()
+        ));
+        return ExitStatus::EngineFailed;
+    }
+    // This engine owns the run for its whole life (resume took it before reading the journal).
+    let _live = match live {
+        Some(g) => g,
+        None => match crate::journal::live::hold(&run_dir) {
+            Ok(g) => g,
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::Invalid;
+            }
+        },
     };
     let interactive = interactive();
     let tty_progress = match f.progress {

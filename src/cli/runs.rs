@@ -36,8 +36,32 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         Ok(d) => d,
         Err(s) => return s,
     };
-    let records = match journal::read(&dir) {
-        Ok(r) => r,
+    let runs = runs_dir(a.dir.runs_dir.as_deref());
+    for (d, follow) in [(runs.as_path(), true), (dir.as_path(), false)] {
+        if let Err(e) = journal::dirs::check_owned(d, follow) {
+            error_line(e);
+            return ExitStatus::Invalid;
+        }
+    }
+    // Own the run before reading what it did: a live engine's run is refused.
+    let live = match journal::live::hold(&dir) {
+        Ok(g) => g,
+        Err(e) => {
+            error_line(format!("cannot resume run {}: {e}", a.run_id));
+            return ExitStatus::Invalid;
+        }
+    };
+    let records = match journal::load(&dir) {
+        Ok(l) => match journal::missing_tail(&l, false) {
+            Some(why) => {
+                error_line(format!(
+                    "{}: {why}; refusing to resume from a journal that cannot be trusted",
+                    dir.join(journal::JOURNAL_FILE).display()
+                ));
+                return ExitStatus::Invalid;
+            }
+            None => l.records,
+        },
         Err(e) => {
             error_line(format!(
                 "{e}; refusing to resume from a journal that cannot be trusted"
@@ -154,7 +178,6 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         }
     }
     prior.resumed = true;
-    let runs = runs_dir(a.dir.runs_dir.as_deref());
     launch(
         rb,
         resolved,
@@ -166,6 +189,7 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         false,
         prior,
         color,
+        Some(live),
     )
 }
 
@@ -326,9 +350,42 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         }
     };
     if a.verify {
+        let path = dir.join(journal::JOURNAL_FILE);
+        let loaded = match journal::load(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::StepFailed;
+            }
+        };
+        if let Some(why) = journal::missing_tail(&loaded, true) {
+            error_line(format!("{}: {why}", path.display()));
+            return ExitStatus::StepFailed;
+        }
+        let ended = loaded
+            .records
+            .iter()
+            .rev()
+            .map(|r| &r.stamped.event)
+            .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }))
+            .is_some_and(|e| matches!(e, Event::RunFinished { .. }));
+        let torn = if loaded.torn > 0 {
+            format!(
+                "; a torn last record ({} bytes, never completed) is not counted",
+                loaded.torn
+            )
+        } else {
+            String::new()
+        };
+        let sealed = match (&loaded.head, ended) {
+            (Some(h), true) if h.sealed => "sealed end present",
+            (_, true) => "ended (no head file: written before heads existed)",
+            (_, false) => "not ended: interrupted or still running",
+        };
         println!(
-            "ok: {} — hash chain intact",
-            dir.join(journal::JOURNAL_FILE).display()
+            "ok: {} — hash chain intact, {} record(s), {sealed}{torn}",
+            path.display(),
+            loaded.records.len()
         );
         return ExitStatus::Success;
     }

@@ -605,7 +605,8 @@ pub async fn execute(
         exit_code: status.code(),
         reason: reason.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
-        resumable: matches!(stop, Some((StopKind::Paused, _))),
+        // A run stopped because its journal could not be written resumes once it can.
+        resumable: matches!(stop, Some((StopKind::Paused | StopKind::EngineFailed, _))),
     });
     RunOutcome {
         status,

@@ -40,11 +40,41 @@ impl Drop for Lock {
     }
 }
 
+/// What state the run holding a lock is in, which decides the right next command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderState {
+    /// Its engine is alive (it holds the run's `engine.lock`).
+    Live,
+    /// Its engine is gone but the run can be resumed (paused at a gate, or interrupted).
+    Resumable,
+    /// Its engine is gone and the run cannot be resumed (finished, or no journal): stale.
+    Stale,
+}
+
+impl HolderState {
+    fn advice(self, h: &Holder) -> String {
+        match self {
+            HolderState::Live => format!(
+                "; its engine is running: wait for it (or stop it: kill -TERM {})",
+                h.pid
+            ),
+            HolderState::Resumable => format!(
+                "; that run is stopped but resumable: continue it with `runbook resume {}`, or abandon it with `runbook unlock {}`",
+                h.run_id, h.key
+            ),
+            HolderState::Stale => format!(
+                "; that run is over: the lock is stale, break it with `runbook unlock {}`",
+                h.key
+            ),
+        }
+    }
+}
+
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("`{}` is locked by run {} ({}@{}, pid {}, since {}){}", .0.key, .0.run_id, .0.user, .0.host, .0.pid, .0.started, if *.1 { "; that process is gone: the lock is stale, break it with `runbook unlock ".to_string() + &.0.key + "`" } else { String::new() })]
-    Held(Box<Holder>, bool),
+    #[error("`{}` is locked by run {} ({}@{}, pid {}, since {}){}", .0.key, .0.run_id, .0.user, .0.host, .0.pid, .0.started, .1.advice(.0))]
+    Held(Box<Holder>, HolderState),
     #[error("cannot take lock {0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -68,25 +98,40 @@ fn file_name(key: &str) -> String {
     format!("{safe}.lock")
 }
 
-/// Whether `pid` runs on this machine (a zombie counts as gone).
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next()),
-            Some("Z" | "X")
-        ),
-        Err(_) => false,
-    }
+/// Reads the holder of lock `key`, and the state of its run.
+pub fn holder(runs_dir: &Path, key: &str) -> Option<(Holder, HolderState)> {
+    let path = locks_dir(runs_dir).join(file_name(key));
+    let h: Holder = serde_json::from_slice(&read_nofollow(&path).ok()?).ok()?;
+    let state = run_state(runs_dir, &h);
+    Some((h, state))
 }
 
-/// Reads the holder of lock `key`, and whether it is stale.
-pub fn holder(runs_dir: &Path, key: &str) -> Option<(Holder, bool)> {
-    let path = locks_dir(runs_dir).join(file_name(key));
-    let h: Holder = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    let stale = h.host == crate::execute::current_host() && !pid_alive(h.pid);
-    Some((h, stale))
+fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
+    if h.run_id.contains('/') || h.run_id.contains("..") || h.run_id.is_empty() {
+        return HolderState::Stale;
+    }
+    let run_dir = runs_dir.join(&h.run_id);
+    if super::live::holder(&run_dir).is_some() {
+        return HolderState::Live;
+    }
+    match super::run_state(&run_dir).as_deref() {
+        Some("interrupted") => HolderState::Resumable,
+        Some(s) if s.starts_with("waiting") => HolderState::Resumable,
+        Some("running") => HolderState::Live,
+        _ => HolderState::Stale,
+    }
 }
 
 /// Takes lock `key` for `run_id`. A lock already held by the same run (resume) is taken over.
@@ -137,16 +182,22 @@ pub fn acquire(runs_dir: &Path, key: &str, run_id: &str, user: &str) -> Result<L
 
 /// Breaks lock `key` (only a stale one unless `force`). Returns the holder it removed.
 pub fn break_lock(runs_dir: &Path, key: &str, force: bool) -> Result<Holder, String> {
-    let Some((h, stale)) = holder(runs_dir, key) else {
+    let Some((h, state)) = holder(runs_dir, key) else {
         return Err(format!(
             "no lock named `{key}` in {}",
             locks_dir(runs_dir).display()
         ));
     };
-    if !stale && !force {
+    if state == HolderState::Live {
         return Err(format!(
-            "run {} (pid {} on {}) still holds `{key}`; pass --force only if you are sure it is not running",
+            "run {} (pid {} on {}) is running and holds `{key}`; it cannot be unlocked while its engine is alive",
             h.run_id, h.pid, h.host
+        ));
+    }
+    if state == HolderState::Resumable && !force {
+        return Err(format!(
+            "run {} holds `{key}` and can be resumed (`runbook resume {}`); pass --force to abandon it",
+            h.run_id, h.run_id
         ));
     }
     std::fs::remove_file(locks_dir(runs_dir).join(file_name(key))).map_err(|e| e.to_string())?;

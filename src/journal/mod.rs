@@ -11,6 +11,8 @@
 //!   `docs/journal.md`.
 
 pub mod answers;
+pub mod dirs;
+pub mod live;
 pub mod lock;
 
 use std::io::Write;
@@ -46,41 +48,180 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The head file beside the journal: the count and last hash, rewritten after every record
+/// and fsynced when the run's end is sealed. It makes a missing tail evident.
+pub const HEAD_FILE: &str = "journal.head";
+/// Fixed width of the head record (padded), so it is rewritten in place with one `pwrite`.
+const HEAD_WIDTH: usize = 256;
+
+/// What `journal.head` says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Head {
+    pub v: u32,
+    /// Records written.
+    pub count: u64,
+    /// SHA-256 of the last record's line.
+    pub last: String,
+    /// Records known to be on disk (fsynced): a journal with fewer was truncated, not merely
+    /// caught by a power loss.
+    pub durable: u64,
+    /// The run's end was written (a `run-finished` record) and the head fsynced.
+    pub sealed: bool,
+}
+
+/// Bytes reserved ahead of the journal's end (`fallocate` with `KEEP_SIZE`): when the disk
+/// fills up, the records that stop the run and unwind it still fit.
+const RESERVE: u64 = 64 * 1024;
+
 /// The journal as an observer of a run.
 pub struct Journal {
     file: std::fs::File,
+    head: Option<std::fs::File>,
     path: PathBuf,
     seq: u64,
     prev: String,
+    durable: u64,
+    /// Bytes in the file.
+    len: u64,
+    /// End of the space reserved so far.
+    reserved: u64,
+    /// The file system supports the reservation.
+    reserving: bool,
     /// Set once a write failed: every later write fails too (the run is stopping).
     broken: Option<String>,
 }
 
+/// The complete, chained records of a journal's bytes, and where the complete part ends. A
+/// torn tail (bytes after the last newline: a write cut by a crash or a full disk) is not a
+/// record: it was never written.
+fn complete_part(bytes: &[u8]) -> (&[u8], usize) {
+    match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(i) => (&bytes[..=i], bytes.len() - i - 1),
+        None => (&bytes[..0], bytes.len()),
+    }
+}
+
+fn open_nofollow(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .append(append)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 impl Journal {
-    /// Creates the journal of a new run, or opens an existing one to append (resume).
+    /// Creates the journal of a new run, or opens an existing one to append (resume). A torn
+    /// last record is cut off, and the repair is itself journaled.
     pub fn open(run_dir: &Path) -> std::io::Result<Journal> {
         let path = run_dir.join(JOURNAL_FILE);
-        let (seq, prev) = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let lines: Vec<&[u8]> = bytes
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .collect();
-                match lines.last() {
-                    Some(last) => (lines.len() as u64, sha256_hex(last)),
-                    None => (0, GENESIS.to_string()),
-                }
-            }
-            Err(_) => (0, GENESIS.to_string()),
+        let file = open_nofollow(&path, true)?;
+        let bytes = {
+            use std::io::Read;
+            let mut b = Vec::new();
+            (&file).read_to_end(&mut b)?;
+            b
         };
-        let file = crate::execute::capture::open_private(&path)?;
-        Ok(Journal {
+        let (complete, torn) = complete_part(&bytes);
+        let lines: Vec<&[u8]> = complete
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let (seq, prev) = match lines.last() {
+            Some(last) => (lines.len() as u64, sha256_hex(last)),
+            None => (0, GENESIS.to_string()),
+        };
+        if torn > 0 {
+            file.set_len(complete.len() as u64)?;
+            file.sync_data()?;
+        }
+        let head = open_nofollow(&run_dir.join(HEAD_FILE), false).ok();
+        let mut j = Journal {
             file,
+            head,
             path,
             seq,
             prev,
+            durable: seq,
+            len: complete.len() as u64,
+            reserved: complete.len() as u64,
+            reserving: true,
             broken: None,
-        })
+        };
+        j.reserve();
+        if torn > 0 {
+            let repaired = Stamped {
+                at: crate::execute::event::now(),
+                event: Event::Warning {
+                    message: format!(
+                        "journal repaired: a torn last record ({torn} bytes, cut by a crash or a full disk) was removed; it was never written, so what it announced is in doubt"
+                    ),
+                },
+            };
+            j.write_line(&repaired, true)
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(j)
+    }
+
+    /// Keeps `RESERVE` bytes allocated beyond the end (best effort: a file system without
+    /// `fallocate` just has no reserve).
+    fn reserve(&mut self) {
+        use std::os::fd::AsRawFd;
+        if self.reserved >= self.len + RESERVE / 2 {
+            return;
+        }
+        let want = self.len + RESERVE;
+        // SAFETY: fallocate on a descriptor we own; KEEP_SIZE leaves the file's size alone.
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                self.reserved as libc::off_t,
+                (want - self.reserved) as libc::off_t,
+            )
+        };
+        if r == 0 {
+            self.reserved = want;
+        } else {
+            let e = std::io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+            ) {
+                // No reservation on this file system: never refuse because of it.
+                self.reserving = false;
+            }
+        }
+    }
+
+    /// Whether the reserve is low (the disk is full): no new work should start.
+    fn reserve_low(&self) -> bool {
+        self.reserving && self.reserved < self.len + RESERVE / 4
+    }
+
+    fn write_head(&mut self, sealed: bool) {
+        use std::os::unix::fs::FileExt;
+        let Some(h) = &self.head else { return };
+        let head = Head {
+            v: JOURNAL_VERSION,
+            count: self.seq,
+            last: self.prev.clone(),
+            durable: self.durable,
+            sealed,
+        };
+        let mut text = serde_json::to_string(&head).unwrap_or_default();
+        while text.len() < HEAD_WIDTH - 1 {
+            text.push(' ');
+        }
+        text.push('\n');
+        let ok = h.write_all_at(text.as_bytes(), 0).is_ok();
+        if ok && sealed {
+            let _ = h.sync_data();
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -109,27 +250,48 @@ impl Journal {
         if let Some(b) = &self.broken {
             return Err(b.clone());
         }
+        // A new step must not start when its end and the unwinding could not be recorded.
+        if matches!(stamped.event, Event::StepStarted { .. }) {
+            self.reserve();
+            if self.reserve_low() {
+                let msg = format!(
+                    "{}: no space left to reserve for the journal; not starting more work",
+                    self.path.display()
+                );
+                return Err(msg);
+            }
+        }
+        let durable = Self::durable(&stamped.event);
+        self.write_line(stamped, durable)
+    }
+
+    fn write_line(&mut self, stamped: &Stamped, durable: bool) -> Result<(), String> {
         let record = Record {
             v: JOURNAL_VERSION,
             seq: self.seq,
             prev: self.prev.clone(),
             stamped: bounded(stamped),
         };
-        let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-        let result = self
-            .file
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| {
-                if Self::durable(&stamped.event) {
-                    self.file.sync_data()
-                } else {
-                    Ok(())
-                }
-            });
+        let mut line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+        let hash = sha256_hex(line.as_bytes());
+        line.push('\n');
+        let result = self.file.write_all(line.as_bytes()).and_then(|()| {
+            if durable {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         match result {
             Ok(()) => {
                 self.seq += 1;
-                self.prev = sha256_hex(line.as_bytes());
+                self.prev = hash;
+                self.len += line.len() as u64;
+                if durable {
+                    self.durable = self.seq;
+                }
+                let sealed = matches!(stamped.event, Event::RunFinished { .. });
+                self.write_head(sealed);
                 Ok(())
             }
             Err(e) => {
@@ -219,14 +381,40 @@ pub enum JournalError {
     Chain { path: String, line: usize },
 }
 
-/// Reads every record of a journal, verifying the chain.
-pub fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
+/// A journal as read back: its complete chained records, the size of a torn tail (bytes of
+/// a record whose write was cut), and its head file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    /// SHA-256 of each record's line.
+    pub hashes: Vec<String>,
+    pub torn: usize,
+    pub head: Option<Head>,
+}
+
+fn read_file_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut b = Vec::new();
+    f.read_to_end(&mut b)?;
+    Ok(b)
+}
+
+/// Reads every complete record of a journal, verifying the chain. A torn tail is not a
+/// record (it is reported in `torn`); a broken chain or a bad complete line is an error.
+pub fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
     let path = run_dir.join(JOURNAL_FILE);
     let name = path.display().to_string();
-    let bytes = std::fs::read(&path).map_err(|e| JournalError::Io(name.clone(), e))?;
+    let bytes = read_file_nofollow(&path).map_err(|e| JournalError::Io(name.clone(), e))?;
+    let (complete, torn) = complete_part(&bytes);
     let mut prev = GENESIS.to_string();
     let mut out = Vec::new();
-    for (i, line) in bytes
+    let mut hashes = Vec::new();
+    for (i, line) in complete
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
@@ -243,9 +431,99 @@ pub fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
             });
         }
         prev = sha256_hex(line);
+        hashes.push(prev.clone());
         out.push(rec);
     }
-    Ok(out)
+    let head = read_file_nofollow(&run_dir.join(HEAD_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Head>(b.trim_ascii()).ok());
+    Ok(Loaded {
+        records: out,
+        hashes,
+        torn,
+        head,
+    })
+}
+
+/// Reads every complete record of a journal, verifying the chain (a torn tail is ignored: it
+/// was never written).
+pub fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
+    load(run_dir).map(|l| l.records)
+}
+
+/// What `transcript --verify` found missing at the journal's end, if anything: records the
+/// head file counts but the journal no longer has, or a head whose last hash differs.
+/// `strict` = false only counts records that were fsynced (a power loss can lose the others).
+pub fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
+    let head = l.head.as_ref()?;
+    let have = l.records.len() as u64;
+    let need = if strict { head.count } else { head.durable };
+    if have < need {
+        return Some(format!(
+            "the journal ends after record {have} but its head file counts {} record(s){}: the tail was removed (truncated)",
+            head.count,
+            if head.sealed { " and a sealed end" } else { "" }
+        ));
+    }
+    if strict && head.count > 0 && have >= head.count {
+        let idx = (head.count - 1) as usize;
+        if l.hashes.get(idx) != Some(&head.last) {
+            return Some(format!(
+                "record {} does not match the last hash in the head file: the journal was rewritten",
+                head.count
+            ));
+        }
+    }
+    None
+}
+
+/// The state of a run for `runbook runs` and lock messages: `running` (an engine holds it),
+/// `waiting at GATE`, `interrupted` (engine gone, resumable), or the final status.
+pub fn run_state(run_dir: &Path) -> Option<String> {
+    if live::holder(run_dir).is_some() {
+        return Some("running".into());
+    }
+    let records = read_lenient(run_dir).ok()?;
+    Some(state_of(&records).0)
+}
+
+fn state_of(records: &[Record]) -> (String, Option<u8>) {
+    let mut state = ("interrupted".to_string(), None);
+    let mut gate: Option<String> = None;
+    for r in records {
+        match &r.stamped.event {
+            Event::GateWaiting { step, .. } => gate = Some(step.clone()),
+            Event::RunResumed { .. } => state = ("interrupted".into(), None),
+            Event::RunFinished {
+                status,
+                exit_code,
+                resumable,
+                ..
+            } => {
+                state = if *resumable && *status == crate::exit::ExitStatus::EngineFailed {
+                    ("interrupted".into(), Some(*exit_code))
+                } else if *resumable {
+                    (
+                        match &gate {
+                            Some(g) => format!("waiting at {g}"),
+                            None => "waiting".into(),
+                        },
+                        Some(*exit_code),
+                    )
+                } else {
+                    (
+                        serde_json::to_value(status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        Some(*exit_code),
+                    )
+                };
+            }
+            _ => {}
+        }
+    }
+    state
 }
 
 /// A summary of one run, for `runbook runs`.
@@ -255,8 +533,8 @@ pub struct RunInfo {
     pub runbook: String,
     pub user: String,
     pub started: String,
-    /// `running` (no end record: in progress or killed), `waiting` (stopped at a gate), or the
-    /// final exit status.
+    /// `running` (an engine is alive on it), `waiting at GATE` (stopped at a gate),
+    /// `interrupted` (its engine is gone before the end: resumable), or the final status.
     pub status: String,
     pub exit_code: Option<u8>,
 }
@@ -280,33 +558,19 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunInfo> {
                 exit_code: None,
             };
             if let Ok(records) = read_lenient(&e.path()) {
-                info.status = "running".into();
-                for r in &records {
-                    match &r.stamped.event {
-                        Event::RunStarted { runbook, user, .. } if info.started.is_empty() => {
-                            info.runbook = runbook.clone();
-                            info.user = user.clone();
-                            info.started = r.stamped.at.clone();
-                        }
-                        Event::RunResumed { .. } => info.status = "running".into(),
-                        Event::RunFinished {
-                            status,
-                            exit_code,
-                            resumable,
-                            ..
-                        } => {
-                            info.exit_code = Some(*exit_code);
-                            info.status = if *resumable {
-                                "waiting".into()
-                            } else {
-                                serde_json::to_value(status)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_string))
-                                    .unwrap_or_default()
-                            };
-                        }
-                        _ => {}
-                    }
+                if let Some(Event::RunStarted { runbook, user, .. }) =
+                    records.first().map(|r| &r.stamped.event)
+                {
+                    info.runbook = runbook.clone();
+                    info.user = user.clone();
+                    info.started = records[0].stamped.at.clone();
+                }
+                let (status, code) = state_of(&records);
+                info.status = status;
+                info.exit_code = code;
+                if live::holder(&e.path()).is_some() {
+                    info.status = "running".into();
+                    info.exit_code = None;
                 }
             }
             info
@@ -318,7 +582,7 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunInfo> {
 
 /// Reads records without verifying the chain (listing only).
 fn read_lenient(run_dir: &Path) -> std::io::Result<Vec<Record>> {
-    let bytes = std::fs::read(run_dir.join(JOURNAL_FILE))?;
+    let bytes = read_file_nofollow(&run_dir.join(JOURNAL_FILE))?;
     Ok(bytes
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice(l).ok())
