@@ -76,21 +76,25 @@ fn read_answers(path: &Path) -> Result<HashMap<String, Decision>, String> {
     Ok(out)
 }
 
-/// Counts SIGINT/SIGTERM; the engine aborts on the first and stops unwinding on the second.
+/// Counts SIGINT/SIGTERM/SIGHUP; the engine aborts on the first and stops unwinding on the
+/// second. SIGHUP (terminal closed, SSH session to the jump box dropped) unwinds like Ctrl-C.
 pub(crate) fn signal_counter() -> watch::Receiver<u32> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = watch::channel(0u32);
+    // Registered before the engine starts anything (not later, inside the task).
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return rx;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             tx.send_modify(|n| *n += 1);
         }

@@ -177,6 +177,44 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
             }
         }
     }
+    // Rollbacks in flight when the engine stopped are in doubt like steps.
+    let mut rollback_started: Vec<String> = Vec::new();
+    for r in &records {
+        if let Event::RollbackStarted { step, .. } = &r.stamped.event
+            && !rollback_started.contains(step)
+        {
+            rollback_started.push(step.clone());
+        }
+    }
+    for id in rollback_started {
+        if prior.rolled_back.contains(&id) || rb.step(&id).is_none() {
+            continue;
+        }
+        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
+        let rerun = if idempotent || a.rerun_in_doubt {
+            true
+        } else if a.skip_in_doubt {
+            false
+        } else if interactive {
+            let q = format!(
+                "the rollback of `{id}` was running when the engine stopped and the step is not idempotent. Run the rollback again?"
+            );
+            dialoguer::Confirm::new()
+                .with_prompt(q)
+                .default(false)
+                .interact()
+                .unwrap_or(false)
+        } else {
+            error_line(format!(
+                "the rollback of `{id}` was in flight when the engine stopped and `{id}` is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
+            ));
+            return ExitStatus::Aborted;
+        };
+        prior.in_doubt.insert(format!("rollback of {id}"), rerun);
+        if !rerun {
+            prior.rolled_back.insert(id);
+        }
+    }
     prior.resumed = true;
     launch(
         rb,

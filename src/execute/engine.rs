@@ -61,22 +61,197 @@ pub(crate) struct Emitter {
     failed: Option<String>,
 }
 
+/// Masks secrets in an event's free text only (output lines, messages, reasons, errors,
+/// rendered commands, comments, results' text). Ids, enum tags, input names and the values
+/// resume restores are never passed to the redactor: a secret equal to `vault` or `step`
+/// must not rewrite `"step":"halt-vault"` (secrets never enter those fields: they hold ids,
+/// host names and non-secret inputs only).
+pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
+    if r.is_empty() {
+        return e;
+    }
+    let t = |s: String| r.text(&s);
+    let o = |s: Option<String>| s.map(|s| r.text(&s));
+    match e {
+        Event::Output {
+            step,
+            host,
+            stream,
+            line,
+        } => Event::Output {
+            step,
+            host,
+            stream,
+            line: t(line),
+        },
+        Event::StepSkipped { step, reason } => Event::StepSkipped {
+            step,
+            reason: t(reason),
+        },
+        Event::GateAsked {
+            step,
+            message,
+            targets,
+            preview,
+            manual,
+        } => Event::GateAsked {
+            step,
+            message: t(message),
+            targets,
+            preview: t(preview),
+            manual,
+        },
+        Event::GateAnswered {
+            step,
+            decision,
+            user,
+            from_host,
+            by,
+            comment,
+        } => Event::GateAnswered {
+            step,
+            decision,
+            user,
+            from_host,
+            by,
+            comment: o(comment),
+        },
+        Event::StepStarted {
+            step,
+            attempt,
+            host,
+            item,
+            command,
+        } => Event::StepStarted {
+            step,
+            attempt,
+            host,
+            item,
+            command: o(command),
+        },
+        Event::ProbeAttempt {
+            step,
+            attempt,
+            value,
+            satisfied,
+        } => Event::ProbeAttempt {
+            step,
+            attempt,
+            value: t(value),
+            satisfied,
+        },
+        Event::Retry {
+            step,
+            attempt,
+            delay_ms,
+            reason,
+        } => Event::Retry {
+            step,
+            attempt,
+            delay_ms,
+            reason: t(reason),
+        },
+        Event::HostFinished {
+            step,
+            host,
+            status,
+            exit_code,
+            duration_ms,
+            error,
+        } => Event::HostFinished {
+            step,
+            host,
+            status,
+            exit_code,
+            duration_ms,
+            error: o(error),
+        },
+        Event::StepFinished {
+            step,
+            status,
+            exit_code,
+            duration_ms,
+            error,
+            mut outputs,
+            mut result,
+        } => {
+            for v in outputs.values_mut() {
+                r.json(v);
+            }
+            redact_result(r, &mut result);
+            Event::StepFinished {
+                step,
+                status,
+                exit_code,
+                duration_ms,
+                error: o(error),
+                outputs,
+                result,
+            }
+        }
+        Event::RollbackStarted { step, reason } => Event::RollbackStarted {
+            step,
+            reason: t(reason),
+        },
+        Event::RollbackFinished {
+            step,
+            status,
+            duration_ms,
+            error,
+        } => Event::RollbackFinished {
+            step,
+            status,
+            duration_ms,
+            error: o(error),
+        },
+        Event::RollbackNotRun { step, reason } => Event::RollbackNotRun {
+            step,
+            reason: t(reason),
+        },
+        Event::Warning { message } => Event::Warning {
+            message: t(message),
+        },
+        Event::RunFinished {
+            status,
+            exit_code,
+            reason,
+            duration_ms,
+            resumable,
+        } => Event::RunFinished {
+            status,
+            exit_code,
+            reason: t(reason),
+            duration_ms,
+            resumable,
+        },
+        // Ids, user and host names, non-secret inputs (secret ones are already masked in
+        // `inputs` and absent from `values`), the answer command built from ids.
+        e @ (Event::RunStarted { .. } | Event::RunResumed { .. } | Event::GateWaiting { .. }) => e,
+    }
+}
+
+/// Keys of a step result that hold tags, not text: never redacted.
+const RESULT_TAGS: &[&str] = &["outcome", "status", "skipped", "in_doubt", "attempt"];
+
+/// Masks secrets in a step result's text, leaving its tags (`outcome: succeeded`) alone.
+pub(crate) fn redact_result(r: &Redactor, v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if RESULT_TAGS.contains(&k.as_str()) && !v.is_object() && !v.is_array() {
+                    continue;
+                }
+                redact_result(r, v);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact_result(r, v)),
+        other => r.json(other),
+    }
+}
+
 impl Emitter {
     fn emit(&mut self, e: Event) {
-        let event = match e {
-            Event::Output {
-                step,
-                host,
-                stream,
-                line,
-            } => Event::Output {
-                step,
-                host,
-                stream,
-                line: self.redactor.text(&line),
-            },
-            other => self.redactor.event(&other),
-        };
+        let event = redact_free_text(&self.redactor, e);
         let stamped = Stamped { at: now(), event };
         for o in &mut self.observers {
             if let Err(err) = o.on_event(&stamped)
@@ -412,7 +587,7 @@ pub async fn execute(
             }
             _ = signals.changed() => {
                 seen_signals = *signals.borrow_and_update();
-                stop.get_or_insert((StopKind::Aborted, "interrupted by a signal (Ctrl-C / SIGTERM)".into()));
+                stop.get_or_insert((StopKind::Aborted, "interrupted by a signal (Ctrl-C / SIGTERM / SIGHUP)".into()));
             }
         }
     }
@@ -1232,8 +1407,8 @@ fn finish(
         .get("exit_code")
         .and_then(serde_json::Value::as_i64)
         .map(|c| c as i32);
-    let mut redacted = result.clone();
-    sh.redactor.json(&mut redacted);
+    // The emitter redacts the result's text (not its tags).
+    let redacted = result.clone();
     sh.emit(Event::StepFinished {
         step: sh.step(run.index).id.name.clone(),
         status,

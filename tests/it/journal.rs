@@ -483,10 +483,43 @@ fn lock_contention_between_two_runs() {
         second.stderr
     );
     assert!(second.stderr.contains("root@"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("its engine is running: wait for it"),
+        "{}",
+        second.stderr
+    );
     let _ = first.kill();
     let _ = first.wait();
+    // Killed mid-step: the run is interrupted and resumable, so that is what the lock says.
+    let stopped = s.exec(&[]);
+    assert_eq!(stopped.code, Some(2));
+    assert!(
+        stopped
+            .stderr
+            .contains("that run is stopped but resumable: continue it with `runbook resume"),
+        "{}",
+        stopped.stderr
+    );
+    let refused = runbook(["unlock", "vault-vault-2", "--runs-dir", &runs_dir(&s)]).run();
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    let unlock = runbook([
+        "unlock",
+        "vault-vault-2",
+        "--force",
+        "--runs-dir",
+        &runs_dir(&s),
+    ])
+    .run();
+    assert_eq!(unlock.code, Some(0), "{}", unlock.stderr);
+    let third = s.exec(&[]);
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    // A finished run's leftover lock is stale.
+    let id = run_ids(&s).pop().unwrap_or_default();
+    let lock = s.path("runs/.locks/vault-vault-2.lock");
+    let holder = serde_json::json!({"key":"vault-vault-2","run_id":id,"user":"root","host":"x","pid":1,"started":"t"});
+    std::fs::write(&lock, holder.to_string()).expect("plant");
     let stale = s.exec(&[]);
-    assert_eq!(stale.code, Some(2));
     assert!(
         stale
             .stderr
@@ -494,10 +527,6 @@ fn lock_contention_between_two_runs() {
         "{}",
         stale.stderr
     );
-    let unlock = runbook(["unlock", "vault-vault-2", "--runs-dir", &runs_dir(&s)]).run();
-    assert_eq!(unlock.code, Some(0), "{}", unlock.stderr);
-    let third = s.exec(&[]);
-    assert_eq!(third.code, Some(0), "{}", third.stderr);
 }
 
 fn filters() -> insta::Settings {
