@@ -286,8 +286,13 @@ pub(crate) fn launch(
         None => match crate::journal::live::hold(&run_dir) {
             Ok(g) => g,
             Err(e) => {
-                error_line(e);
-                return ExitStatus::Invalid;
+                // A new run: its directory was just created by us and holds nothing yet.
+                let _ = std::fs::remove_dir_all(&run_dir);
+                error_line(&e);
+                return match e {
+                    crate::journal::live::LiveError::Io(..) => ExitStatus::EngineFailed,
+                    _ => ExitStatus::Invalid,
+                };
             }
         },
     };

@@ -178,12 +178,19 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         }
     }
     // Rollbacks in flight when the engine stopped are in doubt like steps.
+    // Only a rollback whose command was announced (`step-started` after its
+    // `rollback-started`) may have taken effect; one cut before that simply runs.
     let mut rollback_started: Vec<String> = Vec::new();
+    let mut announced: Vec<String> = Vec::new();
     for r in &records {
-        if let Event::RollbackStarted { step, .. } = &r.stamped.event
-            && !rollback_started.contains(step)
-        {
-            rollback_started.push(step.clone());
+        match &r.stamped.event {
+            Event::RollbackStarted { step, .. } => announced.push(step.clone()),
+            Event::StepStarted { step, .. }
+                if announced.contains(step) && !rollback_started.contains(step) =>
+            {
+                rollback_started.push(step.clone());
+            }
+            _ => {}
         }
     }
     for id in rollback_started {

@@ -592,6 +592,16 @@ pub async fn execute(
         }
     }
 
+    // A journal that failed at any point (even under a step that then failed for that
+    // reason) means fail-secure: nothing more runs, not even rollbacks; resume finishes.
+    if let Some(err) = shared.observer_failure()
+        && !matches!(stop, Some((StopKind::EngineFailed, _)))
+    {
+        stop = Some((
+            StopKind::EngineFailed,
+            format!("the journal cannot be written: {err}"),
+        ));
+    }
     // Unwind.
     let mut rollbacks = Vec::new();
     let mut rollback_incomplete = false;
@@ -668,6 +678,18 @@ pub async fn execute(
             let mut interrupted = false;
             for &i in &stack {
                 let step_id = rb.steps[i].id.name.clone();
+                if let Some(err) = shared.observer_failure() {
+                    // The journal failed during the unwinding: stop here (fail-secure);
+                    // `resume` finishes the unwinding once the journal can be written.
+                    let why = format!("the journal cannot be written ({err}); nothing more runs");
+                    rollbacks.push(RollbackSummary {
+                        step: step_id,
+                        status: StepStatus::NotRun,
+                        error: Some(why),
+                    });
+                    rollback_incomplete = true;
+                    continue;
+                }
                 if interrupted {
                     shared.emit(Event::RollbackNotRun {
                         step: step_id.clone(),
@@ -749,6 +771,14 @@ pub async fn execute(
         remote.close().await;
     }
 
+    if let Some(err) = shared.observer_failure()
+        && !matches!(stop, Some((StopKind::EngineFailed, _)))
+    {
+        stop = Some((
+            StopKind::EngineFailed,
+            format!("the journal cannot be written: {err}"),
+        ));
+    }
     let (status, reason) = match &stop {
         None => (ExitStatus::Success, "all steps succeeded".to_string()),
         Some((StopKind::EngineFailed, r)) => (ExitStatus::EngineFailed, r.clone()),

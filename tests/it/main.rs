@@ -8,6 +8,7 @@ mod httpd;
 mod journal;
 mod lab;
 mod plan;
+mod runsafety;
 mod ssh;
 mod sshd;
 mod validate;

@@ -1,0 +1,536 @@
+//! Run safety (issue 11): one live engine per run, a journal that survives torn writes and a
+//! full disk, truncation evidence, redaction that never touches the journal's structure,
+//! signals that unwind, and ownership checks. Real processes, real signals, a real tmpfs.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::exec::{Scratch, alive, wait_output};
+use crate::harness::{Ran, runbook};
+
+fn run_ids(s: &Scratch) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(s.path("runs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn rd(s: &Scratch) -> String {
+    s.path("runs").display().to_string()
+}
+
+fn journal(s: &Scratch, id: &str) -> String {
+    s.read(&format!("runs/{id}/journal.jsonl"))
+}
+
+fn spawn(s: &Scratch, args: &[&str]) -> Child {
+    s.command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first run's id once its journal contains `needle`.
+fn wait_journal(s: &Scratch, needle: &str) -> String {
+    let mut id = String::new();
+    until(needle, || {
+        if let Some(i) = run_ids(s).into_iter().next() {
+            id = i;
+            journal(s, &id).contains(needle)
+        } else {
+            false
+        }
+    });
+    id
+}
+
+fn resume(s: &Scratch, id: &str, extra: &[&str]) -> Ran {
+    let mut args = vec!["resume", id, "--runs-dir"];
+    let dir = rd(s);
+    args.push(&dir);
+    args.extend_from_slice(extra);
+    runbook(args).run()
+}
+
+fn runs_line(s: &Scratch, id: &str) -> String {
+    let out = runbook(["runs", "--runs-dir", &rd(s)]).run();
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn verify(s: &Scratch, id: &str) -> Ran {
+    runbook(["transcript", id, "--runs-dir", &rd(s), "--verify"]).run()
+}
+
+fn count(s: &Scratch, file: &str) -> usize {
+    s.read(file).lines().count()
+}
+
+const GATED: &str = r#"
+runbook: gated
+version: 1
+steps:
+  - id: prepare
+    run: echo p >> {D}/prepare
+    rollback: echo u >> {D}/undo
+  - id: failover
+    needs: [prepare]
+    confirm: Fail over?
+    run: echo "failover by pid $$" >> {D}/failover
+"#;
+
+/// Issue 11.1: `resume` of a run whose engine is alive (waiting at a gate) is refused, naming
+/// the holder; `runs` tells running / interrupted / waiting at GATE apart.
+#[test]
+fn resume_of_a_live_run_is_refused_naming_the_holder() {
+    let s = Scratch::new();
+    s.runbook(GATED);
+    let mut child = spawn(&s, &["--progress", "plain"]);
+    let id = wait_journal(&s, "\"event\":\"gate-waiting\"");
+    let r = resume(&s, &id, &["--yes", "--rerun-in-doubt"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "an engine is still running this run: pid {}",
+            child.id()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("root@"), "{}", r.stderr);
+    assert!(
+        runs_line(&s, &id).contains("running"),
+        "{}",
+        runs_line(&s, &id)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        runs_line(&s, &id).contains("interrupted"),
+        "{}",
+        runs_line(&s, &id)
+    );
+    let r = resume(&s, &id, &["--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(count(&s, "failover"), 1);
+    assert_eq!(count(&s, "prepare"), 1);
+    assert!(
+        runs_line(&s, &id).contains("success (0)"),
+        "{}",
+        runs_line(&s, &id)
+    );
+    // A run paused at its gate (--no-wait) is `waiting at failover`.
+    let s = Scratch::new();
+    s.runbook(GATED);
+    let ran = s.exec(&["--no-wait"]);
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    let id = run_ids(&s).remove(0);
+    assert!(
+        runs_line(&s, &id).contains("waiting at failover"),
+        "{}",
+        runs_line(&s, &id)
+    );
+}
+
+const SLOW: &str = r#"
+runbook: slow
+version: 1
+steps:
+  - id: a
+    run: echo a >> {D}/a; touch {D}/in-a; sleep 1
+  - id: b
+    needs: [a]
+    run: echo b >> {D}/b
+"#;
+
+/// Issue 11.1: two engines racing to resume one interrupted run: exactly one runs it.
+#[test]
+fn two_engines_racing_on_one_run() {
+    let s = Scratch::new();
+    s.runbook(SLOW);
+    let mut child = spawn(&s, &["--progress", "plain"]);
+    until("a started", || s.path("in-a").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let id = run_ids(&s).remove(0);
+    std::fs::remove_file(s.path("in-a")).expect("rm");
+    let dir = rd(&s);
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["resume", &id, "--runs-dir", &dir, "--rerun-in-doubt"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut one = start();
+    let mut two = start();
+    let (c1, e1) = wait_output(&mut one, Duration::from_secs(30));
+    let (c2, e2) = wait_output(&mut two, Duration::from_secs(30));
+    let mut codes = [c1, c2];
+    codes.sort();
+    // One resumed to the end; the other was refused (a live engine), or found it finished.
+    assert_eq!(codes, [Some(0), Some(2)], "{e1}\n{e2}");
+    let loser = if c1 == Some(2) { &e1 } else { &e2 };
+    assert!(
+        loser.contains("an engine is still running this run") || loser.contains("already finished"),
+        "{loser}"
+    );
+    assert_eq!(
+        count(&s, "a"),
+        2,
+        "a ran once, then once more as asked (in doubt)"
+    );
+    assert_eq!(count(&s, "b"), 1);
+    let v = verify(&s, &id);
+    assert_eq!(v.code, Some(0), "{}", v.stderr);
+}
+
+/// Issue 11.2: secrets equal to step ids, tags and input values never rewrite the journal's
+/// structure, and resume restores the exact ids and values.
+#[test]
+fn secrets_equal_to_ids_tags_and_values_leave_the_journal_intact() {
+    for secret in ["vault", "step", "succeeded", "run"] {
+        let s = Scratch::new();
+        s.runbook(
+            r#"
+runbook: halt
+version: 1
+inputs:
+  node: { default: vault-2 }
+  token: { secret: true, from_env: RB_SECRET }
+steps:
+  - id: halt-vault
+    run: echo "{{ node }} halted" >> {D}/halted; echo "secret is {{ token }}"
+    rollback: echo undo >> {D}/undo
+  - id: step-run
+    needs: [halt-vault]
+    confirm: Go?
+    run: echo "{{ node }}" >> {D}/second
+"#,
+        );
+        let mut all: Vec<String> =
+            vec!["exec".into(), s.path("runbook.yaml").display().to_string()];
+        all.extend(["--no-wait".into(), "--runs-dir".into(), rd(&s)]);
+        let ran = runbook(all).env("RB_SECRET", secret).run();
+        assert_eq!(ran.code, Some(3), "{secret}: {}", ran.stderr);
+        let id = run_ids(&s).remove(0);
+        let j = journal(&s, &id);
+        assert!(!j.contains("could not be redacted"), "{secret}: {j}");
+        assert!(j.contains("\"step\":\"halt-vault\""), "{secret}: {j}");
+        assert!(j.contains("[\"node\",\"vault-2\"]"), "{secret}: {j}");
+        assert!(j.contains("\"outcome\":\"succeeded\""), "{secret}: {j}");
+        assert!(j.contains("\"event\":\"run-started\""), "{secret}: {j}");
+        // Secrets shorter than 4 bytes are not masked (the redactor's documented rule).
+        if secret.len() >= 4 {
+            assert!(
+                !j.contains(&format!("secret is {secret}")),
+                "{secret} leaked: {j}"
+            );
+            let log = s.read(&format!("runs/{id}/steps/halt-vault.stdout.log"));
+            assert!(
+                !log.contains(&format!("secret is {secret}")),
+                "{secret} leaked: {log}"
+            );
+        }
+        let r = runbook(["resume", &id, "--runs-dir", &rd(&s), "--yes"])
+            .env("RB_SECRET", secret)
+            .run();
+        assert_eq!(r.code, Some(0), "{secret}: {}", r.stderr);
+        assert_eq!(
+            s.read("halted"),
+            "vault-2 halted\n",
+            "{secret}: halt-vault ran again"
+        );
+        assert_eq!(s.read("second"), "vault-2\n", "{secret}");
+        assert_eq!(verify(&s, &id).code, Some(0), "{secret}");
+    }
+}
+
+/// Issue 11.5: dropping the last record, or the last three, of a finished run is reported by
+/// `--verify` and refused by `resume`.
+#[test]
+fn truncation_is_detected_by_verify_and_refused_by_resume() {
+    for drop in [1usize, 3] {
+        let s = Scratch::new();
+        s.runbook(SLOW.replace("sleep 1", "true").as_str());
+        assert_eq!(s.exec(&[]).code, Some(0));
+        let id = run_ids(&s).remove(0);
+        let ok = verify(&s, &id);
+        assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+        assert!(ok.stdout.contains("sealed end present"), "{}", ok.stdout);
+        let path = s.path(&format!("runs/{id}/journal.jsonl"));
+        let text = std::fs::read_to_string(&path).expect("journal");
+        let lines: Vec<&str> = text.lines().collect();
+        let kept = lines[..lines.len() - drop].join("\n") + "\n";
+        std::fs::write(&path, kept).expect("truncate");
+        let bad = verify(&s, &id);
+        assert_eq!(bad.code, Some(1), "drop {drop}: {}", bad.stdout);
+        assert!(
+            bad.stderr.contains("the tail was removed"),
+            "{}",
+            bad.stderr
+        );
+        let r = resume(&s, &id, &["--rerun-in-doubt"]);
+        assert_eq!(r.code, Some(2), "drop {drop}: {}", r.stderr);
+        assert!(r.stderr.contains("cannot be trusted"), "{}", r.stderr);
+        assert_eq!(count(&s, "a"), 1);
+    }
+}
+
+const UNDO_CHAIN: &str = r#"
+runbook: full
+version: 1
+steps:
+  - id: s0
+    run: echo s0 >> {D}/s0; head -c 3000 /dev/zero | tr '\0' x
+    rollback: echo r0 >> {D}/r0
+  - id: s1
+    needs: [s0]
+    run: echo s1 >> {D}/s1; head -c 3000 /dev/zero | tr '\0' y
+    rollback: echo r1 >> {D}/r1
+  - id: s2
+    needs: [s1]
+    run: echo s2 >> {D}/s2; head -c 3000 /dev/zero | tr '\0' z
+    rollback: echo r2 >> {D}/r2
+  - id: s3
+    needs: [s2]
+    run: echo s3 >> {D}/s3; exit 1
+"#;
+
+fn assert_at_most_once(s: &Scratch, what: &str) {
+    for f in ["s0", "s1", "s2", "s3", "r0", "r1", "r2"] {
+        assert!(count(s, f) <= 1, "{what}: {f} ran {} times", count(s, f));
+    }
+}
+
+/// Issue 11.3: the journal's writes cut at every record (a real file-size limit makes the
+/// kernel cut the write mid-record, as a full disk does): the engine stops with exit 5, and
+/// after the limit is lifted `resume` repairs the torn tail and finishes the run, rollbacks
+/// included, running nothing twice.
+#[test]
+fn a_write_cut_at_every_record_then_resume_completes() {
+    // The full run's journal, to know where each record ends.
+    let s = Scratch::new();
+    s.runbook(UNDO_CHAIN);
+    assert_eq!(s.exec(&[]).code, Some(1));
+    let id = run_ids(&s).remove(0);
+    let j = journal(&s, &id);
+    let mut ends = Vec::new();
+    let mut at = 0;
+    for l in j.lines() {
+        at += l.len() + 1;
+        ends.push(at);
+    }
+    let mut cut_runs = 0;
+    for (k, end) in ends.iter().enumerate() {
+        let limit = (end - 40) as u64; // inside record k
+        let s = Scratch::new();
+        s.runbook(UNDO_CHAIN);
+        let mut cmd = s.command(&["--progress", "plain"]);
+        // SAFETY: async-signal-safe calls only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (code, err) = wait_output(&mut child, Duration::from_secs(30));
+        let id = run_ids(&s).remove(0);
+        if code == Some(5) && k == 0 {
+            // The run-started record itself was cut: nothing ran, nothing to resume.
+            cut_runs += 1;
+            assert_eq!(count(&s, "s0"), 0);
+            let r = resume(&s, &id, &[]);
+            assert_eq!(r.code, Some(2), "{}", r.stderr);
+            continue;
+        } else if code == Some(5) {
+            cut_runs += 1;
+            assert!(err.contains("runbook resume"), "record {k}: {err}");
+            let r = resume(&s, &id, &["--skip-in-doubt"]);
+            // s3 fails (exit 1, everything undone) unless its own end was the record cut and
+            // the operator said to treat it as done (exit 0).
+            assert!(matches!(r.code, Some(0 | 1)), "record {k}: {}", r.stderr);
+            if r.code == Some(1) {
+                for (step, undo) in [("s0", "r0"), ("s1", "r1"), ("s2", "r2")] {
+                    assert_eq!(count(&s, step), count(&s, undo), "record {k}: {undo}");
+                }
+            }
+            let torn = std::fs::metadata(s.path(&format!("runs/{id}/journal.jsonl")))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert!(torn > 0, "record {k}");
+        } else {
+            // The cut fell on the last records (the end of the run): it still stopped.
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(1500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            assert!(matches!(code, Some(1 | 5)), "record {k}: {code:?} {tail}");
+        }
+        assert_at_most_once(&s, &format!("record {k}"));
+        let v = verify(&s, &id);
+        assert_eq!(v.code, Some(0), "record {k}: {} {}", v.stdout, v.stderr);
+    }
+    assert!(cut_runs >= ends.len() / 2, "only {cut_runs} runs were cut");
+}
+
+/// A real small tmpfs, unmounted when dropped.
+struct Tmpfs {
+    dir: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn new(name: &str, size: &str) -> Tmpfs {
+        let dir =
+            std::path::PathBuf::from(format!("/tmp/i11b-scratch/{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount tmpfs on {}", dir.display());
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Issue 11.3: a real full disk (a 256 KiB tmpfs, filled to leave k pages free for k = 0…):
+/// the run stops (exit 5) or finishes; after space is freed `resume` finishes it, rollbacks
+/// included, and nothing runs twice.
+#[test]
+fn disk_full_at_every_page_then_free_space_and_resume() {
+    let fs = Tmpfs::new("full", "256k");
+    let s = Scratch::new();
+    s.runbook(UNDO_CHAIN);
+    let mut stopped = 0;
+    for free_pages in 0..24u64 {
+        let runs = fs.dir.join(format!("runs{free_pages}"));
+        std::fs::create_dir(&runs).expect("runs dir");
+        for f in ["s0", "s1", "s2", "s3", "r0", "r1", "r2"] {
+            let _ = std::fs::remove_file(s.path(f));
+        }
+        // Fill the file system, then give back `free_pages` pages.
+        let filler = fs.dir.join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4096", "status=none"])
+            .arg(format!("of={}", filler.display()))
+            .status();
+        let size = std::fs::metadata(&filler).map(|m| m.len()).unwrap_or(0);
+        let keep = size.saturating_sub(free_pages * 4096);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&filler)
+            .and_then(|f| f.set_len(keep))
+            .expect("shrink filler");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("exec")
+            .arg(s.path("runbook.yaml"))
+            .args(["--progress", "plain", "--runs-dir"])
+            .arg(&runs)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (code, err) = wait_output(&mut child, Duration::from_secs(30));
+        let ids: Vec<String> = std::fs::read_dir(&runs)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        std::fs::remove_file(&filler).expect("free space");
+        match code {
+            Some(1) => {}
+            Some(5) if ids.is_empty() => stopped += 1, // nothing could be created: nothing ran
+            Some(5) if !s_journal_started(&runs, &ids[0]) => {
+                // Not even the run's start could be recorded: nothing ran.
+                stopped += 1;
+                assert_eq!(count(&s, "s0"), 0, "{free_pages} pages");
+            }
+            Some(5) => {
+                stopped += 1;
+                let r = runbook([
+                    "resume",
+                    &ids[0],
+                    "--runs-dir",
+                    &runs.display().to_string(),
+                    "--skip-in-doubt",
+                ])
+                .run();
+                assert_eq!(r.code, Some(1), "{free_pages} pages: {}", r.stderr);
+            }
+            other => panic!("{free_pages} pages free: exit {other:?}: {err}"),
+        }
+        assert_at_most_once(&s, &format!("{free_pages} pages"));
+        if !ids.is_empty() {
+            for (step, undo) in [("s0", "r0"), ("s1", "r1"), ("s2", "r2")] {
+                assert_eq!(
+                    count(&s, step),
+                    count(&s, undo),
+                    "{free_pages} pages: {undo}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&runs);
+    }
+    assert!(stopped > 0, "the disk never filled up");
+}
+
+fn s_journal_started(runs: &std::path::Path, id: &str) -> bool {
+    std::fs::read_to_string(runs.join(id).join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .is_some_and(|l| l.contains("\"event\":\"run-started\""))
+}
