@@ -534,3 +534,180 @@ fn s_journal_started(runs: &std::path::Path, id: &str) -> bool {
         .next()
         .is_some_and(|l| l.contains("\"event\":\"run-started\""))
 }
+
+const SIGNALLED: &str = r#"
+runbook: signalled
+version: 1
+steps:
+  - id: a
+    run: echo a >> {D}/a
+    rollback: echo r >> {D}/undo; if [ -e {D}/slow ]; then sleep 5 & echo $! > {D}/rb-child; touch {D}/in-rollback; wait; fi
+  - id: gate
+    needs: [a]
+    confirm: Go on?
+    run: echo g >> {D}/g
+  - id: b
+    needs: [gate]
+    run: sleep 30 & echo $! > {D}/child; wait
+"#;
+
+fn pid_in(s: &Scratch, f: &str) -> i32 {
+    s.read(f).trim().parse().unwrap_or(0)
+}
+
+/// Processes whose parent is `pid` (a leftover tree shows up here).
+fn children_of(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok());
+        if ppid == Some(pid) && alive(p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Issue 11.6: SIGHUP, SIGTERM and SIGINT unwind at each stage (a step running, a gate
+/// waiting, a rollback running) and leave no process behind.
+#[test]
+fn sighup_sigterm_sigint_unwind_at_each_stage_leaving_nothing() {
+    for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+        for stage in ["step", "gate", "rollback"] {
+            let s = Scratch::new();
+            s.runbook(SIGNALLED);
+            let args: &[&str] = if stage == "gate" {
+                &["--progress", "plain"]
+            } else {
+                &["--progress", "plain", "--yes"]
+            };
+            if stage == "rollback" {
+                std::fs::write(s.path("slow"), "").expect("slow");
+            }
+            let mut child = spawn(&s, args);
+            let pid = child.id() as i32;
+            match stage {
+                "step" | "rollback" => until("b running", || pid_in(&s, "child") > 0),
+                _ => {
+                    wait_journal(&s, "\"event\":\"gate-waiting\"");
+                }
+            }
+            // SAFETY: signalling the child this test started.
+            unsafe { libc::kill(pid, sig) };
+            if stage == "rollback" {
+                until("rollback running", || s.path("in-rollback").exists());
+                // SAFETY: as above; a second signal stops the unwinding.
+                unsafe { libc::kill(pid, sig) };
+            }
+            let (code, err) = wait_output(&mut child, Duration::from_secs(30));
+            let what = format!("signal {sig} at {stage}");
+            assert!(matches!(code, Some(3 | 4)), "{what}: exit {code:?}: {err}");
+            assert_eq!(count(&s, "undo"), 1, "{what}: {err}");
+            assert_eq!(count(&s, "g"), usize::from(stage != "gate"), "{what}");
+            for f in ["child", "rb-child"] {
+                let p = pid_in(&s, f);
+                if p > 0 {
+                    until(&format!("{what}: {f} {p} gone"), || !alive(p));
+                }
+            }
+            assert!(children_of(pid as u32).is_empty(), "{what}");
+            let id = run_ids(&s).remove(0);
+            assert_eq!(verify(&s, &id).code, Some(0), "{what}");
+            assert!(
+                err.contains("interrupted by a signal") || err.contains("aborted at the gate"),
+                "{what}: {err}"
+            );
+        }
+    }
+}
+
+/// Issue 11.7: a runs dir, `.locks` or run dir owned by another user (or writable by others)
+/// is refused, and a refused run creates nothing.
+#[test]
+fn a_runs_dir_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::sshd::ensure_test_user();
+    let uid = {
+        let out = std::process::Command::new("id")
+            .args(["-u", crate::sshd::TEST_USER])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .expect("uid")
+    };
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: owned\nversion: 1\nlock: owned\nsteps:\n  - id: a\n    run: echo a >> {D}/a\n",
+    );
+    std::fs::create_dir(s.path("runs")).expect("mkdir");
+    std::os::unix::fs::chown(s.path("runs"), Some(uid), None).expect("chown");
+    let r = s.exec(&[]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("not by you"), "{}", r.stderr);
+    assert_eq!(
+        run_ids(&s),
+        Vec::<String>::new(),
+        "a refused run creates nothing"
+    );
+    assert_eq!(count(&s, "a"), 0);
+    // Ours again, but `.locks` planted by the other user.
+    std::os::unix::fs::chown(s.path("runs"), Some(0), None).expect("chown");
+    std::fs::create_dir(s.path("runs/.locks")).expect("mkdir");
+    std::os::unix::fs::chown(s.path("runs/.locks"), Some(uid), None).expect("chown");
+    let r = s.exec(&[]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains(".locks is owned by uid"), "{}", r.stderr);
+    assert_eq!(run_ids(&s), Vec::<String>::new());
+    // Ours, but writable by everyone.
+    std::os::unix::fs::chown(s.path("runs/.locks"), Some(0), None).expect("chown");
+    std::fs::set_permissions(
+        s.path("runs/.locks"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .expect("chmod");
+    let r = s.exec(&[]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("writable by group or others"),
+        "{}",
+        r.stderr
+    );
+    std::fs::set_permissions(
+        s.path("runs/.locks"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .expect("chmod");
+    let r = s.exec(&[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let id = run_ids(&s).remove(0);
+    // A step log replaced by a symlink is not followed by a resumed run's journal either:
+    // the journal itself refuses a symlink.
+    let j = s.path(&format!("runs/{id}/journal.jsonl"));
+    std::fs::remove_file(&j).expect("rm");
+    std::os::unix::fs::symlink(s.path("elsewhere"), &j).expect("symlink");
+    let v = verify(&s, &id);
+    assert_ne!(v.code, Some(0), "{}", v.stdout);
+    assert!(!s.path("elsewhere").exists());
+    // A lock held by a live run: the second run is refused and creates no run dir.
+    let s = Scratch::new();
+    s.runbook("runbook: owned\nversion: 1\nlock: owned\nsteps:\n  - id: a\n    run: touch {D}/holding; sleep 2\n");
+    let mut first = spawn(&s, &["--progress", "plain"]);
+    until("holding", || s.path("holding").exists());
+    let second = s.exec(&[]);
+    assert_eq!(second.code, Some(2), "{}", second.stderr);
+    assert_eq!(
+        run_ids(&s).len(),
+        1,
+        "the refused run created a run directory"
+    );
+    let _ = wait_output(&mut first, Duration::from_secs(30));
+}
