@@ -398,6 +398,7 @@ impl Observer for Console {
                     self.st.warn.apply_to("warning:")
                 ));
             }
+            Event::ItemStarted { .. } | Event::ItemFinished { .. } => {}
             Event::RunFinished { .. } => {
                 if let Some(l) = &self.live {
                     l.total.finish_and_clear();

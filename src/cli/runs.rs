@@ -142,7 +142,79 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
             doubtful.push(id);
         }
     }
+    // `for_each` steps resume per item: finished items are not run again, items in flight are
+    // in doubt one by one, items never started run.
+    let mut items_started: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut items_finished: HashMap<String, HashMap<usize, serde_json::Value>> = HashMap::new();
+    for r in &records {
+        match &r.stamped.event {
+            Event::ItemStarted { step, item_index } => {
+                items_started
+                    .entry(step.clone())
+                    .or_default()
+                    .push(*item_index);
+            }
+            Event::ItemFinished {
+                step,
+                item_index,
+                status: StepStatus::Succeeded,
+                result,
+            } => {
+                items_finished
+                    .entry(step.clone())
+                    .or_default()
+                    .insert(*item_index, result.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut whole = Vec::new();
     for id in doubtful {
+        let per_item =
+            rb.step(&id).is_some_and(|s| s.for_each.is_some()) && items_started.contains_key(&id);
+        if !per_item {
+            whole.push(id);
+            continue;
+        }
+        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
+        let mut done = items_finished.remove(&id).unwrap_or_default();
+        let mut started = items_started.remove(&id).unwrap_or_default();
+        started.sort_unstable();
+        started.dedup();
+        started.retain(|k| !done.contains_key(k));
+        for k in started {
+            let rerun = if idempotent || a.rerun_in_doubt {
+                true
+            } else if a.skip_in_doubt {
+                false
+            } else if interactive {
+                let q = format!(
+                    "item {k} of step `{id}` was running when the engine stopped and the step is not idempotent. Run it again?"
+                );
+                dialoguer::Confirm::new()
+                    .with_prompt(q)
+                    .default(false)
+                    .interact()
+                    .unwrap_or(false)
+            } else {
+                error_line(format!(
+                    "item {k} of step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
+                ));
+                return ExitStatus::Aborted;
+            };
+            prior.in_doubt.insert(format!("{id} item {k}"), rerun);
+            if !rerun {
+                done.insert(
+                    k,
+                    serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
+                );
+            }
+        }
+        // The step runs again, skipping the items listed as done.
+        prior.in_doubt.insert(id.clone(), true);
+        prior.items_done.insert(id, done);
+    }
+    for id in whole {
         let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
         let rerun = if idempotent || a.rerun_in_doubt {
             true

@@ -51,6 +51,9 @@ pub struct Prior {
     pub rolled_back: std::collections::HashSet<String>,
     /// This is a resumed run (emit `run-resumed`, not `run-started`).
     pub resumed: bool,
+    /// `for_each` items not to run again, by step: their results (finished before, or in
+    /// doubt and treated as done). Items not listed run.
+    pub items_done: HashMap<String, HashMap<usize, serde_json::Value>>,
 }
 
 /// Sends events to observers, redacted and stamped.
@@ -189,6 +192,20 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
                 result,
             }
         }
+        Event::ItemFinished {
+            step,
+            item_index,
+            status,
+            mut result,
+        } => {
+            redact_result(r, &mut result);
+            Event::ItemFinished {
+                step,
+                item_index,
+                status,
+                result,
+            }
+        }
         Event::RollbackStarted { step, reason } => Event::RollbackStarted {
             step,
             reason: t(reason),
@@ -226,7 +243,10 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
         },
         // Ids, user and host names, non-secret inputs (secret ones are already masked in
         // `inputs` and absent from `values`), the answer command built from ids.
-        e @ (Event::RunStarted { .. } | Event::RunResumed { .. } | Event::GateWaiting { .. }) => e,
+        e @ (Event::RunStarted { .. }
+        | Event::RunResumed { .. }
+        | Event::GateWaiting { .. }
+        | Event::ItemStarted { .. }) => e,
     }
 }
 
@@ -289,6 +309,7 @@ struct Shared {
     secret_env: Vec<(String, String)>,
     run_json: serde_json::Value,
     local: LocalRunner,
+    items_done: HashMap<String, HashMap<usize, serde_json::Value>>,
 }
 
 impl Shared {
@@ -365,6 +386,7 @@ pub async fn execute(
         redactor,
         run_json,
         local: LocalRunner,
+        items_done: prior.items_done.clone(),
         rb: rb.clone(),
         inputs: inputs.clone(),
         opts,
@@ -1288,6 +1310,10 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             {
                 let k = next;
                 next += 1;
+                if let Some(done) = item_done(&sh, &step.id.name, k) {
+                    results[k] = Some(done);
+                    continue;
+                }
                 let (sh2, step2, item) = (sh.clone(), step.clone(), items[k].clone());
                 set.spawn(async move {
                     let mut extra = Vec::new();
@@ -1296,7 +1322,10 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
                         extra.push(("item_index".to_string(), Value::from(k)));
                     }
                     let label = item.as_ref().map(|v| sh2.redactor.text(&v.to_string()));
-                    (k, run_item(&sh2, &step2, i, extra, label, k, true).await)
+                    item_started(&sh2, &step2.id.name, k);
+                    let out = run_item(&sh2, &step2, i, extra, label, k, true).await;
+                    item_finished(&sh2, &step2.id.name, k, out.0, &out.1);
+                    (k, out)
                 });
             }
             let Some(joined) = set.join_next().await else {
@@ -1333,8 +1362,19 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             extra.push(("item_index".to_string(), Value::from(k)));
         }
         let label = item.as_ref().map(|v| sh.redactor.text(&v.to_string()));
-        let (status, result, error, operator, hosts) =
-            run_item(&sh, &step, i, extra.clone(), label, k, items.len() > 1).await;
+        let (status, result, error, operator, hosts) = match item_done(&sh, &step.id.name, k) {
+            Some(done) => (StepStatus::Succeeded, done, None, None, Vec::new()),
+            None => {
+                if step.for_each.is_some() {
+                    item_started(&sh, &step.id.name, k);
+                }
+                let out = run_item(&sh, &step, i, extra.clone(), label, k, items.len() > 1).await;
+                if step.for_each.is_some() {
+                    item_finished(&sh, &step.id.name, k, out.0, &out.1);
+                }
+                out
+            }
+        };
         run.hosts = hosts;
         last = result.clone();
         item_results.push(result.clone());
@@ -1417,6 +1457,27 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         );
     }
     finish(&sh, run, t0, final_status, result, final_error)
+}
+
+/// The result of item `k` of step `id` when a resumed run must not run it again.
+fn item_done(sh: &Shared, id: &str, k: usize) -> Option<serde_json::Value> {
+    sh.items_done.get(id).and_then(|m| m.get(&k)).cloned()
+}
+
+fn item_started(sh: &Shared, id: &str, k: usize) {
+    sh.emit(Event::ItemStarted {
+        step: id.to_string(),
+        item_index: k,
+    });
+}
+
+fn item_finished(sh: &Shared, id: &str, k: usize, status: StepStatus, result: &serde_json::Value) {
+    sh.emit(Event::ItemFinished {
+        step: id.to_string(),
+        item_index: k,
+        status,
+        result: result.clone(),
+    });
 }
 
 fn finish(

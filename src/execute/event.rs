@@ -128,6 +128,20 @@ pub enum Event {
         item: Option<String>,
         command: Option<String>,
     },
+    /// One item of a `for_each` step is about to run (before its `step-started`).
+    ItemStarted {
+        step: String,
+        item_index: usize,
+    },
+    /// One item of a `for_each` step ended: `resume` does not run it again.
+    ItemFinished {
+        step: String,
+        item_index: usize,
+        status: StepStatus,
+        /// The item's result (redacted text; tags kept), restored on resume.
+        #[serde(default)]
+        result: serde_json::Value,
+    },
     Output {
         step: String,
         host: Option<String>,

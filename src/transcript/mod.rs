@@ -388,7 +388,10 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
                 t.exit_code = Some(*exit_code);
                 t.reason = Some(reason.clone());
             }
-            Event::Output { .. } | Event::ProbeAttempt { .. } => {}
+            Event::Output { .. }
+            | Event::ProbeAttempt { .. }
+            | Event::ItemStarted { .. }
+            | Event::ItemFinished { .. } => {}
         }
     }
     t

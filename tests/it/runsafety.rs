@@ -711,3 +711,210 @@ fn a_runs_dir_owned_by_another_user_is_refused() {
     );
     let _ = wait_output(&mut first, Duration::from_secs(30));
 }
+
+const KILLED: &str = r#"
+runbook: killed
+version: 1
+inputs:
+  fail: { default: "no" }
+steps:
+  - id: s1
+    run: echo s1 >> {D}/s1; sleep 0.04
+    rollback: echo r1 >> {D}/r1; sleep 0.04
+  - id: fe
+    needs: [s1]
+    for_each: [1, 2, 3, 4, 5]
+    run: echo {{ item }} >> {D}/fe-{{ item }}; sleep 0.03
+    rollback: echo rfe >> {D}/rfe; sleep 0.04
+  - id: last
+    needs: [fe]
+    run: echo last >> {D}/last; sleep 0.03; test "{{ fail }}" = "no"
+"#;
+
+/// How many times the journal's `run-resumed` records say `what` was re-run in doubt.
+fn reruns(j: &str, what: &str) -> usize {
+    j.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "run-resumed")
+        .flat_map(|v| v["in_doubt"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p[0] == what && p[1] == "re-run")
+        .count()
+}
+
+/// Issue 11.1/11.4: kill -9 at ≥ 50 random points (during steps, inside `for_each`, during
+/// rollbacks), then resume with no flag, `--rerun-in-doubt` or `--skip-in-doubt`: every run
+/// completes, and every non-idempotent step, item and rollback ran at most once (twice only
+/// when the operator asked to re-run it in doubt).
+#[test]
+fn kill_nine_at_random_points_then_resume_runs_nothing_twice() {
+    let mut seed: u64 = std::process::id() as u64 * 2_654_435_761 % 1_000_003 + 17;
+    let mut rand = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let flags: [&[&str]; 3] = [&[], &["--rerun-in-doubt"], &["--skip-in-doubt"]];
+    let mut resumed = 0;
+    for round in 0..54 {
+        let s = Scratch::new();
+        s.runbook(KILLED);
+        let fail = round % 2 == 1;
+        let fail_arg = if fail { "fail=yes" } else { "fail=no" };
+        let mut child = s
+            .command(&["--progress", "plain", "--input", fail_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let at = rand(700);
+        std::thread::sleep(Duration::from_millis(at));
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(120)); // orphans finish, as on a real host
+        let what = format!("round {round} (kill at {at} ms, fail={fail})");
+        let Some(id) = run_ids(&s).into_iter().next() else {
+            continue;
+        };
+        if !journal(&s, &id).contains("run-started") {
+            continue;
+        }
+        let flag = flags[round % 3];
+        let mut r = resume(&s, &id, flag);
+        if r.code == Some(3) && flag.is_empty() {
+            assert!(r.stderr.contains("in flight"), "{what}: {}", r.stderr);
+            r = resume(&s, &id, &["--skip-in-doubt"]);
+        }
+        if r.code == Some(2) && r.stderr.contains("already finished") {
+            r.code = None;
+        } else {
+            resumed += 1;
+            assert!(matches!(r.code, Some(0 | 1 | 4)), "{what}: {}", r.stderr);
+        }
+        let j = journal(&s, &id);
+        let mut files: Vec<(String, String)> = vec![
+            ("s1".into(), "s1".into()),
+            ("last".into(), "last".into()),
+            ("r1".into(), "rollback of s1".into()),
+            ("rfe".into(), "rollback of fe".into()),
+        ];
+        for k in 1..=5 {
+            files.push((format!("fe-{k}"), format!("fe item {}", k - 1)));
+        }
+        for (file, key) in files {
+            let allowed = 1
+                + reruns(&j, &key)
+                + if file == "s1" || file == "last" {
+                    reruns(&j, &file)
+                } else {
+                    0
+                };
+            assert!(
+                count(&s, &file) <= allowed,
+                "{what}: {file} ran {} times (allowed {allowed})\n{j}",
+                count(&s, &file)
+            );
+        }
+        // The run completed: sealed, verified, not interrupted.
+        let v = verify(&s, &id);
+        assert_eq!(v.code, Some(0), "{what}: {}", v.stderr);
+        assert!(
+            v.stdout.contains("sealed end present"),
+            "{what}: {}",
+            v.stdout
+        );
+        let state = runs_line(&s, &id);
+        assert!(!state.contains("interrupted"), "{what}: {state}");
+        if state.contains("success") {
+            for k in 1..=5 {
+                assert!(
+                    count(&s, &format!("fe-{k}")) >= 1,
+                    "{what}: item {k} never ran"
+                );
+            }
+        }
+    }
+    assert!(resumed >= 20, "only {resumed} runs needed a resume");
+}
+
+/// Issue 11.4: `for_each` in doubt is per item: finished items are not repeated, the item in
+/// flight is decided alone, items never started do run.
+#[test]
+fn for_each_in_doubt_resumes_per_item() {
+    for (flag, item3) in [("--skip-in-doubt", 1), ("--rerun-in-doubt", 2)] {
+        let s = Scratch::new();
+        s.runbook(
+            r#"
+runbook: items
+version: 1
+steps:
+  - id: fe
+    for_each: [k1, k2, k3, k4, k5]
+    run: echo x >> {D}/{{ item }}; if [ {{ item }} = k3 ] && [ ! -e {D}/go ]; then echo $$ > {D}/in-k3; exec sleep 30; fi
+"#,
+        );
+        let mut child = spawn(&s, &["--progress", "plain"]);
+        until("k3 running", || pid_in(&s, "in-k3") > 0);
+        let _ = child.kill();
+        let _ = child.wait();
+        // SAFETY: the orphaned step this test started.
+        unsafe { libc::kill(pid_in(&s, "in-k3"), libc::SIGKILL) };
+        std::fs::write(s.path("go"), "").expect("go");
+        let id = run_ids(&s).remove(0);
+        let headless = resume(&s, &id, &[]);
+        assert_eq!(headless.code, Some(3), "{}", headless.stderr);
+        assert!(
+            headless.stderr.contains("item 2 of step `fe`"),
+            "{}",
+            headless.stderr
+        );
+        let r = resume(&s, &id, &[flag]);
+        assert_eq!(r.code, Some(0), "{flag}: {}", r.stderr);
+        for (k, n) in [("k1", 1), ("k2", 1), ("k3", item3), ("k4", 1), ("k5", 1)] {
+            assert_eq!(count(&s, k), n, "{flag}: {k}");
+        }
+    }
+}
+
+/// Issue 11.4: a rollback in flight when the engine died is in doubt like a step.
+#[test]
+fn an_in_flight_rollback_is_in_doubt_on_resume() {
+    for (flag, begins) in [("--skip-in-doubt", 1), ("--rerun-in-doubt", 2)] {
+        let s = Scratch::new();
+        s.runbook(
+            r#"
+runbook: refund
+version: 1
+steps:
+  - id: pay
+    run: echo paid >> {D}/paid
+    rollback: echo "refund begin" >> {D}/refund; if [ ! -e {D}/go ]; then echo $$ > {D}/rb; exec sleep 30; fi
+  - id: boom
+    needs: [pay]
+    run: exit 1
+"#,
+        );
+        let mut child = spawn(&s, &["--progress", "plain"]);
+        until("rollback running", || pid_in(&s, "rb") > 0);
+        let _ = child.kill();
+        let _ = child.wait();
+        // SAFETY: the orphaned rollback this test started.
+        unsafe { libc::kill(pid_in(&s, "rb"), libc::SIGKILL) };
+        std::fs::write(s.path("go"), "").expect("go");
+        let id = run_ids(&s).remove(0);
+        let headless = resume(&s, &id, &[]);
+        assert_eq!(headless.code, Some(3), "{}", headless.stderr);
+        assert!(
+            headless
+                .stderr
+                .contains("the rollback of `pay` was in flight"),
+            "{}",
+            headless.stderr
+        );
+        assert_eq!(count(&s, "refund"), 1);
+        let r = resume(&s, &id, &[flag]);
+        assert_eq!(r.code, Some(1), "{flag}: {}", r.stderr);
+        assert_eq!(count(&s, "refund"), begins, "{flag}");
+        assert_eq!(count(&s, "paid"), 1, "{flag}");
+    }
+}
