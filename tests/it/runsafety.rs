@@ -918,3 +918,88 @@ steps:
         assert_eq!(count(&s, "paid"), 1, "{flag}");
     }
 }
+
+/// Issue 11.6 over SSH: SIGHUP and SIGTERM while a remote step runs on the harness's real
+/// sshd: the remote process, the ssh master and its socket directory are all gone after.
+#[test]
+fn sighup_and_sigterm_over_ssh_leave_no_remote_process_master_or_socket_dir() {
+    use crate::sshd::{Keys, Sshd, TEST_USER, available, ensure_test_user};
+    if !available() {
+        assert!(std::env::var_os("CI").is_none(), "sshd must be installed in CI");
+        return;
+    }
+    ensure_test_user();
+    let keys = Keys::new();
+    let sshd = Sshd::start(&keys, &["127.0.0.1"], "host");
+    keys.trust("127.0.0.1", sshd.port, "host");
+    for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+        let s = Scratch::new();
+        s.runbook(&format!(
+            r#"
+runbook: remote
+version: 1
+hosts:
+  node: {{ address: 127.0.0.1, port: {port}, user: {TEST_USER} }}
+steps:
+  - id: first
+    run: echo first >> {{D}}/done
+    rollback: echo undo >> {{D}}/undo
+  - id: sleepy
+    needs: [first]
+    on: node
+    read_only: true
+    run: echo $$ > /tmp/rb-i11b-{port}-{sig}; exec sleep 300
+"#,
+            port = sshd.port
+        ));
+        // The remote user writes its pid where the test can read it.
+        let remote = format!("/tmp/rb-i11b-{}-{sig}", sshd.port);
+        let _ = std::fs::remove_file(&remote);
+        let cfg = keys.ssh_config().display().to_string();
+        let mut child = s
+            .command(&["--progress", "plain", "--ssh-config", &cfg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let engine = child.id();
+        let read_pid = || {
+            std::fs::read_to_string(&remote)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .unwrap_or(0)
+        };
+        let t0 = Instant::now();
+        while read_pid() == 0 {
+            if let Ok(Some(_)) = child.try_wait() {
+                let (code, err) = wait_output(&mut child, Duration::from_secs(5));
+                panic!("signal {sig}: the run ended before its remote step: {code:?} {err}");
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "remote step never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let rpid = read_pid();
+        // SAFETY: signalling the engine this test started.
+        unsafe { libc::kill(engine as i32, sig) };
+        let (code, err) = wait_output(&mut child, Duration::from_secs(30));
+        assert_eq!(code, Some(3), "signal {sig}: {err}");
+        assert_eq!(s.read("undo"), "undo\n", "signal {sig}");
+        until(&format!("signal {sig}: remote {rpid} gone"), || !alive(rpid));
+        let ps = std::process::Command::new("ps")
+            .args(["-eww", "-o", "args"])
+            .output()
+            .expect("ps");
+        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        let port = format!("-p {}", sshd.port);
+        assert!(
+            !ps.lines().any(|l| l.starts_with("ssh") && l.contains(&port)),
+            "signal {sig}: an ssh master survived:\n{ps}"
+        );
+        assert!(
+            !std::path::Path::new(&format!("/tmp/runbook-ssh-{engine}")).exists(),
+            "signal {sig}: the control socket directory was left behind"
+        );
+        assert!(children_of(engine).is_empty(), "signal {sig}");
+        let _ = std::fs::remove_file(&remote);
+    }
+}
