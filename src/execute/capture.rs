@@ -26,6 +26,8 @@ pub struct Capture {
     log_path: Option<PathBuf>,
     log: Option<std::fs::File>,
     log_failed: bool,
+    /// Why the log file could not be written (reported once the stream ends).
+    log_error: Option<String>,
     partial: Vec<u8>,
 }
 
@@ -50,6 +52,7 @@ impl Capture {
             log_path,
             log: None,
             log_failed: false,
+            log_error: None,
             partial: Vec::new(),
         }
     }
@@ -124,17 +127,30 @@ impl Capture {
             let Some(path) = &self.log_path else { return };
             match open_private(path) {
                 Ok(f) => self.log = Some(f),
-                Err(_) => {
+                Err(e) => {
                     self.log_failed = true;
+                    self.log_error = Some(format!("{}: {e}", path.display()));
                     return;
                 }
             }
         }
         if let Some(f) = &mut self.log
-            && f.write_all(chunk).is_err()
+            && let Err(e) = f.write_all(chunk)
         {
             self.log_failed = true;
+            self.log_error = Some(format!(
+                "{}: {e} (after {} bytes)",
+                self.log_path
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                self.total
+            ));
         }
+    }
+
+    /// Why the step log could not be written, if it could not (the log is then incomplete).
+    pub fn log_error(&self) -> Option<&str> {
+        self.log_error.as_deref()
     }
 
     /// Bytes seen in total.
@@ -175,11 +191,19 @@ pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link; refusing to write through it",
+                dir.display()
+            )));
+        }
     }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        // A symlink planted where a log or the journal goes is refused, not followed.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }
 

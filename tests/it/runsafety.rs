@@ -925,7 +925,10 @@ steps:
 fn sighup_and_sigterm_over_ssh_leave_no_remote_process_master_or_socket_dir() {
     use crate::sshd::{Keys, Sshd, TEST_USER, available, ensure_test_user};
     if !available() {
-        assert!(std::env::var_os("CI").is_none(), "sshd must be installed in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "sshd must be installed in CI"
+        );
         return;
     }
     ensure_test_user();
@@ -975,7 +978,10 @@ steps:
                 let (code, err) = wait_output(&mut child, Duration::from_secs(5));
                 panic!("signal {sig}: the run ended before its remote step: {code:?} {err}");
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "remote step never ran");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "remote step never ran"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let rpid = read_pid();
@@ -984,7 +990,9 @@ steps:
         let (code, err) = wait_output(&mut child, Duration::from_secs(30));
         assert_eq!(code, Some(3), "signal {sig}: {err}");
         assert_eq!(s.read("undo"), "undo\n", "signal {sig}");
-        until(&format!("signal {sig}: remote {rpid} gone"), || !alive(rpid));
+        until(&format!("signal {sig}: remote {rpid} gone"), || {
+            !alive(rpid)
+        });
         let ps = std::process::Command::new("ps")
             .args(["-eww", "-o", "args"])
             .output()
@@ -992,7 +1000,8 @@ steps:
         let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
         let port = format!("-p {}", sshd.port);
         assert!(
-            !ps.lines().any(|l| l.starts_with("ssh") && l.contains(&port)),
+            !ps.lines()
+                .any(|l| l.starts_with("ssh") && l.contains(&port)),
             "signal {sig}: an ssh master survived:\n{ps}"
         );
         assert!(
@@ -1002,4 +1011,66 @@ steps:
         assert!(children_of(engine).is_empty(), "signal {sig}");
         let _ = std::fs::remove_file(&remote);
     }
+}
+
+/// Issue 11.3/11.7: a step log that cannot be written (a real full tmpfs) is reported, not
+/// silently cut; a symlink planted where a step log goes is refused, not followed.
+#[test]
+fn step_log_failures_are_reported_and_symlinks_refused() {
+    let fs = Tmpfs::new("logs", "512k");
+    let s = Scratch::new();
+    s.runbook("runbook: chatty\nversion: 1\nsteps:\n  - id: chatty\n    run: head -c 200000 /dev/zero | tr '\\0' 'x' | fold -w 100\n");
+    let filler = fs.dir.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4096", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status();
+    let size = std::fs::metadata(&filler).map(|m| m.len()).unwrap_or(0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .and_then(|f| f.set_len(size.saturating_sub(120 * 1024)))
+        .expect("shrink filler");
+    let runs = fs.dir.join("runs");
+    let out = runbook([
+        "exec",
+        &s.path("runbook.yaml").display().to_string(),
+        "--progress",
+        "plain",
+        "--runs-dir",
+        &runs.display().to_string(),
+    ])
+    .run();
+    assert!(
+        out.stderr.contains("the step log could not be written")
+            && out.stderr.contains("No space left on device"),
+        "exit {:?}: {}",
+        out.code,
+        out.stderr
+            .lines()
+            .filter(|l| !l.contains("xxxxx"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(fs);
+    // A symlink planted in place of a step log of a run waiting at its gate.
+    let s = Scratch::new();
+    s.runbook("runbook: planted\nversion: 1\nsteps:\n  - id: go\n    confirm: Go?\n    run: echo secret-output\n");
+    let ran = s.exec(&["--no-wait"]);
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    let id = run_ids(&s).remove(0);
+    let steps = s.path(&format!("runs/{id}/steps"));
+    std::fs::create_dir_all(&steps).expect("steps");
+    std::os::unix::fs::symlink(s.path("stolen"), steps.join("go.stdout.log")).expect("symlink");
+    let r = resume(&s, &id, &["--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        !s.path("stolen").exists(),
+        "the planted symlink was followed"
+    );
+    assert!(
+        r.stderr.contains("the step log could not be written"),
+        "{}",
+        r.stderr
+    );
 }

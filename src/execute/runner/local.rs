@@ -69,9 +69,19 @@ pub(crate) async fn pump<R: AsyncRead + Unpin>(
             }
         }
     }
-    let last = cap.lock().ok().and_then(|mut c| c.finish());
+    let (last, log_error) = match cap.lock() {
+        Ok(mut c) => (c.finish(), c.log_error().map(str::to_string)),
+        Err(_) => (None, None),
+    };
     if let Some(l) = last {
         sink(stream, l);
+    }
+    // A step log that could not be written (disk full) is reported, never silently cut.
+    if let Some(e) = log_error {
+        sink(
+            stream,
+            format!("[runbook: the step log could not be written: {e}; the log is incomplete]"),
+        );
     }
 }
 
