@@ -515,7 +515,14 @@ fn lock_contention_between_two_runs() {
     let third = s.exec(&[]);
     assert_eq!(third.code, Some(0), "{}", third.stderr);
     // A finished run's leftover lock is stale.
-    let id = run_ids(&s).pop().unwrap_or_default();
+    let id = run_ids(&s)
+        .into_iter()
+        .find(|id| {
+            std::fs::read_to_string(s.path(&format!("runs/{id}/journal.jsonl")))
+                .unwrap_or_default()
+                .contains("\"status\":\"success\"")
+        })
+        .unwrap_or_default();
     let lock = s.path("runs/.locks/vault-vault-2.lock");
     let holder = serde_json::json!({"key":"vault-vault-2","run_id":id,"user":"root","host":"x","pid":1,"started":"t"});
     std::fs::write(&lock, holder.to_string()).expect("plant");

@@ -462,6 +462,7 @@ fn disk_full_at_every_page_then_free_space_and_resume() {
         let _ = std::process::Command::new("dd")
             .args(["if=/dev/zero", "bs=4096", "status=none"])
             .arg(format!("of={}", filler.display()))
+            .stderr(Stdio::null())
             .status();
         let size = std::fs::metadata(&filler).map(|m| m.len()).unwrap_or(0);
         let keep = size.saturating_sub(free_pages * 4096);
@@ -1024,6 +1025,7 @@ fn step_log_failures_are_reported_and_symlinks_refused() {
     let _ = std::process::Command::new("dd")
         .args(["if=/dev/zero", "bs=4096", "status=none"])
         .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
         .status();
     let size = std::fs::metadata(&filler).map(|m| m.len()).unwrap_or(0);
     std::fs::OpenOptions::new()

@@ -475,15 +475,7 @@ async fn run_remote(
             super::local::pump(r, cap, Stream::Stderr, sink2).await;
         });
     }
-    let pgid = Arc::new(Mutex::new(None::<u32>));
-    let pg2 = pgid.clone();
-    tokio::spawn(async move {
-        if let Ok(p) = pgid_rx.await
-            && let Ok(mut g) = pg2.lock()
-        {
-            *g = Some(p);
-        }
-    });
+    let mut pgid_rx = pgid_rx;
     // Backstop: the remote `timeout` stops the command; this stops waiting for it.
     let local_limit = async {
         match spec.timeout {
@@ -513,7 +505,15 @@ async fn run_remote(
             ));
         }
         None => {
-            let id = pgid.lock().ok().and_then(|g| *g);
+            // A signal may arrive before the bootstrap's process-group line was read: wait
+            // for it (briefly) rather than leave the remote command running.
+            let id = match pgid_rx.try_recv() {
+                Ok(p) => Some(p),
+                Err(_) => tokio::time::timeout(Duration::from_secs(5), &mut pgid_rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+            };
             if let Some(id) = id {
                 kill_remote_group(&session, id).await;
             }
