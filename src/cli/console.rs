@@ -226,6 +226,7 @@ impl Observer for Console {
                 host,
                 item,
                 command,
+                ..
             } => {
                 let mut label = step.clone();
                 if let Some(h) = host {

@@ -144,35 +144,54 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
     }
     // `for_each` steps resume per item: finished items are not run again, items in flight are
     // in doubt one by one, items never started run.
-    let mut items_started: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut items_finished: HashMap<String, HashMap<usize, serde_json::Value>> = HashMap::new();
+    type Unit = (usize, Option<String>);
+    let mut items_started: HashMap<String, Vec<Unit>> = HashMap::new();
+    // Commands announced (`step-started`) per step: (item index, host). A unit whose command
+    // was never announced did not start (its process starts only after that record is on
+    // disk): it simply runs again, it is not in doubt.
+    let mut announced_units: HashMap<String, Vec<Unit>> = HashMap::new();
+    let mut items_finished: HashMap<String, HashMap<Unit, serde_json::Value>> = HashMap::new();
     for r in &records {
         match &r.stamped.event {
-            Event::ItemStarted { step, item_index } => {
+            Event::ItemStarted {
+                step,
+                item_index,
+                host,
+            } => {
                 items_started
                     .entry(step.clone())
                     .or_default()
-                    .push(*item_index);
+                    .push((*item_index, host.clone()));
+            }
+            Event::StepStarted {
+                step,
+                host,
+                item_index,
+                ..
+            } => {
+                announced_units
+                    .entry(step.clone())
+                    .or_default()
+                    .push((item_index.unwrap_or(0), host.clone()));
             }
             Event::ItemFinished {
                 step,
                 item_index,
+                host,
                 status: StepStatus::Succeeded,
                 result,
             } => {
                 items_finished
                     .entry(step.clone())
                     .or_default()
-                    .insert(*item_index, result.clone());
+                    .insert((*item_index, host.clone()), result.clone());
             }
             _ => {}
         }
     }
     let mut whole = Vec::new();
     for id in doubtful {
-        let per_item =
-            rb.step(&id).is_some_and(|s| s.for_each.is_some()) && items_started.contains_key(&id);
-        if !per_item {
+        if !items_started.contains_key(&id) {
             whole.push(id);
             continue;
         }
@@ -181,15 +200,35 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         let mut started = items_started.remove(&id).unwrap_or_default();
         started.sort_unstable();
         started.dedup();
-        started.retain(|k| !done.contains_key(k));
-        for k in started {
+        // An item that ran on several hosts is decided host by host: the item itself runs
+        // again, skipping the hosts that finished (or were treated as done).
+        let with_hosts: Vec<usize> = started
+            .iter()
+            .filter(|(_, h)| h.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        started.retain(|u| !done.contains_key(u) && (u.1.is_some() || !with_hosts.contains(&u.0)));
+        let announced = announced_units.remove(&id).unwrap_or_default();
+        started.retain(|(k, h)| {
+            announced
+                .iter()
+                .any(|(ak, ah)| ak == k && (h.is_none() || ah == h))
+        });
+        for unit in started {
+            let what = match &unit {
+                (k, Some(h)) if rb.step(&id).is_some_and(|s| s.for_each.is_some()) => {
+                    format!("host {h} of item {k} of step `{id}`")
+                }
+                (_, Some(h)) => format!("host {h} of step `{id}`"),
+                (k, None) => format!("item {k} of step `{id}`"),
+            };
             let rerun = if idempotent || a.rerun_in_doubt {
                 true
             } else if a.skip_in_doubt {
                 false
             } else if interactive {
                 let q = format!(
-                    "item {k} of step `{id}` was running when the engine stopped and the step is not idempotent. Run it again?"
+                    "{what} was running when the engine stopped and the step is not idempotent. Run it again?"
                 );
                 dialoguer::Confirm::new()
                     .with_prompt(q)
@@ -198,19 +237,23 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
                     .unwrap_or(false)
             } else {
                 error_line(format!(
-                    "item {k} of step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
+                    "{what} was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
                 ));
                 return ExitStatus::Aborted;
             };
-            prior.in_doubt.insert(format!("{id} item {k}"), rerun);
+            let key = match &unit {
+                (k, Some(h)) => format!("{id} item {k} host {h}"),
+                (k, None) => format!("{id} item {k}"),
+            };
+            prior.in_doubt.insert(key, rerun);
             if !rerun {
                 done.insert(
-                    k,
+                    unit,
                     serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
                 );
             }
         }
-        // The step runs again, skipping the items listed as done.
+        // The step runs again, skipping the items and hosts listed as done.
         prior.in_doubt.insert(id.clone(), true);
         prior.items_done.insert(id, done);
     }

@@ -53,7 +53,8 @@ pub struct Prior {
     pub resumed: bool,
     /// `for_each` items not to run again, by step: their results (finished before, or in
     /// doubt and treated as done). Items not listed run.
-    pub items_done: HashMap<String, HashMap<usize, serde_json::Value>>,
+    /// Keyed by item index and, for one host of a fan-out, the host.
+    pub items_done: HashMap<String, HashMap<(usize, Option<String>), serde_json::Value>>,
 }
 
 /// Sends events to observers, redacted and stamped.
@@ -125,12 +126,14 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
             host,
             item,
             command,
+            item_index,
         } => Event::StepStarted {
             step,
             attempt,
             host,
             item,
             command: o(command),
+            item_index,
         },
         Event::ProbeAttempt {
             step,
@@ -195,6 +198,7 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
         Event::ItemFinished {
             step,
             item_index,
+            host,
             status,
             mut result,
         } => {
@@ -202,6 +206,7 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
             Event::ItemFinished {
                 step,
                 item_index,
+                host,
                 status,
                 result,
             }
@@ -309,7 +314,7 @@ struct Shared {
     secret_env: Vec<(String, String)>,
     run_json: serde_json::Value,
     local: LocalRunner,
-    items_done: HashMap<String, HashMap<usize, serde_json::Value>>,
+    items_done: HashMap<String, HashMap<(usize, Option<String>), serde_json::Value>>,
 }
 
 impl Shared {
@@ -1459,22 +1464,57 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     finish(&sh, run, t0, final_status, result, final_error)
 }
 
+/// The `for_each` item index in a step's context, if any.
+fn item_index_of(ctx: &Value) -> Option<usize> {
+    ctx.get_attr("item_index")
+        .ok()
+        .and_then(|v| usize::try_from(v).ok())
+}
+
 /// The result of item `k` of step `id` when a resumed run must not run it again.
 fn item_done(sh: &Shared, id: &str, k: usize) -> Option<serde_json::Value> {
-    sh.items_done.get(id).and_then(|m| m.get(&k)).cloned()
+    sh.items_done
+        .get(id)
+        .and_then(|m| m.get(&(k, None)))
+        .cloned()
+}
+
+/// The result of host `host` of item `k` of a fan-out step when it must not run again.
+fn host_done(sh: &Shared, id: &str, k: usize, host: &str) -> Option<serde_json::Value> {
+    sh.items_done
+        .get(id)
+        .and_then(|m| m.get(&(k, Some(host.to_string()))))
+        .cloned()
 }
 
 fn item_started(sh: &Shared, id: &str, k: usize) {
+    unit_started(sh, id, k, None);
+}
+
+fn unit_started(sh: &Shared, id: &str, k: usize, host: Option<String>) {
     sh.emit(Event::ItemStarted {
         step: id.to_string(),
         item_index: k,
+        host,
     });
 }
 
 fn item_finished(sh: &Shared, id: &str, k: usize, status: StepStatus, result: &serde_json::Value) {
+    unit_finished(sh, id, k, None, status, result);
+}
+
+fn unit_finished(
+    sh: &Shared,
+    id: &str,
+    k: usize,
+    host: Option<String>,
+    status: StepStatus,
+    result: &serde_json::Value,
+) {
     sh.emit(Event::ItemFinished {
         step: id.to_string(),
         item_index: k,
+        host,
         status,
         result: result.clone(),
     });
@@ -1577,10 +1617,16 @@ async fn run_item(
         loop {
             while set.len() < parallel && failures.len() <= allowed && !sh.cancel.is_cancelled() {
                 let Some(t) = queue.next() else { break };
+                if let Some(done) = host_done(sh, &step.id.name, k, &t.name) {
+                    // Finished before the engine stopped (or in doubt and treated as done).
+                    per_host.insert(t.name.clone(), done);
+                    continue;
+                }
                 let (sh2, step2, extra2, item2) =
                     (sh.clone(), step.clone(), extra.clone(), item.clone());
                 set.spawn(async move {
                     let name = t.name.clone();
+                    unit_started(&sh2, &step2.id.name, k, Some(name.clone()));
                     let a = attempts(
                         &sh2,
                         &step2,
@@ -1592,6 +1638,14 @@ async fn run_item(
                         log_item,
                     )
                     .await;
+                    unit_finished(
+                        &sh2,
+                        &step2.id.name,
+                        k,
+                        Some(name.clone()),
+                        a.status,
+                        &a.result,
+                    );
                     (name, a)
                 });
             }
@@ -1844,6 +1898,7 @@ async fn run_command(
         host: host.clone(),
         item,
         command: Some(command.clone()),
+        item_index: item_index_of(ctx),
     });
     if let Some(err) = sh.observer_failure() {
         return Attempt::failed(format!(
@@ -1946,6 +2001,7 @@ async fn run_http(
         host: None,
         item,
         command: Some(format!("{} {}", req.method, req.url)),
+        item_index: item_index_of(ctx),
     });
     if let Some(err) = sh.observer_failure() {
         return Attempt::failed(format!("not sent: the journal cannot be written ({err})"));

@@ -127,16 +127,26 @@ pub enum Event {
         host: Option<String>,
         item: Option<String>,
         command: Option<String>,
+        /// Index of the `for_each` item (`resume` decides in-doubt items by it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item_index: Option<usize>,
     },
-    /// One item of a `for_each` step is about to run (before its `step-started`).
+    /// One item of a `for_each` step, or one host of a fan-out, is about to run (before its
+    /// `step-started`).
     ItemStarted {
         step: String,
         item_index: usize,
+        /// Set for one host of a fan-out (`on:` several hosts).
+        #[serde(default)]
+        host: Option<String>,
     },
-    /// One item of a `for_each` step ended: `resume` does not run it again.
+    /// One item of a `for_each` step, or one host of a fan-out, ended: `resume` does not run
+    /// it again.
     ItemFinished {
         step: String,
         item_index: usize,
+        #[serde(default)]
+        host: Option<String>,
         status: StepStatus,
         /// The item's result (redacted text; tags kept), restored on resume.
         #[serde(default)]
