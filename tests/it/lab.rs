@@ -647,3 +647,74 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
         "the restarted node is sealed: it stays out"
     );
 }
+
+/// The faults kept for the runbook library produce the guide's symptoms on the real server.
+#[test]
+fn library_faults_produce_the_guides_symptoms() {
+    let lab = lab();
+    let curl = |node: &str, path: &str, token: Option<&str>| -> String {
+        let ports = std::fs::read_to_string(lab.path("ports")).expect("ports");
+        let key = format!("API_{}=", node.replace('-', "_"));
+        let port = ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .expect("port");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(lab.path("tls/ca.pem"))
+            .arg(format!("https://127.0.0.2:{port}{path}"));
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("X-Vault-Token: {t}")]);
+        }
+        let out = cmd.output().expect("curl");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let (_, root_token) = lab.secrets();
+
+    lab.fault("vault-2", "audit-full");
+    let r = curl("vault-1", "/v1/auth/token/lookup-self", Some(&root_token));
+    assert!(r.contains("internal error"), "{r}");
+    let log = std::fs::read_to_string(lab.path("vault-1/vault.log")).unwrap_or_default()
+        + &std::fs::read_to_string(lab.path("vault-2/vault.log")).unwrap_or_default()
+        + &std::fs::read_to_string(lab.path("vault-3/vault.log")).unwrap_or_default();
+    assert!(
+        log.contains("no audit backend succeeded in logging"),
+        "the server says why"
+    );
+    lab.heal();
+
+    lab.fault("vault-2", "tls-expired");
+    let r = curl("vault-2", "/v1/sys/health", None);
+    assert!(r.contains("certificate has expired"), "{r}");
+    lab.heal();
+
+    lab.fault("vault-2", "kv-policy");
+    let app = std::fs::read_to_string(lab.path("app-token")).expect("app token");
+    let r = curl("vault-1", "/v1/secret/data/app/db", Some(&app));
+    assert!(r.contains("permission denied"), "{r}");
+
+    lab.fault("vault-2", "token-expired");
+    let expired = std::fs::read_to_string(lab.path("expired-token")).expect("token");
+    let r = curl("vault-1", "/v1/auth/token/lookup-self", Some(&expired));
+    assert!(r.contains("permission denied"), "{r}");
+
+    // Lost for good: no heal brings this back, so the lab is rebuilt afterwards.
+    lab.fault("vault-1", "peers-json");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.health("vault-2"), "000");
+    assert_eq!(lab.health("vault-3"), "000");
+    assert_ne!(lab.health("vault-1"), "200", "no leader without quorum");
+    let out = Command::new(root().join("lab/up"))
+        .env("LAB_RUN", &lab.run)
+        .output()
+        .expect("lab/up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -130,7 +130,11 @@ fn shell_values_are_quoted_in_the_plan() {
 fn inputs_file_is_read() {
     let dir = tempfile::tempdir().expect("tmp");
     let f = dir.path().join("incident.yaml");
-    std::fs::write(&f, "node: vault-3\npeer_addrs: ['https://vault-1:8200', 'https://vault-2:8200']\n").expect("write");
+    std::fs::write(
+        &f,
+        "node: vault-3\npeer_addrs: ['https://vault-1:8200', 'https://vault-2:8200']\n",
+    )
+    .expect("write");
     let ran = runbook([
         "plan".as_ref(),
         VAULT.as_ref(),
@@ -140,12 +144,14 @@ fn inputs_file_is_read() {
     .run();
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert!(
-        ran.stdout.contains("node             = vault-3  (inputs file)"),
+        ran.stdout
+            .contains("node             = vault-3  (inputs file)"),
         "{}",
         ran.stdout
     );
     assert!(
-        ran.stdout.contains("PEERS=https://vault-1:8200 https://vault-2:8200"),
+        ran.stdout
+            .contains("PEERS=https://vault-1:8200 https://vault-2:8200"),
         "{}",
         ran.stdout
     );
