@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use console::{Style, Term};
@@ -498,8 +499,40 @@ impl TtyPrompter {
     }
 }
 
-impl Prompter for TtyPrompter {
-    fn ask(&self, req: &GateRequest) -> Decision {
+/// Reads one line from stdin, giving up (`None`) soon after `stop` is set. The terminal is in
+/// canonical mode, so once stdin is readable a whole line (or end of input) is there.
+fn read_line_until(stop: Option<&AtomicBool>) -> Option<String> {
+    use std::io::BufRead;
+    loop {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return None;
+        }
+        let mut fds = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fds, 1, 100) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        if n == 0 {
+            continue;
+        }
+        let mut line = String::new();
+        return match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        };
+    }
+}
+
+impl TtyPrompter {
+    fn ask_inner(&self, req: &GateRequest, stop: Option<&AtomicBool>) -> Option<Decision> {
         let st = Styles::new(self.color);
         self.with_suspended(|| {
             let term = Term::stderr();
@@ -521,15 +554,27 @@ impl Prompter for TtyPrompter {
                 "[y]es / [n]o / [s]how details / [a]bort"
             };
             loop {
-                let _ = term.write_str(&format!("{} {choices}: ", st.bold.apply_to("?")));
-                let Ok(answer) = term.read_line() else {
-                    return Decision::Aborted;
+                let _ = term.write_str(&format!(
+                    "{} {choices} (then Enter): ",
+                    st.bold.apply_to("?")
+                ));
+                let Some(answer) = read_line_until(stop) else {
+                    if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                        let _ = term.write_line(&format!(
+                            "\n  {}",
+                            st.warn.apply_to(
+                                "answered from another terminal (runbook approve/reject)"
+                            )
+                        ));
+                        return None;
+                    }
+                    return Some(Decision::Aborted);
                 };
                 match answer.trim().to_ascii_lowercase().as_str() {
-                    "y" | "yes" if !req.manual => return Decision::Approved,
-                    "d" | "done" if req.manual => return Decision::Approved,
-                    "n" | "no" | "not done" => return Decision::Declined,
-                    "a" | "abort" => return Decision::Aborted,
+                    "y" | "yes" if !req.manual => return Some(Decision::Approved),
+                    "d" | "done" if req.manual => return Some(Decision::Approved),
+                    "n" | "no" | "not done" => return Some(Decision::Declined),
+                    "a" | "abort" => return Some(Decision::Aborted),
                     "s" | "show" | "details" => {
                         let _ = term.write_line(&format!("  {}", st.dim.apply_to("will run:")));
                         for l in req.preview.lines() {
@@ -543,6 +588,16 @@ impl Prompter for TtyPrompter {
                 }
             }
         })
+    }
+}
+
+impl Prompter for TtyPrompter {
+    fn ask(&self, req: &GateRequest) -> Decision {
+        self.ask_inner(req, None).unwrap_or(Decision::Aborted)
+    }
+
+    fn ask_until(&self, req: &GateRequest, stop: &AtomicBool) -> Option<Decision> {
+        self.ask_inner(req, Some(stop))
     }
 
     fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool {

@@ -3,7 +3,10 @@
 mod args;
 mod console;
 mod exec;
+mod inspect;
+mod remember;
 mod runs;
+mod store;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -58,7 +61,10 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Resume(a) => runs::cmd_resume(&a, color),
         Command::Approve(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Approved),
         Command::Reject(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Declined),
-        Command::Runs(a) => runs::cmd_runs(&a),
+        Command::Runs(a) => inspect::cmd_runs(&a),
+        Command::Show(a) => inspect::cmd_show(&a),
+        Command::Logs(a) => inspect::cmd_logs(&a),
+        Command::Rollback(a) => runs::cmd_rollback(&a, color),
         Command::Transcript(a) => runs::cmd_transcript(&a),
         Command::Attach(a) => runs::cmd_attach(&a),
         Command::Unlock(a) => runs::cmd_unlock(&a),

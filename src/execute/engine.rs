@@ -543,13 +543,33 @@ pub async fn execute(
         }
     }
 
-    // Finally steps: always, in order, whatever happened (unless the journal is gone).
+    // Finally steps: after the unwinding, in order, whatever happened (success, failure,
+    // decline, abort, Ctrl-C), each with its own timeout; not on a pause (they run at the
+    // run's real end, after `resume`), nor when the journal is gone.
     let engine_failed = matches!(stop, Some((StopKind::EngineFailed, _)));
+    let paused = matches!(stop, Some((StopKind::Paused, _)));
     let mut finally_summaries = Vec::new();
-    if !engine_failed {
+    if !engine_failed && !paused {
+        // The main steps' cancellation must not cancel these: a new signal does.
+        let _ = cancel_tx.send(false);
+        seen_signals = seen_signals.max(*signals.borrow_and_update());
         for k in 0..rb.finally.len() {
             let i = n + k;
-            let run = run_step(shared.clone(), i).await;
+            let fut = run_step(shared.clone(), i);
+            tokio::pin!(fut);
+            let run = loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    changed = signals.changed() => {
+                        if changed.is_err() {
+                            break (&mut fut).await;
+                        }
+                        if *signals.borrow_and_update() > seen_signals {
+                            let _ = cancel_tx.send(true);
+                        }
+                    }
+                }
+            };
             if run.status != StepStatus::Succeeded {
                 shared.emit(Event::Warning {
                     message: format!(
@@ -776,10 +796,32 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
                     preview,
                     manual,
                 };
-                let d = tokio::task::spawn_blocking(move || p.ask(&req))
-                    .await
-                    .unwrap_or(Decision::Aborted);
-                Some((d, AnsweredBy::Terminal))
+                // The prompt races answers from elsewhere (`runbook approve`): whichever
+                // comes first wins; a remote answer withdraws the prompt and is taken below.
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop2 = stop.clone();
+                let mut asked = tokio::task::spawn_blocking(move || p.ask_until(&req, &stop2));
+                let remote_dir = sh.opts.remote.as_ref().map(|r| r.run_dir.clone());
+                let arrived = async {
+                    let Some(dir) = remote_dir else {
+                        return std::future::pending::<()>().await;
+                    };
+                    loop {
+                        let mut fresh = std::collections::HashSet::new();
+                        if !crate::journal::answers::take(&dir, &id, &mut fresh).is_empty() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                };
+                let d = tokio::select! {
+                    d = &mut asked => d.unwrap_or(Some(Decision::Aborted)),
+                    () = arrived => {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        asked.await.unwrap_or(None)
+                    }
+                };
+                d.map(|d| (d, AnsweredBy::Terminal))
             }
             None => None,
         },
@@ -836,7 +878,11 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             "approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"
         ),
     };
-    let Some(remote) = remote.filter(|r| r.wait) else {
+    // `--no-wait` still takes answers already given (e.g. before `resume`).
+    let present = |r: &&crate::execute::RemoteGates| {
+        !crate::journal::answers::take(&r.run_dir, &id, &mut Default::default()).is_empty()
+    };
+    let Some(remote) = remote.filter(|r| r.wait || present(r)) else {
         let how = match sh.opts.remote.as_ref() {
             Some(r) => format!(
                 "{how}; or resume later with `{}` and answer then",
@@ -897,6 +943,9 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             if approvers.len() >= needed {
                 return Some(Decision::Approved);
             }
+        }
+        if !remote.wait {
+            return None;
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}

@@ -11,7 +11,9 @@
 //!   `docs/journal.md`.
 
 pub mod answers;
+pub mod live;
 pub mod lock;
+pub mod state;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
