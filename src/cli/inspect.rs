@@ -361,7 +361,7 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             let cmd = rb
                 .and_then(|rb| rb.step(step))
                 .and_then(|s| s.rollback.as_ref())
-                .map(|r| rollback_preview(r))
+                .map(rollback_preview)
                 .unwrap_or_default();
             out.push_str(&format!("  {step}: {why}{cmd}\n"));
         }

@@ -135,7 +135,11 @@ fn continue_run(
         }
         _ => {}
     }
-    let f = super::remember::merged(dir, given);
+    let mut f = super::remember::merged(dir, given);
+    if matches!(how, Continue::Rollback) {
+        // Rolling back is the point, whatever the run was started with.
+        f.no_rollback = false;
+    }
     let path = PathBuf::from(&file);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -287,7 +291,12 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
                     .insert(user.clone());
             }
             Event::RollbackStarted { .. } => p.unwinding = true,
-            Event::RollbackFinished { step, .. } => {
+            // Only an undo that worked is done: a failed or interrupted one runs again.
+            Event::RollbackFinished {
+                step,
+                status: StepStatus::Succeeded,
+                ..
+            } => {
                 p.rolled_back.insert(step.clone());
             }
             _ => {}

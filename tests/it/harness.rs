@@ -67,6 +67,11 @@ impl Runbook {
         self
     }
 
+    pub(crate) fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
     pub(crate) fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
