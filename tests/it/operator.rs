@@ -405,3 +405,47 @@ steps:
     let again = runbook(["rollback", "--runs-dir", &runs, "last"]).run();
     assert_eq!(again.code, Some(2), "{}", again.stderr);
 }
+
+/// Options a run needs (`--ssh-config`, `--known-hosts`) are recorded at exec: `resume RUN`
+/// alone, typed from another directory, reaches the host.
+#[test]
+fn resume_alone_reuses_the_ssh_options_of_the_run() {
+    crate::sshd::require();
+    let keys = crate::sshd::Keys::new();
+    let sshd = crate::sshd::Sshd::start(&keys, &["127.0.0.1"], "host");
+    keys.trust("127.0.0.1", sshd.port, "host");
+    let s = Scratch::new();
+    s.runbook(&format!(
+        r#"
+runbook: remote
+version: 1
+hosts:
+  node: {{ address: 127.0.0.1, port: {p}, user: root }}
+steps:
+  - id: look
+    on: node
+    read_only: true
+    run: echo looked
+  - id: restart
+    needs: [look]
+    on: node
+    confirm: Restart?
+    run: echo restarted-remotely >> {{D}}/done
+"#,
+        p = sshd.port
+    ));
+    let ssh_config = keys.ssh_config().display().to_string();
+    let known_hosts = keys.path("known_hosts").display().to_string();
+    let first = exec_default(
+        &s,
+        &["--ssh-config", &ssh_config, "--known-hosts", &known_hosts, "--no-wait"],
+    );
+    assert_eq!(first.code, Some(3), "{}", first.stderr);
+    std::fs::create_dir_all(s.path("elsewhere")).expect("mkdir");
+    let elsewhere = s.path("elsewhere");
+    let ok = rb_in(&s, &elsewhere, &["approve", "last", "restart"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let resumed = rb_in(&s, &elsewhere, &["resume", "last", "--progress", "plain"]);
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert_eq!(s.read("done"), "restarted-remotely\n");
+}
