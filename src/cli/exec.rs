@@ -161,6 +161,27 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     )
 }
 
+/// Every step's title rendered with the run's inputs (secrets masked); the raw text if it
+/// reads something only known later.
+pub(crate) fn step_titles(
+    rb: &crate::model::Runbook,
+    resolved: &inputs::Inputs,
+) -> HashMap<String, String> {
+    let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
+    let ctx = crate::plan::plan_context(resolved);
+    rb.steps
+        .iter()
+        .chain(rb.finally.iter())
+        .filter_map(|s| {
+            let title = s.title.as_ref()?;
+            let text = t
+                .render(&title.src, &ctx, crate::template::Target::Text)
+                .unwrap_or_else(|_| title.src.clone());
+            Some((s.id.name.clone(), text))
+        })
+        .collect()
+}
+
 /// Runs (or resumes) a run: lock, journal, observers, services, engine, transcript, attach.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch(
@@ -283,7 +304,14 @@ pub(crate) fn launch(
         ProgressMode::Tty => true,
         ProgressMode::Plain => false,
     };
-    let (console, mp) = Console::new(tty_progress, color, rb.steps.len() + rb.finally.len());
+    let titles = step_titles(&rb, &resolved);
+    let (console, mp) = Console::new(
+        tty_progress,
+        color,
+        rb.steps.len() + rb.finally.len(),
+        titles.clone(),
+        format!("runbook logs{} {run_id}", runs_flag(runs)),
+    );
     let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
     if f.output == OutputFormat::Json {
         observers.push(Box::new(JsonLines));
@@ -386,7 +414,7 @@ pub(crate) fn launch(
         )
         .await
     });
-    eprint!("{}", summary(&outcome, color));
+    eprint!("{}", summary(&outcome, &titles, color));
     let paused = outcome.status == ExitStatus::Aborted && outcome.reason.contains("waiting for");
     if paused || outcome.status == ExitStatus::EngineFailed {
         // Resumable: keep the lock for `runbook resume`.

@@ -296,17 +296,30 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         ),
     };
     kv("state", state);
-    // Steps: the runbook's order and titles when it can be read, else the journal's.
+    // Steps: the runbook's order and titles when it can be read, else the journal's. Titles
+    // are rendered with the inputs as the journal shows them (secrets masked there).
+    let ctx = {
+        let entries: Vec<(String, minijinja::Value)> = v
+            .inputs
+            .iter()
+            .map(|(k, x)| (k.clone(), minijinja::Value::from(x.clone())))
+            .collect();
+        let mut all = entries.clone();
+        all.push(("inputs".into(), crate::template::map(entries)));
+        crate::template::map(all)
+    };
+    let tpl = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
     let mut ids: Vec<(String, String)> = match rb {
         Some(rb) => rb
             .steps
             .iter()
             .chain(rb.finally.iter())
             .map(|s| {
-                (
-                    s.id.name.clone(),
-                    s.title.as_ref().map(|t| t.src.clone()).unwrap_or_default(),
-                )
+                let title = s.title.as_ref().map_or(String::new(), |t| {
+                    tpl.render(&t.src, &ctx, crate::template::Target::Text)
+                        .unwrap_or_else(|_| t.src.clone())
+                });
+                (s.id.name.clone(), title)
             })
             .collect(),
         None => Vec::new(),

@@ -438,7 +438,13 @@ steps:
     let known_hosts = keys.path("known_hosts").display().to_string();
     let first = exec_default(
         &s,
-        &["--ssh-config", &ssh_config, "--known-hosts", &known_hosts, "--no-wait"],
+        &[
+            "--ssh-config",
+            &ssh_config,
+            "--known-hosts",
+            &known_hosts,
+            "--no-wait",
+        ],
     );
     assert_eq!(first.code, Some(3), "{}", first.stderr);
     std::fs::create_dir_all(s.path("elsewhere")).expect("mkdir");
