@@ -1736,22 +1736,21 @@ async fn run_http(
     let req = super::runner::HttpRequest { timeout, ..req };
     match client.send(req, cancel).await {
         Ok(resp) => {
-            let summary: String = match &resp.json {
-                Some(j) => j.to_string(),
-                None => resp.body.clone(),
-            };
-            let summary = if summary.chars().count() > 300 {
-                format!("{}…", summary.chars().take(300).collect::<String>())
-            } else {
-                summary
-            };
             // Wait probes report through `probe-attempt` events instead.
             if echo {
+                let summary = super::readable::http_summary(
+                    resp.status,
+                    &resp.headers,
+                    &resp.body,
+                    resp.json.as_ref(),
+                    &http_fields(step),
+                );
+                let log = http_body_log(sh, step, attempt, &resp.body);
                 sh.emit(Event::Output {
                     step: step.id.name.clone(),
                     host: None,
                     stream: Stream::Stdout,
-                    line: format!("HTTP {} {summary}", resp.status),
+                    line: format!("{summary}{log}"),
                 });
             }
             Attempt {
@@ -1769,6 +1768,42 @@ async fn run_http(
             }
         }
         Err(e) => Attempt::failed(e),
+    }
+}
+
+/// The JSON fields an HTTP step reads (its `expect.json`, `expect.that` and outputs).
+fn http_fields(step: &Step) -> Vec<String> {
+    let mut fields: Vec<String> = step.expect.json.iter().map(|(p, _)| p.clone()).collect();
+    let sources = step
+        .expect
+        .that
+        .iter()
+        .map(|t| t.src.as_str())
+        .chain(step.outputs.iter().map(|(_, t)| t.src.as_str()));
+    for p in super::readable::json_paths(sources) {
+        if !fields.contains(&p) {
+            fields.push(p);
+        }
+    }
+    fields
+}
+
+/// Writes an HTTP response body (redacted) to the step's log; ` (body: PATH)` when it did.
+fn http_body_log(sh: &Shared, step: &Step, attempt: u32, body: &str) -> String {
+    use std::io::Write;
+    if body.is_empty() {
+        return String::new();
+    }
+    let path = sh
+        .opts
+        .run_dir
+        .join("steps")
+        .join(format!("{}.http{attempt}.body.log", step.id.name));
+    match crate::execute::capture::open_private(&path)
+        .and_then(|mut f| f.write_all(sh.redactor.text(body).as_bytes()))
+    {
+        Ok(()) => format!(" (full body: {})", path.display()),
+        Err(_) => String::new(),
     }
 }
 
@@ -1915,7 +1950,14 @@ async fn run_wait(
         }
         let mut ex = extra.clone();
         ex.extend(result_entries(&a.result, attempt));
-        let value = describe_probe(&a.result);
+        let mut value = describe_probe(&a.result, &w.until.src);
+        if let Some(parts) = super::readable::until_parts(
+            &sh.templates,
+            expression_source(&w.until.src),
+            &sh.ctx().with(ex.clone()),
+        ) {
+            value = format!("{value} — {parts}");
+        }
         let satisfied = match sh
             .templates
             .eval(expression_source(&w.until.src), &sh.ctx().with(ex))
@@ -1964,7 +2006,7 @@ async fn run_wait(
 }
 
 /// A short description of a probe result for progress and timeouts.
-fn describe_probe(r: &serde_json::Value) -> String {
+fn describe_probe(r: &serde_json::Value, until: &str) -> String {
     let cut = |s: &str| -> String {
         let s = s.trim();
         if s.chars().count() > 200 {
@@ -1977,13 +2019,22 @@ fn describe_probe(r: &serde_json::Value) -> String {
         return cut(e);
     }
     if let Some(status) = r.get("status").and_then(serde_json::Value::as_u64) {
-        let body = r
-            .get("json")
-            .filter(|j| !j.is_null())
-            .map(|j| j.to_string())
-            .or_else(|| r.get("body").and_then(|b| b.as_str()).map(str::to_string))
+        let headers: Vec<(String, String)> = r
+            .get("headers")
+            .and_then(|h| h.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
-        return cut(&format!("HTTP {status} {body}"));
+        return super::readable::http_summary(
+            u16::try_from(status).unwrap_or(0),
+            &headers,
+            r.get("body").and_then(|b| b.as_str()).unwrap_or_default(),
+            r.get("json").filter(|j| !j.is_null()),
+            &super::readable::json_paths([until]),
+        );
     }
     let code = r
         .get("exit_code")

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod context;
 pub mod engine;
 pub mod event;
+pub mod readable;
 pub mod redact;
 pub mod runner;
 

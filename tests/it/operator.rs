@@ -455,3 +455,107 @@ steps:
     assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
     assert_eq!(s.read("done"), "restarted-remotely\n");
 }
+
+/// Only the summary table and the verdict of a run's stderr (the part after the last blank
+/// line before `STEP`).
+fn summary_part(stderr: &str) -> String {
+    let start = stderr.rfind("\nSTEP").map_or(0, |i| i + 1);
+    stderr[start..]
+        .lines()
+        .filter(|l| !l.starts_with("transcript: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The final summary names each step's title (rendered with the inputs) next to its status,
+/// and the `finally` step runs after the failure.
+#[test]
+fn summary_shows_titles() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: titled
+version: 1
+inputs:
+  node: { default: vault-2 }
+steps:
+  - id: check
+    title: Check {{ node }} health
+    run: "true"
+  - id: restart
+    title: Restart {{ node }}
+    needs: [check]
+    run: echo boom >&2; exit 3
+    rollback: "true"
+  - id: verify
+    title: Verify the cluster
+    needs: [restart]
+    run: "true"
+finally:
+  - id: notify
+    title: Tell the channel
+    run: echo notified >> {D}/finally
+"#,
+    );
+    let ran = s.exec(&["--progress", "plain"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("finally"), "notified\n");
+    settings(&s).bind(|| insta::assert_snapshot!("summary_with_titles", summary_part(&ran.stderr)));
+}
+
+/// An HTTP step's body is summarised: status, content type, size and the fields the step
+/// reads; the full body is in the step log.
+#[test]
+fn http_body_is_summarised_with_the_fields_read() {
+    let big: Vec<serde_json::Value> = (0..200)
+        .map(|i| serde_json::json!({"node_id": format!("vault-{i}"), "leader": i == 7, "voter": true}))
+        .collect();
+    let srv = crate::httpd::Server::start(None, move |_req| {
+        crate::httpd::Response::json(
+            200,
+            serde_json::json!({"data": {"config": {"servers": big.clone(), "index": 42}}, "sealed": false}),
+        )
+    });
+    let s = Scratch::new();
+    s.runbook(&format!(
+        r#"
+runbook: h
+version: 1
+steps:
+  - id: raft
+    title: Read the raft configuration
+    http: {{ get: "http://127.0.0.1:{p}/v1/sys/storage/raft/configuration" }}
+    expect: {{ json: {{ sealed: false }} }}
+    outputs:
+      index: json.data.config.index
+"#,
+        p = srv.port
+    ));
+    let ran = s.exec(&["--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let line = ran
+        .stderr
+        .lines()
+        .find(|l| l.contains("raft │ HTTP"))
+        .expect("the response line")
+        .to_string();
+    assert!(line.len() < 300, "one short line: {line}");
+    let mut st = settings(&s);
+    st.add_filter(r"^\d\d:\d\d:\d\d", "[HH:MM:SS]");
+    st.add_filter(r"\d+\.\d KB", "[SIZE]");
+    st.bind(|| insta::assert_snapshot!("http_body_summary", line));
+    // The full body is in the step log.
+    let logs = runbook([
+        "logs",
+        "--runs-dir",
+        &s.path("runs").display().to_string(),
+        "last",
+        "raft",
+    ])
+    .run();
+    assert!(
+        logs.stdout.contains("\"node_id\":\"vault-199\""),
+        "{}",
+        logs.stdout
+    );
+}
