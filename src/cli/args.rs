@@ -63,10 +63,13 @@ Examples:
   runbook exec runbooks/vault-crash.yaml -i node=vault-2 --approve halt-traffic --approve restart
   runbook exec examples/local.yaml --yes --progress plain --output json > events.ndjson
 
-Gates: on a terminal you are asked (yes / no / show details / abort). Without a terminal a
-gate needs an answer given in advance (--yes, --approve ID, --answers FILE); without one the
-run stops at that gate (exit 3) and says how to answer. Manual steps need --approve ID or an
-answers file entry (`--yes` does not confirm work done by hand).
+Gates: on a terminal you are asked (a letter, then Enter: yes / no / show details / abort),
+and `runbook approve RUN GATE` from another terminal answers the same prompt (whichever comes
+first). Without a terminal a gate takes an answer given in advance (--yes, --approve ID,
+--answers FILE); without one it prints the `runbook approve …` command and waits for it up to
+the gate's timeout, or with --no-wait stops there at once (exit 3; `runbook resume RUN` goes on
+from that gate). Manual steps need --approve ID or an answers file entry (`--yes` does not
+confirm work done by hand). `finally` steps run after the unwinding, whatever happened.
 
 Exit codes:
   0  success

@@ -282,8 +282,59 @@ fn cmd_list(a: &ListArgs) -> ExitStatus {
     }
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (path, name, desc) in rows {
-        let first = desc.lines().next().unwrap_or_default();
-        println!("{path:<w$}  {name}: {first}");
+        println!("{path:<w$}  {name}: {}", first_sentence(&desc, 100));
     }
     ExitStatus::Success
+}
+
+/// The first sentence of a description's first paragraph (lines joined), cut at a word
+/// boundary with `…` only if that sentence is longer than `max` characters.
+pub(crate) fn first_sentence(desc: &str, max: usize) -> String {
+    let para: Vec<&str> = desc
+        .trim()
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let text = para.join(" ");
+    let sentence = match text.find(". ") {
+        Some(i) => &text[..=i],
+        None => text.as_str(),
+    };
+    if sentence.chars().count() <= max {
+        return sentence.to_string();
+    }
+    // Too long: end at the last clause boundary that fits, else at a word.
+    let head: String = sentence.chars().take(max).collect();
+    if let Some(i) = head.rfind([',', ';', ':']).filter(|&i| i > 30) {
+        return format!("{} …", &head[..i]);
+    }
+    let mut out = String::new();
+    for word in sentence.split_whitespace() {
+        if out.chars().count() + word.chars().count() + 1 > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    format!("{out} …")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_sentence;
+
+    #[test]
+    fn list_shows_whole_sentences() {
+        assert_eq!(
+            first_sentence(
+                "Recover a Vault node\nthat crashed. Then verify.\n\nMore.",
+                100
+            ),
+            "Recover a Vault node that crashed."
+        );
+        assert_eq!(first_sentence("one two three four", 9), "one two …");
+    }
 }

@@ -430,11 +430,18 @@ fn the_hash_chain_detects_an_edited_record() {
     let ok = runbook(["transcript", &id, "--runs-dir", &runs_dir(&s), "--verify"]).run();
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
     let text = std::fs::read_to_string(&path).expect("journal");
+    let edited = text
+        .lines()
+        .position(|l| l.contains("\"step\":\"b\""))
+        .expect("a record of step b")
+        + 1;
     std::fs::write(&path, text.replacen("\"step\":\"b\"", "\"step\":\"B\"", 1)).expect("edit");
     let bad = runbook(["transcript", &id, "--runs-dir", &runs_dir(&s), "--verify"]).run();
     assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    // Named: the edited record, not the one after it.
     assert!(
-        bad.stderr.contains("hash chain is broken"),
+        bad.stderr
+            .contains(&format!("hash chain is broken: record {edited} was edited")),
         "{}",
         bad.stderr
     );

@@ -559,3 +559,37 @@ steps:
         logs.stdout
     );
 }
+
+/// An unknown host key behind an ssh_config alias: the hint's `ssh-keyscan` names the address
+/// and port the alias resolves to (scanning the alias would ask DNS for a name that is not one).
+#[test]
+fn unknown_host_key_hint_scans_the_resolved_address() {
+    crate::sshd::require();
+    let keys = crate::sshd::Keys::new();
+    let sshd = crate::sshd::Sshd::start(&keys, &["127.0.0.1"], "host");
+    let base = std::fs::read_to_string(keys.ssh_config()).expect("ssh_config");
+    let config = keys.path("alias_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host vault-x\n  HostName 127.0.0.1\n  Port {}\n  User root\n{base}",
+            sshd.port
+        ),
+    )
+    .expect("write");
+    let s = Scratch::new();
+    s.runbook("runbook: a\nversion: 1\nhosts:\n  node: { address: vault-x }\nsteps:\n  - id: look\n    on: node\n    read_only: true\n    run: 'true'\n");
+    let ran = s.exec(&[
+        "--ssh-config",
+        &config.display().to_string(),
+        "--progress",
+        "plain",
+    ]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains(&format!("ssh-keyscan -p {} 127.0.0.1", sshd.port)),
+        "{}",
+        ran.stderr
+    );
+}
