@@ -174,7 +174,16 @@ Examples:
   # then, first line of a runbook:
   # yaml-language-server: $schema=./runbook.schema.json")]
     Schema,
-    /// Print shell completions.
+    /// Words for shell completion: `runs` (run ids), `gates RUN`, `steps RUN` (hidden; the
+    /// bash completion script calls it).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// runs, gates or steps
+        what: String,
+        /// The run, for gates and steps.
+        run: Option<String>,
+    },
+    /// Print shell completions (bash also completes run ids, gates and steps).
     #[command(after_help = "\
 Examples:
   runbook completions bash > /etc/bash_completion.d/runbook

@@ -80,10 +80,41 @@ fn run(cli: Cli) -> ExitStatus {
                 "runbook",
                 &mut std::io::stdout(),
             );
+            if shell == clap_complete::Shell::Bash {
+                print!("{BASH_DYNAMIC}");
+            }
             ExitStatus::Success
         }
+        Command::Complete { what, run } => inspect::cmd_complete(&what, run.as_deref()),
     }
 }
+
+/// Added to the bash completions: run ids (and `last`) where a command takes a run, gate names
+/// after `approve`/`reject RUN`, step ids after `logs RUN`; everything else as clap generates.
+const BASH_DYNAMIC: &str = r#"
+_runbook_dynamic() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" sub="${COMP_WORDS[1]}"
+    case "$sub" in
+        show|logs|resume|rollback|approve|reject|transcript|attach)
+            if [ "$COMP_CWORD" -eq 2 ] && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "$(runbook __complete runs 2>/dev/null)" -- "$cur"))
+                return 0
+            fi
+            if [ "$COMP_CWORD" -eq 3 ] && [[ "$cur" != -* ]]; then
+                case "$sub" in
+                    approve|reject)
+                        COMPREPLY=($(compgen -W "$(runbook __complete gates "${COMP_WORDS[2]}" 2>/dev/null)" -- "$cur"))
+                        return 0 ;;
+                    logs)
+                        COMPREPLY=($(compgen -W "$(runbook __complete steps "${COMP_WORDS[2]}" 2>/dev/null)" -- "$cur"))
+                        return 0 ;;
+                esac
+            fi ;;
+    esac
+    _runbook "$@"
+}
+complete -F _runbook_dynamic -o bashdefault -o default runbook
+"#;
 
 /// Prints a one-line error for the tool failing (not a runbook problem).
 pub fn error_line(msg: impl std::fmt::Display) {

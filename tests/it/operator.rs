@@ -196,6 +196,12 @@ fn approve_checks_the_run_and_the_gate() {
     s.runbook(GATED);
     let ran = exec_default(&s, &["--no-wait"]);
     assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    // Completion words: run ids (and `last`), and the run's gates.
+    let ids = rb(&s, &["__complete", "runs"]);
+    assert_eq!(ids.stdout.lines().next(), Some("last"));
+    assert!(ids.stdout.contains(&run_ids(&s)[0]), "{}", ids.stdout);
+    let gates = rb(&s, &["__complete", "gates", &run_ids(&s)[0][..15]]);
+    assert_eq!(gates.stdout, "restart\n");
     let typo = rb(&s, &["approve", "last", "restrat"]);
     assert_eq!(typo.code, Some(2), "{}", typo.stdout);
     assert!(
