@@ -784,6 +784,9 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let other_approver = gate.is_some_and(|g| g.other_approver);
     let mut approvers: Vec<String> = Vec::new();
     // An answer given in advance, or on this terminal, is the operator's.
+    // Set when an answer from elsewhere withdrew the terminal prompt: it is taken below at
+    // once, without announcing a wait.
+    let mut remote_first = false;
     let local = match preanswered(sh, &id, manual) {
         Some(a) => Some(a),
         None => match &sh.services.prompter {
@@ -818,7 +821,9 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
                     d = &mut asked => d.unwrap_or(Some(Decision::Aborted)),
                     () = arrived => {
                         stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                        asked.await.unwrap_or(None)
+                        let d = asked.await.unwrap_or(None);
+                        remote_first = d.is_none();
+                        d
                     }
                 };
                 d.map(|d| (d, AnsweredBy::Terminal))
@@ -900,13 +905,15 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let limit = gate
         .and_then(|g| g.timeout)
         .unwrap_or(sh.rb.defaults.gate_timeout);
-    sh.emit(Event::GateWaiting {
-        step: id.clone(),
-        how_to_answer: format!(
-            "{how} (waiting up to {})",
-            crate::plan::human_duration(limit)
-        ),
-    });
+    if !remote_first {
+        sh.emit(Event::GateWaiting {
+            step: id.clone(),
+            how_to_answer: format!(
+                "{how} (waiting up to {})",
+                crate::plan::human_duration(limit)
+            ),
+        });
+    }
     let deadline = Instant::now() + limit;
     let mut seen = std::collections::HashSet::new();
     let mut cancel = sh.cancel.clone();

@@ -77,6 +77,8 @@ fn settings(s: &Scratch) -> insta::Settings {
     st.add_filter(r"by \w+@[\w.-]+", "by [USER]@[HOST]");
     st.add_filter(r"pid \d+ \(\w+@[\w.-]+\)", "pid [PID] ([USER]@[HOST])");
     st.add_filter(r"(\d+h)?(\d+m)?\d+s\b", "[DURATION]");
+    // Right-aligned durations: the padding depends on the duration's width.
+    st.add_filter(r" +\[DURATION\]", " [DURATION]");
     st
 }
 
