@@ -261,15 +261,20 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
                 .and_then(|s| s.confirm.as_ref());
             let who = match gate_spec {
                 Some(g) if g.other_approver => format!(
-                    "anyone but {} who can write to the run's answers/ ({} approval(s))",
-                    v.user, g.approvals
+                    "{} user(s) other than {} (the operator), with `runbook approve`",
+                    g.approvals.max(1),
+                    v.user
                 ),
                 Some(g) if g.approvals > 1 => format!(
-                    "{} distinct users who can write to the run's answers/",
+                    "{} distinct users, with `runbook approve` (the operator's own answer counts once)",
                     g.approvals
                 ),
-                _ => "the operator at the prompt, or anyone who can write to the run's answers/"
-                    .into(),
+                // Without a `gate-waiting` record the engine is prompting on its terminal.
+                _ if how.is_none() => format!(
+                    "{} at the run's terminal prompt, or anyone with `runbook approve` (whichever answers first)",
+                    v.user
+                ),
+                _ => "anyone with `runbook approve` (the run has no terminal prompt)".into(),
             };
             s.push_str(&format!("\n{:<9}{who}", "who"));
             if let Some(h) = how {

@@ -601,3 +601,92 @@ fn unknown_host_key_hint_scans_the_resolved_address() {
         ran.stderr
     );
 }
+
+/// A headless run waiting at a gate: `show` says so with the live engine, `runs` lists it as
+/// waiting at that gate, `resume` of the live run is refused as busy (exit 6, not 2), and
+/// `logs --follow` prints until the run ends after `approve`.
+#[test]
+fn a_waiting_headless_run_is_shown_refused_as_busy_and_followed() {
+    let s = Scratch::new();
+    s.runbook(&GATED.replace(
+        "run: echo prepared >> {D}/done",
+        "run: echo prepared | tee -a {D}/done",
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(s.path("runbook.yaml"))
+        .args(["--progress", "plain"])
+        .env("NO_COLOR", "1")
+        .env("XDG_STATE_HOME", s.path("state"))
+        .env_remove("RUNBOOK_RUNS_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the engine has journaled the wait.
+    let t0 = std::time::Instant::now();
+    let show = loop {
+        let show = rb(&s, &["show", "last"]);
+        if show.stdout.contains("waiting at gate `restart`") {
+            break show;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{}{}",
+            show.stdout,
+            show.stderr
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(show.stdout.contains("is live"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("no terminal prompt"),
+        "{}",
+        show.stdout
+    );
+    let runs = rb(&s, &["runs", "--state", "waiting"]);
+    assert!(
+        runs.stdout.contains("waiting at restart"),
+        "{}",
+        runs.stdout
+    );
+    let busy = rb(&s, &["resume", "last"]);
+    assert_eq!(busy.code, Some(6), "{}", busy.stderr);
+    assert!(
+        busy.stderr.contains("already being executed by pid"),
+        "{}",
+        busy.stderr
+    );
+    let follow = std::thread::spawn({
+        let state = s.path("state");
+        move || {
+            runbook(["logs", "last", "--follow"])
+                .env("XDG_STATE_HOME", &state)
+                .run()
+        }
+    });
+    let ok = rb(&s, &["approve", "last", "restart"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(ok.stdout.contains("took it"), "{}", ok.stdout);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let logs = follow.join().expect("logs thread");
+    assert_eq!(logs.code, Some(0), "{}", logs.stderr);
+    assert!(logs.stdout.contains("prepared"), "{}", logs.stdout);
+    let done = rb(&s, &["show", "last"]);
+    assert!(
+        done.stdout.contains("finished: success (exit 0)"),
+        "{}",
+        done.stdout
+    );
+    let one = rb(&s, &["logs", "last", "prep"]);
+    assert_eq!(one.stdout, "prepared\n");
+    let typo = rb(&s, &["logs", "last", "prpe"]);
+    assert_eq!(typo.code, Some(2));
+    assert!(
+        typo.stderr.contains("did you mean `prep`?"),
+        "{}",
+        typo.stderr
+    );
+}
