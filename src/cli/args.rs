@@ -375,8 +375,9 @@ pub struct AnswerArgs {
 pub struct RunsArgs {
     #[command(flatten)]
     pub dir: RunsDirArg,
-    /// Only runs in this state: running, waiting, paused, interrupted, succeeded, failed,
-    /// aborted, rollback-incomplete, engine-failed (repeatable).
+    /// Only runs in this state: running, waiting, paused, interrupted, success (or
+    /// succeeded), step-failed (or failed), aborted, rollback-incomplete, engine-failed
+    /// (repeatable).
     #[arg(long, value_name = "STATE")]
     pub state: Vec<String>,
     /// Only runs started within this long (e.g. 2h, 1d) or since this time (RFC 3339).

@@ -71,11 +71,14 @@ fn since(s: &str) -> Result<jiff::Timestamp, String> {
         .map_err(|e| format!("--since `{s}`: {e}"))
 }
 
+/// What `--state` accepts: the states of [`RunState::label`] (finished runs by their exit
+/// status word), plus `succeeded` and `failed` as other names for `success` and `step-failed`.
 const STATES: &[&str] = &[
     "running",
     "waiting",
     "paused",
     "interrupted",
+    "success",
     "succeeded",
     "step-failed",
     "failed",
@@ -83,6 +86,15 @@ const STATES: &[&str] = &[
     "rollback-incomplete",
     "engine-failed",
 ];
+
+/// `--state` words as labels.
+fn canonical_state(s: &str) -> &str {
+    match s {
+        "succeeded" => "success",
+        "failed" => "step-failed",
+        other => other,
+    }
+}
 
 pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
     let dir = runs_dir(a.dir.runs_dir.as_deref());
@@ -109,10 +121,7 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
         .into_iter()
         .filter(|v| {
             let label = v.state.label();
-            a.state.is_empty()
-                || a.state
-                    .iter()
-                    .any(|s| *s == label || (s == "failed" && label == "step-failed"))
+            a.state.is_empty() || a.state.iter().any(|s| canonical_state(s) == label)
         })
         .filter(|v| from.is_none_or(|f| v.started_at().is_some_and(|t| t >= f)))
         .collect();

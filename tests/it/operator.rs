@@ -163,6 +163,16 @@ fn runs_are_found_by_prefix_and_last_from_another_directory() {
     settings(&s).bind(|| insta::assert_snapshot!("runs_table", runs.stdout));
     let waiting = rb_in(&s, &elsewhere, &["runs", "--state", "paused"]);
     assert_eq!(waiting.stdout.lines().count(), 2, "{}", waiting.stdout);
+    assert!(waiting.stdout.contains(&b), "{}", waiting.stdout);
+    let done = rb_in(
+        &s,
+        &elsewhere,
+        &["runs", "--state", "succeeded", "--since", "1h"],
+    );
+    assert_eq!(done.stdout.lines().count(), 2, "{}", done.stdout);
+    assert!(done.stdout.contains(&a), "{}", done.stdout);
+    let old = rb_in(&s, &elsewhere, &["runs", "--since", "2000-01-01T00:00:00Z"]);
+    assert_eq!(old.stdout.lines().count(), 3, "{}", old.stdout);
     let bad = rb_in(&s, &elsewhere, &["runs", "--state", "pasued"]);
     assert_eq!(bad.code, Some(2));
     assert!(
