@@ -383,12 +383,12 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         }
     }
     if !v.unrun_rollbacks.is_empty() {
-        out.push_str("\nRollbacks that did not run (newest first):\n");
+        out.push_str("\nUndos not done (newest first; `runbook rollback` runs them):\n");
         for (step, why) in &v.unrun_rollbacks {
             let cmd = rb
                 .and_then(|rb| rb.step(step))
                 .and_then(|s| s.rollback.as_ref())
-                .map(rollback_preview)
+                .map(|b| rollback_preview(b, &tpl, &ctx))
                 .unwrap_or_default();
             out.push_str(&format!("  {step}: {why}{cmd}\n"));
         }
@@ -400,12 +400,19 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
     out
 }
 
-/// The rollback's command as written in the runbook (templates not rendered: the values they
-/// read are in the transcript).
-fn rollback_preview(r: &crate::model::Body) -> String {
+/// The rollback's command, inputs filled in (the raw text if it reads run-time values).
+fn rollback_preview(
+    r: &crate::model::Body,
+    tpl: &crate::template::Templates,
+    ctx: &minijinja::Value,
+) -> String {
+    let render = |src: &str| {
+        tpl.render(src.trim(), ctx, crate::template::Target::Text)
+            .unwrap_or_else(|_| src.trim().to_string())
+    };
     match &r.action {
-        crate::model::Action::Run(t) => format!("\n      {}", t.src.trim()),
-        crate::model::Action::Manual(t) => format!("\n      (by hand) {}", t.src.trim()),
+        crate::model::Action::Run(t) => format!("\n      {}", render(&t.src)),
+        crate::model::Action::Manual(t) => format!("\n      (by hand) {}", render(&t.src)),
         _ => String::new(),
     }
 }

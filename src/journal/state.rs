@@ -86,7 +86,8 @@ pub struct RunView {
     pub state: RunState,
     /// Steps in the order the journal first mentions them.
     pub steps: Vec<StepView>,
-    /// Rollbacks that were due but did not run (the run ended with exit 4).
+    /// Rollbacks that were due but did not run or did not succeed, in the order the unwinding
+    /// reached them (newest first).
     pub unrun_rollbacks: Vec<(String, String)>,
     /// Answers given at gates: (step, decision, user, comment).
     pub answers: Vec<(String, String, String, Option<String>)>,
@@ -214,7 +215,15 @@ pub fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -
             }
             Event::StepStarted { step, .. } => {
                 pending.remove(step);
-                set_status(&mut v.steps, step, "running");
+                // A rollback's command is announced as its step starting again: the step
+                // itself stays as it ended.
+                let ended = v
+                    .steps
+                    .iter()
+                    .any(|s| s.id == *step && !matches!(s.status.as_str(), "waiting" | "running"));
+                if !ended {
+                    set_status(&mut v.steps, step, "running");
+                }
             }
             Event::StepSkipped { step, reason } => {
                 pending.remove(step);
@@ -236,8 +245,21 @@ pub fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -
             Event::RollbackNotRun { step, reason } => {
                 v.unrun_rollbacks.push((step.clone(), reason.clone()));
             }
-            Event::RollbackFinished { step, status, .. } if *status == StepStatus::Succeeded => {
+            Event::RollbackFinished {
+                step,
+                status,
+                error,
+                ..
+            } => {
                 v.unrun_rollbacks.retain(|(s, _)| s != step);
+                if *status != StepStatus::Succeeded {
+                    // Not undone: `runbook rollback` runs it again.
+                    let why = match error {
+                        Some(e) => format!("{}: {e}", status.as_str()),
+                        None => status.as_str().to_string(),
+                    };
+                    v.unrun_rollbacks.push((step.clone(), why));
+                }
             }
             Event::RunFinished {
                 status,

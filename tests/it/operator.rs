@@ -396,12 +396,17 @@ steps:
     assert_eq!(s.read("undo"), "");
     let runs = s.path("runs").display().to_string();
     let show = runbook(["show", "--runs-dir", &runs, "last"]).run();
+    // Both undos are listed with their commands: b's was interrupted, a's never ran.
+    assert!(show.stdout.contains("Undos not done"), "{}", show.stdout);
+    assert!(show.stdout.contains("  b: cancelled"), "{}", show.stdout);
     assert!(
-        show.stdout.contains("Rollbacks that did not run"),
+        show.stdout.contains("  a: stopped by a second signal"),
         "{}",
         show.stdout
     );
     assert!(show.stdout.contains("echo undo-a"), "{}", show.stdout);
+    // The steps keep the status they ended with (a rollback's command is not the step).
+    assert!(show.stdout.contains("\nb     succeeded"), "{}", show.stdout);
     let resume = runbook(["resume", "--runs-dir", &runs, "last"]).run();
     assert_eq!(resume.code, Some(2));
     assert!(
