@@ -53,7 +53,12 @@ where
         .env("NO_COLOR", "1")
         .env_remove("VAULT_UNSEAL_KEYS")
         .env_remove("VAULT_TOKEN")
-        .env_remove("RUNBOOK_RUNS_DIR");
+        .env_remove("RUNBOOK_RUNS_DIR")
+        // Runs a test does not place itself stay out of the developer's own run store.
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("runbook-tests-state"),
+        );
     Runbook {
         cmd,
         stdin: None,
