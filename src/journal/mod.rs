@@ -11,7 +11,9 @@
 //!   `docs/journal.md`.
 
 pub mod answers;
+pub mod live;
 pub mod lock;
+pub mod state;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -213,10 +215,22 @@ pub enum JournalError {
         line: usize,
         why: String,
     },
-    #[error(
-        "{path}:{line}: the hash chain is broken here (record {line} was edited, removed or reordered)"
-    )]
+    #[error("{path}:{line}: the hash chain is broken: {}", chain_culprit(*.line))]
     Chain { path: String, line: usize },
+}
+
+/// Which record the break at `line` points to. Record `line` holds the hash of record
+/// `line - 1`: a mismatch most often means record `line - 1` was edited (or one was removed or
+/// inserted between the two); for the first record, that it was edited or replaced.
+fn chain_culprit(line: usize) -> String {
+    if line <= 1 {
+        "record 1 was edited or replaced".to_string()
+    } else {
+        format!(
+            "record {} was edited (or record {line}'s link to it, or a record was removed or inserted between them)",
+            line - 1
+        )
+    }
 }
 
 /// Reads every record of a journal, verifying the chain.

@@ -336,3 +336,31 @@ fn help_documents_exit_codes_and_completions_work() {
     let bad = runbook(["frobnicate"]).run();
     assert_eq!(bad.code, Some(2));
 }
+
+/// An unquoted `{{` (in a flow mapping or as a whole value) is named as the cause, not tabs.
+#[test]
+fn unquoted_template_gets_the_quote_hint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, yaml) in [
+        (
+            "flow.yaml",
+            "runbook: x\nversion: 1\nsteps:\n  - id: a\n    http: { get: http://x/{{ node }} }\n",
+        ),
+        (
+            "plain.yaml",
+            "runbook: x\nversion: 1\nsteps:\n  - id: a\n    run: {{ node }}\n",
+        ),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, yaml).expect("write");
+        let ran = crate::harness::runbook(["validate".to_string(), f.display().to_string()]).run();
+        assert_eq!(ran.code, Some(2), "{name}: {}", ran.stderr);
+        assert!(
+            ran.stderr
+                .contains("quote this value: `{{` starts a YAML mapping"),
+            "{name}: {}",
+            ran.stderr
+        );
+        assert!(!ran.stderr.contains("tabs"), "{name}: {}", ran.stderr);
+    }
+}

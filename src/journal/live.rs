@@ -1,0 +1,125 @@
+//! Engine liveness: a live engine holds an exclusive `flock` on `<run dir>/engine.lock` for
+//! its whole lifetime; anyone can test it without racing a PID that was reused. The kernel
+//! drops the lock when the process dies, however it dies, so a killed engine never looks live.
+//!
+//! The file holds one JSON line `{"pid","user","host","started"}` naming the holder. It is
+//! opened `O_NOFOLLOW | O_CLOEXEC`, mode 0600 (a symlink planted in the run directory cannot
+//! redirect it; child processes do not inherit the lock).
+
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The file a live engine locks.
+pub const ENGINE_LOCK: &str = "engine.lock";
+
+/// Who holds a run's engine lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveHolder {
+    pub pid: u32,
+    pub user: String,
+    pub host: String,
+    pub started: String,
+}
+
+/// The held lock; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct LiveGuard {
+    _file: std::fs::File,
+}
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("run is already being executed by pid {} ({}@{}, since {})", .0.pid, .0.user, .0.host, .0.started)]
+    Held(Box<LiveHolder>),
+    #[error("cannot lock {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+fn open(run_dir: &Path, write: bool) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600);
+    if write {
+        o.write(true).create(true);
+    }
+    o.open(run_dir.join(ENGINE_LOCK))
+}
+
+fn flock(f: &std::fs::File, op: libc::c_int) -> bool {
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
+}
+
+fn read_holder(f: &mut std::fs::File) -> Option<LiveHolder> {
+    let mut s = String::new();
+    f.seek(std::io::SeekFrom::Start(0)).ok()?;
+    f.take(4096).read_to_string(&mut s).ok()?;
+    serde_json::from_str(s.lines().next()?).ok()
+}
+
+/// Takes the engine lock of `run_dir` for the life of the returned guard.
+pub fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
+    let name = run_dir.join(ENGINE_LOCK).display().to_string();
+    let mut f = open(run_dir, true).map_err(|e| LiveError::Io(name.clone(), e))?;
+    if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+        let h = read_holder(&mut f).unwrap_or(LiveHolder {
+            pid: 0,
+            user: "?".into(),
+            host: "?".into(),
+            started: "?".into(),
+        });
+        return Err(LiveError::Held(Box::new(h)));
+    }
+    let me = LiveHolder {
+        pid: std::process::id(),
+        user: crate::execute::current_user(),
+        host: crate::execute::current_host(),
+        started: crate::execute::event::now(),
+    };
+    let line = serde_json::to_string(&me).unwrap_or_default();
+    f.set_len(0)
+        .and_then(|()| f.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+        .and_then(|()| f.write_all(format!("{line}\n").as_bytes()))
+        .map_err(|e| LiveError::Io(name, e))?;
+    Ok(LiveGuard { _file: f })
+}
+
+/// The live engine of `run_dir`, if one holds its lock now.
+pub fn holder(run_dir: &Path) -> Option<LiveHolder> {
+    let mut f = open(run_dir, false).ok()?;
+    if flock(&f, libc::LOCK_SH | libc::LOCK_NB) {
+        // We got it: nobody holds it exclusively (our shared lock drops with `f`).
+        return None;
+    }
+    Some(read_holder(&mut f).unwrap_or(LiveHolder {
+        pid: 0,
+        user: "?".into(),
+        host: "?".into(),
+        started: "?".into(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_while_the_guard_lives() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(holder(d.path()).is_none());
+        let g = hold(d.path()).unwrap();
+        // flock locks belong to the open file description: a second open conflicts even in
+        // the same process, which is what another process sees too.
+        let h = holder(d.path()).unwrap();
+        assert_eq!(h.pid, std::process::id());
+        assert!(matches!(hold(d.path()), Err(LiveError::Held(_))));
+        drop(g);
+        assert!(holder(d.path()).is_none());
+    }
+}
