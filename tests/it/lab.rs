@@ -600,6 +600,9 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
         format!("vault_addr=https://127.0.0.1:{closed}"),
     ]);
     let (keys, token) = lab.secrets();
+    let earlier: Vec<_> = std::fs::read_dir(lab.path("runs"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(&args)
         .current_dir(root())
@@ -618,6 +621,7 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|e| !earlier.contains(&e.file_name()))
             .any(|e| {
                 std::fs::read_to_string(e.path().join("journal.jsonl")).is_ok_and(|j| {
                     j.lines().any(|l| {
