@@ -54,6 +54,12 @@ pub fn use_color(choice: ColorChoice) -> bool {
 
 fn run(cli: Cli) -> ExitStatus {
     let color = use_color(cli.color);
+    if !matches!(
+        cli.command,
+        Command::Exec(_) | Command::Resume(_) | Command::Rollback(_) | Command::Attach(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Validate(a) => cmd_validate(&a, color),
         Command::Plan(a) => cmd_plan(&a, color),
@@ -86,6 +92,16 @@ fn run(cli: Cli) -> ExitStatus {
             ExitStatus::Success
         }
         Command::Complete { what, run } => inspect::cmd_complete(&what, run.as_deref()),
+    }
+}
+
+/// Commands that only print (`show last --json | head`) end quietly when their reader goes
+/// away, as Unix tools do, instead of panicking in `println!` on EPIPE. Not for commands that
+/// run steps: a command that closes its stdin early must not kill the engine before rollback.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of SIGPIPE, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

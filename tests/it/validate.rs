@@ -364,3 +364,20 @@ fn unquoted_template_gets_the_quote_hint() {
         assert!(!ran.stderr.contains("tabs"), "{name}: {}", ran.stderr);
     }
 }
+
+/// Regression: `runbook plan … | head -1` panicked with "failed printing to stdout: Broken
+/// pipe"; a printing command now ends quietly when its reader goes away.
+#[test]
+fn printing_commands_end_quietly_on_a_closed_pipe() {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' plan runbooks/vault-crash.yaml -i node=vault-2 | head -c 1 >/dev/null",
+            env!("CARGO_BIN_EXE_runbook")
+        ))
+        .current_dir(crate::harness::root())
+        .output()
+        .expect("sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
