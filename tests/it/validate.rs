@@ -365,15 +365,27 @@ fn unquoted_template_gets_the_quote_hint() {
     }
 }
 
-/// Regression: `runbook plan … | head -1` panicked with "failed printing to stdout: Broken
-/// pipe"; a printing command now ends quietly when its reader goes away.
+/// Regression: `runbook show last --json | head -1` panicked with "failed printing to stdout:
+/// Broken pipe"; a printing command now ends quietly when its reader goes away.
 #[test]
 fn printing_commands_end_quietly_on_a_closed_pipe() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let made = crate::harness::runbook([
+        "exec".as_ref(),
+        "examples/local.yaml".as_ref(),
+        "--yes".as_ref(),
+        "--runs-dir".as_ref(),
+        runs.path().as_os_str(),
+    ])
+    .run();
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    // `true` exits at once: every write of the command meets a closed pipe.
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "'{}' plan runbooks/vault-crash.yaml -i node=vault-2 | head -c 1 >/dev/null",
-            env!("CARGO_BIN_EXE_runbook")
+            "'{bin}' show last --json --runs-dir '{}' | true",
+            runs.path().display()
         ))
         .current_dir(crate::harness::root())
         .output()
