@@ -16,6 +16,8 @@ pub enum ExitStatus {
     RollbackIncomplete = 4,
     /// The engine itself failed (journal, internal error).
     EngineFailed = 5,
+    /// Nothing was done: another run holds the target's lock, or this run's engine is live.
+    Busy = 6,
 }
 
 impl ExitStatus {
@@ -38,4 +40,5 @@ Exit codes:
   2  invalid runbook or usage
   3  declined or aborted by the operator; rollback done
   4  rollback incomplete: needs a human
-  5  the engine itself failed (journal, internal error)";
+  5  the engine itself failed (journal, internal error)
+  6  busy: another run holds the lock (nothing was done)";

@@ -17,14 +17,18 @@
 //! - [`template`]: minijinja, strict undefined, shell quoting, secrets, placeholders.
 //! - [`graph`]: waves and cycle paths.
 //! - [`plan`]: inputs resolution, the [`plan::Plan`], and its text/json/dot/mermaid renderers.
-//! - [`execute`]: the engine (scheduler, gates, rollback), events, the redactor, and one runner
+//! - [`execute`]: the engine (scheduler, gates, rollback, `finally`), events, the redactor,
+//!   readable results (`readable.rs`: HTTP summaries, `until` part by part), and one runner
 //!   per way of running (`runner/local.rs`, `runner/ssh.rs`, `runner/http.rs`).
-//! - [`journal`]: the hash-chained run journal, locks, remote answers.
+//! - [`journal`]: the hash-chained run journal, locks, remote answers, engine liveness
+//!   (`live.rs`) and where a run stands (`state.rs`: running, waiting at GATE, paused, …).
 //! - [`transcript`]: transcripts (minijinja templates in `templates/`) and incident attachment.
 //! - [`diagnostic`]: problems in a runbook and their renderers.
 //! - [`schema`]: the JSON Schema of the format.
 //! - [`exit`]: outcome → process exit code, in one place.
-//! - [`cli`]: clap arguments, subcommands, output.
+//! - [`cli`]: clap arguments, subcommands, output; the run store (`store.rs`: per-user runs
+//!   dir, ids by prefix and `last`), `runs`/`show`/`logs` (`inspect.rs`), options a run
+//!   remembers for `resume` (`remember.rs`).
 
 pub mod cli;
 pub mod diagnostic;

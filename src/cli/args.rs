@@ -63,10 +63,13 @@ Examples:
   runbook exec runbooks/vault-crash.yaml -i node=vault-2 --approve halt-traffic --approve restart
   runbook exec examples/local.yaml --yes --progress plain --output json > events.ndjson
 
-Gates: on a terminal you are asked (yes / no / show details / abort). Without a terminal a
-gate needs an answer given in advance (--yes, --approve ID, --answers FILE); without one the
-run stops at that gate (exit 3) and says how to answer. Manual steps need --approve ID or an
-answers file entry (`--yes` does not confirm work done by hand).
+Gates: on a terminal you are asked (a letter, then Enter: yes / no / show details / abort),
+and `runbook approve RUN GATE` from another terminal answers the same prompt (whichever comes
+first). Without a terminal a gate takes an answer given in advance (--yes, --approve ID,
+--answers FILE); without one it prints the `runbook approve …` command and waits for it up to
+the gate's timeout, or with --no-wait stops there at once (exit 3; `runbook resume RUN` goes on
+from that gate). Manual steps need --approve ID or an answers file entry (`--yes` does not
+confirm work done by hand). `finally` steps run after the unwinding, whatever happened.
 
 Exit codes:
   0  success
@@ -74,7 +77,8 @@ Exit codes:
   2  invalid runbook or usage
   3  declined or aborted by the operator (or stopped at an unanswered gate)
   4  rollback incomplete: needs a human
-  5  the engine itself failed (journal, internal error)")]
+  5  the engine itself failed (journal, internal error)
+  6  busy: another run holds the runbook's lock (nothing was done)")]
     Exec(ExecArgs),
     /// Continue a run that crashed, was killed, or stopped at a gate, from its journal.
     #[command(after_help = "\
@@ -98,14 +102,38 @@ Your OS user is the approver (the owner of the answer file, not a claim in it)."
 Examples:
   runbook reject 20261126-090102-vault-crash-3f9a restart --comment \"not during peak hours\"")]
     Reject(AnswerArgs),
+    /// Show one run: its state (running, waiting at a gate for whom since when, interrupted,
+    /// finished), each step, and the next command to type.
+    #[command(after_help = "\
+Examples:
+  runbook show last
+  runbook show 20261126-0901        # a unique prefix of the run id is enough
+  runbook show last --json")]
+    Show(ShowArgs),
+    /// Print a run's step logs (all steps, or one), and with --follow keep printing.
+    #[command(after_help = "\
+Examples:
+  runbook logs last
+  runbook logs last restart --follow")]
+    Logs(LogsArgs),
+    /// Finish the unwinding of a run that ended needing a human (exit 4): run the rollbacks
+    /// that did not run, newest first, asking as usual.
+    #[command(after_help = "\
+Examples:
+  runbook rollback last
+  runbook rollback 20261126-090102-vault-crash-3f9a --yes")]
+    Rollback(RollbackArgs),
     /// List recorded runs with their status.
     #[command(after_help = "\
 Examples:
   runbook runs
+  runbook runs --state waiting --since 1d
   runbook runs --runs-dir /var/lib/runbook/runs
 
-STATUS is `running` (no end record: in progress, or the engine was killed: resume it),
-`waiting` (stopped at a gate or manual step: resume it), or the final status and exit code.")]
+Runs are listed oldest first (the newest is last, and is `last`). STATE is `running` (a live
+engine), `waiting` (a live engine waits at GATE: `runbook approve`), `paused` (stopped at a gate
+nobody answered: `runbook resume`), `interrupted` (the engine was killed: `runbook resume`), or
+the final status with its exit code.")]
     Runs(RunsArgs),
     /// Render a run's transcript (markdown or json), or verify its journal.
     #[command(after_help = "\
@@ -146,7 +174,16 @@ Examples:
   # then, first line of a runbook:
   # yaml-language-server: $schema=./runbook.schema.json")]
     Schema,
-    /// Print shell completions.
+    /// Words for shell completion: `runs` (run ids), `gates RUN`, `steps RUN` (hidden; the
+    /// bash completion script calls it).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// runs, gates or steps
+        what: String,
+        /// The run, for gates and steps.
+        run: Option<String>,
+    },
+    /// Print shell completions (bash also completes run ids, gates and steps).
     #[command(after_help = "\
 Examples:
   runbook completions bash > /etc/bash_completion.d/runbook
@@ -205,7 +242,8 @@ pub struct ExecArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub inputs: InputArgs,
-    /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
+    /// Where runs are recorded [default: $RUNBOOK_RUNS_DIR, else
+    /// $XDG_STATE_HOME/runbook/runs, i.e. ~/.local/state/runbook/runs].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -216,7 +254,7 @@ pub struct ExecArgs {
 }
 
 /// How a run is carried out: shared by `exec` and `resume`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct RunOpts {
     /// Approve every gate (not manual steps).
     #[arg(long, short = 'y')]
@@ -227,9 +265,9 @@ pub struct RunOpts {
     /// A YAML file answering gates by step id: `restart: yes`, `fix-oom: done`, `x: abort`.
     #[arg(long, value_name = "FILE")]
     pub answers: Option<PathBuf>,
-    /// Most steps running at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(usize))]
-    pub parallel: usize,
+    /// Most steps running at once [default: 4; on resume, what the run used].
+    #[arg(long, value_parser = clap::value_parser!(usize))]
+    pub parallel: Option<usize>,
     /// Do NOT roll back on failure (experts only).
     #[arg(long)]
     pub no_rollback: bool,
@@ -259,9 +297,18 @@ pub struct SshArgs {
     /// A known_hosts file to check host keys against (instead of ~/.ssh/known_hosts).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
-    /// How long to wait for a host to answer (TCP connect and SSH banner), e.g. 5s.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
-    pub ssh_connect_timeout: std::time::Duration,
+    /// How long to wait for a host to answer (TCP connect and SSH banner), e.g. 5s
+    /// [default: 10s; on resume, what the run used].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ssh_connect_timeout: Option<std::time::Duration>,
+}
+
+impl SshArgs {
+    /// The connect timeout, 10 s unless given.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.ssh_connect_timeout
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -287,13 +334,16 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct RunsDirArg {
-    /// Where runs are recorded (default `.runbook/runs`, or $RUNBOOK_RUNS_DIR).
+    /// Where runs are recorded [default: $RUNBOOK_RUNS_DIR, else
+    /// $XDG_STATE_HOME/runbook/runs, i.e. ~/.local/state/runbook/runs].
     #[arg(long, value_name = "DIR", global = false)]
     pub runs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
     pub run_id: String,
     #[command(flatten)]
     pub dir: RunsDirArg,
@@ -309,9 +359,12 @@ pub struct ResumeArgs {
 
 #[derive(Debug, Args)]
 pub struct AnswerArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
     pub run_id: String,
     /// The step whose gate (or manual step) to answer.
     pub gate: String,
+    /// Why: journaled with the answer and shown in the transcript.
     #[arg(long)]
     pub comment: Option<String>,
     #[command(flatten)]
@@ -322,6 +375,51 @@ pub struct AnswerArgs {
 pub struct RunsArgs {
     #[command(flatten)]
     pub dir: RunsDirArg,
+    /// Only runs in this state: running, waiting, paused, interrupted, success (or
+    /// succeeded), step-failed (or failed), aborted, rollback-incomplete, engine-failed
+    /// (repeatable).
+    #[arg(long, value_name = "STATE")]
+    pub state: Vec<String>,
+    /// Only runs started within this long (e.g. 2h, 1d) or since this time (RFC 3339).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
+    pub run_id: String,
+    /// Print the run's state as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
+    pub run_id: String,
+    /// Only this step's log (default: every step, in the order they started).
+    pub step: Option<String>,
+    /// Keep printing new lines until the run ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
+    pub run_id: String,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+    #[command(flatten)]
+    pub run: RunOpts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -332,7 +430,10 @@ pub enum TranscriptFormat {
 
 #[derive(Debug, Args)]
 pub struct TranscriptArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
     pub run_id: String,
+    /// md: the Markdown transcript; json: the transcript's data (for your own tools).
     #[arg(long, value_enum, default_value_t = TranscriptFormat::Md)]
     pub format: TranscriptFormat,
     /// A minijinja template to render instead of the built-in Markdown one.
@@ -347,6 +448,8 @@ pub struct TranscriptArgs {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
+    /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
+    #[arg(value_name = "RUN")]
     pub run_id: String,
     /// pagerduty:INCIDENT_ID, jira:ISSUE-KEY or webhook:URL
     #[arg(long, value_name = "TARGET", required = true)]

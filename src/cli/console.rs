@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use console::{Style, Term};
@@ -49,15 +50,40 @@ pub(crate) struct Live {
     done: u64,
 }
 
+/// Output lines of one step (or one host of it) shown as they come; past this many, the rest
+/// is kept back and the step's end shows its last lines and where the full log is.
+const SHOWN_LINES: usize = 20;
+/// Lines shown at the end of a step whose output was collapsed.
+const TAIL_LINES: usize = 5;
+
+/// Output of one step (per host) beyond [`SHOWN_LINES`].
+#[derive(Default)]
+struct Collapsed {
+    count: usize,
+    tail: std::collections::VecDeque<String>,
+}
+
 /// Prints events for a person: live bars on a TTY, plain lines otherwise.
 pub(crate) struct Console {
     live: Option<Live>,
     st: Styles,
     quiet_output: bool,
+    /// Step id → its title, rendered with the run's inputs.
+    titles: HashMap<String, String>,
+    /// `runbook logs RUN` for the "full output" hint.
+    logs_cmd: String,
+    /// Output lines seen per `step/host`.
+    output: HashMap<String, Collapsed>,
 }
 
 impl Console {
-    pub(crate) fn new(tty: bool, color: bool, steps: usize) -> (Console, Option<MultiProgress>) {
+    pub(crate) fn new(
+        tty: bool,
+        color: bool,
+        steps: usize,
+        titles: HashMap<String, String>,
+        logs_cmd: String,
+    ) -> (Console, Option<MultiProgress>) {
         let live = if tty {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let total = mp.add(ProgressBar::new(steps as u64));
@@ -69,6 +95,8 @@ impl Console {
                 .progress_chars("=> "),
             );
             total.set_prefix("runbook");
+            // The total time runs on while a step runs (not only when a step ends).
+            total.enable_steady_tick(Duration::from_millis(500));
             Some(Live {
                 mp,
                 total,
@@ -84,6 +112,9 @@ impl Console {
                 live,
                 st: Styles::new(color),
                 quiet_output: false,
+                titles,
+                logs_cmd,
+                output: HashMap::new(),
             },
             mp,
         )
@@ -127,6 +158,35 @@ impl Console {
             && let Some(pb) = l.bars.remove(key)
         {
             pb.finish_and_clear();
+        }
+    }
+
+    /// ` — Title` for a step that has one.
+    fn title(&self, step: &str) -> String {
+        match self.titles.get(step) {
+            Some(t) if !t.is_empty() => format!(" — {t}"),
+            _ => String::new(),
+        }
+    }
+
+    /// Prints what was kept back of `key`'s output: its last lines and the log command.
+    fn flush_collapsed(&mut self, key: &str, step: &str, ts: &str) {
+        let Some(c) = self.output.remove(key) else {
+            return;
+        };
+        if c.count <= SHOWN_LINES {
+            return;
+        }
+        let hidden = c.count - SHOWN_LINES - c.tail.len();
+        self.line(format!(
+            "{ts}   {}",
+            self.st.dim.apply_to(format!(
+                "… {hidden} more line(s) not shown; full output: {} {step}",
+                self.logs_cmd
+            ))
+        ));
+        for l in c.tail {
+            self.line(l);
         }
     }
 
@@ -239,6 +299,7 @@ impl Observer for Console {
                     label.push_str(&format!(" (try {attempt})"));
                 }
                 let key = format!("{step}/{}", host.clone().unwrap_or_default());
+                label.push_str(&self.title(step));
                 if self.live.is_some() {
                     self.bar_for(&key, &label);
                 } else {
@@ -268,10 +329,33 @@ impl Observer for Console {
                     } else {
                         "│"
                     };
-                    self.line(format!(
+                    let text = format!(
                         "{ts}   {} {line}",
                         self.st.dim.apply_to(format!("{who} {bar}"))
-                    ));
+                    );
+                    let c = self.output.entry(key).or_default();
+                    c.count += 1;
+                    if c.count <= SHOWN_LINES {
+                        self.line(text);
+                    } else {
+                        if c.count == SHOWN_LINES + 1 {
+                            let note = format!(
+                                "{ts}   {}",
+                                self.st.dim.apply_to(format!(
+                                    "… {who}: more output; its last {TAIL_LINES} lines are shown when it ends"
+                                ))
+                            );
+                            self.line(note);
+                        }
+                        let c = self
+                            .output
+                            .entry(format!("{step}/{}", host.clone().unwrap_or_default()))
+                            .or_default();
+                        c.tail.push_back(text);
+                        if c.tail.len() > TAIL_LINES {
+                            c.tail.pop_front();
+                        }
+                    }
                 }
             }
             Event::ProbeAttempt {
@@ -310,6 +394,7 @@ impl Observer for Console {
                 ..
             } => {
                 self.bar_done(&format!("{step}/{host}"));
+                self.flush_collapsed(&format!("{step}/{host}"), step, &ts);
                 let err = error
                     .as_deref()
                     .map(|e| format!(": {e}"))
@@ -341,6 +426,15 @@ impl Observer for Console {
                 for k in keys {
                     self.bar_done(&k);
                 }
+                let pending: Vec<String> = self
+                    .output
+                    .keys()
+                    .filter(|k| k.starts_with(&format!("{step}/")))
+                    .cloned()
+                    .collect();
+                for k in pending {
+                    self.flush_collapsed(&k, step, &ts);
+                }
                 if let Some(l) = &mut self.live {
                     l.done += 1;
                     l.total.set_position(l.done);
@@ -362,8 +456,9 @@ impl Observer for Console {
                     format!("  {}", self.st.dim.apply_to(kv.join(" ")))
                 };
                 self.line(format!(
-                    "{ts} {} {step} ({d}){err}{outs}",
-                    self.status_word(*status)
+                    "{ts} {} {step}{} ({d}){err}{outs}",
+                    self.status_word(*status),
+                    self.title(step)
                 ));
             }
             Event::RollbackStarted { step, .. } => {
@@ -424,7 +519,11 @@ fn first_line(s: &str) -> String {
 }
 
 /// The table printed when the run ends.
-pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
+pub(crate) fn summary(
+    outcome: &RunOutcome,
+    titles: &HashMap<String, String>,
+    color: bool,
+) -> String {
     let st = Styles::new(color);
     let mut out = String::new();
     let w = outcome
@@ -436,7 +535,7 @@ pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
         .max(4);
     out.push_str(&format!(
         "\n{:<w$}  {:<10}  {:>8}  {}\n",
-        "STEP", "STATUS", "TIME", "HOSTS / NOTE"
+        "STEP", "STATUS", "TIME", "TITLE / HOSTS / NOTE"
     ));
     for s in &outcome.steps {
         let status = s.status.as_str();
@@ -445,7 +544,13 @@ pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
             StepStatus::Skipped | StepStatus::NotRun => st.dim.apply_to(format!("{status:<10}")),
             _ => st.bad.apply_to(format!("{status:<10}")),
         };
-        let mut note = s.hosts.join(",");
+        let mut note = titles.get(&s.id).cloned().unwrap_or_default();
+        if !s.hosts.is_empty() {
+            if !note.is_empty() {
+                note.push_str("  ");
+            }
+            note.push_str(&format!("on {}", s.hosts.join(",")));
+        }
         if let Some(e) = &s.error {
             if !note.is_empty() {
                 note.push_str("  ");
@@ -457,7 +562,9 @@ pub(crate) fn summary(outcome: &RunOutcome, color: bool) -> String {
         } else {
             String::new()
         };
-        out.push_str(&format!("{:<w$}  {styled}  {time:>8}  {note}\n", s.id));
+        let row = format!("{:<w$}  {styled}  {time:>8}  {note}", s.id);
+        out.push_str(row.trim_end());
+        out.push('\n');
     }
     if !outcome.rollbacks.is_empty() {
         out.push_str("\nRollback (most recent first):\n");
@@ -500,8 +607,40 @@ impl TtyPrompter {
     }
 }
 
-impl Prompter for TtyPrompter {
-    fn ask(&self, req: &GateRequest) -> Decision {
+/// Reads one line from stdin, giving up (`None`) soon after `stop` is set. The terminal is in
+/// canonical mode, so once stdin is readable a whole line (or end of input) is there.
+fn read_line_until(stop: Option<&AtomicBool>) -> Option<String> {
+    use std::io::BufRead;
+    loop {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return None;
+        }
+        let mut fds = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fds, 1, 100) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        if n == 0 {
+            continue;
+        }
+        let mut line = String::new();
+        return match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        };
+    }
+}
+
+impl TtyPrompter {
+    fn ask_inner(&self, req: &GateRequest, stop: Option<&AtomicBool>) -> Option<Decision> {
         let st = Styles::new(self.color);
         self.with_suspended(|| {
             let term = Term::stderr();
@@ -523,15 +662,27 @@ impl Prompter for TtyPrompter {
                 "[y]es / [n]o / [s]how details / [a]bort"
             };
             loop {
-                let _ = term.write_str(&format!("{} {choices}: ", st.bold.apply_to("?")));
-                let Ok(answer) = term.read_line() else {
-                    return Decision::Aborted;
+                let _ = term.write_str(&format!(
+                    "{} {choices} (then Enter): ",
+                    st.bold.apply_to("?")
+                ));
+                let Some(answer) = read_line_until(stop) else {
+                    if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                        let _ = term.write_line(&format!(
+                            "\n  {}",
+                            st.warn.apply_to(
+                                "answered from another terminal (runbook approve/reject)"
+                            )
+                        ));
+                        return None;
+                    }
+                    return Some(Decision::Aborted);
                 };
                 match answer.trim().to_ascii_lowercase().as_str() {
-                    "y" | "yes" if !req.manual => return Decision::Approved,
-                    "d" | "done" if req.manual => return Decision::Approved,
-                    "n" | "no" | "not done" => return Decision::Declined,
-                    "a" | "abort" => return Decision::Aborted,
+                    "y" | "yes" if !req.manual => return Some(Decision::Approved),
+                    "d" | "done" if req.manual => return Some(Decision::Approved),
+                    "n" | "no" | "not done" => return Some(Decision::Declined),
+                    "a" | "abort" => return Some(Decision::Aborted),
                     "s" | "show" | "details" => {
                         let _ = term.write_line(&format!("  {}", st.dim.apply_to("will run:")));
                         for l in req.preview.lines() {
@@ -545,6 +696,16 @@ impl Prompter for TtyPrompter {
                 }
             }
         })
+    }
+}
+
+impl Prompter for TtyPrompter {
+    fn ask(&self, req: &GateRequest) -> Decision {
+        self.ask_inner(req, None).unwrap_or(Decision::Aborted)
+    }
+
+    fn ask_until(&self, req: &GateRequest, stop: &AtomicBool) -> Option<Decision> {
+        self.ask_inner(req, Some(stop))
     }
 
     fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::console::{Console, JsonLines, TtyPrompter, summary};
+use super::store::{runs_dir, runs_flag};
 use super::{
     ExecArgs, OutputFormat, ProgressMode, error_line, input_errors, load_runbook, provided,
 };
@@ -17,12 +18,8 @@ use crate::execute::{self, Answers, Observer, Options, Services, current_host, c
 use crate::exit::ExitStatus;
 use crate::plan::inputs;
 
-/// Where runs are recorded: `--runs-dir`, `$RUNBOOK_RUNS_DIR`, or `.runbook/runs`.
-pub(crate) fn runs_dir(flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("RUNBOOK_RUNS_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(".runbook/runs"))
-}
+/// Most steps running at once unless `--parallel` says otherwise.
+pub(crate) const DEFAULT_PARALLEL: usize = 4;
 
 /// A new run id: sortable by time, readable, unique enough (`20261126-090102-vault-crash-3f9a`).
 pub(crate) fn new_run_id(runbook: &str) -> String {
@@ -107,7 +104,7 @@ pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::Ss
     crate::execute::runner::ssh::SshOptions {
         config_file: a.ssh_config.clone(),
         known_hosts: a.known_hosts.clone(),
-        connect_timeout: Some(a.ssh_connect_timeout),
+        connect_timeout: Some(a.connect_timeout()),
     }
 }
 
@@ -167,6 +164,27 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         color,
         None,
     )
+}
+
+/// Every step's title rendered with the run's inputs (secrets masked); the raw text if it
+/// reads something only known later.
+pub(crate) fn step_titles(
+    rb: &crate::model::Runbook,
+    resolved: &inputs::Inputs,
+) -> HashMap<String, String> {
+    let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
+    let ctx = crate::plan::plan_context(resolved);
+    rb.steps
+        .iter()
+        .chain(rb.finally.iter())
+        .filter_map(|s| {
+            let title = s.title.as_ref()?;
+            let text = t
+                .render(&title.src, &ctx, crate::template::Target::Text)
+                .unwrap_or_else(|_| title.src.clone());
+            Some((s.id.name.clone(), text))
+        })
+        .collect()
 }
 
 /// Runs (or resumes) a run: lock, journal, observers, services, engine, transcript, attach.
@@ -264,13 +282,18 @@ pub(crate) fn launch(
     let mut lock = match &lock_key {
         Some(key) => match crate::journal::lock::acquire(runs, key, &run_id, &user) {
             Ok(l) => Some(l),
+            Err(e @ crate::journal::lock::LockError::Held(..)) => {
+                error_line(e);
+                return ExitStatus::Busy;
+            }
             Err(e) => {
                 error_line(e);
-                return ExitStatus::Invalid;
+                return ExitStatus::EngineFailed;
             }
         },
         None => None,
     };
+    let fresh = live.is_none();
     if let Err(e) =
         create_private_dir(&run_dir).and_then(|()| crate::journal::answers::prepare(&run_dir))
     {
@@ -280,29 +303,47 @@ pub(crate) fn launch(
         ));
         return ExitStatus::EngineFailed;
     }
-    // This engine owns the run for its whole life (resume took it before reading the journal).
+    // Liveness: held for the whole run; `show`, `runs` and `approve` test it (`resume` took
+    // it before reading the journal and passes it in).
     let _live = match live {
         Some(g) => g,
         None => match crate::journal::live::hold(&run_dir) {
             Ok(g) => g,
+            Err(e @ crate::journal::live::LiveError::Held(_)) => {
+                error_line(format!(
+                    "{e}: watch it with `runbook show{} {run_id}`",
+                    runs_flag(runs)
+                ));
+                return ExitStatus::Busy;
+            }
             Err(e) => {
                 // A new run: its directory was just created by us and holds nothing yet.
-                let _ = std::fs::remove_dir_all(&run_dir);
-                error_line(&e);
-                return match e {
-                    crate::journal::live::LiveError::Io(..) => ExitStatus::EngineFailed,
-                    _ => ExitStatus::Invalid,
-                };
+                if fresh {
+                    let _ = std::fs::remove_dir_all(&run_dir);
+                }
+                error_line(e);
+                return ExitStatus::EngineFailed;
             }
         },
     };
+    if let Err(e) = super::remember::save(&run_dir, f) {
+        error_line(format!("cannot record the run's options: {e}"));
+        return ExitStatus::EngineFailed;
+    }
     let interactive = interactive();
     let tty_progress = match f.progress {
         ProgressMode::Auto => std::io::stderr().is_terminal(),
         ProgressMode::Tty => true,
         ProgressMode::Plain => false,
     };
-    let (console, mp) = Console::new(tty_progress, color, rb.steps.len() + rb.finally.len());
+    let titles = step_titles(&rb, &resolved);
+    let (console, mp) = Console::new(
+        tty_progress,
+        color,
+        rb.steps.len() + rb.finally.len(),
+        titles.clone(),
+        format!("runbook logs{} {run_id}", runs_flag(runs)),
+    );
     let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
     if f.output == OutputFormat::Json {
         observers.push(Box::new(JsonLines));
@@ -344,19 +385,12 @@ pub(crate) fn launch(
     } else {
         None
     };
-    let runs_flag = if runs == Path::new(".runbook/runs") {
-        String::new()
-    } else {
-        format!(
-            " --runs-dir {}",
-            crate::template::shell_quote(&runs.display().to_string())
-        )
-    };
+    let runs_flag = runs_flag(runs);
     let opts = Options {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
         file: file.display().to_string(),
-        parallel: f.parallel,
+        parallel: f.parallel.unwrap_or(DEFAULT_PARALLEL),
         answers,
         no_rollback: f.no_rollback,
         confirm_rollback: interactive && !f.yes,
@@ -412,7 +446,7 @@ pub(crate) fn launch(
         )
         .await
     });
-    eprint!("{}", summary(&outcome, color));
+    eprint!("{}", summary(&outcome, &titles, color));
     let paused = outcome.status == ExitStatus::Aborted && outcome.reason.contains("waiting for");
     if paused || outcome.status == ExitStatus::EngineFailed {
         // Resumable: keep the lock for `runbook resume`.
@@ -420,6 +454,11 @@ pub(crate) fn launch(
             l.keep();
         }
         eprintln!("resume with: runbook resume{runs_flag} {run_id}");
+    }
+    if outcome.status == ExitStatus::RollbackIncomplete && !no_journal {
+        eprintln!(
+            "finish the unwinding with: runbook rollback{runs_flag} {run_id}   (see what is left: runbook show{runs_flag} {run_id})"
+        );
     }
     if !no_journal && outcome.status != ExitStatus::EngineFailed {
         match crate::transcript::write_files(&run_dir) {

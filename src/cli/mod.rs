@@ -3,7 +3,10 @@
 mod args;
 mod console;
 mod exec;
+mod inspect;
+mod remember;
 mod runs;
+mod store;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -51,6 +54,12 @@ pub fn use_color(choice: ColorChoice) -> bool {
 
 fn run(cli: Cli) -> ExitStatus {
     let color = use_color(cli.color);
+    if !matches!(
+        cli.command,
+        Command::Exec(_) | Command::Resume(_) | Command::Rollback(_) | Command::Attach(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Validate(a) => cmd_validate(&a, color),
         Command::Plan(a) => cmd_plan(&a, color),
@@ -58,7 +67,10 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Resume(a) => runs::cmd_resume(&a, color),
         Command::Approve(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Approved),
         Command::Reject(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Declined),
-        Command::Runs(a) => runs::cmd_runs(&a),
+        Command::Runs(a) => inspect::cmd_runs(&a),
+        Command::Show(a) => inspect::cmd_show(&a),
+        Command::Logs(a) => inspect::cmd_logs(&a),
+        Command::Rollback(a) => runs::cmd_rollback(&a, color),
         Command::Transcript(a) => runs::cmd_transcript(&a),
         Command::Attach(a) => runs::cmd_attach(&a),
         Command::Unlock(a) => runs::cmd_unlock(&a),
@@ -74,10 +86,51 @@ fn run(cli: Cli) -> ExitStatus {
                 "runbook",
                 &mut std::io::stdout(),
             );
+            if shell == clap_complete::Shell::Bash {
+                print!("{BASH_DYNAMIC}");
+            }
             ExitStatus::Success
         }
+        Command::Complete { what, run } => inspect::cmd_complete(&what, run.as_deref()),
     }
 }
+
+/// Commands that only print (`show last --json | head`) end quietly when their reader goes
+/// away, as Unix tools do, instead of panicking in `println!` on EPIPE. Not for commands that
+/// run steps: a command that closes its stdin early must not kill the engine before rollback.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of SIGPIPE, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Added to the bash completions: run ids (and `last`) where a command takes a run, gate names
+/// after `approve`/`reject RUN`, step ids after `logs RUN`; everything else as clap generates.
+const BASH_DYNAMIC: &str = r#"
+_runbook_dynamic() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" sub="${COMP_WORDS[1]}"
+    case "$sub" in
+        show|logs|resume|rollback|approve|reject|transcript|attach)
+            if [ "$COMP_CWORD" -eq 2 ] && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "$(runbook __complete runs 2>/dev/null)" -- "$cur"))
+                return 0
+            fi
+            if [ "$COMP_CWORD" -eq 3 ] && [[ "$cur" != -* ]]; then
+                case "$sub" in
+                    approve|reject)
+                        COMPREPLY=($(compgen -W "$(runbook __complete gates "${COMP_WORDS[2]}" 2>/dev/null)" -- "$cur"))
+                        return 0 ;;
+                    logs)
+                        COMPREPLY=($(compgen -W "$(runbook __complete steps "${COMP_WORDS[2]}" 2>/dev/null)" -- "$cur"))
+                        return 0 ;;
+                esac
+            fi ;;
+    esac
+    _runbook "$@"
+}
+complete -F _runbook_dynamic -o bashdefault -o default runbook
+"#;
 
 /// Prints a one-line error for the tool failing (not a runbook problem).
 pub fn error_line(msg: impl std::fmt::Display) {
@@ -276,8 +329,59 @@ fn cmd_list(a: &ListArgs) -> ExitStatus {
     }
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (path, name, desc) in rows {
-        let first = desc.lines().next().unwrap_or_default();
-        println!("{path:<w$}  {name}: {first}");
+        println!("{path:<w$}  {name}: {}", first_sentence(&desc, 100));
     }
     ExitStatus::Success
+}
+
+/// The first sentence of a description's first paragraph (lines joined), cut at a word
+/// boundary with `…` only if that sentence is longer than `max` characters.
+pub(crate) fn first_sentence(desc: &str, max: usize) -> String {
+    let para: Vec<&str> = desc
+        .trim()
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let text = para.join(" ");
+    let sentence = match text.find(". ") {
+        Some(i) => &text[..=i],
+        None => text.as_str(),
+    };
+    if sentence.chars().count() <= max {
+        return sentence.to_string();
+    }
+    // Too long: end at the last clause boundary that fits, else at a word.
+    let head: String = sentence.chars().take(max).collect();
+    if let Some(i) = head.rfind([',', ';', ':']).filter(|&i| i > 30) {
+        return format!("{} …", &head[..i]);
+    }
+    let mut out = String::new();
+    for word in sentence.split_whitespace() {
+        if out.chars().count() + word.chars().count() + 1 > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    format!("{out} …")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_sentence;
+
+    #[test]
+    fn list_shows_whole_sentences() {
+        assert_eq!(
+            first_sentence(
+                "Recover a Vault node\nthat crashed. Then verify.\n\nMore.",
+                100
+            ),
+            "Recover a Vault node that crashed."
+        );
+        assert_eq!(first_sentence("one two three four", 9), "one two …");
+    }
 }

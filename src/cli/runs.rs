@@ -4,9 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use super::exec::{launch, runs_dir};
+use super::exec::launch;
+use super::store::{resolve, run_id_of, runs_dir, runs_flag};
 use super::{
-    AnswerArgs, AttachArgs, ResumeArgs, RunsArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
+    AnswerArgs, AttachArgs, ResumeArgs, RollbackArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
     error_line, input_errors, load_runbook,
 };
 use crate::execute::engine::Prior;
@@ -16,19 +17,7 @@ use crate::journal;
 use crate::plan::inputs;
 
 fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<PathBuf, ExitStatus> {
-    if run_id.contains('/') || run_id.contains("..") || run_id.is_empty() {
-        error_line(format!("`{run_id}` is not a run id"));
-        return Err(ExitStatus::Invalid);
-    }
-    let d = runs_dir(dir.runs_dir.as_deref()).join(run_id);
-    if !d.join(journal::JOURNAL_FILE).is_file() {
-        error_line(format!(
-            "no run `{run_id}` in {} (see `runbook runs`)",
-            runs_dir(dir.runs_dir.as_deref()).display()
-        ));
-        return Err(ExitStatus::Invalid);
-    }
-    Ok(d)
+    resolve(dir.runs_dir.as_deref(), run_id)
 }
 
 pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
@@ -36,26 +25,74 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         Ok(d) => d,
         Err(s) => return s,
     };
-    let runs = runs_dir(a.dir.runs_dir.as_deref());
-    for (d, follow) in [(runs.as_path(), true), (dir.as_path(), false)] {
+    let how = Continue::Resume {
+        rerun_in_doubt: a.rerun_in_doubt,
+        skip_in_doubt: a.skip_in_doubt,
+    };
+    continue_run(&dir, a.dir.runs_dir.as_deref(), &a.run, how, color)
+}
+
+pub(crate) fn cmd_rollback(a: &RollbackArgs, color: bool) -> ExitStatus {
+    let dir = match run_dir(&a.dir, &a.run_id) {
+        Ok(d) => d,
+        Err(s) => return s,
+    };
+    continue_run(
+        &dir,
+        a.dir.runs_dir.as_deref(),
+        &a.run,
+        Continue::Rollback,
+        color,
+    )
+}
+
+/// How a recorded run is continued.
+#[derive(Debug, Clone, Copy)]
+enum Continue {
+    /// From where it stopped.
+    Resume {
+        rerun_in_doubt: bool,
+        skip_in_doubt: bool,
+    },
+    /// Only the rollbacks that did not run (after exit 4).
+    Rollback,
+}
+
+fn continue_run(
+    dir: &std::path::Path,
+    runs_flag_dir: Option<&std::path::Path>,
+    given: &super::RunOpts,
+    how: Continue,
+    color: bool,
+) -> ExitStatus {
+    let run_id = run_id_of(dir);
+    let runs = runs_dir(runs_flag_dir);
+    let flag = runs_flag(&runs);
+    for (d, follow) in [(runs.as_path(), true), (dir, false)] {
         if let Err(e) = journal::dirs::check_owned(d, follow) {
             error_line(e);
             return ExitStatus::Invalid;
         }
     }
     // Own the run before reading what it did: a live engine's run is refused.
-    let live = match journal::live::hold(&dir) {
+    let live = match journal::live::hold(dir) {
         Ok(g) => g,
+        Err(e @ journal::live::LiveError::Held(_)) => {
+            error_line(format!(
+                "cannot continue run {run_id}: {e}: watch it with `runbook show{flag} {run_id}`"
+            ));
+            return ExitStatus::Busy;
+        }
         Err(e) => {
-            error_line(format!("cannot resume run {}: {e}", a.run_id));
-            return ExitStatus::Invalid;
+            error_line(format!("cannot continue run {run_id}: {e}"));
+            return ExitStatus::EngineFailed;
         }
     };
-    let records = match journal::load(&dir) {
+    let records = match journal::load(dir) {
         Ok(l) => match journal::missing_tail(&l, false) {
             Some(why) => {
                 error_line(format!(
-                    "{}: {why}; refusing to resume from a journal that cannot be trusted",
+                    "{}: {why}; refusing to continue from a journal that cannot be trusted",
                     dir.join(journal::JOURNAL_FILE).display()
                 ));
                 return ExitStatus::Invalid;
@@ -64,7 +101,7 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         },
         Err(e) => {
             error_line(format!(
-                "{e}; refusing to resume from a journal that cannot be trusted"
+                "{e}; refusing to continue from a journal that cannot be trusted"
             ));
             return ExitStatus::Invalid;
         }
@@ -81,22 +118,56 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         error_line("the journal has no run-started record");
         return ExitStatus::Invalid;
     };
-    if let Some(Event::RunFinished {
-        resumable: false,
-        exit_code,
-        reason,
-        ..
-    }) = records
+    let last_end = records
         .iter()
         .rev()
         .map(|r| &r.stamped.event)
-        .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }))
-    {
-        error_line(format!(
-            "run {} already finished (exit {exit_code}: {reason}); there is nothing to resume",
-            a.run_id
-        ));
-        return ExitStatus::Invalid;
+        .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }));
+    match (how, last_end) {
+        (
+            Continue::Resume { .. },
+            Some(Event::RunFinished {
+                resumable: false,
+                exit_code,
+                reason,
+                ..
+            }),
+        ) => {
+            let next = if *exit_code == ExitStatus::RollbackIncomplete.code() {
+                format!("; finish its unwinding with `runbook rollback{flag} {run_id}`")
+            } else {
+                format!("; see `runbook show{flag} {run_id}`")
+            };
+            error_line(format!(
+                "run {run_id} already finished (exit {exit_code}: {reason}); there is nothing to resume{next}"
+            ));
+            return ExitStatus::Invalid;
+        }
+        (Continue::Rollback, Some(Event::RunFinished { exit_code, .. }))
+            if *exit_code == ExitStatus::RollbackIncomplete.code() => {}
+        (
+            Continue::Rollback,
+            Some(Event::RunFinished {
+                exit_code, reason, ..
+            }),
+        ) => {
+            error_line(format!(
+                "run {run_id} ended with exit {exit_code} ({reason}), not 4: it has no rollbacks left to run"
+            ));
+            return ExitStatus::Invalid;
+        }
+        (Continue::Rollback, _) => {
+            error_line(format!(
+                "run {run_id} has not ended: continue it with `runbook resume{flag} {run_id}` (it unwinds if it was unwinding)"
+            ));
+            return ExitStatus::Invalid;
+        }
+        _ => {}
+    }
+    let mut f = super::remember::merged(dir, given);
+    if matches!(how, Continue::Rollback) {
+        // Rolling back is the point, whatever the run was started with.
+        f.no_rollback = false;
     }
     let path = PathBuf::from(&file);
     let bytes = match std::fs::read(&path) {
@@ -108,8 +179,7 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
     };
     if journal::sha256_hex(&bytes) != sha {
         error_line(format!(
-            "{file} changed since run {} started; resuming would run different steps. Restore the file, or start a new run",
-            a.run_id
+            "{file} changed since run {run_id} started; continuing would run different steps. Restore the file, or start a new run"
         ));
         return ExitStatus::Invalid;
     }
@@ -128,6 +198,17 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         Err(errors) => return input_errors(&errors),
     };
     let mut prior = prior_from(&rb, &records);
+    let (rerun_in_doubt, skip_in_doubt) = match how {
+        Continue::Resume {
+            rerun_in_doubt,
+            skip_in_doubt,
+        } => (rerun_in_doubt, skip_in_doubt),
+        Continue::Rollback => {
+            // Nothing runs forward: straight to the unwinding of what is left.
+            prior.unwinding = true;
+            (false, true)
+        }
+    };
     // Steps in flight when the engine stopped.
     let started: Vec<String> = records
         .iter()
@@ -141,6 +222,9 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         if !prior.done.contains_key(&id) && rb.step(&id).is_some() && !doubtful.contains(&id) {
             doubtful.push(id);
         }
+    }
+    if matches!(how, Continue::Rollback) {
+        doubtful.clear();
     }
     // `for_each` steps resume per item: finished items are not run again, items in flight are
     // in doubt one by one, items never started run.
@@ -222,9 +306,9 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
                 (_, Some(h)) => format!("host {h} of step `{id}`"),
                 (k, None) => format!("item {k} of step `{id}`"),
             };
-            let rerun = if idempotent || a.rerun_in_doubt {
+            let rerun = if idempotent || rerun_in_doubt {
                 true
-            } else if a.skip_in_doubt {
+            } else if skip_in_doubt {
                 false
             } else if interactive {
                 let q = format!(
@@ -259,9 +343,9 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
     }
     for id in whole {
         let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let rerun = if idempotent || a.rerun_in_doubt {
+        let rerun = if idempotent || rerun_in_doubt {
             true
-        } else if a.skip_in_doubt {
+        } else if skip_in_doubt {
             false
         } else if interactive {
             let q = format!(
@@ -313,9 +397,9 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
             continue;
         }
         let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let rerun = if idempotent || a.rerun_in_doubt {
+        let rerun = if idempotent || rerun_in_doubt {
             true
-        } else if a.skip_in_doubt {
+        } else if skip_in_doubt {
             false
         } else if interactive {
             let q = format!(
@@ -343,9 +427,9 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         resolved,
         path,
         sha,
-        a.run_id.clone(),
+        run_id,
         &runs,
-        &a.run,
+        &f,
         false,
         prior,
         color,
@@ -406,7 +490,12 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
                     .insert(user.clone());
             }
             Event::RollbackStarted { .. } => p.unwinding = true,
-            Event::RollbackFinished { step, .. } => {
+            // Only an undo that worked is done: a failed or interrupted one runs again.
+            Event::RollbackFinished {
+                step,
+                status: StepStatus::Succeeded,
+                ..
+            } => {
                 p.rolled_back.insert(step.clone());
             }
             _ => {}
@@ -432,65 +521,152 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
         Ok(d) => d,
         Err(s) => return s,
     };
-    let records = journal::read(&dir).unwrap_or_default();
-    let waiting = records.iter().rev().find_map(|r| match &r.stamped.event {
-        Event::GateWaiting { step, .. } if step == &a.gate => Some(true),
-        Event::GateAnswered { step, .. } | Event::StepStarted { step, .. } if step == &a.gate => {
-            Some(false)
+    let run_id = run_id_of(&dir);
+    let runs = runs_dir(a.dir.runs_dir.as_deref());
+    let flag = runs_flag(&runs);
+    // Another user may not read the journal (0600): then we cannot check, and say so.
+    let view = journal::state::view(&dir).ok();
+    if let Some(v) = &view {
+        if let journal::state::RunState::Finished {
+            status, exit_code, ..
+        } = &v.state
+        {
+            error_line(format!(
+                "run {run_id} already finished ({status}, exit {exit_code}): nothing waits for an answer (see `runbook show{flag} {run_id}`)"
+            ));
+            return ExitStatus::Invalid;
         }
-        _ => None,
-    });
-    match journal::answers::write(&dir, &a.gate, decision, a.comment.clone()) {
-        Ok(_) => {
-            let verb = if decision == Decision::Approved {
-                "approval"
-            } else {
-                "rejection"
-            };
-            println!(
-                "{verb} of `{}` recorded for run {} by {}",
-                a.gate,
-                a.run_id,
-                crate::execute::current_user()
-            );
-            if waiting != Some(true) {
-                println!(
-                    "note: the run is not waiting at `{}` right now; the answer is used if it gets there (or on `runbook resume`)",
-                    a.gate
-                );
+        // The gate must be a gate (or manual step) of the run's runbook.
+        if let Some(rb) = crate::load::load(std::path::Path::new(&v.file))
+            .ok()
+            .and_then(|l| crate::validate::validate(&l).runbook)
+        {
+            let gates: Vec<&str> = rb
+                .steps
+                .iter()
+                .chain(rb.finally.iter())
+                .filter(|s| {
+                    s.confirm.is_some() || matches!(s.body.action, crate::model::Action::Manual(_))
+                })
+                .map(|s| s.id.name.as_str())
+                .collect();
+            if !gates.contains(&a.gate.as_str()) {
+                let what = if rb.step(&a.gate).is_some() {
+                    format!("step `{}` of run {run_id} has no gate", a.gate)
+                } else {
+                    format!("run {run_id} has no step `{}`", a.gate)
+                };
+                let hint = crate::diagnostic::did_you_mean(&a.gate, gates.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                let list = if gates.is_empty() {
+                    "it has no gates".to_string()
+                } else {
+                    format!("its gates: {}", gates.join(", "))
+                };
+                error_line(format!("{what}{hint} ({list})"));
+                return ExitStatus::Invalid;
             }
-            ExitStatus::Success
         }
-        Err(e) => {
-            error_line(e);
-            ExitStatus::Invalid
+        if v.steps
+            .iter()
+            .any(|s| s.id == a.gate && s.status != "waiting" && s.status != "not-run")
+        {
+            error_line(format!(
+                "gate `{}` of run {run_id} was already passed (step is {}); nothing waits for this answer",
+                a.gate,
+                v.steps
+                    .iter()
+                    .find(|s| s.id == a.gate)
+                    .map_or("?", |s| s.status.as_str())
+            ));
+            return ExitStatus::Invalid;
         }
     }
-}
-
-pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
-    let dir = runs_dir(a.dir.runs_dir.as_deref());
-    let runs = journal::list_runs(&dir);
-    if runs.is_empty() {
-        println!("no runs in {}", dir.display());
-        return ExitStatus::Success;
+    let written_at = jiff::Timestamp::now();
+    if let Err(e) = journal::answers::write(&dir, &a.gate, decision, a.comment.clone()) {
+        error_line(e);
+        return ExitStatus::Invalid;
     }
-    let w = runs.iter().map(|r| r.run_id.len()).max().unwrap_or(6);
-    println!(
-        "{:<w$}  {:<22}  {:<10}  {:<24}  RUNBOOK",
-        "RUN", "STATUS", "USER", "STARTED"
-    );
-    for r in runs {
-        let status = match r.exit_code {
-            Some(c) => format!("{} ({c})", r.status),
-            None => r.status,
-        };
-        println!(
-            "{:<w$}  {status:<22}  {:<10}  {:<24}  {}",
-            r.run_id, r.user, r.started, r.runbook
-        );
+    let me = crate::execute::current_user();
+    let verb = if decision == Decision::Approved {
+        "approval"
+    } else {
+        "rejection"
+    };
+    println!("{verb} of `{}` written for run {run_id} by {me}", a.gate);
+    use journal::state::RunState;
+    match view.as_ref().map(|v| &v.state) {
+        Some(RunState::Waiting { engine, gate, .. }) if *gate == a.gate => {
+            // The engine polls answers/ several times a second: wait to see it journaled.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let taken = loop {
+                if let Some(t) = taken_by_engine(&dir, &a.gate, &me, written_at) {
+                    break Some(t);
+                }
+                if std::time::Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            };
+            match taken {
+                Some(()) => println!(
+                    "the engine (pid {}, {}@{}) took it: gate `{}` {}",
+                    engine.pid,
+                    engine.user,
+                    engine.host,
+                    a.gate,
+                    if decision == Decision::Approved {
+                        "approved by you (the run goes on if no other approval is needed)"
+                    } else {
+                        "rejected: the run stops and rolls back"
+                    }
+                ),
+                None => println!(
+                    "the engine (pid {}) is waiting at `{}` but has not journaled this answer yet; check with `runbook show{flag} {run_id}`",
+                    engine.pid, a.gate
+                ),
+            }
+        }
+        Some(RunState::Waiting { gate, .. }) => println!(
+            "note: the run's engine is live but waiting at `{gate}`, not `{}`: the answer is used when it gets there",
+            a.gate
+        ),
+        Some(RunState::Running { engine }) => println!(
+            "note: the run's engine (pid {}) is live but not at `{}` yet: the answer is used when it gets there",
+            engine.pid, a.gate
+        ),
+        Some(RunState::Paused { .. } | RunState::Interrupted) => println!(
+            "note: no engine is running this run: the answer is used when it continues with `runbook resume{flag} {run_id}`"
+        ),
+        Some(RunState::Finished { .. }) => {}
+        None => println!(
+            "note: cannot read the run's journal as {me}: whether its engine waits at `{}` is unknown; if it does, it takes the answer at once",
+            a.gate
+        ),
     }
     ExitStatus::Success
+}
+
+/// Whether the journal records the engine taking `user`'s answer to `gate` (or refusing it
+/// with a warning) after `since`.
+fn taken_by_engine(
+    dir: &std::path::Path,
+    gate: &str,
+    user: &str,
+    since: jiff::Timestamp,
+) -> Option<()> {
+    let records = journal::read(dir).ok()?;
+    records.iter().rev().find_map(|r| {
+        let at: jiff::Timestamp = r.stamped.at.parse().ok()?;
+        if at < since.checked_sub(jiff::SignedDuration::from_secs(1)).ok()? {
+            return None;
+        }
+        match &r.stamped.event {
+            Event::GateAnswered { step, user: u, .. } if step == gate && u == user => Some(()),
+            _ => None,
+        }
+    })
 }
 
 pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {

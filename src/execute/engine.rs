@@ -767,13 +767,33 @@ pub async fn execute(
         }
     }
 
-    // Finally steps: always, in order, whatever happened (unless the journal is gone).
+    // Finally steps: after the unwinding, in order, whatever happened (success, failure,
+    // decline, abort, Ctrl-C), each with its own timeout; not on a pause (they run at the
+    // run's real end, after `resume`), nor when the journal is gone.
     let engine_failed = matches!(stop, Some((StopKind::EngineFailed, _)));
+    let paused = matches!(stop, Some((StopKind::Paused, _)));
     let mut finally_summaries = Vec::new();
-    if !engine_failed {
+    if !engine_failed && !paused {
+        // The main steps' cancellation must not cancel these: a new signal does.
+        let _ = cancel_tx.send(false);
+        seen_signals = seen_signals.max(*signals.borrow_and_update());
         for k in 0..rb.finally.len() {
             let i = n + k;
-            let run = run_step(shared.clone(), i).await;
+            let fut = run_step(shared.clone(), i);
+            tokio::pin!(fut);
+            let run = loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    changed = signals.changed() => {
+                        if changed.is_err() {
+                            break (&mut fut).await;
+                        }
+                        if *signals.borrow_and_update() > seen_signals {
+                            let _ = cancel_tx.send(true);
+                        }
+                    }
+                }
+            };
             if run.status != StepStatus::Succeeded {
                 shared.emit(Event::Warning {
                     message: format!(
@@ -997,6 +1017,9 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let other_approver = gate.is_some_and(|g| g.other_approver);
     let mut approvers: Vec<String> = Vec::new();
     // An answer given in advance, or on this terminal, is the operator's.
+    // Set when an answer from elsewhere withdrew the terminal prompt: it is taken below at
+    // once, without announcing a wait.
+    let mut remote_first = false;
     let local = match preanswered(sh, &id, manual) {
         Some(a) => Some(a),
         None => match &sh.services.prompter {
@@ -1009,10 +1032,34 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
                     preview,
                     manual,
                 };
-                let d = tokio::task::spawn_blocking(move || p.ask(&req))
-                    .await
-                    .unwrap_or(Decision::Aborted);
-                Some((d, AnsweredBy::Terminal))
+                // The prompt races answers from elsewhere (`runbook approve`): whichever
+                // comes first wins; a remote answer withdraws the prompt and is taken below.
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop2 = stop.clone();
+                let mut asked = tokio::task::spawn_blocking(move || p.ask_until(&req, &stop2));
+                let remote_dir = sh.opts.remote.as_ref().map(|r| r.run_dir.clone());
+                let arrived = async {
+                    let Some(dir) = remote_dir else {
+                        return std::future::pending::<()>().await;
+                    };
+                    loop {
+                        let mut fresh = std::collections::HashSet::new();
+                        if !crate::journal::answers::take(&dir, &id, &mut fresh).is_empty() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                };
+                let d = tokio::select! {
+                    d = &mut asked => d.unwrap_or(Some(Decision::Aborted)),
+                    () = arrived => {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let d = asked.await.unwrap_or(None);
+                        remote_first = d.is_none();
+                        d
+                    }
+                };
+                d.map(|d| (d, AnsweredBy::Terminal))
             }
             None => None,
         },
@@ -1069,7 +1116,11 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             "approve it with --approve {id} (or --yes for every gate), answer it in --answers FILE, or run on a terminal"
         ),
     };
-    let Some(remote) = remote.filter(|r| r.wait) else {
+    // `--no-wait` still takes answers already given (e.g. before `resume`).
+    let present = |r: &&crate::execute::RemoteGates| {
+        !crate::journal::answers::take(&r.run_dir, &id, &mut Default::default()).is_empty()
+    };
+    let Some(remote) = remote.filter(|r| r.wait || present(r)) else {
         let how = match sh.opts.remote.as_ref() {
             Some(r) => format!(
                 "{how}; or resume later with `{}` and answer then",
@@ -1087,13 +1138,15 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let limit = gate
         .and_then(|g| g.timeout)
         .unwrap_or(sh.rb.defaults.gate_timeout);
-    sh.emit(Event::GateWaiting {
-        step: id.clone(),
-        how_to_answer: format!(
-            "{how} (waiting up to {})",
-            crate::plan::human_duration(limit)
-        ),
-    });
+    if !remote_first {
+        sh.emit(Event::GateWaiting {
+            step: id.clone(),
+            how_to_answer: format!(
+                "{how} (waiting up to {})",
+                crate::plan::human_duration(limit)
+            ),
+        });
+    }
     let deadline = Instant::now() + limit;
     let mut seen = std::collections::HashSet::new();
     let mut cancel = sh.cancel.clone();
@@ -1130,6 +1183,9 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             if approvers.len() >= needed {
                 return Some(Decision::Approved);
             }
+        }
+        if !remote.wait {
+            return None;
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -2010,22 +2066,21 @@ async fn run_http(
     let req = super::runner::HttpRequest { timeout, ..req };
     match client.send(req, cancel).await {
         Ok(resp) => {
-            let summary: String = match &resp.json {
-                Some(j) => j.to_string(),
-                None => resp.body.clone(),
-            };
-            let summary = if summary.chars().count() > 300 {
-                format!("{}…", summary.chars().take(300).collect::<String>())
-            } else {
-                summary
-            };
             // Wait probes report through `probe-attempt` events instead.
             if echo {
+                let summary = super::readable::http_summary(
+                    resp.status,
+                    &resp.headers,
+                    &resp.body,
+                    resp.json.as_ref(),
+                    &http_fields(step),
+                );
+                let log = http_body_log(sh, step, attempt, &resp.body);
                 sh.emit(Event::Output {
                     step: step.id.name.clone(),
                     host: None,
                     stream: Stream::Stdout,
-                    line: format!("HTTP {} {summary}", resp.status),
+                    line: format!("{summary}{log}"),
                 });
             }
             Attempt {
@@ -2043,6 +2098,42 @@ async fn run_http(
             }
         }
         Err(e) => Attempt::failed(e),
+    }
+}
+
+/// The JSON fields an HTTP step reads (its `expect.json`, `expect.that` and outputs).
+fn http_fields(step: &Step) -> Vec<String> {
+    let mut fields: Vec<String> = step.expect.json.iter().map(|(p, _)| p.clone()).collect();
+    let sources = step
+        .expect
+        .that
+        .iter()
+        .map(|t| t.src.as_str())
+        .chain(step.outputs.iter().map(|(_, t)| t.src.as_str()));
+    for p in super::readable::json_paths(sources) {
+        if !fields.contains(&p) {
+            fields.push(p);
+        }
+    }
+    fields
+}
+
+/// Writes an HTTP response body (redacted) to the step's log; ` (body: PATH)` when it did.
+fn http_body_log(sh: &Shared, step: &Step, attempt: u32, body: &str) -> String {
+    use std::io::Write;
+    if body.is_empty() {
+        return String::new();
+    }
+    let path = sh
+        .opts
+        .run_dir
+        .join("steps")
+        .join(format!("{}.http{attempt}.body.log", step.id.name));
+    match crate::execute::capture::open_private(&path)
+        .and_then(|mut f| f.write_all(sh.redactor.text(body).as_bytes()))
+    {
+        Ok(()) => format!(" (full body: {})", path.display()),
+        Err(_) => String::new(),
     }
 }
 
@@ -2189,7 +2280,14 @@ async fn run_wait(
         }
         let mut ex = extra.clone();
         ex.extend(result_entries(&a.result, attempt));
-        let value = describe_probe(&a.result);
+        let mut value = describe_probe(&a.result, &w.until.src);
+        if let Some(parts) = super::readable::until_parts(
+            &sh.templates,
+            expression_source(&w.until.src),
+            &sh.ctx().with(ex.clone()),
+        ) {
+            value = format!("{value} — {parts}");
+        }
         let satisfied = match sh
             .templates
             .eval(expression_source(&w.until.src), &sh.ctx().with(ex))
@@ -2238,7 +2336,7 @@ async fn run_wait(
 }
 
 /// A short description of a probe result for progress and timeouts.
-fn describe_probe(r: &serde_json::Value) -> String {
+fn describe_probe(r: &serde_json::Value, until: &str) -> String {
     let cut = |s: &str| -> String {
         let s = s.trim();
         if s.chars().count() > 200 {
@@ -2251,13 +2349,22 @@ fn describe_probe(r: &serde_json::Value) -> String {
         return cut(e);
     }
     if let Some(status) = r.get("status").and_then(serde_json::Value::as_u64) {
-        let body = r
-            .get("json")
-            .filter(|j| !j.is_null())
-            .map(|j| j.to_string())
-            .or_else(|| r.get("body").and_then(|b| b.as_str()).map(str::to_string))
+        let headers: Vec<(String, String)> = r
+            .get("headers")
+            .and_then(|h| h.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
-        return cut(&format!("HTTP {status} {body}"));
+        return super::readable::http_summary(
+            u16::try_from(status).unwrap_or(0),
+            &headers,
+            r.get("body").and_then(|b| b.as_str()).unwrap_or_default(),
+            r.get("json").filter(|j| !j.is_null()),
+            &super::readable::json_paths([until]),
+        );
     }
     let code = r
         .get("exit_code")

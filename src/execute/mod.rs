@@ -11,6 +11,7 @@ pub mod capture;
 pub mod context;
 pub mod engine;
 pub mod event;
+pub mod readable;
 pub mod redact;
 pub mod runner;
 
@@ -48,6 +49,16 @@ pub struct GateRequest {
 pub trait Prompter: Send + Sync {
     /// A gate or manual step: yes/done, no, abort.
     fn ask(&self, req: &GateRequest) -> Decision;
+    /// Like [`Prompter::ask`], but gives up (`None`) soon after `stop` is set: an answer came
+    /// from elsewhere. The default cannot be interrupted.
+    fn ask_until(
+        &self,
+        req: &GateRequest,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<Decision> {
+        let _ = stop;
+        Some(self.ask(req))
+    }
     /// Before unwinding: run these rollbacks now?
     fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool;
 }

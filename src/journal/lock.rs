@@ -123,14 +123,11 @@ fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
         return HolderState::Stale;
     }
     let run_dir = runs_dir.join(&h.run_id);
-    if super::live::holder(&run_dir).is_some() {
-        return HolderState::Live;
-    }
-    match super::run_state(&run_dir).as_deref() {
-        Some("interrupted") => HolderState::Resumable,
-        Some(s) if s.starts_with("waiting") => HolderState::Resumable,
-        Some("running") => HolderState::Live,
-        _ => HolderState::Stale,
+    use super::state::RunState;
+    match super::state::view(&run_dir).map(|v| v.state) {
+        Ok(RunState::Running { .. } | RunState::Waiting { .. }) => HolderState::Live,
+        Ok(RunState::Paused { .. } | RunState::Interrupted) => HolderState::Resumable,
+        Ok(RunState::Finished { .. }) | Err(_) => HolderState::Stale,
     }
 }
 

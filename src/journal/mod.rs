@@ -14,6 +14,7 @@ pub mod answers;
 pub mod dirs;
 pub mod live;
 pub mod lock;
+pub mod state;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -375,10 +376,22 @@ pub enum JournalError {
         line: usize,
         why: String,
     },
-    #[error(
-        "{path}:{line}: the hash chain is broken here (record {line} was edited, removed or reordered)"
-    )]
+    #[error("{path}:{line}: the hash chain is broken: {}", chain_culprit(*.line))]
     Chain { path: String, line: usize },
+}
+
+/// Which record the break at `line` points to. Record `line` holds the hash of record
+/// `line - 1`: a mismatch most often means record `line - 1` was edited (or one was removed or
+/// inserted between the two); for the first record, that it was edited or replaced.
+fn chain_culprit(line: usize) -> String {
+    if line <= 1 {
+        "record 1 was edited or replaced".to_string()
+    } else {
+        format!(
+            "record {} was edited (or record {line}'s link to it, or a record was removed or inserted between them)",
+            line - 1
+        )
+    }
 }
 
 /// A journal as read back: its complete chained records, the size of a torn tail (bytes of
@@ -475,116 +488,4 @@ pub fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
         }
     }
     None
-}
-
-/// The state of a run for `runbook runs` and lock messages: `running` (an engine holds it),
-/// `waiting at GATE`, `interrupted` (engine gone, resumable), or the final status.
-pub fn run_state(run_dir: &Path) -> Option<String> {
-    if live::holder(run_dir).is_some() {
-        return Some("running".into());
-    }
-    let records = read_lenient(run_dir).ok()?;
-    Some(state_of(&records).0)
-}
-
-fn state_of(records: &[Record]) -> (String, Option<u8>) {
-    let mut state = ("interrupted".to_string(), None);
-    let mut gate: Option<String> = None;
-    for r in records {
-        match &r.stamped.event {
-            Event::GateWaiting { step, .. } => gate = Some(step.clone()),
-            Event::RunResumed { .. } => state = ("interrupted".into(), None),
-            Event::RunFinished {
-                status,
-                exit_code,
-                resumable,
-                ..
-            } => {
-                state = if *resumable && *status == crate::exit::ExitStatus::EngineFailed {
-                    ("interrupted".into(), Some(*exit_code))
-                } else if *resumable {
-                    (
-                        match &gate {
-                            Some(g) => format!("waiting at {g}"),
-                            None => "waiting".into(),
-                        },
-                        Some(*exit_code),
-                    )
-                } else {
-                    (
-                        serde_json::to_value(status)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        Some(*exit_code),
-                    )
-                };
-            }
-            _ => {}
-        }
-    }
-    state
-}
-
-/// A summary of one run, for `runbook runs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunInfo {
-    pub run_id: String,
-    pub runbook: String,
-    pub user: String,
-    pub started: String,
-    /// `running` (an engine is alive on it), `waiting at GATE` (stopped at a gate),
-    /// `interrupted` (its engine is gone before the end: resumable), or the final status.
-    pub status: String,
-    pub exit_code: Option<u8>,
-}
-
-/// Lists the runs under `runs_dir`, newest first.
-pub fn list_runs(runs_dir: &Path) -> Vec<RunInfo> {
-    let Ok(entries) = std::fs::read_dir(runs_dir) else {
-        return Vec::new();
-    };
-    let mut runs: Vec<RunInfo> = entries
-        .flatten()
-        .filter(|e| e.path().join(JOURNAL_FILE).is_file())
-        .map(|e| {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let mut info = RunInfo {
-                run_id: id,
-                runbook: "?".into(),
-                user: "?".into(),
-                started: String::new(),
-                status: "unreadable".into(),
-                exit_code: None,
-            };
-            if let Ok(records) = read_lenient(&e.path()) {
-                if let Some(Event::RunStarted { runbook, user, .. }) =
-                    records.first().map(|r| &r.stamped.event)
-                {
-                    info.runbook = runbook.clone();
-                    info.user = user.clone();
-                    info.started = records[0].stamped.at.clone();
-                }
-                let (status, code) = state_of(&records);
-                info.status = status;
-                info.exit_code = code;
-                if live::holder(&e.path()).is_some() {
-                    info.status = "running".into();
-                    info.exit_code = None;
-                }
-            }
-            info
-        })
-        .collect();
-    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
-    runs
-}
-
-/// Reads records without verifying the chain (listing only).
-fn read_lenient(run_dir: &Path) -> std::io::Result<Vec<Record>> {
-    let bytes = read_file_nofollow(&run_dir.join(JOURNAL_FILE))?;
-    Ok(bytes
-        .split(|b| *b == b'\n')
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect())
 }

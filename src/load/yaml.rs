@@ -123,6 +123,21 @@ impl Offsets {
     }
 }
 
+/// The most likely cause of a syntax error at byte `at`, from the line it is on.
+fn syntax_help(src: &str, at: usize) -> &'static str {
+    let at = at.min(src.len());
+    let start = src[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = src[at..].find('\n').map_or(src.len(), |i| at + i);
+    let line = &src[start..end];
+    if line.contains("{{") {
+        "quote this value: `{{` starts a YAML mapping (inside `{ … }` too); write the templated value as \"…{{ x }}…\""
+    } else if line.starts_with('\t') || line.trim_start_matches(' ').starts_with('\t') {
+        "YAML uses spaces, not tabs, for indentation"
+    } else {
+        "check quotes, colons, indentation (spaces, not tabs) and list dashes near this point"
+    }
+}
+
 /// Parses one YAML document into a [`Node`] tree.
 ///
 /// Returns every problem found: a syntax error ends parsing, but duplicate keys are all reported.
@@ -145,7 +160,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                 diags.push(
                     Diagnostic::error("yaml-syntax", format!("YAML syntax error: {}", err.info()))
                         .with_span(at..end, "here")
-                        .with_help("YAML uses spaces (not tabs) for indentation; check quotes, colons and list dashes near this point"),
+                        .with_help(syntax_help(src, at)),
                 );
                 return Err(diags);
             }

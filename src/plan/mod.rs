@@ -332,15 +332,46 @@ fn show(t: &Templates, tmpl: &Tmpl, ctx: &Value, target: Target) -> Result<Strin
     let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
     match t.render(&tmpl.src, ctx, target) {
         // A filter applied to a run-time value would show nonsense: show the template instead.
-        Ok(s) if runtime.iter().any(|p| !s.contains(&format!("<{p}>"))) => Ok(tmpl.src.clone()),
+        Ok(s) if runtime.iter().any(|p| !s.contains(&format!("<{p}>"))) => {
+            Ok(partial(t, &tmpl.src, ctx, target))
+        }
         Ok(s) => Ok(s),
-        Err(_) if !runtime.is_empty() => Ok(tmpl.src.clone()),
+        Err(_) if !runtime.is_empty() => Ok(partial(t, &tmpl.src, ctx, target)),
         Err(e) => Err(PlanError(format!(
             "cannot render `{}`: {}",
             tmpl.src,
             crate::template::describe_error(&e)
         ))),
     }
+}
+
+/// A template whose run-time parts cannot be shown yet: each `{{ … }}` that reads only
+/// inputs is rendered, those that read run-time values stay as written (so `Fix vault.hcl on
+/// {{ node }}` shows the node even beside `{{ steps.x.stdout }}`). Templates with `{% … %}`
+/// blocks are shown as written.
+fn partial(t: &Templates, src: &str, ctx: &Value, target: Target) -> String {
+    if src.contains("{%") {
+        return src.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = src;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let piece = &rest[start..start + len + 2];
+        out.push_str(&rest[..start]);
+        let vars = t.template_variables(piece).unwrap_or_default();
+        let shown = if runtime_paths(vars).is_empty() {
+            t.render(piece, ctx, target).ok()
+        } else {
+            None
+        };
+        out.push_str(shown.as_deref().unwrap_or(piece));
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The variables among `vars` whose values are known only at run time.
@@ -360,6 +391,17 @@ fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
 /// Whether an expression reads values known only at run time.
 fn is_runtime_expr(t: &Templates, expr: &str) -> bool {
     !runtime_paths(t.expression_variables(expr).unwrap_or_default()).is_empty()
+}
+
+/// Where a body runs: its `on:`, or for a wait whose probe names a host, the probe's.
+fn body_on(b: &Body) -> Option<&Named> {
+    b.on.as_ref().or(match &b.action {
+        Action::Wait(w) => match &w.probe {
+            Probe::Run { on, .. } => on.as_ref(),
+            Probe::Http(_) => None,
+        },
+        _ => None,
+    })
 }
 
 /// Resolves the SSH targets of `on:` for display.
@@ -594,7 +636,7 @@ fn plan_step(
     };
     let rollback = match &step.rollback {
         Some(b) => Some(PlannedRollback {
-            targets: targets(rb, t, ctx, b.on.as_ref())?,
+            targets: targets(rb, t, ctx, body_on(b))?,
             action: plan_action(t, &b.action, b, ctx)?,
             timeout: b.timeout.map(human_duration),
         }),
@@ -612,7 +654,7 @@ fn plan_step(
         wave,
         needs: step.needs.iter().map(|n| n.name.clone()).collect(),
         when,
-        targets: targets(rb, t, ctx, step.body.on.as_ref())?,
+        targets: targets(rb, t, ctx, body_on(&step.body))?,
         action: plan_action(t, &step.body.action, &step.body, ctx)?,
         gate: match &step.confirm {
             Some(g) => Some(PlannedGate {

@@ -83,6 +83,10 @@ pub struct RollbackEntry {
     pub status: String,
     pub error: Option<String>,
     pub at: String,
+    /// The undo as the runbook writes it, inputs filled in (for a rollback that did not run:
+    /// what a person would run).
+    #[serde(default)]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -360,6 +364,7 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
             } => {
                 line(format!("rollback of `{step}` {}", status.as_str()));
                 t.rollbacks.push(RollbackEntry {
+                    command: None,
                     step: step.clone(),
                     status: status.as_str().into(),
                     error: error.clone(),
@@ -369,6 +374,7 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
             Event::RollbackNotRun { step, reason } => {
                 line(format!("rollback of `{step}` NOT run: {reason}"));
                 t.rollbacks.push(RollbackEntry {
+                    command: None,
                     step: step.clone(),
                     status: "not-run".into(),
                     error: Some(reason.clone()),
@@ -421,7 +427,58 @@ pub fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(build(&run_id, &records, true))
+    let mut t = build(&run_id, &records, true);
+    from_runbook(&mut t);
+    Ok(t)
+}
+
+/// Fills in what the journal does not hold but the runbook does (when its file is still
+/// there): step titles, and the command of each rollback, both rendered with the run's inputs
+/// as journaled (secrets already masked there).
+fn from_runbook(t: &mut Transcript) {
+    let Some(rb) = crate::load::load(Path::new(&t.file))
+        .ok()
+        .and_then(|l| crate::validate::validate(&l).runbook)
+    else {
+        return;
+    };
+    let entries: Vec<(String, minijinja::Value)> = t
+        .inputs
+        .iter()
+        .map(|nv| (nv.name.clone(), minijinja::Value::from(nv.value.clone())))
+        .collect();
+    let mut all = entries.clone();
+    all.push(("inputs".into(), crate::template::map(entries)));
+    let ctx = crate::template::map(all);
+    let tpl = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
+    let render = |src: &str| {
+        tpl.render(src, &ctx, crate::template::Target::Text)
+            .unwrap_or_else(|_| src.to_string())
+    };
+    for s in &mut t.steps {
+        if let Some(title) = rb.step(&s.id).and_then(|st| st.title.as_ref()) {
+            s.title = Some(render(&title.src));
+        } else if let Some(title) = rb
+            .finally
+            .iter()
+            .find(|f| f.id.name == s.id)
+            .and_then(|f| f.title.as_ref())
+        {
+            s.title = Some(render(&title.src));
+        }
+    }
+    for r in &mut t.rollbacks {
+        r.command = rb
+            .step(&r.step)
+            .and_then(|st| st.rollback.as_ref())
+            .and_then(|b| match &b.action {
+                crate::model::Action::Run(c) => Some(render(c.src.trim())),
+                crate::model::Action::Manual(m) => {
+                    Some(format!("(by hand) {}", render(m.src.trim())))
+                }
+                _ => None,
+            });
+    }
 }
 
 /// Writes `transcript.md` and `transcript.json` (0600) into the run directory.

@@ -52,13 +52,21 @@ impl Reader {
     }
 
     fn wrong_type(&mut self, node: &Node, expected: &str, what: &str) {
-        self.push(
-            Diagnostic::error(
-                "wrong-type",
-                format!("{what} must be {expected}, found {}", node.describe()),
-            )
-            .with_span(node.span.clone(), format!("expected {expected}")),
-        );
+        let mut d = Diagnostic::error(
+            "wrong-type",
+            format!("{what} must be {expected}, found {}", node.describe()),
+        )
+        .with_span(node.span.clone(), format!("expected {expected}"));
+        // `run: {{ node }}` is a mapping whose only key is a mapping: a template left unquoted.
+        if let NodeKind::Map(pairs) = &node.kind
+            && pairs.len() == 1
+            && matches!(pairs[0].0.kind, NodeKind::Map(_))
+        {
+            d = d.with_help(
+                "quote this value: `{{` starts a YAML mapping; write it as \"{{ … }}\" (or use a block scalar `|`)",
+            );
+        }
+        self.push(d);
     }
 
     /// Reads a mapping, reporting keys not in `known` (with a suggestion).

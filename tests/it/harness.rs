@@ -53,7 +53,12 @@ where
         .env("NO_COLOR", "1")
         .env_remove("VAULT_UNSEAL_KEYS")
         .env_remove("VAULT_TOKEN")
-        .env_remove("RUNBOOK_RUNS_DIR");
+        .env_remove("RUNBOOK_RUNS_DIR")
+        // Runs a test does not place itself stay out of the developer's own run store.
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("runbook-tests-state"),
+        );
     Runbook {
         cmd,
         stdin: None,
@@ -64,6 +69,11 @@ where
 impl Runbook {
     pub(crate) fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.env(k, v);
+        self
+    }
+
+    pub(crate) fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.cmd.current_dir(dir);
         self
     }
 

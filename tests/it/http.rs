@@ -138,7 +138,8 @@ steps:
         .collect();
     assert_eq!(attempts.len(), 4, "three 503s then a 200");
     assert_eq!(attempts[3]["satisfied"], true);
-    assert!(ran.stderr.contains("`response.json.sealed == true` never held; last value seen: HTTP 200 {\"sealed\":false}"), "{}", ran.stderr);
+    // The last value names the field the wait reads, and the part that did not hold.
+    assert!(ran.stderr.contains("`response.json.sealed == true` never held; last value seen: HTTP 200 application/json, 16 B: sealed=false — response.json.sealed = false ✖"), "{}", ran.stderr);
 }
 
 #[test]

@@ -430,11 +430,18 @@ fn the_hash_chain_detects_an_edited_record() {
     let ok = runbook(["transcript", &id, "--runs-dir", &runs_dir(&s), "--verify"]).run();
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
     let text = std::fs::read_to_string(&path).expect("journal");
+    let edited = text
+        .lines()
+        .position(|l| l.contains("\"step\":\"b\""))
+        .expect("a record of step b")
+        + 1;
     std::fs::write(&path, text.replacen("\"step\":\"b\"", "\"step\":\"B\"", 1)).expect("edit");
     let bad = runbook(["transcript", &id, "--runs-dir", &runs_dir(&s), "--verify"]).run();
     assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    // Named: the edited record, not the one after it.
     assert!(
-        bad.stderr.contains("hash chain is broken"),
+        bad.stderr
+            .contains(&format!("hash chain is broken: record {edited} was edited")),
         "{}",
         bad.stderr
     );
@@ -476,7 +483,8 @@ fn lock_contention_between_two_runs() {
         .expect("spawn");
     wait_for(&s.path("holding"), Duration::from_secs(20));
     let second = s.exec(&[]);
-    assert_eq!(second.code, Some(2), "{}", second.stderr);
+    // Busy (6), not the usage-error code 2: nothing was wrong with the command.
+    assert_eq!(second.code, Some(6), "{}", second.stderr);
     assert!(
         second.stderr.contains("`vault-vault-2` is locked by run"),
         "{}",
@@ -492,7 +500,7 @@ fn lock_contention_between_two_runs() {
     let _ = first.wait();
     // Killed mid-step: the run is interrupted and resumable, so that is what the lock says.
     let stopped = s.exec(&[]);
-    assert_eq!(stopped.code, Some(2));
+    assert_eq!(stopped.code, Some(6));
     assert!(
         stopped
             .stderr
@@ -527,6 +535,7 @@ fn lock_contention_between_two_runs() {
     let holder = serde_json::json!({"key":"vault-vault-2","run_id":id,"user":"root","host":"x","pid":1,"started":"t"});
     std::fs::write(&lock, holder.to_string()).expect("plant");
     let stale = s.exec(&[]);
+    assert_eq!(stale.code, Some(6));
     assert!(
         stale
             .stderr

@@ -7,6 +7,7 @@ mod http;
 mod httpd;
 mod journal;
 mod lab;
+mod operator;
 mod plan;
 mod runsafety;
 mod ssh;

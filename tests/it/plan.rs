@@ -27,10 +27,14 @@ fn json_plan_has_schema_version_and_waves() {
     let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["waves"][0], serde_json::json!([0]));
-    assert_eq!(v["steps"][0]["id"], "halt-traffic");
+    assert_eq!(v["steps"][0]["id"], "triage");
+    let halt = v["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == "halt-traffic"))
+        .expect("halt-traffic");
     assert_eq!(
-        v["steps"][0]["gate"]["message"],
-        "Disable vault/vault-2 in HAProxy (traffic goes to the other nodes)?"
+        halt["gate"]["message"],
+        "Disable vault/vault-2 in HAProxy (cause: <steps.triage.outputs.cause>)?"
     );
 }
 
@@ -126,7 +130,11 @@ fn shell_values_are_quoted_in_the_plan() {
 fn inputs_file_is_read() {
     let dir = tempfile::tempdir().expect("tmp");
     let f = dir.path().join("incident.yaml");
-    std::fs::write(&f, "node: vault-3\npeers: [vault-1:8201, vault-2:8201]\n").expect("write");
+    std::fs::write(
+        &f,
+        "node: vault-3\npeer_addrs: ['https://vault-1:8200', 'https://vault-2:8200']\n",
+    )
+    .expect("write");
     let ran = runbook([
         "plan".as_ref(),
         VAULT.as_ref(),
@@ -136,12 +144,14 @@ fn inputs_file_is_read() {
     .run();
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert!(
-        ran.stdout.contains("node        = vault-3  (inputs file)"),
+        ran.stdout
+            .contains("node             = vault-3  (inputs file)"),
         "{}",
         ran.stdout
     );
     assert!(
-        ran.stdout.contains("PEERS=vault-1:8201 vault-2:8201"),
+        ran.stdout
+            .contains("PEERS=https://vault-1:8200 https://vault-2:8200"),
         "{}",
         ran.stdout
     );

@@ -107,10 +107,10 @@ fn resume_of_a_live_run_is_refused_naming_the_holder() {
     let mut child = spawn(&s, &["--progress", "plain"]);
     let id = wait_journal(&s, "\"event\":\"gate-waiting\"");
     let r = resume(&s, &id, &["--yes", "--rerun-in-doubt"]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(r.code, Some(6), "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!(
-            "an engine is still running this run: pid {}",
+            "run is already being executed by pid {}",
             child.id()
         )),
         "{}",
@@ -118,7 +118,7 @@ fn resume_of_a_live_run_is_refused_naming_the_holder() {
     );
     assert!(r.stderr.contains("root@"), "{}", r.stderr);
     assert!(
-        runs_line(&s, &id).contains("running"),
+        runs_line(&s, &id).contains("waiting at failover"),
         "{}",
         runs_line(&s, &id)
     );
@@ -138,14 +138,14 @@ fn resume_of_a_live_run_is_refused_naming_the_holder() {
         "{}",
         runs_line(&s, &id)
     );
-    // A run paused at its gate (--no-wait) is `waiting at failover`.
+    // A run paused at its gate (--no-wait) is `paused at failover`.
     let s = Scratch::new();
     s.runbook(GATED);
     let ran = s.exec(&["--no-wait"]);
     assert_eq!(ran.code, Some(3), "{}", ran.stderr);
     let id = run_ids(&s).remove(0);
     assert!(
-        runs_line(&s, &id).contains("waiting at failover"),
+        runs_line(&s, &id).contains("paused") && runs_line(&s, &id).contains("failover"),
         "{}",
         runs_line(&s, &id)
     );
@@ -190,10 +190,13 @@ fn two_engines_racing_on_one_run() {
     let mut codes = [c1, c2];
     codes.sort();
     // One resumed to the end; the other was refused (a live engine), or found it finished.
-    assert_eq!(codes, [Some(0), Some(2)], "{e1}\n{e2}");
-    let loser = if c1 == Some(2) { &e1 } else { &e2 };
     assert!(
-        loser.contains("an engine is still running this run") || loser.contains("already finished"),
+        codes == [Some(0), Some(6)] || codes == [Some(0), Some(2)],
+        "{codes:?}: {e1}\n{e2}"
+    );
+    let loser = if c1 == Some(0) { &e2 } else { &e1 };
+    assert!(
+        loser.contains("run is already being executed") || loser.contains("already finished"),
         "{loser}"
     );
     assert_eq!(
@@ -704,7 +707,7 @@ fn a_runs_dir_owned_by_another_user_is_refused() {
     let mut first = spawn(&s, &["--progress", "plain"]);
     until("holding", || s.path("holding").exists());
     let second = s.exec(&[]);
-    assert_eq!(second.code, Some(2), "{}", second.stderr);
+    assert_eq!(second.code, Some(6), "{}", second.stderr);
     assert_eq!(
         run_ids(&s).len(),
         1,

@@ -5,18 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::exec::alive;
 use crate::harness::{Ran, runbook};
-use crate::sshd::{Keys, Sshd, TEST_USER, available, ensure_test_user, free_port};
+use crate::sshd::{Keys, Sshd, TEST_USER, ensure_test_user, free_port};
 
+/// SSH tests need sshd: a missing one fails the test with one line, never a silent skip.
 fn skip() -> bool {
-    if available() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "sshd must be installed in CI (.ci/run installs openssh-server)"
-    );
-    eprintln!("skipping: /usr/sbin/sshd is not installed");
-    true
+    crate::sshd::require();
+    false
 }
 
 /// Runs `runbook exec` on `yaml` with the test keys' ssh_config.

@@ -12,6 +12,15 @@ pub(crate) fn available() -> bool {
     Path::new("/usr/sbin/sshd").exists()
 }
 
+/// Fails the test with one line naming what is missing, unless sshd is installed: SSH tests
+/// are never skipped silently (`.ci/run`, as root, installs it).
+pub(crate) fn require() {
+    assert!(
+        available(),
+        "missing /usr/sbin/sshd: install openssh-server (as root, `.ci/run` installs everything the tests need)"
+    );
+}
+
 /// A non-root user for tests that must not run as root (created once, no password, key only).
 pub(crate) const TEST_USER: &str = "rbtest";
 

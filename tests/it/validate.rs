@@ -336,3 +336,60 @@ fn help_documents_exit_codes_and_completions_work() {
     let bad = runbook(["frobnicate"]).run();
     assert_eq!(bad.code, Some(2));
 }
+
+/// An unquoted `{{` (in a flow mapping or as a whole value) is named as the cause, not tabs.
+#[test]
+fn unquoted_template_gets_the_quote_hint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, yaml) in [
+        (
+            "flow.yaml",
+            "runbook: x\nversion: 1\nsteps:\n  - id: a\n    http: { get: http://x/{{ node }} }\n",
+        ),
+        (
+            "plain.yaml",
+            "runbook: x\nversion: 1\nsteps:\n  - id: a\n    run: {{ node }}\n",
+        ),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, yaml).expect("write");
+        let ran = crate::harness::runbook(["validate".to_string(), f.display().to_string()]).run();
+        assert_eq!(ran.code, Some(2), "{name}: {}", ran.stderr);
+        assert!(
+            ran.stderr
+                .contains("quote this value: `{{` starts a YAML mapping"),
+            "{name}: {}",
+            ran.stderr
+        );
+        assert!(!ran.stderr.contains("tabs"), "{name}: {}", ran.stderr);
+    }
+}
+
+/// Regression: `runbook show last --json | head -1` panicked with "failed printing to stdout:
+/// Broken pipe"; a printing command now ends quietly when its reader goes away.
+#[test]
+fn printing_commands_end_quietly_on_a_closed_pipe() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let made = crate::harness::runbook([
+        "exec".as_ref(),
+        "examples/local.yaml".as_ref(),
+        "--yes".as_ref(),
+        "--runs-dir".as_ref(),
+        runs.path().as_os_str(),
+    ])
+    .run();
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    // `true` exits at once: every write of the command meets a closed pipe.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{bin}' show last --json --runs-dir '{}' | true",
+            runs.path().display()
+        ))
+        .current_dir(crate::harness::root())
+        .output()
+        .expect("sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

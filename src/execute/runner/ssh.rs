@@ -166,9 +166,51 @@ impl PoolInner {
             Ok(s) => Ok(s),
             Err(e) => {
                 let text = error_chain(&e);
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("host key") || lower.contains("host identification") {
+                    // The hint's `ssh-keyscan` needs the real address and port, not an
+                    // ssh_config alias: ask ssh how it resolves the name.
+                    let resolved = self.resolve(t).await;
+                    return Err(classify(&resolved, &text));
+                }
                 Err(classify(t, &text))
             }
         }
+    }
+
+    /// `t` with the address and port that `ssh -G` resolves it to (ssh_config `HostName`,
+    /// `Port`), or `t` unchanged if ssh cannot say.
+    async fn resolve(&self, t: &SshTarget) -> SshTarget {
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-G");
+        if let Some(c) = &self.opts.config_file {
+            cmd.arg("-F").arg(c);
+        }
+        if let Some(p) = t.port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        cmd.arg(&t.address)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let Ok(out) = cmd.output().await else {
+            return t.clone();
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(' '))
+                    .map(str::to_string)
+            })
+        };
+        let mut r = t.clone();
+        if let Some(h) = field("hostname") {
+            r.address = h;
+        }
+        if let Some(p) = field("port").and_then(|p| p.parse::<u16>().ok()) {
+            r.port = (p != 22).then_some(p);
+        }
+        r
     }
 }
 
