@@ -389,6 +389,11 @@ fn continue_run(
             {
                 rollback_started.push(step.clone());
             }
+            // Ended (even failed or cancelled): known, not in doubt.
+            Event::RollbackFinished { step, .. } => {
+                announced.retain(|s| s != step);
+                rollback_started.retain(|s| s != step);
+            }
             _ => {}
         }
     }
