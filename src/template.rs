@@ -13,6 +13,10 @@
 //!   a plan it renders masked; it is only revealed where the engine sends it itself (an HTTP
 //!   body or header), and the redactor masks it in everything shown.
 
+pub mod shell;
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -51,13 +55,82 @@ impl Object for Secret {
         ObjectRepr::Plain
     }
 
+    /// Masked, except while a revealing environment renders: then a filter or operator over
+    /// a secret (`token ~ 'x'`, `keys | join(' ')`) yields the real derived value, which is
+    /// itself handled as a secret (an environment variable in commands, masked in output).
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(MASK)
+        if REVEAL.with(Cell::get) {
+            f.write_str(&self.value)
+        } else {
+            f.write_str(MASK)
+        }
     }
 
     fn is_true(self: &Arc<Self>) -> bool {
         !self.value.is_empty()
     }
+}
+
+thread_local! {
+    /// Whether secrets render as their value (set only while a revealing render runs).
+    static REVEAL: Cell<bool> = const { Cell::new(false) };
+    /// The values of the command being rendered (set only while a command renders).
+    static SLOTS: RefCell<Option<Slots>> = const { RefCell::new(None) };
+}
+
+/// Values collected while a command renders, each carried by an environment variable.
+#[derive(Debug, Default)]
+struct Slots {
+    /// (variable name, value, is a secret)
+    items: Vec<(String, String, bool)>,
+    /// Whether a value derived from a secret was seen (it is bound like any value).
+    plain_count: usize,
+}
+
+impl Slots {
+    fn bind(&mut self, name: Option<&str>, value: String, secret: bool) -> usize {
+        if let Some(i) = self
+            .items
+            .iter()
+            .position(|(n, v, s)| *v == value && *s == secret && name.is_none_or(|x| x == n))
+        {
+            return i;
+        }
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => {
+                self.plain_count += 1;
+                format!("RUNBOOK_V{}", self.plain_count)
+            }
+        };
+        self.items.push((name, value, secret));
+        self.items.len() - 1
+    }
+}
+
+/// Resets the reveal flag when a render ends (also on error or panic).
+struct RevealGuard(bool);
+
+impl RevealGuard {
+    fn set(on: bool) -> RevealGuard {
+        RevealGuard(REVEAL.with(|r| r.replace(on)))
+    }
+}
+
+impl Drop for RevealGuard {
+    fn drop(&mut self) {
+        REVEAL.with(|r| r.set(self.0));
+    }
+}
+
+/// A command rendered for the shell: the text, and the environment that carries its values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShellCommand {
+    /// The command, where every value is a reference such as `"${RUNBOOK_V1}"`.
+    pub command: String,
+    /// The variables it references: `RUNBOOK_V1=…` for values, `RUNBOOK_SECRET_X=…` for the
+    /// secrets this command uses (and only those). Masked when rendered for display.
+    pub env: Vec<(String, String)>,
 }
 
 /// A value only known when the run gets there (`steps.x.stdout`): renders as `<steps.x.stdout>`.
@@ -130,6 +203,7 @@ pub fn shell_quote(s: &str) -> String {
 /// The one template environment, configured for strictness, quoting and secrets.
 pub struct Templates {
     env: Environment<'static>,
+    secrets: SecretDisplay,
 }
 
 const SHELL_NAME: &str = "command.sh";
@@ -150,22 +224,19 @@ impl Templates {
             }
         });
         env.set_formatter(move |out, state, value| {
-            let shell = matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "shell");
+            // Decided by the template, not by `{% autoescape %}`: a command cannot turn it off.
+            if state.name() == SHELL_NAME {
+                return shell_format(out, value, secrets);
+            }
             if let Some(secret) = value.downcast_object_ref::<Secret>() {
-                let text = if shell {
-                    format!("\"${{{}}}\"", secret.env_name)
-                } else if secrets == SecretDisplay::Reveal {
-                    secret.value.clone()
+                let text = if secrets == SecretDisplay::Reveal {
+                    secret.value.as_str()
                 } else {
-                    MASK.to_string()
+                    MASK
                 };
-                return out.write_str(&text).map_err(Error::from);
+                return out.write_str(text).map_err(Error::from);
             }
-            if value.downcast_object_ref::<Placeholder>().is_some() || !shell || value.is_safe() {
-                return write!(out, "{value}").map_err(Error::from);
-            }
-            out.write_str(&shell_quote(&value.to_string()))
-                .map_err(Error::from)
+            write!(out, "{value}").map_err(Error::from)
         });
         env.add_filter("raw", |v: Value| -> Value {
             Value::from_safe_string(v.to_string())
@@ -183,12 +254,14 @@ impl Templates {
             serde_json::to_string(&v)
                 .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
         });
-        Templates { env }
+        Templates { env, secrets }
     }
 
     /// Checks a template's syntax.
     pub fn check_template(&self, src: &str) -> Result<(), Error> {
-        self.env.template_from_named_str(TEXT_NAME, src).map(|_| ())
+        self.env
+            .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))
+            .map(|_| ())
     }
 
     /// Checks an expression's syntax.
@@ -200,7 +273,7 @@ impl Templates {
     pub fn template_variables(&self, src: &str) -> Result<HashSet<String>, Error> {
         Ok(self
             .env
-            .template_from_named_str(TEXT_NAME, src)?
+            .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))?
             .undeclared_variables(true))
     }
 
@@ -209,19 +282,125 @@ impl Templates {
         Ok(self.env.compile_expression(src)?.undeclared_variables(true))
     }
 
-    /// Renders a template for `target` against `ctx`.
+    /// Renders a template for `target` against `ctx`. A shell command renders with its values
+    /// as references (see [`Templates::render_command`] for the environment that goes with it).
     pub fn render(&self, src: &str, ctx: &Value, target: Target) -> Result<String, Error> {
-        let name = match target {
-            Target::Shell => SHELL_NAME,
-            Target::Text => TEXT_NAME,
-        };
-        self.env.template_from_named_str(name, src)?.render(ctx)
+        match target {
+            Target::Shell => self.render_command(src, ctx).map(|c| c.command),
+            Target::Text => {
+                let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
+                self.env
+                    .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))?
+                    .render(ctx)
+            }
+        }
+    }
+
+    /// Renders a shell command: every value (input, step output, loop item, secret) goes to
+    /// the command through an environment variable, referenced in a way that is correct for
+    /// the quoting context where the template stands; values marked `| raw` are inserted as
+    /// they are. A value in a context where no reference is safe is an error.
+    pub fn render_command(&self, src: &str, ctx: &Value) -> Result<ShellCommand, Error> {
+        if shell::has_marker_chars(src) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "the command contains reserved characters U+E000/U+E001",
+            ));
+        }
+        let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
+        let src = protect_dollar_hash(src);
+        let tmpl = self.env.template_from_named_str(SHELL_NAME, &src)?;
+        let previous = SLOTS.with(|s| s.replace(Some(Slots::default())));
+        let rendered = tmpl.render(ctx);
+        let slots = SLOTS.with(|s| s.replace(previous)).unwrap_or_default();
+        let rendered = rendered?;
+        let names: Vec<String> = slots.items.iter().map(|(n, _, _)| n.clone()).collect();
+        let command = shell::place(&rendered, &names).map_err(|errs| {
+            let first = errs
+                .first()
+                .map(|e| e.context.to_string())
+                .unwrap_or_default();
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("a value stands {first}; move it out of that quoting context"),
+            )
+        })?;
+        let env = slots.items.into_iter().map(|(n, v, _)| (n, v)).collect();
+        Ok(ShellCommand { command, env })
     }
 
     /// Evaluates an expression against `ctx`.
     pub fn eval(&self, src: &str, ctx: &Value) -> Result<Value, Error> {
+        let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         self.env.compile_expression(src)?.eval(ctx)
     }
+}
+
+/// Writes one value of a shell command: a marker bound to an environment variable, or the
+/// value itself when the template marked it `| raw`.
+fn shell_format(
+    out: &mut minijinja::Output<'_>,
+    value: &Value,
+    secrets: SecretDisplay,
+) -> Result<(), Error> {
+    if value.is_safe() {
+        return write!(out, "{value}").map_err(Error::from);
+    }
+    let index = SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let slots = slots.as_mut()?;
+        Some(
+            if let Some(secret) = value.downcast_object_ref::<Secret>() {
+                let shown = match secrets {
+                    SecretDisplay::Reveal => secret.value.clone(),
+                    SecretDisplay::Mask => MASK.to_string(),
+                };
+                slots.bind(Some(&secret.env_name), shown, true)
+            } else {
+                slots.bind(None, value.to_string(), false)
+            },
+        )
+    });
+    match index {
+        Some(i) => out.write_str(&shell::marker(i)).map_err(Error::from),
+        // Rendered outside render_command (cannot happen): quote as the last line of defence.
+        None => out
+            .write_str(&shell_quote(&value.to_string()))
+            .map_err(Error::from),
+    }
+}
+
+/// `${#VAR}` (the length of a variable) is shell, not the start of a template comment: the
+/// `{#` is kept as literal text.
+fn protect_dollar_hash(src: &str) -> Cow<'_, str> {
+    if !src.contains("${#") || src.contains("{% raw") || src.contains("{%- raw") {
+        return Cow::Borrowed(src);
+    }
+    let mut out = String::with_capacity(src.len() + 32);
+    let mut rest = src;
+    while !rest.is_empty() {
+        let skip_to = |rest: &str, open: &str, close: &str| -> Option<usize> {
+            rest.strip_prefix(open).map(|r| {
+                r.find(close)
+                    .map_or(rest.len(), |p| open.len() + p + close.len())
+            })
+        };
+        if let Some(n) = skip_to(rest, "{{", "}}")
+            .or_else(|| skip_to(rest, "{%", "%}"))
+            .or_else(|| skip_to(rest, "{#", "#}"))
+        {
+            out.push_str(&rest[..n]);
+            rest = &rest[n..];
+        } else if let Some(r) = rest.strip_prefix("${#") {
+            out.push_str("${% raw %}{#{% endraw %}");
+            rest = r;
+        } else {
+            let c = rest.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&rest[..c]);
+            rest = &rest[c..];
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Strips one `{{ … }}` wrapper from an expression, so `when: "{{ x }}"` and `when: x` agree.
@@ -266,17 +445,53 @@ mod tests {
     }
 
     #[test]
-    fn shell_values_are_quoted() {
+    fn shell_values_travel_in_the_environment() {
         let t = Templates::new(SecretDisplay::Reveal);
-        let out = t.render(
-            "restart {{ node }} {{ evil }} {{ q }}",
-            &ctx(),
-            Target::Shell,
-        );
-        assert_eq!(
-            out.ok().as_deref(),
-            Some(r#"restart vault-2 'a; rm -rf /' 'it'\''s'"#)
-        );
+        let out = t
+            .render_command(
+                r#"restart {{ node }} "{{ evil }}" {{ q }} {{ node }}"#,
+                &ctx(),
+            )
+            .ok();
+        let expected = ShellCommand {
+            command: r#"restart "${RUNBOOK_V1}" "${RUNBOOK_V2}" "${RUNBOOK_V3}" "${RUNBOOK_V1}""#
+                .into(),
+            env: vec![
+                ("RUNBOOK_V1".into(), "vault-2".into()),
+                ("RUNBOOK_V2".into(), "a; rm -rf /".into()),
+                ("RUNBOOK_V3".into(), "it's".into()),
+            ],
+        };
+        assert_eq!(out, Some(expected));
+    }
+
+    #[test]
+    fn autoescape_cannot_be_turned_off_in_commands() {
+        let t = Templates::new(SecretDisplay::Reveal);
+        let out = t
+            .render_command(
+                "{% autoescape false %}echo {{ evil }}{% endautoescape %}",
+                &ctx(),
+            )
+            .ok()
+            .map(|c| c.command);
+        assert_eq!(out.as_deref(), Some(r#"echo "${RUNBOOK_V1}""#));
+    }
+
+    #[test]
+    fn single_quotes_are_refused() {
+        let t = Templates::new(SecretDisplay::Reveal);
+        assert!(t.render_command("echo '{{ evil }}'", &ctx()).is_err());
+    }
+
+    #[test]
+    fn dollar_hash_is_shell() {
+        let t = Templates::new(SecretDisplay::Reveal);
+        let out = t
+            .render_command("echo ${#HOME} {# note #}{{ node }}", &ctx())
+            .ok()
+            .map(|c| c.command);
+        assert_eq!(out.as_deref(), Some(r#"echo ${#HOME} "${RUNBOOK_V1}""#));
     }
 
     #[test]
@@ -303,10 +518,18 @@ mod tests {
                 value: "hunter2".into(),
             }),
         )]);
-        let shell = t.render("curl -H {{ token }}", &ctx, Target::Shell).ok();
+        let shell = t.render_command("curl -H {{ token }}", &ctx).ok();
         assert_eq!(
-            shell.as_deref(),
-            Some(r#"curl -H "${RUNBOOK_SECRET_TOKEN}""#)
+            shell,
+            Some(ShellCommand {
+                command: r#"curl -H "${RUNBOOK_SECRET_TOKEN}""#.into(),
+                env: vec![("RUNBOOK_SECRET_TOKEN".into(), "hunter2".into())],
+            })
+        );
+        let derived = t.render_command("echo {{ token | upper }}", &ctx).ok();
+        assert_eq!(
+            derived.map(|c| c.env),
+            Some(vec![("RUNBOOK_V1".into(), "HUNTER2".into())])
         );
         let text = t.render("{{ token }}", &ctx, Target::Text).ok();
         assert_eq!(text.as_deref(), Some("hunter2"));
@@ -320,7 +543,12 @@ mod tests {
     fn placeholders_render_their_path() {
         let t = Templates::new(SecretDisplay::Mask);
         let ctx = map([("steps", Value::from_object(Placeholder("steps".into())))]);
-        let out = t.render("echo {{ steps.inspect.stdout }}", &ctx, Target::Shell);
-        assert_eq!(out.ok().as_deref(), Some("echo <steps.inspect.stdout>"));
+        let out = t
+            .render_command("echo {{ steps.inspect.stdout }}", &ctx)
+            .ok();
+        assert_eq!(
+            out.map(|c| c.env),
+            Some(vec![("RUNBOOK_V1".into(), "<steps.inspect.stdout>".into())])
+        );
     }
 }

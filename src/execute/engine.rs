@@ -1494,6 +1494,26 @@ fn render(
         .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))
 }
 
+/// Renders a shell command: values travel in the environment, never in the text. The
+/// command also gets the secrets it names literally (`$RUNBOOK_SECRET_X`), and no others.
+fn render_command(
+    sh: &Shared,
+    t: &Tmpl,
+    ctx: &Value,
+    what: &str,
+) -> Result<crate::template::ShellCommand, String> {
+    let mut cmd = sh
+        .templates
+        .render_command(&t.src, ctx)
+        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+    for (k, v) in &sh.secret_env {
+        if t.src.contains(k.as_str()) && !cmd.env.iter().any(|(n, _)| n == k) {
+            cmd.env.push((k.clone(), v.clone()));
+        }
+    }
+    Ok(cmd)
+}
+
 /// Runs a body once.
 #[allow(clippy::too_many_arguments)]
 async fn run_body(
@@ -1510,7 +1530,7 @@ async fn run_body(
     let ctx = sh.ctx().with(extra.clone());
     match &body.action {
         Action::Run(cmd) => {
-            let command = match render(sh, cmd, &ctx, Target::Shell, "command") {
+            let command = match render_command(sh, cmd, &ctx, "command") {
                 Ok(c) => c,
                 Err(e) => return Attempt::failed(e),
             };
@@ -1547,14 +1567,14 @@ async fn run_command(
     step: &Step,
     body: &Body,
     ctx: &Value,
-    command: String,
+    command: crate::template::ShellCommand,
     target: Option<SshTarget>,
     item: Option<String>,
     attempt: u32,
     log: &str,
     cancel: Cancel,
 ) -> Attempt {
-    let mut env = sh.secret_env.clone();
+    let crate::template::ShellCommand { command, mut env } = command;
     env.push(("RUNBOOK_RUN_ID".into(), sh.opts.run_id.clone()));
     env.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
     for (k, v) in &body.env {
@@ -1808,7 +1828,7 @@ async fn run_wait(
         let remaining = w.timeout.saturating_sub(t0.elapsed());
         let a = match &w.probe {
             Probe::Run { command, on } => {
-                let cmd = match render(sh, command, &ctx, Target::Shell, "probe") {
+                let cmd = match render_command(sh, command, &ctx, "probe") {
                     Ok(c) => c,
                     Err(e) => return Attempt::failed(e),
                 };
@@ -2139,7 +2159,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             t.as_ref().map_or(String::new(), |t| format!(".{}", t.name))
         );
         let a = match &body.action {
-            Action::Run(cmd) => match render(sh, cmd, &ctx, Target::Shell, "rollback command") {
+            Action::Run(cmd) => match render_command(sh, cmd, &ctx, "rollback command") {
                 Ok(c) => {
                     run_command(sh, &step, &body, &ctx, c, t, None, 1, &log, cancel.clone()).await
                 }

@@ -343,6 +343,34 @@ fn show(t: &Templates, tmpl: &Tmpl, ctx: &Value, target: Target) -> Result<Strin
     }
 }
 
+/// Renders a command for display exactly as the engine will run it: the text with its
+/// references, and the environment variables that carry the values (secrets masked). A
+/// command that needs run-time values it cannot show yet is shown as written.
+fn show_command(
+    t: &Templates,
+    tmpl: &Tmpl,
+    ctx: &Value,
+) -> Result<(String, Vec<(String, String)>), PlanError> {
+    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
+    match t.render_command(&tmpl.src, ctx) {
+        Ok(c)
+            if runtime.iter().any(|p| {
+                let p = format!("<{p}>");
+                !c.command.contains(&p) && !c.env.iter().any(|(_, v)| v.contains(&p))
+            }) =>
+        {
+            Ok((tmpl.src.clone(), Vec::new()))
+        }
+        Ok(c) => Ok((c.command, c.env)),
+        Err(_) if !runtime.is_empty() => Ok((tmpl.src.clone(), Vec::new())),
+        Err(e) => Err(PlanError(format!(
+            "cannot render `{}`: {}",
+            tmpl.src,
+            crate::template::describe_error(&e)
+        ))),
+    }
+}
+
 /// The variables among `vars` whose values are known only at run time.
 fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
     let mut v: Vec<String> = vars
@@ -427,27 +455,32 @@ pub fn plan_action(
     ctx: &Value,
 ) -> Result<PlannedAction, PlanError> {
     Ok(match action {
-        Action::Run(cmd) => PlannedAction::Run {
-            command: show(t, cmd, ctx, Target::Shell)?,
-            env: body
-                .env
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
-                .collect::<Result<_, PlanError>>()?,
-            stdin: body
-                .stdin
-                .as_ref()
-                .map(|s| show(t, s, ctx, Target::Text))
-                .transpose()?,
-        },
+        Action::Run(cmd) => {
+            let (command, mut env) = show_command(t, cmd, ctx)?;
+            for (k, v) in &body.env {
+                env.push((k.clone(), show(t, v, ctx, Target::Text)?));
+            }
+            PlannedAction::Run {
+                command,
+                env,
+                stdin: body
+                    .stdin
+                    .as_ref()
+                    .map(|s| show(t, s, ctx, Target::Text))
+                    .transpose()?,
+            }
+        }
         Action::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
         Action::Wait(w) => PlannedAction::Wait {
             probe: Box::new(match &w.probe {
-                Probe::Run { command, .. } => PlannedAction::Run {
-                    command: show(t, command, ctx, Target::Shell)?,
-                    env: Vec::new(),
-                    stdin: None,
-                },
+                Probe::Run { command, .. } => {
+                    let (command, env) = show_command(t, command, ctx)?;
+                    PlannedAction::Run {
+                        command,
+                        env,
+                        stdin: None,
+                    }
+                }
                 Probe::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
             }),
             until: expression_source(&w.until.src).to_string(),
