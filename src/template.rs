@@ -370,6 +370,89 @@ fn shell_format(
     }
 }
 
+/// What `validate` needs to know about a command template, read from its tokens.
+#[derive(Debug, Default)]
+pub struct CommandAnalysis {
+    /// Values written `| raw` (or `| safe`): the root variable and where.
+    pub raw: Vec<(String, std::ops::Range<usize>)>,
+    /// `{% autoescape %}` and `{% filter %}` blocks, which have no place in a command.
+    pub blocks: Vec<(String, std::ops::Range<usize>)>,
+    /// Values standing in a quoting context where no reference is safe.
+    pub unsafe_contexts: Vec<(shell::Unsafe, std::ops::Range<usize>)>,
+}
+
+/// Reads a command template's tokens: which values are raw, which blocks it uses, and in
+/// which quoting context each `{{ … }}` stands (every branch of every `{% if %}` counts).
+pub fn analyse_command(src: &str) -> CommandAnalysis {
+    use minijinja::machinery::{Token, tokenize};
+    let src = protect_dollar_hash(src);
+    let mut out = CommandAnalysis::default();
+    let mut skeleton = String::new();
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let tokens: Vec<(Token<'_>, minijinja::machinery::Span)> =
+        match tokenize(&src, false, Default::default()).collect::<Result<Vec<_>, _>>() {
+            Ok(t) => t,
+            Err(_) => return out,
+        };
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i].0 {
+            Token::TemplateData(text) => skeleton.push_str(text),
+            Token::VariableStart | Token::BlockStart => {
+                let block = matches!(tokens[i].0, Token::BlockStart);
+                let start = tokens[i].1.start_offset as usize;
+                let mut j = i + 1;
+                while j < tokens.len()
+                    && !matches!(tokens[j].0, Token::VariableEnd | Token::BlockEnd)
+                {
+                    j += 1;
+                }
+                let end = tokens.get(j).map_or(src.len(), |t| t.1.end_offset as usize);
+                let inner = &tokens[(i + 1).min(j)..j];
+                if block {
+                    if let Some((Token::Ident(kw @ ("autoescape" | "filter")), _)) = inner.first()
+                    {
+                        out.blocks.push(((*kw).to_string(), start..end));
+                    }
+                } else {
+                    let raw = inner.windows(2).any(|w| {
+                        matches!(w[0].0, Token::Pipe)
+                            && matches!(w[1].0, Token::Ident("raw" | "safe"))
+                    });
+                    if raw {
+                        let mut idents = inner.iter().filter_map(|(t, _)| match t {
+                            Token::Ident(s) | Token::Str(s) => Some(*s),
+                            _ => None,
+                        });
+                        let root = match idents.next() {
+                            Some("inputs") => idents.next().unwrap_or("inputs"),
+                            Some(r) => r,
+                            None => "",
+                        };
+                        out.raw.push((root.to_string(), start..end));
+                        skeleton.push('x');
+                    } else {
+                        skeleton.push_str(&shell::marker(ranges.len()));
+                        ranges.push(start..end);
+                    }
+                }
+                i = j;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let names = vec![String::new(); ranges.len()];
+    if let Err(errs) = shell::place(&skeleton, &names) {
+        for e in errs {
+            if let Some(r) = ranges.get(e.index) {
+                out.unsafe_contexts.push((e.context, r.clone()));
+            }
+        }
+    }
+    out
+}
+
 /// `${#VAR}` (the length of a variable) is shell, not the start of a template comment: the
 /// `{#` is kept as literal text.
 fn protect_dollar_hash(src: &str) -> Cow<'_, str> {

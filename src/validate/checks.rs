@@ -641,30 +641,29 @@ impl<'a> Checker<'a> {
         );
     }
 
+    /// A command template, read on its tokens: raw insertions, blocks that would change
+    /// escaping, and values in quoting contexts where no reference is safe.
     fn raw_in_shell(&mut self, t: &Tmpl) {
-        static RAW: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-            regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\|\s*(raw|safe)\b").ok()
-        });
-        let Some(re) = RAW.as_ref() else { return };
-        if !t.src.contains('|') {
-            return;
-        }
-        let found: Vec<(String, Range<usize>)> = re
-            .captures_iter(&t.src)
-            .filter_map(|c| {
-                let m = c.get(0)?;
-                Some((c.get(1)?.as_str().to_string(), m.start()..m.end()))
-            })
-            .collect();
-        for (var, range) in found {
-            let root = var.split('.').next().unwrap_or_default();
-            let root = if root == "inputs" {
-                var.split('.').nth(1).unwrap_or_default()
-            } else {
-                root
-            };
+        let analysis = crate::template::analyse_command(&t.src);
+        for (kw, range) in analysis.blocks {
             let span = self.map_range(t, Some(range));
-            if self.secrets.contains(root) {
+            self.push(
+                Diagnostic::error("escaping-block-in-command", format!("`{{% {kw} %}}` is not allowed in a shell command"))
+                    .with_span(span, "would change how values are inserted")
+                    .with_help("commands always pass values through environment variables; write `{{ value | raw }}` for the one value that is a trusted shell fragment"),
+            );
+        }
+        for (context, range) in analysis.unsafe_contexts {
+            let span = self.map_range(t, Some(range));
+            self.push(
+                Diagnostic::error("unsafe-quoting-context", format!("a value stands {context}"))
+                    .with_span(span, "no safe way to insert a value here")
+                    .with_help("move `{{ … }}` outside the single quotes (or quoted here-document, or `$(( ))`): `echo 'text' {{ value }}`, or inside double quotes: `echo \"text {{ value }}\"`"),
+            );
+        }
+        for (root, range) in analysis.raw {
+            let span = self.map_range(t, Some(range));
+            if self.secrets.contains(root.as_str()) {
                 self.push(
                     Diagnostic::error("secret-raw-in-shell", format!("secret `{root}` is inserted raw into a shell command"))
                         .with_span(span, "secret in the command text")
@@ -672,9 +671,9 @@ impl<'a> Checker<'a> {
                 );
             } else {
                 self.push(
-                    Diagnostic::warning("raw-shell-insertion", format!("`{var}` is inserted into a shell command without quoting"))
+                    Diagnostic::warning("raw-shell-insertion", format!("`{root}` is inserted into a shell command without quoting"))
                         .with_span(span, "unquoted")
-                        .with_help("values are shell-quoted by default; keep `| raw` only for trusted shell fragments"),
+                        .with_help("values reach commands through environment variables by default; keep `| raw` only for trusted shell fragments"),
                 );
             }
         }
