@@ -410,8 +410,7 @@ pub fn analyse_command(src: &str) -> CommandAnalysis {
                 let end = tokens.get(j).map_or(src.len(), |t| t.1.end_offset as usize);
                 let inner = &tokens[(i + 1).min(j)..j];
                 if block {
-                    if let Some((Token::Ident(kw @ ("autoescape" | "filter")), _)) = inner.first()
-                    {
+                    if let Some((Token::Ident(kw @ ("autoescape" | "filter")), _)) = inner.first() {
                         out.blocks.push(((*kw).to_string(), start..end));
                     }
                 } else {

@@ -5,6 +5,7 @@ mod exec;
 mod harness;
 mod http;
 mod httpd;
+mod injection;
 mod journal;
 mod lab;
 mod plan;
