@@ -112,6 +112,9 @@ struct Shared {
     results: Results,
     cancel: Cancel,
     secret_env: Vec<(String, String)>,
+    /// Environment variables of this process that hold a secret (`from_env`): no command
+    /// inherits them.
+    secret_sources: Vec<String>,
     run_json: serde_json::Value,
     local: LocalRunner,
 }
@@ -187,6 +190,19 @@ pub async fn execute(
         results: Results::default(),
         cancel: Cancel(cancel_rx),
         secret_env: inputs.secret_env(),
+        secret_sources: inputs
+            .values
+            .iter()
+            .filter_map(|r| match &r.source {
+                crate::plan::inputs::InputSource::Env(name) if r.secret => Some(name.clone()),
+                _ => None,
+            })
+            .chain(
+                std::env::vars_os()
+                    .filter_map(|(k, _)| k.into_string().ok())
+                    .filter(|k| k.starts_with("RUNBOOK_SECRET_")),
+            )
+            .collect(),
         redactor,
         run_json,
         local: LocalRunner,
@@ -1606,6 +1622,7 @@ async fn run_command(
     let spec = CommandSpec {
         command,
         env,
+        env_remove: sh.secret_sources.clone(),
         stdin,
         timeout: body.timeout,
         log_base: Some(sh.opts.run_dir.join("steps").join(log)),

@@ -9,6 +9,7 @@ mod injection;
 mod journal;
 mod lab;
 mod plan;
+mod secrets;
 mod ssh;
 mod sshd;
 mod validate;

@@ -21,6 +21,8 @@ pub struct CommandSpec {
     pub command: String,
     /// Extra environment (step `env`, secrets as `RUNBOOK_SECRET_*`, run metadata).
     pub env: Vec<(String, String)>,
+    /// Variables of the engine's own environment a command must not inherit (secret sources).
+    pub env_remove: Vec<String>,
     pub stdin: Option<String>,
     pub timeout: Option<Duration>,
     /// Where full stdout/stderr go (`NAME.stdout.log`, `NAME.stderr.log`); `None` keeps none.
