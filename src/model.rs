@@ -103,7 +103,13 @@ pub struct Input {
     pub from_file: Option<String>,
     pub allowed: Vec<String>,
     pub pattern: Option<regex::Regex>,
+    /// Shortest value accepted for a secret (default [`MIN_SECRET_LEN`]).
+    pub min_length: Option<usize>,
 }
+
+/// Secrets shorter than this are refused unless the input sets `min_length` lower: a short
+/// value cannot be masked safely (it would mask that word everywhere, or nothing).
+pub const MIN_SECRET_LEN: usize = 8;
 
 /// An SSH host.
 #[derive(Debug, Clone)]

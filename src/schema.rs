@@ -144,7 +144,8 @@ pub fn schema() -> Value {
                             "from_env": string(),
                             "from_file": string(),
                             "allowed": { "type": "array", "items": { "type": "string" } },
-                            "pattern": string()
+                            "pattern": string(),
+                            "min_length": { "type": "integer", "minimum": 0 }
                         }
                     } ]
                 }

@@ -146,7 +146,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),
     };
-    let bytes = std::fs::read(&a.file).unwrap_or_default();
+    let bytes = crate::load::read_bounded(&a.file).unwrap_or_default();
     let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
     let run_id = new_run_id(&rb.name);
     let runs = runs_dir(a.runs_dir.as_deref());

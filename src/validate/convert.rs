@@ -34,6 +34,7 @@ const INPUT: &[&str] = &[
     "from_file",
     "allowed",
     "pattern",
+    "min_length",
 ];
 const HOST: &[&str] = &[
     "address",
@@ -226,6 +227,7 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
             from_file: None,
             allowed: Vec::new(),
             pattern: None,
+            min_length: None,
         };
         if v.is_null() {
             out.push(input);
@@ -290,6 +292,11 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
         {
             // Anchor it: a pattern describes the whole value, not a part of it.
             input.pattern = regex::Regex::new(&format!("^(?:{})$", re.as_str())).ok();
+        }
+        if let Some(n) = f.get("min_length") {
+            input.min_length = r
+                .uint(n, &what("min_length"), 1 << 20)
+                .map(|v| v as usize);
         }
         if input.secret && input.default.is_some() {
             r.push(
