@@ -294,9 +294,7 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
             input.pattern = regex::Regex::new(&format!("^(?:{})$", re.as_str())).ok();
         }
         if let Some(n) = f.get("min_length") {
-            input.min_length = r
-                .uint(n, &what("min_length"), 1 << 20)
-                .map(|v| v as usize);
+            input.min_length = r.uint(n, &what("min_length"), 1 << 20).map(|v| v as usize);
         }
         if input.secret && input.default.is_some() {
             r.push(

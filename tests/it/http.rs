@@ -309,14 +309,17 @@ steps:
     let (ran, _d) = exec_yaml(
         &yaml,
         &[],
-        &[("KEYS", "share-1,share-2,share-3,share-4,share-5")],
+        &[(
+            "KEYS",
+            "share-0001,share-0002,share-0003,share-0004,share-0005",
+        )],
     );
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert_eq!(srv.requests().len(), 3, "stops once unsealed");
     assert!(!ran.stderr.contains("share-"), "{}", ran.stderr);
 
     progress.store(0, Ordering::SeqCst);
-    let (bad, _d) = exec_yaml(&yaml, &[], &[("KEYS", "share-1,wrong-2,share-3")]);
+    let (bad, _d) = exec_yaml(&yaml, &[], &[("KEYS", "share-0001,wrong-0002,share-0003")]);
     assert_eq!(bad.code, Some(1));
     assert!(
         bad.stderr
@@ -324,7 +327,7 @@ steps:
         "{}",
         bad.stderr
     );
-    assert!(!bad.stderr.contains("wrong-2"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("wrong-0002"), "{}", bad.stderr);
 }
 
 #[test]

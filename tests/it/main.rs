@@ -3,6 +3,7 @@
 
 mod exec;
 mod harness;
+mod hostile;
 mod http;
 mod httpd;
 mod injection;
