@@ -14,6 +14,7 @@
 //!   body or header), and the redactor masks it in everything shown.
 
 pub mod shell;
+pub mod url;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -207,6 +208,7 @@ pub struct Templates {
 }
 
 const SHELL_NAME: &str = "command.sh";
+const URL_NAME: &str = "url";
 const TEXT_NAME: &str = "text";
 
 impl Templates {
@@ -225,7 +227,7 @@ impl Templates {
         });
         env.set_formatter(move |out, state, value| {
             // Decided by the template, not by `{% autoescape %}`: a command cannot turn it off.
-            if state.name() == SHELL_NAME {
+            if state.name() == SHELL_NAME || state.name() == URL_NAME {
                 return shell_format(out, value, secrets);
             }
             if let Some(secret) = value.downcast_object_ref::<Secret>() {
@@ -329,6 +331,25 @@ impl Templates {
         Ok(ShellCommand { command, env })
     }
 
+    /// Renders a URL: each value is percent-encoded for the component where it stands, and
+    /// may not change the scheme or the host (see [`url`]).
+    pub fn render_url(&self, src: &str, ctx: &Value) -> Result<String, Error> {
+        if shell::has_marker_chars(src) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "the URL contains reserved characters U+E000/U+E001",
+            ));
+        }
+        let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
+        let tmpl = self.env.template_from_named_str(URL_NAME, src)?;
+        let previous = SLOTS.with(|s| s.replace(Some(Slots::default())));
+        let rendered = tmpl.render(ctx);
+        let slots = SLOTS.with(|s| s.replace(previous)).unwrap_or_default();
+        let rendered = rendered?;
+        let values: Vec<String> = slots.items.into_iter().map(|(_, v, _)| v).collect();
+        url::place(&rendered, &values).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))
+    }
+
     /// Evaluates an expression against `ctx`.
     pub fn eval(&self, src: &str, ctx: &Value) -> Result<Value, Error> {
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
@@ -370,6 +391,33 @@ fn shell_format(
     }
 }
 
+/// Checks a rendered host address (`host`, `1.2.3.4`, `[::1]`) or user name: a value that
+/// could be read as an option (`-oProxyCommand=…`) or change the destination (`a@b`, `a/b`,
+/// spaces) is refused.
+pub fn check_host_part(what: &str, value: &str) -> Result<(), String> {
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '-' | '_')
+            || (what != "user" && matches!(c, ':' | '[' | ']' | '%'))
+    };
+    if value.is_empty()
+        || value.len() > 253
+        || value.starts_with('-')
+        || !value.chars().all(allowed)
+    {
+        return Err(format!(
+            "the {what} `{}` is not a valid {what} (letters, digits, `.`, `-`, `_`{})",
+            value.escape_debug(),
+            if what == "user" {
+                ""
+            } else {
+                ", `:` and `[ ]`"
+            }
+        ));
+    }
+    Ok(())
+}
+
 /// What `validate` needs to know about a command template, read from its tokens.
 #[derive(Debug, Default)]
 pub struct CommandAnalysis {
@@ -381,23 +429,32 @@ pub struct CommandAnalysis {
     pub unsafe_contexts: Vec<(shell::Unsafe, std::ops::Range<usize>)>,
 }
 
-/// Reads a command template's tokens: which values are raw, which blocks it uses, and in
-/// which quoting context each `{{ … }}` stands (every branch of every `{% if %}` counts).
-pub fn analyse_command(src: &str) -> CommandAnalysis {
+/// A template's text with every `{{ … }}` replaced by a marker (raw ones by `x`), every
+/// `{% … %}` dropped (so every branch counts), and for each marker its source range and the
+/// root variable it reads.
+struct Skeleton {
+    text: String,
+    values: Vec<(String, std::ops::Range<usize>)>,
+    raw: Vec<(String, std::ops::Range<usize>)>,
+    blocks: Vec<(String, std::ops::Range<usize>)>,
+}
+
+fn skeleton(src: &str) -> Option<Skeleton> {
     use minijinja::machinery::{Token, tokenize};
-    let src = protect_dollar_hash(src);
-    let mut out = CommandAnalysis::default();
-    let mut skeleton = String::new();
-    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut out = Skeleton {
+        text: String::new(),
+        values: Vec::new(),
+        raw: Vec::new(),
+        blocks: Vec::new(),
+    };
     let tokens: Vec<(Token<'_>, minijinja::machinery::Span)> =
-        match tokenize(&src, false, Default::default()).collect::<Result<Vec<_>, _>>() {
-            Ok(t) => t,
-            Err(_) => return out,
-        };
+        tokenize(src, false, Default::default())
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
     let mut i = 0;
     while i < tokens.len() {
         match &tokens[i].0 {
-            Token::TemplateData(text) => skeleton.push_str(text),
+            Token::TemplateData(text) => out.text.push_str(text),
             Token::VariableStart | Token::BlockStart => {
                 let block = matches!(tokens[i].0, Token::BlockStart);
                 let start = tokens[i].1.start_offset as usize;
@@ -414,25 +471,26 @@ pub fn analyse_command(src: &str) -> CommandAnalysis {
                         out.blocks.push(((*kw).to_string(), start..end));
                     }
                 } else {
+                    let mut idents = inner.iter().filter_map(|(t, _)| match t {
+                        Token::Ident(s) | Token::Str(s) => Some(*s),
+                        _ => None,
+                    });
+                    let root = match idents.next() {
+                        Some("inputs") => idents.next().unwrap_or("inputs"),
+                        Some(r) => r,
+                        None => "",
+                    }
+                    .to_string();
                     let raw = inner.windows(2).any(|w| {
                         matches!(w[0].0, Token::Pipe)
                             && matches!(w[1].0, Token::Ident("raw" | "safe"))
                     });
                     if raw {
-                        let mut idents = inner.iter().filter_map(|(t, _)| match t {
-                            Token::Ident(s) | Token::Str(s) => Some(*s),
-                            _ => None,
-                        });
-                        let root = match idents.next() {
-                            Some("inputs") => idents.next().unwrap_or("inputs"),
-                            Some(r) => r,
-                            None => "",
-                        };
-                        out.raw.push((root.to_string(), start..end));
-                        skeleton.push('x');
+                        out.raw.push((root, start..end));
+                        out.text.push('x');
                     } else {
-                        skeleton.push_str(&shell::marker(ranges.len()));
-                        ranges.push(start..end);
+                        out.text.push_str(&shell::marker(out.values.len()));
+                        out.values.push((root, start..end));
                     }
                 }
                 i = j;
@@ -441,15 +499,48 @@ pub fn analyse_command(src: &str) -> CommandAnalysis {
         }
         i += 1;
     }
-    let names = vec![String::new(); ranges.len()];
-    if let Err(errs) = shell::place(&skeleton, &names) {
+    Some(out)
+}
+
+/// Reads a command template's tokens: which values are raw, which blocks it uses, and in
+/// which quoting context each `{{ … }}` stands (every branch of every `{% if %}` counts).
+pub fn analyse_command(src: &str) -> CommandAnalysis {
+    let src = protect_dollar_hash(src);
+    let mut out = CommandAnalysis::default();
+    let Some(sk) = skeleton(&src) else {
+        return out;
+    };
+    out.raw = sk.raw;
+    out.blocks = sk.blocks;
+    let names = vec![String::new(); sk.values.len()];
+    if let Err(errs) = shell::place(&sk.text, &names) {
         for e in errs {
-            if let Some(r) = ranges.get(e.index) {
+            if let Some((_, r)) = sk.values.get(e.index) {
                 out.unsafe_contexts.push((e.context, r.clone()));
             }
         }
     }
     out
+}
+
+/// The values of a URL template that decide where the request goes (its scheme, host or
+/// port, or the whole origin): root variable, source range, and whether it is the origin.
+pub fn url_origin_values(src: &str) -> Vec<(String, std::ops::Range<usize>, url::Part)> {
+    let Some(sk) = skeleton(src) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let _ = url::walk(&sk.text, |i, part| {
+        if matches!(
+            part,
+            url::Part::Start | url::Part::Scheme | url::Part::Authority
+        ) && let Some((root, range)) = sk.values.get(i)
+        {
+            found.push((root.clone(), range.clone(), part));
+        }
+        Ok(String::new())
+    });
+    found
 }
 
 /// `${#VAR}` (the length of a variable) is shell, not the start of a template comment: the

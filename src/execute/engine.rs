@@ -935,12 +935,20 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
             .render(&t.src, ctx, Target::Text)
             .map_err(|e| crate::template::describe_error(&e))
     };
+    // A rendered address or user must stay one host name: never an option or a second host.
+    let checked = |t: &Tmpl, what: &str| -> Result<String, String> {
+        let v = render(t)?;
+        crate::template::check_host_part(what, &v)?;
+        Ok(v)
+    };
+    let render = |t: &Tmpl| checked(t, "user");
+    let address = |t: &Tmpl| checked(t, "host address");
     let resolve = |h: &Host| -> Result<SshTarget, String> {
         let jump = match &h.jump {
             Some(j) => Some(match sh.rb.host(&j.name) {
                 Some(jh) => {
                     let user = jh.user.as_ref().map(&render).transpose()?;
-                    crate::plan::destination(user.as_deref(), &render(&jh.address)?, jh.port)
+                    crate::plan::destination(user.as_deref(), &address(&jh.address)?, jh.port)
                 }
                 None => j.name.clone(),
             }),
@@ -949,7 +957,7 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
         Ok(SshTarget {
             name: h.name.clone(),
             user: h.user.as_ref().map(&render).transpose()?,
-            address: render(&h.address)?,
+            address: address(&h.address)?,
             port: h.port,
             jump,
             identity_file: h.identity_file.clone(),
@@ -1787,7 +1795,10 @@ fn http_request(sh: &Shared, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, S
     };
     Ok(HttpRequest {
         method: h.method.clone(),
-        url: render(sh, &h.url, ctx, Target::Text, "url")?,
+        url: sh
+            .templates
+            .render_url(&h.url.src, ctx)
+            .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?,
         headers: pairs(&h.headers, "header")?,
         query: pairs(&h.query, "query")?,
         body,

@@ -371,6 +371,22 @@ fn show_command(
     }
 }
 
+/// Renders a URL for display as it will be sent (values encoded per component); one that
+/// needs run-time values is shown as written.
+fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError> {
+    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
+    if !runtime.is_empty() {
+        return Ok(tmpl.src.clone());
+    }
+    t.render_url(&tmpl.src, ctx).map_err(|e| {
+        PlanError(format!(
+            "cannot render `{}`: {}",
+            tmpl.src,
+            crate::template::describe_error(&e)
+        ))
+    })
+}
+
 /// The variables among `vars` whose values are known only at run time.
 fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
     let mut v: Vec<String> = vars
@@ -508,7 +524,7 @@ fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedReque
     };
     Ok(PlannedRequest {
         method: h.method.clone(),
-        url: show(t, &h.url, ctx, Target::Text)?,
+        url: show_url(t, &h.url, ctx)?,
         headers: pairs(&h.headers)?,
         query: pairs(&h.query)?,
         body: match &h.body {

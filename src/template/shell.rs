@@ -18,8 +18,8 @@
 use std::fmt;
 
 /// First and last character of a value marker (private-use code points).
-const OPEN: char = '\u{E000}';
-const CLOSE: char = '\u{E001}';
+pub(crate) const OPEN: char = '\u{E000}';
+pub(crate) const CLOSE: char = '\u{E001}';
 
 /// The marker for value `index` in a rendered command.
 pub(crate) fn marker(index: usize) -> String {

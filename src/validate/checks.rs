@@ -427,6 +427,7 @@ impl<'a> Checker<'a> {
 
     fn http(&mut self, h: &HttpSpec, scope: Scope<'_>) {
         self.template(&h.url, Use::Sent, scope);
+        self.url_origin(&h.url);
         for (_, v) in h.headers.iter().chain(&h.query) {
             self.template(v, Use::Sent, scope);
         }
@@ -639,6 +640,32 @@ impl<'a> Checker<'a> {
                 .with_span(self.find_in(t, name), "would be printed")
                 .with_help("titles, gate texts, manual instructions, lock keys and host names are printed and journaled; use the secret only in commands, env, stdin or request bodies"),
         );
+    }
+
+    /// Where a request goes comes from the runbook: a value in a URL's scheme or host must be
+    /// an input constrained by `pattern` or `allowed` (or a host's address).
+    fn url_origin(&mut self, t: &Tmpl) {
+        for (root, range, part) in crate::template::url_origin_values(&t.src) {
+            let constrained = self
+                .rb
+                .inputs
+                .iter()
+                .any(|i| i.name == root && (i.pattern.is_some() || !i.allowed.is_empty()));
+            if constrained || root == "host" {
+                continue;
+            }
+            let span = self.map_range(t, Some(range));
+            let place = match part {
+                crate::template::url::Part::Start => "the URL's scheme and host",
+                crate::template::url::Part::Scheme => "the URL's scheme",
+                _ => "the URL's host",
+            };
+            self.push(
+                Diagnostic::error("url-origin-from-free-value", format!("`{root}` decides {place}, but nothing constrains it"))
+                    .with_span(span, "could send the request (and its headers) anywhere")
+                    .with_help("give the input a `pattern:` (e.g. `pattern: \"https://[a-z0-9.-]+(:[0-9]+)?\"` or `\"vault-[0-9]+\"`) or `allowed:` list, or write the host literally"),
+            );
+        }
     }
 
     /// A command template, read on its tokens: raw insertions, blocks that would change

@@ -341,12 +341,33 @@ fn check_identifier(r: &mut Reader, name: &str, node: &Node, what: &str) {
     }
 }
 
+/// Host and group names become parts of file names (`steps/STEP.HOST.stdout.log`) and
+/// labels: letters, digits, `-` and `_`, starting with a letter or digit.
+fn check_name(r: &mut Reader, name: &str, node: &Node, what: &str) {
+    let ok = name.len() <= 100
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        r.push(
+            Diagnostic::error("invalid-id", format!("{what} `{name}` is not valid"))
+                .with_span(node.span.clone(), "letters, digits, `-` and `_` only")
+                .with_help("names are used in file names and labels: use a short name such as `vault-2` or `lb`"),
+        );
+    }
+}
+
 fn read_hosts(r: &mut Reader, node: &Node) -> Vec<Host> {
     let mut out = Vec::new();
     for (k, v) in map_pairs(r, node, "`hosts`") {
         let Some(name) = r.string(k, "a host name") else {
             continue;
         };
+        check_name(r, &name, k, "host name");
         let Some(f) = r.fields(v, "a host", HOST) else {
             continue;
         };
@@ -389,6 +410,7 @@ fn read_groups(r: &mut Reader, node: &Node) -> Vec<Group> {
         let Some(name) = r.string(k, "a group name") else {
             continue;
         };
+        check_name(r, &name, k, "group name");
         let hosts = r.names(v, &format!("the hosts of group `{name}`"));
         out.push(Group {
             name,
@@ -442,11 +464,12 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             return None;
         }
     };
-    let valid_id = id
-        .name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+    let valid_id = id.name.len() <= 100
+        && id
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && id
             .name
             .chars()

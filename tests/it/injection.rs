@@ -254,3 +254,122 @@ steps:
         assert_eq!(read("local-from-remote"), p);
     }
 }
+
+/// Values in URLs are encoded per component and cannot move the request to another host.
+#[test]
+fn url_values_cannot_change_where_a_request_goes() {
+    use crate::httpd::{Response, Server};
+    let good = Server::start(None, |_| {
+        Response::json(200, serde_json::json!({"ok": true}))
+    });
+    let evil = Server::start(None, |_| {
+        Response::json(200, serde_json::json!({"stolen": true}))
+    });
+    let s = Scratch::new();
+    let yaml = format!(
+        r#"
+runbook: url
+version: 1
+inputs:
+  node: {{ pattern: ".*" }}
+  seg: {{}}
+  q: {{}}
+  token: {{ secret: true, from_env: TOKEN }}
+steps:
+  - id: call
+    http:
+      get: "http://{{{{ node }}}}:{p}/v1/{{{{ seg }}}}/x?q={{{{ q }}}}&k=1"
+      headers: {{ X-Vault-Token: "{{{{ token }}}}" }}
+"#,
+        p = good.port
+    );
+    s.runbook(&yaml);
+    let run = |node: &str| {
+        crate::harness::runbook([
+            "exec".to_string(),
+            s.path("runbook.yaml").display().to_string(),
+            "--runs-dir".into(),
+            s.path("runs").display().to_string(),
+            "-i".into(),
+            format!("node={node}"),
+            "-i".into(),
+            "seg=../../sys/a b?c#d".into(),
+            "-i".into(),
+            "q=1&k=2#x+y".into(),
+        ])
+        .env("TOKEN", "vault-token-123456")
+        .run()
+    };
+    let ran = run(&format!("127.0.0.1:{}/steal#", evil.port));
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("cannot stand in the URL's host"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        evil.requests().is_empty(),
+        "the request went to another host"
+    );
+    assert!(good.requests().is_empty());
+
+    let ran = run("127.0.0.1");
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let reqs = good.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].path,
+        "/v1/..%2F..%2Fsys%2Fa%20b%3Fc%23d/x?q=1%26k%3D2%23x%2By&k=1"
+    );
+    assert!(evil.requests().is_empty());
+}
+
+#[test]
+fn host_names_and_addresses_are_identifiers() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: hosts
+version: 1
+hosts:
+  "../../../tmp/x": { address: 127.0.0.1 }
+steps:
+  - id: a
+    on: "../../../tmp/x"
+    read_only: true
+    run: "true"
+"#,
+    );
+    let ran =
+        crate::harness::runbook(["validate".as_ref(), s.path("runbook.yaml").as_os_str()]).run();
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("host name `../../../tmp/x` is not valid"),
+        "{}",
+        ran.stderr
+    );
+
+    s.runbook(
+        r#"
+runbook: hosts
+version: 1
+inputs:
+  addr: {}
+hosts:
+  node: { address: "{{ addr }}", user: root }
+steps:
+  - id: a
+    on: node
+    read_only: true
+    run: "true"
+"#,
+    );
+    let ran = s.exec(&["-i", "addr=-oProxyCommand=touch /tmp/x"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("is not a valid host address"),
+        "{}",
+        ran.stderr
+    );
+}
