@@ -1793,13 +1793,21 @@ fn http_request(sh: &Shared, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, S
         Some(HttpBody::Json(j)) => (Some(json_body(sh, j, ctx)?.to_string().into_bytes()), true),
         None => (None, false),
     };
+    let headers = pairs(&h.headers, "header")?;
+    // A header whose value the redactor would mask holds a secret (or a value derived from one).
+    let secret_headers = headers
+        .iter()
+        .filter(|(_, v)| sh.redactor.mask_text(v) != v.as_str())
+        .map(|(k, _)| k.clone())
+        .collect();
     Ok(HttpRequest {
         method: h.method.clone(),
         url: sh
             .templates
             .render_url(&h.url.src, ctx)
             .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?,
-        headers: pairs(&h.headers, "header")?,
+        headers,
+        secret_headers,
         query: pairs(&h.query, "query")?,
         body,
         json_body,

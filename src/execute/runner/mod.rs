@@ -129,6 +129,9 @@ pub struct HttpRequest {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// Names of headers whose value holds a secret: dropped on a cross-origin redirect (as
+    /// are `Authorization`, `Cookie`, `X-Vault-Token`… whatever their value).
+    pub secret_headers: Vec<String>,
     pub query: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub json_body: bool,
