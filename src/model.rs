@@ -208,6 +208,8 @@ pub struct Gate {
     pub approvals: u32,
     /// The approver must not be the operator who started the run.
     pub other_approver: bool,
+    /// Who may answer (users, or `group:NAME`); empty: anyone who can reach the run.
+    pub approvers: Vec<String>,
     pub timeout: Option<Duration>,
 }
 

@@ -81,6 +81,7 @@ fn step() -> Value {
                 "message": string(),
                 "approvals": { "type": "integer", "minimum": 1, "maximum": 10 },
                 "other_approver": { "type": "boolean" },
+                "approvers": { "type": "array", "items": string() },
                 "timeout": duration()
             }
         } ] },

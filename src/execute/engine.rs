@@ -778,6 +778,7 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let gate = if manual { None } else { step.confirm.as_ref() };
     let needed = gate.map_or(1, |g| g.approvals.max(1)) as usize;
     let other_approver = gate.is_some_and(|g| g.other_approver);
+    let allowed: &[String] = gate.map_or(&[], |g| g.approvers.as_slice());
     let mut approvers: Vec<String> = Vec::new();
     // An answer given in advance, or on this terminal, is the operator's.
     let local = match preanswered(sh, &id, manual) {
@@ -815,6 +816,10 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
         if other_approver {
             sh.emit(Event::Warning {
                 message: format!("gate `{id}` needs an approver other than the operator ({}): waiting for another person", sh.opts.user),
+            });
+        } else if !crate::journal::answers::may_answer(allowed, &sh.opts.user) {
+            sh.emit(Event::Warning {
+                message: format!("gate `{id}` is answered by {}; the operator ({}) is not one of them: waiting for an approver", allowed.join(", "), sh.opts.user),
             });
         } else {
             approvers.push(sh.opts.user.clone());
@@ -881,8 +886,25 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let mut seen = std::collections::HashSet::new();
     let mut cancel = sh.cancel.clone();
     while Instant::now() < deadline {
-        for a in crate::journal::answers::take(&remote.run_dir, &id, &mut seen) {
+        let (answers, refused) =
+            crate::journal::answers::take_checked(&remote.run_dir, &id, &mut seen);
+        for r in refused {
+            sh.emit(Event::Warning {
+                message: format!("ignored {}: {}", r.path.display(), r.why),
+            });
+        }
+        for a in answers {
             let decision = a.file.decision;
+            if !crate::journal::answers::may_answer(allowed, &a.user) {
+                sh.emit(Event::Warning {
+                    message: format!(
+                        "{} answered `{id}` but is not among its approvers ({}): ignored",
+                        a.user,
+                        allowed.join(", ")
+                    ),
+                });
+                continue;
+            }
             if decision == Decision::Approved {
                 if other_approver && a.user == sh.opts.user {
                     sh.emit(Event::Warning { message: format!("approval of `{id}` by {} does not count: the approver must not be the operator", a.user) });

@@ -149,6 +149,8 @@ pub struct PlannedGate {
     pub message: String,
     pub approvals: u32,
     pub other_approver: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
     pub timeout: String,
 }
 
@@ -668,6 +670,7 @@ fn plan_step(
                 message: show(t, &g.text, ctx, Target::Text)?,
                 approvals: g.approvals,
                 other_approver: g.other_approver,
+                approvers: g.approvers.clone(),
                 timeout: human_duration(g.timeout.unwrap_or(rb.defaults.gate_timeout)),
             }),
             None => None,

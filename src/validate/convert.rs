@@ -76,7 +76,13 @@ const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
 const KINDS: &[&str] = &["run", "http", "wait", "manual"];
-const GATE: &[&str] = &["message", "approvals", "other_approver", "timeout"];
+const GATE: &[&str] = &[
+    "message",
+    "approvals",
+    "other_approver",
+    "approvers",
+    "timeout",
+];
 const HTTP: &[&str] = &[
     "method",
     "url",
@@ -678,6 +684,7 @@ fn read_gate(r: &mut Reader, node: &Node, what: &str) -> Option<Gate> {
             text: r.tmpl(node, what)?,
             approvals: 1,
             other_approver: false,
+            approvers: Vec::new(),
             timeout: None,
         });
     }
@@ -699,6 +706,11 @@ fn read_gate(r: &mut Reader, node: &Node, what: &str) -> Option<Gate> {
             .get("other_approver")
             .and_then(|n| r.boolean(n, what))
             .unwrap_or(false),
+        approvers: f
+            .get("approvers")
+            .and_then(|n| r.seq(n, what))
+            .map(|items| items.iter().filter_map(|i| r.string(i, what)).collect())
+            .unwrap_or_default(),
         timeout: f.get("timeout").and_then(|n| r.duration(n, what)),
     })
 }

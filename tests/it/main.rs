@@ -1,6 +1,7 @@
 //! The one integration test binary: runs the real `runbook` binary on real files (and, in the
 //! exec/ssh/lab modules, against real processes and servers).
 
+mod approvals;
 mod exec;
 mod harness;
 mod hostile;
