@@ -187,6 +187,8 @@ pub struct Step {
     pub expect: Expect,
     /// Named outputs: expressions over the step's result.
     pub outputs: Vec<(Named, Tmpl)>,
+    /// Outputs declared `secret: true`: masked everywhere, passed to commands as secrets.
+    pub secret_outputs: Vec<String>,
     pub for_each: Option<ForEach>,
     pub max_parallel: Option<u32>,
     pub max_failures: Option<MaxFailures>,
@@ -278,6 +280,9 @@ pub struct HttpSpec {
     pub body: Option<HttpBody>,
     pub timeout: Option<Duration>,
     pub follow_redirects: bool,
+    /// The response is not shown, journaled or kept in transcripts; outputs are computed
+    /// from it in memory.
+    pub sensitive: bool,
     pub ca_cert: Option<Tmpl>,
     pub client_cert: Option<Tmpl>,
     pub client_key: Option<Tmpl>,

@@ -31,6 +31,7 @@ fn http() -> Value {
             "json": {}, "body": string(),
             "timeout": duration(),
             "follow_redirects": { "type": "boolean" },
+            "sensitive": { "type": "boolean" },
             "ca_cert": string(), "client_cert": string(), "client_key": string(),
             "insecure": { "type": "boolean" }
         }
@@ -98,7 +99,10 @@ fn step() -> Value {
                 "that": string()
             }
         },
-        "outputs": string_map(),
+        "outputs": { "type": "object", "additionalProperties": { "oneOf": [ string(), {
+            "type": "object", "additionalProperties": false, "required": ["value"],
+            "properties": { "value": string(), "secret": { "type": "boolean" } }
+        } ] } },
         "for_each": { "oneOf": [ string(), { "type": "array" }, {
             "type": "object", "additionalProperties": false, "required": ["items"],
             "properties": { "items": {}, "until": string() }

@@ -37,7 +37,8 @@ impl Capture {
         log_path: Option<PathBuf>,
         redactor: Option<std::sync::Arc<super::redact::Redactor>>,
     ) -> Capture {
-        let redactor = redactor.filter(|r| !r.is_empty()).map(|r| r.stream());
+        // Kept even when empty now: secrets learnt later in the run (secret outputs) count too.
+        let redactor = redactor.map(|r| r.stream());
         Capture {
             redactor,
             head: Vec::new(),

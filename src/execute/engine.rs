@@ -412,7 +412,7 @@ pub async fn execute(
                     hosts: run.hosts.clone(),
                     error: run.error.clone(),
                 });
-                shared.results.set(&step_var(&step.id.name), &run.result);
+                shared.results.set_with_secrets(&step_var(&step.id.name), &run.result, &step.secret_outputs);
                 if run.status == StepStatus::Succeeded {
                     completed.push(run.index);
                 } else if stop.is_none() && !(run.status == StepStatus::Failed && step.continue_on_failure) {
@@ -1249,6 +1249,14 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             }
         }
     }
+    // Secret outputs: masked from here on, everywhere.
+    let learnt: Vec<String> = step
+        .secret_outputs
+        .iter()
+        .filter_map(|n| outputs.get(n))
+        .map(super::context::json_text)
+        .collect();
+    sh.redactor.add(&learnt);
     if let serde_json::Value::Object(m) = &mut result {
         m.insert("outputs".into(), serde_json::Value::Object(outputs));
         m.insert(
@@ -1257,6 +1265,32 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         );
     }
     finish(&sh, run, t0, final_status, result, final_error)
+}
+
+/// Whether a step's HTTP response must stay out of events, the journal and transcripts.
+fn is_sensitive(step: &Step) -> bool {
+    match &step.body.action {
+        Action::Http(h) => h.sensitive,
+        Action::Wait(w) => matches!(&w.probe, Probe::Http(h) if h.sensitive),
+        _ => false,
+    }
+}
+
+/// Replaces a response's body, JSON and headers (and every item's) with a note.
+fn hide_response(result: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = result {
+        for k in ["body", "json", "headers"] {
+            if m.contains_key(k) {
+                m.insert(
+                    k.into(),
+                    serde_json::Value::String("<sensitive: not recorded>".into()),
+                );
+            }
+        }
+        if let Some(serde_json::Value::Array(items)) = m.get_mut("items") {
+            items.iter_mut().for_each(hide_response);
+        }
+    }
 }
 
 fn finish(
@@ -1278,6 +1312,9 @@ fn finish(
         .and_then(serde_json::Value::as_i64)
         .map(|c| c as i32);
     let mut redacted = result.clone();
+    if is_sensitive(sh.step(run.index)) {
+        hide_response(&mut redacted);
+    }
     sh.redactor.json(&mut redacted);
     sh.emit(Event::StepFinished {
         step: sh.step(run.index).id.name.clone(),
@@ -1763,6 +1800,11 @@ async fn run_http(
             } else {
                 summary
             };
+            let summary = if h.sensitive {
+                "(sensitive: response not shown)".to_string()
+            } else {
+                summary
+            };
             // Wait probes report through `probe-attempt` events instead.
             if echo {
                 sh.emit(Event::Output {
@@ -1944,7 +1986,13 @@ async fn run_wait(
         }
         let mut ex = extra.clone();
         ex.extend(result_entries(&a.result, attempt));
-        let value = describe_probe(&a.result);
+        let value = if is_sensitive(step) {
+            let mut hidden = a.result.clone();
+            hide_response(&mut hidden);
+            describe_probe(&hidden)
+        } else {
+            describe_probe(&a.result)
+        };
         let satisfied = match sh
             .templates
             .eval(expression_source(&w.until.src), &sh.ctx().with(ex))

@@ -21,6 +21,8 @@
 
 use std::borrow::Cow;
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use regex::bytes::Regex;
 
@@ -36,9 +38,17 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'
 }
 
-/// Replaces secret values (and their encodings) with a mask.
-#[derive(Debug, Clone, Default)]
+/// Replaces secret values (and their encodings) with a mask. Secrets learnt during the run
+/// (outputs marked `secret: true`) are added with [`Redactor::add`].
+#[derive(Debug, Default)]
 pub struct Redactor {
+    secrets: std::sync::RwLock<Vec<String>>,
+    compiled: std::sync::RwLock<Arc<Compiled>>,
+}
+
+/// The patterns for one set of secrets.
+#[derive(Debug, Default)]
+struct Compiled {
     /// Secrets of [`FULL_MATCH_LEN`] bytes or more, in every encoding.
     full: Option<Regex>,
     /// Shorter secrets, as they are, checked for token boundaries.
@@ -99,6 +109,56 @@ fn base64_cores(s: &[u8]) -> Vec<String> {
 impl Redactor {
     /// A redactor for `secrets` (empty values are ignored).
     pub fn new(secrets: &[String]) -> Redactor {
+        let list: Vec<String> = secrets.iter().filter(|s| !s.is_empty()).cloned().collect();
+        Redactor {
+            compiled: std::sync::RwLock::new(Arc::new(Compiled::new(&list))),
+            secrets: std::sync::RwLock::new(list),
+        }
+    }
+
+    /// Adds secrets learnt during the run; everything shown from now on masks them too.
+    pub fn add(&self, more: &[String]) {
+        let Ok(mut list) = self.secrets.write() else {
+            return;
+        };
+        let before = list.len();
+        for m in more {
+            if !m.is_empty() && !list.contains(m) {
+                list.push(m.clone());
+            }
+        }
+        if list.len() != before
+            && let Ok(mut c) = self.compiled.write()
+        {
+            *c = Arc::new(Compiled::new(&list));
+        }
+    }
+
+    fn current(&self) -> Arc<Compiled> {
+        self.compiled.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current().is_empty()
+    }
+
+    /// Masks every secret in `s`.
+    pub fn mask_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        let c = self.current();
+        if c.is_empty() {
+            return Cow::Borrowed(s);
+        }
+        let (ranges, _) = c.matches(s.as_bytes(), None, true);
+        if ranges.is_empty() {
+            return Cow::Borrowed(s);
+        }
+        let out = splice(s.as_bytes(), &ranges);
+        Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl Compiled {
+    fn new(secrets: &[String]) -> Compiled {
         let mut full = Vec::new();
         let mut short = Vec::new();
         let mut max_match = 0usize;
@@ -134,7 +194,7 @@ impl Redactor {
                 .build()
                 .ok()
         };
-        Redactor {
+        Compiled {
             full: build(&full, |a| a.to_string()),
             short: build(&short, |a| format!("({a})")),
             max_match: max_match + 2,
@@ -142,7 +202,7 @@ impl Redactor {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.full.is_none() && self.short.is_none()
     }
 
@@ -185,20 +245,9 @@ impl Redactor {
         ranges.sort_unstable();
         (ranges, undecided)
     }
+}
 
-    /// Masks every secret in `s`.
-    pub fn mask_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
-        if self.is_empty() {
-            return Cow::Borrowed(s);
-        }
-        let (ranges, _) = self.matches(s.as_bytes(), None, true);
-        if ranges.is_empty() {
-            return Cow::Borrowed(s);
-        }
-        let out = splice(s.as_bytes(), &ranges);
-        Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-    }
-
+impl Redactor {
     /// Masks every secret in `s` (owned result).
     pub fn text(&self, s: &str) -> String {
         self.mask_text(s).into_owned()
@@ -292,7 +341,7 @@ impl StreamRedactor {
 
     fn release(&mut self, at_end: bool) -> Vec<u8> {
         let buf = std::mem::take(&mut self.pending);
-        let r = &self.redactor;
+        let r = self.redactor.current();
         let (ranges, undecided) = r.matches(&buf, self.prev, at_end);
         let last_end = ranges.last().map_or(0, |&(_, e)| e);
         let mut cut = if at_end {
@@ -325,7 +374,6 @@ impl StreamRedactor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     const S: &str = "p@ss w0rd/42-x\"TOP";
 

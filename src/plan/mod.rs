@@ -138,6 +138,9 @@ pub struct PlannedRequest {
     pub body: Option<String>,
     pub timeout: Option<String>,
     pub follow_redirects: bool,
+    /// The response is kept out of output, journal and transcripts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
     pub ca_cert: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
@@ -536,6 +539,7 @@ fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedReque
         },
         timeout: h.timeout.map(human_duration),
         follow_redirects: h.follow_redirects,
+        sensitive: h.sensitive,
         ca_cert: opt(&h.ca_cert)?,
         client_cert: opt(&h.client_cert)?,
         client_key: opt(&h.client_key)?,

@@ -425,6 +425,23 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A secret output of an HTTP step whose response is echoed and journaled before the
+    /// output exists.
+    fn secret_outputs(&mut self, step: &crate::model::Step) {
+        if step.secret_outputs.is_empty() {
+            return;
+        }
+        if let Action::Http(h) = &step.body.action
+            && !h.sensitive
+        {
+            self.push(
+                Diagnostic::warning("secret-output-not-sensitive", format!("step `{}` has secret outputs but its response is shown and journaled", step.id.name))
+                    .with_span(step.id.span.clone(), "add `sensitive: true` to its `http`")
+                    .with_help("the response body is echoed and recorded before outputs are computed; `sensitive: true` keeps it in memory only"),
+            );
+        }
+    }
+
     fn http(&mut self, h: &HttpSpec, scope: Scope<'_>) {
         self.template(&h.url, Use::Sent, scope);
         self.url_origin(&h.url);
@@ -709,6 +726,7 @@ impl<'a> Checker<'a> {
     fn lints(&mut self) {
         let rb = self.rb;
         for step in rb.steps.iter() {
+            self.secret_outputs(step);
             let remote = step.body.on.is_some() && matches!(step.body.action, Action::Run(_));
             if remote && step.confirm.is_none() && step.rollback.is_none() && !step.read_only {
                 self.push(

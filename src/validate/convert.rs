@@ -98,11 +98,13 @@ const HTTP: &[&str] = &[
     "body",
     "timeout",
     "follow_redirects",
+    "sensitive",
     "ca_cert",
     "client_cert",
     "client_key",
     "insecure",
 ];
+const OUTPUT: &[&str] = &["value", "secret"];
 const HTTP_VERBS: &[&str] = &["get", "put", "post", "delete", "patch", "head"];
 const WAIT: &[&str] = &["run", "on", "http", "until", "every", "backoff", "timeout"];
 const EXPECT: &[&str] = &[
@@ -538,6 +540,7 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .map(|n| read_expect(r, n, &what("expect")))
             .unwrap_or_default(),
         outputs: Vec::new(),
+        secret_outputs: Vec::new(),
         for_each: f
             .get("for_each")
             .and_then(|n| read_for_each(r, n, &what("for_each"))),
@@ -575,11 +578,36 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     }
     if let Some(n) = f.get("outputs") {
         for (k, v) in map_pairs(r, n, &what("outputs")) {
+            // `name: expression`, or `name: { value: expression, secret: true }`.
+            let fields = if matches!(v.kind, crate::load::NodeKind::Map(_)) {
+                r.fields(v, "an output", OUTPUT)
+            } else {
+                None
+            };
+            let (v, secret) = match fields {
+                Some(f) => {
+                    let secret = f
+                        .get("secret")
+                        .and_then(|n| r.boolean(n, "`secret` of an output"))
+                        .unwrap_or(false);
+                    match f.get("value") {
+                        Some(value) => (value, secret),
+                        None => {
+                            r.missing(&f, "value", "an output");
+                            continue;
+                        }
+                    }
+                }
+                None => (v, false),
+            };
             if let (Some(name), Some(expr)) = (
                 r.named(k, "an output name"),
                 r.tmpl(v, "an output expression"),
             ) {
                 check_identifier(r, &name.name, k, "output name");
+                if secret {
+                    step.secret_outputs.push(name.name.clone());
+                }
                 step.outputs.push((name, expr));
             }
         }
@@ -804,6 +832,10 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
         timeout: f.get("timeout").and_then(|n| r.duration(n, what)),
         follow_redirects: f
             .get("follow_redirects")
+            .and_then(|n| r.boolean(n, what))
+            .unwrap_or(false),
+        sensitive: f
+            .get("sensitive")
             .and_then(|n| r.boolean(n, what))
             .unwrap_or(false),
         ca_cert: f.get("ca_cert").and_then(|n| r.tmpl(n, what)),

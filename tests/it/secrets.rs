@@ -232,3 +232,86 @@ steps:
     assert_eq!(s.read("derived"), "TOKEN-VALUE-1234other-value-5678-x");
     assert!(!ran.stderr.contains("TOKEN-VALUE-1234"), "{}", ran.stderr);
 }
+
+/// A token created by one step (an HTTP login marked `sensitive`, its output `secret`) is
+/// usable by later steps — in a command and in a header — and never printed or recorded.
+#[test]
+fn a_secret_output_is_usable_later_and_never_recorded() {
+    const TOKEN: &str = "hvs.created-token-7e1d90aa";
+    let srv = Server::start(None, |req| match req.path.as_str() {
+        "/v1/auth/login" => Response::json(
+            200,
+            serde_json::json!({"auth": {"client_token": TOKEN, "policies": ["ops"]}}),
+        ),
+        _ => Response::json(200, serde_json::json!({"ok": true})),
+    });
+    let s = Scratch::new();
+    s.runbook(&format!(
+        r#"
+runbook: login
+version: 1
+steps:
+  - id: login
+    http:
+      post: "http://127.0.0.1:{p}/v1/auth/login"
+      json: {{ role: ops }}
+      sensitive: true
+    outputs:
+      token: {{ value: json.auth.client_token, secret: true }}
+      policies: json.auth.policies | join(',')
+  - id: use_in_command
+    needs: [login]
+    run: test {{{{ steps.login.outputs.token }}}} = '{TOKEN}' && echo "using {{{{ steps.login.outputs.token }}}} for {{{{ steps.login.outputs.policies }}}}"
+  - id: use_in_header
+    needs: [login]
+    http:
+      get: "http://127.0.0.1:{p}/v1/sys/health"
+      headers: {{ X-Vault-Token: "{{{{ steps.login.outputs.token }}}}" }}
+"#,
+        p = srv.port
+    ));
+    let ran = runbook([
+        "exec".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+        "--runs-dir".into(),
+        s.path("runs").display().to_string(),
+        "--output".into(),
+        "json".into(),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("using ******** for ops"),
+        "{}",
+        ran.stdout
+    );
+    let reqs = srv.requests();
+    assert_eq!(
+        reqs.iter()
+            .find(|r| r.path == "/v1/sys/health")
+            .and_then(|r| r.header("x-vault-token")),
+        Some(TOKEN)
+    );
+    let probe = &TOKEN[4..20];
+    assert!(
+        !ran.stdout.contains(probe) && !ran.stderr.contains(probe),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        !ran.stdout.contains("client_token"),
+        "the sensitive body was shown: {}",
+        ran.stdout
+    );
+    let mut all = Vec::new();
+    files(&s.path("runs"), &mut all);
+    for f in &all {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned();
+        assert!(!text.contains(probe), "{} holds the token", f.display());
+        assert!(
+            !text.contains("client_token"),
+            "{} holds the sensitive body",
+            f.display()
+        );
+    }
+}
