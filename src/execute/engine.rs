@@ -274,8 +274,10 @@ pub async fn execute(
     // A resumed run: restore what finished before.
     for (i, step) in rb.steps.iter().enumerate() {
         let rerun = prior.in_doubt.get(&step.id.name).copied();
+        // Secret outputs are journaled masked: a step that made them runs again.
         if let Some((status, result)) = prior.done.get(&step.id.name)
             && rerun != Some(true)
+            && step.secret_outputs.is_empty()
         {
             state[i] = Some(*status);
             shared.results.set(&step_var(&step.id.name), result);
