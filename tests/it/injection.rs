@@ -218,9 +218,18 @@ runbook: remote
 version: 1
 inputs:
   v: {{}}
+  token: {{ secret: true, from_env: TOKEN }}
 hosts:
   node: {{ address: 127.0.0.1, port: {p}, user: root }}
 steps:
+  - id: unrelated
+    on: node
+    read_only: true
+    run: env > {d}/remote.env
+  - id: uses_token
+    on: node
+    read_only: true
+    run: test {{{{ token }}}} = remote-token-0123456789 && env > {d}/remote-token.env
   - id: remote
     on: node
     read_only: true
@@ -245,6 +254,7 @@ steps:
             "-i".into(),
             format!("v={p}"),
         ])
+        .env("TOKEN", "remote-token-0123456789")
         .run();
         assert_eq!(ran.code, Some(0), "payload {p:?}:\n{}", ran.stderr);
         assert!(!dir.join("MARKER").exists(), "payload {p:?} ran a command");
@@ -252,6 +262,10 @@ steps:
         assert_eq!(read("remote-unquoted"), p);
         assert_eq!(read("remote-double"), format!("x{p}"));
         assert_eq!(read("local-from-remote"), p);
+        // Only the step that references the secret gets it on the host.
+        assert!(!read("remote.env").contains("remote-token-0123456789"));
+        assert!(!read("remote.env").contains("RUNBOOK_SECRET_"));
+        assert!(read("remote-token.env").contains("RUNBOOK_SECRET_TOKEN=remote-token-0123456789"));
     }
 }
 
