@@ -322,6 +322,12 @@ pub struct StreamRedactor {
 }
 
 impl StreamRedactor {
+    /// Longest text a secret can span in any of its encodings (0 without secrets).
+    pub fn margin(&self) -> usize {
+        let c = self.redactor.current();
+        if c.is_empty() { 0 } else { c.max_match }
+    }
+
     /// Adds bytes; returns the bytes that can be released.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         if self.redactor.is_empty() {
