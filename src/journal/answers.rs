@@ -236,6 +236,7 @@ pub fn take_checked(
         };
         let Ok(file) = serde_json::from_slice::<AnswerFile>(&bytes) else {
             seen.insert(path.clone());
+            let _ = std::fs::remove_file(&path);
             refused.push(Refused {
                 path,
                 why: "not an answer".into(),

@@ -201,7 +201,13 @@ pub(crate) fn place(rendered: &str, names: &[String]) -> Result<String, Vec<Plac
                     }
                     continue;
                 }
-                '<' if next == Some('<') && chars.get(i + 2) != Some(&'<') => {
+                '<' if next == Some('<') && chars.get(i + 2) == Some(&'<') => {
+                    // A here-string (`<<< word`): the word is an ordinary word.
+                    out.push_str("<<<");
+                    i += 3;
+                    continue;
+                }
+                '<' if next == Some('<') => {
                     out.push_str("<<");
                     i += 2;
                     let strip = chars.get(i) == Some(&'-');
@@ -216,7 +222,7 @@ pub(crate) fn place(rendered: &str, names: &[String]) -> Result<String, Vec<Plac
                     let mut delim = String::new();
                     let mut quoted = false;
                     while let Some(&d) = chars.get(i) {
-                        if d.is_whitespace() || ";&|<>()".contains(d) {
+                        if d.is_whitespace() || ";&|<>()".contains(d) || d == OPEN {
                             break;
                         }
                         if d == '\'' || d == '"' || d == '\\' {
@@ -478,6 +484,10 @@ mod tests {
         assert_eq!(
             p("cat <<EOF\nhi @0\nEOF\necho @1").ok().as_deref(),
             Some("cat <<EOF\nhi ${V0}\nEOF\necho \"${V1}\"")
+        );
+        assert_eq!(
+            p("jq -r .x <<< @0; cat <<@1").ok().as_deref(),
+            Some(r#"jq -r .x <<< "${V0}"; cat <<"${V1}""#)
         );
         assert_eq!(
             p("echo 'it''s' \\' @0").ok().as_deref(),

@@ -203,6 +203,7 @@ version: 1
 inputs:
   token: { secret: true, from_env: TOKEN }
   other: { secret: true, from_env: OTHER }
+  keys: { type: list, secret: true, from_env: KEYS }
 steps:
   - id: unrelated
     run: env > {D}/unrelated.env
@@ -210,6 +211,9 @@ steps:
     run: env > {D}/token.env; test -n {{ token }}
   - id: derived
     run: printf '%s' {{ token | upper }} {{ other ~ '-x' }} > {D}/derived
+  - id: joined
+    env: { JOINED: "{{ keys | join(' ') }}" }
+    run: printf '%s|%s' "$JOINED" "{{ keys | join(',') }}" > {D}/joined
 "#,
     );
     let ran = runbook([
@@ -220,6 +224,7 @@ steps:
     ])
     .env("TOKEN", "token-value-1234")
     .env("OTHER", "other-value-5678")
+    .env("KEYS", "unseal-key-0001,unseal-key-0002")
     .run();
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     let unrelated = s.read("unrelated.env");
@@ -231,6 +236,10 @@ steps:
     // A filter over a secret yields the derived secret, never the mask.
     assert_eq!(s.read("derived"), "TOKEN-VALUE-1234other-value-5678-x");
     assert!(!ran.stderr.contains("TOKEN-VALUE-1234"), "{}", ran.stderr);
+    assert_eq!(
+        s.read("joined"),
+        "unseal-key-0001 unseal-key-0002|unseal-key-0001,unseal-key-0002"
+    );
 }
 
 /// A token created by one step (an HTTP login marked `sensitive`, its output `secret`) is
