@@ -2121,7 +2121,7 @@ fn check_expect(
                 }
             }
         }
-        Action::Http(_) => {
+        Action::Http(h) => {
             let status = r
                 .get("status")
                 .and_then(serde_json::Value::as_u64)
@@ -2132,9 +2132,11 @@ fn check_expect(
                 e.status.contains(&status)
             };
             if !ok {
+                // A sensitive response stays out of the error message too.
                 let errors = r
                     .get("json")
                     .and_then(|j| j.get("errors"))
+                    .filter(|_| !h.sensitive)
                     .map(|v| format!(": {v}"))
                     .unwrap_or_default();
                 let expected = if e.status.is_empty() {
@@ -2173,10 +2175,12 @@ fn check_expect(
             (JsonExpect::Exists, None) => return fail(format!("JSON path {path} is missing")),
             (JsonExpect::Equals(want), Some(got)) if json_equal(want, got) => {}
             (JsonExpect::Equals(want), got) => {
-                return fail(format!(
-                    "JSON path {path} is {}, expected {want}",
-                    got.map_or("missing".to_string(), |g| g.to_string())
-                ));
+                let got = match got {
+                    None => "missing".to_string(),
+                    Some(_) if is_sensitive(step) => "something else (sensitive)".to_string(),
+                    Some(g) => g.to_string(),
+                };
+                return fail(format!("JSON path {path} is {got}, expected {want}"));
             }
         }
     }
