@@ -324,3 +324,53 @@ steps:
         );
     }
 }
+
+/// A failing sensitive request says what failed, not what the response held.
+#[test]
+fn a_failed_sensitive_request_does_not_show_its_response() {
+    let srv = Server::start(None, |_| {
+        Response::json(
+            400,
+            serde_json::json!({"errors": ["token hvs.leaked-in-error-9f8e7d is expired"]}),
+        )
+    });
+    let s = Scratch::new();
+    s.runbook(&format!(
+        r#"
+runbook: sens
+version: 1
+steps:
+  - id: login
+    http:
+      post: "http://127.0.0.1:{p}/v1/auth/login"
+      sensitive: true
+    expect: {{ status: 200 }}
+"#,
+        p = srv.port
+    ));
+    let ran = runbook([
+        "exec".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+        "--runs-dir".into(),
+        s.path("runs").display().to_string(),
+        "--output".into(),
+        "json".into(),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("HTTP status 400, expected [200]"),
+        "{}",
+        ran.stdout
+    );
+    let mut all = Vec::new();
+    files(&s.path("runs"), &mut all);
+    let mut texts = vec![ran.stdout.clone(), ran.stderr.clone()];
+    texts.extend(
+        all.iter()
+            .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned()),
+    );
+    for t in texts {
+        assert!(!t.contains("leaked-in-error"), "{t}");
+    }
+}
