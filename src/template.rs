@@ -61,6 +61,7 @@ impl Object for Secret {
     /// itself handled as a secret (an environment variable in commands, masked in output).
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if REVEAL.with(Cell::get) {
+            REVEALED.with(|c| c.set(c.get() + 1));
             f.write_str(&self.value)
         } else {
             f.write_str(MASK)
@@ -75,6 +76,10 @@ impl Object for Secret {
 thread_local! {
     /// Whether secrets render as their value (set only while a revealing render runs).
     static REVEAL: Cell<bool> = const { Cell::new(false) };
+    /// Secrets revealed since the last value was written (a value computed from one is one).
+    static REVEALED: Cell<u32> = const { Cell::new(0) };
+    /// Values written by the current render that were computed from a secret.
+    static DERIVED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     /// The values of the command being rendered (set only while a command renders).
     static SLOTS: RefCell<Option<Slots>> = const { RefCell::new(None) };
 }
@@ -132,6 +137,33 @@ pub struct ShellCommand {
     /// The variables it references: `RUNBOOK_V1=…` for values, `RUNBOOK_SECRET_X=…` for the
     /// secrets this command uses (and only those). Masked when rendered for display.
     pub env: Vec<(String, String)>,
+    /// Values computed from a secret (`token[:8]`, `token | upper`): secrets too, for the
+    /// redactor (the engine adds them before anything runs).
+    pub derived_secrets: Vec<String>,
+}
+
+/// Starts a render: forgets what earlier renders revealed.
+fn start_render() {
+    REVEALED.with(|c| c.set(0));
+    DERIVED.with(|d| d.borrow_mut().clear());
+}
+
+/// Whether the value just written was computed from a secret (records it if so).
+fn note_derived(text: &str) -> bool {
+    let tainted = REVEALED.with(|c| c.replace(0)) > 0;
+    if tainted && !text.is_empty() {
+        DERIVED.with(|d| d.borrow_mut().push(text.to_string()));
+    }
+    tainted
+}
+
+/// The values computed from a secret by the last [`Templates::render_url`] on this thread.
+pub fn take_derived_secrets() -> Vec<String> {
+    take_derived()
+}
+
+fn take_derived() -> Vec<String> {
+    DERIVED.with(|d| std::mem::take(&mut *d.borrow_mut()))
 }
 
 /// A value only known when the run gets there (`steps.x.stdout`): renders as `<steps.x.stdout>`.
@@ -238,7 +270,9 @@ impl Templates {
                 };
                 return out.write_str(text).map_err(Error::from);
             }
-            write!(out, "{value}").map_err(Error::from)
+            let text = value.to_string();
+            note_derived(&text);
+            out.write_str(&text).map_err(Error::from)
         });
         env.add_filter("raw", |v: Value| -> Value {
             Value::from_safe_string(v.to_string())
@@ -289,13 +323,20 @@ impl Templates {
     pub fn render(&self, src: &str, ctx: &Value, target: Target) -> Result<String, Error> {
         match target {
             Target::Shell => self.render_command(src, ctx).map(|c| c.command),
-            Target::Text => {
-                let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
-                self.env
-                    .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))?
-                    .render(ctx)
-            }
+            Target::Text => self.render_text(src, ctx).map(|(t, _)| t),
         }
+    }
+
+    /// Renders text; also returns the values in it computed from a secret (secrets too).
+    pub fn render_text(&self, src: &str, ctx: &Value) -> Result<(String, Vec<String>), Error> {
+        let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
+        start_render();
+        let out = self
+            .env
+            .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))?
+            .render(ctx);
+        let derived = take_derived();
+        Ok((out?, derived))
     }
 
     /// Renders a shell command: every value (input, step output, loop item, secret) goes to
@@ -312,9 +353,11 @@ impl Templates {
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         let src = protect_dollar_hash(src);
         let tmpl = self.env.template_from_named_str(SHELL_NAME, &src)?;
+        start_render();
         let previous = SLOTS.with(|s| s.replace(Some(Slots::default())));
         let rendered = tmpl.render(ctx);
         let slots = SLOTS.with(|s| s.replace(previous)).unwrap_or_default();
+        let derived_secrets = take_derived();
         let rendered = rendered?;
         let names: Vec<String> = slots.items.iter().map(|(n, _, _)| n.clone()).collect();
         let command = shell::place(&rendered, &names).map_err(|errs| {
@@ -328,7 +371,11 @@ impl Templates {
             )
         })?;
         let env = slots.items.into_iter().map(|(n, v, _)| (n, v)).collect();
-        Ok(ShellCommand { command, env })
+        Ok(ShellCommand {
+            command,
+            env,
+            derived_secrets,
+        })
     }
 
     /// Renders a URL: each value is percent-encoded for the component where it stands, and
@@ -342,6 +389,7 @@ impl Templates {
         }
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         let tmpl = self.env.template_from_named_str(URL_NAME, src)?;
+        start_render();
         let previous = SLOTS.with(|s| s.replace(Some(Slots::default())));
         let rendered = tmpl.render(ctx);
         let slots = SLOTS.with(|s| s.replace(previous)).unwrap_or_default();
@@ -365,7 +413,9 @@ fn shell_format(
     secrets: SecretDisplay,
 ) -> Result<(), Error> {
     if value.is_safe() {
-        return write!(out, "{value}").map_err(Error::from);
+        let text = value.to_string();
+        note_derived(&text);
+        return out.write_str(&text).map_err(Error::from);
     }
     let index = SLOTS.with(|slots| {
         let mut slots = slots.borrow_mut();
@@ -378,7 +428,9 @@ fn shell_format(
                 };
                 slots.bind(Some(&secret.env_name), shown, true)
             } else {
-                slots.bind(None, value.to_string(), false)
+                let text = value.to_string();
+                note_derived(&text);
+                slots.bind(None, text, false)
             },
         )
     });

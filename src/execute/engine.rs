@@ -1574,9 +1574,21 @@ fn render(
     target: Target,
     what: &str,
 ) -> Result<String, String> {
-    sh.templates
-        .render(&t.src, ctx, target)
-        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))
+    match target {
+        Target::Text => {
+            let (text, derived) = sh
+                .templates
+                .render_text(&t.src, ctx)
+                .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+            // Values computed from a secret are secrets: masked wherever they show up.
+            sh.redactor.add(&derived);
+            Ok(text)
+        }
+        Target::Shell => sh
+            .templates
+            .render(&t.src, ctx, target)
+            .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e))),
+    }
 }
 
 /// Renders a shell command: values travel in the environment, never in the text. The
@@ -1659,7 +1671,13 @@ async fn run_command(
     log: &str,
     cancel: Cancel,
 ) -> Attempt {
-    let crate::template::ShellCommand { command, mut env } = command;
+    let crate::template::ShellCommand {
+        command,
+        mut env,
+        derived_secrets,
+    } = command;
+    // Values computed from a secret are secrets: masked before anything can print them.
+    sh.redactor.add(&derived_secrets);
     env.push(("RUNBOOK_RUN_ID".into(), sh.opts.run_id.clone()));
     env.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
     for (k, v) in &body.env {
@@ -1868,10 +1886,14 @@ fn http_request(sh: &Shared, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, S
         .collect();
     Ok(HttpRequest {
         method: h.method.clone(),
-        url: sh
-            .templates
-            .render_url(&h.url.src, ctx)
-            .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?,
+        url: {
+            let url = sh
+                .templates
+                .render_url(&h.url.src, ctx)
+                .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?;
+            sh.redactor.add(&crate::template::take_derived_secrets());
+            url
+        },
         headers,
         secret_headers,
         query: pairs(&h.query, "query")?,

@@ -211,6 +211,9 @@ steps:
     run: env > {D}/token.env; test -n {{ token }}
   - id: derived
     run: printf '%s' {{ token | upper }} {{ other ~ '-x' }} > {D}/derived
+  - id: pieces
+    env: { P: "{{ (token | string)[4:14] }}" }
+    run: echo "prefix {{ (token | string)[:10] }}"; echo "env $P"
   - id: joined
     env: { JOINED: "{{ keys | join(' ') }}" }
     run: printf '%s|%s' "$JOINED" "{{ keys | join(',') }}" > {D}/joined
@@ -236,6 +239,14 @@ steps:
     // A filter over a secret yields the derived secret, never the mask.
     assert_eq!(s.read("derived"), "TOKEN-VALUE-1234other-value-5678-x");
     assert!(!ran.stderr.contains("TOKEN-VALUE-1234"), "{}", ran.stderr);
+    // A piece of a secret computed by a template is a secret too.
+    assert!(ran.stderr.contains("prefix ********"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("env ********"), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains("token-valu") && !ran.stderr.contains("n-value-12"),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(
         s.read("joined"),
         "unseal-key-0001 unseal-key-0002|unseal-key-0001,unseal-key-0002"
