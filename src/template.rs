@@ -686,6 +686,7 @@ mod tests {
                 ("RUNBOOK_V2".into(), "a; rm -rf /".into()),
                 ("RUNBOOK_V3".into(), "it's".into()),
             ],
+            derived_secrets: Vec::new(),
         };
         assert_eq!(out, Some(expected));
     }
@@ -736,25 +737,39 @@ mod tests {
     #[test]
     fn secrets_become_env_references_in_commands() {
         let t = Templates::new(SecretDisplay::Reveal);
-        let ctx = map([(
-            "token",
-            Value::from_object(Secret {
-                env_name: "RUNBOOK_SECRET_TOKEN".into(),
-                value: "hunter2".into(),
-            }),
-        )]);
+        let ctx = map([
+            (
+                "token",
+                Value::from_object(Secret {
+                    env_name: "RUNBOOK_SECRET_TOKEN".into(),
+                    value: "hunter2".into(),
+                }),
+            ),
+            ("node", Value::from("vault-2")),
+        ]);
         let shell = t.render_command("curl -H {{ token }}", &ctx).ok();
         assert_eq!(
             shell,
             Some(ShellCommand {
                 command: r#"curl -H "${RUNBOOK_SECRET_TOKEN}""#.into(),
                 env: vec![("RUNBOOK_SECRET_TOKEN".into(), "hunter2".into())],
+                derived_secrets: Vec::new(),
             })
         );
-        let derived = t.render_command("echo {{ token | upper }}", &ctx).ok();
+        let derived = t
+            .render_command("echo {{ node }} {{ token | upper }}", &ctx)
+            .ok();
         assert_eq!(
-            derived.map(|c| c.env),
-            Some(vec![("RUNBOOK_V1".into(), "HUNTER2".into())])
+            derived.as_ref().map(|c| c.env.clone()),
+            Some(vec![
+                ("RUNBOOK_V1".into(), "vault-2".into()),
+                ("RUNBOOK_V2".into(), "HUNTER2".into())
+            ])
+        );
+        // Only the value computed from the secret is a secret.
+        assert_eq!(
+            derived.map(|c| c.derived_secrets),
+            Some(vec!["HUNTER2".to_string()])
         );
         let text = t.render("{{ token }}", &ctx, Target::Text).ok();
         assert_eq!(text.as_deref(), Some("hunter2"));
