@@ -69,8 +69,8 @@ pub(crate) async fn pump<R: AsyncRead + Unpin>(
             }
         }
     }
-    let last = cap.lock().ok().and_then(|mut c| c.finish());
-    if let Some(l) = last {
+    let last = cap.lock().map(|mut c| c.finish_lines()).unwrap_or_default();
+    for l in last {
         sink(stream, l);
     }
 }
@@ -86,6 +86,9 @@ fn log_path(spec: &CommandSpec, stream: &str) -> Option<std::path::PathBuf> {
 async fn run_local(spec: CommandSpec, sink: LineSink, mut cancel: Cancel) -> CommandOutcome {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new("/bin/sh");
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
     cmd.arg("-c")
         .arg(&spec.command)
         .process_group(0)
