@@ -19,14 +19,14 @@ common=(--runs-dir "$runs" --ssh-config "$LAB_RUN/ssh_config" --progress plain
 printf '%-9s %-9s %-6s %-8s %s\n' fault cause exit haproxy seconds
 for fault in healthy sealed crash storage config oom listener quorum; do
   "$bin" unlock vault-vault-2 --runs-dir "$runs" >/dev/null 2>&1 || true
-  "$root/lab/fault" vault-2 heal 2>/dev/null
+  "$root/lab/fault" vault-2 heal 2>/dev/null || { echo "heal failed before $fault" >&2; continue; }
   "$root/lab/fault" vault-2 "$fault" 2>/dev/null
   s=$(date +%s.%N)
   set +e
   out=$("$bin" exec "$root/runbooks/vault-crash.yaml" --inputs-file "$LAB_RUN/inputs-vault-2.yaml" --no-wait "${common[@]}" 2>&1)
   code=$?
   set -e
-  cause=$(printf '%s\n' "$out" | sed -n 's/.*triage.cause=//p' | head -1)
+  cause=$(printf '%s\n' "$out" | grep -o 'triage.cause=[a-z]*' | tail -1 | cut -d= -f2)
   codes=$code
   if [ "$code" = 3 ]; then
     case "$fault" in
@@ -34,8 +34,10 @@ for fault in healthy sealed crash storage config oom listener quorum; do
       oom) rm -f "$LAB_RUN/vault-2/limits" ;;
     esac
     set +e
-    "$bin" resume last --runs-dir "$runs" --approve "fix-$fault" "${common[@]}" >/dev/null 2>&1
-    codes="$code→$?"
+    rout=$("$bin" resume last --approve "fix-$fault" "${common[@]}" 2>&1)
+    rcode=$?
+    codes="$code→$rcode"
+    [ "$rcode" = 0 ] || printf '%s\n' "$rout" | grep -m1 -i 'error' >&2
     set -e
   fi
   e=$(date +%s.%N)

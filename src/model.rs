@@ -103,7 +103,13 @@ pub struct Input {
     pub from_file: Option<String>,
     pub allowed: Vec<String>,
     pub pattern: Option<regex::Regex>,
+    /// Shortest value accepted for a secret (default [`MIN_SECRET_LEN`]).
+    pub min_length: Option<usize>,
 }
+
+/// Secrets shorter than this are refused unless the input sets `min_length` lower: a short
+/// value cannot be masked safely (it would mask that word everywhere, or nothing).
+pub const MIN_SECRET_LEN: usize = 8;
 
 /// An SSH host.
 #[derive(Debug, Clone)]
@@ -181,6 +187,8 @@ pub struct Step {
     pub expect: Expect,
     /// Named outputs: expressions over the step's result.
     pub outputs: Vec<(Named, Tmpl)>,
+    /// Outputs declared `secret: true`: masked everywhere, passed to commands as secrets.
+    pub secret_outputs: Vec<String>,
     pub for_each: Option<ForEach>,
     pub max_parallel: Option<u32>,
     pub max_failures: Option<MaxFailures>,
@@ -202,6 +210,8 @@ pub struct Gate {
     pub approvals: u32,
     /// The approver must not be the operator who started the run.
     pub other_approver: bool,
+    /// Who may answer (users, or `group:NAME`); empty: anyone who can reach the run.
+    pub approvers: Vec<String>,
     pub timeout: Option<Duration>,
 }
 
@@ -270,6 +280,9 @@ pub struct HttpSpec {
     pub body: Option<HttpBody>,
     pub timeout: Option<Duration>,
     pub follow_redirects: bool,
+    /// The response is not shown, journaled or kept in transcripts; outputs are computed
+    /// from it in memory.
+    pub sensitive: bool,
     pub ca_cert: Option<Tmpl>,
     pub client_cert: Option<Tmpl>,
     pub client_key: Option<Tmpl>,

@@ -31,6 +31,7 @@ fn http() -> Value {
             "json": {}, "body": string(),
             "timeout": duration(),
             "follow_redirects": { "type": "boolean" },
+            "sensitive": { "type": "boolean" },
             "ca_cert": string(), "client_cert": string(), "client_key": string(),
             "insecure": { "type": "boolean" }
         }
@@ -81,6 +82,7 @@ fn step() -> Value {
                 "message": string(),
                 "approvals": { "type": "integer", "minimum": 1, "maximum": 10 },
                 "other_approver": { "type": "boolean" },
+                "approvers": { "type": "array", "items": string() },
                 "timeout": duration()
             }
         } ] },
@@ -97,7 +99,10 @@ fn step() -> Value {
                 "that": string()
             }
         },
-        "outputs": string_map(),
+        "outputs": { "type": "object", "additionalProperties": { "oneOf": [ string(), {
+            "type": "object", "additionalProperties": false, "required": ["value"],
+            "properties": { "value": string(), "secret": { "type": "boolean" } }
+        } ] } },
         "for_each": { "oneOf": [ string(), { "type": "array" }, {
             "type": "object", "additionalProperties": false, "required": ["items"],
             "properties": { "items": {}, "until": string() }
@@ -144,7 +149,8 @@ pub fn schema() -> Value {
                             "from_env": string(),
                             "from_file": string(),
                             "allowed": { "type": "array", "items": { "type": "string" } },
-                            "pattern": string()
+                            "pattern": string(),
+                            "min_length": { "type": "integer", "minimum": 0 }
                         }
                     } ]
                 }

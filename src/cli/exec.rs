@@ -23,11 +23,7 @@ pub(crate) const DEFAULT_PARALLEL: usize = 4;
 
 /// A new run id: sortable by time, readable, unique enough (`20261126-090102-vault-crash-3f9a`).
 pub(crate) fn new_run_id(runbook: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
     let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(now.timestamp().as_nanosecond() as u128);
     let name: String = runbook
         .chars()
         .map(|c| {
@@ -40,10 +36,32 @@ pub(crate) fn new_run_id(runbook: &str) -> String {
         .take(40)
         .collect();
     format!(
-        "{}-{name}-{:04x}",
+        "{}-{name}-{:016x}",
         now.strftime("%Y%m%d-%H%M%S"),
-        h.finish() & 0xffff
+        random_u64()
     )
+}
+
+/// 64 random bits from the kernel, so nobody can guess another user's run id (and answer its
+/// gates); falls back to the standard library's randomly keyed hasher.
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut buf = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+    {
+        return u64::from_le_bytes(buf);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// Reads `--answers FILE`: a mapping of step id to yes/no/abort/done.
@@ -147,7 +165,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),
     };
-    let bytes = std::fs::read(&a.file).unwrap_or_default();
+    let bytes = crate::load::read_bounded(&a.file).unwrap_or_default();
     let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
     let run_id = new_run_id(&rb.name);
     let runs = runs_dir(a.runs_dir.as_deref());

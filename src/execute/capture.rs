@@ -11,15 +11,12 @@ pub const TAIL_BYTES: usize = 256 * 1024;
 /// Longest line sent as an event; longer lines are cut (the log file keeps them whole).
 pub const MAX_LINE: usize = 4096;
 
-/// Longest line buffered for redaction before it is written to the log anyway.
-const MAX_LOG_LINE: usize = 1024 * 1024;
-
 /// One stream's capture.
 #[derive(Debug)]
 pub struct Capture {
-    /// Masks secrets in what reaches the log file (lines are redacted whole).
-    redactor: Option<std::sync::Arc<super::redact::Redactor>>,
-    log_line: Vec<u8>,
+    /// Masks secrets in everything that leaves the capture (log file, lines), across reads
+    /// and lines; the in-memory head and tail keep the real bytes (for outputs).
+    redactor: Option<super::redact::StreamRedactor>,
     head: Vec<u8>,
     tail: VecDeque<u8>,
     total: u64,
@@ -42,10 +39,10 @@ impl Capture {
         log_path: Option<PathBuf>,
         redactor: Option<std::sync::Arc<super::redact::Redactor>>,
     ) -> Capture {
-        let redactor = redactor.filter(|r| !r.is_empty());
+        // Kept even when empty now: secrets learnt later in the run (secret outputs) count too.
+        let redactor = redactor.map(|r| r.stream());
         Capture {
             redactor,
-            log_line: Vec::new(),
             head: Vec::new(),
             tail: VecDeque::new(),
             total: 0,
@@ -68,18 +65,18 @@ impl Capture {
             let excess = self.tail.len().saturating_sub(TAIL_BYTES);
             self.tail.drain(..excess);
         }
-        if self.redactor.is_some() {
-            for &b in chunk {
-                self.log_line.push(b);
-                if b == b'\n' || self.log_line.len() >= MAX_LOG_LINE {
-                    self.flush_log_line();
-                }
-            }
-        } else {
-            self.write_log(chunk);
-        }
+        let out = match &mut self.redactor {
+            Some(r) => std::borrow::Cow::Owned(r.push(chunk)),
+            None => std::borrow::Cow::Borrowed(chunk),
+        };
+        self.write_log(&out);
+        self.split_lines(&out)
+    }
+
+    /// Cuts released bytes into lines (each cut at [`MAX_LINE`]).
+    fn split_lines(&mut self, out: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
-        for &b in chunk {
+        for &b in out {
             if b == b'\n' {
                 lines.push(String::from_utf8_lossy(&self.partial).into_owned());
                 self.partial.clear();
@@ -91,36 +88,26 @@ impl Capture {
     }
 
     /// The unfinished last line, if any (call once the stream ended).
-    pub fn finish(&mut self) -> Option<String> {
-        self.flush_log_line();
+    /// Releases what the redactor held back: lines it completes are returned first.
+    pub fn finish_lines(&mut self) -> Vec<String> {
+        let rest = match &mut self.redactor {
+            Some(r) => r.finish(),
+            None => Vec::new(),
+        };
+        self.write_log(&rest);
+        let mut lines = self.split_lines(&rest);
         if let Some(f) = &mut self.log {
             let _ = f.flush();
         }
-        if self.partial.is_empty() {
-            None
-        } else {
-            let line = String::from_utf8_lossy(&self.partial).into_owned();
+        if !self.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
             self.partial.clear();
-            Some(line)
         }
-    }
-
-    fn flush_log_line(&mut self) {
-        if self.log_line.is_empty() {
-            return;
-        }
-        let line = std::mem::take(&mut self.log_line);
-        match &self.redactor {
-            Some(r) => {
-                let text = r.text(&String::from_utf8_lossy(&line));
-                self.write_log(text.as_bytes());
-            }
-            None => self.write_log(&line),
-        }
+        lines
     }
 
     fn write_log(&mut self, chunk: &[u8]) {
-        if self.log_failed {
+        if self.log_failed || chunk.is_empty() {
             return;
         }
         if self.log.is_none() {
@@ -169,12 +156,19 @@ impl Capture {
         if self.tail.is_empty() {
             return head.into_owned();
         }
-        let tail: Vec<u8> = self.tail.iter().copied().collect();
-        let tail = String::from_utf8_lossy(&tail);
         if self.complete() {
-            return format!("{head}{tail}");
+            let tail: Vec<u8> = self.tail.iter().copied().collect();
+            return format!("{head}{}", String::from_utf8_lossy(&tail));
         }
-        let skipped = self.total - (self.head.len() + self.tail.len()) as u64;
+        // A secret cut in two by the gap would be found by no redactor: with secrets in the
+        // run, the bytes next to the gap that could hold a piece of one are dropped too.
+        let margin = self.redactor.as_ref().map_or(0, |r| r.margin());
+        let head_keep = self.head.len().saturating_sub(margin);
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let tail_skip = margin.min(tail.len());
+        let head = String::from_utf8_lossy(&self.head[..head_keep]);
+        let tail = String::from_utf8_lossy(&tail[tail_skip..]);
+        let skipped = self.total - (head_keep + self.tail.len() - tail_skip) as u64;
         let log = self.log_path.as_ref().map_or(String::new(), |p| {
             format!("; full output in {}", p.display())
         });
@@ -234,11 +228,30 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_cut_by_the_memory_gap_is_not_kept_in_part() {
+        let secret = "SECRETVALUE-0123456789";
+        let r = std::sync::Arc::new(super::super::redact::Redactor::new(&[secret.into()]));
+        let mut c = Capture::with_redactor(None, Some(r));
+        c.push(&vec![b'x'; HEAD_BYTES - 6]);
+        c.push(secret.as_bytes());
+        c.push(&vec![b'y'; TAIL_BYTES + 1000]);
+        c.push(secret.as_bytes());
+        c.push(b"z");
+        let r = super::super::redact::Redactor::new(&[secret.into()]);
+        // The in-memory text is raw (outputs read it); what is shown of it is redacted, and
+        // no piece of the secret cut by the gap is left for the redactor to miss.
+        let text = r.text(&c.text());
+        assert!(text.contains("bytes not kept in memory"));
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.ends_with("********z"));
+    }
+
+    #[test]
     fn splits_lines() {
         let mut c = Capture::new(None);
         assert_eq!(c.push(b"a\nb"), vec!["a".to_string()]);
         assert_eq!(c.push(b"c\n"), vec!["bc".to_string()]);
-        assert_eq!(c.finish(), None);
+        assert!(c.finish_lines().is_empty());
         assert_eq!(c.text(), "a\nbc\n");
     }
 }

@@ -18,6 +18,52 @@ impl Results {
             m.insert(step_var.to_string(), to_value(result));
         }
     }
+
+    /// Like [`Results::set`], with the outputs named in `secret` as secrets: masked wherever
+    /// shown, passed to commands in `RUNBOOK_SECRET_<STEP>_<OUTPUT>`.
+    pub fn set_with_secrets(&self, step_var: &str, result: &serde_json::Value, secret: &[String]) {
+        let serde_json::Value::Object(fields) = result else {
+            return self.set(step_var, result);
+        };
+        if secret.is_empty() {
+            return self.set(step_var, result);
+        }
+        let mut entries: Vec<(String, Value)> = Vec::new();
+        for (k, v) in fields {
+            if k == "outputs"
+                && let serde_json::Value::Object(outs) = v
+            {
+                let outs = outs.iter().map(|(name, value)| {
+                    let v = if secret.contains(name) {
+                        Value::from_object(crate::template::Secret {
+                            env_name: crate::template::secret_env_name(
+                                &format!("{step_var}_{name}"),
+                                None,
+                            ),
+                            value: json_text(value),
+                        })
+                    } else {
+                        to_value(value)
+                    };
+                    (name.clone(), v)
+                });
+                entries.push((k.clone(), map(outs)));
+            } else {
+                entries.push((k.clone(), to_value(v)));
+            }
+        }
+        if let Ok(mut m) = self.0.write() {
+            m.insert(step_var.to_string(), map(entries));
+        }
+    }
+}
+
+/// A JSON value as text: strings without quotes.
+pub fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl Object for Results {

@@ -312,6 +312,9 @@ struct Shared {
     results: Results,
     cancel: Cancel,
     secret_env: Vec<(String, String)>,
+    /// Environment variables of this process that hold a secret (`from_env`): no command
+    /// inherits them.
+    secret_sources: Vec<String>,
     run_json: serde_json::Value,
     local: LocalRunner,
     items_done: HashMap<String, HashMap<(usize, Option<String>), serde_json::Value>>,
@@ -388,6 +391,19 @@ pub async fn execute(
         results: Results::default(),
         cancel: Cancel(cancel_rx),
         secret_env: inputs.secret_env(),
+        secret_sources: inputs
+            .values
+            .iter()
+            .filter_map(|r| match &r.source {
+                crate::plan::inputs::InputSource::Env(name) if r.secret => Some(name.clone()),
+                _ => None,
+            })
+            .chain(
+                std::env::vars_os()
+                    .filter_map(|(k, _)| k.into_string().ok())
+                    .filter(|k| k.starts_with("RUNBOOK_SECRET_")),
+            )
+            .collect(),
         redactor,
         run_json,
         local: LocalRunner,
@@ -460,8 +476,10 @@ pub async fn execute(
     // A resumed run: restore what finished before.
     for (i, step) in rb.steps.iter().enumerate() {
         let rerun = prior.in_doubt.get(&step.id.name).copied();
+        // Secret outputs are journaled masked: a step that made them runs again.
         if let Some((status, result)) = prior.done.get(&step.id.name)
             && rerun != Some(true)
+            && step.secret_outputs.is_empty()
         {
             state[i] = Some(*status);
             shared.results.set(&step_var(&step.id.name), result);
@@ -598,7 +616,7 @@ pub async fn execute(
                     hosts: run.hosts.clone(),
                     error: run.error.clone(),
                 });
-                shared.results.set(&step_var(&step.id.name), &run.result);
+                shared.results.set_with_secrets(&step_var(&step.id.name), &run.result, &step.secret_outputs);
                 if run.status == StepStatus::Succeeded {
                     completed.push(run.index);
                 } else if stop.is_none() && !(run.status == StepStatus::Failed && step.continue_on_failure) {
@@ -1015,6 +1033,7 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let gate = if manual { None } else { step.confirm.as_ref() };
     let needed = gate.map_or(1, |g| g.approvals.max(1)) as usize;
     let other_approver = gate.is_some_and(|g| g.other_approver);
+    let allowed: &[String] = gate.map_or(&[], |g| g.approvers.as_slice());
     let mut approvers: Vec<String> = Vec::new();
     // An answer given in advance, or on this terminal, is the operator's.
     // Set when an answer from elsewhere withdrew the terminal prompt: it is taken below at
@@ -1079,6 +1098,10 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
         if other_approver {
             sh.emit(Event::Warning {
                 message: format!("gate `{id}` needs an approver other than the operator ({}): waiting for another person", sh.opts.user),
+            });
+        } else if !crate::journal::answers::may_answer(allowed, &sh.opts.user) {
+            sh.emit(Event::Warning {
+                message: format!("gate `{id}` is answered by {}; the operator ({}) is not one of them: waiting for an approver", allowed.join(", "), sh.opts.user),
             });
         } else {
             approvers.push(sh.opts.user.clone());
@@ -1151,8 +1174,25 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     let mut seen = std::collections::HashSet::new();
     let mut cancel = sh.cancel.clone();
     while Instant::now() < deadline {
-        for a in crate::journal::answers::take(&remote.run_dir, &id, &mut seen) {
+        let (answers, refused) =
+            crate::journal::answers::take_checked(&remote.run_dir, &id, &mut seen);
+        for r in refused {
+            sh.emit(Event::Warning {
+                message: format!("ignored {}: {}", r.path.display(), r.why),
+            });
+        }
+        for a in answers {
             let decision = a.file.decision;
+            if !crate::journal::answers::may_answer(allowed, &a.user) {
+                sh.emit(Event::Warning {
+                    message: format!(
+                        "{} answered `{id}` but is not among its approvers ({}): ignored",
+                        a.user,
+                        allowed.join(", ")
+                    ),
+                });
+                continue;
+            }
             if decision == Decision::Approved {
                 if other_approver && a.user == sh.opts.user {
                     sh.emit(Event::Warning { message: format!("approval of `{id}` by {} does not count: the approver must not be the operator", a.user) });
@@ -1208,12 +1248,20 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
             .render(&t.src, ctx, Target::Text)
             .map_err(|e| crate::template::describe_error(&e))
     };
+    // A rendered address or user must stay one host name: never an option or a second host.
+    let checked = |t: &Tmpl, what: &str| -> Result<String, String> {
+        let v = render(t)?;
+        crate::template::check_host_part(what, &v)?;
+        Ok(v)
+    };
+    let render = |t: &Tmpl| checked(t, "user");
+    let address = |t: &Tmpl| checked(t, "host address");
     let resolve = |h: &Host| -> Result<SshTarget, String> {
         let jump = match &h.jump {
             Some(j) => Some(match sh.rb.host(&j.name) {
                 Some(jh) => {
                     let user = jh.user.as_ref().map(&render).transpose()?;
-                    crate::plan::destination(user.as_deref(), &render(&jh.address)?, jh.port)
+                    crate::plan::destination(user.as_deref(), &address(&jh.address)?, jh.port)
                 }
                 None => j.name.clone(),
             }),
@@ -1222,7 +1270,7 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
         Ok(SshTarget {
             name: h.name.clone(),
             user: h.user.as_ref().map(&render).transpose()?,
-            address: render(&h.address)?,
+            address: address(&h.address)?,
             port: h.port,
             jump,
             identity_file: h.identity_file.clone(),
@@ -1510,6 +1558,14 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             }
         }
     }
+    // Secret outputs: masked from here on, everywhere.
+    let learnt: Vec<String> = step
+        .secret_outputs
+        .iter()
+        .filter_map(|n| outputs.get(n))
+        .map(super::context::json_text)
+        .collect();
+    sh.redactor.add(&learnt);
     if let serde_json::Value::Object(m) = &mut result {
         m.insert("outputs".into(), serde_json::Value::Object(outputs));
         m.insert(
@@ -1567,13 +1623,50 @@ fn unit_finished(
     status: StepStatus,
     result: &serde_json::Value,
 ) {
+    let mut result = result.clone();
+    if sh
+        .rb
+        .steps
+        .iter()
+        .chain(sh.rb.finally.iter())
+        .find(|s| s.id.name == id)
+        .is_some_and(is_sensitive)
+    {
+        hide_response(&mut result);
+    }
     sh.emit(Event::ItemFinished {
         step: id.to_string(),
         item_index: k,
         host,
         status,
-        result: result.clone(),
+        result,
     });
+}
+
+/// Whether a step's HTTP response must stay out of events, the journal and transcripts.
+fn is_sensitive(step: &Step) -> bool {
+    match &step.body.action {
+        Action::Http(h) => h.sensitive,
+        Action::Wait(w) => matches!(&w.probe, Probe::Http(h) if h.sensitive),
+        _ => false,
+    }
+}
+
+/// Replaces a response's body, JSON and headers (and every item's) with a note.
+fn hide_response(result: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = result {
+        for k in ["body", "json", "headers"] {
+            if m.contains_key(k) {
+                m.insert(
+                    k.into(),
+                    serde_json::Value::String("<sensitive: not recorded>".into()),
+                );
+            }
+        }
+        if let Some(serde_json::Value::Array(items)) = m.get_mut("items") {
+            items.iter_mut().for_each(hide_response);
+        }
+    }
 }
 
 fn finish(
@@ -1595,7 +1688,10 @@ fn finish(
         .and_then(serde_json::Value::as_i64)
         .map(|c| c as i32);
     // The emitter redacts the result's text (not its tags).
-    let redacted = result.clone();
+    let mut redacted = result.clone();
+    if is_sensitive(sh.step(run.index)) {
+        hide_response(&mut redacted);
+    }
     sh.emit(Event::StepFinished {
         step: sh.step(run.index).id.name.clone(),
         status,
@@ -1866,9 +1962,41 @@ fn render(
     target: Target,
     what: &str,
 ) -> Result<String, String> {
-    sh.templates
-        .render(&t.src, ctx, target)
-        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))
+    match target {
+        Target::Text => {
+            let (text, derived) = sh
+                .templates
+                .render_text(&t.src, ctx)
+                .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+            // Values computed from a secret are secrets: masked wherever they show up.
+            sh.redactor.add(&derived);
+            Ok(text)
+        }
+        Target::Shell => sh
+            .templates
+            .render(&t.src, ctx, target)
+            .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e))),
+    }
+}
+
+/// Renders a shell command: values travel in the environment, never in the text. The
+/// command also gets the secrets it names literally (`$RUNBOOK_SECRET_X`), and no others.
+fn render_command(
+    sh: &Shared,
+    t: &Tmpl,
+    ctx: &Value,
+    what: &str,
+) -> Result<crate::template::ShellCommand, String> {
+    let mut cmd = sh
+        .templates
+        .render_command(&t.src, ctx)
+        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+    for (k, v) in &sh.secret_env {
+        if t.src.contains(k.as_str()) && !cmd.env.iter().any(|(n, _)| n == k) {
+            cmd.env.push((k.clone(), v.clone()));
+        }
+    }
+    Ok(cmd)
 }
 
 /// Runs a body once.
@@ -1887,7 +2015,7 @@ async fn run_body(
     let ctx = sh.ctx().with(extra.clone());
     match &body.action {
         Action::Run(cmd) => {
-            let command = match render(sh, cmd, &ctx, Target::Shell, "command") {
+            let command = match render_command(sh, cmd, &ctx, "command") {
                 Ok(c) => c,
                 Err(e) => return Attempt::failed(e),
             };
@@ -1924,14 +2052,20 @@ async fn run_command(
     step: &Step,
     body: &Body,
     ctx: &Value,
-    command: String,
+    command: crate::template::ShellCommand,
     target: Option<SshTarget>,
     item: Option<String>,
     attempt: u32,
     log: &str,
     cancel: Cancel,
 ) -> Attempt {
-    let mut env = sh.secret_env.clone();
+    let crate::template::ShellCommand {
+        command,
+        mut env,
+        derived_secrets,
+    } = command;
+    // Values computed from a secret are secrets: masked before anything can print them.
+    sh.redactor.add(&derived_secrets);
     env.push(("RUNBOOK_RUN_ID".into(), sh.opts.run_id.clone()));
     env.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
     for (k, v) in &body.env {
@@ -1964,6 +2098,7 @@ async fn run_command(
     let spec = CommandSpec {
         command,
         env,
+        env_remove: sh.secret_sources.clone(),
         stdin,
         timeout: body.timeout,
         log_base: Some(sh.opts.run_dir.join("steps").join(log)),
@@ -2068,14 +2203,21 @@ async fn run_http(
         Ok(resp) => {
             // Wait probes report through `probe-attempt` events instead.
             if echo {
-                let summary = super::readable::http_summary(
-                    resp.status,
-                    &resp.headers,
-                    &resp.body,
-                    resp.json.as_ref(),
-                    &http_fields(step),
-                );
-                let log = http_body_log(sh, step, attempt, &resp.body);
+                // A sensitive response is neither summarised nor kept in the step log.
+                let (summary, log) = if h.sensitive {
+                    ("(sensitive: response not shown)".to_string(), String::new())
+                } else {
+                    (
+                        super::readable::http_summary(
+                            resp.status,
+                            &resp.headers,
+                            &resp.body,
+                            resp.json.as_ref(),
+                            &http_fields(step),
+                        ),
+                        http_body_log(sh, step, attempt, &resp.body),
+                    )
+                };
                 sh.emit(Event::Output {
                     step: step.id.name.clone(),
                     host: None,
@@ -2162,10 +2304,25 @@ fn http_request(sh: &Shared, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, S
         Some(HttpBody::Json(j)) => (Some(json_body(sh, j, ctx)?.to_string().into_bytes()), true),
         None => (None, false),
     };
+    let headers = pairs(&h.headers, "header")?;
+    // A header whose value the redactor would mask holds a secret (or a value derived from one).
+    let secret_headers = headers
+        .iter()
+        .filter(|(_, v)| sh.redactor.mask_text(v) != v.as_str())
+        .map(|(k, _)| k.clone())
+        .collect();
     Ok(HttpRequest {
         method: h.method.clone(),
-        url: render(sh, &h.url, ctx, Target::Text, "url")?,
-        headers: pairs(&h.headers, "header")?,
+        url: {
+            let url = sh
+                .templates
+                .render_url(&h.url.src, ctx)
+                .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?;
+            sh.redactor.add(&crate::template::take_derived_secrets());
+            url
+        },
+        headers,
+        secret_headers,
         query: pairs(&h.query, "query")?,
         body,
         json_body,
@@ -2222,7 +2379,7 @@ async fn run_wait(
         let remaining = w.timeout.saturating_sub(t0.elapsed());
         let a = match &w.probe {
             Probe::Run { command, on } => {
-                let cmd = match render(sh, command, &ctx, Target::Shell, "probe") {
+                let cmd = match render_command(sh, command, &ctx, "probe") {
                     Ok(c) => c,
                     Err(e) => return Attempt::failed(e),
                 };
@@ -2280,14 +2437,21 @@ async fn run_wait(
         }
         let mut ex = extra.clone();
         ex.extend(result_entries(&a.result, attempt));
-        let mut value = describe_probe(&a.result, &w.until.src);
-        if let Some(parts) = super::readable::until_parts(
-            &sh.templates,
-            expression_source(&w.until.src),
-            &sh.ctx().with(ex.clone()),
-        ) {
-            value = format!("{value} — {parts}");
-        }
+        let value = if is_sensitive(step) {
+            let mut hidden = a.result.clone();
+            hide_response(&mut hidden);
+            describe_probe(&hidden, &w.until.src)
+        } else {
+            let mut value = describe_probe(&a.result, &w.until.src);
+            if let Some(parts) = super::readable::until_parts(
+                &sh.templates,
+                expression_source(&w.until.src),
+                &sh.ctx().with(ex.clone()),
+            ) {
+                value = format!("{value} — {parts}");
+            }
+            value
+        };
         let satisfied = match sh
             .templates
             .eval(expression_source(&w.until.src), &sh.ctx().with(ex))
@@ -2423,7 +2587,7 @@ fn check_expect(
                 }
             }
         }
-        Action::Http(_) => {
+        Action::Http(h) => {
             let status = r
                 .get("status")
                 .and_then(serde_json::Value::as_u64)
@@ -2434,9 +2598,11 @@ fn check_expect(
                 e.status.contains(&status)
             };
             if !ok {
+                // A sensitive response stays out of the error message too.
                 let errors = r
                     .get("json")
                     .and_then(|j| j.get("errors"))
+                    .filter(|_| !h.sensitive)
                     .map(|v| format!(": {v}"))
                     .unwrap_or_default();
                 let expected = if e.status.is_empty() {
@@ -2475,10 +2641,12 @@ fn check_expect(
             (JsonExpect::Exists, None) => return fail(format!("JSON path {path} is missing")),
             (JsonExpect::Equals(want), Some(got)) if json_equal(want, got) => {}
             (JsonExpect::Equals(want), got) => {
-                return fail(format!(
-                    "JSON path {path} is {}, expected {want}",
-                    got.map_or("missing".to_string(), |g| g.to_string())
-                ));
+                let got = match got {
+                    None => "missing".to_string(),
+                    Some(_) if is_sensitive(step) => "something else (sensitive)".to_string(),
+                    Some(g) => g.to_string(),
+                };
+                return fail(format!("JSON path {path} is {got}, expected {want}"));
             }
         }
     }
@@ -2569,7 +2737,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             t.as_ref().map_or(String::new(), |t| format!(".{}", t.name))
         );
         let a = match &body.action {
-            Action::Run(cmd) => match render(sh, cmd, &ctx, Target::Shell, "rollback command") {
+            Action::Run(cmd) => match render_command(sh, cmd, &ctx, "rollback command") {
                 Ok(c) => {
                     run_command(sh, &step, &body, &ctx, c, t, None, 1, &log, cancel.clone()).await
                 }

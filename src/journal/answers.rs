@@ -5,6 +5,12 @@
 //!
 //! `answers/` is mode 1733 (like /tmp: anyone may drop a file, nobody may list or read
 //! others'), inside a run directory of mode 0711: other users can answer, not read the run.
+//!
+//! A hostile file there changes nothing: answer files are opened with `O_NOFOLLOW` and
+//! `O_NONBLOCK` (a symlink to someone else's file or a FIFO is refused, never followed or
+//! waited on), must be regular files of at most [`MAX_ANSWER_BYTES`], are attributed to the
+//! owner of the open file (`fstat`, no race with a rename), must name this run and this gate,
+//! carry a nonce that is accepted once, and are removed once read.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +21,13 @@ use crate::execute::event::Decision;
 /// An answer file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnswerFile {
+    /// The run this answer is for (an answer copied from another run does not count).
+    #[serde(default)]
+    pub run: String,
     pub step: String,
+    /// Random; an answer is accepted once.
+    #[serde(default)]
+    pub nonce: String,
     pub decision: Decision,
     pub comment: Option<String>,
     pub host: String,
@@ -28,6 +40,26 @@ pub struct Answer {
     pub file: AnswerFile,
     pub user: String,
     pub path: PathBuf,
+}
+
+/// Largest answer file read (a real one is ~200 bytes).
+pub const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+
+/// The run id a run directory stands for.
+fn run_id(run_dir: &Path) -> String {
+    run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn nonce() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut buf);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn answers_dir(run_dir: &Path) -> PathBuf {
@@ -60,6 +92,8 @@ pub fn write(
     }
     let user = crate::execute::current_user();
     let a = AnswerFile {
+        run: run_id(run_dir),
+        nonce: nonce(),
         step: step.to_string(),
         decision,
         comment,
@@ -100,51 +134,177 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The user owning `path`: who really wrote the answer.
-fn owner(path: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(path) {
-        Ok(meta) => crate::execute::user_name(meta.uid()),
-        Err(_) => "?".into(),
+/// Whether `user` may answer a gate whose `approvers:` is `allowed` (users, `group:NAME`);
+/// an empty list allows anyone. Group membership comes from /etc/group and /etc/passwd.
+pub fn may_answer(allowed: &[String], user: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
     }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let primary_gid = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user)).then(|| f.get(3).map(|g| g.to_string()))?
+    });
+    allowed.iter().any(|a| match a.strip_prefix("group:") {
+        None => a == user,
+        Some(group) => groups.lines().any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.first() == Some(&group)
+                && (f.get(2).map(|g| g.to_string()) == primary_gid
+                    || f.get(3)
+                        .is_some_and(|m| m.split(',').any(|m| m.trim() == user)))
+        }),
+    })
 }
 
-/// Answers for `step` not seen before (`seen` holds file names already taken).
+/// Reads one answer file safely: not following symlinks, not blocking on a FIFO, only a
+/// regular file within the size cap. Returns its content and its owner's uid.
+fn read_answer(path: &Path) -> Result<(Vec<u8>, u32), String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_ANSWER_BYTES {
+        return Err(format!("larger than {MAX_ANSWER_BYTES} bytes"));
+    }
+    let mut bytes = Vec::new();
+    (&f).take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(format!("larger than {MAX_ANSWER_BYTES} bytes"));
+    }
+    Ok((bytes, meta.uid()))
+}
+
+/// What was wrong with a file in `answers/` that was not taken as an answer.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Answers for `step` not seen before (`seen` holds file names and nonces already taken).
+/// Files that cannot be answers (symlinks, FIFOs, huge or foreign files) are removed.
 pub fn take(
     run_dir: &Path,
     step: &str,
     seen: &mut std::collections::HashSet<PathBuf>,
 ) -> Vec<Answer> {
+    take_checked(run_dir, step, seen).0
+}
+
+/// [`take`], also returning the files refused.
+pub fn take_checked(
+    run_dir: &Path,
+    step: &str,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> (Vec<Answer>, Vec<Refused>) {
     let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
+    let this_run = run_id(run_dir);
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     let mut paths: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .take(10_000)
         .collect();
     paths.sort();
     for path in paths {
         if seen.contains(&path) {
             continue;
         }
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
+        let (bytes, uid) = match read_answer(&path) {
+            Ok(r) => r,
+            Err(why) => {
+                seen.insert(path.clone());
+                let _ = std::fs::remove_file(&path);
+                refused.push(Refused { path, why });
+                continue;
+            }
         };
         let Ok(file) = serde_json::from_slice::<AnswerFile>(&bytes) else {
-            seen.insert(path);
+            seen.insert(path.clone());
+            let _ = std::fs::remove_file(&path);
+            refused.push(Refused {
+                path,
+                why: "not an answer".into(),
+            });
             continue;
         };
         if file.step != step {
             continue;
         }
         seen.insert(path.clone());
+        let nonce_key = PathBuf::from(format!("\0nonce/{}", file.nonce));
+        let why = if file.run != this_run {
+            Some("written for another run".to_string())
+        } else if file.nonce.is_empty() || seen.contains(&nonce_key) {
+            Some("already used".to_string())
+        } else {
+            None
+        };
+        // Used once: an answer is consumed whatever happens to it.
+        let _ = std::fs::remove_file(&path);
+        if let Some(why) = why {
+            refused.push(Refused { path, why });
+            continue;
+        }
+        seen.insert(nonce_key);
         out.push(Answer {
-            user: owner(&path),
+            user: crate::execute::user_name(uid),
             file,
             path,
         });
     }
-    out
+    (out, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_used_once_and_bound_to_its_run_and_gate() -> Result<(), String> {
+        let tmp = std::env::temp_dir().join(format!("rb-answers-{}", std::process::id()));
+        let run_dir = tmp.join("20260101-000000-r-0123456789abcdef");
+        std::fs::create_dir_all(answers_dir(&run_dir)).map_err(|e| e.to_string())?;
+        let body = |run: &str, step: &str, nonce: &str| {
+            format!(
+                r#"{{"run":"{run}","nonce":"{nonce}","step":"{step}","decision":"approved","comment":null,"host":"h","at":"t"}}"#
+            )
+        };
+        let id = "20260101-000000-r-0123456789abcdef";
+        let files = [
+            ("a.json", body(id, "gate", "n1")),
+            ("b.json", body(id, "gate", "n1")),
+            ("c.json", body(id, "other-gate", "n2")),
+        ];
+        for (name, text) in &files {
+            std::fs::write(answers_dir(&run_dir).join(name), text).map_err(|e| e.to_string())?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let (taken, refused) = take_checked(&run_dir, "gate", &mut seen);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].why, "already used");
+        // The other gate's answer stays for that gate.
+        assert!(answers_dir(&run_dir).join("c.json").exists());
+        assert!(!answers_dir(&run_dir).join("a.json").exists());
+        let (taken, _) = take_checked(&run_dir, "other-gate", &mut seen);
+        assert_eq!(taken.len(), 1);
+        let _ = std::fs::remove_dir_all(&tmp);
+        Ok(())
+    }
 }

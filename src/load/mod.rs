@@ -11,8 +11,56 @@ use crate::diagnostic::{Diagnostic, SourceFile};
 
 pub use yaml::{Node, NodeKind};
 
-/// Largest runbook file accepted (a 10,000-step runbook is about 1 MiB).
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest file the tool reads: runbooks (a 10,000-step runbook is about 1 MiB), inputs
+/// files and `from_file` inputs.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a whole file, refusing what is not a regular file (a FIFO, `/dev/zero`, a
+/// directory) and anything over [`MAX_FILE_BYTES`]; `-` reads standard input, also capped.
+/// The file is opened non-blocking, so a FIFO cannot hang the tool, and read through a cap,
+/// so a file that grows while read cannot exhaust memory.
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let too_big = || {
+        std::io::Error::other(format!(
+            "larger than {} MiB, the limit for files read by runbook",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ))
+    };
+    let mut buf = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut buf)?;
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(std::io::Error::other(
+                "not a regular file (give `-` to read standard input)",
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_big());
+        }
+        (&file).take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    }
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(buf)
+}
+
+/// [`read_bounded`], as UTF-8 text.
+pub fn read_bounded_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
+}
 
 /// A loaded runbook: its source text and parsed tree (or the problems that stopped parsing).
 #[derive(Debug)]
@@ -37,14 +85,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         path: name.clone(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(err)?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(err(std::io::Error::other(format!(
-            "file is {} bytes; the limit is {MAX_FILE_BYTES}",
-            meta.len()
-        ))));
-    }
-    let bytes = std::fs::read(path).map_err(err)?;
+    let bytes = read_bounded(path).map_err(err)?;
     Ok(load_bytes(name, bytes))
 }
 

@@ -15,6 +15,8 @@ use crate::diagnostic::Diagnostic;
 const MAX_DEPTH: usize = 64;
 /// Most nodes a document may expand to (aliases included): stops "billion laughs".
 const MAX_NODES: usize = 1_000_000;
+/// Most scalar bytes aliases may add (a 4 MiB scalar behind 2,000 aliases is 8 GB).
+const MAX_ALIAS_BYTES: usize = 32 * 1024 * 1024;
 
 /// One YAML value with the byte range it occupies in the source.
 #[derive(Debug, Clone)]
@@ -57,6 +59,18 @@ impl Node {
             NodeKind::Scalar { .. } => "a scalar",
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// Bytes of scalar text in this subtree (used to bound alias expansion).
+    fn text_bytes(&self) -> usize {
+        match &self.kind {
+            NodeKind::Scalar { text, .. } => text.len(),
+            NodeKind::Seq(items) => items.iter().map(Node::text_bytes).sum(),
+            NodeKind::Map(pairs) => pairs
+                .iter()
+                .map(|(k, v)| k.text_bytes() + v.text_bytes())
+                .sum(),
         }
     }
 
@@ -150,6 +164,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let mut total_nodes = 0usize;
+    let mut alias_bytes = 0usize;
 
     for item in Parser::new_from_str(src) {
         let (event, span) = match item {
@@ -195,9 +210,21 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                 },
                 anchor,
             )),
-            Event::Alias(id) => match anchors.get(id).cloned().flatten() {
-                Some(mut node) => {
-                    total_nodes += node.weight();
+            Event::Alias(id) => match anchors.get(id).and_then(Option::as_ref) {
+                Some(anchored) => {
+                    total_nodes += anchored.weight();
+                    alias_bytes += anchored.text_bytes();
+                    if alias_bytes > MAX_ALIAS_BYTES {
+                        diags.push(
+                            Diagnostic::error(
+                                "alias-expansion",
+                                "aliases expand this document beyond 32 MiB of text",
+                            )
+                            .with_span(range, "this alias")
+                            .with_help("a runbook never needs this much text; this looks like an alias bomb"),
+                        );
+                        return Err(diags);
+                    }
                     if total_nodes > MAX_NODES {
                         diags.push(
                             Diagnostic::error(
@@ -209,6 +236,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                         );
                         return Err(diags);
                     }
+                    let mut node = anchored.clone();
                     node.span = range;
                     Some((node, 0))
                 }

@@ -262,6 +262,14 @@ pub fn resolve(
             } else {
                 vec![raw.trim_end_matches(['\n', '\r']).to_string()]
             };
+            let min = input.min_length.unwrap_or(crate::model::MIN_SECRET_LEN);
+            if let Some(short) = values.iter().map(|v| v.chars().count()).find(|&n| n < min) {
+                errors.push(format!(
+                    "input `{}` (secret-too-short): the secret is {short} characters, shorter than {min}; a short secret cannot be masked reliably in output. Use a longer one, or set `min_length:` on the input to accept it (it is then masked only where it stands as a whole word)",
+                    input.name
+                ));
+                continue;
+            }
             out.values.push(Resolved {
                 name: input.name.clone(),
                 value: InputValue::Secret(values),
@@ -283,7 +291,7 @@ pub fn resolve(
             let text = std::env::var(var).unwrap_or_default();
             (parse_text(input, &text), InputSource::Env(var.clone()))
         } else if let Some(path) = &input.from_file {
-            match std::fs::read_to_string(path) {
+            match crate::load::read_bounded_text(std::path::Path::new(path)) {
                 Ok(text) => (
                     parse_text(input, text.trim_end()),
                     InputSource::File(path.clone()),
@@ -356,7 +364,7 @@ fn secret_source(input: &Input) -> Result<Option<(String, InputSource)>, String>
         return Ok(Some((v, InputSource::Env(var.clone()))));
     }
     if let Some(path) = &input.from_file {
-        return match std::fs::read_to_string(path) {
+        return match crate::load::read_bounded_text(std::path::Path::new(path)) {
             Ok(v) => Ok(Some((v, InputSource::File(path.clone())))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!(

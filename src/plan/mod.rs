@@ -138,6 +138,9 @@ pub struct PlannedRequest {
     pub body: Option<String>,
     pub timeout: Option<String>,
     pub follow_redirects: bool,
+    /// The response is kept out of output, journal and transcripts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
     pub ca_cert: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
@@ -149,6 +152,8 @@ pub struct PlannedGate {
     pub message: String,
     pub approvals: u32,
     pub other_approver: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
     pub timeout: String,
 }
 
@@ -374,6 +379,50 @@ fn partial(t: &Templates, src: &str, ctx: &Value, target: Target) -> String {
     out
 }
 
+/// Renders a command for display exactly as the engine will run it: the text with its
+/// references, and the environment variables that carry the values (secrets masked). A
+/// command that needs run-time values it cannot show yet is shown as written.
+fn show_command(
+    t: &Templates,
+    tmpl: &Tmpl,
+    ctx: &Value,
+) -> Result<(String, Vec<(String, String)>), PlanError> {
+    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
+    match t.render_command(&tmpl.src, ctx) {
+        Ok(c)
+            if runtime.iter().any(|p| {
+                let p = format!("<{p}>");
+                !c.command.contains(&p) && !c.env.iter().any(|(_, v)| v.contains(&p))
+            }) =>
+        {
+            Ok((tmpl.src.clone(), Vec::new()))
+        }
+        Ok(c) => Ok((c.command, c.env)),
+        Err(_) if !runtime.is_empty() => Ok((tmpl.src.clone(), Vec::new())),
+        Err(e) => Err(PlanError(format!(
+            "cannot render `{}`: {}",
+            tmpl.src,
+            crate::template::describe_error(&e)
+        ))),
+    }
+}
+
+/// Renders a URL for display as it will be sent (values encoded per component); one that
+/// needs run-time values is shown as written.
+fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError> {
+    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
+    if !runtime.is_empty() {
+        return Ok(tmpl.src.clone());
+    }
+    t.render_url(&tmpl.src, ctx).map_err(|e| {
+        PlanError(format!(
+            "cannot render `{}`: {}",
+            tmpl.src,
+            crate::template::describe_error(&e)
+        ))
+    })
+}
+
 /// The variables among `vars` whose values are known only at run time.
 fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
     let mut v: Vec<String> = vars
@@ -469,27 +518,32 @@ pub fn plan_action(
     ctx: &Value,
 ) -> Result<PlannedAction, PlanError> {
     Ok(match action {
-        Action::Run(cmd) => PlannedAction::Run {
-            command: show(t, cmd, ctx, Target::Shell)?,
-            env: body
-                .env
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
-                .collect::<Result<_, PlanError>>()?,
-            stdin: body
-                .stdin
-                .as_ref()
-                .map(|s| show(t, s, ctx, Target::Text))
-                .transpose()?,
-        },
+        Action::Run(cmd) => {
+            let (command, mut env) = show_command(t, cmd, ctx)?;
+            for (k, v) in &body.env {
+                env.push((k.clone(), show(t, v, ctx, Target::Text)?));
+            }
+            PlannedAction::Run {
+                command,
+                env,
+                stdin: body
+                    .stdin
+                    .as_ref()
+                    .map(|s| show(t, s, ctx, Target::Text))
+                    .transpose()?,
+            }
+        }
         Action::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
         Action::Wait(w) => PlannedAction::Wait {
             probe: Box::new(match &w.probe {
-                Probe::Run { command, .. } => PlannedAction::Run {
-                    command: show(t, command, ctx, Target::Shell)?,
-                    env: Vec::new(),
-                    stdin: None,
-                },
+                Probe::Run { command, .. } => {
+                    let (command, env) = show_command(t, command, ctx)?;
+                    PlannedAction::Run {
+                        command,
+                        env,
+                        stdin: None,
+                    }
+                }
                 Probe::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
             }),
             until: expression_source(&w.until.src).to_string(),
@@ -517,7 +571,7 @@ fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedReque
     };
     Ok(PlannedRequest {
         method: h.method.clone(),
-        url: show(t, &h.url, ctx, Target::Text)?,
+        url: show_url(t, &h.url, ctx)?,
         headers: pairs(&h.headers)?,
         query: pairs(&h.query)?,
         body: match &h.body {
@@ -527,6 +581,7 @@ fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedReque
         },
         timeout: h.timeout.map(human_duration),
         follow_redirects: h.follow_redirects,
+        sensitive: h.sensitive,
         ca_cert: opt(&h.ca_cert)?,
         client_cert: opt(&h.client_cert)?,
         client_key: opt(&h.client_key)?,
@@ -661,6 +716,7 @@ fn plan_step(
                 message: show(t, &g.text, ctx, Target::Text)?,
                 approvals: g.approvals,
                 other_approver: g.other_approver,
+                approvers: g.approvers.clone(),
                 timeout: human_duration(g.timeout.unwrap_or(rb.defaults.gate_timeout)),
             }),
             None => None,

@@ -206,6 +206,9 @@ fn step_text(out: &mut String, s: &PlannedStep) {
         if g.other_approver {
             text.push_str(" (approver ≠ operator)");
         }
+        if !g.approvers.is_empty() {
+            text.push_str(&format!(" (approvers: {})", g.approvers.join(", ")));
+        }
         wrap(out, &field("confirm:"), &cont, &text, 80);
     }
     if let Some(fe) = &s.for_each {

@@ -425,8 +425,26 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A secret output of an HTTP step whose response is echoed and journaled before the
+    /// output exists.
+    fn secret_outputs(&mut self, step: &crate::model::Step) {
+        if step.secret_outputs.is_empty() {
+            return;
+        }
+        if let Action::Http(h) = &step.body.action
+            && !h.sensitive
+        {
+            self.push(
+                Diagnostic::warning("secret-output-not-sensitive", format!("step `{}` has secret outputs but its response is shown and journaled", step.id.name))
+                    .with_span(step.id.span.clone(), "add `sensitive: true` to its `http`")
+                    .with_help("the response body is echoed and recorded before outputs are computed; `sensitive: true` keeps it in memory only"),
+            );
+        }
+    }
+
     fn http(&mut self, h: &HttpSpec, scope: Scope<'_>) {
         self.template(&h.url, Use::Sent, scope);
+        self.url_origin(&h.url);
         for (_, v) in h.headers.iter().chain(&h.query) {
             self.template(v, Use::Sent, scope);
         }
@@ -641,30 +659,55 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn raw_in_shell(&mut self, t: &Tmpl) {
-        static RAW: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-            regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\|\s*(raw|safe)\b").ok()
-        });
-        let Some(re) = RAW.as_ref() else { return };
-        if !t.src.contains('|') {
-            return;
-        }
-        let found: Vec<(String, Range<usize>)> = re
-            .captures_iter(&t.src)
-            .filter_map(|c| {
-                let m = c.get(0)?;
-                Some((c.get(1)?.as_str().to_string(), m.start()..m.end()))
-            })
-            .collect();
-        for (var, range) in found {
-            let root = var.split('.').next().unwrap_or_default();
-            let root = if root == "inputs" {
-                var.split('.').nth(1).unwrap_or_default()
-            } else {
-                root
-            };
+    /// Where a request goes comes from the runbook: a value in a URL's scheme or host must be
+    /// an input constrained by `pattern` or `allowed` (or a host's address).
+    fn url_origin(&mut self, t: &Tmpl) {
+        for (root, range, part) in crate::template::url_origin_values(&t.src) {
+            let constrained = self
+                .rb
+                .inputs
+                .iter()
+                .any(|i| i.name == root && (i.pattern.is_some() || !i.allowed.is_empty()));
+            if constrained || root == "host" {
+                continue;
+            }
             let span = self.map_range(t, Some(range));
-            if self.secrets.contains(root) {
+            let place = match part {
+                crate::template::url::Part::Start => "the URL's scheme and host",
+                crate::template::url::Part::Scheme => "the URL's scheme",
+                _ => "the URL's host",
+            };
+            self.push(
+                Diagnostic::error("url-origin-from-free-value", format!("`{root}` decides {place}, but nothing constrains it"))
+                    .with_span(span, "could send the request (and its headers) anywhere")
+                    .with_help("give the input a `pattern:` (e.g. `pattern: \"https://[a-z0-9.-]+(:[0-9]+)?\"` or `\"vault-[0-9]+\"`) or `allowed:` list, or write the host literally"),
+            );
+        }
+    }
+
+    /// A command template, read on its tokens: raw insertions, blocks that would change
+    /// escaping, and values in quoting contexts where no reference is safe.
+    fn raw_in_shell(&mut self, t: &Tmpl) {
+        let analysis = crate::template::analyse_command(&t.src);
+        for (kw, range) in analysis.blocks {
+            let span = self.map_range(t, Some(range));
+            self.push(
+                Diagnostic::error("escaping-block-in-command", format!("`{{% {kw} %}}` is not allowed in a shell command"))
+                    .with_span(span, "would change how values are inserted")
+                    .with_help("commands always pass values through environment variables; write `{{ value | raw }}` for the one value that is a trusted shell fragment"),
+            );
+        }
+        for (context, range) in analysis.unsafe_contexts {
+            let span = self.map_range(t, Some(range));
+            self.push(
+                Diagnostic::error("unsafe-quoting-context", format!("a value stands {context}"))
+                    .with_span(span, "no safe way to insert a value here")
+                    .with_help("move `{{ … }}` outside the single quotes (or quoted here-document, or `$(( ))`): `echo 'text' {{ value }}`, or inside double quotes: `echo \"text {{ value }}\"`"),
+            );
+        }
+        for (root, range) in analysis.raw {
+            let span = self.map_range(t, Some(range));
+            if self.secrets.contains(root.as_str()) {
                 self.push(
                     Diagnostic::error("secret-raw-in-shell", format!("secret `{root}` is inserted raw into a shell command"))
                         .with_span(span, "secret in the command text")
@@ -672,9 +715,9 @@ impl<'a> Checker<'a> {
                 );
             } else {
                 self.push(
-                    Diagnostic::warning("raw-shell-insertion", format!("`{var}` is inserted into a shell command without quoting"))
+                    Diagnostic::warning("raw-shell-insertion", format!("`{root}` is inserted into a shell command without quoting"))
                         .with_span(span, "unquoted")
-                        .with_help("values are shell-quoted by default; keep `| raw` only for trusted shell fragments"),
+                        .with_help("values reach commands through environment variables by default; keep `| raw` only for trusted shell fragments"),
                 );
             }
         }
@@ -683,6 +726,7 @@ impl<'a> Checker<'a> {
     fn lints(&mut self) {
         let rb = self.rb;
         for step in rb.steps.iter() {
+            self.secret_outputs(step);
             let remote = step.body.on.is_some() && matches!(step.body.action, Action::Run(_));
             if remote && step.confirm.is_none() && step.rollback.is_none() && !step.read_only {
                 self.push(

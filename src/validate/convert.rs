@@ -34,6 +34,7 @@ const INPUT: &[&str] = &[
     "from_file",
     "allowed",
     "pattern",
+    "min_length",
 ];
 const HOST: &[&str] = &[
     "address",
@@ -75,7 +76,13 @@ const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
 const KINDS: &[&str] = &["run", "http", "wait", "manual"];
-const GATE: &[&str] = &["message", "approvals", "other_approver", "timeout"];
+const GATE: &[&str] = &[
+    "message",
+    "approvals",
+    "other_approver",
+    "approvers",
+    "timeout",
+];
 const HTTP: &[&str] = &[
     "method",
     "url",
@@ -91,11 +98,13 @@ const HTTP: &[&str] = &[
     "body",
     "timeout",
     "follow_redirects",
+    "sensitive",
     "ca_cert",
     "client_cert",
     "client_key",
     "insecure",
 ];
+const OUTPUT: &[&str] = &["value", "secret"];
 const HTTP_VERBS: &[&str] = &["get", "put", "post", "delete", "patch", "head"];
 const WAIT: &[&str] = &["run", "on", "http", "until", "every", "backoff", "timeout"];
 const EXPECT: &[&str] = &[
@@ -226,6 +235,7 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
             from_file: None,
             allowed: Vec::new(),
             pattern: None,
+            min_length: None,
         };
         if v.is_null() {
             out.push(input);
@@ -291,6 +301,9 @@ fn read_inputs(r: &mut Reader, node: &Node) -> Vec<Input> {
             // Anchor it: a pattern describes the whole value, not a part of it.
             input.pattern = regex::Regex::new(&format!("^(?:{})$", re.as_str())).ok();
         }
+        if let Some(n) = f.get("min_length") {
+            input.min_length = r.uint(n, &what("min_length"), 1 << 20).map(|v| v as usize);
+        }
         if input.secret && input.default.is_some() {
             r.push(
                 Diagnostic::error("secret-default", format!("secret input `{}` has a default", input.name))
@@ -336,12 +349,33 @@ fn check_identifier(r: &mut Reader, name: &str, node: &Node, what: &str) {
     }
 }
 
+/// Host and group names become parts of file names (`steps/STEP.HOST.stdout.log`) and
+/// labels: letters, digits, `-` and `_`, starting with a letter or digit.
+fn check_name(r: &mut Reader, name: &str, node: &Node, what: &str) {
+    let ok = name.len() <= 100
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        r.push(
+            Diagnostic::error("invalid-id", format!("{what} `{name}` is not valid"))
+                .with_span(node.span.clone(), "letters, digits, `-` and `_` only")
+                .with_help("names are used in file names and labels: use a short name such as `vault-2` or `lb`"),
+        );
+    }
+}
+
 fn read_hosts(r: &mut Reader, node: &Node) -> Vec<Host> {
     let mut out = Vec::new();
     for (k, v) in map_pairs(r, node, "`hosts`") {
         let Some(name) = r.string(k, "a host name") else {
             continue;
         };
+        check_name(r, &name, k, "host name");
         let Some(f) = r.fields(v, "a host", HOST) else {
             continue;
         };
@@ -384,6 +418,7 @@ fn read_groups(r: &mut Reader, node: &Node) -> Vec<Group> {
         let Some(name) = r.string(k, "a group name") else {
             continue;
         };
+        check_name(r, &name, k, "group name");
         let hosts = r.names(v, &format!("the hosts of group `{name}`"));
         out.push(Group {
             name,
@@ -437,11 +472,12 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             return None;
         }
     };
-    let valid_id = id
-        .name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+    let valid_id = id.name.len() <= 100
+        && id
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && id
             .name
             .chars()
@@ -504,6 +540,7 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .map(|n| read_expect(r, n, &what("expect")))
             .unwrap_or_default(),
         outputs: Vec::new(),
+        secret_outputs: Vec::new(),
         for_each: f
             .get("for_each")
             .and_then(|n| read_for_each(r, n, &what("for_each"))),
@@ -541,11 +578,36 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     }
     if let Some(n) = f.get("outputs") {
         for (k, v) in map_pairs(r, n, &what("outputs")) {
+            // `name: expression`, or `name: { value: expression, secret: true }`.
+            let fields = if matches!(v.kind, crate::load::NodeKind::Map(_)) {
+                r.fields(v, "an output", OUTPUT)
+            } else {
+                None
+            };
+            let (v, secret) = match fields {
+                Some(f) => {
+                    let secret = f
+                        .get("secret")
+                        .and_then(|n| r.boolean(n, "`secret` of an output"))
+                        .unwrap_or(false);
+                    match f.get("value") {
+                        Some(value) => (value, secret),
+                        None => {
+                            r.missing(&f, "value", "an output");
+                            continue;
+                        }
+                    }
+                }
+                None => (v, false),
+            };
             if let (Some(name), Some(expr)) = (
                 r.named(k, "an output name"),
                 r.tmpl(v, "an output expression"),
             ) {
                 check_identifier(r, &name.name, k, "output name");
+                if secret {
+                    step.secret_outputs.push(name.name.clone());
+                }
                 step.outputs.push((name, expr));
             }
         }
@@ -650,6 +712,7 @@ fn read_gate(r: &mut Reader, node: &Node, what: &str) -> Option<Gate> {
             text: r.tmpl(node, what)?,
             approvals: 1,
             other_approver: false,
+            approvers: Vec::new(),
             timeout: None,
         });
     }
@@ -671,6 +734,11 @@ fn read_gate(r: &mut Reader, node: &Node, what: &str) -> Option<Gate> {
             .get("other_approver")
             .and_then(|n| r.boolean(n, what))
             .unwrap_or(false),
+        approvers: f
+            .get("approvers")
+            .and_then(|n| r.seq(n, what))
+            .map(|items| items.iter().filter_map(|i| r.string(i, what)).collect())
+            .unwrap_or_default(),
         timeout: f.get("timeout").and_then(|n| r.duration(n, what)),
     })
 }
@@ -764,6 +832,10 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
         timeout: f.get("timeout").and_then(|n| r.duration(n, what)),
         follow_redirects: f
             .get("follow_redirects")
+            .and_then(|n| r.boolean(n, what))
+            .unwrap_or(false),
+        sensitive: f
+            .get("sensitive")
             .and_then(|n| r.boolean(n, what))
             .unwrap_or(false),
         ca_cert: f.get("ca_cert").and_then(|n| r.tmpl(n, what)),

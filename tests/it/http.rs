@@ -310,14 +310,17 @@ steps:
     let (ran, _d) = exec_yaml(
         &yaml,
         &[],
-        &[("KEYS", "share-1,share-2,share-3,share-4,share-5")],
+        &[(
+            "KEYS",
+            "share-0001,share-0002,share-0003,share-0004,share-0005",
+        )],
     );
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert_eq!(srv.requests().len(), 3, "stops once unsealed");
     assert!(!ran.stderr.contains("share-"), "{}", ran.stderr);
 
     progress.store(0, Ordering::SeqCst);
-    let (bad, _d) = exec_yaml(&yaml, &[], &[("KEYS", "share-1,wrong-2,share-3")]);
+    let (bad, _d) = exec_yaml(&yaml, &[], &[("KEYS", "share-0001,wrong-0002,share-0003")]);
     assert_eq!(bad.code, Some(1));
     assert!(
         bad.stderr
@@ -325,7 +328,7 @@ steps:
         "{}",
         bad.stderr
     );
-    assert!(!bad.stderr.contains("wrong-2"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("wrong-0002"), "{}", bad.stderr);
 }
 
 #[test]
@@ -368,4 +371,55 @@ fn client_certificates_for_mutual_tls() {
         "{}",
         refused.stderr
     );
+}
+
+/// A redirect to another origin never carries the request's credentials; a redirect on the
+/// same origin does.
+#[test]
+fn secret_headers_are_dropped_on_a_cross_origin_redirect() {
+    let other = Server::start(None, |_| {
+        Response::json(200, serde_json::json!({"landed": true}))
+    });
+    let other_url = format!("http://127.0.0.1:{}/landing", other.port);
+    let origin = Server::start(None, move |req| match req.path.as_str() {
+        "/start" => Response::redirect(307, "/again".into()),
+        "/again" => Response::redirect(302, other_url.clone()),
+        _ => Response::json(404, serde_json::json!({})),
+    });
+    let yaml = format!(
+        r#"
+runbook: redirect
+version: 1
+inputs:
+  token: {{ secret: true, from_env: T }}
+steps:
+  - id: call
+    http:
+      get: "http://127.0.0.1:{p}/start"
+      follow_redirects: true
+      headers:
+        X-Vault-Token: "{{{{ token }}}}"
+        X-Custom-Auth: "Bearer {{{{ token }}}}"
+        Authorization: "Basic dXNlcjpwYXNz"
+        X-Plain: hello
+    outputs:
+      landed: json.landed
+"#,
+        p = origin.port
+    );
+    let (ran, _d) = exec_yaml(&yaml, &[], &[("T", "vault-token-0123456789")]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let first = origin.requests();
+    assert_eq!(first.len(), 2, "same-origin redirect followed");
+    assert_eq!(first[1].path, "/again");
+    assert_eq!(
+        first[1].header("x-vault-token"),
+        Some("vault-token-0123456789")
+    );
+    let landed = other.requests();
+    assert_eq!(landed.len(), 1);
+    assert_eq!(landed[0].header("x-plain"), Some("hello"));
+    for h in ["x-vault-token", "x-custom-auth", "authorization"] {
+        assert_eq!(landed[0].header(h), None, "{h} followed the redirect");
+    }
 }

@@ -28,6 +28,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: &'static str,
     pub(crate) body: String,
+    /// A `Location` header (redirects).
+    pub(crate) location: Option<String>,
 }
 
 impl Response {
@@ -36,6 +38,14 @@ impl Response {
             status,
             content_type: "application/json",
             body: v.to_string(),
+            location: None,
+        }
+    }
+
+    pub(crate) fn redirect(status: u16, to: String) -> Response {
+        Response {
+            location: Some(to),
+            ..Response::json(status, serde_json::json!({}))
         }
     }
 }
@@ -202,8 +212,12 @@ fn serve<S: Conn>(stream: S, handler: &Handler, reqs: &Mutex<Vec<Request>>) -> s
         r.push(req);
     }
     let mut stream = reader.into_inner();
+    let location = resp
+        .location
+        .as_ref()
+        .map_or(String::new(), |l| format!("location: {l}\r\n"));
     let head = format!(
-        "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\n{location}connection: close\r\n\r\n",
         resp.status,
         resp.content_type,
         resp.body.len()

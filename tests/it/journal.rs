@@ -548,7 +548,7 @@ fn lock_contention_between_two_runs() {
 fn filters() -> insta::Settings {
     let mut st = insta_settings();
     st.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]");
-    st.add_filter(r"\d{8}-\d{6}-[a-z0-9-]+-[0-9a-f]{4}", "[RUN]");
+    st.add_filter(r"\d{8}-\d{6}-[a-z0-9-]+-[0-9a-f]{16}", "[RUN]");
     st.add_filter(r#""duration_ms": \d+"#, "\"duration_ms\": [MS]");
     st.add_filter(r"root@[A-Za-z0-9_.-]+", "root@[HOST]");
     st.add_filter(r#""host": "[^"]*""#, "\"host\": \"[HOST]\"");

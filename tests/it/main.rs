@@ -1,15 +1,19 @@
 //! The one integration test binary: runs the real `runbook` binary on real files (and, in the
 //! exec/ssh/lab modules, against real processes and servers).
 
+mod approvals;
 mod exec;
 mod harness;
+mod hostile;
 mod http;
 mod httpd;
+mod injection;
 mod journal;
 mod lab;
 mod operator;
 mod plan;
 mod runsafety;
+mod secrets;
 mod ssh;
 mod sshd;
 mod validate;

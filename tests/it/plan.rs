@@ -119,8 +119,14 @@ fn shell_values_are_quoted_in_the_plan() {
     ])
     .run();
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // The plan shows what runs: the command references the value, the value is in the env.
     assert!(
-        ran.stdout.contains("echo 'a; touch /tmp/pwned'"),
+        ran.stdout.contains(r#"echo "${RUNBOOK_V1}""#),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("RUNBOOK_V1=a; touch /tmp/pwned"),
         "{}",
         ran.stdout
     );

@@ -667,3 +667,71 @@ fn connect_timeout_is_a_clear_error() {
     );
     assert!(!dir.join("ran").exists());
 }
+
+/// The bastion is checked against the same known_hosts as the target, strictly: a wrong
+/// bastion key in `--known-hosts` stops the run before anything runs, even when the user's
+/// ssh_config would trust it.
+#[test]
+fn a_wrong_bastion_key_is_refused() {
+    if skip() {
+        return;
+    }
+    let keys = Keys::new();
+    let bastion = Sshd::start(&keys, &["127.0.0.1"], "host");
+    let inner = Sshd::start(&keys, &["127.0.0.21"], "other-host");
+    // The ssh_config's known_hosts trusts both correctly...
+    keys.trust("127.0.0.1", bastion.port, "host");
+    keys.trust("127.0.0.21", inner.port, "other-host");
+    // ...the one given with --known-hosts has the wrong key for the bastion.
+    let strict = keys.path("strict_known_hosts");
+    std::fs::write(
+        &strict,
+        format!(
+            "[127.0.0.1]:{} {}\n[127.0.0.21]:{} {}\n",
+            bastion.port,
+            keys.host_pub("other-host"),
+            inner.port,
+            keys.host_pub("other-host")
+        ),
+    )
+    .expect("write");
+    let yaml = format!(
+        r#"
+runbook: jump
+version: 1
+hosts:
+  bastion: {{ address: 127.0.0.1, port: {b}, user: root }}
+  inner: {{ address: 127.0.0.21, port: {i}, user: root, jump: bastion }}
+steps:
+  - id: hop
+    on: inner
+    read_only: true
+    run: touch {{D}}/ran
+"#,
+        b = bastion.port,
+        i = inner.port
+    );
+    let strict_arg = strict.display().to_string();
+    let (ran, dir) = exec(&keys, &yaml, &["--known-hosts", &strict_arg]);
+    assert_ne!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        !dir.join("ran").exists(),
+        "the step ran through an unverified bastion"
+    );
+
+    // With the right bastion key in that file, the same run goes through.
+    std::fs::write(
+        &strict,
+        format!(
+            "[127.0.0.1]:{} {}\n[127.0.0.21]:{} {}\n",
+            bastion.port,
+            keys.host_pub("host"),
+            inner.port,
+            keys.host_pub("other-host")
+        ),
+    )
+    .expect("write");
+    let (ran, dir) = exec(&keys, &yaml, &["--known-hosts", &strict_arg]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(dir.join("ran").exists());
+}

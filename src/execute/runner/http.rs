@@ -21,7 +21,24 @@ struct ClientKey {
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     insecure: bool,
-    follow_redirects: bool,
+}
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// Headers that carry credentials whatever their value.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-vault-token",
+    "x-api-key",
+];
+
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// Sends requests, keeping one connection pool per TLS configuration.
@@ -40,11 +57,8 @@ impl ReqwestClient {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
-            .redirect(if key.follow_redirects {
-                reqwest::redirect::Policy::limited(5)
-            } else {
-                reqwest::redirect::Policy::none()
-            })
+            // Redirects are followed by `send` itself, which knows which headers are secret.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10));
         if let Some(ca) = &key.ca_cert {
             let pem = std::fs::read(ca)
@@ -173,31 +187,90 @@ impl HttpClient for ReqwestClient {
                     .filter(|p| !p.as_os_str().is_empty()),
                 client_key: req.client_key.clone().filter(|p| !p.as_os_str().is_empty()),
                 insecure: req.insecure,
-                follow_redirects: req.follow_redirects,
             };
             let client = self.client(&key)?;
             let method = reqwest::Method::from_bytes(req.method.as_bytes())
                 .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
-            let url = reqwest::Url::parse(&req.url)
+            let mut url = reqwest::Url::parse(&req.url)
                 .map_err(|e| format!("`{}` is not a URL: {e}", strip_query(&req.url)))?;
-            let mut rb = client
-                .request(method, url)
-                .timeout(req.timeout.unwrap_or(DEFAULT_TIMEOUT));
-            if !req.query.is_empty() {
-                rb = rb.query(&req.query);
-            }
-            for (k, v) in &req.headers {
-                rb = rb.header(k.as_str(), v.as_str());
-            }
-            if req.json_body {
-                rb = rb.header("content-type", "application/json");
-            }
-            if let Some(body) = req.body {
-                rb = rb.body(body);
-            }
+            let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let mut method = method;
+            let mut headers = req.headers.clone();
+            let mut body = req.body.clone();
+            let mut query = req.query.clone();
+            let mut redirects = 0usize;
+            let build = |method: &reqwest::Method,
+                         url: &reqwest::Url,
+                         headers: &[(String, String)],
+                         query: &[(String, String)],
+                         body: &Option<Vec<u8>>| {
+                let mut rb = client.request(method.clone(), url.clone()).timeout(timeout);
+                if !query.is_empty() {
+                    rb = rb.query(query);
+                }
+                for (k, v) in headers {
+                    rb = rb.header(k.as_str(), v.as_str());
+                }
+                if req.json_body && body.is_some() {
+                    rb = rb.header("content-type", "application/json");
+                }
+                if let Some(b) = body {
+                    rb = rb.body(b.clone());
+                }
+                rb
+            };
             let t0 = Instant::now();
             let send = async {
-                let resp = rb.send().await.map_err(|e| classify(&e, &req.url))?;
+                let resp = loop {
+                    let resp = build(&method, &url, &headers, &query, &body)
+                        .send()
+                        .await
+                        .map_err(|e| classify(&e, &req.url))?;
+                    let location = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .and_then(|l| url.join(l).ok());
+                    let next = match location {
+                        Some(next) if req.follow_redirects && resp.status().is_redirection() => {
+                            next
+                        }
+                        _ => break resp,
+                    };
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(format!(
+                            "{}: more than {MAX_REDIRECTS} redirects",
+                            strip_query(&req.url)
+                        ));
+                    }
+                    if !matches!(next.scheme(), "http" | "https") {
+                        return Err(format!(
+                            "{}: redirected to a non-HTTP URL",
+                            strip_query(&req.url)
+                        ));
+                    }
+                    if !same_origin(&url, &next) {
+                        // Credentials never follow a request to another origin.
+                        headers.retain(|(k, _)| {
+                            let k = k.to_ascii_lowercase();
+                            !CREDENTIAL_HEADERS.contains(&k.as_str())
+                                && !req
+                                    .secret_headers
+                                    .iter()
+                                    .any(|s| s.eq_ignore_ascii_case(&k))
+                        });
+                        query.clear();
+                    }
+                    let status = resp.status().as_u16();
+                    if status == 303
+                        || (matches!(status, 301 | 302) && method == reqwest::Method::POST)
+                    {
+                        method = reqwest::Method::GET;
+                        body = None;
+                    }
+                    url = next;
+                };
                 let status = resp.status().as_u16();
                 let headers: Vec<(String, String)> = resp
                     .headers()

@@ -70,10 +70,10 @@ pub(crate) async fn pump<R: AsyncRead + Unpin>(
         }
     }
     let (last, log_error) = match cap.lock() {
-        Ok(mut c) => (c.finish(), c.log_error().map(str::to_string)),
-        Err(_) => (None, None),
+        Ok(mut c) => (c.finish_lines(), c.log_error().map(str::to_string)),
+        Err(_) => (Vec::new(), None),
     };
-    if let Some(l) = last {
+    for l in last {
         sink(stream, l);
     }
     // A step log that could not be written (disk full) is reported, never silently cut.
@@ -96,6 +96,9 @@ fn log_path(spec: &CommandSpec, stream: &str) -> Option<std::path::PathBuf> {
 async fn run_local(spec: CommandSpec, sink: LineSink, mut cancel: Cancel) -> CommandOutcome {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new("/bin/sh");
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
     cmd.arg("-c")
         .arg(&spec.command)
         .process_group(0)

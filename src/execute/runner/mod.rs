@@ -21,6 +21,8 @@ pub struct CommandSpec {
     pub command: String,
     /// Extra environment (step `env`, secrets as `RUNBOOK_SECRET_*`, run metadata).
     pub env: Vec<(String, String)>,
+    /// Variables of the engine's own environment a command must not inherit (secret sources).
+    pub env_remove: Vec<String>,
     pub stdin: Option<String>,
     pub timeout: Option<Duration>,
     /// Where full stdout/stderr go (`NAME.stdout.log`, `NAME.stderr.log`); `None` keeps none.
@@ -127,6 +129,9 @@ pub struct HttpRequest {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// Names of headers whose value holds a secret: dropped on a cross-origin redirect (as
+    /// are `Authorization`, `Cookie`, `X-Vault-Token`… whatever their value).
+    pub secret_headers: Vec<String>,
     pub query: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub json_body: bool,

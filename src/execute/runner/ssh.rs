@@ -14,7 +14,7 @@
 //!   group, whose id the bootstrap reports first; cancelling kills that group over the master.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,41 @@ impl PoolInner {
         .cloned()
     }
 
+    /// An ssh_config for a connection through a jump host: strict host key checking and the
+    /// target's known_hosts for every hop, then the user's own config (first value wins).
+    fn jump_config(&self, t: &SshTarget, known_hosts: Option<&Path>) -> std::io::Result<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let quote = |p: &Path| format!("\"{}\"", p.display().to_string().replace('"', ""));
+        let mut text = String::from("Host *\n  StrictHostKeyChecking yes\n");
+        if let Some(k) = known_hosts {
+            text.push_str(&format!("  UserKnownHostsFile {}\n", quote(k)));
+        }
+        let user_config = self.opts.config_file.clone().or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".ssh/config"))
+                .filter(|p| p.is_file())
+        });
+        if let Some(c) = user_config {
+            let c = std::fs::canonicalize(&c).unwrap_or(c);
+            text.push_str(&format!("  Include {}\n", quote(&c)));
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        t.hash(&mut h);
+        let path = self
+            .control_dir
+            .join(format!("jump-{:016x}.conf", h.finish()));
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(text.as_bytes())?;
+        Ok(path)
+    }
+
     async fn connect(&self, t: &SshTarget) -> Result<Session, (String, bool)> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(KnownHosts::Strict)
@@ -148,19 +183,27 @@ impl PoolInner {
         if let Some(k) = &t.identity_file {
             b.keyfile(expand_home(k));
         }
-        if let Some(c) = &self.opts.config_file {
-            b.config_file(c);
-        }
-        if let Some(k) = t
+        let known_hosts = t
             .known_hosts
             .as_deref()
             .map(expand_home)
-            .or_else(|| self.opts.known_hosts.clone())
-        {
-            b.user_known_hosts_file(k);
-        }
+            .or_else(|| self.opts.known_hosts.clone());
         if let Some(j) = &t.jump {
+            // `-J` runs a second ssh for the bastion, which gets `-F` but none of the `-o`
+            // options: give it a config that checks the bastion as strictly as the target.
+            let config = self.jump_config(t, known_hosts.as_deref()).map_err(|e| {
+                (
+                    format!("host {}: cannot prepare the jump host: {e}", t.name),
+                    false,
+                )
+            })?;
+            b.config_file(config);
             b.jump_hosts([j.as_str()]);
+        } else if let Some(c) = &self.opts.config_file {
+            b.config_file(c);
+        }
+        if let Some(k) = known_hosts {
+            b.user_known_hosts_file(k);
         }
         match b.connect_mux(&t.address).await {
             Ok(s) => Ok(s),

@@ -1,0 +1,507 @@
+//! Where a value stands in a shell command: the quoting context of each interpolation.
+//!
+//! A command template is rendered with every value replaced by a marker (see [`marker`]);
+//! [`place`] then reads the rendered text the way a POSIX shell would and replaces each marker
+//! with a reference to the environment variable that carries the value, written so that it is
+//! correct where it stands:
+//!
+//! - unquoted (`echo {{ v }}`): `"${RUNBOOK_V1}"`, one word, no globbing;
+//! - inside double quotes (`echo "a {{ v }} b"`), in `${…}` inside double quotes, and in the
+//!   body of a here-document whose delimiter is not quoted: `${RUNBOOK_V1}`;
+//! - inside single quotes, `$'…'`, a quoted here-document or arithmetic `$(( … ))`: refused,
+//!   because no reference works there (single quotes) or the shell evaluates the value as code
+//!   (arithmetic in bash).
+//!
+//! The value itself never becomes part of the command text, so no value can change the
+//! command whatever it contains: the shell does not re-read the result of an expansion.
+
+use std::fmt;
+
+/// First and last character of a value marker (private-use code points).
+pub(crate) const OPEN: char = '\u{E000}';
+pub(crate) const CLOSE: char = '\u{E001}';
+
+/// The marker for value `index` in a rendered command.
+pub(crate) fn marker(index: usize) -> String {
+    format!("{OPEN}{index}{CLOSE}")
+}
+
+/// Whether a text contains a marker character (a template may not).
+pub(crate) fn has_marker_chars(s: &str) -> bool {
+    s.contains(OPEN) || s.contains(CLOSE)
+}
+
+/// A quoting context where a value cannot be placed safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafe {
+    SingleQuotes,
+    AnsiCQuotes,
+    QuotedHereDoc,
+    Arithmetic,
+}
+
+impl fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unsafe::SingleQuotes => "inside single quotes, where no variable is expanded",
+            Unsafe::AnsiCQuotes => "inside `$'…'`, where no variable is expanded",
+            Unsafe::QuotedHereDoc => {
+                "in a here-document with a quoted delimiter, where no variable is expanded"
+            }
+            Unsafe::Arithmetic => "inside `$(( … ))`, where the shell evaluates the value as code",
+        })
+    }
+}
+
+/// A value placed in an unsafe context: which one and which value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceError {
+    pub index: usize,
+    pub context: Unsafe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// Top level, `$( … )` or `` `…` ``: `parens` counts open `(` of subshells/groups.
+    Code {
+        parens: u32,
+        backtick: bool,
+    },
+    Double,
+    /// `${ … }`.
+    Param,
+    /// `$(( … ))`: depth of `(` inside.
+    Arith(u32),
+}
+
+/// How to write the reference to value `index` where it stands; `None` if unsafe.
+fn reference(frames: &[Frame], name: &str) -> String {
+    let quoted = frames.iter().rev().any(|f| matches!(f, Frame::Double));
+    let in_code = matches!(frames.last(), Some(Frame::Code { .. }));
+    if quoted && !in_code {
+        format!("${{{name}}}")
+    } else {
+        format!("\"${{{name}}}\"")
+    }
+}
+
+/// Replaces every marker in `rendered` with a reference to `names[index]`, or returns every
+/// marker that stands in an unsafe context.
+pub(crate) fn place(rendered: &str, names: &[String]) -> Result<String, Vec<PlaceError>> {
+    let mut out = String::with_capacity(rendered.len());
+    let mut errors = Vec::new();
+    let chars: Vec<char> = rendered.chars().collect();
+    let mut frames = vec![Frame::Code {
+        parens: 0,
+        backtick: false,
+    }];
+    let mut heredocs: Vec<(String, bool, bool)> = Vec::new(); // delimiter, quoted, strip tabs
+    let mut i = 0;
+    let name_of = |idx: usize| names.get(idx).cloned().unwrap_or_default();
+    // Reads a marker at `i`; returns (index, next position).
+    let read_marker = |i: usize| -> Option<(usize, usize)> {
+        if chars.get(i) != Some(&OPEN) {
+            return None;
+        }
+        let mut j = i + 1;
+        let mut n = 0usize;
+        while let Some(c) = chars.get(j).and_then(|c| c.to_digit(10)) {
+            n = n.saturating_mul(10).saturating_add(c as usize);
+            j += 1;
+        }
+        (chars.get(j) == Some(&CLOSE)).then_some((n, j + 1))
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some((idx, next)) = read_marker(i) {
+            match frames.last() {
+                Some(Frame::Arith(_)) => errors.push(PlaceError {
+                    index: idx,
+                    context: Unsafe::Arithmetic,
+                }),
+                _ => out.push_str(&reference(&frames, &name_of(idx))),
+            }
+            i = next;
+            continue;
+        }
+        let next = chars.get(i + 1).copied();
+        let top = frames.last().copied().unwrap_or(Frame::Code {
+            parens: 0,
+            backtick: false,
+        });
+        match top {
+            Frame::Code { parens, backtick } => match c {
+                '\\' => {
+                    out.push(c);
+                    if let Some(n) = next {
+                        out.push(n);
+                        i += 1;
+                    }
+                }
+                '\'' => {
+                    // Single quotes: nothing inside is special, nothing can be placed.
+                    out.push(c);
+                    i += 1;
+                    while i < chars.len() && chars[i] != '\'' {
+                        if let Some((idx, nx)) = read_marker(i) {
+                            errors.push(PlaceError {
+                                index: idx,
+                                context: Unsafe::SingleQuotes,
+                            });
+                            i = nx;
+                            continue;
+                        }
+                        out.push(chars[i]);
+                        i += 1;
+                    }
+                    if i < chars.len() {
+                        out.push('\'');
+                    }
+                }
+                '"' => {
+                    out.push(c);
+                    frames.push(Frame::Double);
+                }
+                '`' if backtick => {
+                    out.push(c);
+                    frames.pop();
+                }
+                '`' => {
+                    out.push(c);
+                    frames.push(Frame::Code {
+                        parens: 0,
+                        backtick: true,
+                    });
+                }
+                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
+                '(' => {
+                    out.push(c);
+                    set_parens(&mut frames, parens + 1);
+                }
+                ')' => {
+                    out.push(c);
+                    if parens == 0 {
+                        if frames.len() > 1 {
+                            frames.pop();
+                        }
+                    } else {
+                        set_parens(&mut frames, parens - 1);
+                    }
+                }
+                '#' if word_start(&chars, i) => {
+                    // A comment: nothing in it runs; keep it as written up to the newline.
+                    while i < chars.len() && chars[i] != '\n' {
+                        if let Some((idx, nx)) = read_marker(i) {
+                            out.push_str(&reference(&frames, &name_of(idx)));
+                            i = nx;
+                            continue;
+                        }
+                        out.push(chars[i]);
+                        i += 1;
+                    }
+                    continue;
+                }
+                '<' if next == Some('<') && chars.get(i + 2) == Some(&'<') => {
+                    // A here-string (`<<< word`): the word is an ordinary word.
+                    out.push_str("<<<");
+                    i += 3;
+                    continue;
+                }
+                '<' if next == Some('<') => {
+                    out.push_str("<<");
+                    i += 2;
+                    let strip = chars.get(i) == Some(&'-');
+                    if strip {
+                        out.push('-');
+                        i += 1;
+                    }
+                    while matches!(chars.get(i), Some(' ' | '\t')) {
+                        out.push(chars[i]);
+                        i += 1;
+                    }
+                    let mut delim = String::new();
+                    let mut quoted = false;
+                    while let Some(&d) = chars.get(i) {
+                        if d.is_whitespace() || ";&|<>()".contains(d) || d == OPEN {
+                            break;
+                        }
+                        if d == '\'' || d == '"' || d == '\\' {
+                            quoted = true;
+                        } else {
+                            delim.push(d);
+                        }
+                        out.push(d);
+                        i += 1;
+                    }
+                    if !delim.is_empty() {
+                        heredocs.push((delim, quoted, strip));
+                    }
+                    continue;
+                }
+                '\n' if !heredocs.is_empty() => {
+                    out.push('\n');
+                    i += 1;
+                    for (delim, quoted, strip) in std::mem::take(&mut heredocs) {
+                        // Body lines up to the delimiter line.
+                        loop {
+                            if i >= chars.len() {
+                                break;
+                            }
+                            let end = chars[i..]
+                                .iter()
+                                .position(|&c| c == '\n')
+                                .map_or(chars.len(), |p| i + p);
+                            let line: String = chars[i..end].iter().collect();
+                            let bare = if strip {
+                                line.trim_start_matches('\t')
+                            } else {
+                                line.as_str()
+                            };
+                            let is_end = bare == delim;
+                            let mut j = i;
+                            while j < end {
+                                if let Some((idx, nx)) = read_marker(j) {
+                                    if quoted {
+                                        errors.push(PlaceError {
+                                            index: idx,
+                                            context: Unsafe::QuotedHereDoc,
+                                        });
+                                    } else {
+                                        out.push_str(&format!("${{{}}}", name_of(idx)));
+                                    }
+                                    j = nx;
+                                    continue;
+                                }
+                                out.push(chars[j]);
+                                j += 1;
+                            }
+                            if end < chars.len() {
+                                out.push('\n');
+                            }
+                            i = end + 1;
+                            if is_end {
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => out.push(c),
+            },
+            Frame::Double => match c {
+                '\\' => {
+                    out.push(c);
+                    if let Some(n) = next {
+                        out.push(n);
+                        i += 1;
+                    }
+                }
+                '"' => {
+                    out.push(c);
+                    frames.pop();
+                }
+                '`' => {
+                    out.push(c);
+                    frames.push(Frame::Code {
+                        parens: 0,
+                        backtick: true,
+                    });
+                }
+                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
+                _ => out.push(c),
+            },
+            Frame::Param => match c {
+                '\\' => {
+                    out.push(c);
+                    if let Some(n) = next {
+                        out.push(n);
+                        i += 1;
+                    }
+                }
+                '}' => {
+                    out.push(c);
+                    frames.pop();
+                }
+                '"' => {
+                    out.push(c);
+                    frames.push(Frame::Double);
+                }
+                '\'' if !frames.iter().any(|f| matches!(f, Frame::Double)) => {
+                    out.push(c);
+                    i += 1;
+                    while i < chars.len() && chars[i] != '\'' {
+                        if let Some((idx, nx)) = read_marker(i) {
+                            errors.push(PlaceError {
+                                index: idx,
+                                context: Unsafe::SingleQuotes,
+                            });
+                            i = nx;
+                            continue;
+                        }
+                        out.push(chars[i]);
+                        i += 1;
+                    }
+                    if i < chars.len() {
+                        out.push('\'');
+                    }
+                }
+                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
+                _ => out.push(c),
+            },
+            Frame::Arith(depth) => match c {
+                '(' => {
+                    out.push(c);
+                    frames.pop();
+                    frames.push(Frame::Arith(depth + 1));
+                }
+                ')' if depth > 0 => {
+                    out.push(c);
+                    frames.pop();
+                    frames.push(Frame::Arith(depth - 1));
+                }
+                ')' if next == Some(')') => {
+                    out.push_str("))");
+                    i += 1;
+                    frames.pop();
+                }
+                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
+                _ => out.push(c),
+            },
+        }
+        i += 1;
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn set_parens(frames: &mut [Frame], n: u32) {
+    if let Some(Frame::Code { parens, .. }) = frames.last_mut() {
+        *parens = n;
+    }
+}
+
+fn word_start(chars: &[char], i: usize) -> bool {
+    i == 0 || chars[i - 1].is_whitespace() || ";&|()<>".contains(chars[i - 1])
+}
+
+/// Handles a `$` at `i`; returns the index of the last character consumed.
+fn dollar(
+    chars: &[char],
+    i: usize,
+    out: &mut String,
+    frames: &mut Vec<Frame>,
+    errors: &mut Vec<PlaceError>,
+    read_marker: &dyn Fn(usize) -> Option<(usize, usize)>,
+) -> usize {
+    let in_double = matches!(frames.last(), Some(Frame::Double));
+    match (chars.get(i + 1), chars.get(i + 2)) {
+        (Some('('), Some('(')) => {
+            out.push_str("$((");
+            frames.push(Frame::Arith(0));
+            i + 2
+        }
+        (Some('('), _) => {
+            out.push_str("$(");
+            frames.push(Frame::Code {
+                parens: 0,
+                backtick: false,
+            });
+            i + 1
+        }
+        (Some('{'), _) => {
+            out.push_str("${");
+            frames.push(Frame::Param);
+            i + 1
+        }
+        (Some('\''), _) if !in_double => {
+            out.push_str("$'");
+            let mut j = i + 2;
+            while j < chars.len() && chars[j] != '\'' {
+                if let Some((idx, nx)) = read_marker(j) {
+                    errors.push(PlaceError {
+                        index: idx,
+                        context: Unsafe::AnsiCQuotes,
+                    });
+                    j = nx;
+                    continue;
+                }
+                if chars[j] == '\\' && j + 1 < chars.len() {
+                    out.push('\\');
+                    j += 1;
+                }
+                out.push(chars[j]);
+                j += 1;
+            }
+            if j < chars.len() {
+                out.push('\'');
+            }
+            j
+        }
+        _ => {
+            out.push('$');
+            i
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        vec!["V0".into(), "V1".into()]
+    }
+
+    fn p(s: &str) -> Result<String, Vec<PlaceError>> {
+        place(
+            &s.replace("@0", &marker(0)).replace("@1", &marker(1)),
+            &names(),
+        )
+    }
+
+    #[test]
+    fn contexts() {
+        assert_eq!(p("echo @0").ok().as_deref(), Some(r#"echo "${V0}""#));
+        assert_eq!(
+            p(r#"echo "a @0 b""#).ok().as_deref(),
+            Some(r#"echo "a ${V0} b""#)
+        );
+        assert_eq!(
+            p(r#"echo "$(cat @0)""#).ok().as_deref(),
+            Some(r#"echo "$(cat "${V0}")""#)
+        );
+        assert_eq!(
+            p(r#"echo "${X:-@0}" @1"#).ok().as_deref(),
+            Some(r#"echo "${X:-${V0}}" "${V1}""#)
+        );
+        assert_eq!(
+            p("echo `ls @0`").ok().as_deref(),
+            Some(r#"echo `ls "${V0}"`"#)
+        );
+        assert_eq!(
+            p("cat <<EOF\nhi @0\nEOF\necho @1").ok().as_deref(),
+            Some("cat <<EOF\nhi ${V0}\nEOF\necho \"${V1}\"")
+        );
+        assert_eq!(
+            p("jq -r .x <<< @0; cat <<@1").ok().as_deref(),
+            Some(r#"jq -r .x <<< "${V0}"; cat <<"${V1}""#)
+        );
+        assert_eq!(
+            p("echo 'it''s' \\' @0").ok().as_deref(),
+            Some("echo 'it''s' \\' \"${V0}\"")
+        );
+    }
+
+    #[test]
+    fn unsafe_contexts() {
+        let ctx = |s: &str| p(s).err().map(|e| e[0].context);
+        assert_eq!(ctx("echo 'a @0'"), Some(Unsafe::SingleQuotes));
+        assert_eq!(ctx("echo $'a @0'"), Some(Unsafe::AnsiCQuotes));
+        assert_eq!(ctx("echo $(( @0 + 1 ))"), Some(Unsafe::Arithmetic));
+        assert_eq!(ctx("cat <<'EOF'\n@0\nEOF\n"), Some(Unsafe::QuotedHereDoc));
+        assert_eq!(ctx("echo \"'@0'\""), None);
+    }
+}
