@@ -1062,8 +1062,7 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
                         return std::future::pending::<()>().await;
                     };
                     loop {
-                        let mut fresh = std::collections::HashSet::new();
-                        if !crate::journal::answers::take(&dir, &id, &mut fresh).is_empty() {
+                        if crate::journal::answers::present(&dir, &id) {
                             return;
                         }
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1140,9 +1139,8 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
         ),
     };
     // `--no-wait` still takes answers already given (e.g. before `resume`).
-    let present = |r: &&crate::execute::RemoteGates| {
-        !crate::journal::answers::take(&r.run_dir, &id, &mut Default::default()).is_empty()
-    };
+    let present =
+        |r: &&crate::execute::RemoteGates| crate::journal::answers::present(&r.run_dir, &id);
     let Some(remote) = remote.filter(|r| r.wait || present(r)) else {
         let how = match sh.opts.remote.as_ref() {
             Some(r) => format!(

@@ -202,6 +202,26 @@ pub fn take(
     take_checked(run_dir, step, seen).0
 }
 
+/// Whether an answer for `step` is waiting, without taking it (answers are used once: a
+/// check must not consume the answer it found).
+pub fn present(run_dir: &Path, step: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
+        return false;
+    };
+    let this_run = run_id(run_dir);
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .take(10_000)
+        .any(|path| {
+            read_answer(&path)
+                .ok()
+                .and_then(|(bytes, _)| serde_json::from_slice::<AnswerFile>(&bytes).ok())
+                .is_some_and(|f| f.step == step && f.run == this_run && !f.nonce.is_empty())
+        })
+}
+
 /// [`take`], also returning the files refused.
 pub fn take_checked(
     run_dir: &Path,

@@ -72,7 +72,7 @@ fn settings(s: &Scratch) -> insta::Settings {
         &regex_escape(&s.dir.path().display().to_string()),
         "[SCRATCH]",
     );
-    st.add_filter(r"\d{8}-\d{6}-[a-z0-9-]+-[0-9a-f]{4}", "[RUN]");
+    st.add_filter(r"\d{8}-\d{6}-[a-z0-9-]+-[0-9a-f]{16}", "[RUN]");
     st.add_filter(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", "[TIME]");
     st.add_filter(r"by \w+@[\w.-]+", "by [USER]@[HOST]");
     st.add_filter(r"pid \d+ \(\w+@[\w.-]+\)", "pid [PID] ([USER]@[HOST])");

@@ -292,7 +292,7 @@ fn list_shows_descriptions() {
     assert!(ran.stdout.contains("runbooks/vault-crash.yaml"));
     assert!(
         ran.stdout
-            .contains("vault-crash: Recover a crashed HashiCorp Vault node")
+            .contains("vault-crash: Recover a crashed Vault or OpenBao node")
     );
 }
 
