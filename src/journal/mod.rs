@@ -229,6 +229,25 @@ impl Journal {
         &self.path
     }
 
+    /// Seals a run whose last record is its end but whose head was not written (the engine
+    /// was killed between the two). A no-op for any other run.
+    pub fn reseal_if_ended(run_dir: &Path) -> std::io::Result<()> {
+        let Ok(loaded) = load(run_dir) else {
+            return Ok(());
+        };
+        let ended = loaded.torn == 0
+            && loaded
+                .records
+                .last()
+                .is_some_and(|l| matches!(l.stamped.event, Event::RunFinished { .. }));
+        let sealed = loaded.head.as_ref().is_some_and(|h| h.sealed);
+        if ended && !sealed {
+            let mut j = Journal::open(run_dir)?;
+            j.write_head(true);
+        }
+        Ok(())
+    }
+
     /// Whether a record must reach the disk before the engine goes on: those that announce
     /// work (a step or rollback about to start, a gate answer it acts on) and the end of the
     /// run. Other records are written at once (a killed engine loses nothing: the kernel has

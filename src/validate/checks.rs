@@ -445,6 +445,7 @@ impl<'a> Checker<'a> {
     fn http(&mut self, h: &HttpSpec, scope: Scope<'_>) {
         self.template(&h.url, Use::Sent, scope);
         self.url_origin(&h.url);
+        self.raw_in_url(&h.url);
         for (_, v) in h.headers.iter().chain(&h.query) {
             self.template(v, Use::Sent, scope);
         }
@@ -681,6 +682,19 @@ impl<'a> Checker<'a> {
                 Diagnostic::error("url-origin-from-free-value", format!("`{root}` decides {place}, but nothing constrains it"))
                     .with_span(span, "could send the request (and its headers) anywhere")
                     .with_help("give the input a `pattern:` (e.g. `pattern: \"https://[a-z0-9.-]+(:[0-9]+)?\"` or `\"vault-[0-9]+\"`) or `allowed:` list, or write the host literally"),
+            );
+        }
+    }
+
+    /// `| raw` in a URL skips percent-encoding: the value can add path segments, a query or
+    /// a fragment. Recognised on the template's tokens, as in commands.
+    fn raw_in_url(&mut self, t: &Tmpl) {
+        for (root, range) in crate::template::analyse_command(&t.src).raw {
+            let span = self.map_range(t, Some(range));
+            self.push(
+                Diagnostic::warning("raw-url-insertion", format!("`{root}` is inserted into a URL without percent-encoding"))
+                    .with_span(span, "not encoded")
+                    .with_help("values in URLs are percent-encoded for the part they stand in; drop `| raw` unless the value is a trusted, already-encoded fragment"),
             );
         }
     }
