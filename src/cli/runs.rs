@@ -135,7 +135,7 @@ fn continue_run(
         ) => {
             // Killed between its last record and its head: seal it now, so the run reads
             // as sealed (verify) whatever moment the engine died at.
-            if let Err(e) = crate::journal::Journal::reseal_if_ended(&dir) {
+            if let Err(e) = crate::journal::Journal::reseal_if_ended(dir) {
                 error_line(format!("cannot seal the journal of run {run_id}: {e}"));
             }
             let next = if *exit_code == ExitStatus::RollbackIncomplete.code() {
