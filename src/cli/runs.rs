@@ -311,23 +311,16 @@ fn continue_run(
                 (_, Some(h)) => format!("host {h} of step `{id}`"),
                 (k, None) => format!("item {k} of step `{id}`"),
             };
-            let rerun = if idempotent || rerun_in_doubt {
-                true
-            } else if skip_in_doubt {
-                false
-            } else if interactive {
-                let q = format!(
+            let Some(rerun) = decide_in_doubt(
+                idempotent,
+                (rerun_in_doubt, skip_in_doubt, interactive),
+                format!(
                     "{what} was running when the engine stopped and the step is not idempotent. Run it again?"
-                );
-                dialoguer::Confirm::new()
-                    .with_prompt(q)
-                    .default(false)
-                    .interact()
-                    .unwrap_or(false)
-            } else {
-                error_line(format!(
+                ),
+                format!(
                     "{what} was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-                ));
+                ),
+            ) else {
                 return ExitStatus::Aborted;
             };
             let key = match &unit {
@@ -348,23 +341,16 @@ fn continue_run(
     }
     for id in whole {
         let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let rerun = if idempotent || rerun_in_doubt {
-            true
-        } else if skip_in_doubt {
-            false
-        } else if interactive {
-            let q = format!(
+        let Some(rerun) = decide_in_doubt(
+            idempotent,
+            (rerun_in_doubt, skip_in_doubt, interactive),
+            format!(
                 "step `{id}` was running when the engine stopped and is not idempotent. Run it again?"
-            );
-            dialoguer::Confirm::new()
-                .with_prompt(q)
-                .default(false)
-                .interact()
-                .unwrap_or(false)
-        } else {
-            error_line(format!(
+            ),
+            format!(
                 "step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-            ));
+            ),
+        ) else {
             return ExitStatus::Aborted;
         };
         prior.in_doubt.insert(id.clone(), rerun);
@@ -407,23 +393,16 @@ fn continue_run(
             continue;
         }
         let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let rerun = if idempotent || rerun_in_doubt {
-            true
-        } else if skip_in_doubt {
-            false
-        } else if interactive {
-            let q = format!(
+        let Some(rerun) = decide_in_doubt(
+            idempotent,
+            (rerun_in_doubt, skip_in_doubt, interactive),
+            format!(
                 "the rollback of `{id}` was running when the engine stopped and the step is not idempotent. Run the rollback again?"
-            );
-            dialoguer::Confirm::new()
-                .with_prompt(q)
-                .default(false)
-                .interact()
-                .unwrap_or(false)
-        } else {
-            error_line(format!(
+            ),
+            format!(
                 "the rollback of `{id}` was in flight when the engine stopped and `{id}` is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-            ));
+            ),
+        ) else {
             return ExitStatus::Aborted;
         };
         prior.in_doubt.insert(format!("rollback of {id}"), rerun);
@@ -805,5 +784,32 @@ pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
             error_line(e);
             ExitStatus::Invalid
         }
+    }
+}
+
+/// Whether work that was in flight when the engine stopped runs again: an idempotent step or
+/// `--rerun-in-doubt` says yes, `--skip-in-doubt` no, a terminal asks `question` (default no);
+/// headless without a flag, `refusal` is printed and the resume stops (`None`).
+fn decide_in_doubt(
+    idempotent: bool,
+    (rerun_in_doubt, skip_in_doubt, interactive): (bool, bool, bool),
+    question: String,
+    refusal: String,
+) -> Option<bool> {
+    if idempotent || rerun_in_doubt {
+        Some(true)
+    } else if skip_in_doubt {
+        Some(false)
+    } else if interactive {
+        Some(
+            dialoguer::Confirm::new()
+                .with_prompt(question)
+                .default(false)
+                .interact()
+                .unwrap_or(false),
+        )
+    } else {
+        error_line(refusal);
+        None
     }
 }
