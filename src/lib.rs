@@ -32,14 +32,21 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod event;
 pub mod execute;
 pub mod exit;
+pub mod fmt;
 pub mod graph;
+pub mod inputs;
 pub mod journal;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod redact;
+pub mod runner;
 pub mod schema;
+pub mod step;
+pub mod sys;
 pub mod template;
 pub mod transcript;
 pub mod validate;

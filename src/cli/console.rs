@@ -10,8 +10,9 @@ use std::time::Duration;
 use console::{Style, Term};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::execute::event::{Decision, Event, Stamped, StepStatus, Stream};
-use crate::execute::{GateRequest, Observer, Prompter, RunOutcome};
+use crate::event::Observer;
+use crate::event::{Decision, Event, Stamped, StepStatus, Stream};
+use crate::execute::{GateRequest, Prompter, RunOutcome};
 
 /// Styles, or none when colour is off.
 #[derive(Clone)]
@@ -383,7 +384,7 @@ impl Observer for Console {
                 self.line(format!(
                     "{ts} {} {step}: {reason}; attempt {attempt} in {}",
                     self.st.warn.apply_to("↻ retry"),
-                    crate::plan::human_duration(Duration::from_millis(*delay_ms))
+                    crate::fmt::human_duration(Duration::from_millis(*delay_ms))
                 ));
             }
             Event::HostFinished {
@@ -439,7 +440,7 @@ impl Observer for Console {
                     l.done += 1;
                     l.total.set_position(l.done);
                 }
-                let d = crate::plan::human_duration(Duration::from_millis(*duration_ms));
+                let d = crate::fmt::human_duration(Duration::from_millis(*duration_ms));
                 let err = error
                     .as_deref()
                     .map(|e| format!(": {e}"))
@@ -558,7 +559,7 @@ pub(crate) fn summary(
             note.push_str(&first_line(e));
         }
         let time = if s.duration_ms > 0 {
-            crate::plan::human_duration(Duration::from_millis(s.duration_ms))
+            crate::fmt::human_duration(Duration::from_millis(s.duration_ms))
         } else {
             String::new()
         };

@@ -12,11 +12,13 @@ use super::store::{runs_dir, runs_flag};
 use super::{
     ExecArgs, OutputFormat, ProgressMode, error_line, input_errors, load_runbook, provided,
 };
-use crate::execute::capture::create_private_dir;
-use crate::execute::event::Decision;
-use crate::execute::{self, Answers, Observer, Options, Services, current_host, current_user};
+use crate::event::Decision;
+use crate::event::Observer;
+use crate::execute::{self, Answers, Options, Services};
 use crate::exit::ExitStatus;
-use crate::plan::inputs;
+use crate::inputs;
+use crate::sys::create_private_dir;
+use crate::sys::{current_host, current_user};
 
 /// Most steps running at once unless `--parallel` says otherwise.
 pub(crate) const DEFAULT_PARALLEL: usize = 4;
@@ -118,8 +120,8 @@ pub(crate) fn signal_counter() -> watch::Receiver<u32> {
 }
 
 /// SSH options from the flags.
-pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::SshOptions {
-    crate::execute::runner::ssh::SshOptions {
+pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::runner::ssh::SshOptions {
+    crate::runner::ssh::SshOptions {
         config_file: a.ssh_config.clone(),
         known_hosts: a.known_hosts.clone(),
         connect_timeout: Some(a.connect_timeout()),
@@ -433,10 +435,10 @@ pub(crate) fn launch(
             return ExitStatus::EngineFailed;
         }
     };
-    let remote: Option<Arc<dyn crate::execute::runner::RemoteRunners>> = if rb.hosts.is_empty() {
+    let remote: Option<Arc<dyn crate::runner::RemoteRunners>> = if rb.hosts.is_empty() {
         None
     } else {
-        match crate::execute::runner::ssh::SshPool::new(ssh_options(&f.ssh)) {
+        match crate::runner::ssh::SshPool::new(ssh_options(&f.ssh)) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
                 error_line(format!("cannot prepare SSH control sockets: {e}"));
@@ -447,9 +449,7 @@ pub(crate) fn launch(
     let services = Services {
         prompter,
         remote,
-        http: Some(Arc::new(
-            crate::execute::runner::http::ReqwestClient::default(),
-        )),
+        http: Some(Arc::new(crate::runner::http::ReqwestClient::default())),
     };
     let outcome = runtime.block_on(async {
         let signals = signal_counter();

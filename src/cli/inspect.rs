@@ -29,7 +29,7 @@ fn duration(v: &RunView) -> Option<Duration> {
 }
 
 fn human(d: Option<Duration>) -> String {
-    d.map(|d| crate::plan::human_duration(Duration::from_secs(d.as_secs().max(1))))
+    d.map(|d| crate::fmt::human_duration(Duration::from_secs(d.as_secs().max(1))))
         .unwrap_or_default()
 }
 
@@ -352,7 +352,7 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             let time = s
                 .and_then(|s| s.duration_ms)
                 .filter(|ms| *ms > 0)
-                .map(|ms| crate::plan::human_duration(Duration::from_millis(ms)))
+                .map(|ms| crate::fmt::human_duration(Duration::from_millis(ms)))
                 .unwrap_or_default();
             let mut note = title.clone();
             if let Some(e) = s.and_then(|s| s.error.as_deref()) {

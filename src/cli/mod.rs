@@ -18,9 +18,10 @@ pub use args::*;
 
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::ExitStatus;
+use crate::inputs;
 use crate::load;
 use crate::model::Runbook;
-use crate::plan::{self, inputs};
+use crate::plan;
 use crate::validate;
 
 /// Entry point of the binary.
@@ -65,8 +66,8 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Plan(a) => cmd_plan(&a, color),
         Command::Exec(a) => exec::cmd_exec(&a, color),
         Command::Resume(a) => runs::cmd_resume(&a, color),
-        Command::Approve(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Approved),
-        Command::Reject(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Declined),
+        Command::Approve(a) => runs::cmd_answer(&a, crate::event::Decision::Approved),
+        Command::Reject(a) => runs::cmd_answer(&a, crate::event::Decision::Declined),
         Command::Runs(a) => inspect::cmd_runs(&a),
         Command::Show(a) => inspect::cmd_show(&a),
         Command::Logs(a) => inspect::cmd_logs(&a),

@@ -10,11 +10,11 @@ use super::{
     AnswerArgs, AttachArgs, ResumeArgs, RollbackArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
     error_line, input_errors, load_runbook,
 };
+use crate::event::{Decision, Event, StepStatus};
 use crate::execute::engine::Prior;
-use crate::execute::event::{Decision, Event, StepStatus};
 use crate::exit::ExitStatus;
+use crate::inputs;
 use crate::journal;
-use crate::plan::inputs;
 
 fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<PathBuf, ExitStatus> {
     resolve(dir.runs_dir.as_deref(), run_id)
@@ -577,7 +577,7 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
         error_line(e);
         return ExitStatus::Invalid;
     }
-    let me = crate::execute::current_user();
+    let me = crate::sys::current_user();
     let verb = if decision == Decision::Approved {
         "approval"
     } else {

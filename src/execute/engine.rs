@@ -17,15 +17,17 @@ use minijinja::value::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::context::{Ctx, Results, result_entries};
-use super::event::{AnsweredBy, Decision, Event, Stamped, StepStatus, Stream, now};
-use super::redact::Redactor;
-use super::runner::local::LocalRunner;
-use super::runner::{Cancel, CommandRunner, CommandSpec, HttpRequest, LineSink, SshTarget};
-use super::{GateRequest, Observer, Options, RollbackSummary, RunOutcome, Services, StepSummary};
+use super::{GateRequest, Options, RollbackSummary, RunOutcome, Services, StepSummary};
+use crate::event::Observer;
+use crate::event::{AnsweredBy, Decision, Event, Stamped, StepStatus, Stream, now};
 use crate::exit::ExitStatus;
+use crate::inputs::Inputs;
 use crate::model::*;
-use crate::plan::inputs::Inputs;
+use crate::redact::Redactor;
+use crate::redact::redact_free_text;
+use crate::runner::local::LocalRunner;
+use crate::runner::{Cancel, CommandRunner, CommandSpec, HttpRequest, LineSink, SshTarget};
+use crate::step::context::{Ctx, Results, result_entries};
 use crate::template::{SecretDisplay, Target, Templates, expression_source, to_value};
 use crate::validate::step_var;
 
@@ -63,215 +65,6 @@ pub(crate) struct Emitter {
     redactor: Arc<Redactor>,
     /// Set when a required observer (the journal) failed: the run must stop.
     failed: Option<String>,
-}
-
-/// Masks secrets in an event's free text only (output lines, messages, reasons, errors,
-/// rendered commands, comments, results' text). Ids, enum tags, input names and the values
-/// resume restores are never passed to the redactor: a secret equal to `vault` or `step`
-/// must not rewrite `"step":"halt-vault"` (secrets never enter those fields: they hold ids,
-/// host names and non-secret inputs only).
-pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
-    if r.is_empty() {
-        return e;
-    }
-    let t = |s: String| r.text(&s);
-    let o = |s: Option<String>| s.map(|s| r.text(&s));
-    match e {
-        Event::Output {
-            step,
-            host,
-            stream,
-            line,
-        } => Event::Output {
-            step,
-            host,
-            stream,
-            line: t(line),
-        },
-        Event::StepSkipped { step, reason } => Event::StepSkipped {
-            step,
-            reason: t(reason),
-        },
-        Event::GateAsked {
-            step,
-            message,
-            targets,
-            preview,
-            manual,
-        } => Event::GateAsked {
-            step,
-            message: t(message),
-            targets,
-            preview: t(preview),
-            manual,
-        },
-        Event::GateAnswered {
-            step,
-            decision,
-            user,
-            from_host,
-            by,
-            comment,
-        } => Event::GateAnswered {
-            step,
-            decision,
-            user,
-            from_host,
-            by,
-            comment: o(comment),
-        },
-        Event::StepStarted {
-            step,
-            attempt,
-            host,
-            item,
-            command,
-            item_index,
-        } => Event::StepStarted {
-            step,
-            attempt,
-            host,
-            item,
-            command: o(command),
-            item_index,
-        },
-        Event::ProbeAttempt {
-            step,
-            attempt,
-            value,
-            satisfied,
-        } => Event::ProbeAttempt {
-            step,
-            attempt,
-            value: t(value),
-            satisfied,
-        },
-        Event::Retry {
-            step,
-            attempt,
-            delay_ms,
-            reason,
-        } => Event::Retry {
-            step,
-            attempt,
-            delay_ms,
-            reason: t(reason),
-        },
-        Event::HostFinished {
-            step,
-            host,
-            status,
-            exit_code,
-            duration_ms,
-            error,
-        } => Event::HostFinished {
-            step,
-            host,
-            status,
-            exit_code,
-            duration_ms,
-            error: o(error),
-        },
-        Event::StepFinished {
-            step,
-            status,
-            exit_code,
-            duration_ms,
-            error,
-            mut outputs,
-            mut result,
-        } => {
-            for v in outputs.values_mut() {
-                r.json(v);
-            }
-            redact_result(r, &mut result);
-            Event::StepFinished {
-                step,
-                status,
-                exit_code,
-                duration_ms,
-                error: o(error),
-                outputs,
-                result,
-            }
-        }
-        Event::ItemFinished {
-            step,
-            item_index,
-            host,
-            status,
-            mut result,
-        } => {
-            redact_result(r, &mut result);
-            Event::ItemFinished {
-                step,
-                item_index,
-                host,
-                status,
-                result,
-            }
-        }
-        Event::RollbackStarted { step, reason } => Event::RollbackStarted {
-            step,
-            reason: t(reason),
-        },
-        Event::RollbackFinished {
-            step,
-            status,
-            duration_ms,
-            error,
-        } => Event::RollbackFinished {
-            step,
-            status,
-            duration_ms,
-            error: o(error),
-        },
-        Event::RollbackNotRun { step, reason } => Event::RollbackNotRun {
-            step,
-            reason: t(reason),
-        },
-        Event::Warning { message } => Event::Warning {
-            message: t(message),
-        },
-        Event::RunFinished {
-            status,
-            exit_code,
-            reason,
-            duration_ms,
-            resumable,
-        } => Event::RunFinished {
-            status,
-            exit_code,
-            reason: t(reason),
-            duration_ms,
-            resumable,
-        },
-        // Ids, user and host names, non-secret inputs (secret ones are already masked in
-        // `inputs` and absent from `values`), the answer command built from ids.
-        e @ (Event::RunStarted { .. }
-        | Event::RunResumed { .. }
-        | Event::GateWaiting { .. }
-        | Event::ItemStarted { .. }) => e,
-    }
-}
-
-/// Keys of a step result that hold tags, not text: never redacted.
-const RESULT_TAGS: &[&str] = &["outcome", "status", "skipped", "in_doubt", "attempt"];
-
-/// Masks secrets in a step result's text, leaving its tags (`outcome: succeeded`) alone.
-pub(crate) fn redact_result(r: &Redactor, v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m.iter_mut() {
-                if RESULT_TAGS.contains(&k.as_str()) && !v.is_object() && !v.is_array() {
-                    continue;
-                }
-                redact_result(r, v);
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact_result(r, v)),
-        other => r.json(other),
-    }
 }
 
 impl Emitter {
@@ -395,7 +188,7 @@ pub async fn execute(
             .values
             .iter()
             .filter_map(|r| match &r.source {
-                crate::plan::inputs::InputSource::Env(name) if r.secret => Some(name.clone()),
+                crate::inputs::InputSource::Env(name) if r.secret => Some(name.clone()),
                 _ => None,
             })
             .chain(
@@ -452,7 +245,7 @@ pub async fn execute(
                 .values
                 .iter()
                 .filter_map(|r| match &r.value {
-                    crate::plan::inputs::InputValue::Plain(v) if !r.secret => {
+                    crate::inputs::InputValue::Plain(v) if !r.secret => {
                         Some((r.name.clone(), v.clone()))
                     }
                     _ => None,
@@ -1164,7 +957,7 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
             step: id.clone(),
             how_to_answer: format!(
                 "{how} (waiting up to {})",
-                crate::plan::human_duration(limit)
+                crate::fmt::human_duration(limit)
             ),
         });
     }
@@ -1233,7 +1026,7 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
     sh.emit(Event::Warning {
         message: format!(
             "nobody answered gate `{id}` within {}",
-            crate::plan::human_duration(limit)
+            crate::fmt::human_duration(limit)
         ),
     });
     None
@@ -1259,7 +1052,7 @@ fn ssh_targets(sh: &Shared, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, S
             Some(j) => Some(match sh.rb.host(&j.name) {
                 Some(jh) => {
                     let user = jh.user.as_ref().map(&render).transpose()?;
-                    crate::plan::destination(user.as_deref(), &address(&jh.address)?, jh.port)
+                    crate::fmt::destination(user.as_deref(), &address(&jh.address)?, jh.port)
                 }
                 None => j.name.clone(),
             }),
@@ -1561,7 +1354,7 @@ async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         .secret_outputs
         .iter()
         .filter_map(|n| outputs.get(n))
-        .map(super::context::json_text)
+        .map(crate::step::context::json_text)
         .collect();
     sh.redactor.add(&learnt);
     if let serde_json::Value::Object(m) = &mut result {
@@ -2139,7 +1932,7 @@ async fn run_command(
     if outcome.timed_out {
         let t = body
             .timeout
-            .map(crate::plan::human_duration)
+            .map(crate::fmt::human_duration)
             .unwrap_or_default();
         return Attempt {
             status: StepStatus::TimedOut,
@@ -2196,7 +1989,7 @@ async fn run_http(
         return Attempt::failed(format!("not sent: the journal cannot be written ({err})"));
     }
     let timeout = h.timeout.or(step.body.timeout);
-    let req = super::runner::HttpRequest { timeout, ..req };
+    let req = crate::runner::HttpRequest { timeout, ..req };
     match client.send(req, cancel).await {
         Ok(resp) => {
             // Wait probes report through `probe-attempt` events instead.
@@ -2206,7 +1999,7 @@ async fn run_http(
                     ("(sensitive: response not shown)".to_string(), String::new())
                 } else {
                     (
-                        super::readable::http_summary(
+                        crate::step::readable::http_summary(
                             resp.status,
                             &resp.headers,
                             &resp.body,
@@ -2250,7 +2043,7 @@ fn http_fields(step: &Step) -> Vec<String> {
         .iter()
         .map(|t| t.src.as_str())
         .chain(step.outputs.iter().map(|(_, t)| t.src.as_str()));
-    for p in super::readable::json_paths(sources) {
+    for p in crate::step::readable::json_paths(sources) {
         if !fields.contains(&p) {
             fields.push(p);
         }
@@ -2269,7 +2062,7 @@ fn http_body_log(sh: &Shared, step: &Step, attempt: u32, body: &str) -> String {
         .run_dir
         .join("steps")
         .join(format!("{}.http{attempt}.body.log", step.id.name));
-    match crate::execute::capture::open_private(&path)
+    match crate::sys::open_private(&path)
         .and_then(|mut f| f.write_all(sh.redactor.text(body).as_bytes()))
     {
         Ok(()) => format!(" (full body: {})", path.display()),
@@ -2441,7 +2234,7 @@ async fn run_wait(
             describe_probe(&hidden, &w.until.src)
         } else {
             let mut value = describe_probe(&a.result, &w.until.src);
-            if let Some(parts) = super::readable::until_parts(
+            if let Some(parts) = crate::step::readable::until_parts(
                 &sh.templates,
                 expression_source(&w.until.src),
                 &sh.ctx().with(ex.clone()),
@@ -2477,7 +2270,7 @@ async fn run_wait(
             };
         }
         if t0.elapsed() + every > w.timeout {
-            let t = crate::plan::human_duration(w.timeout);
+            let t = crate::fmt::human_duration(w.timeout);
             return Attempt {
                 status: StepStatus::TimedOut,
                 result: a.result,
@@ -2520,12 +2313,12 @@ fn describe_probe(r: &serde_json::Value, until: &str) -> String {
                     .collect()
             })
             .unwrap_or_default();
-        return super::readable::http_summary(
+        return crate::step::readable::http_summary(
             u16::try_from(status).unwrap_or(0),
             &headers,
             r.get("body").and_then(|b| b.as_str()).unwrap_or_default(),
             r.get("json").filter(|j| !j.is_null()),
-            &super::readable::json_paths([until]),
+            &crate::step::readable::json_paths([until]),
         );
     }
     let code = r
@@ -2633,11 +2426,14 @@ fn check_expect(
         return fail(format!("stderr does not match /{}/", re.as_str()));
     }
     for (path, exp) in &e.json {
-        let found = r.get("json").and_then(|j| json_path(j, path));
+        let found = r
+            .get("json")
+            .and_then(|j| crate::step::expect::json_path(j, path));
         match (exp, found) {
             (JsonExpect::Exists, Some(_)) => {}
             (JsonExpect::Exists, None) => return fail(format!("JSON path {path} is missing")),
-            (JsonExpect::Equals(want), Some(got)) if json_equal(want, got) => {}
+            (JsonExpect::Equals(want), Some(got)) if crate::step::expect::json_equal(want, got) => {
+            }
             (JsonExpect::Equals(want), got) => {
                 let got = match got {
                     None => "missing".to_string(),
@@ -2668,39 +2464,6 @@ fn check_expect(
         }
     }
     a
-}
-
-fn json_equal(want: &serde_json::Value, got: &serde_json::Value) -> bool {
-    if want == got {
-        return true;
-    }
-    // `expect.json: {a.b: 3}` matches "3" and 3 alike: YAML authors rarely mean the difference.
-    match (want, got) {
-        (serde_json::Value::String(w), other) | (other, serde_json::Value::String(w)) => {
-            !other.is_string()
-                && serde_json::from_str::<serde_json::Value>(w).is_ok_and(|parsed| parsed == *other)
-        }
-        _ => false,
-    }
-}
-
-/// Looks up `a.b[0].c` in a JSON value.
-pub fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    let mut cur = v;
-    for part in path.trim_start_matches("$.").split('.') {
-        let (name, rest) = match part.find('[') {
-            Some(at) => (&part[..at], &part[at..]),
-            None => (part, ""),
-        };
-        if !name.is_empty() {
-            cur = cur.get(name)?;
-        }
-        for idx in rest.split('[').filter(|s| !s.is_empty()) {
-            let n: usize = idx.trim_end_matches(']').parse().ok()?;
-            cur = cur.get(n)?;
-        }
-    }
-    Some(cur)
 }
 
 /// Runs step `i`'s rollback once (no retries), bounded by its timeout.

@@ -7,19 +7,13 @@
 //! rollbacks in reverse order of completion. Everything it does is an [`event::Event`], passed
 //! through the [`redact::Redactor`] to observers; it prints nothing itself.
 
-pub mod capture;
-pub mod context;
 pub mod engine;
-pub mod event;
-pub mod readable;
-pub mod redact;
-pub mod runner;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use event::{Decision, Stamped};
+use crate::event::{self, Decision};
 
 pub use engine::execute;
 
@@ -63,16 +57,6 @@ pub trait Prompter: Send + Sync {
     fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool;
 }
 
-/// Receives every event (already redacted).
-pub trait Observer: Send {
-    /// An `Err` from an observer that [`Observer::required`] stops the run (exit 5).
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String>;
-    /// Whether the run must stop if this observer fails (the journal is; the console is not).
-    fn required(&self) -> bool {
-        false
-    }
-}
-
 /// How the engine was asked to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -112,8 +96,8 @@ pub struct RemoteGates {
 #[derive(Clone, Default)]
 pub struct Services {
     pub prompter: Option<Arc<dyn Prompter>>,
-    pub remote: Option<Arc<dyn runner::RemoteRunners>>,
-    pub http: Option<Arc<dyn runner::HttpClient>>,
+    pub remote: Option<Arc<dyn crate::runner::RemoteRunners>>,
+    pub http: Option<Arc<dyn crate::runner::HttpClient>>,
 }
 
 /// One step's line in the final summary.
@@ -142,32 +126,4 @@ pub struct RunOutcome {
     pub steps: Vec<StepSummary>,
     pub rollbacks: Vec<RollbackSummary>,
     pub run_id: String,
-}
-
-/// The OS user running this process: the real uid's name, not `$USER` (which anyone can set,
-/// and which gate checks such as `other_approver` must not trust).
-pub fn current_user() -> String {
-    // SAFETY: getuid has no preconditions.
-    user_name(unsafe { libc::getuid() })
-}
-
-/// The name of user `uid` (from /etc/passwd), or `uid N`.
-pub fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
-}
-
-/// This machine's host name.
-pub fn current_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".into())
 }

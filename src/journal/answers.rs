@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::execute::event::Decision;
+use crate::event::Decision;
 
 /// An answer file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,15 +90,15 @@ pub fn write(
             run_dir.display()
         ));
     }
-    let user = crate::execute::current_user();
+    let user = crate::sys::current_user();
     let a = AnswerFile {
         run: run_id(run_dir),
         nonce: nonce(),
         step: step.to_string(),
         decision,
         comment,
-        host: crate::execute::current_host(),
-        at: crate::execute::event::now(),
+        host: crate::sys::current_host(),
+        at: crate::event::now(),
     };
     let safe: String = step
         .chars()
@@ -283,7 +283,7 @@ pub fn take_checked(
         }
         seen.insert(nonce_key);
         out.push(Answer {
-            user: crate::execute::user_name(uid),
+            user: crate::sys::user_name(uid),
             file,
             path,
         });

@@ -78,9 +78,9 @@ pub fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
     }
     let me = LiveHolder {
         pid: std::process::id(),
-        user: crate::execute::current_user(),
-        host: crate::execute::current_host(),
-        started: crate::execute::event::now(),
+        user: crate::sys::current_user(),
+        host: crate::sys::current_host(),
+        started: crate::event::now(),
     };
     let line = serde_json::to_string(&me).unwrap_or_default();
     f.set_len(0)

@@ -134,16 +134,16 @@ fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
 /// Takes lock `key` for `run_id`. A lock already held by the same run (resume) is taken over.
 pub fn acquire(runs_dir: &Path, key: &str, run_id: &str, user: &str) -> Result<Lock, LockError> {
     let dir = locks_dir(runs_dir);
-    crate::execute::capture::create_private_dir(&dir)
+    crate::sys::create_private_dir(&dir)
         .map_err(|e| LockError::Io(dir.display().to_string(), e))?;
     let path = dir.join(file_name(key));
     let me = Holder {
         key: key.to_string(),
         run_id: run_id.to_string(),
         user: user.to_string(),
-        host: crate::execute::current_host(),
+        host: crate::sys::current_host(),
         pid: std::process::id(),
-        started: crate::execute::event::now(),
+        started: crate::event::now(),
     };
     let body = serde_json::to_vec_pretty(&me).unwrap_or_default();
     use std::os::unix::fs::OpenOptionsExt;

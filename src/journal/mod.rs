@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::execute::Observer;
-use crate::execute::event::{Event, Stamped};
+use crate::event::Observer;
+use crate::event::{Event, Stamped};
 
 /// Version of the record format.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -155,7 +155,7 @@ impl Journal {
         j.reserve();
         if torn > 0 {
             let repaired = Stamped {
-                at: crate::execute::event::now(),
+                at: crate::event::now(),
                 event: Event::Warning {
                     message: format!(
                         "journal repaired: a torn last record ({torn} bytes, cut by a crash or a full disk) was removed; it was never written, so what it announced is in doubt"

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::live::{self, LiveHolder};
 use super::{JOURNAL_FILE, Record};
-use crate::execute::event::{Decision, Event, StepStatus};
+use crate::event::{Decision, Event, StepStatus};
 
 /// Where a run stands.
 #[derive(Debug, Clone, Serialize)]

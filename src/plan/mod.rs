@@ -6,19 +6,17 @@
 //! process, no network. A value only known at run time is shown as a placeholder naming its
 //! source (`<steps.inspect_logs.stdout>`).
 
-pub mod inputs;
 pub mod render;
-
-use std::time::Duration;
 
 use minijinja::value::Value;
 use serde::Serialize;
 
+use crate::fmt::human_duration;
 use crate::graph;
+use crate::inputs::{self, Inputs};
 use crate::model::*;
 use crate::template::{Placeholder, SecretDisplay, Target, Templates, expression_source};
 use crate::validate::step_var;
-use inputs::Inputs;
 
 /// Version of the plan's JSON form (`runbook plan --format json`); bumped on any breaking change.
 pub const PLAN_SCHEMA_VERSION: u32 = 1;
@@ -101,7 +99,7 @@ pub struct PlanTarget {
 impl PlanTarget {
     /// `user@address:port` as ssh would be told.
     pub fn destination(&self) -> String {
-        crate::plan::destination(self.user.as_deref(), &self.address, self.port)
+        crate::fmt::destination(self.user.as_deref(), &self.address, self.port)
     }
 }
 
@@ -178,53 +176,10 @@ pub struct PlannedRollback {
     pub timeout: Option<String>,
 }
 
-/// `user@address:port` as ssh is told and people are shown (user and port when set).
-pub fn destination(user: Option<&str>, address: &str, port: Option<u16>) -> String {
-    let mut s = String::new();
-    if let Some(u) = user {
-        s.push_str(u);
-        s.push('@');
-    }
-    s.push_str(address);
-    if let Some(p) = port {
-        s.push_str(&format!(":{p}"));
-    }
-    s
-}
-
 /// A problem that stops a plan from being built (beyond validation).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PlanError(pub String);
-
-/// Formats a duration compactly (`90s` → `1m 30s`), for plans and progress.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    let mut parts = Vec::new();
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if s > 0 || parts.is_empty() {
-        let frac = d.subsec_millis();
-        if frac > 0 && h == 0 && m == 0 {
-            parts.push(format!("{:.1}s", d.as_secs_f64()));
-        } else {
-            parts.push(format!("{s}s"));
-        }
-    }
-    parts.join(" ")
-}
 
 /// Dependencies of the main steps as indices.
 pub fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {

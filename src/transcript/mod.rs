@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::execute::event::{Event, StepStatus};
+use crate::event::{Event, StepStatus};
 use crate::journal::{self, Record};
 
 /// Version of the JSON transcript (`runbook transcript --format json`).
@@ -315,7 +315,7 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
                 e.exit_code = *exit_code;
                 e.duration_ms = *duration_ms;
                 e.duration =
-                    crate::plan::human_duration(std::time::Duration::from_millis(*duration_ms));
+                    crate::fmt::human_duration(std::time::Duration::from_millis(*duration_ms));
                 e.error = error.clone();
                 e.outputs = outputs.clone();
                 e.attempts = e.attempts.max(1);
@@ -491,8 +491,7 @@ pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
         let p = run_dir.join(name);
         let _ = std::fs::remove_file(&p);
         use std::io::Write;
-        let mut f = crate::execute::capture::open_private(&p)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut f = crate::sys::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         f.write_all(body.as_bytes())
             .map_err(|e| format!("{}: {e}", p.display()))?;
         out.push(p);

@@ -1,6 +1,7 @@
 //! Step runners: one per way of running a command (local shell, SSH) behind one interface,
 //! plus the HTTP client. The engine decides *what* to run; runners only run it.
 
+pub mod capture;
 pub mod http;
 pub mod local;
 pub mod ssh;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::event::Stream;
+use crate::event::Stream;
 
 /// A shell command to run, fully rendered.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct CommandSpec {
     /// Where full stdout/stderr go (`NAME.stdout.log`, `NAME.stderr.log`); `None` keeps none.
     pub log_base: Option<PathBuf>,
     /// Masks secrets in the log files.
-    pub redactor: Option<Arc<crate::execute::redact::Redactor>>,
+    pub redactor: Option<Arc<crate::redact::Redactor>>,
 }
 
 /// How a command ended.
@@ -112,7 +113,7 @@ pub struct SshTarget {
 impl SshTarget {
     /// `user@address:port`, as shown to people.
     pub fn destination(&self) -> String {
-        crate::plan::destination(self.user.as_deref(), &self.address, self.port)
+        crate::fmt::destination(self.user.as_deref(), &self.address, self.port)
     }
 }
 

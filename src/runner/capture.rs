@@ -16,7 +16,7 @@ pub const MAX_LINE: usize = 4096;
 pub struct Capture {
     /// Masks secrets in everything that leaves the capture (log file, lines), across reads
     /// and lines; the in-memory head and tail keep the real bytes (for outputs).
-    redactor: Option<super::redact::StreamRedactor>,
+    redactor: Option<crate::redact::StreamRedactor>,
     head: Vec<u8>,
     tail: VecDeque<u8>,
     total: u64,
@@ -37,7 +37,7 @@ impl Capture {
     /// A capture whose log file gets every line redacted (secrets never reach the disk).
     pub fn with_redactor(
         log_path: Option<PathBuf>,
-        redactor: Option<std::sync::Arc<super::redact::Redactor>>,
+        redactor: Option<std::sync::Arc<crate::redact::Redactor>>,
     ) -> Capture {
         // Kept even when empty now: secrets learnt later in the run (secret outputs) count too.
         let redactor = redactor.map(|r| r.stream());
@@ -112,7 +112,7 @@ impl Capture {
         }
         if self.log.is_none() {
             let Some(path) = &self.log_path else { return };
-            match open_private(path) {
+            match crate::sys::open_private(path) {
                 Ok(f) => self.log = Some(f),
                 Err(e) => {
                     self.log_failed = true;
@@ -180,36 +180,6 @@ impl Capture {
     }
 }
 
-/// Creates (or appends to) a file readable only by its owner.
-pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
-        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(std::io::Error::other(format!(
-                "{} is a symbolic link; refusing to write through it",
-                dir.display()
-            )));
-        }
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        // A symlink planted where a log or the journal goes is refused, not followed.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// Creates a directory (and parents) readable only by its owner.
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,14 +200,14 @@ mod tests {
     #[test]
     fn a_secret_cut_by_the_memory_gap_is_not_kept_in_part() {
         let secret = "SECRETVALUE-0123456789";
-        let r = std::sync::Arc::new(super::super::redact::Redactor::new(&[secret.into()]));
+        let r = std::sync::Arc::new(crate::redact::Redactor::new(&[secret.into()]));
         let mut c = Capture::with_redactor(None, Some(r));
         c.push(&vec![b'x'; HEAD_BYTES - 6]);
         c.push(secret.as_bytes());
         c.push(&vec![b'y'; TAIL_BYTES + 1000]);
         c.push(secret.as_bytes());
         c.push(b"z");
-        let r = super::super::redact::Redactor::new(&[secret.into()]);
+        let r = crate::redact::Redactor::new(&[secret.into()]);
         // The in-memory text is raw (outputs read it); what is shown of it is redacted, and
         // no piece of the secret cut by the gap is left for the redactor to miss.
         let text = r.text(&c.text());

@@ -74,7 +74,7 @@ pub fn http_summary(
         Some(j) if !fields.is_empty() => fields
             .iter()
             .map(|p| {
-                let v = crate::execute::engine::json_path(j, p)
+                let v = crate::step::expect::json_path(j, p)
                     .map_or("(absent)".to_string(), |v| cut(&v.to_string(), VALUE_CHARS));
                 format!("{p}={v}")
             })

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink};
-use crate::execute::capture::Capture;
-use crate::execute::event::Stream;
+use crate::event::Stream;
+use crate::runner::capture::Capture;
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);

@@ -26,8 +26,8 @@ use super::{
     BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink, RemoteRunners,
     SshTarget,
 };
-use crate::execute::capture::Capture;
-use crate::execute::event::Stream;
+use crate::event::Stream;
+use crate::runner::capture::Capture;
 use crate::template::shell_quote;
 
 /// Marks the end of the bootstrap script on stdin.
@@ -67,7 +67,7 @@ impl SshPool {
     pub fn new(opts: SshOptions) -> std::io::Result<SshPool> {
         // Control sockets need a short path (108 bytes on Linux): keep them under /tmp.
         let control_dir = std::env::temp_dir().join(format!("runbook-ssh-{}", std::process::id()));
-        crate::execute::capture::create_private_dir(&control_dir)?;
+        crate::sys::create_private_dir(&control_dir)?;
         let inner = PoolInner {
             opts,
             control_dir,

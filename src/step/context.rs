@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 
-use crate::plan::inputs::Inputs;
+use crate::inputs::Inputs;
 use crate::template::{map, to_value};
 
 /// Results of finished steps, by template name (`halt_traffic`), shared with running steps.

@@ -231,3 +231,13 @@ pub fn now() -> String {
         .round(jiff::Unit::Millisecond)
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
+
+/// Receives every event (already redacted).
+pub trait Observer: Send {
+    /// An `Err` from an observer that [`Observer::required`] stops the run (exit 5).
+    fn on_event(&mut self, e: &Stamped) -> Result<(), String>;
+    /// Whether the run must stop if this observer fails (the journal is; the console is not).
+    fn required(&self) -> bool {
+        false
+    }
+}
