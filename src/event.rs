@@ -24,6 +24,9 @@ pub enum StepStatus {
     Skipped,
     /// Did not run because the run stopped first.
     NotRun,
+    /// Started and not finished yet: the scheduler's state for a step in flight. Never the
+    /// status of a finished event.
+    Running,
 }
 
 impl StepStatus {
@@ -35,6 +38,7 @@ impl StepStatus {
             StepStatus::Cancelled => "cancelled",
             StepStatus::Skipped => "skipped",
             StepStatus::NotRun => "not-run",
+            StepStatus::Running => "running",
         }
     }
 }

@@ -58,3 +58,27 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)
 }
+
+/// Whether `user` may answer a gate whose `approvers:` is `allowed` (users, `group:NAME`);
+/// an empty list allows anyone. Group membership comes from /etc/group and /etc/passwd.
+pub fn may_answer(allowed: &[String], user: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let primary_gid = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user)).then(|| f.get(3).map(|g| g.to_string()))?
+    });
+    allowed.iter().any(|a| match a.strip_prefix("group:") {
+        None => a == user,
+        Some(group) => groups.lines().any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.first() == Some(&group)
+                && (f.get(2).map(|g| g.to_string()) == primary_gid
+                    || f.get(3)
+                        .is_some_and(|m| m.split(',').any(|m| m.trim() == user)))
+        }),
+    })
+}

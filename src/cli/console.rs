@@ -196,6 +196,7 @@ impl Console {
             StepStatus::Succeeded => self.st.ok.apply_to("✔ ok").to_string(),
             StepStatus::Skipped => self.st.dim.apply_to("⊘ skipped").to_string(),
             StepStatus::NotRun => self.st.dim.apply_to("· not run").to_string(),
+            StepStatus::Running => self.st.dim.apply_to("… running").to_string(),
             StepStatus::Cancelled => self.st.warn.apply_to("✖ cancelled").to_string(),
             StepStatus::TimedOut => self.st.bad.apply_to("✖ timed out").to_string(),
             StepStatus::Failed => self.st.bad.apply_to("✖ failed").to_string(),
@@ -542,7 +543,9 @@ pub(crate) fn summary(
         let status = s.status.as_str();
         let styled = match s.status {
             StepStatus::Succeeded => st.ok.apply_to(format!("{status:<10}")),
-            StepStatus::Skipped | StepStatus::NotRun => st.dim.apply_to(format!("{status:<10}")),
+            StepStatus::Skipped | StepStatus::NotRun | StepStatus::Running => {
+                st.dim.apply_to(format!("{status:<10}"))
+            }
             _ => st.bad.apply_to(format!("{status:<10}")),
         };
         let mut note = titles.get(&s.id).cloned().unwrap_or_default();

@@ -180,7 +180,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         &runs,
         &a.run,
         a.no_journal,
-        execute::engine::Prior::default(),
+        execute::Prior::default(),
         color,
         None,
     )
@@ -218,7 +218,7 @@ pub(crate) fn launch(
     runs: &Path,
     f: &super::RunOpts,
     no_journal: bool,
-    prior: execute::engine::Prior,
+    prior: execute::Prior,
     color: bool,
     live: Option<crate::journal::live::LiveGuard>,
 ) -> ExitStatus {
@@ -419,7 +419,9 @@ pub(crate) fn launch(
         file_sha256,
         lock: lock_key,
         remote: (!no_journal).then(|| execute::RemoteGates {
-            run_dir: run_dir.clone(),
+            answers: Arc::new(crate::journal::answers::AnswersDir {
+                run_dir: run_dir.clone(),
+            }),
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),

@@ -11,7 +11,7 @@ use super::{
     error_line, input_errors, load_runbook,
 };
 use crate::event::{Decision, Event, StepStatus};
-use crate::execute::engine::Prior;
+use crate::execute::Prior;
 use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::journal;

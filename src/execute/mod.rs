@@ -7,15 +7,44 @@
 //! rollbacks in reverse order of completion. Everything it does is an [`event::Event`], passed
 //! through the [`redact::Redactor`] to observers; it prints nothing itself.
 
-pub mod engine;
+mod fanout;
+mod gate;
+mod lifecycle;
+mod scheduler;
+mod shared;
+mod unwind;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::event::{self, Decision};
+use crate::event::{self, Decision, StepStatus};
 
-pub use engine::execute;
+pub use gate::{AnswerSource, RemoteAnswer};
+pub use scheduler::execute;
+
+/// What a resumed run already knows (empty for a fresh run).
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    /// Steps that finished before: status and result.
+    pub done: HashMap<String, (StepStatus, serde_json::Value)>,
+    /// Steps whose rollbacks are registered, in completion order.
+    pub rollbacks: Vec<String>,
+    /// Gates already approved (not asked again).
+    pub approved: std::collections::HashSet<String>,
+    /// Steps that were in flight: `true` re-runs them, `false` treats them as done.
+    pub in_doubt: HashMap<String, bool>,
+    /// The run was unwinding when it stopped: finish the rollback, run nothing new.
+    pub unwinding: bool,
+    /// Rollbacks that already ran.
+    pub rolled_back: std::collections::HashSet<String>,
+    /// This is a resumed run (emit `run-resumed`, not `run-started`).
+    pub resumed: bool,
+    /// `for_each` items not to run again, by step: their results (finished before, or in
+    /// doubt and treated as done). Items not listed run.
+    /// Keyed by item index and, for one host of a fan-out, the host.
+    pub items_done: HashMap<String, HashMap<(usize, Option<String>), serde_json::Value>>,
+}
 
 /// Answers given before the run (flags and answers file), consulted before any prompt.
 #[derive(Debug, Clone, Default)]
@@ -84,8 +113,8 @@ pub struct Options {
 /// How gates are answered from elsewhere (`runbook approve`).
 #[derive(Debug, Clone)]
 pub struct RemoteGates {
-    /// The run directory (answers arrive in `answers/`).
-    pub run_dir: PathBuf,
+    /// Where answers arrive (the run's `answers/` directory).
+    pub answers: Arc<dyn AnswerSource>,
     /// Wait for remote answers at a gate (else stop with exit 3 at once: `--no-wait`).
     pub wait: bool,
     /// The command prefix that answers this run, e.g. `runbook approve 2026…-vault-crash-3f9a`.
@@ -123,6 +152,9 @@ pub struct RollbackSummary {
 pub struct RunOutcome {
     pub status: crate::exit::ExitStatus,
     pub reason: String,
+    /// The run stopped where `resume` can continue it (a gate nobody answered, a journal
+    /// that could not be written).
+    pub resumable: bool,
     pub steps: Vec<StepSummary>,
     pub rollbacks: Vec<RollbackSummary>,
     pub run_id: String,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Decision;
+use crate::execute::{AnswerSource, RemoteAnswer};
 
 /// An answer file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,29 +135,7 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Whether `user` may answer a gate whose `approvers:` is `allowed` (users, `group:NAME`);
-/// an empty list allows anyone. Group membership comes from /etc/group and /etc/passwd.
-pub fn may_answer(allowed: &[String], user: &str) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let primary_gid = passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user)).then(|| f.get(3).map(|g| g.to_string()))?
-    });
-    allowed.iter().any(|a| match a.strip_prefix("group:") {
-        None => a == user,
-        Some(group) => groups.lines().any(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            f.first() == Some(&group)
-                && (f.get(2).map(|g| g.to_string()) == primary_gid
-                    || f.get(3)
-                        .is_some_and(|m| m.split(',').any(|m| m.trim() == user)))
-        }),
-    })
-}
+pub use crate::sys::may_answer;
 
 /// Reads one answer file safely: not following symlinks, not blocking on a FIFO, only a
 /// regular file within the size cap. Returns its content and its owner's uid.
@@ -326,5 +305,40 @@ mod tests {
         assert_eq!(taken.len(), 1);
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(())
+    }
+}
+
+/// A run's `answers/` directory as the engine's [`AnswerSource`]: answers written by
+/// `runbook approve`, their authors checked by file ownership.
+#[derive(Debug, Clone)]
+pub struct AnswersDir {
+    pub run_dir: PathBuf,
+}
+
+impl AnswerSource for AnswersDir {
+    fn present(&self, step: &str) -> bool {
+        present(&self.run_dir, step)
+    }
+
+    fn take(
+        &self,
+        step: &str,
+        seen: &mut std::collections::HashSet<PathBuf>,
+    ) -> (Vec<RemoteAnswer>, Vec<String>) {
+        let (answers, refused) = take_checked(&self.run_dir, step, seen);
+        let answers = answers
+            .into_iter()
+            .map(|a| RemoteAnswer {
+                user: a.user,
+                host: a.file.host,
+                decision: a.file.decision,
+                comment: a.file.comment,
+            })
+            .collect();
+        let refused = refused
+            .into_iter()
+            .map(|r| format!("ignored {}: {}", r.path.display(), r.why))
+            .collect();
+        (answers, refused)
     }
 }

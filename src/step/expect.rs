@@ -1,4 +1,149 @@
-//! What a step's `expect` compares: JSON paths and loose JSON equality.
+//! A step's success rule: `expect` (and the defaults: exit 0, HTTP 2xx), JSON paths.
+
+use minijinja::value::Value;
+
+use super::context::result_entries;
+use super::{Attempt, Env, is_sensitive};
+use crate::event::StepStatus;
+use crate::model::*;
+use crate::template::expression_source;
+
+/// Checks a successful execution against `expect` (and the defaults: exit 0, HTTP 2xx).
+pub fn check_expect(
+    env: &Env,
+    step: &Step,
+    body: &Body,
+    a: Attempt,
+    extra: Vec<(String, Value)>,
+) -> Attempt {
+    let e = &step.expect;
+    let r = &a.result;
+    let fail = |msg: String| Attempt {
+        status: StepStatus::Failed,
+        result: a.result.clone(),
+        error: Some(msg),
+        operator: None,
+    };
+    match &body.action {
+        Action::Run(_) => {
+            let code = r.get("exit_code").and_then(serde_json::Value::as_i64);
+            let ok_codes: Vec<i64> = if e.exit_codes.is_empty() {
+                vec![0]
+            } else {
+                e.exit_codes.iter().map(|&c| i64::from(c)).collect()
+            };
+            match code {
+                Some(c) if ok_codes.contains(&c) => {}
+                Some(c) => {
+                    let stderr = r.get("stderr").and_then(|s| s.as_str()).unwrap_or_default();
+                    let last = stderr
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or_default();
+                    let tail = if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    };
+                    return fail(format!("exited with code {c}{tail}"));
+                }
+                None => {
+                    let sig = r
+                        .get("signal")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(0);
+                    return fail(format!("killed by signal {sig}"));
+                }
+            }
+        }
+        Action::Http(h) => {
+            let status = r
+                .get("status")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0) as u16;
+            let ok = if e.status.is_empty() {
+                (200..300).contains(&status)
+            } else {
+                e.status.contains(&status)
+            };
+            if !ok {
+                // A sensitive response stays out of the error message too.
+                let errors = r
+                    .get("json")
+                    .and_then(|j| j.get("errors"))
+                    .filter(|_| !h.sensitive)
+                    .map(|v| format!(": {v}"))
+                    .unwrap_or_default();
+                let expected = if e.status.is_empty() {
+                    "2xx".to_string()
+                } else {
+                    format!("{:?}", e.status)
+                };
+                return fail(format!("HTTP status {status}, expected {expected}{errors}"));
+            }
+            if let Some(needle) = &e.body_contains
+                && !r
+                    .get("body")
+                    .and_then(|b| b.as_str())
+                    .unwrap_or_default()
+                    .contains(needle.as_str())
+            {
+                return fail(format!("response body does not contain {needle:?}"));
+            }
+        }
+        _ => {}
+    }
+    if let Some(re) = &e.stdout
+        && !re.is_match(r.get("stdout").and_then(|s| s.as_str()).unwrap_or_default())
+    {
+        return fail(format!("stdout does not match /{}/", re.as_str()));
+    }
+    if let Some(re) = &e.stderr
+        && !re.is_match(r.get("stderr").and_then(|s| s.as_str()).unwrap_or_default())
+    {
+        return fail(format!("stderr does not match /{}/", re.as_str()));
+    }
+    for (path, exp) in &e.json {
+        let found = r
+            .get("json")
+            .and_then(|j| crate::step::expect::json_path(j, path));
+        match (exp, found) {
+            (JsonExpect::Exists, Some(_)) => {}
+            (JsonExpect::Exists, None) => return fail(format!("JSON path {path} is missing")),
+            (JsonExpect::Equals(want), Some(got)) if crate::step::expect::json_equal(want, got) => {
+            }
+            (JsonExpect::Equals(want), got) => {
+                let got = match got {
+                    None => "missing".to_string(),
+                    Some(_) if is_sensitive(step) => "something else (sensitive)".to_string(),
+                    Some(g) => g.to_string(),
+                };
+                return fail(format!("JSON path {path} is {got}, expected {want}"));
+            }
+        }
+    }
+    if let Some(that) = &e.that {
+        let mut ex = extra;
+        ex.extend(result_entries(r, 1));
+        match env.eval_bool(that, ex) {
+            Ok(true) => {}
+            Ok(false) => {
+                return fail(format!(
+                    "expectation `{}` is false",
+                    expression_source(&that.src)
+                ));
+            }
+            Err(err) => {
+                return fail(format!(
+                    "expectation `{}`: {err}",
+                    expression_source(&that.src)
+                ));
+            }
+        }
+    }
+    a
+}
 
 /// Whether `got` is `want`, a string holding the same JSON value counting as equal.
 pub fn json_equal(want: &serde_json::Value, got: &serde_json::Value) -> bool {
