@@ -289,6 +289,15 @@ impl Emitter {
     }
 }
 
+/// Sets a prompt's stop flag when dropped, so an abandoned prompt gives up.
+struct WithdrawOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Why the run is stopping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum StopKind {
@@ -684,11 +693,24 @@ pub async fn execute(
             // prompt interrupted by the signal may still hold the terminal's next line).
             match &shared.services.prompter {
                 Some(p) => {
+                    // A signal while asking (Ctrl-C, the terminal closed) means "stop": the
+                    // prompt is withdrawn and the run unwinds, as after any signal.
                     let p = p.clone();
                     let (n2, r2) = (names.clone(), reason.clone());
-                    tokio::task::spawn_blocking(move || p.confirm_rollback(&n2, &r2))
-                        .await
-                        .unwrap_or(true)
+                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let stop2 = stop.clone();
+                    let _withdraw = WithdrawOnDrop(stop.clone());
+                    let mut asked =
+                        tokio::task::spawn_blocking(move || p.confirm_rollback(&n2, &r2, &stop2));
+                    tokio::select! {
+                        a = &mut asked => a.ok().flatten().unwrap_or(true),
+                        _ = signals.changed() => {
+                            seen_signals = *signals.borrow_and_update();
+                            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let _ = asked.await;
+                            true
+                        }
+                    }
                 }
                 None => true,
             }
@@ -1056,6 +1078,10 @@ async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> 
                 let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let stop2 = stop.clone();
                 let mut asked = tokio::task::spawn_blocking(move || p.ask_until(&req, &stop2));
+                // When this gate is abandoned (a signal: the caller drops this future), the
+                // prompt is withdrawn too: it must not keep the terminal (and the progress
+                // display every later line goes through) waiting for a line nobody will type.
+                let _withdraw = WithdrawOnDrop(stop.clone());
                 let remote_dir = sh.opts.remote.as_ref().map(|r| r.run_dir.clone());
                 let arrived = async {
                     let Some(dir) = remote_dir else {

@@ -59,8 +59,14 @@ pub trait Prompter: Send + Sync {
         let _ = stop;
         Some(self.ask(req))
     }
-    /// Before unwinding: run these rollbacks now?
-    fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool;
+    /// Before unwinding: run these rollbacks now? `None`: withdrawn (`stop` was set: a signal
+    /// arrived while asking).
+    fn confirm_rollback(
+        &self,
+        steps: &[String],
+        reason: &str,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<bool>;
 }
 
 /// Receives every event (already redacted).
