@@ -49,6 +49,9 @@ pub struct Prior {
     pub unwinding: bool,
     /// Rollbacks that already ran.
     pub rolled_back: std::collections::HashSet<String>,
+    /// Why the run started unwinding (`true`: declined or aborted, exit 3; `false`: a step
+    /// failed, exit 1), when the journal says.
+    pub unwind_cause: Option<(bool, String)>,
     /// This is a resumed run (emit `run-resumed`, not `run-started`).
     pub resumed: bool,
     /// `for_each` items not to run again, by step: their results (finished before, or in
@@ -508,10 +511,20 @@ pub async fn execute(
     }
 
     if prior.unwinding {
-        stop = Some((
-            StopKind::Failed,
-            "the run was rolling back when it stopped; finishing the rollback".into(),
-        ));
+        stop = Some(match &prior.unwind_cause {
+            Some((aborted, why)) => (
+                if *aborted {
+                    StopKind::Aborted
+                } else {
+                    StopKind::Failed
+                },
+                format!("{why} (unwinding resumed by a later engine)"),
+            ),
+            None => (
+                StopKind::Failed,
+                "the run was rolling back when it stopped; finishing the rollback".into(),
+            ),
+        });
     }
     let mut running: JoinSet<StepRun> = JoinSet::new();
     let mut seen_signals = *signals.borrow_and_update();
@@ -819,6 +832,18 @@ pub async fn execute(
         seen_signals = seen_signals.max(*signals.borrow_and_update());
         for k in 0..rb.finally.len() {
             let i = n + k;
+            // A finally step that ran before this engine (a run resumed or unwound again
+            // with `runbook rollback` after its end) does not run twice.
+            if let Some((status, _)) = prior.done.get(&rb.finally[k].id.name) {
+                finally_summaries.push(StepSummary {
+                    id: rb.finally[k].id.name.clone(),
+                    status: *status,
+                    duration_ms: 0,
+                    hosts: Vec::new(),
+                    error: None,
+                });
+                continue;
+            }
             let fut = run_step(shared.clone(), i);
             tokio::pin!(fut);
             let run = loop {
