@@ -675,7 +675,7 @@ impl TtyPrompter {
                         let _ = term.write_line(&format!(
                             "\n  {}",
                             st.warn.apply_to(
-                                "answered from another terminal (runbook approve/reject)"
+                                "prompt withdrawn: answered from another terminal (runbook approve/reject), or the run is stopping"
                             )
                         ));
                         return None;
@@ -712,7 +712,7 @@ impl Prompter for TtyPrompter {
         self.ask_inner(req, Some(stop))
     }
 
-    fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool {
+    fn confirm_rollback(&self, steps: &[String], reason: &str, stop: &AtomicBool) -> Option<bool> {
         let st = Styles::new(self.color);
         self.with_suspended(|| {
             let term = Term::stderr();
@@ -729,12 +729,16 @@ impl Prompter for TtyPrompter {
                     "{} roll back now? [y]es / [n]o (leave as is, needs a human): ",
                     st.bold.apply_to("?")
                 ));
-                let Ok(answer) = term.read_line() else {
-                    return true;
+                let Some(answer) = read_line_until(Some(stop)) else {
+                    if stop.load(Ordering::SeqCst) {
+                        let _ = term.write_line("");
+                        return None;
+                    }
+                    return Some(true);
                 };
                 match answer.trim().to_ascii_lowercase().as_str() {
-                    "y" | "yes" | "" => return true,
-                    "n" | "no" => return false,
+                    "y" | "yes" | "" => return Some(true),
+                    "n" | "no" => return Some(false),
                     _ => {}
                 }
             }

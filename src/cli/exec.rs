@@ -426,8 +426,7 @@ pub(crate) fn launch(
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -453,10 +452,11 @@ pub(crate) fn launch(
         remote,
         http: Some(Arc::new(crate::runner::http::ReqwestClient::default())),
     };
+    let rb = Arc::new(rb);
     let outcome = runtime.block_on(async {
         let signals = signal_counter();
         execute::execute(
-            Arc::new(rb),
+            rb.clone(),
             Arc::new(resolved),
             opts,
             observers,
@@ -481,7 +481,7 @@ pub(crate) fn launch(
         );
     }
     if !no_journal && outcome.status != ExitStatus::EngineFailed {
-        match crate::transcript::write_files(&run_dir) {
+        match crate::transcript::write_files_with(&run_dir, Some(&rb)) {
             Ok(paths) => eprintln!(
                 "transcript: {}",
                 paths

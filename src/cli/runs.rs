@@ -442,6 +442,16 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
             } => {
                 p.done.remove(step);
             }
+            // A finally step that finished does not run again (`runbook rollback` after the
+            // run's end, a resume after a kill during the finally steps).
+            Event::StepFinished {
+                step,
+                status,
+                result,
+                ..
+            } if rb.finally.iter().any(|f| f.id.name == *step) => {
+                p.done.insert(step.clone(), (*status, result.clone()));
+            }
             Event::StepFinished {
                 step,
                 status,
@@ -462,6 +472,9 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
                 ) && !tolerated
                 {
                     p.unwinding = true;
+                    if p.unwind_cause.is_none() {
+                        p.unwind_cause = Some((false, format!("step `{step}` failed")));
+                    }
                 }
             }
             Event::StepSkipped { step, reason } => {
@@ -477,6 +490,41 @@ fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior 
                     .entry(step.clone())
                     .or_default()
                     .insert(user.clone());
+            }
+            Event::GateAnswered {
+                step,
+                decision: d @ (Decision::Declined | Decision::Aborted),
+                ..
+            } if p.unwind_cause.is_none() => {
+                let what = if *d == Decision::Declined {
+                    "declined the gate of"
+                } else {
+                    "aborted at the gate of"
+                };
+                p.unwind_cause = Some((true, format!("the operator {what} `{step}`")));
+            }
+            Event::RunFinished { status, reason, .. } => {
+                // Why the run stopped, for a later `rollback`/`resume` that finishes the
+                // unwinding: it ends with the same cause (an abort stays exit 3).
+                let cause = reason
+                    .split("; rollback incomplete")
+                    .next()
+                    .unwrap_or(reason)
+                    .trim_end_matches(" (unwinding resumed by a later engine)");
+                let aborted = match status {
+                    ExitStatus::Aborted => Some(true),
+                    ExitStatus::StepFailed => Some(false),
+                    ExitStatus::RollbackIncomplete => Some(
+                        cause.starts_with("interrupted by a signal")
+                            || cause.starts_with("the operator"),
+                    ),
+                    _ => None,
+                };
+                if let Some(aborted) = aborted
+                    && !cause.starts_with("the run was rolling back")
+                {
+                    p.unwind_cause = Some((aborted, cause.to_string()));
+                }
             }
             Event::RollbackStarted { .. } => p.unwinding = true,
             // Only an undo that worked is done: a failed or interrupted one runs again.

@@ -167,6 +167,15 @@ pub(super) async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option
     wait_remote(sh, remote, &id, &rule, approvers, limit).await
 }
 
+/// Sets a prompt's stop flag when dropped, so an abandoned prompt gives up.
+pub(super) struct WithdrawOnDrop(pub(super) Arc<AtomicBool>);
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Who must approve a gate.
 struct Rule<'a> {
     needed: usize,
@@ -215,6 +224,10 @@ async fn prompt(sh: &Shared, req: GateRequest) -> (Option<(Decision, AnsweredBy)
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let mut asked = tokio::task::spawn_blocking(move || p.ask_until(&req, &stop2));
+    // When this gate is abandoned (a signal: the caller drops this future), the prompt is
+    // withdrawn too: it must not keep the terminal (and the progress display every later
+    // line goes through) waiting for a line nobody will type.
+    let _withdraw = WithdrawOnDrop(stop.clone());
     let answers = sh.opts.remote.as_ref().map(|r| r.answers.clone());
     let arrived = async {
         let Some(answers) = answers else {

@@ -38,6 +38,9 @@ pub struct Prior {
     pub unwinding: bool,
     /// Rollbacks that already ran.
     pub rolled_back: std::collections::HashSet<String>,
+    /// Why the run started unwinding (`true`: declined or aborted, exit 3; `false`: a step
+    /// failed, exit 1), when the journal says.
+    pub unwind_cause: Option<(bool, String)>,
     /// This is a resumed run (emit `run-resumed`, not `run-started`).
     pub resumed: bool,
     /// `for_each` items not to run again, by step: their results (finished before, or in
@@ -82,8 +85,14 @@ pub trait Prompter: Send + Sync {
         let _ = stop;
         Some(self.ask(req))
     }
-    /// Before unwinding: run these rollbacks now?
-    fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool;
+    /// Before unwinding: run these rollbacks now? `None`: withdrawn (`stop` was set: a signal
+    /// arrived while asking).
+    fn confirm_rollback(
+        &self,
+        steps: &[String],
+        reason: &str,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<bool>;
 }
 
 /// How the engine was asked to run.

@@ -99,7 +99,7 @@ pub async fn execute(
     } else {
         // The main steps' cancellation must not cancel these: a new signal does.
         let _ = cancel_tx.send(false);
-        run_finally(&shared, &mut signals, &cancel_tx).await
+        run_finally(&shared, &prior, &mut signals, &cancel_tx).await
     };
 
     if let Some(remote) = &shared.services.remote {
@@ -261,10 +261,20 @@ impl Scheduler {
             }
         }
         if prior.unwinding {
-            s.stop = Some((
-                StopKind::Failed,
-                "the run was rolling back when it stopped; finishing the rollback".into(),
-            ));
+            s.stop = Some(match &prior.unwind_cause {
+                Some((aborted, why)) => (
+                    if *aborted {
+                        StopKind::Aborted
+                    } else {
+                        StopKind::Failed
+                    },
+                    format!("{why} (unwinding resumed by a later engine)"),
+                ),
+                None => (
+                    StopKind::Failed,
+                    "the run was rolling back when it stopped; finishing the rollback".into(),
+                ),
+            });
         }
         s
     }
@@ -549,6 +559,7 @@ impl Scheduler {
 /// Runs the `finally` steps in order; a new signal cancels the one running.
 async fn run_finally(
     sh: &Arc<Shared>,
+    prior: &Prior,
     signals: &mut Signals,
     cancel_tx: &watch::Sender<bool>,
 ) -> Vec<StepSummary> {
@@ -557,6 +568,18 @@ async fn run_finally(
     let n = rb.steps.len();
     let mut summaries = Vec::new();
     for (k, step) in rb.finally.iter().enumerate() {
+        // A finally step that ran before this engine (a run resumed or unwound again with
+        // `runbook rollback` after its end) does not run twice.
+        if let Some((status, _)) = prior.done.get(&step.id.name) {
+            summaries.push(StepSummary {
+                id: step.id.name.clone(),
+                status: *status,
+                duration_ms: 0,
+                hosts: Vec::new(),
+                error: None,
+            });
+            continue;
+        }
         let fut = lifecycle::run_step(sh.clone(), n + k);
         tokio::pin!(fut);
         let run = loop {

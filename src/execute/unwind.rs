@@ -3,10 +3,12 @@
 //! reported as not run.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::gate::WithdrawOnDrop;
 use super::scheduler::Signals;
 use super::shared::{Shared, StopKind};
 use super::{GateRequest, Prior, RollbackSummary};
@@ -78,7 +80,7 @@ pub(super) async fn unwind(
         // Fail-secure: without a journal nothing more runs, not even rollbacks; they are
         // listed so a human (or `runbook resume` once the disk is fixed) can finish.
         Some("the journal cannot be written; nothing more runs")
-    } else if !confirmed(sh, kind, &names, reason).await {
+    } else if !confirmed(sh, kind, &names, reason, signals).await {
         Some("the operator chose not to roll back")
     } else {
         None
@@ -144,17 +146,36 @@ pub(super) async fn unwind(
 /// Whether to unwind now: asked on a terminal after a failure or a decline. After Ctrl-C the
 /// operator has already said "stop": unwind without asking (a prompt interrupted by the
 /// signal may still hold the terminal's next line).
-async fn confirmed(sh: &Shared, kind: &StopKind, names: &[String], reason: &str) -> bool {
+async fn confirmed(
+    sh: &Shared,
+    kind: &StopKind,
+    names: &[String],
+    reason: &str,
+    signals: &mut Signals,
+) -> bool {
     if !sh.opts.confirm_rollback || !matches!(kind, StopKind::Failed | StopKind::Declined) {
         return true;
     }
     let Some(p) = sh.services.prompter.clone() else {
         return true;
     };
+    // A signal while asking (Ctrl-C, the terminal closed) means "stop": the prompt is
+    // withdrawn and the run unwinds, as after any signal.
     let (names, reason) = (names.to_vec(), reason.to_string());
-    tokio::task::spawn_blocking(move || p.confirm_rollback(&names, &reason))
-        .await
-        .unwrap_or(true)
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let _withdraw = WithdrawOnDrop(stop.clone());
+    let mut asked =
+        tokio::task::spawn_blocking(move || p.confirm_rollback(&names, &reason, &stop2));
+    tokio::select! {
+        a = &mut asked => a.ok().flatten().unwrap_or(true),
+        _ = signals.changed() => {
+            signals.take_new();
+            stop.store(true, Ordering::SeqCst);
+            let _ = asked.await;
+            true
+        }
+    }
 }
 
 /// Rollbacks without their own timeout get this one: unwinding must not hang forever.

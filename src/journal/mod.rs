@@ -16,7 +16,6 @@ pub mod live;
 pub mod lock;
 pub mod state;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,10 +42,26 @@ pub struct Record {
     pub stamped: Stamped,
 }
 
+/// A record as written: borrows its event (no copy of a step's result per record).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    v: u32,
+    seq: u64,
+    prev: &'a str,
+    #[serde(flatten)]
+    stamped: &'a Stamped,
+}
+
 /// Hex SHA-256 of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// The head file beside the journal: the count and last hash, rewritten after every record
@@ -70,8 +85,10 @@ pub struct Head {
     pub sealed: bool,
 }
 
-/// Bytes reserved ahead of the journal's end (`fallocate` with `KEEP_SIZE`): when the disk
-/// fills up, the records that stop the run and unwind it still fit.
+/// Bytes reserved ahead of the journal's end (`fallocate`, inside the file's size: the
+/// unused part reads as zero bytes until the run ends or stops and cuts it off): when the
+/// disk fills up, the records that stop the run and unwind it still fit, and appending a
+/// record never changes the file's size (its `fdatasync` then writes no metadata).
 const RESERVE: u64 = 64 * 1024;
 
 /// The journal as an observer of a run.
@@ -95,7 +112,12 @@ pub struct Journal {
 /// The complete, chained records of a journal's bytes, and where the complete part ends. A
 /// torn tail (bytes after the last newline: a write cut by a crash or a full disk) is not a
 /// record: it was never written.
+///
+/// Zero bytes at the end are space the engine reserved and had not used yet (the journal is
+/// preallocated, see [`RESERVE`]): they are neither records nor a torn tail.
 fn complete_part(bytes: &[u8]) -> (&[u8], usize) {
+    let used = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let bytes = &bytes[..used];
     match bytes.iter().rposition(|b| *b == b'\n') {
         Some(i) => (&bytes[..=i], bytes.len() - i - 1),
         None => (&bytes[..0], bytes.len()),
@@ -119,7 +141,10 @@ impl Journal {
     /// last record is cut off, and the repair is itself journaled.
     pub fn open(run_dir: &Path) -> std::io::Result<Journal> {
         let path = run_dir.join(JOURNAL_FILE);
-        let file = open_nofollow(&path, true)?;
+        // Written with `pwrite` at the end of the used part (not `O_APPEND`): the file is
+        // preallocated ahead of its records, so a record's `fdatasync` does not have to commit
+        // a new file size too.
+        let file = open_nofollow(&path, false)?;
         let bytes = {
             use std::io::Read;
             let mut b = Vec::new();
@@ -135,7 +160,8 @@ impl Journal {
             Some(last) => (lines.len() as u64, sha256_hex(last)),
             None => (0, GENESIS.to_string()),
         };
-        if torn > 0 {
+        if complete.len() != bytes.len() {
+            // A torn tail and/or reserved space left by an engine that was killed.
             file.set_len(complete.len() as u64)?;
             file.sync_data()?;
         }
@@ -176,15 +202,23 @@ impl Journal {
             return;
         }
         let want = self.len + RESERVE;
-        // SAFETY: fallocate on a descriptor we own; KEEP_SIZE leaves the file's size alone.
-        let r = unsafe {
+        // SAFETY: fallocate on a descriptor we own. Mode 0: the file's size grows over the
+        // reserve (read back as zero bytes, see `complete_part`) so that writing a record
+        // does not change it; the end of the run cuts the file back to its records.
+        let fallocate = |mode: libc::c_int| unsafe {
             libc::fallocate(
                 self.file.as_raw_fd(),
-                libc::FALLOC_FL_KEEP_SIZE,
+                mode,
                 self.reserved as libc::off_t,
                 (want - self.reserved) as libc::off_t,
             )
         };
+        let mut r = fallocate(0);
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFBIG) {
+            // A file-size limit (`ulimit -f`) below the reserve: reserve the blocks without
+            // growing the file (appending then grows it, and fails where the limit is).
+            r = fallocate(libc::FALLOC_FL_KEEP_SIZE);
+        }
         if r == 0 {
             self.reserved = want;
         } else {
@@ -196,6 +230,13 @@ impl Journal {
                 // No reservation on this file system: never refuse because of it.
                 self.reserving = false;
             }
+        }
+    }
+
+    /// Cuts the unused reserve off the file: it then holds exactly its records.
+    fn trim(&mut self) {
+        if self.file.set_len(self.len).is_ok() {
+            self.reserved = self.len;
         }
     }
 
@@ -286,16 +327,21 @@ impl Journal {
     }
 
     fn write_line(&mut self, stamped: &Stamped, durable: bool) -> Result<(), String> {
-        let record = Record {
+        let stamped = bounded(stamped);
+        let record = RecordOut {
             v: JOURNAL_VERSION,
             seq: self.seq,
-            prev: self.prev.clone(),
-            stamped: bounded(stamped),
+            prev: &self.prev,
+            stamped: &stamped,
         };
         let mut line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
         let hash = sha256_hex(line.as_bytes());
         line.push('\n');
-        let result = self.file.write_all(line.as_bytes()).and_then(|()| {
+        let result = {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(line.as_bytes(), self.len)
+        }
+        .and_then(|()| {
             if durable {
                 self.file.sync_data()
             } else {
@@ -311,6 +357,9 @@ impl Journal {
                     self.durable = self.seq;
                 }
                 let sealed = matches!(stamped.event, Event::RunFinished { .. });
+                if sealed {
+                    self.trim();
+                }
                 self.write_head(sealed);
                 Ok(())
             }
@@ -319,6 +368,16 @@ impl Journal {
                 self.broken = Some(msg.clone());
                 Err(msg)
             }
+        }
+    }
+}
+
+impl Drop for Journal {
+    /// A journal closed without a sealed end (the engine stops, pauses at a gate) is cut back
+    /// to its records too; only a killed engine leaves its reserve behind.
+    fn drop(&mut self) {
+        if self.reserved > self.len {
+            self.trim();
         }
     }
 }
@@ -368,19 +427,27 @@ fn cut_json(v: &mut serde_json::Value) {
     }
 }
 
-/// The event with big results cut to a bounded size.
-fn bounded(s: &Stamped) -> Stamped {
+/// Whether a value holds a string that `cut_json` would cut.
+fn too_long(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.len() > 2 * RESULT_TEXT,
+        serde_json::Value::Array(a) => a.iter().any(too_long),
+        serde_json::Value::Object(m) => m.values().any(too_long),
+        _ => false,
+    }
+}
+
+/// The event with big results cut to a bounded size (borrowed as it is when nothing is cut).
+fn bounded(s: &Stamped) -> std::borrow::Cow<'_, Stamped> {
     match &s.event {
-        Event::StepFinished { result, .. }
-            if serde_json::to_string(result).map_or(0, |t| t.len()) > 2 * RESULT_TEXT =>
-        {
+        Event::StepFinished { result, .. } if too_long(result) => {
             let mut s = s.clone();
             if let Event::StepFinished { result, .. } = &mut s.event {
                 cut_json(result);
             }
-            s
+            std::borrow::Cow::Owned(s)
         }
-        _ => s.clone(),
+        _ => std::borrow::Cow::Borrowed(s),
     }
 }
 

@@ -422,26 +422,39 @@ pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
 /// Reads a run's journal and builds its transcript. A broken chain is reported (and the
 /// transcript of the readable prefix is not produced: a tampered record must not be trusted).
 pub fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
+    load_with(run_dir, None)
+}
+
+/// `load`, given the run's runbook when the caller has it (the engine, right after the run):
+/// the runbook file is then not read and validated again.
+fn load_with(
+    run_dir: &Path,
+    rb: Option<&crate::model::Runbook>,
+) -> Result<Transcript, journal::JournalError> {
     let records = journal::read(run_dir)?;
     let run_id = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut t = build(&run_id, &records, true);
-    from_runbook(&mut t);
+    match rb {
+        Some(rb) => from_runbook(&mut t, rb),
+        None => {
+            if let Some(rb) = crate::load::load(Path::new(&t.file))
+                .ok()
+                .and_then(|l| crate::validate::validate(&l).runbook)
+            {
+                from_runbook(&mut t, &rb);
+            }
+        }
+    }
     Ok(t)
 }
 
 /// Fills in what the journal does not hold but the runbook does (when its file is still
 /// there): step titles, and the command of each rollback, both rendered with the run's inputs
 /// as journaled (secrets already masked there).
-fn from_runbook(t: &mut Transcript) {
-    let Some(rb) = crate::load::load(Path::new(&t.file))
-        .ok()
-        .and_then(|l| crate::validate::validate(&l).runbook)
-    else {
-        return;
-    };
+fn from_runbook(t: &mut Transcript, rb: &crate::model::Runbook) {
     let entries: Vec<(String, minijinja::Value)> = t
         .inputs
         .iter()
@@ -483,7 +496,15 @@ fn from_runbook(t: &mut Transcript) {
 
 /// Writes `transcript.md` and `transcript.json` (0600) into the run directory.
 pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let t = load(run_dir).map_err(|e| e.to_string())?;
+    write_files_with(run_dir, None)
+}
+
+/// `write_files`, given the run's runbook when the caller has it.
+pub fn write_files_with(
+    run_dir: &Path,
+    rb: Option<&crate::model::Runbook>,
+) -> Result<Vec<PathBuf>, String> {
+    let t = load_with(run_dir, rb).map_err(|e| e.to_string())?;
     let md = render(&t, MARKDOWN_TEMPLATE)?;
     let json = serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?;
     let mut out = Vec::new();

@@ -423,10 +423,61 @@ steps:
         "plain",
     ])
     .run();
-    assert!(rolled.code == Some(1), "{}", rolled.stderr);
+    // The run keeps its cause: it was interrupted (exit 3), not a failed step.
+    assert_eq!(rolled.code, Some(3), "{}", rolled.stderr);
+    assert!(
+        rolled.stderr.contains("interrupted by a signal"),
+        "{}",
+        rolled.stderr
+    );
     assert_eq!(s.read("undo"), "undo-b\nundo-a\n");
     let again = runbook(["rollback", "--runs-dir", &runs, "last"]).run();
     assert_eq!(again.code, Some(2), "{}", again.stderr);
+}
+
+/// `runbook rollback` after exit 4 (an undo failed) runs what is left of the unwinding only:
+/// the finally steps that already ran do not run again, and the run keeps its cause (a failed
+/// step: exit 1 once the undo works, 4 while it still fails).
+#[test]
+fn rollback_after_exit_4_keeps_the_cause_and_runs_finally_once() {
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: f\nversion: 1\nsteps:\n  - id: a\n    run: echo a\n    rollback: test -e {D}/fixed && echo undo-a >> {D}/undo\n  - id: b\n    needs: [a]\n    run: 'false'\nfinally:\n  - id: fin\n    run: echo fin >> {D}/fin\n",
+    );
+    let first = s.command(&["--progress", "plain"]).output().expect("run");
+    assert_eq!(first.status.code(), Some(4));
+    assert_eq!(s.read("fin"), "fin\n");
+    let runs = s.path("runs").display().to_string();
+    let again = runbook([
+        "rollback",
+        "--runs-dir",
+        &runs,
+        "last",
+        "--progress",
+        "plain",
+    ])
+    .run();
+    assert_eq!(again.code, Some(4), "{}", again.stderr);
+    assert!(again.stderr.contains("step `b` failed"), "{}", again.stderr);
+    std::fs::write(s.path("fixed"), "").expect("fix");
+    let done = runbook([
+        "rollback",
+        "--runs-dir",
+        &runs,
+        "last",
+        "--progress",
+        "plain",
+    ])
+    .run();
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(done.stderr.contains("step `b` failed"), "{}", done.stderr);
+    assert!(
+        !done.stderr.contains("later engine (unwinding"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(s.read("undo"), "undo-a\n");
+    assert_eq!(s.read("fin"), "fin\n", "finally ran once");
 }
 
 /// Options a run needs (`--ssh-config`, `--known-hosts`) are recorded at exec: `resume RUN`
