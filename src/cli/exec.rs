@@ -448,6 +448,7 @@ pub(crate) fn launch(
         }
     };
     let services = Services {
+        local: None,
         prompter,
         remote,
         http: Some(Arc::new(crate::runner::http::ReqwestClient::default())),

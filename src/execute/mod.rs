@@ -133,6 +133,8 @@ pub struct RemoteGates {
 /// Where steps can run besides locally; filled in by the CLI.
 #[derive(Clone, Default)]
 pub struct Services {
+    /// Runs commands here; `None`: the real local runner (tests give a fake one).
+    pub local: Option<Arc<dyn crate::runner::CommandRunner>>,
     pub prompter: Option<Arc<dyn Prompter>>,
     pub remote: Option<Arc<dyn crate::runner::RemoteRunners>>,
     pub http: Option<Arc<dyn crate::runner::HttpClient>>,

@@ -76,14 +76,24 @@ pub async fn execute(
     announce(&shared, &prior);
     let mut sched = Scheduler::restore(&shared, &prior);
     let mut signals = Signals { rx: signals, seen };
-    sched.run_main(&prior, &shared, &mut signals, &cancel_tx).await;
+    sched
+        .run_main(&prior, &shared, &mut signals, &cancel_tx)
+        .await;
 
     // A journal that failed at any point (even under a step that then failed for that
     // reason) means fail-secure: nothing more runs, not even rollbacks; resume finishes.
     sched.check_journal(&shared);
     let unwound = match &sched.stop {
         Some((kind, reason)) if *kind != StopKind::Paused => {
-            unwind::unwind(&shared, &sched.completed, kind, reason, &prior, &mut signals).await
+            unwind::unwind(
+                &shared,
+                &sched.completed,
+                kind,
+                reason,
+                &prior,
+                &mut signals,
+            )
+            .await
         }
         _ => unwind::Unwound::default(),
     };
@@ -153,7 +163,10 @@ fn shared(
         secret_sources,
         run_id: opts.run_id.clone(),
         run_dir: opts.run_dir.clone(),
-        local: LocalRunner,
+        local: services
+            .local
+            .clone()
+            .unwrap_or_else(|| Arc::new(LocalRunner)),
         remote: services.remote.clone(),
         http: services.http.clone(),
     };
@@ -375,10 +388,8 @@ impl Scheduler {
                         continue;
                     }
                     Err(e) => {
-                        let reason = format!(
-                            "`when` of step `{}` cannot be evaluated: {e}",
-                            step.id.name
-                        );
+                        let reason =
+                            format!("`when` of step `{}` cannot be evaluated: {e}", step.id.name);
                         self.finish_failed(sh, i, &reason);
                         self.stop = Some((StopKind::Failed, reason));
                         break;

@@ -15,6 +15,7 @@ use super::{GateRequest, Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
 use crate::model::*;
 use crate::runner::{Cancel, SshTarget};
+use crate::step::render::Live;
 use crate::step::{Attempt, Call, hosts, http, render, run, wait};
 use crate::template::Target;
 
@@ -224,7 +225,8 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             cancel: cancel.clone(),
         };
         let a = match &body.action {
-            Action::Run(cmd) => match run::render_command(env, cmd, &ctx, "rollback command") {
+            Action::Run(cmd) => match run::render(&Live(env), cmd, &body, &ctx, "rollback command")
+            {
                 Ok(c) => run::run_command(env, &call, &ctx, c).await,
                 Err(e) => Attempt::failed(e),
             },

@@ -15,6 +15,7 @@ use crate::fmt::human_duration;
 use crate::graph;
 use crate::inputs::{self, Inputs};
 use crate::model::*;
+use crate::step::render::{HostPart, Renderer};
 use crate::template::{Placeholder, SecretDisplay, Target, Templates, expression_source};
 use crate::validate::step_var;
 
@@ -378,6 +379,34 @@ fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError
     })
 }
 
+/// Renders for the plan: secrets masked, run-time values as placeholders or as written.
+pub struct Shown<'a>(pub &'a Templates);
+
+impl Renderer for Shown<'_> {
+    fn text(&self, t: &Tmpl, ctx: &Value, _what: &str) -> Result<String, String> {
+        show(self.0, t, ctx, Target::Text).map_err(|e| e.0)
+    }
+
+    fn command(
+        &self,
+        t: &Tmpl,
+        ctx: &Value,
+        _what: &str,
+    ) -> Result<(String, Vec<(String, String)>), String> {
+        show_command(self.0, t, ctx).map_err(|e| e.0)
+    }
+
+    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, String> {
+        show_url(self.0, t, ctx).map_err(|e| e.0)
+    }
+
+    fn host_part(&self, t: &Tmpl, ctx: &Value, _part: HostPart) -> Result<String, String> {
+        self.0
+            .render(&t.src, ctx, Target::Text)
+            .map_err(|e| crate::template::describe_error(&e))
+    }
+}
+
 /// The variables among `vars` whose values are known only at run time.
 fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
     let mut v: Vec<String> = vars
@@ -408,7 +437,7 @@ fn body_on(b: &Body) -> Option<&Named> {
     })
 }
 
-/// Resolves the SSH targets of `on:` for display.
+/// Resolves the SSH targets of `on:` for display (the run's resolver, masked).
 pub fn targets(
     rb: &Runbook,
     t: &Templates,
@@ -416,90 +445,35 @@ pub fn targets(
     on: Option<&Named>,
 ) -> Result<Vec<PlanTarget>, PlanError> {
     let Some(on) = on else { return Ok(Vec::new()) };
-    rb.target_hosts(&on.name)
+    let resolved = crate::step::hosts::resolve(&Shown(t), rb, on, ctx).map_err(PlanError)?;
+    Ok(resolved
         .into_iter()
-        .map(|h| {
-            let address = t.render(&h.address.src, ctx, Target::Text).map_err(|e| {
-                PlanError(format!(
-                    "address of host `{}`: {}",
-                    h.name,
-                    crate::template::describe_error(&e)
-                ))
-            })?;
-            let user = match &h.user {
-                Some(u) => Some(t.render(&u.src, ctx, Target::Text).map_err(|e| {
-                    PlanError(format!(
-                        "user of host `{}`: {}",
-                        h.name,
-                        crate::template::describe_error(&e)
-                    ))
-                })?),
-                None => None,
-            };
-            let jump = match &h.jump {
-                Some(j) => Some(match rb.host(&j.name) {
-                    Some(jh) => {
-                        let sub = targets(
-                            rb,
-                            t,
-                            ctx,
-                            Some(&Named {
-                                name: jh.name.clone(),
-                                span: 0..0,
-                            }),
-                        )?;
-                        sub.first().map_or(j.name.clone(), PlanTarget::destination)
-                    }
-                    None => j.name.clone(),
-                }),
-                None => None,
-            };
-            Ok(PlanTarget {
-                host: h.name.clone(),
-                user,
-                address,
-                port: h.port,
-                jump,
-            })
+        .map(|h| PlanTarget {
+            host: h.name,
+            user: h.user,
+            address: h.address,
+            port: h.port,
+            jump: h.jump,
         })
-        .collect()
+        .collect())
 }
 
-/// Renders a step body's action for display (plan) with `ctx`.
+/// Renders a step body's action for display (plan) with `ctx`: the run's render functions
+/// with a masking renderer.
 pub fn plan_action(
     t: &Templates,
     action: &Action,
     body: &Body,
     ctx: &Value,
 ) -> Result<PlannedAction, PlanError> {
+    let r = Shown(t);
     Ok(match action {
-        Action::Run(cmd) => {
-            let (command, mut env) = show_command(t, cmd, ctx)?;
-            for (k, v) in &body.env {
-                env.push((k.clone(), show(t, v, ctx, Target::Text)?));
-            }
-            PlannedAction::Run {
-                command,
-                env,
-                stdin: body
-                    .stdin
-                    .as_ref()
-                    .map(|s| show(t, s, ctx, Target::Text))
-                    .transpose()?,
-            }
-        }
-        Action::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
+        Action::Run(cmd) => planned_run(&r, cmd, body, ctx, false)?,
+        Action::Http(h) => PlannedAction::Http(plan_request(&r, h, ctx)?),
         Action::Wait(w) => PlannedAction::Wait {
             probe: Box::new(match &w.probe {
-                Probe::Run { command, .. } => {
-                    let (command, env) = show_command(t, command, ctx)?;
-                    PlannedAction::Run {
-                        command,
-                        env,
-                        stdin: None,
-                    }
-                }
-                Probe::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
+                Probe::Run { command, .. } => planned_run(&r, command, body, ctx, true)?,
+                Probe::Http(h) => PlannedAction::Http(plan_request(&r, h, ctx)?),
             }),
             until: expression_source(&w.until.src).to_string(),
             every: human_duration(w.every),
@@ -507,61 +481,45 @@ pub fn plan_action(
             timeout: human_duration(w.timeout),
         },
         Action::Manual(text) => PlannedAction::Manual {
-            instructions: show(t, text, ctx, Target::Text)?,
+            instructions: crate::step::manual::render(&r, text, ctx).map_err(PlanError)?,
         },
         Action::Checkpoint => PlannedAction::Checkpoint,
     })
 }
 
-fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedRequest, PlanError> {
-    let pairs = |list: &[(String, Tmpl)]| -> Result<Vec<(String, String)>, PlanError> {
-        list.iter()
-            .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
-            .collect()
-    };
-    let opt = |v: &Option<Tmpl>| {
-        v.as_ref()
-            .map(|x| show(t, x, ctx, Target::Text))
-            .transpose()
-    };
-    Ok(PlannedRequest {
-        method: h.method.clone(),
-        url: show_url(t, &h.url, ctx)?,
-        headers: pairs(&h.headers)?,
-        query: pairs(&h.query)?,
-        body: match &h.body {
-            Some(HttpBody::Raw(b)) => Some(show(t, b, ctx, Target::Text)?),
-            Some(HttpBody::Json(j)) => Some(json_display(t, j, ctx)?.to_string()),
-            None => None,
-        },
-        timeout: h.timeout.map(human_duration),
-        follow_redirects: h.follow_redirects,
-        sensitive: h.sensitive,
-        ca_cert: opt(&h.ca_cert)?,
-        client_cert: opt(&h.client_cert)?,
-        client_key: opt(&h.client_key)?,
-        insecure: h.insecure,
+/// A command as the plan shows it; `probe`: a wait's probe, which gets the body's `env:`
+/// and `stdin:` too.
+fn planned_run(
+    r: &Shown,
+    cmd: &Tmpl,
+    body: &Body,
+    ctx: &Value,
+    probe: bool,
+) -> Result<PlannedAction, PlanError> {
+    let what = if probe { "probe" } else { "command" };
+    let rendered = crate::step::run::render(r, cmd, body, ctx, what).map_err(PlanError)?;
+    Ok(PlannedAction::Run {
+        env: rendered.all_env(),
+        command: rendered.command,
+        stdin: rendered.stdin,
     })
 }
 
-fn json_display(t: &Templates, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value, PlanError> {
-    Ok(match j {
-        JsonTmpl::Null => serde_json::Value::Null,
-        JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),
-        JsonTmpl::Number(n) => serde_json::Value::Number(n.clone()),
-        JsonTmpl::String(s) => serde_json::Value::String(show(t, s, ctx, Target::Text)?),
-        JsonTmpl::Array(items) => serde_json::Value::Array(
-            items
-                .iter()
-                .map(|i| json_display(t, i, ctx))
-                .collect::<Result<_, _>>()?,
-        ),
-        JsonTmpl::Object(pairs) => serde_json::Value::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), json_display(t, v, ctx)?)))
-                .collect::<Result<_, PlanError>>()?,
-        ),
+fn plan_request(r: &Shown, h: &HttpSpec, ctx: &Value) -> Result<PlannedRequest, PlanError> {
+    let rendered = crate::step::http::render(r, h, ctx).map_err(PlanError)?;
+    Ok(PlannedRequest {
+        method: rendered.method,
+        url: rendered.url,
+        headers: rendered.headers,
+        query: rendered.query,
+        body: rendered.body,
+        timeout: h.timeout.map(human_duration),
+        follow_redirects: h.follow_redirects,
+        sensitive: h.sensitive,
+        ca_cert: rendered.ca_cert,
+        client_cert: rendered.client_cert,
+        client_key: rendered.client_key,
+        insecure: h.insecure,
     })
 }
 

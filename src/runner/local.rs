@@ -29,10 +29,6 @@ impl CommandRunner for LocalRunner {
     ) -> BoxFuture<'a, CommandOutcome> {
         Box::pin(run_local(spec, sink, cancel))
     }
-
-    fn describe(&self) -> String {
-        "local".into()
-    }
 }
 
 /// Sends `sig` to every process in group `pgid`.

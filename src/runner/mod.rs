@@ -54,13 +54,6 @@ pub type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
 pub struct Cancel(pub watch::Receiver<bool>);
 
 impl Cancel {
-    /// A token that is never cancelled (tests, rollbacks that must finish).
-    pub fn never() -> Cancel {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Cancel(rx)
-    }
-
     pub fn is_cancelled(&self) -> bool {
         *self.0.borrow()
     }
@@ -91,9 +84,6 @@ pub trait CommandRunner: Send + Sync {
         sink: LineSink,
         cancel: Cancel,
     ) -> BoxFuture<'a, CommandOutcome>;
-
-    /// Where this runner runs, for messages (`local`, `ops@vault-2:22`).
-    fn describe(&self) -> String;
 }
 
 /// A resolved SSH destination.

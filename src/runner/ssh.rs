@@ -415,10 +415,6 @@ impl CommandRunner for SshRunner {
             cancel,
         ))
     }
-
-    fn describe(&self) -> String {
-        self.target.destination()
-    }
 }
 
 /// The script sent on stdin: environment, then the command under `timeout` in its own group.

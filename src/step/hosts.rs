@@ -1,33 +1,38 @@
-//! Where a step runs: `on:` a host or a group, resolved to SSH targets.
+//! Where a step runs: `on:` a host or a group, resolved to SSH targets. One resolver for the
+//! plan (masked) and the run (real values, each part checked to be one host name).
 
 use minijinja::value::Value;
 
-use super::Env;
+use super::render::{HostPart, Renderer};
 use crate::model::*;
 use crate::runner::SshTarget;
-use crate::template::Target;
 
-/// Resolves the SSH targets of `on:` with run-time values.
-pub fn ssh_targets(env: &Env, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, String> {
-    let render = |t: &Tmpl| {
-        env.templates
-            .render(&t.src, ctx, Target::Text)
-            .map_err(|e| crate::template::describe_error(&e))
+/// Resolves the hosts of `on:` (a host or a group) with `r`.
+pub fn resolve(
+    r: &dyn Renderer,
+    rb: &Runbook,
+    on: &Named,
+    ctx: &Value,
+) -> Result<Vec<SshTarget>, String> {
+    let part = |h: &Host, t: &Tmpl, p: HostPart| {
+        r.host_part(t, ctx, p)
+            .map_err(|e| format!("{} of host `{}`: {e}", p.as_str(), h.name))
     };
-    // A rendered address or user must stay one host name: never an option or a second host.
-    let checked = |t: &Tmpl, what: &str| -> Result<String, String> {
-        let v = render(t)?;
-        crate::template::check_host_part(what, &v)?;
-        Ok(v)
-    };
-    let render = |t: &Tmpl| checked(t, "user");
-    let address = |t: &Tmpl| checked(t, "host address");
     let resolve = |h: &Host| -> Result<SshTarget, String> {
+        let address = part(h, &h.address, HostPart::Address)?;
+        let user = match &h.user {
+            Some(u) => Some(part(h, u, HostPart::User)?),
+            None => None,
+        };
         let jump = match &h.jump {
-            Some(j) => Some(match env.rb.host(&j.name) {
+            Some(j) => Some(match rb.host(&j.name) {
                 Some(jh) => {
-                    let user = jh.user.as_ref().map(&render).transpose()?;
-                    crate::fmt::destination(user.as_deref(), &address(&jh.address)?, jh.port)
+                    let user = match &jh.user {
+                        Some(u) => Some(part(jh, u, HostPart::User)?),
+                        None => None,
+                    };
+                    let address = part(jh, &jh.address, HostPart::Address)?;
+                    crate::fmt::destination(user.as_deref(), &address, jh.port)
                 }
                 None => j.name.clone(),
             }),
@@ -35,17 +40,18 @@ pub fn ssh_targets(env: &Env, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>,
         };
         Ok(SshTarget {
             name: h.name.clone(),
-            user: h.user.as_ref().map(&render).transpose()?,
-            address: address(&h.address)?,
+            user,
+            address,
             port: h.port,
             jump,
             identity_file: h.identity_file.clone(),
             known_hosts: h.known_hosts.clone(),
         })
     };
-    env.rb
-        .target_hosts(&on.name)
-        .into_iter()
-        .map(resolve)
-        .collect()
+    rb.target_hosts(&on.name).into_iter().map(resolve).collect()
+}
+
+/// Resolves the SSH targets of `on:` with run-time values.
+pub fn ssh_targets(env: &super::Env, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, String> {
+    resolve(&super::render::Live(env), &env.rb, on, ctx)
 }

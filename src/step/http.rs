@@ -2,11 +2,11 @@
 
 use minijinja::value::Value;
 
-use super::{Attempt, Call, Env, item_index_of, render};
+use super::render::{Live, Renderer};
+use super::{Attempt, Call, Env, item_index_of};
 use crate::event::{Event, Stream};
 use crate::model::*;
 use crate::runner::HttpRequest;
-use crate::template::Target;
 
 /// Sends the request of `h` once. `echo`: print a summary of the response (not for probes,
 /// which report through `probe-attempt` events).
@@ -117,81 +117,93 @@ fn http_body_log(env: &Env, step: &Step, attempt: u32, body: &str) -> String {
     }
 }
 
-/// Renders an `http` spec into a request (secrets revealed: only the client sees them).
-pub fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, String> {
+/// An `http:` spec rendered: the request as sent (the plan shows this with secrets masked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// The body is JSON (`body: {json: …}`).
+    pub json_body: bool,
+    pub ca_cert: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+}
+
+/// Renders an `http:` spec: the one render function of `http` steps (and HTTP probes),
+/// used by the plan and by a run.
+pub fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rendered, String> {
     let pairs = |list: &[(String, Tmpl)], what: &str| -> Result<Vec<(String, String)>, String> {
         list.iter()
-            .map(|(k, v)| {
-                Ok((
-                    k.clone(),
-                    render(env, v, ctx, Target::Text, &format!("{what} {k}"))?,
-                ))
-            })
+            .map(|(k, v)| Ok((k.clone(), r.text(v, ctx, &format!("{what} {k}"))?)))
             .collect()
     };
-    let path = |t: &Option<Tmpl>, what: &str| -> Result<Option<std::path::PathBuf>, String> {
-        t.as_ref()
-            .map(|t| render(env, t, ctx, Target::Text, what).map(Into::into))
-            .transpose()
-    };
+    let path = |t: &Option<Tmpl>, what: &str| t.as_ref().map(|t| r.text(t, ctx, what)).transpose();
     let (body, json_body) = match &h.body {
-        Some(HttpBody::Raw(t)) => (
-            Some(render(env, t, ctx, Target::Text, "body")?.into_bytes()),
-            false,
-        ),
-        Some(HttpBody::Json(j)) => (Some(json_body(env, j, ctx)?.to_string().into_bytes()), true),
+        Some(HttpBody::Raw(t)) => (Some(r.text(t, ctx, "body")?), false),
+        Some(HttpBody::Json(j)) => (Some(json_body(r, j, ctx)?.to_string()), true),
         None => (None, false),
     };
     let headers = pairs(&h.headers, "header")?;
+    Ok(Rendered {
+        method: h.method.clone(),
+        url: r.url(&h.url, ctx)?,
+        headers,
+        query: pairs(&h.query, "query")?,
+        body,
+        json_body,
+        ca_cert: path(&h.ca_cert, "ca_cert")?,
+        client_cert: path(&h.client_cert, "client_cert")?,
+        client_key: path(&h.client_key, "client_key")?,
+    })
+}
+
+/// Renders an `http` spec into a request (secrets revealed: only the client sees them).
+pub fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, String> {
+    let r = render(&Live(env), h, ctx)?;
     // A header whose value the redactor would mask holds a secret (or a value derived from one).
-    let secret_headers = headers
+    let secret_headers = r
+        .headers
         .iter()
         .filter(|(_, v)| env.redactor.mask_text(v) != v.as_str())
         .map(|(k, _)| k.clone())
         .collect();
     Ok(HttpRequest {
-        method: h.method.clone(),
-        url: {
-            let url = env
-                .templates
-                .render_url(&h.url.src, ctx)
-                .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?;
-            env.redactor.add(&crate::template::take_derived_secrets());
-            url
-        },
-        headers,
+        method: r.method,
+        url: r.url,
+        headers: r.headers,
         secret_headers,
-        query: pairs(&h.query, "query")?,
-        body,
-        json_body,
+        query: r.query,
+        body: r.body.map(String::into_bytes),
+        json_body: r.json_body,
         timeout: h.timeout,
         follow_redirects: h.follow_redirects,
-        ca_cert: path(&h.ca_cert, "ca_cert")?,
-        client_cert: path(&h.client_cert, "client_cert")?,
-        client_key: path(&h.client_key, "client_key")?,
+        ca_cert: r.ca_cert.map(Into::into),
+        client_cert: r.client_cert.map(Into::into),
+        client_key: r.client_key.map(Into::into),
         insecure: h.insecure,
     })
 }
 
-/// Renders a JSON body template with run-time values.
-pub fn json_body(env: &Env, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value, String> {
+/// Renders a JSON body template, leaf by leaf.
+pub fn json_body(r: &dyn Renderer, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value, String> {
     Ok(match j {
         JsonTmpl::Null => serde_json::Value::Null,
         JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),
         JsonTmpl::Number(n) => serde_json::Value::Number(n.clone()),
-        JsonTmpl::String(t) => {
-            serde_json::Value::String(render(env, t, ctx, Target::Text, "json body")?)
-        }
+        JsonTmpl::String(t) => serde_json::Value::String(r.text(t, ctx, "json body")?),
         JsonTmpl::Array(items) => serde_json::Value::Array(
             items
                 .iter()
-                .map(|i| json_body(env, i, ctx))
+                .map(|i| json_body(r, i, ctx))
                 .collect::<Result<_, _>>()?,
         ),
         JsonTmpl::Object(pairs) => serde_json::Value::Object(
             pairs
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), json_body(env, v, ctx)?)))
+                .map(|(k, v)| Ok((k.clone(), json_body(r, v, ctx)?)))
                 .collect::<Result<_, String>>()?,
         ),
     })

@@ -10,7 +10,9 @@ pub mod context;
 pub mod expect;
 pub mod hosts;
 pub mod http;
+pub mod manual;
 pub mod readable;
+pub mod render;
 pub mod run;
 pub mod wait;
 
@@ -23,8 +25,7 @@ use crate::event::{Decision, Event, StepStatus, Stream};
 use crate::inputs::Inputs;
 use crate::model::*;
 use crate::redact::Redactor;
-use crate::runner::local::LocalRunner;
-use crate::runner::{Cancel, HttpClient, LineSink, RemoteRunners, SshTarget};
+use crate::runner::{Cancel, CommandRunner, HttpClient, LineSink, RemoteRunners, SshTarget};
 use crate::template::{Target, Templates};
 use context::{Ctx, Results};
 
@@ -56,7 +57,8 @@ pub struct Env {
     pub run_id: String,
     /// Per-step logs go under `run_dir/steps/`.
     pub run_dir: PathBuf,
-    pub local: LocalRunner,
+    /// Runs commands on this machine (the real [`crate::runner::local::LocalRunner`]).
+    pub local: Arc<dyn CommandRunner>,
     pub remote: Option<Arc<dyn RemoteRunners>>,
     pub http: Option<Arc<dyn HttpClient>>,
 }
@@ -154,11 +156,11 @@ pub async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
     let ctx = call.ctx(env);
     match &call.body.action {
         Action::Run(cmd) => {
-            let command = match run::render_command(env, cmd, &ctx, "command") {
+            let spec = match run::render(&render::Live(env), cmd, call.body, &ctx, "command") {
                 Ok(c) => c,
                 Err(e) => return Attempt::failed(e),
             };
-            run::run_command(env, call, &ctx, command).await
+            run::run_command(env, call, &ctx, spec).await
         }
         Action::Http(h) => http::run_http(env, call, h, &ctx, true).await,
         Action::Wait(w) => wait::run_wait(env, call, w).await,

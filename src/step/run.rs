@@ -2,39 +2,61 @@
 
 use minijinja::value::Value;
 
-use super::{Attempt, Call, Env, item_index_of, line_sink, render};
+use super::render::Renderer;
+use super::{Attempt, Call, Env, item_index_of, line_sink};
 use crate::event::{Event, StepStatus};
 use crate::model::*;
-use crate::runner::{CommandRunner, CommandSpec};
-use crate::template::{ShellCommand, Target};
+use crate::runner::CommandSpec;
 
-/// Renders a shell command: values travel in the environment, never in the text. The
-/// command also gets the secrets it names literally (`$RUNBOOK_SECRET_X`), and no others.
-pub fn render_command(
-    env: &Env,
-    t: &Tmpl,
+/// A `run:` body rendered: what the runner gets (besides `RUNBOOK_RUN_ID`/`RUNBOOK_STEP`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The command text: values are referenced (`"$RUNBOOK_V_NODE"`), never inserted.
+    pub command: String,
+    /// The variables that carry the command's values (and the secrets it names).
+    pub vars: Vec<(String, String)>,
+    /// The body's `env:`.
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<String>,
+}
+
+impl Rendered {
+    /// Every variable the command gets from the runbook, in the order it gets them.
+    pub fn all_env(&self) -> Vec<(String, String)> {
+        self.vars.iter().chain(self.env.iter()).cloned().collect()
+    }
+}
+
+/// Renders a `run:` body (its command, `env:` and `stdin:`): the one render function of
+/// `run` steps, used by the plan and by a run.
+pub fn render(
+    r: &dyn Renderer,
+    command: &Tmpl,
+    body: &Body,
     ctx: &Value,
     what: &str,
-) -> Result<ShellCommand, String> {
-    let mut cmd = env
-        .templates
-        .render_command(&t.src, ctx)
-        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
-    for (k, v) in &env.secret_env {
-        if t.src.contains(k.as_str()) && !cmd.env.iter().any(|(n, _)| n == k) {
-            cmd.env.push((k.clone(), v.clone()));
-        }
-    }
-    Ok(cmd)
+) -> Result<Rendered, String> {
+    let (command, vars) = r.command(command, ctx, what)?;
+    let env = body
+        .env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), r.text(v, ctx, &format!("env {k}"))?)))
+        .collect::<Result<_, String>>()?;
+    let stdin = body
+        .stdin
+        .as_ref()
+        .map(|s| r.text(s, ctx, "stdin"))
+        .transpose()?;
+    Ok(Rendered {
+        command,
+        vars,
+        env,
+        stdin,
+    })
 }
 
 /// Runs a rendered command once, where `call` says, and reports how it ended.
-pub async fn run_command(
-    env: &Env,
-    call: &Call<'_>,
-    ctx: &Value,
-    command: ShellCommand,
-) -> Attempt {
+pub async fn run_command(env: &Env, call: &Call<'_>, ctx: &Value, rendered: Rendered) -> Attempt {
     let Call {
         step,
         body,
@@ -43,28 +65,15 @@ pub async fn run_command(
         ..
     } = call;
     let attempt = *attempt;
-    let ShellCommand {
+    let Rendered {
         command,
-        env: mut vars,
-        derived_secrets,
-    } = command;
-    // Values computed from a secret are secrets: masked before anything can print them.
-    env.redactor.add(&derived_secrets);
-    vars.push(("RUNBOOK_RUN_ID".into(), env.run_id.clone()));
-    vars.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
-    for (k, v) in &body.env {
-        match render(env, v, ctx, Target::Text, &format!("env {k}")) {
-            Ok(v) => vars.push((k.clone(), v)),
-            Err(e) => return Attempt::failed(e),
-        }
-    }
-    let stdin = match &body.stdin {
-        Some(s) => match render(env, s, ctx, Target::Text, "stdin") {
-            Ok(v) => Some(v),
-            Err(e) => return Attempt::failed(e),
-        },
-        None => None,
-    };
+        vars: mut env_vars,
+        env: body_env,
+        stdin,
+    } = rendered;
+    env_vars.push(("RUNBOOK_RUN_ID".into(), env.run_id.clone()));
+    env_vars.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
+    env_vars.extend(body_env);
     let host = target.as_ref().map(|t| t.name.clone());
     env.emit(Event::StepStarted {
         step: step.id.name.clone(),
@@ -81,7 +90,7 @@ pub async fn run_command(
     }
     let spec = CommandSpec {
         command,
-        env: vars,
+        env: env_vars,
         env_remove: env.secret_sources.clone(),
         stdin,
         timeout: body.timeout,

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-
 use super::context::result_entries;
+use super::render::Live;
 use super::{Attempt, Call, Env, hide_response, hosts, http, is_sensitive, run};
 use crate::event::{Event, StepStatus};
 use crate::model::*;
@@ -26,7 +26,7 @@ pub async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attempt {
         };
         let a = match &w.probe {
             Probe::Run { command, on } => {
-                let cmd = match run::render_command(env, command, &ctx, "probe") {
+                let cmd = match run::render(&Live(env), command, call.body, &ctx, "probe") {
                     Ok(c) => c,
                     Err(e) => return Attempt::failed(e),
                 };
@@ -59,8 +59,7 @@ pub async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attempt {
                     ),
                     ..(**h).clone()
                 };
-                let mut a =
-                    http::run_http(env, &probe, &h2, &ctx, false).await;
+                let mut a = http::run_http(env, &probe, &h2, &ctx, false).await;
                 // A probe that cannot connect yet is an attempt that saw nothing, not a failure.
                 if a.status == StepStatus::Failed {
                     a.result = serde_json::json!({ "status": 0, "error": a.error.clone(), "json": null, "body": "" });
