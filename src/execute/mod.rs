@@ -14,6 +14,9 @@ mod scheduler;
 mod shared;
 mod unwind;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
