@@ -15,6 +15,8 @@ mod shared;
 mod unwind;
 
 #[cfg(test)]
+mod render_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet};
