@@ -229,6 +229,13 @@ pub struct Stamped {
     pub event: Event,
 }
 
+/// The result of a step skipped because its `when` was false, as templates and `resume` see
+/// it (the `step-skipped` event carries only the reason: this is the one place that builds
+/// the rest).
+pub fn skipped_result(reason: &str) -> serde_json::Value {
+    serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason })
+}
+
 /// The current time as RFC 3339 with milliseconds.
 pub fn now() -> String {
     jiff::Timestamp::now()

@@ -45,6 +45,7 @@ pub mod plan;
 pub mod redact;
 pub mod runner;
 pub mod schema;
+pub mod session;
 pub mod step;
 pub mod sys;
 pub mod template;

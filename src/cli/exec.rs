@@ -17,54 +17,12 @@ use crate::event::Observer;
 use crate::execute::{self, Answers, Options, Services};
 use crate::exit::ExitStatus;
 use crate::inputs;
+use crate::session::RunId;
 use crate::sys::create_private_dir;
 use crate::sys::{current_host, current_user};
 
 /// Most steps running at once unless `--parallel` says otherwise.
 pub(crate) const DEFAULT_PARALLEL: usize = 4;
-
-/// A new run id: sortable by time, readable, unique enough (`20261126-090102-vault-crash-3f9a`).
-pub(crate) fn new_run_id(runbook: &str) -> String {
-    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
-    let name: String = runbook
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    format!(
-        "{}-{name}-{:016x}",
-        now.strftime("%Y%m%d-%H%M%S"),
-        random_u64()
-    )
-}
-
-/// 64 random bits from the kernel, so nobody can guess another user's run id (and answer its
-/// gates); falls back to the standard library's randomly keyed hasher.
-fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut buf = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
-    {
-        return u64::from_le_bytes(buf);
-    }
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
 
 /// Reads `--answers FILE`: a mapping of step id to yes/no/abort/done.
 fn read_answers(path: &Path) -> Result<HashMap<String, Decision>, String> {
@@ -169,7 +127,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     };
     let bytes = crate::load::read_bounded(&a.file).unwrap_or_default();
     let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
-    let run_id = new_run_id(&rb.name);
+    let run_id = RunId::new(&rb.name).to_string();
     let runs = runs_dir(a.runs_dir.as_deref());
     launch(
         rb,
@@ -269,7 +227,7 @@ pub(crate) fn launch(
         (locks.as_path(), false),
         (run_dir.as_path(), false),
     ] {
-        if let Err(e) = crate::journal::dirs::check_owned(dir, follow) {
+        if let Err(e) = crate::session::store::check_owned(dir, follow) {
             error_line(e);
             return ExitStatus::Invalid;
         }
@@ -468,8 +426,7 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
-    let paused = outcome.status == ExitStatus::Aborted && outcome.reason.contains("waiting for");
-    if paused || outcome.status == ExitStatus::EngineFailed {
+    if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {
             l.keep();

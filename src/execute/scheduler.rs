@@ -477,8 +477,9 @@ impl Scheduler {
             step: id.clone(),
             reason: reason.into(),
         });
-        let result = serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason });
-        sh.env.results.set(&step_var(&id), &result);
+        sh.env
+            .results
+            .set(&step_var(&id), &crate::event::skipped_result(reason));
         self.settle(i, StepStatus::Skipped, reason);
     }
 

@@ -11,7 +11,6 @@
 //!   `docs/journal.md`.
 
 pub mod answers;
-pub mod dirs;
 pub mod live;
 pub mod lock;
 pub mod state;

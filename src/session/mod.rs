@@ -1,0 +1,10 @@
+//! Sessions: what a run needs around the engine, for any front end (the CLI today, a server
+//! tomorrow): run ids, where runs live ([`store`]), and what a resumed run already knows
+//! ([`prior`], read from its journal).
+
+mod dirs;
+mod id;
+pub mod prior;
+pub mod store;
+
+pub use id::RunId;
