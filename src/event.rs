@@ -232,12 +232,12 @@ pub struct Stamped {
 /// The result of a step skipped because its `when` was false, as templates and `resume` see
 /// it (the `step-skipped` event carries only the reason: this is the one place that builds
 /// the rest).
-pub fn skipped_result(reason: &str) -> serde_json::Value {
+pub(crate) fn skipped_result(reason: &str) -> serde_json::Value {
     serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason })
 }
 
 /// The current time as RFC 3339 with milliseconds.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Millisecond)
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// `user@address:port` as ssh is told and people are shown (user and port when set).
-pub fn destination(user: Option<&str>, address: &str, port: Option<u16>) -> String {
+pub(crate) fn destination(user: Option<&str>, address: &str, port: Option<u16>) -> String {
     let mut s = String::new();
     if let Some(u) = user {
         s.push_str(u);
@@ -18,7 +18,7 @@ pub fn destination(user: Option<&str>, address: &str, port: Option<u16>) -> Stri
 }
 
 /// Formats a duration compactly (`90s` → `1m 30s`), for plans and progress.
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         return "0s".into();

@@ -31,7 +31,7 @@ use crate::template::MASK;
 
 /// Secrets at least this long are searched in every encoding; shorter ones (allowed only with
 /// an explicit `min_length`) are masked only as whole tokens, as they are.
-pub const FULL_MATCH_LEN: usize = 8;
+pub(crate) const FULL_MATCH_LEN: usize = 8;
 
 /// Bytes that continue a token: a short secret next to one of these is not masked.
 fn is_token_byte(b: u8) -> bool {
@@ -382,7 +382,7 @@ impl StreamRedactor {
 /// resume restores are never passed to the redactor: a secret equal to `vault` or `step`
 /// must not rewrite `"step":"halt-vault"` (secrets never enter those fields: they hold ids,
 /// host names and non-secret inputs only).
-pub fn redact_free_text(r: &Redactor, e: Event) -> Event {
+pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
     if r.is_empty() {
         return e;
     }
@@ -571,7 +571,7 @@ pub fn redact_free_text(r: &Redactor, e: Event) -> Event {
 const RESULT_TAGS: &[&str] = &["outcome", "status", "skipped", "in_doubt", "attempt"];
 
 /// Masks secrets in a step result's text, leaving its tags (`outcome: succeeded`) alone.
-pub fn redact_result(r: &Redactor, v: &mut serde_json::Value) {
+pub(crate) fn redact_result(r: &Redactor, v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m.iter_mut() {

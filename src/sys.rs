@@ -3,13 +3,13 @@
 
 /// The OS user running this process: the real uid's name, not `$USER` (which anyone can set,
 /// and which gate checks such as `other_approver` must not trust).
-pub fn current_user() -> String {
+pub(crate) fn current_user() -> String {
     // SAFETY: getuid has no preconditions.
     user_name(unsafe { libc::getuid() })
 }
 
 /// The name of user `uid` (from /etc/passwd), or `uid N`.
-pub fn user_name(uid: u32) -> String {
+pub(crate) fn user_name(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|p| {
@@ -22,7 +22,7 @@ pub fn user_name(uid: u32) -> String {
 }
 
 /// This machine's host name.
-pub fn current_host() -> String {
+pub(crate) fn current_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -30,7 +30,7 @@ pub fn current_host() -> String {
 }
 
 /// Creates (or appends to) a file readable only by its owner.
-pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
@@ -51,7 +51,7 @@ pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Creates a directory (and parents) readable only by its owner.
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -61,7 +61,7 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Whether `user` may answer a gate whose `approvers:` is `allowed` (users, `group:NAME`);
 /// an empty list allows anyone. Group membership comes from /etc/group and /etc/passwd.
-pub fn may_answer(allowed: &[String], user: &str) -> bool {
+pub(crate) fn may_answer(allowed: &[String], user: &str) -> bool {
     if allowed.is_empty() {
         return true;
     }

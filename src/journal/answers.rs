@@ -21,7 +21,7 @@ use crate::execute::{AnswerSource, RemoteAnswer};
 
 /// An answer file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnswerFile {
+pub(crate) struct AnswerFile {
     /// The run this answer is for (an answer copied from another run does not count).
     #[serde(default)]
     pub run: String,
@@ -37,14 +37,13 @@ pub struct AnswerFile {
 
 /// An answer as the engine sees it: with the user it really came from.
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub file: AnswerFile,
     pub user: String,
-    pub path: PathBuf,
 }
 
 /// Largest answer file read (a real one is ~200 bytes).
-pub const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
 /// The run id a run directory stands for.
 fn run_id(run_dir: &Path) -> String {
@@ -63,12 +62,12 @@ fn nonce() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn answers_dir(run_dir: &Path) -> PathBuf {
+pub(crate) fn answers_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("answers")
 }
 
 /// Creates `answers/` so that other users can drop answers into it.
-pub fn prepare(run_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn prepare(run_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = answers_dir(run_dir);
     std::fs::create_dir_all(&dir)?;
@@ -78,7 +77,7 @@ pub fn prepare(run_dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes an answer (atomically: a temp file renamed into place).
-pub fn write(
+pub(crate) fn write(
     run_dir: &Path,
     step: &str,
     decision: Decision,
@@ -135,8 +134,6 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-pub use crate::sys::may_answer;
-
 /// Reads one answer file safely: not following symlinks, not blocking on a FIFO, only a
 /// regular file within the size cap. Returns its content and its owner's uid.
 fn read_answer(path: &Path) -> Result<(Vec<u8>, u32), String> {
@@ -166,24 +163,14 @@ fn read_answer(path: &Path) -> Result<(Vec<u8>, u32), String> {
 
 /// What was wrong with a file in `answers/` that was not taken as an answer.
 #[derive(Debug, Clone)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub path: PathBuf,
     pub why: String,
 }
 
-/// Answers for `step` not seen before (`seen` holds file names and nonces already taken).
-/// Files that cannot be answers (symlinks, FIFOs, huge or foreign files) are removed.
-pub fn take(
-    run_dir: &Path,
-    step: &str,
-    seen: &mut std::collections::HashSet<PathBuf>,
-) -> Vec<Answer> {
-    take_checked(run_dir, step, seen).0
-}
-
 /// Whether an answer for `step` is waiting, without taking it (answers are used once: a
 /// check must not consume the answer it found).
-pub fn present(run_dir: &Path, step: &str) -> bool {
+pub(crate) fn present(run_dir: &Path, step: &str) -> bool {
     let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
         return false;
     };
@@ -202,7 +189,7 @@ pub fn present(run_dir: &Path, step: &str) -> bool {
 }
 
 /// [`take`], also returning the files refused.
-pub fn take_checked(
+pub(crate) fn take_checked(
     run_dir: &Path,
     step: &str,
     seen: &mut std::collections::HashSet<PathBuf>,
@@ -264,7 +251,6 @@ pub fn take_checked(
         out.push(Answer {
             user: crate::sys::user_name(uid),
             file,
-            path,
         });
     }
     (out, refused)
@@ -311,7 +297,7 @@ mod tests {
 /// A run's `answers/` directory as the engine's [`AnswerSource`]: answers written by
 /// `runbook approve`, their authors checked by file ownership.
 #[derive(Debug, Clone)]
-pub struct AnswersDir {
+pub(crate) struct AnswersDir {
     pub run_dir: PathBuf,
 }
 

@@ -10,10 +10,10 @@
 //! - Record format version 1 (field `v`); fields may be added, never renamed. See
 //!   `docs/journal.md`.
 
-pub mod answers;
-pub mod live;
-pub mod lock;
-pub mod state;
+pub(crate) mod answers;
+pub(crate) mod live;
+pub(crate) mod lock;
+pub(crate) mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -24,15 +24,15 @@ use crate::event::Observer;
 use crate::event::{Event, Stamped};
 
 /// Version of the record format.
-pub const JOURNAL_VERSION: u32 = 1;
+pub(crate) const JOURNAL_VERSION: u32 = 1;
 /// The journal's file name inside a run directory.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
 /// `prev` of the first record.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub v: u32,
     pub seq: u64,
     /// SHA-256 (hex) of the previous line's bytes.
@@ -52,7 +52,7 @@ struct RecordOut<'a> {
 }
 
 /// Hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
     let mut s = String::with_capacity(64);
@@ -65,13 +65,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The head file beside the journal: the count and last hash, rewritten after every record
 /// and fsynced when the run's end is sealed. It makes a missing tail evident.
-pub const HEAD_FILE: &str = "journal.head";
+pub(crate) const HEAD_FILE: &str = "journal.head";
 /// Fixed width of the head record (padded), so it is rewritten in place with one `pwrite`.
 const HEAD_WIDTH: usize = 256;
 
 /// What `journal.head` says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Head {
+pub(crate) struct Head {
     pub v: u32,
     /// Records written.
     pub count: u64,
@@ -91,7 +91,7 @@ pub struct Head {
 const RESERVE: u64 = 64 * 1024;
 
 /// The journal as an observer of a run.
-pub struct Journal {
+pub(crate) struct Journal {
     file: std::fs::File,
     head: Option<std::fs::File>,
     path: PathBuf,
@@ -138,7 +138,7 @@ fn open_nofollow(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
 impl Journal {
     /// Creates the journal of a new run, or opens an existing one to append (resume). A torn
     /// last record is cut off, and the repair is itself journaled.
-    pub fn open(run_dir: &Path) -> std::io::Result<Journal> {
+    pub(crate) fn open(run_dir: &Path) -> std::io::Result<Journal> {
         let path = run_dir.join(JOURNAL_FILE);
         // Written with `pwrite` at the end of the used part (not `O_APPEND`): the file is
         // preallocated ahead of its records, so a record's `fdatasync` does not have to commit
@@ -265,13 +265,9 @@ impl Journal {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Seals a run whose last record is its end but whose head was not written (the engine
     /// was killed between the two). A no-op for any other run.
-    pub fn reseal_if_ended(run_dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn reseal_if_ended(run_dir: &Path) -> std::io::Result<()> {
         let Ok(loaded) = load(run_dir) else {
             return Ok(());
         };
@@ -452,7 +448,7 @@ fn bounded(s: &Stamped) -> std::borrow::Cow<'_, Stamped> {
 
 /// A problem reading or verifying a journal.
 #[derive(Debug, thiserror::Error)]
-pub enum JournalError {
+pub(crate) enum JournalError {
     #[error("cannot read {0}: {1}")]
     Io(String, std::io::Error),
     #[error("{path}:{line}: not a journal record: {why}")]
@@ -482,7 +478,7 @@ fn chain_culprit(line: usize) -> String {
 /// A journal as read back: its complete chained records, the size of a torn tail (bytes of
 /// a record whose write was cut), and its head file.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub records: Vec<Record>,
     /// SHA-256 of each record's line.
     pub hashes: Vec<String>,
@@ -504,7 +500,7 @@ fn read_file_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Reads every complete record of a journal, verifying the chain. A torn tail is not a
 /// record (it is reported in `torn`); a broken chain or a bad complete line is an error.
-pub fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
+pub(crate) fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
     let path = run_dir.join(JOURNAL_FILE);
     let name = path.display().to_string();
     let bytes = read_file_nofollow(&path).map_err(|e| JournalError::Io(name.clone(), e))?;
@@ -545,14 +541,14 @@ pub fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
 
 /// Reads every complete record of a journal, verifying the chain (a torn tail is ignored: it
 /// was never written).
-pub fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
+pub(crate) fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
     load(run_dir).map(|l| l.records)
 }
 
 /// What `transcript --verify` found missing at the journal's end, if anything: records the
 /// head file counts but the journal no longer has, or a head whose last hash differs.
 /// `strict` = false only counts records that were fsynced (a power loss can lose the others).
-pub fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
+pub(crate) fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
     let head = l.head.as_ref()?;
     let have = l.records.len() as u64;
     let need = if strict { head.count } else { head.durable };

@@ -6,7 +6,7 @@
 //! process, no network. A value only known at run time is shown as a placeholder naming its
 //! source (`<steps.inspect_logs.stdout>`).
 
-pub mod render;
+pub(crate) mod render;
 
 use minijinja::value::Value;
 use serde::Serialize;
@@ -20,7 +20,7 @@ use crate::template::{Placeholder, SecretDisplay, Target, Templates, expression_
 use crate::validate::step_var;
 
 /// Version of the plan's JSON form (`runbook plan --format json`); bumped on any breaking change.
-pub const PLAN_SCHEMA_VERSION: u32 = 1;
+pub(crate) const PLAN_SCHEMA_VERSION: u32 = 1;
 
 /// A runbook resolved against its inputs, in waves.
 #[derive(Debug, Clone, Serialize)]
@@ -183,7 +183,7 @@ pub struct PlannedRollback {
 pub struct PlanError(pub String);
 
 /// Dependencies of the main steps as indices.
-pub fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
+pub(crate) fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
     let index: std::collections::HashMap<String, usize> = rb
         .steps
         .iter()
@@ -206,7 +206,7 @@ pub fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
 }
 
 /// The template context of a plan: inputs known, everything else a placeholder.
-pub fn plan_context(inputs: &Inputs) -> Value {
+pub(crate) fn plan_context(inputs: &Inputs) -> Value {
     let mut entries = inputs.context_entries();
     let all: Vec<(String, Value)> = entries.clone();
     entries.push(("inputs".into(), crate::template::map(all)));
@@ -380,7 +380,7 @@ fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError
 }
 
 /// Renders for the plan: secrets masked, run-time values as placeholders or as written.
-pub struct Shown<'a>(pub &'a Templates);
+pub(crate) struct Shown<'a>(pub &'a Templates);
 
 impl Renderer for Shown<'_> {
     fn text(&self, t: &Tmpl, ctx: &Value, _what: &str) -> Result<String, String> {
@@ -438,7 +438,7 @@ fn body_on(b: &Body) -> Option<&Named> {
 }
 
 /// Resolves the SSH targets of `on:` for display (the run's resolver, masked).
-pub fn targets(
+pub(crate) fn targets(
     rb: &Runbook,
     t: &Templates,
     ctx: &Value,
@@ -460,7 +460,7 @@ pub fn targets(
 
 /// Renders a step body's action for display (plan) with `ctx`: the run's render functions
 /// with a masking renderer.
-pub fn plan_action(
+pub(crate) fn plan_action(
     t: &Templates,
     action: &Action,
     body: &Body,

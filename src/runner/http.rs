@@ -43,7 +43,7 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
 
 /// Sends requests, keeping one connection pool per TLS configuration.
 #[derive(Default)]
-pub struct ReqwestClient {
+pub(crate) struct ReqwestClient {
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
 }
 

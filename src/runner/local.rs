@@ -18,7 +18,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs commands on this machine.
 #[derive(Debug, Default)]
-pub struct LocalRunner;
+pub(crate) struct LocalRunner;
 
 impl CommandRunner for LocalRunner {
     fn run<'a>(
@@ -32,7 +32,7 @@ impl CommandRunner for LocalRunner {
 }
 
 /// Sends `sig` to every process in group `pgid`.
-pub fn kill_group(pgid: u32, sig: i32) {
+pub(crate) fn kill_group(pgid: u32, sig: i32) {
     if let Ok(pgid) = i32::try_from(pgid)
         && pgid > 1
     {

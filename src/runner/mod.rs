@@ -1,10 +1,10 @@
 //! Step runners: one per way of running a command (local shell, SSH) behind one interface,
 //! plus the HTTP client. The engine decides *what* to run; runners only run it.
 
-pub mod capture;
-pub mod http;
-pub mod local;
-pub mod ssh;
+pub(crate) mod capture;
+pub(crate) mod http;
+pub(crate) mod local;
+pub(crate) mod ssh;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ pub struct CommandOutcome {
 }
 
 /// Receives each complete output line as it arrives.
-pub type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
+pub(crate) type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
 
 /// Cancellation shared by everything a run started: flips to true once, on abort.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl Cancel {
 }
 
 /// A boxed future, for runners behind `dyn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs shell commands somewhere (here, or on a remote host).
 pub trait CommandRunner: Send + Sync {

@@ -44,7 +44,7 @@ const CONNECTS_PER_HOST: usize = 1;
 
 /// Options from the command line.
 #[derive(Debug, Clone, Default)]
-pub struct SshOptions {
+pub(crate) struct SshOptions {
     pub config_file: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
@@ -52,7 +52,7 @@ pub struct SshOptions {
 
 /// The pool of per-host masters for one run (cheap to clone; runners share it).
 #[derive(Clone)]
-pub struct SshPool {
+pub(crate) struct SshPool {
     inner: Arc<PoolInner>,
 }
 
@@ -64,7 +64,7 @@ struct PoolInner {
 }
 
 impl SshPool {
-    pub fn new(opts: SshOptions) -> std::io::Result<SshPool> {
+    pub(crate) fn new(opts: SshOptions) -> std::io::Result<SshPool> {
         // Control sockets need a short path (108 bytes on Linux): keep them under /tmp.
         let control_dir = std::env::temp_dir().join(format!("runbook-ssh-{}", std::process::id()));
         crate::sys::create_private_dir(&control_dir)?;

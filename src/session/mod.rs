@@ -4,7 +4,7 @@
 
 mod dirs;
 mod id;
-pub mod prior;
-pub mod store;
+pub(crate) mod prior;
+pub(crate) mod store;
 
 pub use id::RunId;

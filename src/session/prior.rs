@@ -10,7 +10,7 @@ use crate::journal;
 use crate::model::Runbook;
 
 /// What a journal says already happened.
-pub fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
+pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
     let mut p = Prior::default();
     let mut approvers: HashMap<String, HashSet<String>> = HashMap::new();
     let mut operator = String::new();

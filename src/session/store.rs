@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::RunId;
 use crate::journal;
 
-pub use super::dirs::check_owned;
+pub(crate) use super::dirs::check_owned;
 
 /// The per-user default: `$XDG_STATE_HOME/runbook/runs`, i.e. `~/.local/state/runbook/runs`
 /// (a run is found from any directory), or `.runbook/runs` when no home is known.
-pub fn default_runs_dir() -> PathBuf {
+pub(crate) fn default_runs_dir() -> PathBuf {
     let abs = |v: std::ffi::OsString| {
         let p = PathBuf::from(v);
         p.is_absolute().then_some(p)
@@ -26,7 +25,7 @@ pub fn default_runs_dir() -> PathBuf {
 
 /// Where runs are recorded: `--runs-dir`, `$RUNBOOK_RUNS_DIR`, or [`default_runs_dir`].
 /// Made absolute, so commands printed for later work from any directory.
-pub fn runs_dir(flag: Option<&Path>) -> PathBuf {
+pub(crate) fn runs_dir(flag: Option<&Path>) -> PathBuf {
     let p = flag
         .map(Path::to_path_buf)
         .or_else(|| {
@@ -39,7 +38,7 @@ pub fn runs_dir(flag: Option<&Path>) -> PathBuf {
 }
 
 /// ` --runs-dir DIR` when `runs` is not the default (for commands printed for the operator).
-pub fn runs_flag(runs: &Path) -> String {
+pub(crate) fn runs_flag(runs: &Path) -> String {
     let default = std::path::absolute(default_runs_dir()).unwrap_or_else(|_| default_runs_dir());
     if runs == default {
         String::new()
@@ -53,7 +52,7 @@ pub fn runs_flag(runs: &Path) -> String {
 
 /// The run directory named by `id`: an exact run id, a unique prefix of one, or `last` (the
 /// most recently started run). Otherwise why not (with the candidates): a usage error.
-pub fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> {
+pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> {
     let runs = runs_dir(flag);
     if id.contains('/') || id.contains("..") || id.is_empty() {
         return Err(format!("`{id}` is not a run id"));
@@ -102,13 +101,8 @@ pub fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// The directory of run `id` under `runs`.
-pub fn run_dir(runs: &Path, id: &RunId) -> PathBuf {
-    runs.join(id.as_str())
-}
-
 /// The id of a run directory.
-pub fn run_id_of(dir: &Path) -> String {
+pub(crate) fn run_id_of(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -9,7 +9,7 @@ use crate::model::*;
 use crate::template::expression_source;
 
 /// Checks a successful execution against `expect` (and the defaults: exit 0, HTTP 2xx).
-pub fn check_expect(
+pub(crate) fn check_expect(
     env: &Env,
     step: &Step,
     body: &Body,
@@ -146,7 +146,7 @@ pub fn check_expect(
 }
 
 /// Whether `got` is `want`, a string holding the same JSON value counting as equal.
-pub fn json_equal(want: &serde_json::Value, got: &serde_json::Value) -> bool {
+pub(crate) fn json_equal(want: &serde_json::Value, got: &serde_json::Value) -> bool {
     if want == got {
         return true;
     }
@@ -161,7 +161,7 @@ pub fn json_equal(want: &serde_json::Value, got: &serde_json::Value) -> bool {
 }
 
 /// Looks up `a.b[0].c` in a JSON value.
-pub fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+pub(crate) fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     let mut cur = v;
     for part in path.trim_start_matches("$.").split('.') {
         let (name, rest) = match part.find('[') {

@@ -8,7 +8,7 @@ use crate::model::*;
 use crate::runner::SshTarget;
 
 /// Resolves the hosts of `on:` (a host or a group) with `r`.
-pub fn resolve(
+pub(crate) fn resolve(
     r: &dyn Renderer,
     rb: &Runbook,
     on: &Named,
@@ -52,6 +52,10 @@ pub fn resolve(
 }
 
 /// Resolves the SSH targets of `on:` with run-time values.
-pub fn ssh_targets(env: &super::Env, on: &Named, ctx: &Value) -> Result<Vec<SshTarget>, String> {
+pub(crate) fn ssh_targets(
+    env: &super::Env,
+    on: &Named,
+    ctx: &Value,
+) -> Result<Vec<SshTarget>, String> {
     resolve(&super::render::Live(env), &env.rb, on, ctx)
 }

@@ -10,7 +10,7 @@ use crate::runner::HttpRequest;
 
 /// Sends the request of `h` once. `echo`: print a summary of the response (not for probes,
 /// which report through `probe-attempt` events).
-pub async fn run_http(
+pub(crate) async fn run_http(
     env: &Env,
     call: &Call<'_>,
     h: &HttpSpec,
@@ -83,7 +83,7 @@ pub async fn run_http(
 }
 
 /// The JSON fields an HTTP step reads (its `expect.json`, `expect.that` and outputs).
-pub fn http_fields(step: &Step) -> Vec<String> {
+pub(crate) fn http_fields(step: &Step) -> Vec<String> {
     let mut fields: Vec<String> = step.expect.json.iter().map(|(p, _)| p.clone()).collect();
     let sources = step
         .expect
@@ -119,7 +119,7 @@ fn http_body_log(env: &Env, step: &Step, attempt: u32, body: &str) -> String {
 
 /// An `http:` spec rendered: the request as sent (the plan shows this with secrets masked).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
@@ -134,7 +134,7 @@ pub struct Rendered {
 
 /// Renders an `http:` spec: the one render function of `http` steps (and HTTP probes),
 /// used by the plan and by a run.
-pub fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rendered, String> {
+pub(crate) fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rendered, String> {
     let pairs = |list: &[(String, Tmpl)], what: &str| -> Result<Vec<(String, String)>, String> {
         list.iter()
             .map(|(k, v)| Ok((k.clone(), r.text(v, ctx, &format!("{what} {k}"))?)))
@@ -161,7 +161,7 @@ pub fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rendered, S
 }
 
 /// Renders an `http` spec into a request (secrets revealed: only the client sees them).
-pub fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, String> {
+pub(crate) fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, String> {
     let r = render(&Live(env), h, ctx)?;
     // A header whose value the redactor would mask holds a secret (or a value derived from one).
     let secret_headers = r
@@ -188,7 +188,11 @@ pub fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest,
 }
 
 /// Renders a JSON body template, leaf by leaf.
-pub fn json_body(r: &dyn Renderer, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value, String> {
+pub(crate) fn json_body(
+    r: &dyn Renderer,
+    j: &JsonTmpl,
+    ctx: &Value,
+) -> Result<serde_json::Value, String> {
     Ok(match j {
         JsonTmpl::Null => serde_json::Value::Null,
         JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),

@@ -6,6 +6,6 @@ use super::render::Renderer;
 use crate::model::Tmpl;
 
 /// Renders a manual step's instructions.
-pub fn render(r: &dyn Renderer, instructions: &Tmpl, ctx: &Value) -> Result<String, String> {
+pub(crate) fn render(r: &dyn Renderer, instructions: &Tmpl, ctx: &Value) -> Result<String, String> {
     r.text(instructions, ctx, "manual")
 }

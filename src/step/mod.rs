@@ -6,15 +6,15 @@
 //! redactor, runners, an event sink) and returns an [`Attempt`]; it never touches the run's
 //! state or the journal: the scheduler in `execute/` owns those.
 
-pub mod context;
-pub mod expect;
-pub mod hosts;
-pub mod http;
-pub mod manual;
-pub mod readable;
-pub mod render;
-pub mod run;
-pub mod wait;
+pub(crate) mod context;
+pub(crate) mod expect;
+pub(crate) mod hosts;
+pub(crate) mod http;
+pub(crate) mod manual;
+pub(crate) mod readable;
+pub(crate) mod render;
+pub(crate) mod run;
+pub(crate) mod wait;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,14 +31,14 @@ use context::{Ctx, Results};
 
 /// Where a step's events go. The scheduler implements it (redacting, stamping and handing
 /// them to observers, the journal among them).
-pub trait EventSink: Send + Sync {
+pub(crate) trait EventSink: Send + Sync {
     fn emit(&self, e: Event);
     /// Why events can no longer be recorded (the journal failed): nothing new may start.
     fn failure(&self) -> Option<String>;
 }
 
 /// What a run lends its steps: everything a step kind needs to render and run a body.
-pub struct Env {
+pub(crate) struct Env {
     pub rb: Arc<Runbook>,
     pub inputs: Arc<Inputs>,
     /// Results of finished steps, for templates.
@@ -64,17 +64,17 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn emit(&self, e: Event) {
+    pub(crate) fn emit(&self, e: Event) {
         self.sink.emit(e);
     }
 
     /// Why the journal cannot be written, if it cannot.
-    pub fn observer_failure(&self) -> Option<String> {
+    pub(crate) fn observer_failure(&self) -> Option<String> {
         self.sink.failure()
     }
 
     /// Step `i` of the runbook (`steps`, then `finally`).
-    pub fn step(&self, i: usize) -> &Step {
+    pub(crate) fn step(&self, i: usize) -> &Step {
         let main = self.rb.steps.len();
         if i < main {
             &self.rb.steps[i]
@@ -84,12 +84,16 @@ impl Env {
     }
 
     /// The template context as it stands now.
-    pub fn ctx(&self) -> Ctx {
+    pub(crate) fn ctx(&self) -> Ctx {
         Ctx::new(&self.inputs, &self.results, self.run_json.clone())
     }
 
     /// Evaluates a boolean expression with `extra` variables (secrets masked in the error).
-    pub fn eval_bool(&self, expr: &Tmpl, extra: Vec<(String, Value)>) -> Result<bool, String> {
+    pub(crate) fn eval_bool(
+        &self,
+        expr: &Tmpl,
+        extra: Vec<(String, Value)>,
+    ) -> Result<bool, String> {
         let ctx = self.ctx().with(extra);
         self.templates
             .eval(crate::template::expression_source(&expr.src), &ctx)
@@ -100,7 +104,7 @@ impl Env {
 
 /// One execution of a body: which step, where, for which item, which attempt.
 #[derive(Clone)]
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub step: &'a Step,
     pub body: &'a Body,
     /// Template variables of this execution (`item`, `item_index`, `host`).
@@ -116,14 +120,14 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     /// The template context of this execution.
-    pub fn ctx(&self, env: &Env) -> Value {
+    pub(crate) fn ctx(&self, env: &Env) -> Value {
         env.ctx().with(self.extra.clone())
     }
 }
 
 /// The result of one execution of a body on one host.
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     pub status: StepStatus,
     pub result: serde_json::Value,
     pub error: Option<String>,
@@ -132,7 +136,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn failed(error: String) -> Attempt {
+    pub(crate) fn failed(error: String) -> Attempt {
         Attempt {
             status: StepStatus::Failed,
             result: serde_json::json!({ "error": error }),
@@ -141,7 +145,7 @@ impl Attempt {
         }
     }
 
-    pub fn succeeded(result: serde_json::Value) -> Attempt {
+    pub(crate) fn succeeded(result: serde_json::Value) -> Attempt {
         Attempt {
             status: StepStatus::Succeeded,
             result,
@@ -152,7 +156,7 @@ impl Attempt {
 }
 
 /// Runs a body once (no retries, no expectations: the lifecycle adds those).
-pub async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
+pub(crate) async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
     let ctx = call.ctx(env);
     match &call.body.action {
         Action::Run(cmd) => {
@@ -171,7 +175,7 @@ pub async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
 }
 
 /// Whether a step's HTTP response must stay out of events, the journal and transcripts.
-pub fn is_sensitive(step: &Step) -> bool {
+pub(crate) fn is_sensitive(step: &Step) -> bool {
     match &step.body.action {
         Action::Http(h) => h.sensitive,
         Action::Wait(w) => matches!(&w.probe, Probe::Http(h) if h.sensitive),
@@ -180,7 +184,7 @@ pub fn is_sensitive(step: &Step) -> bool {
 }
 
 /// Replaces a response's body, JSON and headers (and every item's) with a note.
-pub fn hide_response(result: &mut serde_json::Value) {
+pub(crate) fn hide_response(result: &mut serde_json::Value) {
     if let serde_json::Value::Object(m) = result {
         for k in ["body", "json", "headers"] {
             if m.contains_key(k) {
@@ -197,14 +201,14 @@ pub fn hide_response(result: &mut serde_json::Value) {
 }
 
 /// The `for_each` item index in a step's context, if any.
-pub fn item_index_of(ctx: &Value) -> Option<usize> {
+pub(crate) fn item_index_of(ctx: &Value) -> Option<usize> {
     ctx.get_attr("item_index")
         .ok()
         .and_then(|v| usize::try_from(v).ok())
 }
 
 /// Streams a command's output lines as events.
-pub fn line_sink(env: &Env, step: &str, host: Option<String>) -> LineSink {
+pub(crate) fn line_sink(env: &Env, step: &str, host: Option<String>) -> LineSink {
     let sink = env.sink.clone();
     let step = step.to_string();
     Arc::new(move |stream: Stream, line: String| {
@@ -218,26 +222,19 @@ pub fn line_sink(env: &Env, step: &str, host: Option<String>) -> LineSink {
 }
 
 /// Renders a text template with run-time values; values derived from a secret become secrets.
-pub fn render(
+pub(crate) fn render(
     env: &Env,
     t: &Tmpl,
     ctx: &Value,
     target: Target,
     what: &str,
 ) -> Result<String, String> {
-    match target {
-        Target::Text => {
-            let (text, derived) = env
-                .templates
-                .render_text(&t.src, ctx)
-                .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
-            // Values computed from a secret are secrets: masked wherever they show up.
-            env.redactor.add(&derived);
-            Ok(text)
-        }
-        Target::Shell => env
-            .templates
-            .render(&t.src, ctx, target)
-            .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e))),
-    }
+    let Target::Text = target;
+    let (text, derived) = env
+        .templates
+        .render_text(&t.src, ctx)
+        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+    // Values computed from a secret are secrets: masked wherever they show up.
+    env.redactor.add(&derived);
+    Ok(text)
 }

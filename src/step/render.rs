@@ -15,14 +15,14 @@ use crate::template::Target;
 
 /// Which part of a host a template renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostPart {
+pub(crate) enum HostPart {
     User,
     Address,
 }
 
 impl HostPart {
     /// The name used in messages (`address of host `lb``).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HostPart::User => "user",
             HostPart::Address => "address",
@@ -31,7 +31,7 @@ impl HostPart {
 }
 
 /// How one template becomes text. Errors are one line, secrets masked.
-pub trait Renderer {
+pub(crate) trait Renderer {
     /// Text: an environment value, stdin, a header, a JSON string, instructions.
     fn text(&self, t: &Tmpl, ctx: &Value, what: &str) -> Result<String, String>;
     /// A shell command: its text (values referenced, never inserted) and the environment
@@ -50,7 +50,7 @@ pub trait Renderer {
 
 /// Renders with run-time values, for a run. Values derived from a secret become secrets of
 /// the redactor as they are rendered.
-pub struct Live<'a>(pub &'a Env);
+pub(crate) struct Live<'a>(pub &'a Env);
 
 impl Renderer for Live<'_> {
     fn text(&self, t: &Tmpl, ctx: &Value, what: &str) -> Result<String, String> {

@@ -10,7 +10,7 @@ use crate::runner::CommandSpec;
 
 /// A `run:` body rendered: what the runner gets (besides `RUNBOOK_RUN_ID`/`RUNBOOK_STEP`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// The command text: values are referenced (`"$RUNBOOK_V_NODE"`), never inserted.
     pub command: String,
     /// The variables that carry the command's values (and the secrets it names).
@@ -22,14 +22,14 @@ pub struct Rendered {
 
 impl Rendered {
     /// Every variable the command gets from the runbook, in the order it gets them.
-    pub fn all_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn all_env(&self) -> Vec<(String, String)> {
         self.vars.iter().chain(self.env.iter()).cloned().collect()
     }
 }
 
 /// Renders a `run:` body (its command, `env:` and `stdin:`): the one render function of
 /// `run` steps, used by the plan and by a run.
-pub fn render(
+pub(crate) fn render(
     r: &dyn Renderer,
     command: &Tmpl,
     body: &Body,
@@ -56,7 +56,12 @@ pub fn render(
 }
 
 /// Runs a rendered command once, where `call` says, and reports how it ended.
-pub async fn run_command(env: &Env, call: &Call<'_>, ctx: &Value, rendered: Rendered) -> Attempt {
+pub(crate) async fn run_command(
+    env: &Env,
+    call: &Call<'_>,
+    ctx: &Value,
+    rendered: Rendered,
+) -> Attempt {
     let Call {
         step,
         body,

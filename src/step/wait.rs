@@ -10,7 +10,7 @@ use crate::model::*;
 use crate::template::expression_source;
 
 /// Polls a probe until its condition holds or the wait times out.
-pub async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attempt {
+pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attempt {
     let (step, extra, cancel) = (call.step, &call.extra, &call.cancel);
     let t0 = Instant::now();
     let mut every = w.every;
@@ -140,7 +140,7 @@ pub async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attempt {
 }
 
 /// A short description of a probe result for progress and timeouts.
-pub fn describe_probe(r: &serde_json::Value, until: &str) -> String {
+pub(crate) fn describe_probe(r: &serde_json::Value, until: &str) -> String {
     let cut = |s: &str| -> String {
         let s = s.trim();
         if s.chars().count() > 200 {

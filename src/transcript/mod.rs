@@ -4,7 +4,7 @@
 //! The transcript is built only from the journal, which the redactor already cleaned: nothing
 //! secret can appear here that the journal did not have.
 
-pub mod attach;
+pub(crate) mod attach;
 
 use std::path::{Path, PathBuf};
 
@@ -14,16 +14,16 @@ use crate::event::{Event, StepStatus};
 use crate::journal::{self, Record};
 
 /// Version of the JSON transcript (`runbook transcript --format json`).
-pub const TRANSCRIPT_VERSION: u32 = 1;
+pub(crate) const TRANSCRIPT_VERSION: u32 = 1;
 /// The built-in Markdown template.
-pub const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/transcript.md.j2");
+pub(crate) const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/transcript.md.j2");
 /// The short summary used for incident notes and comments.
-pub const NOTE_TEMPLATE: &str = include_str!("../../templates/incident-note.txt.j2");
+pub(crate) const NOTE_TEMPLATE: &str = include_str!("../../templates/incident-note.txt.j2");
 /// Lines of output shown from the start and from the end of a step.
 const OUTPUT_LINES: usize = 20;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Transcript {
+pub(crate) struct Transcript {
     pub transcript_version: u32,
     pub run_id: String,
     pub runbook: String,
@@ -43,13 +43,13 @@ pub struct Transcript {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct NameValue {
+pub(crate) struct NameValue {
     pub name: String,
     pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct GateEntry {
+pub(crate) struct GateEntry {
     pub decision: String,
     pub user: String,
     pub host: String,
@@ -59,7 +59,7 @@ pub struct GateEntry {
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct StepEntry {
+pub(crate) struct StepEntry {
     pub id: String,
     pub title: Option<String>,
     pub status: String,
@@ -78,7 +78,7 @@ pub struct StepEntry {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RollbackEntry {
+pub(crate) struct RollbackEntry {
     pub step: String,
     pub status: String,
     pub error: Option<String>,
@@ -90,7 +90,7 @@ pub struct RollbackEntry {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
+pub(crate) struct TimelineEntry {
     pub at: String,
     pub text: String,
 }
@@ -115,7 +115,7 @@ fn head_tail(text: &str) -> (String, String) {
 }
 
 /// Builds the transcript of a run from its journal records.
-pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
+pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
     let mut t = Transcript {
         transcript_version: TRANSCRIPT_VERSION,
         run_id: run_id.to_string(),
@@ -411,7 +411,7 @@ fn t_line(timeline: &mut Vec<TimelineEntry>, at: &str, text: String) {
 }
 
 /// Renders with a template (the built-in Markdown one unless `template` is given).
-pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
+pub(crate) fn render(t: &Transcript, template: &str) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.set_fuel(Some(50_000_000));
@@ -421,7 +421,7 @@ pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
 
 /// Reads a run's journal and builds its transcript. A broken chain is reported (and the
 /// transcript of the readable prefix is not produced: a tampered record must not be trusted).
-pub fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
+pub(crate) fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
     load_with(run_dir, None)
 }
 
@@ -494,13 +494,9 @@ fn from_runbook(t: &mut Transcript, rb: &crate::model::Runbook) {
     }
 }
 
-/// Writes `transcript.md` and `transcript.json` (0600) into the run directory.
-pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    write_files_with(run_dir, None)
-}
-
-/// `write_files`, given the run's runbook when the caller has it.
-pub fn write_files_with(
+/// Writes `transcript.md` and `transcript.json` (0600) into the run directory (`rb`: the
+/// run's runbook, when the caller has it loaded).
+pub(crate) fn write_files_with(
     run_dir: &Path,
     rb: Option<&crate::model::Runbook>,
 ) -> Result<Vec<PathBuf>, String> {
