@@ -15,18 +15,14 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::shared::{Emitter, Shared, StepRun, StopKind};
+use super::shared::{Shared, StepRun, StopKind};
 use super::{Options, Prior, RunOutcome, Services, StepSummary, gate, lifecycle, unwind};
 use crate::event::{Decision, Event, Observer, StepStatus};
 use crate::exit::ExitStatus;
-use crate::inputs::{InputSource, InputValue, Inputs};
+use crate::inputs::Inputs;
 use crate::model::*;
-use crate::redact::Redactor;
 use crate::runner::Cancel;
-use crate::runner::local::LocalRunner;
-use crate::step::Env;
-use crate::step::context::Results;
-use crate::template::{SecretDisplay, Templates, expression_source};
+use crate::template::expression_source;
 use crate::validate::step_var;
 
 /// Signals (Ctrl-C, SIGTERM, SIGHUP) as a counter: each new one bumps it.
@@ -64,7 +60,7 @@ pub async fn execute(
     let started = Instant::now();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let seen = *signals.borrow_and_update();
-    let shared = Arc::new(shared(
+    let shared = Arc::new(Shared::new(
         rb,
         inputs,
         opts,
@@ -73,7 +69,7 @@ pub async fn execute(
         Cancel(cancel_rx),
         &prior,
     ));
-    announce(&shared, &prior);
+    shared.announce(&prior);
     let mut sched = Scheduler::restore(&shared, &prior);
     let mut signals = Signals { rx: signals, seen };
     sched
@@ -117,113 +113,6 @@ pub async fn execute(
     }
     sched.check_journal(&shared);
     sched.outcome(&shared, unwound, finally, started)
-}
-
-/// Builds what every task of the run shares.
-fn shared(
-    rb: Arc<Runbook>,
-    inputs: Arc<Inputs>,
-    opts: Options,
-    observers: Vec<Box<dyn Observer>>,
-    services: Services,
-    cancel: Cancel,
-    prior: &Prior,
-) -> Shared {
-    let redactor = Arc::new(Redactor::new(&inputs.secret_values()));
-    let run_json = serde_json::json!({
-        "id": opts.run_id,
-        "user": opts.user,
-        "host": opts.host,
-        "runbook": rb.name,
-        "status": "running",
-    });
-    // Environment variables of this process that hold a secret: no command inherits them.
-    let secret_sources = inputs
-        .values
-        .iter()
-        .filter_map(|r| match &r.source {
-            InputSource::Env(name) if r.secret => Some(name.clone()),
-            _ => None,
-        })
-        .chain(
-            std::env::vars_os()
-                .filter_map(|(k, _)| k.into_string().ok())
-                .filter(|k| k.starts_with("RUNBOOK_SECRET_")),
-        )
-        .collect();
-    let env = Env {
-        secret_env: inputs.secret_env(),
-        sink: Arc::new(Emitter::new(observers, redactor.clone())),
-        rb,
-        inputs,
-        results: Results::default(),
-        run_json,
-        templates: Templates::new(SecretDisplay::Reveal),
-        redactor,
-        secret_sources,
-        run_id: opts.run_id.clone(),
-        run_dir: opts.run_dir.clone(),
-        local: services
-            .local
-            .clone()
-            .unwrap_or_else(|| Arc::new(LocalRunner)),
-        remote: services.remote.clone(),
-        http: services.http.clone(),
-    };
-    Shared {
-        env: Arc::new(env),
-        opts,
-        services,
-        mask: Templates::new(SecretDisplay::Mask),
-        cancel,
-        items_done: prior.items_done.clone(),
-    }
-}
-
-/// The first event: `run-started`, or `run-resumed` with what was in doubt.
-fn announce(sh: &Shared, prior: &Prior) {
-    let (rb, inputs, opts) = (&sh.env.rb, &sh.env.inputs, &sh.opts);
-    if prior.resumed {
-        let mut in_doubt: Vec<(String, String)> = prior
-            .in_doubt
-            .iter()
-            .map(|(k, rerun)| {
-                let how = if *rerun { "re-run" } else { "treated as done" };
-                (k.clone(), how.to_string())
-            })
-            .collect();
-        in_doubt.sort();
-        sh.emit(Event::RunResumed {
-            user: opts.user.clone(),
-            host: opts.host.clone(),
-            in_doubt,
-        });
-        return;
-    }
-    sh.emit(Event::RunStarted {
-        run_id: opts.run_id.clone(),
-        runbook: rb.name.clone(),
-        file: opts.file.clone(),
-        user: opts.user.clone(),
-        host: opts.host.clone(),
-        inputs: inputs
-            .values
-            .iter()
-            .map(|r| (r.name.clone(), r.display()))
-            .collect(),
-        steps: rb.steps.len() + rb.finally.len(),
-        dry_run: false,
-        values: inputs
-            .values
-            .iter()
-            .filter_map(|r| match &r.value {
-                InputValue::Plain(v) if !r.secret => Some((r.name.clone(), v.clone())),
-                _ => None,
-            })
-            .collect(),
-        file_sha256: opts.file_sha256.clone(),
-        lock: opts.lock.clone(),
-    });
 }
 
 /// Where each main step stands, and why the run is stopping (if it is).

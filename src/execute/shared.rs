@@ -5,13 +5,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Options, Services};
+use super::{Options, Prior, Services};
 use crate::event::{Decision, Event, Observer, Stamped, StepStatus, now};
-use crate::model::Step;
+use crate::inputs::{InputSource, InputValue, Inputs};
+use crate::model::{Runbook, Step};
 use crate::redact::{Redactor, redact_free_text};
 use crate::runner::Cancel;
+use crate::runner::local::LocalRunner;
 use crate::step::context::Ctx;
+use crate::step::context::Results;
 use crate::step::{Env, EventSink};
+use crate::template::SecretDisplay;
 use crate::template::Templates;
 
 /// Sends events to observers, redacted and stamped. The only way events leave a run: the
@@ -103,6 +107,114 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Builds what every task of the run shares.
+    pub(super) fn new(
+        rb: Arc<Runbook>,
+        inputs: Arc<Inputs>,
+        opts: Options,
+        observers: Vec<Box<dyn Observer>>,
+        services: Services,
+        cancel: Cancel,
+        prior: &Prior,
+    ) -> Shared {
+        let redactor = Arc::new(Redactor::new(&inputs.secret_values()));
+        let run_json = serde_json::json!({
+            "id": opts.run_id,
+            "user": opts.user,
+            "host": opts.host,
+            "runbook": rb.name,
+            "status": "running",
+        });
+        // Environment variables of this process that hold a secret: no command inherits them.
+        let secret_sources = inputs
+            .values
+            .iter()
+            .filter_map(|r| match &r.source {
+                InputSource::Env(name) if r.secret => Some(name.clone()),
+                _ => None,
+            })
+            .chain(
+                std::env::vars_os()
+                    .filter_map(|(k, _)| k.into_string().ok())
+                    .filter(|k| k.starts_with("RUNBOOK_SECRET_")),
+            )
+            .collect();
+        let env = Env {
+            secret_env: inputs.secret_env(),
+            sink: Arc::new(Emitter::new(observers, redactor.clone())),
+            rb,
+            inputs,
+            results: Results::default(),
+            run_json,
+            templates: Templates::new(SecretDisplay::Reveal),
+            redactor,
+            secret_sources,
+            run_id: opts.run_id.clone(),
+            run_dir: opts.run_dir.clone(),
+            local: services
+                .local
+                .clone()
+                .unwrap_or_else(|| Arc::new(LocalRunner)),
+            remote: services.remote.clone(),
+            http: services.http.clone(),
+        };
+        Shared {
+            env: Arc::new(env),
+            opts,
+            services,
+            mask: Templates::new(SecretDisplay::Mask),
+            cancel,
+            items_done: prior.items_done.clone(),
+        }
+    }
+
+    /// The first event: `run-started`, or `run-resumed` with what was in doubt.
+    pub(super) fn announce(&self, prior: &Prior) {
+        let sh = self;
+        let (rb, inputs, opts) = (&sh.env.rb, &sh.env.inputs, &sh.opts);
+        if prior.resumed {
+            let mut in_doubt: Vec<(String, String)> = prior
+                .in_doubt
+                .iter()
+                .map(|(k, rerun)| {
+                    let how = if *rerun { "re-run" } else { "treated as done" };
+                    (k.clone(), how.to_string())
+                })
+                .collect();
+            in_doubt.sort();
+            sh.emit(Event::RunResumed {
+                user: opts.user.clone(),
+                host: opts.host.clone(),
+                in_doubt,
+            });
+            return;
+        }
+        sh.emit(Event::RunStarted {
+            run_id: opts.run_id.clone(),
+            runbook: rb.name.clone(),
+            file: opts.file.clone(),
+            user: opts.user.clone(),
+            host: opts.host.clone(),
+            inputs: inputs
+                .values
+                .iter()
+                .map(|r| (r.name.clone(), r.display()))
+                .collect(),
+            steps: rb.steps.len() + rb.finally.len(),
+            dry_run: false,
+            values: inputs
+                .values
+                .iter()
+                .filter_map(|r| match &r.value {
+                    InputValue::Plain(v) if !r.secret => Some((r.name.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            file_sha256: opts.file_sha256.clone(),
+            lock: opts.lock.clone(),
+        });
+    }
+
     pub(super) fn emit(&self, e: Event) {
         self.env.emit(e);
     }
