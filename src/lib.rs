@@ -67,8 +67,12 @@ pub mod validate;
 pub use cli::main;
 pub use diagnostic::Diagnostic;
 pub use event::{Event, Observer, Stamped, StepStatus};
-pub use execute::{AnswerSource, Options, Prompter, RemoteAnswer, RunOutcome, Services, execute};
+pub use execute::{
+    AnswerSource, Options, Prompter, RemoteAnswer, RollbackSummary, RunOutcome, Services,
+    StepSummary, execute,
+};
 pub use exit::ExitStatus;
 pub use model::Runbook;
 pub use plan::{Plan, build as build_plan};
+pub use runner::{StepError, StepErrorKind};
 pub use session::RunId;

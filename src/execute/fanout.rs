@@ -11,7 +11,7 @@ use super::lifecycle::attempts;
 use super::shared::Shared;
 use crate::event::{Decision, Event, StepStatus};
 use crate::model::*;
-use crate::runner::SshTarget;
+use crate::runner::{SshTarget, StepError, StepErrorKind as K};
 use crate::step::{Attempt, hide_response, hosts, is_sensitive};
 
 /// One item of a step, to run on each of the step's hosts (or locally).
@@ -29,7 +29,7 @@ pub(super) struct Unit {
 pub(super) struct ItemOutcome {
     pub(super) status: StepStatus,
     pub(super) result: serde_json::Value,
-    pub(super) error: Option<String>,
+    pub(super) error: Option<StepError>,
     pub(super) operator: Option<Decision>,
     pub(super) hosts: Vec<String>,
 }
@@ -123,7 +123,10 @@ pub(super) async fn run_item(sh: &Arc<Shared>, step: &Step, unit: Unit) -> ItemO
                 return ItemOutcome {
                     status: StepStatus::Failed,
                     result: serde_json::Value::Null,
-                    error: Some(format!("cannot resolve hosts: {e}")),
+                    error: Some(StepError::new(
+                        K::Hosts,
+                        format!("cannot resolve hosts: {e}"),
+                    )),
                     operator: None,
                     hosts: Vec::new(),
                 };
@@ -160,6 +163,8 @@ async fn fan_out(
     let mut failures: Vec<String> = Vec::new();
     let mut not_started = Vec::new();
     let mut operator = None;
+    // The class of the first host's failure is the step's.
+    let mut first_kind = None;
     for chunk in targets.chunks(batch) {
         let mut set: JoinSet<(String, Attempt)> = JoinSet::new();
         let mut queue = chunk.iter().cloned();
@@ -186,10 +191,9 @@ async fn fan_out(
             };
             if let Ok((name, a)) = joined {
                 if a.status != StepStatus::Succeeded {
-                    failures.push(format!(
-                        "{name}: {}",
-                        a.error.clone().unwrap_or_else(|| a.status.as_str().into())
-                    ));
+                    let why = a.error.as_ref().map(|e| e.message.as_str());
+                    failures.push(format!("{name}: {}", why.unwrap_or(a.status.as_str())));
+                    first_kind = first_kind.or(a.error.as_ref().map(|e| e.kind));
                     operator = operator.or(a.operator);
                 }
                 per_host.insert(name, a.result);
@@ -215,9 +219,13 @@ async fn fan_out(
         if !not_started.is_empty() {
             msg.push_str(&format!("; not started: {}", not_started.join(", ")));
         }
-        (StepStatus::Failed, Some(msg))
+        let kind = first_kind.unwrap_or(K::Expectation);
+        (StepStatus::Failed, Some(StepError::new(kind, msg)))
     } else if sh.cancel.is_cancelled() && !not_started.is_empty() {
-        (StepStatus::Cancelled, Some("cancelled".into()))
+        (
+            StepStatus::Cancelled,
+            Some(StepError::new(K::Cancelled, "cancelled")),
+        )
     } else {
         (StepStatus::Succeeded, None)
     };

@@ -12,6 +12,7 @@ use super::gate;
 use super::shared::{Shared, StepRun};
 use crate::event::{Decision, Event, StepStatus};
 use crate::model::*;
+use crate::runner::{StepError, StepErrorKind as K};
 use crate::step::context::result_entries;
 use crate::step::{Attempt, Call, hide_response, is_sensitive};
 use crate::template::{expression_source, to_value};
@@ -44,6 +45,7 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         Ok(items) => items,
         Err(e) => {
             let null = serde_json::Value::Null;
+            let e = StepError::new(K::Render, e);
             return finish(&sh, run, t0, StepStatus::Failed, null, Some(e));
         }
     };
@@ -69,12 +71,13 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         && !done.until_met
     {
         done.status = StepStatus::Failed;
-        done.error = Some(format!(
+        let why = format!(
             "ran out of items after {} of {} without `{}` becoming true",
             done.results.len(),
             items.len(),
             expression_source(&u.src)
-        ));
+        );
+        done.error = Some(StepError::new(K::Expectation, why));
     }
     let mut result = match done.results.last().cloned() {
         Some(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
@@ -90,7 +93,7 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         && let Err(e) = evaluate_outputs(&sh, &step, &result, &mut outputs)
     {
         done.status = StepStatus::Failed;
-        done.error = Some(e);
+        done.error = Some(StepError::new(K::Render, e));
     }
     if let serde_json::Value::Object(m) = &mut result {
         m.insert("outputs".into(), serde_json::Value::Object(outputs));
@@ -132,7 +135,7 @@ fn manual_not_done(
     run.status = status;
     run.operator = op;
     run.paused = answer.is_none();
-    run.error = Some(why.clone());
+    run.error = Some(StepError::new(K::Operator, why.clone()));
     sh.emit(Event::StepFinished {
         step: id,
         status,
@@ -173,7 +176,7 @@ struct ItemsRun {
     /// Results of the items that ran (or were done before a resume), in item order.
     results: Vec<serde_json::Value>,
     status: StepStatus,
-    error: Option<String>,
+    error: Option<StepError>,
     operator: Option<Decision>,
     /// The hosts of the last item.
     hosts: Vec<String>,
@@ -195,7 +198,7 @@ impl ItemsRun {
 
     fn cancelled(&mut self) {
         self.status = StepStatus::Cancelled;
-        self.error = Some("cancelled".into());
+        self.error = Some(StepError::new(K::Cancelled, "cancelled"));
     }
 }
 
@@ -310,7 +313,8 @@ async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
                 Ok(false) => {}
                 Err(e) => {
                     out.status = StepStatus::Failed;
-                    out.error = Some(format!("`for_each.until`: {e}"));
+                    let e = format!("`for_each.until`: {e}");
+                    out.error = Some(StepError::new(K::Render, e));
                     break;
                 }
             }
@@ -366,9 +370,12 @@ fn finish(
     t0: Instant,
     status: StepStatus,
     result: serde_json::Value,
-    error: Option<String>,
+    error: Option<StepError>,
 ) -> StepRun {
-    let error = error.map(|e| sh.env.redactor.text(&e));
+    let error = error.map(|e| StepError {
+        message: sh.env.redactor.text(&e.message),
+        ..e
+    });
     let outputs = result
         .get("outputs")
         .and_then(|o| o.as_object())
@@ -388,7 +395,7 @@ fn finish(
         status,
         exit_code,
         duration_ms: t0.elapsed().as_millis() as u64,
-        error: error.clone(),
+        error: error.as_ref().map(|e| e.message.clone()),
         outputs,
         result: redacted,
     });
@@ -460,7 +467,10 @@ pub(super) async fn attempts(
             step: step.id.name.clone(),
             attempt: attempt + 1,
             delay_ms: delay.as_millis() as u64,
-            reason: a.error.clone().unwrap_or_else(|| a.status.as_str().into()),
+            reason: a
+                .error
+                .as_ref()
+                .map_or_else(|| a.status.as_str().into(), |e| e.message.clone()),
         });
         let mut c = sh.cancel.clone();
         tokio::select! {
@@ -488,6 +498,6 @@ fn host_finished(sh: &Shared, step: &Step, host: &str, a: &Attempt) {
             .get("duration_ms")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0),
-        error: a.error.clone(),
+        error: a.error.as_ref().map(|e| e.message.clone()),
     });
 }

@@ -153,6 +153,8 @@ pub struct StepSummary {
     pub duration_ms: u64,
     pub hosts: Vec<String>,
     pub error: Option<String>,
+    /// What kind of failure `error` is (a template, a host down, an expectation…).
+    pub error_kind: Option<crate::runner::StepErrorKind>,
 }
 
 /// One rollback's line in the final summary.

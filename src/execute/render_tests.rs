@@ -13,7 +13,7 @@ use crate::exit::ExitStatus;
 use crate::plan::PlannedAction;
 use crate::runner::{
     BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, HttpClient, HttpRequest,
-    HttpResponse, LineSink,
+    HttpResponse, LineSink, StepError,
 };
 
 #[derive(Default)]
@@ -50,7 +50,7 @@ impl HttpClient for Client {
         &'a self,
         req: HttpRequest,
         _cancel: Cancel,
-    ) -> BoxFuture<'a, Result<HttpResponse, String>> {
+    ) -> BoxFuture<'a, Result<HttpResponse, StepError>> {
         if let Ok(mut r) = self.0.requests.lock() {
             r.push(req);
         }

@@ -21,7 +21,7 @@ use crate::event::{Decision, Event, Observer, StepStatus};
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
 use crate::model::*;
-use crate::runner::Cancel;
+use crate::runner::{Cancel, StepErrorKind};
 use crate::template::expression_source;
 use crate::validate::step_var;
 
@@ -329,7 +329,8 @@ impl Scheduler {
             status: run.status,
             duration_ms: run.duration.as_millis() as u64,
             hosts: run.hosts.clone(),
-            error: run.error.clone(),
+            error: run.error.as_ref().map(|e| e.message.clone()),
+            error_kind: run.error.as_ref().map(|e| e.kind),
         });
         sh.env.results.set_with_secrets(
             &step_var(&step.id.name),
@@ -345,7 +346,8 @@ impl Scheduler {
         }
         let why = run
             .error
-            .clone()
+            .as_ref()
+            .map(|e| e.message.clone())
             .unwrap_or_else(|| format!("step `{}` {}", step.id.name, run.status.as_str()));
         self.stop = Some(match run.operator {
             _ if run.paused => (StopKind::Paused, why),
@@ -384,6 +386,9 @@ impl Scheduler {
             result: serde_json::Value::Null,
         });
         self.settle(i, StepStatus::Failed, reason);
+        if let Some(Some(s)) = self.summaries.get_mut(i) {
+            s.error_kind = Some(StepErrorKind::Render);
+        }
     }
 
     /// Records how a step that never ran a command ended, for the scheduler and the summary.
@@ -395,6 +400,7 @@ impl Scheduler {
             duration_ms: 0,
             hosts: Vec::new(),
             error: Some(reason.into()),
+            error_kind: None,
         });
     }
 
@@ -435,6 +441,7 @@ impl Scheduler {
                     duration_ms: 0,
                     hosts: Vec::new(),
                     error: None,
+                    error_kind: None,
                 })
             })
             .collect();
@@ -478,6 +485,7 @@ async fn run_finally(
                 duration_ms: 0,
                 hosts: Vec::new(),
                 error: None,
+                error_kind: None,
             });
             continue;
         }
@@ -502,7 +510,10 @@ async fn run_finally(
                     "finally step `{}` {}: {}",
                     step.id.name,
                     run.status.as_str(),
-                    run.error.clone().unwrap_or_default()
+                    run.error
+                        .as_ref()
+                        .map(|e| e.message.as_str())
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -511,7 +522,8 @@ async fn run_finally(
             status: run.status,
             duration_ms: run.duration.as_millis() as u64,
             hosts: run.hosts,
-            error: run.error,
+            error_kind: run.error.as_ref().map(|e| e.kind),
+            error: run.error.map(|e| e.message),
         });
     }
     summaries

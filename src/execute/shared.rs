@@ -10,8 +10,8 @@ use crate::event::{Decision, Event, Observer, Stamped, StepStatus, now};
 use crate::inputs::{InputSource, InputValue, Inputs};
 use crate::model::{Runbook, Step};
 use crate::redact::{Redactor, redact_free_text};
-use crate::runner::Cancel;
 use crate::runner::local::LocalRunner;
+use crate::runner::{Cancel, StepError};
 use crate::step::context::Ctx;
 use crate::step::context::Results;
 use crate::step::{Env, EventSink};
@@ -238,7 +238,7 @@ pub(super) struct StepRun {
     pub(super) index: usize,
     pub(super) status: StepStatus,
     pub(super) result: serde_json::Value,
-    pub(super) error: Option<String>,
+    pub(super) error: Option<StepError>,
     /// Set when the operator declined or aborted at a manual step.
     pub(super) operator: Option<Decision>,
     /// A manual step nobody could confirm: the run pauses here (resumable).

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use super::{Options, Prior, RunOutcome, Services};
 use crate::event::{Event, Observer, Stamped, StepStatus};
 use crate::exit::ExitStatus;
-use crate::runner::{BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink};
+use crate::runner::{
+    BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink, StepErrorKind,
+};
 
 /// What the fake runner was handed, in the order commands started.
 #[derive(Default)]
@@ -110,6 +112,14 @@ impl Run {
             .iter()
             .find(|s| s.id == id)
             .map(|s| s.status)
+    }
+
+    fn kind(&self, id: &str) -> Option<StepErrorKind> {
+        self.outcome
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.error_kind)
     }
 
     fn rollbacks(&self) -> Vec<(String, StepStatus)> {
@@ -291,6 +301,7 @@ steps:
     assert_eq!(r.status("a"), Some(StepStatus::Skipped));
     assert_eq!(r.status("b"), Some(StepStatus::Succeeded));
     assert_eq!(r.status("c"), Some(StepStatus::Failed));
+    assert_eq!(r.kind("c"), Some(StepErrorKind::Expectation));
     assert_eq!(r.status("d"), Some(StepStatus::NotRun));
     assert!(!r.commands().contains(&"echo d".to_string()));
     // The skipped result is recorded once, as an event.
@@ -382,6 +393,7 @@ steps:
     .await;
     assert_eq!(r.outcome.status, ExitStatus::Aborted);
     assert_eq!(r.status("b"), Some(StepStatus::Cancelled));
+    assert_eq!(r.kind("b"), Some(StepErrorKind::Cancelled));
     assert_eq!(r.status("c"), Some(StepStatus::NotRun));
     assert_eq!(r.commands(), ["echo a", "block b", "undo a"]);
     assert!(!r.outcome.resumable);
@@ -405,4 +417,29 @@ steps:
     assert_eq!(r.outcome.status, ExitStatus::EngineFailed);
     assert!(r.outcome.resumable);
     assert!(!r.commands().contains(&"echo b".to_string()));
+}
+
+#[tokio::test]
+async fn failures_are_classified() {
+    let r = run(
+        r#"
+runbook: kinds
+version: 1
+inputs:
+  addr: { default: "-oProxyCommand=x" }
+hosts:
+  bad: { address: "{{ addr }}" }
+steps:
+  - { id: a, run: echo a, for_each: "3", continue_on_failure: true }
+  - { id: b, run: echo b, needs: [a] }
+  - { id: c, on: bad, run: echo c, needs: [b] }
+"#,
+        4,
+        vec![],
+        None,
+    )
+    .await;
+    assert_eq!(r.kind("a"), Some(StepErrorKind::Render));
+    assert_eq!(r.status("b"), Some(StepStatus::Succeeded));
+    assert_eq!(r.kind("c"), Some(StepErrorKind::Hosts));
 }

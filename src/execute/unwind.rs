@@ -14,7 +14,7 @@ use super::shared::{Shared, StopKind};
 use super::{GateRequest, Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
 use crate::model::*;
-use crate::runner::{Cancel, SshTarget};
+use crate::runner::{Cancel, SshTarget, StepError, StepErrorKind as K};
 use crate::step::render::Live;
 use crate::step::{Attempt, Call, hosts, http, render, run, wait};
 use crate::template::Target;
@@ -228,7 +228,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             Action::Run(cmd) => match run::render(&Live(env), cmd, &body, &ctx, "rollback command")
             {
                 Ok(c) => run::run_command(env, &call, &ctx, c).await,
-                Err(e) => Attempt::failed(e),
+                Err(e) => Attempt::failed(StepError::new(K::Render, e)),
             },
             Action::Http(h) => http::run_http(env, &call, h, &ctx, true).await,
             Action::Wait(w) => wait::run_wait(env, &call, w).await,
@@ -261,7 +261,8 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
                 if decision == Decision::Approved {
                     Attempt::succeeded(serde_json::Value::Null)
                 } else {
-                    Attempt::failed("manual rollback not confirmed by a person".into())
+                    let e = "manual rollback not confirmed by a person";
+                    Attempt::failed(StepError::new(K::Operator, e))
                 }
             }
         };
@@ -275,9 +276,12 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             } else {
                 Attempt {
                     status: StepStatus::Failed,
-                    error: Some(format!(
-                        "rollback exited with code {}",
-                        code.map_or("none".into(), |c| c.to_string())
+                    error: Some(StepError::new(
+                        K::Expectation,
+                        format!(
+                            "rollback exited with code {}",
+                            code.map_or("none".into(), |c| c.to_string())
+                        ),
                     )),
                     ..a
                 }
@@ -293,7 +297,10 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             } else {
                 Attempt {
                     status: StepStatus::Failed,
-                    error: Some(format!("rollback got HTTP {s}")),
+                    error: Some(StepError::new(
+                        K::Expectation,
+                        format!("rollback got HTTP {s}"),
+                    )),
                     ..a
                 }
             }
@@ -302,7 +309,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
         };
         if a.status != StepStatus::Succeeded {
             status = a.status;
-            errors.push(a.error.unwrap_or_default());
+            errors.push(a.error.map(|e| e.message).unwrap_or_default());
         }
     }
     let err = if errors.is_empty() {

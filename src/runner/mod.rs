@@ -71,6 +71,49 @@ impl Cancel {
     }
 }
 
+/// Why a step (or one attempt of it) failed, classified so a front end can tell a typo in a
+/// template from a host that is down. The message is one line, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub kind: StepErrorKind,
+    pub message: String,
+}
+
+/// The classes of [`StepError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepErrorKind {
+    /// A template could not be rendered (an undefined value, a value unfit for its place),
+    /// or `when`/`for_each`/`outputs` could not be evaluated.
+    Render,
+    /// The hosts of `on:` could not be resolved.
+    Hosts,
+    /// Nothing answered: a command could not be started or reached, a request got no
+    /// response (connection refused, TLS, DNS, redirects), SSH is not available.
+    Unreachable,
+    /// It ran, and the result did not meet the step's expectations (exit code, HTTP status,
+    /// output, JSON, `that`, `until` never held).
+    Expectation,
+    /// It ran out of time.
+    Timeout,
+    /// It was stopped: the run was aborted or interrupted.
+    Cancelled,
+    /// A person declined, aborted or did not confirm.
+    Operator,
+    /// The journal could not be written, so it was not started (fail-secure).
+    Journal,
+}
+
+impl StepError {
+    pub fn new(kind: StepErrorKind, message: impl Into<String>) -> StepError {
+        StepError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 /// A boxed future, for runners behind `dyn`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -150,5 +193,5 @@ pub trait HttpClient: Send + Sync {
         &'a self,
         req: HttpRequest,
         cancel: Cancel,
-    ) -> BoxFuture<'a, Result<HttpResponse, String>>;
+    ) -> BoxFuture<'a, Result<HttpResponse, StepError>>;
 }

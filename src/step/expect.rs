@@ -6,6 +6,7 @@ use super::context::result_entries;
 use super::{Attempt, Env, is_sensitive};
 use crate::event::StepStatus;
 use crate::model::*;
+use crate::runner::{StepError, StepErrorKind};
 use crate::template::expression_source;
 
 /// Checks a successful execution against `expect` (and the defaults: exit 0, HTTP 2xx).
@@ -21,7 +22,7 @@ pub(crate) fn check_expect(
     let fail = |msg: String| Attempt {
         status: StepStatus::Failed,
         result: a.result.clone(),
-        error: Some(msg),
+        error: Some(StepError::new(StepErrorKind::Expectation, msg)),
         operator: None,
     };
     match &body.action {

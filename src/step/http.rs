@@ -6,7 +6,7 @@ use super::render::{Live, Renderer};
 use super::{Attempt, Call, Env, item_index_of};
 use crate::event::{Event, Stream};
 use crate::model::*;
-use crate::runner::HttpRequest;
+use crate::runner::{HttpRequest, StepError, StepErrorKind as K};
 
 /// Sends the request of `h` once. `echo`: print a summary of the response (not for probes,
 /// which report through `probe-attempt` events).
@@ -19,11 +19,12 @@ pub(crate) async fn run_http(
 ) -> Attempt {
     let (step, attempt) = (call.step, call.attempt);
     let Some(client) = &env.http else {
-        return Attempt::failed("HTTP is not available in this build".into());
+        let e = "HTTP is not available in this build";
+        return Attempt::failed(StepError::new(K::Unreachable, e));
     };
     let req = match http_request(env, h, ctx) {
         Ok(r) => r,
-        Err(e) => return Attempt::failed(e),
+        Err(e) => return Attempt::failed(StepError::new(K::Render, e)),
     };
     env.emit(Event::StepStarted {
         step: step.id.name.clone(),
@@ -34,7 +35,8 @@ pub(crate) async fn run_http(
         item_index: item_index_of(ctx),
     });
     if let Some(err) = env.observer_failure() {
-        return Attempt::failed(format!("not sent: the journal cannot be written ({err})"));
+        let e = format!("not sent: the journal cannot be written ({err})");
+        return Attempt::failed(StepError::new(K::Journal, e));
     }
     let timeout = h.timeout.or(step.body.timeout);
     let req = crate::runner::HttpRequest { timeout, ..req };

@@ -25,7 +25,10 @@ use crate::event::{Decision, Event, StepStatus, Stream};
 use crate::inputs::Inputs;
 use crate::model::*;
 use crate::redact::Redactor;
-use crate::runner::{Cancel, CommandRunner, HttpClient, LineSink, RemoteRunners, SshTarget};
+use crate::runner::{
+    Cancel, CommandRunner, HttpClient, LineSink, RemoteRunners, SshTarget, StepError,
+    StepErrorKind as K,
+};
 use crate::template::{Target, Templates};
 use context::{Ctx, Results};
 
@@ -130,16 +133,16 @@ impl Call<'_> {
 pub(crate) struct Attempt {
     pub status: StepStatus,
     pub result: serde_json::Value,
-    pub error: Option<String>,
+    pub error: Option<StepError>,
     /// Set when the operator declined or aborted (a manual step).
     pub operator: Option<Decision>,
 }
 
 impl Attempt {
-    pub(crate) fn failed(error: String) -> Attempt {
+    pub(crate) fn failed(error: StepError) -> Attempt {
         Attempt {
             status: StepStatus::Failed,
-            result: serde_json::json!({ "error": error }),
+            result: serde_json::json!({ "error": error.message }),
             error: Some(error),
             operator: None,
         }
@@ -162,7 +165,7 @@ pub(crate) async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
         Action::Run(cmd) => {
             let spec = match run::render(&render::Live(env), cmd, call.body, &ctx, "command") {
                 Ok(c) => c,
-                Err(e) => return Attempt::failed(e),
+                Err(e) => return Attempt::failed(StepError::new(K::Render, e)),
             };
             run::run_command(env, call, &ctx, spec).await
         }

@@ -6,7 +6,7 @@ use super::render::Renderer;
 use super::{Attempt, Call, Env, item_index_of, line_sink};
 use crate::event::{Event, StepStatus};
 use crate::model::*;
-use crate::runner::CommandSpec;
+use crate::runner::{CommandSpec, StepError, StepErrorKind as K};
 
 /// A `run:` body rendered: what the runner gets (besides `RUNBOOK_RUN_ID`/`RUNBOOK_STEP`).
 #[derive(Debug, Clone, PartialEq)]
@@ -89,9 +89,8 @@ pub(crate) async fn run_command(
         item_index: item_index_of(ctx),
     });
     if let Some(err) = env.observer_failure() {
-        return Attempt::failed(format!(
-            "not started: the journal cannot be written ({err})"
-        ));
+        let e = format!("not started: the journal cannot be written ({err})");
+        return Attempt::failed(StepError::new(K::Journal, e));
     }
     let spec = CommandSpec {
         command,
@@ -108,10 +107,8 @@ pub(crate) async fn run_command(
         Some(t) => match &env.remote {
             Some(r) => r.runner(t).run(spec, sink, call.cancel.clone()).await,
             None => {
-                return Attempt::failed(format!(
-                    "host {}: SSH is not available in this build",
-                    t.name
-                ));
+                let e = format!("host {}: SSH is not available in this build", t.name);
+                return Attempt::failed(StepError::new(K::Unreachable, e));
             }
         },
     };
@@ -132,7 +129,7 @@ pub(crate) async fn run_command(
         return Attempt {
             status: StepStatus::Failed,
             result,
-            error: Some(e),
+            error: Some(StepError::new(K::Unreachable, e)),
             operator: None,
         };
     }
@@ -144,8 +141,9 @@ pub(crate) async fn run_command(
         return Attempt {
             status: StepStatus::TimedOut,
             result,
-            error: Some(format!(
-                "timed out after {t}{where_}; the command was stopped"
+            error: Some(StepError::new(
+                K::Timeout,
+                format!("timed out after {t}{where_}; the command was stopped"),
             )),
             operator: None,
         };
@@ -154,7 +152,10 @@ pub(crate) async fn run_command(
         return Attempt {
             status: StepStatus::Cancelled,
             result,
-            error: Some(format!("cancelled{where_}; the command was stopped")),
+            error: Some(StepError::new(
+                K::Cancelled,
+                format!("cancelled{where_}; the command was stopped"),
+            )),
             operator: None,
         };
     }

@@ -7,6 +7,7 @@ use super::render::Live;
 use super::{Attempt, Call, Env, hide_response, hosts, http, is_sensitive, run};
 use crate::event::{Event, StepStatus};
 use crate::model::*;
+use crate::runner::{StepError, StepErrorKind as K};
 use crate::template::expression_source;
 
 /// Polls a probe until its condition holds or the wait times out.
@@ -28,12 +29,15 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
             Probe::Run { command, on } => {
                 let cmd = match run::render(&Live(env), command, call.body, &ctx, "probe") {
                     Ok(c) => c,
-                    Err(e) => return Attempt::failed(e),
+                    Err(e) => return Attempt::failed(StepError::new(K::Render, e)),
                 };
                 let target = match on {
                     Some(on) => match hosts::ssh_targets(env, on, &ctx) {
                         Ok(t) => t.into_iter().next(),
-                        Err(e) => return Attempt::failed(format!("cannot resolve hosts: {e}")),
+                        Err(e) => {
+                            let e = format!("cannot resolve hosts: {e}");
+                            return Attempt::failed(StepError::new(K::Hosts, e));
+                        }
                     },
                     None => call.target.clone(),
                 };
@@ -62,7 +66,7 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
                 let mut a = http::run_http(env, &probe, &h2, &ctx, false).await;
                 // A probe that cannot connect yet is an attempt that saw nothing, not a failure.
                 if a.status == StepStatus::Failed {
-                    a.result = serde_json::json!({ "status": 0, "error": a.error.clone(), "json": null, "body": "" });
+                    a.result = serde_json::json!({ "status": 0, "error": a.error.as_ref().map(|e| &e.message), "json": null, "body": "" });
                 }
                 a
             }
@@ -71,7 +75,7 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
             return Attempt {
                 status: StepStatus::Cancelled,
                 result: a.result,
-                error: Some("cancelled while waiting".into()),
+                error: Some(StepError::new(K::Cancelled, "cancelled while waiting")),
                 operator: None,
             };
         }
@@ -123,9 +127,12 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
             return Attempt {
                 status: StepStatus::TimedOut,
                 result: a.result,
-                error: Some(format!(
-                    "waited {t} ({attempt} attempts) and `{}` never held; last value seen: {last_value}",
-                    expression_source(&w.until.src)
+                error: Some(StepError::new(
+                    K::Timeout,
+                    format!(
+                        "waited {t} ({attempt} attempts) and `{}` never held; last value seen: {last_value}",
+                        expression_source(&w.until.src)
+                    ),
                 )),
                 operator: None,
             };
@@ -133,7 +140,7 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
         let mut c = cancel.clone();
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = c.cancelled() => return Attempt { status: StepStatus::Cancelled, result: serde_json::Value::Null, error: Some("cancelled while waiting".into()), operator: None },
+            () = c.cancelled() => return Attempt { status: StepStatus::Cancelled, result: serde_json::Value::Null, error: Some(StepError::new(K::Cancelled, "cancelled while waiting")), operator: None },
         }
         every = every.mul_f64(w.backoff);
     }
