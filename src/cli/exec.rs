@@ -18,7 +18,6 @@ use crate::execute::{self, Answers, Options, Services};
 use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::session::RunId;
-use crate::sys::create_private_dir;
 use crate::sys::{current_host, current_user};
 
 /// Most steps running at once unless `--parallel` says otherwise.
@@ -218,92 +217,20 @@ pub(crate) fn launch(
             return ExitStatus::Invalid;
         }
     }
-    let run_dir = runs.join(&run_id);
-    // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
-    // answer into a waiting run's `answers/` (see `journal::answers`).
-    let locks = crate::journal::lock::locks_dir(runs);
-    for (dir, follow) in [
-        (runs, true),
-        (locks.as_path(), false),
-        (run_dir.as_path(), false),
-    ] {
-        if let Err(e) = crate::session::store::check_owned(dir, follow) {
-            error_line(e);
-            return ExitStatus::Invalid;
-        }
-    }
-    let traversable = {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(runs)
-    };
-    if let Err(e) = traversable {
-        error_line(format!(
-            "cannot create the runs directory {}: {e}",
-            runs.display()
-        ));
-        return ExitStatus::EngineFailed;
-    }
     let user = current_user();
-    // The lock, taken before the run directory exists: a refused run creates nothing.
-    let lock_key = rb.lock.as_ref().map(|l| {
-        let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
-        t.render(
-            &l.src,
-            &crate::plan::plan_context(&resolved),
-            crate::template::Target::Text,
-        )
-        .unwrap_or_else(|_| l.src.clone())
-    });
-    let mut lock = match &lock_key {
-        Some(key) => match crate::journal::lock::acquire(runs, key, &run_id, &user) {
-            Ok(l) => Some(l),
-            Err(e @ crate::journal::lock::LockError::Held(..)) => {
-                error_line(e);
-                return ExitStatus::Busy;
-            }
-            Err(e) => {
-                error_line(e);
-                return ExitStatus::EngineFailed;
-            }
-        },
-        None => None,
+    let started = match crate::session::start::start(&rb, &resolved, runs, &run_id, &user, live) {
+        Ok(s) => s,
+        Err(e) => {
+            error_line(e.message);
+            return e.status;
+        }
     };
-    let fresh = live.is_none();
-    if let Err(e) =
-        create_private_dir(&run_dir).and_then(|()| crate::journal::answers::prepare(&run_dir))
-    {
-        error_line(format!(
-            "cannot create the run directory {}: {e}",
-            run_dir.display()
-        ));
-        return ExitStatus::EngineFailed;
-    }
-    // Liveness: held for the whole run; `show`, `runs` and `approve` test it (`resume` took
-    // it before reading the journal and passes it in).
-    let _live = match live {
-        Some(g) => g,
-        None => match crate::journal::live::hold(&run_dir) {
-            Ok(g) => g,
-            Err(e @ crate::journal::live::LiveError::Held(_)) => {
-                error_line(format!(
-                    "{e}: watch it with `runbook show{} {run_id}`",
-                    runs_flag(runs)
-                ));
-                return ExitStatus::Busy;
-            }
-            Err(e) => {
-                // A new run: its directory was just created by us and holds nothing yet.
-                if fresh {
-                    let _ = std::fs::remove_dir_all(&run_dir);
-                }
-                error_line(e);
-                return ExitStatus::EngineFailed;
-            }
-        },
-    };
+    let crate::session::start::Started {
+        run_dir,
+        lock_key,
+        mut lock,
+        live: _live,
+    } = started;
     if let Err(e) = super::remember::save(&run_dir, f) {
         error_line(format!("cannot record the run's options: {e}"));
         return ExitStatus::EngineFailed;
