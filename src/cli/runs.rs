@@ -1,6 +1,5 @@
 //! Commands over recorded runs: resume, approve/reject, runs, transcript, attach, unlock.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -10,7 +9,7 @@ use super::{
     AnswerArgs, AttachArgs, ResumeArgs, RollbackArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
     error_line, input_errors, load_runbook,
 };
-use crate::event::{Decision, Event, StepStatus};
+use crate::event::{Decision, Event};
 use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::journal;
@@ -213,201 +212,22 @@ fn continue_run(
             (false, true)
         }
     };
-    // Steps in flight when the engine stopped.
-    let started: Vec<String> = records
-        .iter()
-        .filter_map(|r| match &r.stamped.event {
-            Event::StepStarted { step, .. } => Some(step.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut doubtful = Vec::new();
-    for id in started {
-        if !prior.done.contains_key(&id) && rb.step(&id).is_some() && !doubtful.contains(&id) {
-            doubtful.push(id);
-        }
-    }
+    // Work in flight when the engine stopped: each unit decided by a flag, idempotence, or
+    // the person at the terminal.
+    let mut in_flight = crate::session::resume::in_flight(&rb, &records, &prior);
     if matches!(how, Continue::Rollback) {
-        doubtful.clear();
+        in_flight = in_flight.rollbacks_only();
     }
-    // `for_each` steps resume per item: finished items are not run again, items in flight are
-    // in doubt one by one, items never started run.
-    type Unit = (usize, Option<String>);
-    let mut items_started: HashMap<String, Vec<Unit>> = HashMap::new();
-    // Commands announced (`step-started`) per step: (item index, host). A unit whose command
-    // was never announced did not start (its process starts only after that record is on
-    // disk): it simply runs again, it is not in doubt.
-    let mut announced_units: HashMap<String, Vec<Unit>> = HashMap::new();
-    let mut items_finished: HashMap<String, HashMap<Unit, serde_json::Value>> = HashMap::new();
-    for r in &records {
-        match &r.stamped.event {
-            Event::ItemStarted {
-                step,
-                item_index,
-                host,
-            } => {
-                items_started
-                    .entry(step.clone())
-                    .or_default()
-                    .push((*item_index, host.clone()));
-            }
-            Event::StepStarted {
-                step,
-                host,
-                item_index,
-                ..
-            } => {
-                announced_units
-                    .entry(step.clone())
-                    .or_default()
-                    .push((item_index.unwrap_or(0), host.clone()));
-            }
-            Event::ItemFinished {
-                step,
-                item_index,
-                host,
-                status: StepStatus::Succeeded,
-                result,
-            } => {
-                items_finished
-                    .entry(step.clone())
-                    .or_default()
-                    .insert((*item_index, host.clone()), result.clone());
-            }
-            _ => {}
-        }
-    }
-    let mut whole = Vec::new();
-    for id in doubtful {
-        if !items_started.contains_key(&id) {
-            whole.push(id);
-            continue;
-        }
-        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let mut done = items_finished.remove(&id).unwrap_or_default();
-        let mut started = items_started.remove(&id).unwrap_or_default();
-        started.sort_unstable();
-        started.dedup();
-        // An item that ran on several hosts is decided host by host: the item itself runs
-        // again, skipping the hosts that finished (or were treated as done).
-        let with_hosts: Vec<usize> = started
-            .iter()
-            .filter(|(_, h)| h.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        started.retain(|u| !done.contains_key(u) && (u.1.is_some() || !with_hosts.contains(&u.0)));
-        let announced = announced_units.remove(&id).unwrap_or_default();
-        started.retain(|(k, h)| {
-            announced
-                .iter()
-                .any(|(ak, ah)| ak == k && (h.is_none() || ah == h))
-        });
-        for unit in started {
-            let what = match &unit {
-                (k, Some(h)) if rb.step(&id).is_some_and(|s| s.for_each.is_some()) => {
-                    format!("host {h} of item {k} of step `{id}`")
-                }
-                (_, Some(h)) => format!("host {h} of step `{id}`"),
-                (k, None) => format!("item {k} of step `{id}`"),
-            };
-            let Some(rerun) = decide_in_doubt(
-                idempotent,
-                (rerun_in_doubt, skip_in_doubt, interactive),
-                format!(
-                    "{what} was running when the engine stopped and the step is not idempotent. Run it again?"
-                ),
-                format!(
-                    "{what} was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-                ),
-            ) else {
-                return ExitStatus::Aborted;
-            };
-            let key = match &unit {
-                (k, Some(h)) => format!("{id} item {k} host {h}"),
-                (k, None) => format!("{id} item {k}"),
-            };
-            prior.in_doubt.insert(key, rerun);
-            if !rerun {
-                done.insert(
-                    unit,
-                    serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
-                );
-            }
-        }
-        // The step runs again, skipping the items and hosts listed as done.
-        prior.in_doubt.insert(id.clone(), true);
-        prior.items_done.insert(id, done);
-    }
-    for id in whole {
-        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let Some(rerun) = decide_in_doubt(
-            idempotent,
+    let decided = in_flight.decide(&rb, &mut prior, |q| {
+        decide_in_doubt(
+            q.idempotent,
             (rerun_in_doubt, skip_in_doubt, interactive),
-            format!(
-                "step `{id}` was running when the engine stopped and is not idempotent. Run it again?"
-            ),
-            format!(
-                "step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-            ),
-        ) else {
-            return ExitStatus::Aborted;
-        };
-        prior.in_doubt.insert(id.clone(), rerun);
-        if !rerun {
-            prior.done.insert(
-                id.clone(),
-                (
-                    StepStatus::Succeeded,
-                    serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
-                ),
-            );
-            if rb.step(&id).is_some_and(|s| s.rollback.is_some()) {
-                prior.rollbacks.push(id);
-            }
-        }
-    }
-    // Rollbacks in flight when the engine stopped are in doubt like steps.
-    // Only a rollback whose command was announced (`step-started` after its
-    // `rollback-started`) may have taken effect; one cut before that simply runs.
-    let mut rollback_started: Vec<String> = Vec::new();
-    let mut announced: Vec<String> = Vec::new();
-    for r in &records {
-        match &r.stamped.event {
-            Event::RollbackStarted { step, .. } => announced.push(step.clone()),
-            Event::StepStarted { step, .. }
-                if announced.contains(step) && !rollback_started.contains(step) =>
-            {
-                rollback_started.push(step.clone());
-            }
-            // Ended (even failed or cancelled): known, not in doubt.
-            Event::RollbackFinished { step, .. } => {
-                announced.retain(|s| s != step);
-                rollback_started.retain(|s| s != step);
-            }
-            _ => {}
-        }
-    }
-    for id in rollback_started {
-        if prior.rolled_back.contains(&id) || rb.step(&id).is_none() {
-            continue;
-        }
-        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let Some(rerun) = decide_in_doubt(
-            idempotent,
-            (rerun_in_doubt, skip_in_doubt, interactive),
-            format!(
-                "the rollback of `{id}` was running when the engine stopped and the step is not idempotent. Run the rollback again?"
-            ),
-            format!(
-                "the rollback of `{id}` was in flight when the engine stopped and `{id}` is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-            ),
-        ) else {
-            return ExitStatus::Aborted;
-        };
-        prior.in_doubt.insert(format!("rollback of {id}"), rerun);
-        if !rerun {
-            prior.rolled_back.insert(id);
-        }
+            q.question(),
+            q.refusal(),
+        )
+    });
+    if !decided {
+        return ExitStatus::Aborted;
     }
     prior.resumed = true;
     launch(

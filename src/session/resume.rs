@@ -1,0 +1,265 @@
+//! Resuming a run: what was in flight when its engine stopped (steps, `for_each` items,
+//! hosts of a fan-out, rollbacks), and how each decision changes what the run knows. Who
+//! decides (a flag, idempotence, a person at a terminal) is the front end's business.
+
+use std::collections::HashMap;
+
+use crate::event::{Event, StepStatus};
+use crate::execute::Prior;
+use crate::journal;
+use crate::model::Runbook;
+
+/// An item (and, for a fan-out, a host) of a step.
+type Unit = (usize, Option<String>);
+
+/// Work that was in flight when the engine stopped.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    /// Steps resumed per item: the units that finished before, and those in doubt.
+    units: Vec<(String, HashMap<Unit, serde_json::Value>, Vec<Unit>)>,
+    /// Steps in doubt as a whole.
+    steps: Vec<String>,
+    /// Rollbacks whose command was announced and that did not finish.
+    rollbacks: Vec<String>,
+}
+
+/// One decision to make: run this again?
+#[derive(Debug, Clone)]
+pub(crate) struct InDoubt {
+    /// What was in flight (`step `x``, `item 2 of step `x``, `the rollback of `x``).
+    pub(crate) what: String,
+    /// The step is marked idempotent: running it again is safe.
+    pub(crate) idempotent: bool,
+    rollback: bool,
+}
+
+impl InDoubt {
+    /// The question for a person at a terminal.
+    pub(crate) fn question(&self) -> String {
+        if self.rollback {
+            format!(
+                "{} was running when the engine stopped and the step is not idempotent. Run the rollback again?",
+                self.what
+            )
+        } else if self.what.starts_with("step ") {
+            format!(
+                "{} was running when the engine stopped and is not idempotent. Run it again?",
+                self.what
+            )
+        } else {
+            format!(
+                "{} was running when the engine stopped and the step is not idempotent. Run it again?",
+                self.what
+            )
+        }
+    }
+
+    /// Why a headless resume without a flag stops here.
+    pub(crate) fn refusal(&self) -> String {
+        let not = if self.rollback {
+            let id = self.what.trim_start_matches("the rollback of ");
+            format!("{id} is not marked idempotent")
+        } else {
+            "is not marked idempotent".to_string()
+        };
+        format!(
+            "{} was in flight when the engine stopped and {not}: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)",
+            self.what
+        )
+    }
+}
+
+/// Finds what was in flight, from the journal's records and what is known done.
+pub(crate) fn in_flight(rb: &Runbook, records: &[journal::Record], prior: &Prior) -> InFlight {
+    let mut out = InFlight::default();
+    // Steps in flight when the engine stopped.
+    let mut doubtful: Vec<String> = Vec::new();
+    for r in records {
+        if let Event::StepStarted { step, .. } = &r.stamped.event
+            && !prior.done.contains_key(step)
+            && rb.step(step).is_some()
+            && !doubtful.contains(step)
+        {
+            doubtful.push(step.clone());
+        }
+    }
+    // `for_each` steps resume per item: finished items are not run again, items in flight
+    // are in doubt one by one, items never started run.
+    let mut items_started: HashMap<String, Vec<Unit>> = HashMap::new();
+    // Commands announced (`step-started`) per step: (item index, host). A unit whose
+    // command was never announced did not start (its process starts only after that record
+    // is on disk): it simply runs again, it is not in doubt.
+    let mut announced_units: HashMap<String, Vec<Unit>> = HashMap::new();
+    let mut items_finished: HashMap<String, HashMap<Unit, serde_json::Value>> = HashMap::new();
+    for r in records {
+        match &r.stamped.event {
+            Event::ItemStarted {
+                step,
+                item_index,
+                host,
+            } => items_started
+                .entry(step.clone())
+                .or_default()
+                .push((*item_index, host.clone())),
+            Event::StepStarted {
+                step,
+                host,
+                item_index,
+                ..
+            } => announced_units
+                .entry(step.clone())
+                .or_default()
+                .push((item_index.unwrap_or(0), host.clone())),
+            Event::ItemFinished {
+                step,
+                item_index,
+                host,
+                status: StepStatus::Succeeded,
+                result,
+            } => {
+                items_finished
+                    .entry(step.clone())
+                    .or_default()
+                    .insert((*item_index, host.clone()), result.clone());
+            }
+            _ => {}
+        }
+    }
+    for id in doubtful {
+        let Some(mut started) = items_started.remove(&id) else {
+            out.steps.push(id);
+            continue;
+        };
+        let done = items_finished.remove(&id).unwrap_or_default();
+        started.sort_unstable();
+        started.dedup();
+        // An item that ran on several hosts is decided host by host: the item itself runs
+        // again, skipping the hosts that finished (or were treated as done).
+        let with_hosts: Vec<usize> = started
+            .iter()
+            .filter(|(_, h)| h.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        started.retain(|u| !done.contains_key(u) && (u.1.is_some() || !with_hosts.contains(&u.0)));
+        let announced = announced_units.remove(&id).unwrap_or_default();
+        started.retain(|(k, h)| {
+            announced
+                .iter()
+                .any(|(ak, ah)| ak == k && (h.is_none() || ah == h))
+        });
+        out.units.push((id, done, started));
+    }
+    out.rollbacks = rollbacks_in_flight(rb, records, prior);
+    out
+}
+
+/// Rollbacks in flight when the engine stopped. Only a rollback whose command was announced
+/// (`step-started` after its `rollback-started`) may have taken effect; one cut before that
+/// simply runs.
+fn rollbacks_in_flight(rb: &Runbook, records: &[journal::Record], prior: &Prior) -> Vec<String> {
+    let mut started: Vec<String> = Vec::new();
+    let mut announced: Vec<String> = Vec::new();
+    for r in records {
+        match &r.stamped.event {
+            Event::RollbackStarted { step, .. } => announced.push(step.clone()),
+            Event::StepStarted { step, .. }
+                if announced.contains(step) && !started.contains(step) =>
+            {
+                started.push(step.clone());
+            }
+            // Ended (even failed or cancelled): known, not in doubt.
+            Event::RollbackFinished { step, .. } => {
+                announced.retain(|s| s != step);
+                started.retain(|s| s != step);
+            }
+            _ => {}
+        }
+    }
+    started.retain(|id| !prior.rolled_back.contains(id) && rb.step(id).is_some());
+    started
+}
+
+impl InFlight {
+    /// Only the rollbacks (`runbook rollback`: nothing runs forward).
+    pub(crate) fn rollbacks_only(mut self) -> InFlight {
+        self.units.clear();
+        self.steps.clear();
+        self
+    }
+
+    /// Asks `decide` about each piece of work in doubt (`Some(true)`: run it again) and
+    /// records the answers in `prior`. `false`: a decision was refused; the resume stops.
+    pub(crate) fn decide(
+        self,
+        rb: &Runbook,
+        prior: &mut Prior,
+        mut decide: impl FnMut(&InDoubt) -> Option<bool>,
+    ) -> bool {
+        let idempotent = |id: &str| rb.step(id).is_some_and(|s| s.idempotent);
+        let treated_as_done = || serde_json::json!({ "outcome": "succeeded", "in_doubt": true });
+        for (id, mut done, units) in self.units {
+            for unit in units {
+                let what = match &unit {
+                    (k, Some(h)) if rb.step(&id).is_some_and(|s| s.for_each.is_some()) => {
+                        format!("host {h} of item {k} of step `{id}`")
+                    }
+                    (_, Some(h)) => format!("host {h} of step `{id}`"),
+                    (k, None) => format!("item {k} of step `{id}`"),
+                };
+                let q = InDoubt {
+                    what,
+                    idempotent: idempotent(&id),
+                    rollback: false,
+                };
+                let Some(rerun) = decide(&q) else {
+                    return false;
+                };
+                let key = match &unit {
+                    (k, Some(h)) => format!("{id} item {k} host {h}"),
+                    (k, None) => format!("{id} item {k}"),
+                };
+                prior.in_doubt.insert(key, rerun);
+                if !rerun {
+                    done.insert(unit, treated_as_done());
+                }
+            }
+            // The step runs again, skipping the items and hosts listed as done.
+            prior.in_doubt.insert(id.clone(), true);
+            prior.items_done.insert(id, done);
+        }
+        for id in self.steps {
+            let q = InDoubt {
+                what: format!("step `{id}`"),
+                idempotent: idempotent(&id),
+                rollback: false,
+            };
+            let Some(rerun) = decide(&q) else {
+                return false;
+            };
+            prior.in_doubt.insert(id.clone(), rerun);
+            if !rerun {
+                prior
+                    .done
+                    .insert(id.clone(), (StepStatus::Succeeded, treated_as_done()));
+                if rb.step(&id).is_some_and(|s| s.rollback.is_some()) {
+                    prior.rollbacks.push(id);
+                }
+            }
+        }
+        for id in self.rollbacks {
+            let q = InDoubt {
+                what: format!("the rollback of `{id}`"),
+                idempotent: idempotent(&id),
+                rollback: true,
+            };
+            let Some(rerun) = decide(&q) else {
+                return false;
+            };
+            prior.in_doubt.insert(format!("rollback of {id}"), rerun);
+            if !rerun {
+                prior.rolled_back.insert(id);
+            }
+        }
+        true
+    }
+}
