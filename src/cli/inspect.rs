@@ -207,7 +207,27 @@ pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
             }
             c
         }
-        RunState::Interrupted => vec![format!("runbook resume{f} {id}")],
+        RunState::Interrupted => {
+            let doubt: Vec<&str> = v
+                .steps
+                .iter()
+                .filter(|s| s.status == "in-doubt")
+                .map(|s| s.id.as_str())
+                .collect();
+            if doubt.is_empty() {
+                vec![format!("runbook resume{f} {id}")]
+            } else {
+                // What the engine was doing when it died may or may not have happened.
+                let which = doubt.join(", ");
+                vec![
+                    format!(
+                        "runbook resume{f} {id}   (asks about {which}: in doubt, it may have run)"
+                    ),
+                    format!("runbook resume{f} {id} --rerun-in-doubt   (run {which} again)"),
+                    format!("runbook resume{f} {id} --skip-in-doubt    (treat {which} as done)"),
+                ]
+            }
+        }
         RunState::Finished { exit_code: 4, .. } => vec![
             format!("runbook rollback{f} {id}"),
             format!("runbook transcript{f} {id}"),

@@ -212,6 +212,10 @@ pub fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -
                 };
                 v.answers
                     .push((step.clone(), word.into(), user.clone(), comment.clone()));
+                // A gate said no: the step did not run because of that answer.
+                if *decision != Decision::Approved {
+                    set_status(&mut v.steps, step, word);
+                }
             }
             Event::StepStarted { step, .. } => {
                 pending.remove(step);
