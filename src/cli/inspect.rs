@@ -413,6 +413,19 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             out.push_str(&format!("  {step}: {why}{cmd}\n"));
         }
     }
+    if matches!(v.state, RunState::Interrupted) {
+        let orphans = crate::execute::runner::local::orphaned_groups(&v.dir);
+        if !orphans.is_empty() {
+            out.push_str(
+                "\nStill running, started by the killed engine (resume waits for them):\n",
+            );
+            for (step, pgid, _) in orphans {
+                out.push_str(&format!(
+                    "  {step}: process group {pgid}   (stop it: kill -TERM -- -{pgid})\n"
+                ));
+            }
+        }
+    }
     out.push_str("\nNext:\n");
     for c in next_commands(v, runs) {
         out.push_str(&format!("  {c}\n"));

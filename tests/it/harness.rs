@@ -151,3 +151,40 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
+
+/// After an engine was killed with its steps running: waits (up to 30 s) until the process
+/// groups of those steps (`steps/*.pgid` in the runs under `runs_dir`) have ended, as they
+/// would on a real host before anyone resumes. `resume` refuses to start beside them.
+pub(crate) fn settle(runs_dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let live = || -> bool {
+        let Ok(runs) = std::fs::read_dir(runs_dir) else {
+            return false;
+        };
+        runs.flatten().any(|r| {
+            let Ok(files) = std::fs::read_dir(r.path().join("steps")) else {
+                return false;
+            };
+            files.flatten().any(|f| {
+                if !f.file_name().to_string_lossy().ends_with(".pgid") {
+                    return false;
+                }
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                let pgid: i32 = text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                // SAFETY: signal 0 only tests whether the group exists.
+                pgid > 1 && unsafe { libc::kill(-pgid, 0) } == 0
+            })
+        })
+    };
+    while live() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "step processes of a killed engine still run after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

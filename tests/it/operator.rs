@@ -788,8 +788,36 @@ fn show_names_the_step_in_doubt_and_the_declined_gate() {
         "{}",
         show.stdout
     );
-    // The orphaned `sleep` of the killed engine's step is its own process group: end it.
+    // The killed engine's step still runs (its own process group): `show` says so, and
+    // `resume` refuses to start it again beside itself, even with --rerun-in-doubt.
+    assert!(
+        show.stdout
+            .contains("Still running, started by the killed engine"),
+        "{}",
+        show.stdout
+    );
+    let again = runbook(["resume", "--runs-dir", &runs, "last", "--rerun-in-doubt"]).run();
+    assert_eq!(again.code, Some(6), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("the processes of `slow` started by the killed engine are still running"),
+        "{}",
+        again.stderr
+    );
     let _ = Command::new("pkill").args(["-f", "sleep 29.123"]).status();
+    // Once they are gone, resume goes on (the step in doubt runs again, as asked).
+    let mut resumed = None;
+    for _ in 0..50 {
+        let r = runbook(["resume", "--runs-dir", &runs, "last", "--skip-in-doubt"]).run();
+        if r.code != Some(6) {
+            resumed = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resumed = resumed.expect("the group ended");
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
 
     let d = Scratch::new();
     d.runbook("runbook: g\nversion: 1\nsteps:\n  - id: restart\n    confirm: Restart?\n    run: echo restarted\n");
