@@ -414,7 +414,13 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         }
     }
     if matches!(v.state, RunState::Interrupted) {
-        let orphans = crate::execute::runner::local::orphaned_groups(&v.dir);
+        let doubt: std::collections::HashSet<String> = v
+            .steps
+            .iter()
+            .filter(|s| s.status == "in-doubt")
+            .map(|s| s.id.clone())
+            .collect();
+        let orphans = crate::execute::runner::local::orphaned_processes(&v.run_id, &doubt);
         if !orphans.is_empty() {
             out.push_str(
                 "\nStill running, started by the killed engine (resume waits for them):\n",

@@ -101,18 +101,6 @@ fn continue_run(
             return ExitStatus::EngineFailed;
         }
     };
-    // Steps of a killed engine whose processes still run: starting them (or their undo)
-    // again now would run the same action twice, concurrently.
-    let orphans = crate::execute::runner::local::orphaned_groups(dir);
-    if !orphans.is_empty() {
-        for (step, pgid, cmd) in &orphans {
-            error_line(format!(
-                "cannot continue run {run_id}: the processes of `{step}` started by the killed engine are still running (process group {pgid}: {}); let them finish, or stop them with `kill -TERM -- -{pgid}`, then continue",
-                printable(cmd)
-            ));
-        }
-        return ExitStatus::Busy;
-    }
     let records = match journal::load(dir) {
         Ok(l) => match journal::missing_tail(&l, false) {
             Some(why) => {
@@ -239,6 +227,30 @@ fn continue_run(
             (false, true)
         }
     };
+    // Steps (and rollbacks) of a killed engine whose processes still run: starting them
+    // again now would run the same action twice, concurrently.
+    let mut in_flight: HashSet<String> = HashSet::new();
+    for r in &records {
+        match &r.stamped.event {
+            Event::StepStarted { step, .. } if !prior.done.contains_key(step) => {
+                in_flight.insert(step.clone());
+            }
+            Event::RollbackStarted { step, .. } if !prior.rolled_back.contains(step) => {
+                in_flight.insert(step.clone());
+            }
+            _ => {}
+        }
+    }
+    let orphans = crate::execute::runner::local::orphaned_processes(&run_id, &in_flight);
+    if !orphans.is_empty() {
+        for (step, pgid, cmd) in &orphans {
+            error_line(format!(
+                "cannot continue run {run_id}: the processes of `{step}` started by the killed engine are still running (process group {pgid}: {}); let them finish, or stop them with `kill -TERM -- -{pgid}`, then continue",
+                printable(cmd)
+            ));
+        }
+        return ExitStatus::Busy;
+    }
     // Steps in flight when the engine stopped.
     let started: Vec<String> = records
         .iter()

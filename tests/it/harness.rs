@@ -152,34 +152,29 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
-/// After an engine was killed with its steps running: waits (up to 30 s) until the process
-/// groups of those steps (`steps/*.pgid` in the runs under `runs_dir`) have ended, as they
-/// would on a real host before anyone resumes. `resume` refuses to start beside them.
+/// After an engine was killed with its steps running: waits (up to 30 s) until the processes
+/// of those steps (any process whose environment has `RUNBOOK_RUN_ID` of a run under
+/// `runs_dir`) have ended, as they would on a real host before anyone resumes: `resume`
+/// refuses to start beside them.
 pub(crate) fn settle(runs_dir: &std::path::Path) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ids: Vec<String> = std::fs::read_dir(runs_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| format!("RUNBOOK_RUN_ID={}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
     let live = || -> bool {
-        let Ok(runs) = std::fs::read_dir(runs_dir) else {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
             return false;
         };
-        runs.flatten().any(|r| {
-            let Ok(files) = std::fs::read_dir(r.path().join("steps")) else {
-                return false;
-            };
-            files.flatten().any(|f| {
-                if !f.file_name().to_string_lossy().ends_with(".pgid") {
-                    return false;
-                }
-                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-                let pgid: i32 = text
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
-                // SAFETY: signal 0 only tests whether the group exists.
-                pgid > 1 && unsafe { libc::kill(-pgid, 0) } == 0
-            })
+        procs.flatten().any(|p| {
+            let env = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            env.split(|b| *b == 0)
+                .any(|v| ids.iter().any(|id| v == id.as_bytes()))
         })
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while live() {
         assert!(
             std::time::Instant::now() < deadline,

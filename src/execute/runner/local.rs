@@ -47,74 +47,66 @@ pub fn kill_group(pgid: u32, sig: i32) {
     }
 }
 
-/// Start time of a process (clock ticks since boot, `/proc/PID/stat` field 22): with the pid
-/// it names one process, even after the pid is reused.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn group_alive(pgid: u32) -> bool {
-    let Ok(g) = i32::try_from(pgid) else {
-        return false;
-    };
-    if g <= 1 {
-        return false;
-    }
-    // SAFETY: kill(2) with signal 0 only checks that the group exists; nothing is sent.
-    let r = unsafe { libc::kill(-g, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-fn record_group(file: &std::path::Path, pgid: u32) {
-    use std::io::Write;
-    let line = format!("{pgid} {}\n", start_time(pgid).unwrap_or(0));
-    if let Ok(mut f) = crate::execute::capture::open_private(file) {
-        let _ = f.set_len(0);
-        let _ = f.write_all(line.as_bytes());
-    }
-}
-
-/// The process groups of local steps that outlived their engine (it was killed while they
-/// ran) and are still running: `(step log name, process group, command line)`.
-pub fn orphaned_groups(run_dir: &std::path::Path) -> Vec<(String, u32, String)> {
-    let Ok(entries) = std::fs::read_dir(run_dir.join("steps")) else {
+/// Processes still running a step of run `run_id` whose engine is gone: every step process
+/// carries `RUNBOOK_RUN_ID` and `RUNBOOK_STEP` in its environment (its children inherit them),
+/// so they are found in `/proc` without the engine writing anything per step. Only the steps
+/// named in `steps` count (those in flight when the engine died: a daemon a finished step
+/// started is not in doubt). `(step, process group, command line)`, one per group.
+pub fn orphaned_processes(
+    run_id: &str,
+    steps: &std::collections::HashSet<String>,
+) -> Vec<(String, u32, String)> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(step) = name.strip_suffix(".pgid") else {
+    let me = std::process::id();
+    let want = format!("RUNBOOK_RUN_ID={run_id}");
+    let mut out: Vec<(String, u32, String)> = Vec::new();
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
+        if pid == me {
             continue;
-        };
-        let mut it = text.split_whitespace();
-        let (Some(Ok(pgid)), Some(Ok(started))) = (
-            it.next().map(str::parse::<u32>),
-            it.next().map(str::parse::<u64>),
-        ) else {
-            continue;
-        };
-        // The leader may have exited with its children still in the group; if it lives, it
-        // must be the same process (not a reused pid).
-        let same = start_time(pgid).is_none_or(|t| t == started);
-        if same && group_alive(pgid) {
-            let cmd = std::fs::read(format!("/proc/{pgid}/cmdline"))
-                .map(|b| {
-                    b.split(|c| *c == 0)
-                        .filter(|a| !a.is_empty())
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            out.push((step.to_string(), pgid, cmd));
-        } else {
-            let _ = std::fs::remove_file(e.path());
         }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut ours = false;
+        let mut step = None;
+        for var in env.split(|b| *b == 0) {
+            if var == want.as_bytes() {
+                ours = true;
+            } else if let Some(v) = var.strip_prefix(b"RUNBOOK_STEP=") {
+                step = Some(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        let Some(step) = step.filter(|s| ours && steps.contains(s)) else {
+            continue;
+        };
+        let Some(pgid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                let rest = &st[st.rfind(')')? + 1..];
+                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+            })
+        else {
+            continue;
+        };
+        if out.iter().any(|(_, g, _)| *g == pgid) {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pgid}/cmdline"))
+            .or_else(|_| std::fs::read(format!("/proc/{pid}/cmdline")))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        out.push((step, pgid, cmd));
     }
     out.sort();
     out
@@ -197,16 +189,6 @@ async fn run_local(spec: CommandSpec, sink: LineSink, mut cancel: Cancel) -> Com
         }
     };
     let pgid = child.id().unwrap_or(0);
-    // Until the step's processes are gone, `<log>.pgid` names their group: an engine killed
-    // now leaves it behind, and `resume` refuses to start the step again beside them.
-    let pgid_file = spec.log_base.as_ref().map(|b| {
-        let mut p = b.clone().into_os_string();
-        p.push(".pgid");
-        std::path::PathBuf::from(p)
-    });
-    if let Some(f) = &pgid_file {
-        record_group(f, pgid);
-    }
     if let (Some(data), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
             let _ = stdin.write_all(data.as_bytes()).await;
@@ -268,11 +250,6 @@ async fn run_local(spec: CommandSpec, sink: LineSink, mut cancel: Cancel) -> Com
         use std::os::unix::process::ExitStatusExt;
         outcome.exit_code = s.code();
         outcome.signal = s.signal();
-    }
-    // The step is over for this (live) engine: what its shell left running in the group (a
-    // daemon it started) is not in doubt.
-    if let Some(f) = &pgid_file {
-        let _ = std::fs::remove_file(f);
     }
     outcome.stdout = out_cap.lock().map(|c| c.text()).unwrap_or_default();
     outcome.stderr = err_cap.lock().map(|c| c.text()).unwrap_or_default();
