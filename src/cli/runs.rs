@@ -56,6 +56,19 @@ enum Continue {
     Rollback,
 }
 
+/// A command line as one short, printable line (no control characters reach the terminal).
+fn printable(s: &str) -> String {
+    let mut t: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(120)
+        .collect();
+    if s.chars().count() > 120 {
+        t.push('…');
+    }
+    t
+}
+
 fn continue_run(
     dir: &std::path::Path,
     runs_flag_dir: Option<&std::path::Path>,
@@ -124,6 +137,18 @@ fn continue_run(
             (false, true)
         }
     };
+    // Steps (and rollbacks) of a killed engine whose processes still run: starting them
+    // again now would run the same action twice, concurrently.
+    let orphans = crate::session::resume::orphans(&run_id, &records, &prior);
+    if !orphans.is_empty() {
+        for (step, pgid, cmd) in &orphans {
+            error_line(format!(
+                "cannot continue run {run_id}: the processes of `{step}` started by the killed engine are still running (process group {pgid}: {}); let them finish, or stop them with `kill -TERM -- -{pgid}`, then continue",
+                printable(cmd)
+            ));
+        }
+        return ExitStatus::Busy;
+    }
     // Work in flight when the engine stopped: each unit decided by a flag, idempotence, or
     // the person at the terminal.
     let mut in_flight = crate::session::resume::in_flight(&rb, &records, &prior);

@@ -217,6 +217,28 @@ impl InDoubt {
     }
 }
 
+/// Steps (and rollbacks) of a killed engine whose processes still run, as (step, process
+/// group, command line): continuing now would run the same action twice, concurrently.
+pub(crate) fn orphans(
+    run_id: &str,
+    records: &[journal::Record],
+    prior: &Prior,
+) -> Vec<(String, u32, String)> {
+    let mut in_flight: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for r in records {
+        match &r.stamped.event {
+            Event::StepStarted { step, .. } if !prior.done.contains_key(step) => {
+                in_flight.insert(step.clone());
+            }
+            Event::RollbackStarted { step, .. } if !prior.rolled_back.contains(step) => {
+                in_flight.insert(step.clone());
+            }
+            _ => {}
+        }
+    }
+    crate::runner::local::orphaned_processes(run_id, &in_flight)
+}
+
 /// Finds what was in flight, from the journal's records and what is known done.
 pub(crate) fn in_flight(rb: &Runbook, records: &[journal::Record], prior: &Prior) -> InFlight {
     let mut out = InFlight::default();
