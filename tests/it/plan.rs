@@ -175,3 +175,38 @@ fn when_decided_by_inputs_is_shown() {
         ran.stdout
     );
 }
+
+/// Every runbook of the library validates with `--strict` and has a plan snapshot.
+#[test]
+fn library_runbooks_validate_strictly_and_plans_are_stable() {
+    let cases: [(&str, &[&str]); 5] = [
+        ("vault-crash", &["-i", "node=vault-2"]),
+        ("vault-triage", &["-i", "node=vault-2"]),
+        ("vault-audit", &["-i", "node=vault-1"]),
+        (
+            "vault-kv-policy",
+            &[
+                "-i",
+                "policy=app",
+                "-i",
+                "client_token_file=/etc/app/token",
+                "-i",
+                "check_path=secret/data/app/db",
+            ],
+        ),
+        ("vault-token", &["-i", "client_token_file=/etc/app/token"]),
+    ];
+    for (name, inputs) in cases {
+        let file = format!("runbooks/{name}.yaml");
+        let v = runbook(["validate", "--strict", &file]).run();
+        assert_eq!(v.code, Some(0), "{name}: {}{}", v.stdout, v.stderr);
+        if name == "vault-crash" {
+            continue; // its plans are snapshotted in every format above
+        }
+        let mut args = vec!["plan", file.as_str()];
+        args.extend_from_slice(inputs);
+        let ran = runbook(args).run();
+        assert_eq!(ran.code, Some(0), "{name}: {}", ran.stderr);
+        insta_settings().bind(|| insta::assert_snapshot!(format!("plan-{name}-text"), ran.stdout));
+    }
+}

@@ -294,6 +294,18 @@ fn list_shows_descriptions() {
         ran.stdout
             .contains("vault-crash: Recover a crashed Vault or OpenBao node")
     );
+    for name in [
+        "vault-triage",
+        "vault-audit",
+        "vault-kv-policy",
+        "vault-token",
+    ] {
+        assert!(
+            ran.stdout.contains(&format!("runbooks/{name}.yaml")),
+            "{name} is listed:\n{}",
+            ran.stdout
+        );
+    }
 }
 
 #[test]
