@@ -904,14 +904,22 @@ impl Lab {
             "sys/mounts/secret",
             Some(r#"{"type": "kv", "options": {"version": "2"}}"#),
         );
-        let (_, code) = curl(
-            "POST",
-            "secret/data/final",
-            Some(&format!(r#"{{"data": {{"v": "{canary}"}}}}"#)),
-        );
-        assert_eq!(code, "200", "KV write through HAProxy");
-        let (body, code) = curl("GET", "secret/data/final", None);
-        assert_eq!(code, "200", "KV read through HAProxy");
+        // A new KV v2 mount upgrades itself in the background: writes answer 400 until then.
+        let t0 = Instant::now();
+        let (mut body, mut code) = (String::new(), String::new());
+        while t0.elapsed() < Duration::from_secs(20) {
+            let (_, w) = curl(
+                "POST",
+                "secret/data/final",
+                Some(&format!(r#"{{"data": {{"v": "{canary}"}}}}"#)),
+            );
+            (body, code) = curl("GET", "secret/data/final", None);
+            if w == "200" && code == "200" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_eq!(code, "200", "KV write and read through HAProxy");
         assert!(body.contains(canary), "the KV read returns the value");
         canary.to_string()
     }
