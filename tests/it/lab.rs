@@ -1222,3 +1222,89 @@ fn expired_token_is_found_and_the_client_reauthenticates() {
         &[old.trim().to_string(), new.trim().to_string(), canary],
     );
 }
+
+#[test]
+fn expired_certificate_is_found_checked_rotated_and_served() {
+    let lab = lab();
+    lab.fault("vault-2", "tls-expired");
+    assert_eq!(
+        lab.wait_haproxy("vault-2", "DOWN"),
+        "DOWN",
+        "HAProxy verifies the certificate"
+    );
+    let tri = lab.triage("vault-2", &[]);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "tls", "{}", tri.stderr);
+    assert!(evidence.contains("expired"), "{evidence}");
+    assert_eq!(next, "vault-tls-rotate.yaml");
+    // The operator's new certificate, from the same CA (the key is the node's).
+    let staging = lab.path("tls-new");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).expect("staging");
+    for f in ["ca.pem", "ca-key.pem", "vault-2-key.pem"] {
+        std::fs::copy(lab.path(&format!("tls/{f}")), staging.join(f)).expect("copy");
+    }
+    let made = Command::new(root().join("lab/lib/mkcert"))
+        .args(["node", &staging.display().to_string(), "vault-2"])
+        .status()
+        .expect("mkcert");
+    assert!(made.success());
+    let keys = [
+        "node",
+        "vault_addr",
+        "ca_cert",
+        "unit",
+        "service_cmd",
+        "lb_host",
+        "lb_socket",
+        "lb_backend",
+    ];
+    let inputs = |key: &str| {
+        vec![
+            format!("new_cert: {}", staging.join("vault-2.pem").display()),
+            format!("new_key: {}", staging.join(key).display()),
+            format!("cert_file: {}", lab.path("tls/vault-2.pem").display()),
+            format!("key_file: {}", lab.path("tls/vault-2-key.pem").display()),
+        ]
+    };
+    // A key that does not match is refused before anything is installed.
+    let refused = lab.exec_lib(
+        "runbooks/vault-tls-rotate.yaml",
+        "vault-2",
+        &keys,
+        &inputs("ca-key.pem"),
+        &["--approve", "install"],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("its public key does not match"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        status_of(&refused, "install"),
+        "not-run",
+        "{}",
+        refused.stderr
+    );
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-tls-rotate.yaml",
+        "vault-2",
+        &keys,
+        &inputs("vault-2-key.pem"),
+        &["--approve", "install"],
+    );
+    eprintln!(
+        "vault-tls-rotate: exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(ran.stderr.contains("key: matches"), "{}", ran.stderr);
+    assert_eq!(status_of(&ran, "verify-served"), "succeeded");
+    let after = lab.triage("vault-2", &[]);
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(&[&tri, &refused, &ran, &after], &[canary]);
+}
