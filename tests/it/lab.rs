@@ -705,28 +705,6 @@ fn library_faults_produce_the_guides_symptoms() {
     let expired = std::fs::read_to_string(lab.path("expired-token")).expect("token");
     let r = curl("vault-1", "/v1/auth/token/lookup-self", Some(&expired));
     assert!(r.contains("permission denied"), "{r}");
-
-    // Lost for good: no heal brings this back, so the lab is rebuilt afterwards.
-    lab.fault("vault-1", "peers-json");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(lab.health("vault-2"), "000");
-    assert_eq!(lab.health("vault-3"), "000");
-    assert_ne!(lab.health("vault-1"), "200", "no leader without quorum");
-    // The triage of the survivor: quorum lost, nothing changed.
-    let tri = lab.triage("vault-1", &[]);
-    let (cause, evidence, next) = conclusion(&tri);
-    assert_eq!(cause, "quorum", "{}", tri.stderr);
-    assert!(evidence.contains("no active node"), "{evidence}");
-    assert!(next.contains("vault-raft-peers-json.yaml"), "{next}");
-    let out = Command::new(root().join("lab/up"))
-        .env("LAB_RUN", &lab.run)
-        .output()
-        .expect("lab/up");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -850,9 +828,14 @@ impl Lab {
     /// HAProxy has every server UP, and a KV v2 read through HAProxy succeeds (its value is
     /// returned for the secrets check, never printed).
     fn assert_serving(&self, node: &str) -> String {
+        self.assert_serving_by(node, &["vault-1", "vault-2", "vault-3"])
+    }
+
+    /// As `assert_serving`, with only `up` required UP in HAProxy.
+    fn assert_serving_by(&self, node: &str, up: &[&str]) -> String {
         let h = self.health(node);
         assert!(h == "200" || h == "429", "{node} sys/health {h}");
-        for n in ["vault-1", "vault-2", "vault-3"] {
+        for &n in up {
             assert_eq!(
                 self.wait_haproxy(n, "UP"),
                 "UP",
@@ -1307,4 +1290,176 @@ fn expired_certificate_is_found_checked_rotated_and_served() {
     assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
     let canary = lab.assert_serving("vault-2");
     lab.assert_no_secrets_anywhere(&[&tri, &refused, &ran, &after], &[canary]);
+}
+
+#[test]
+fn peers_json_restores_quorum_behind_a_two_person_gate() {
+    let lab = lab();
+    crate::sshd::ensure_test_user();
+    // Lost for good: no heal brings this back, so the lab is rebuilt afterwards.
+    lab.fault("vault-1", "peers-json");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.health("vault-2"), "000");
+    assert_eq!(lab.health("vault-3"), "000");
+    assert_ne!(lab.health("vault-1"), "200", "no leader without quorum");
+    let tri = lab.triage("vault-1", &[]);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "quorum", "{}", tri.stderr);
+    assert!(evidence.contains("no active node"), "{evidence}");
+    assert!(next.contains("vault-raft-peers-json.yaml"), "{next}");
+    // A runs dir another user can answer in (the lab's own directory is private).
+    let shared = std::env::temp_dir().join(format!("rb-lab-{}-shared", std::process::id()));
+    let _ = std::fs::remove_dir_all(&shared);
+    let shared_s = shared.display().to_string();
+    let (keys, token) = lab.secrets();
+    let t0 = Instant::now();
+    let stopped = runbook([
+        "exec",
+        "runbooks/vault-raft-peers-json.yaml",
+        "--inputs-file",
+        &lab.inputs_for(
+            "vault-1",
+            &[
+                "node",
+                "vault_addr",
+                "peer_addrs",
+                "ca_cert",
+                "unit",
+                "service_cmd",
+                "config_file",
+                "raft_path",
+            ],
+            &[],
+        ),
+        "--ssh-config",
+        &lab.path("ssh_config").display().to_string(),
+        "--runs-dir",
+        &shared_s,
+        "--approve",
+        "peers-json",
+        "--no-wait",
+        "--progress",
+        "plain",
+    ])
+    .env("VAULT_UNSEAL_KEYS", &keys)
+    .env("VAULT_TOKEN", &token)
+    .timeout(Duration::from_secs(60))
+    .run();
+    assert_eq!(
+        stopped.code,
+        Some(3),
+        "one person is not enough:\n{}",
+        stopped.stderr
+    );
+    assert_eq!(
+        status_of(&stopped, "peers-json"),
+        "not-run",
+        "{}",
+        stopped.stderr
+    );
+    let run_id = std::fs::read_dir(&shared)
+        .expect("runs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+        .expect("the run");
+    // The second person approves from their own account.
+    let second = Command::new("su")
+        .args(["rbtest", "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "{} approve {run_id} peers-json --runs-dir {shared_s} --comment 'second person'",
+            env!("CARGO_BIN_EXE_runbook")
+        ))
+        .output()
+        .expect("su");
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let resumed = runbook([
+        "resume",
+        &run_id,
+        "--runs-dir",
+        &shared_s,
+        "--ssh-config",
+        &lab.path("ssh_config").display().to_string(),
+        "--approve",
+        "peers-json",
+        "--progress",
+        "plain",
+    ])
+    .env("VAULT_UNSEAL_KEYS", &keys)
+    .env("VAULT_TOKEN", &token)
+    .timeout(Duration::from_secs(180))
+    .run();
+    eprintln!(
+        "vault-raft-peers-json: exit {:?} then {:?}, {:.1} s",
+        stopped.code,
+        resumed.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    let journal =
+        std::fs::read_to_string(shared.join(&run_id).join("journal.jsonl")).expect("journal");
+    assert!(
+        journal.contains("\"user\":\"rbtest\""),
+        "the second approver is journaled"
+    );
+    assert_eq!(
+        lab.health("vault-1"),
+        "200",
+        "the survivor is the active node"
+    );
+    let canary = lab.assert_serving_by("vault-1", &["vault-1"]);
+    let mut files = lab.all_run_files();
+    for e in walk(&shared) {
+        files.extend(std::fs::read(e).unwrap_or_default());
+    }
+    for (i, secret) in keys
+        .split(',')
+        .chain([token.as_str(), canary.as_str()])
+        .enumerate()
+    {
+        for r in [&tri, &stopped, &resumed] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "secret #{i} in the terminal"
+            );
+        }
+        assert!(
+            !files.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret #{i} in a run file"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&shared);
+    let out = Command::new(root().join("lab/up"))
+        .env("LAB_RUN", &lab.run)
+        .output()
+        .expect("lab/up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

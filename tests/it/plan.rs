@@ -179,7 +179,7 @@ fn when_decided_by_inputs_is_shown() {
 /// Every runbook of the library validates with `--strict` and has a plan snapshot.
 #[test]
 fn library_runbooks_validate_strictly_and_plans_are_stable() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("vault-crash", &["-i", "node=vault-2"]),
         ("vault-triage", &["-i", "node=vault-2"]),
         ("vault-audit", &["-i", "node=vault-1"]),
@@ -195,6 +195,18 @@ fn library_runbooks_validate_strictly_and_plans_are_stable() {
             ],
         ),
         ("vault-token", &["-i", "client_token_file=/etc/app/token"]),
+        (
+            "vault-tls-rotate",
+            &[
+                "-i",
+                "node=vault-2",
+                "-i",
+                "new_cert=/etc/vault.d/tls/new.crt",
+                "-i",
+                "new_key=/etc/vault.d/tls/new.key",
+            ],
+        ),
+        ("vault-raft-peers-json", &["-i", "node=vault-1"]),
     ];
     for (name, inputs) in cases {
         let file = format!("runbooks/{name}.yaml");
