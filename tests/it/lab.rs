@@ -1463,3 +1463,47 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn triage_output_json_gives_the_diagnosis_as_data() {
+    let lab = lab();
+    lab.fault("vault-2", "sealed");
+    let ran = lab.exec_lib(
+        "runbooks/vault-triage.yaml",
+        "vault-2",
+        &[
+            "node",
+            "vault_addr",
+            "peer_addrs",
+            "ca_cert",
+            "lb_host",
+            "lb_socket",
+            "lb_backend",
+            "unit",
+            "service_cmd",
+            "log_cmd",
+            "config_file",
+            "config_check_cmd",
+            "raft_path",
+        ],
+        &[],
+        &["--output", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let outputs = ran
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "step-finished" && e["step"] == "conclude")
+        .map(|e| e["outputs"].clone())
+        .expect("the conclude step's event");
+    assert_eq!(outputs["cause"], "sealed", "{outputs}");
+    assert_eq!(outputs["next"], "vault-crash.yaml", "{outputs}");
+    assert!(
+        outputs["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{outputs}"
+    );
+    lab.assert_no_secrets_anywhere(&[&ran], &[]);
+}
