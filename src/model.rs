@@ -35,6 +35,9 @@ pub struct Runbook {
     pub steps: Vec<Step>,
     /// Steps that always run at the end, in order, whatever happened before.
     pub finally: Vec<Step>,
+    /// What a caller reads as `steps.<call>.outputs.NAME` (`uses:`): expressions over the
+    /// steps' results.
+    pub outputs: Vec<(Named, Tmpl)>,
 }
 
 impl Runbook {
@@ -198,6 +201,9 @@ pub struct Step {
     pub read_only: bool,
     pub continue_on_failure: bool,
     pub rollback: Option<Body>,
+    /// `uses:` — this step stands for a called runbook whose steps were inlined before it
+    /// (ids `<this id>.<child id>`); it does nothing itself but carry the child's outputs.
+    pub uses: Option<String>,
     /// Span of the whole step mapping.
     pub span: Range<usize>,
 }

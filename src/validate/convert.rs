@@ -22,6 +22,7 @@ pub(super) const TOP: &[&str] = &[
     "lock",
     "steps",
     "finally",
+    "outputs",
 ];
 pub(super) const INPUT: &[&str] = &[
     "description",
@@ -71,6 +72,8 @@ pub(super) const STEP: &[&str] = &[
     "rollback",
     "env",
     "stdin",
+    "uses",
+    "with",
 ];
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
@@ -119,8 +122,13 @@ pub(super) const EXPECT: &[&str] = &[
 pub(super) const FOR_EACH: &[&str] = &["items", "until"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
-pub(super) fn convert(root: &Node) -> (Option<Runbook>, Vec<Diagnostic>) {
+/// YAML tree → [`Runbook`]; `composed` are the dotted names `uses:` expansion made.
+pub(super) fn convert_composed(
+    root: &Node,
+    composed: std::collections::HashSet<String>,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
     let mut r = Reader::new();
+    r.composed = composed;
     let runbook = read_runbook(&mut r, root);
     (runbook, r.diags)
 }
@@ -184,7 +192,18 @@ fn read_runbook(r: &mut Reader, root: &Node) -> Option<Runbook> {
         .get("finally")
         .map(|n| read_steps(r, n, &defaults, "`finally`"))
         .unwrap_or_default();
+    let mut outputs = Vec::new();
+    if let Some(n) = f.get("outputs") {
+        for (k, v) in map_pairs(r, n, "`outputs`") {
+            let (Some(name), Some(expr)) = (r.named(k, "an output name"), r.tmpl(v, "an output"))
+            else {
+                continue;
+            };
+            outputs.push((name, expr));
+        }
+    }
     Some(Runbook {
+        outputs,
         name,
         version,
         description,
@@ -352,14 +371,15 @@ fn check_identifier(r: &mut Reader, name: &str, node: &Node, what: &str) {
 /// Host and group names become parts of file names (`steps/STEP.HOST.stdout.log`) and
 /// labels: letters, digits, `-` and `_`, starting with a letter or digit.
 fn check_name(r: &mut Reader, name: &str, node: &Node, what: &str) {
-    let ok = name.len() <= 100
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = r.composed.contains(name)
+        || name.len() <= 100
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
         r.push(
             Diagnostic::error("invalid-id", format!("{what} `{name}` is not valid"))
@@ -472,16 +492,17 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             return None;
         }
     };
-    let valid_id = id.name.len() <= 100
-        && id
-            .name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid_id = r.composed.contains(&id.name)
+        || id.name.len() <= 100
+            && id
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && id
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid_id {
         r.push(
             Diagnostic::error("invalid-id", format!("step id `{}` is not valid", id.name))
@@ -498,7 +519,9 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     let body = match body {
         Some(b) => b,
         None => {
-            if confirm.is_none() && !f.pairs_empty_of(KINDS) {
+            if f.has("uses") {
+                // A call: its work is the inlined steps before it.
+            } else if confirm.is_none() && !f.pairs_empty_of(KINDS) {
                 // A kind was given but failed to read: already reported.
             } else if confirm.is_none() {
                 let span = id.span.clone();
@@ -568,6 +591,7 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .and_then(|n| r.boolean(n, &what("continue_on_failure")))
             .unwrap_or(false),
         rollback: None,
+        uses: f.get("uses").and_then(|n| r.string(n, &what("uses"))),
         span: node.span.clone(),
         id,
     };
