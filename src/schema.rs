@@ -113,6 +113,8 @@ fn step() -> Value {
         "idempotent": { "type": "boolean" },
         "read_only": { "type": "boolean" },
         "continue_on_failure": { "type": "boolean" },
+        "uses": { "type": "string", "description": "Call another runbook (path relative to this file); its steps run as part of this run" },
+        "with": { "type": "object", "description": "Inputs of the called runbook (`uses`)" },
         "rollback": { "oneOf": [ string(), { "type": "object", "additionalProperties": false, "properties": Value::Object(body_properties()) } ] }
     });
     if let Value::Object(m) = extra {
@@ -178,7 +180,8 @@ pub(crate) fn schema() -> Value {
             },
             "lock": string(),
             "steps": { "type": "array", "items": step() },
-            "finally": { "type": "array", "items": step() }
+            "finally": { "type": "array", "items": step() },
+            "outputs": { "type": "object", "description": "Values a caller (`uses:`) reads as steps.<call>.outputs.NAME", "additionalProperties": string() }
         }
     })
 }

@@ -126,6 +126,10 @@ pub enum PlannedAction {
         instructions: String,
     },
     Checkpoint,
+    /// A called runbook (`uses:`), whose steps are listed before it as `<id>.<step>`.
+    Uses {
+        file: String,
+    },
 }
 
 /// An HTTP request, rendered (secrets masked in plans).
@@ -485,7 +489,10 @@ fn plan_step(
         needs: step.needs.iter().map(|n| n.name.clone()).collect(),
         when,
         targets: targets(rb, t, ctx, body_on(&step.body))?,
-        action: plan_action(t, &step.body.action, &step.body, ctx)?,
+        action: match &step.uses {
+            Some(file) => PlannedAction::Uses { file: file.clone() },
+            None => plan_action(t, &step.body.action, &step.body, ctx)?,
+        },
         gate: match &step.confirm {
             Some(g) => Some(PlannedGate {
                 message: show(t, &g.text, ctx, Target::Text)?,

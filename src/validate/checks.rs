@@ -315,6 +315,17 @@ impl<'a> Checker<'a> {
                 self.template(u, Use::Display, run_scope);
             }
         }
+        // Top-level outputs (read by a caller) may read any step.
+        for (_, expr) in &rb.outputs {
+            self.expression(
+                expr,
+                Scope {
+                    step: Some(0),
+                    any_step: true,
+                    ..run_scope
+                },
+            );
+        }
         let main = rb.steps.len();
         let steps: Vec<(usize, &Step)> = self.all_steps().collect();
         for (i, step) in steps {

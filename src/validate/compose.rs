@@ -40,7 +40,11 @@ pub(super) fn expand(
 }
 
 fn has_uses(root: &Node) -> bool {
-    steps_of(root).is_some_and(|s| s.iter().any(|st| get(st, "uses").is_some()))
+    let any = |key| match get(root, key).map(|n| &n.kind) {
+        Some(NodeKind::Seq(s)) => s.iter().any(|st| get(st, "uses").is_some()),
+        _ => false,
+    };
+    any("steps") || any("finally")
 }
 
 fn steps_of(root: &Node) -> Option<&Vec<Node>> {
@@ -91,6 +95,19 @@ fn expand_in(
     let mut extra_hosts: Vec<(Node, Node)> = Vec::new();
     let mut extra_groups: Vec<(Node, Node)> = Vec::new();
     for (k, v) in top {
+        if k.as_str() == Some("finally")
+            && let NodeKind::Seq(steps) = &v.kind
+        {
+            for s in steps {
+                if let Some(u) = get(s, "uses") {
+                    diags.push(
+                        Diagnostic::error("uses-invalid", "a `finally` step cannot call a runbook")
+                            .with_span(u.span.clone(), "`uses` in `finally`")
+                            .with_help("call it from `steps`; `finally` steps run one by one at the end"),
+                    );
+                }
+            }
+        }
         if k.as_str() != Some("steps") {
             new_top.push((k.clone(), v.clone()));
             continue;
@@ -220,7 +237,7 @@ fn call(
         }
     }
     let base = path.parent().unwrap_or(Path::new(""));
-    let child_path = base.join(rel);
+    let child_path = tidy(&base.join(rel));
     let display = child_path.display().to_string();
     let canon = std::fs::canonicalize(&child_path).unwrap_or(child_path.clone());
     if let Some(pos) = stack.iter().position(|(p, _)| *p == canon) {
@@ -421,7 +438,7 @@ fn call(
     ];
     let title = get(step, "title")
         .cloned()
-        .unwrap_or_else(|| scalar(format!("{id}: {rel} done"), &at));
+        .unwrap_or_else(|| scalar(format!("{rel} done"), &at));
     call_step.push(pair("title", title, &at));
     if let Some(w) = get(step, "when") {
         call_step.push(pair("when", w.clone(), &at));
@@ -434,6 +451,22 @@ fn call(
         span: step.span.clone(),
     });
     Some(out)
+}
+
+/// `a/b/../c` as `a/c` (for messages; the file system is not asked).
+fn tidy(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.iter().collect()
 }
 
 /// Every span in `node` set to `at` (inlined text has no place in the caller's file).
