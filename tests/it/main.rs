@@ -16,4 +16,5 @@ mod runsafety;
 mod secrets;
 mod ssh;
 mod sshd;
+mod uses;
 mod validate;
