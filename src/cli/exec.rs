@@ -179,44 +179,13 @@ pub(crate) fn launch(
     color: bool,
     live: Option<crate::journal::live::LiveGuard>,
 ) -> ExitStatus {
-    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts]
-        .into_iter()
-        .flatten()
-    {
-        if !p.is_file() {
-            error_line(format!("{} does not exist", p.display()));
-            return ExitStatus::Invalid;
-        }
-    }
-    let mut answers = Answers {
-        yes: f.yes,
-        approve: f.approve.iter().cloned().collect(),
-        file: HashMap::new(),
-    };
-    if let Some(path) = f.answers.as_deref() {
-        match read_answers(path) {
-            Ok(m) => answers.file = m,
-            Err(e) => {
-                error_line(e);
-                return ExitStatus::Invalid;
-            }
-        }
-    }
-    for id in answers.approve.iter().chain(answers.file.keys()) {
-        if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
-            error_line(format!(
-                "--approve/--answers names `{id}`, which is not a step of {}",
-                rb.name
-            ));
-            return ExitStatus::Invalid;
-        }
-    }
-    for target in &f.attach {
-        if let Err(e) = crate::transcript::attach::Target::parse(target) {
+    let answers = match checked_options(&rb, f) {
+        Ok(a) => a,
+        Err(e) => {
             error_line(e);
             return ExitStatus::Invalid;
         }
-    }
+    };
     let user = current_user();
     let started = match crate::session::start::start(&rb, &resolved, runs, &run_id, &user, live) {
         Ok(s) => s,
@@ -249,22 +218,13 @@ pub(crate) fn launch(
         titles.clone(),
         format!("runbook logs{} {run_id}", runs_flag(runs)),
     );
-    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
-    if f.output == OutputFormat::Json {
-        observers.push(Box::new(JsonLines));
-    }
-    if !no_journal {
-        match crate::journal::Journal::open(&run_dir) {
-            Ok(j) => observers.push(Box::new(j)),
-            Err(e) => {
-                error_line(format!(
-                    "cannot open the journal in {}: {e}",
-                    run_dir.display()
-                ));
-                return ExitStatus::EngineFailed;
-            }
+    let observers = match observers(console, f.output, (!no_journal).then_some(&run_dir)) {
+        Ok(o) => o,
+        Err(e) => {
+            error_line(e);
+            return ExitStatus::EngineFailed;
         }
-    }
+    };
     let st = super::console::Styles::new(color);
     if f.no_rollback {
         eprintln!(
@@ -366,27 +326,91 @@ pub(crate) fn launch(
         );
     }
     if !no_journal && outcome.status != ExitStatus::EngineFailed {
-        match crate::transcript::write_files_with(&run_dir, Some(&rb)) {
-            Ok(paths) => eprintln!(
-                "transcript: {}",
-                paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Err(e) => error_line(format!("cannot write the transcript: {e}")),
-        }
-        for target in &f.attach {
-            match runtime.block_on(crate::transcript::attach::attach_run(&run_dir, target)) {
-                Ok(msg) => eprintln!("{msg}"),
-                Err(e) => error_line(format!(
-                    "{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`",
-                    run_dir.display()
-                )),
-            }
-        }
+        transcribe_and_attach(&runtime, &run_dir, &rb, &f.attach, &runs_flag, &run_id);
     }
     runtime.shutdown_background();
     outcome.status
+}
+
+/// After a run: writes its transcript and attaches it where `--attach` said, printing where
+/// each went (a failed attachment keeps the transcript and says how to retry).
+fn transcribe_and_attach(
+    runtime: &tokio::runtime::Runtime,
+    run_dir: &Path,
+    rb: &crate::model::Runbook,
+    attach: &[String],
+    runs_flag: &str,
+    run_id: &str,
+) {
+    match crate::transcript::write_files_with(run_dir, Some(rb)) {
+        Ok(paths) => eprintln!(
+            "transcript: {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => error_line(format!("cannot write the transcript: {e}")),
+    }
+    for target in attach {
+        match runtime.block_on(crate::transcript::attach::attach_run(run_dir, target)) {
+            Ok(msg) => eprintln!("{msg}"),
+            Err(e) => error_line(format!(
+                "{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`",
+                run_dir.display()
+            )),
+        }
+    }
+}
+
+/// Who sees the run's events: the console, the JSON stream (`--output json`), the journal.
+fn observers(
+    console: Console,
+    output: OutputFormat,
+    journal_in: Option<&PathBuf>,
+) -> Result<Vec<Box<dyn Observer>>, String> {
+    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
+    if output == OutputFormat::Json {
+        observers.push(Box::new(JsonLines));
+    }
+    if let Some(run_dir) = journal_in {
+        let j = crate::journal::Journal::open(run_dir)
+            .map_err(|e| format!("cannot open the journal in {}: {e}", run_dir.display()))?;
+        observers.push(Box::new(j));
+    }
+    Ok(observers)
+}
+
+/// Checks the run's options before anything is created (files named exist, answered steps
+/// exist, attachment targets parse) and reads the answers given in advance.
+fn checked_options(rb: &crate::model::Runbook, f: &super::RunOpts) -> Result<Answers, String> {
+    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts]
+        .into_iter()
+        .flatten()
+    {
+        if !p.is_file() {
+            return Err(format!("{} does not exist", p.display()));
+        }
+    }
+    let mut answers = Answers {
+        yes: f.yes,
+        approve: f.approve.iter().cloned().collect(),
+        file: HashMap::new(),
+    };
+    if let Some(path) = f.answers.as_deref() {
+        answers.file = read_answers(path)?;
+    }
+    for id in answers.approve.iter().chain(answers.file.keys()) {
+        if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
+            return Err(format!(
+                "--approve/--answers names `{id}`, which is not a step of {}",
+                rb.name
+            ));
+        }
+    }
+    for target in &f.attach {
+        crate::transcript::attach::Target::parse(target)?;
+    }
+    Ok(answers)
 }

@@ -207,7 +207,27 @@ pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
             }
             c
         }
-        RunState::Interrupted => vec![format!("runbook resume{f} {id}")],
+        RunState::Interrupted => {
+            let doubt: Vec<&str> = v
+                .steps
+                .iter()
+                .filter(|s| s.status == "in-doubt")
+                .map(|s| s.id.as_str())
+                .collect();
+            if doubt.is_empty() {
+                vec![format!("runbook resume{f} {id}")]
+            } else {
+                // What the engine was doing when it died may or may not have happened.
+                let which = doubt.join(", ");
+                vec![
+                    format!(
+                        "runbook resume{f} {id}   (asks about {which}: in doubt, it may have run)"
+                    ),
+                    format!("runbook resume{f} {id} --rerun-in-doubt   (run {which} again)"),
+                    format!("runbook resume{f} {id} --skip-in-doubt    (treat {which} as done)"),
+                ]
+            }
+        }
         RunState::Finished { exit_code: 4, .. } => vec![
             format!("runbook rollback{f} {id}"),
             format!("runbook transcript{f} {id}"),
@@ -391,6 +411,25 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
                 .map(|b| rollback_preview(b, &tpl, &ctx))
                 .unwrap_or_default();
             out.push_str(&format!("  {step}: {why}{cmd}\n"));
+        }
+    }
+    if matches!(v.state, RunState::Interrupted) {
+        let doubt: std::collections::HashSet<String> = v
+            .steps
+            .iter()
+            .filter(|s| s.status == "in-doubt")
+            .map(|s| s.id.clone())
+            .collect();
+        let orphans = crate::runner::local::orphaned_processes(&v.run_id, &doubt);
+        if !orphans.is_empty() {
+            out.push_str(
+                "\nStill running, started by the killed engine (resume waits for them):\n",
+            );
+            for (step, pgid, _) in orphans {
+                out.push_str(&format!(
+                    "  {step}: process group {pgid}   (stop it: kill -TERM -- -{pgid})\n"
+                ));
+            }
         }
     }
     out.push_str("\nNext:\n");

@@ -56,6 +56,19 @@ enum Continue {
     Rollback,
 }
 
+/// A command line as one short, printable line (no control characters reach the terminal).
+fn printable(s: &str) -> String {
+    let mut t: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(120)
+        .collect();
+    if s.chars().count() > 120 {
+        t.push('…');
+    }
+    t
+}
+
 fn continue_run(
     dir: &std::path::Path,
     runs_flag_dir: Option<&std::path::Path>,
@@ -65,108 +78,20 @@ fn continue_run(
 ) -> ExitStatus {
     let run_id = run_id_of(dir);
     let runs = runs_dir(runs_flag_dir);
-    let flag = runs_flag(&runs);
-    for (d, follow) in [(runs.as_path(), true), (dir, false)] {
-        if let Err(e) = crate::session::store::check_owned(d, follow) {
-            error_line(e);
-            return ExitStatus::Invalid;
-        }
-    }
-    // Own the run before reading what it did: a live engine's run is refused.
-    let live = match journal::live::hold(dir) {
-        Ok(g) => g,
-        Err(e @ journal::live::LiveError::Held(_)) => {
-            error_line(format!(
-                "cannot continue run {run_id}: {e}: watch it with `runbook show{flag} {run_id}`"
-            ));
-            return ExitStatus::Busy;
-        }
+    let rollback = matches!(how, Continue::Rollback);
+    let crate::session::resume::Opened {
+        live,
+        records,
+        file,
+        sha,
+        values,
+    } = match crate::session::resume::open(dir, &runs, rollback) {
+        Ok(o) => o,
         Err(e) => {
-            error_line(format!("cannot continue run {run_id}: {e}"));
-            return ExitStatus::EngineFailed;
+            e.messages.into_iter().for_each(error_line);
+            return e.status;
         }
     };
-    let records = match journal::load(dir) {
-        Ok(l) => match journal::missing_tail(&l, false) {
-            Some(why) => {
-                error_line(format!(
-                    "{}: {why}; refusing to continue from a journal that cannot be trusted",
-                    dir.join(journal::JOURNAL_FILE).display()
-                ));
-                return ExitStatus::Invalid;
-            }
-            None => l.records,
-        },
-        Err(e) => {
-            error_line(format!(
-                "{e}; refusing to continue from a journal that cannot be trusted"
-            ));
-            return ExitStatus::Invalid;
-        }
-    };
-    let Some((file, sha, values)) = records.iter().find_map(|r| match &r.stamped.event {
-        Event::RunStarted {
-            file,
-            file_sha256,
-            values,
-            ..
-        } => Some((file.clone(), file_sha256.clone(), values.clone())),
-        _ => None,
-    }) else {
-        error_line("the journal has no run-started record");
-        return ExitStatus::Invalid;
-    };
-    let last_end = records
-        .iter()
-        .rev()
-        .map(|r| &r.stamped.event)
-        .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }));
-    match (how, last_end) {
-        (
-            Continue::Resume { .. },
-            Some(Event::RunFinished {
-                resumable: false,
-                exit_code,
-                reason,
-                ..
-            }),
-        ) => {
-            // Killed between its last record and its head: seal it now, so the run reads
-            // as sealed (verify) whatever moment the engine died at.
-            if let Err(e) = crate::journal::Journal::reseal_if_ended(dir) {
-                error_line(format!("cannot seal the journal of run {run_id}: {e}"));
-            }
-            let next = if *exit_code == ExitStatus::RollbackIncomplete.code() {
-                format!("; finish its unwinding with `runbook rollback{flag} {run_id}`")
-            } else {
-                format!("; see `runbook show{flag} {run_id}`")
-            };
-            error_line(format!(
-                "run {run_id} already finished (exit {exit_code}: {reason}); there is nothing to resume{next}"
-            ));
-            return ExitStatus::Invalid;
-        }
-        (Continue::Rollback, Some(Event::RunFinished { exit_code, .. }))
-            if *exit_code == ExitStatus::RollbackIncomplete.code() => {}
-        (
-            Continue::Rollback,
-            Some(Event::RunFinished {
-                exit_code, reason, ..
-            }),
-        ) => {
-            error_line(format!(
-                "run {run_id} ended with exit {exit_code} ({reason}), not 4: it has no rollbacks left to run"
-            ));
-            return ExitStatus::Invalid;
-        }
-        (Continue::Rollback, _) => {
-            error_line(format!(
-                "run {run_id} has not ended: continue it with `runbook resume{flag} {run_id}` (it unwinds if it was unwinding)"
-            ));
-            return ExitStatus::Invalid;
-        }
-        _ => {}
-    }
     let mut f = super::remember::merged(dir, given);
     if matches!(how, Continue::Rollback) {
         // Rolling back is the point, whatever the run was started with.
@@ -212,6 +137,18 @@ fn continue_run(
             (false, true)
         }
     };
+    // Steps (and rollbacks) of a killed engine whose processes still run: starting them
+    // again now would run the same action twice, concurrently.
+    let orphans = crate::session::resume::orphans(&run_id, &records, &prior);
+    if !orphans.is_empty() {
+        for (step, pgid, cmd) in &orphans {
+            error_line(format!(
+                "cannot continue run {run_id}: the processes of `{step}` started by the killed engine are still running (process group {pgid}: {}); let them finish, or stop them with `kill -TERM -- -{pgid}`, then continue",
+                printable(cmd)
+            ));
+        }
+        return ExitStatus::Busy;
+    }
     // Work in flight when the engine stopped: each unit decided by a flag, idempotence, or
     // the person at the terminal.
     let mut in_flight = crate::session::resume::in_flight(&rb, &records, &prior);

@@ -60,7 +60,7 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
     } else {
         sequential_items(&sh, &step, &items).await
     };
-    let mut run = StepRun {
+    let run = StepRun {
         operator: done.operator,
         hosts: std::mem::take(&mut done.hosts),
         ..run
@@ -102,7 +102,6 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             serde_json::Value::String(done.status.as_str().into()),
         );
     }
-    run.index = i;
     finish(&sh, run, t0, done.status, result, done.error)
 }
 

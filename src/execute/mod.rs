@@ -1,11 +1,14 @@
 //! Stage 4, **execute**: run a validated runbook against resolved inputs.
 //!
-//! The [`engine`] schedules steps over the graph (as soon as their `needs` are done, bounded by
-//! `--parallel`), asks gates, runs each step through a runner (local shell, SSH, HTTP), checks
-//! expectations, retries, records results for later templates, and on failure, a declined
-//! gate or Ctrl-C stops starting steps, stops running ones and unwinds the registered
-//! rollbacks in reverse order of completion. Everything it does is an [`event::Event`], passed
-//! through the [`redact::Redactor`] to observers; it prints nothing itself.
+//! The `scheduler` starts steps over the graph (as soon as their `needs` are done, bounded by
+//! `--parallel`) and asks their gates (`gate`); `lifecycle` runs one step: its items and
+//! hosts (`fanout`), each body through its kind's module in `crate::step` (local shell,
+//! SSH, HTTP, probes), expectations, retries, outputs. On failure, a declined gate or Ctrl-C
+//! the scheduler stops starting steps, cancels running ones and `unwind` runs the registered
+//! rollbacks in reverse order of completion. Everything it does is an [`event::Event`],
+//! passed through the redactor to observers by the emitter in `shared` (the only way records
+//! reach the journal); it prints nothing itself and knows nothing of the journal or the CLI:
+//! remote answers arrive through an [`AnswerSource`].
 
 mod fanout;
 mod gate;

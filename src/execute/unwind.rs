@@ -13,6 +13,8 @@ use super::scheduler::Signals;
 use super::shared::{Shared, StopKind};
 use super::{GateRequest, Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
+use minijinja::value::Value;
+
 use crate::model::*;
 use crate::runner::{Cancel, SshTarget, StepError, StepErrorKind as K};
 use crate::step::render::Live;
@@ -232,81 +234,9 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             },
             Action::Http(h) => http::run_http(env, &call, h, &ctx, true).await,
             Action::Wait(w) => wait::run_wait(env, &call, w).await,
-            Action::Manual(_) | Action::Checkpoint => {
-                let (decision, _) = match &sh.services.prompter {
-                    Some(p) => {
-                        let p = p.clone();
-                        let msg = match &body.action {
-                            Action::Manual(m) => {
-                                render(env, m, &ctx, Target::Text, "manual").unwrap_or_default()
-                            }
-                            _ => String::new(),
-                        };
-                        let req = GateRequest {
-                            step: format!("{} (rollback)", step.id.name),
-                            message: msg,
-                            targets: vec![],
-                            preview: String::new(),
-                            manual: true,
-                        };
-                        (
-                            tokio::task::spawn_blocking(move || p.ask(&req))
-                                .await
-                                .unwrap_or(Decision::Aborted),
-                            (),
-                        )
-                    }
-                    None => (Decision::Declined, ()),
-                };
-                if decision == Decision::Approved {
-                    Attempt::succeeded(serde_json::Value::Null)
-                } else {
-                    let e = "manual rollback not confirmed by a person";
-                    Attempt::failed(StepError::new(K::Operator, e))
-                }
-            }
+            Action::Manual(_) | Action::Checkpoint => confirm_by_hand(sh, &step, &body, &ctx).await,
         };
-        let a = if a.status == StepStatus::Succeeded && matches!(body.action, Action::Run(_)) {
-            let code = a
-                .result
-                .get("exit_code")
-                .and_then(serde_json::Value::as_i64);
-            if code == Some(0) {
-                a
-            } else {
-                Attempt {
-                    status: StepStatus::Failed,
-                    error: Some(StepError::new(
-                        K::Expectation,
-                        format!(
-                            "rollback exited with code {}",
-                            code.map_or("none".into(), |c| c.to_string())
-                        ),
-                    )),
-                    ..a
-                }
-            }
-        } else if a.status == StepStatus::Succeeded && matches!(body.action, Action::Http(_)) {
-            let s = a
-                .result
-                .get("status")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            if (200..300).contains(&s) {
-                a
-            } else {
-                Attempt {
-                    status: StepStatus::Failed,
-                    error: Some(StepError::new(
-                        K::Expectation,
-                        format!("rollback got HTTP {s}"),
-                    )),
-                    ..a
-                }
-            }
-        } else {
-            a
-        };
+        let a = rollback_rule(a, &body);
         if a.status != StepStatus::Succeeded {
             status = a.status;
             errors.push(a.error.map(|e| e.message).unwrap_or_default());
@@ -318,4 +248,73 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
         Some(sh.env.redactor.text(&errors.join("; ")))
     };
     (status, err)
+}
+
+/// A manual rollback: a person confirms it was done (declined without a terminal).
+async fn confirm_by_hand(sh: &Shared, step: &Step, body: &Body, ctx: &Value) -> Attempt {
+    let decision = match &sh.services.prompter {
+        Some(p) => {
+            let p = p.clone();
+            let message = match &body.action {
+                Action::Manual(m) => {
+                    render(&sh.env, m, ctx, Target::Text, "manual").unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            let req = GateRequest {
+                step: format!("{} (rollback)", step.id.name),
+                message,
+                targets: vec![],
+                preview: String::new(),
+                manual: true,
+            };
+            tokio::task::spawn_blocking(move || p.ask(&req))
+                .await
+                .unwrap_or(Decision::Aborted)
+        }
+        None => Decision::Declined,
+    };
+    if decision == Decision::Approved {
+        Attempt::succeeded(serde_json::Value::Null)
+    } else {
+        let e = "manual rollback not confirmed by a person";
+        Attempt::failed(StepError::new(K::Operator, e))
+    }
+}
+
+/// A rollback's success rule: exit 0 for a command, 2xx for a request (no `expect`).
+fn rollback_rule(a: Attempt, body: &Body) -> Attempt {
+    if a.status != StepStatus::Succeeded {
+        return a;
+    }
+    let failed = |message: String| Attempt {
+        status: StepStatus::Failed,
+        error: Some(StepError::new(K::Expectation, message)),
+        ..a.clone()
+    };
+    match &body.action {
+        Action::Run(_) => {
+            let code = a
+                .result
+                .get("exit_code")
+                .and_then(serde_json::Value::as_i64);
+            if code == Some(0) {
+                return a;
+            }
+            let code = code.map_or("none".into(), |c| c.to_string());
+            failed(format!("rollback exited with code {code}"))
+        }
+        Action::Http(_) => {
+            let s = a
+                .result
+                .get("status")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            if (200..300).contains(&s) {
+                return a;
+            }
+            failed(format!("rollback got HTTP {s}"))
+        }
+        _ => a,
+    }
 }

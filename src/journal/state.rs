@@ -203,6 +203,10 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
                 };
                 v.answers
                     .push((step.clone(), word.into(), user.clone(), comment.clone()));
+                // A gate said no: the step did not run because of that answer.
+                if *decision != Decision::Approved {
+                    set_status(&mut v.steps, step, word);
+                }
             }
             Event::StepStarted { step, .. } => {
                 pending.remove(step);

@@ -88,26 +88,8 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
                 p.unwind_cause = Some((true, format!("the operator {what} `{step}`")));
             }
             Event::RunFinished { status, reason, .. } => {
-                // Why the run stopped, for a later `rollback`/`resume` that finishes the
-                // unwinding: it ends with the same cause (an abort stays exit 3).
-                let cause = reason
-                    .split("; rollback incomplete")
-                    .next()
-                    .unwrap_or(reason)
-                    .trim_end_matches(" (unwinding resumed by a later engine)");
-                let aborted = match status {
-                    ExitStatus::Aborted => Some(true),
-                    ExitStatus::StepFailed => Some(false),
-                    ExitStatus::RollbackIncomplete => Some(
-                        cause.starts_with("interrupted by a signal")
-                            || cause.starts_with("the operator"),
-                    ),
-                    _ => None,
-                };
-                if let Some(aborted) = aborted
-                    && !cause.starts_with("the run was rolling back")
-                {
-                    p.unwind_cause = Some((aborted, cause.to_string()));
+                if let Some(cause) = unwind_cause(*status, reason) {
+                    p.unwind_cause = Some(cause);
                 }
             }
             Event::RollbackStarted { .. } => p.unwinding = true,
@@ -135,4 +117,24 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
         }
     }
     p
+}
+
+/// Why a run that ended was unwinding (`true`: declined or aborted), for a later
+/// `rollback`/`resume` that finishes the unwinding: it ends with the same cause (an abort
+/// stays exit 3).
+fn unwind_cause(status: ExitStatus, reason: &str) -> Option<(bool, String)> {
+    let cause = reason
+        .split("; rollback incomplete")
+        .next()
+        .unwrap_or(reason)
+        .trim_end_matches(" (unwinding resumed by a later engine)");
+    let aborted = match status {
+        ExitStatus::Aborted => true,
+        ExitStatus::StepFailed => false,
+        ExitStatus::RollbackIncomplete => {
+            cause.starts_with("interrupted by a signal") || cause.starts_with("the operator")
+        }
+        _ => return None,
+    };
+    (!cause.starts_with("the run was rolling back")).then(|| (aborted, cause.to_string()))
 }

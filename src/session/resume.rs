@@ -4,10 +4,158 @@
 
 use std::collections::HashMap;
 
+use std::path::Path;
+
 use crate::event::{Event, StepStatus};
 use crate::execute::Prior;
+use crate::exit::ExitStatus;
 use crate::journal;
+use crate::journal::live::{self, LiveError, LiveGuard};
 use crate::model::Runbook;
+
+/// Why a run cannot be continued: the lines to show, and the exit status.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenError {
+    pub(crate) status: ExitStatus,
+    pub(crate) messages: Vec<String>,
+}
+
+fn refused(status: ExitStatus, message: String) -> OpenError {
+    OpenError {
+        status,
+        messages: vec![message],
+    }
+}
+
+/// A recorded run, owned by this engine and ready to be continued.
+pub(crate) struct Opened {
+    /// Liveness, taken before the journal was read: a live engine's run is refused.
+    pub(crate) live: LiveGuard,
+    pub(crate) records: Vec<journal::Record>,
+    /// The runbook file the run started from, and its SHA-256 then.
+    pub(crate) file: String,
+    pub(crate) sha: String,
+    /// The run's non-secret input values, as journaled.
+    pub(crate) values: Vec<(String, serde_json::Value)>,
+}
+
+/// Opens run directory `dir` (under `runs`) to continue it: ownership, liveness, a journal
+/// that can be trusted, and a run in a state that can be continued (`rollback`: one that
+/// ended with rollbacks left; else one that has not finished).
+pub(crate) fn open(dir: &Path, runs: &Path, rollback: bool) -> Result<Opened, OpenError> {
+    let run_id = super::store::run_id_of(dir);
+    let flag = super::store::runs_flag(runs);
+    for (d, follow) in [(runs, true), (dir, false)] {
+        super::store::check_owned(d, follow).map_err(|e| refused(ExitStatus::Invalid, e))?;
+    }
+    let live = live::hold(dir).map_err(|e| match e {
+        LiveError::Held(_) => refused(
+            ExitStatus::Busy,
+            format!(
+                "cannot continue run {run_id}: {e}: watch it with `runbook show{flag} {run_id}`"
+            ),
+        ),
+        e => refused(
+            ExitStatus::EngineFailed,
+            format!("cannot continue run {run_id}: {e}"),
+        ),
+    })?;
+    let untrusted = "refusing to continue from a journal that cannot be trusted";
+    let records = match journal::load(dir) {
+        Ok(l) => match journal::missing_tail(&l, false) {
+            Some(why) => {
+                let path = dir.join(journal::JOURNAL_FILE);
+                let m = format!("{}: {why}; {untrusted}", path.display());
+                return Err(refused(ExitStatus::Invalid, m));
+            }
+            None => l.records,
+        },
+        Err(e) => return Err(refused(ExitStatus::Invalid, format!("{e}; {untrusted}"))),
+    };
+    let Some((file, sha, values)) = records.iter().find_map(|r| match &r.stamped.event {
+        Event::RunStarted {
+            file,
+            file_sha256,
+            values,
+            ..
+        } => Some((file.clone(), file_sha256.clone(), values.clone())),
+        _ => None,
+    }) else {
+        let m = "the journal has no run-started record".to_string();
+        return Err(refused(ExitStatus::Invalid, m));
+    };
+    continuable(dir, &records, &run_id, &flag, rollback)?;
+    Ok(Opened {
+        live,
+        records,
+        file,
+        sha,
+        values: values.into_iter().collect(),
+    })
+}
+
+/// Whether the run's last end allows continuing it this way.
+fn continuable(
+    dir: &Path,
+    records: &[journal::Record],
+    run_id: &str,
+    flag: &str,
+    rollback: bool,
+) -> Result<(), OpenError> {
+    let last_end = records
+        .iter()
+        .rev()
+        .map(|r| &r.stamped.event)
+        .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }));
+    let invalid = |m: String| Err(refused(ExitStatus::Invalid, m));
+    match (rollback, last_end) {
+        (
+            false,
+            Some(Event::RunFinished {
+                resumable: false,
+                exit_code,
+                reason,
+                ..
+            }),
+        ) => {
+            let mut messages = Vec::new();
+            // Killed between its last record and its head: seal it now, so the run reads
+            // as sealed (verify) whatever moment the engine died at.
+            if let Err(e) = crate::journal::Journal::reseal_if_ended(dir) {
+                messages.push(format!("cannot seal the journal of run {run_id}: {e}"));
+            }
+            let next = if *exit_code == ExitStatus::RollbackIncomplete.code() {
+                format!("; finish its unwinding with `runbook rollback{flag} {run_id}`")
+            } else {
+                format!("; see `runbook show{flag} {run_id}`")
+            };
+            messages.push(format!(
+                "run {run_id} already finished (exit {exit_code}: {reason}); there is nothing to resume{next}"
+            ));
+            Err(OpenError {
+                status: ExitStatus::Invalid,
+                messages,
+            })
+        }
+        (true, Some(Event::RunFinished { exit_code, .. }))
+            if *exit_code == ExitStatus::RollbackIncomplete.code() =>
+        {
+            Ok(())
+        }
+        (
+            true,
+            Some(Event::RunFinished {
+                exit_code, reason, ..
+            }),
+        ) => invalid(format!(
+            "run {run_id} ended with exit {exit_code} ({reason}), not 4: it has no rollbacks left to run"
+        )),
+        (true, _) => invalid(format!(
+            "run {run_id} has not ended: continue it with `runbook resume{flag} {run_id}` (it unwinds if it was unwinding)"
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// An item (and, for a fan-out, a host) of a step.
 type Unit = (usize, Option<String>);
@@ -67,6 +215,28 @@ impl InDoubt {
             self.what
         )
     }
+}
+
+/// Steps (and rollbacks) of a killed engine whose processes still run, as (step, process
+/// group, command line): continuing now would run the same action twice, concurrently.
+pub(crate) fn orphans(
+    run_id: &str,
+    records: &[journal::Record],
+    prior: &Prior,
+) -> Vec<(String, u32, String)> {
+    let mut in_flight: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for r in records {
+        match &r.stamped.event {
+            Event::StepStarted { step, .. } if !prior.done.contains_key(step) => {
+                in_flight.insert(step.clone());
+            }
+            Event::RollbackStarted { step, .. } if !prior.rolled_back.contains(step) => {
+                in_flight.insert(step.clone());
+            }
+            _ => {}
+        }
+    }
+    crate::runner::local::orphaned_processes(run_id, &in_flight)
 }
 
 /// Finds what was in flight, from the journal's records and what is known done.

@@ -25,75 +25,13 @@ pub(crate) fn check_expect(
         error: Some(StepError::new(StepErrorKind::Expectation, msg)),
         operator: None,
     };
-    match &body.action {
-        Action::Run(_) => {
-            let code = r.get("exit_code").and_then(serde_json::Value::as_i64);
-            let ok_codes: Vec<i64> = if e.exit_codes.is_empty() {
-                vec![0]
-            } else {
-                e.exit_codes.iter().map(|&c| i64::from(c)).collect()
-            };
-            match code {
-                Some(c) if ok_codes.contains(&c) => {}
-                Some(c) => {
-                    let stderr = r.get("stderr").and_then(|s| s.as_str()).unwrap_or_default();
-                    let last = stderr
-                        .lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or_default();
-                    let tail = if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {last}")
-                    };
-                    return fail(format!("exited with code {c}{tail}"));
-                }
-                None => {
-                    let sig = r
-                        .get("signal")
-                        .and_then(serde_json::Value::as_i64)
-                        .unwrap_or(0);
-                    return fail(format!("killed by signal {sig}"));
-                }
-            }
-        }
-        Action::Http(h) => {
-            let status = r
-                .get("status")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0) as u16;
-            let ok = if e.status.is_empty() {
-                (200..300).contains(&status)
-            } else {
-                e.status.contains(&status)
-            };
-            if !ok {
-                // A sensitive response stays out of the error message too.
-                let errors = r
-                    .get("json")
-                    .and_then(|j| j.get("errors"))
-                    .filter(|_| !h.sensitive)
-                    .map(|v| format!(": {v}"))
-                    .unwrap_or_default();
-                let expected = if e.status.is_empty() {
-                    "2xx".to_string()
-                } else {
-                    format!("{:?}", e.status)
-                };
-                return fail(format!("HTTP status {status}, expected {expected}{errors}"));
-            }
-            if let Some(needle) = &e.body_contains
-                && !r
-                    .get("body")
-                    .and_then(|b| b.as_str())
-                    .unwrap_or_default()
-                    .contains(needle.as_str())
-            {
-                return fail(format!("response body does not contain {needle:?}"));
-            }
-        }
-        _ => {}
+    let kind_failure = match &body.action {
+        Action::Run(_) => exit_failure(e, r),
+        Action::Http(h) => http_failure(e, r, h.sensitive),
+        _ => None,
+    };
+    if let Some(msg) = kind_failure {
+        return fail(msg);
     }
     if let Some(re) = &e.stdout
         && !re.is_match(r.get("stdout").and_then(|s| s.as_str()).unwrap_or_default())
@@ -178,4 +116,78 @@ pub(crate) fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a 
         }
     }
     Some(cur)
+}
+
+/// Why a command's exit does not meet `expect.exit_code` (default 0), if it does not.
+fn exit_failure(e: &Expect, r: &serde_json::Value) -> Option<String> {
+    let code = r.get("exit_code").and_then(serde_json::Value::as_i64);
+    let ok_codes: Vec<i64> = if e.exit_codes.is_empty() {
+        vec![0]
+    } else {
+        e.exit_codes.iter().map(|&c| i64::from(c)).collect()
+    };
+    match code {
+        Some(c) if ok_codes.contains(&c) => None,
+        Some(c) => {
+            let stderr = r.get("stderr").and_then(|s| s.as_str()).unwrap_or_default();
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
+            let tail = if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            };
+            Some(format!("exited with code {c}{tail}"))
+        }
+        None => {
+            let sig = r
+                .get("signal")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0);
+            Some(format!("killed by signal {sig}"))
+        }
+    }
+}
+
+/// Why a response does not meet `expect.status` (default 2xx) or `body_contains`.
+fn http_failure(e: &Expect, r: &serde_json::Value, sensitive: bool) -> Option<String> {
+    let status = r
+        .get("status")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0) as u16;
+    let ok = if e.status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        e.status.contains(&status)
+    };
+    if !ok {
+        // A sensitive response stays out of the error message too.
+        let errors = r
+            .get("json")
+            .and_then(|j| j.get("errors"))
+            .filter(|_| !sensitive)
+            .map(|v| format!(": {v}"))
+            .unwrap_or_default();
+        let expected = if e.status.is_empty() {
+            "2xx".to_string()
+        } else {
+            format!("{:?}", e.status)
+        };
+        return Some(format!("HTTP status {status}, expected {expected}{errors}"));
+    }
+    match &e.body_contains {
+        Some(needle)
+            if !r
+                .get("body")
+                .and_then(|b| b.as_str())
+                .unwrap_or_default()
+                .contains(needle.as_str()) =>
+        {
+            Some(format!("response body does not contain {needle:?}"))
+        }
+        _ => None,
+    }
 }

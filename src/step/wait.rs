@@ -79,30 +79,7 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
                 operator: None,
             };
         }
-        let mut ex = extra.clone();
-        ex.extend(result_entries(&a.result, attempt));
-        let value = if is_sensitive(step) {
-            let mut hidden = a.result.clone();
-            hide_response(&mut hidden);
-            describe_probe(&hidden, &w.until.src)
-        } else {
-            let mut value = describe_probe(&a.result, &w.until.src);
-            if let Some(parts) = super::readable::until_parts(
-                &env.templates,
-                expression_source(&w.until.src),
-                &env.ctx().with(ex.clone()),
-            ) {
-                value = format!("{value} — {parts}");
-            }
-            value
-        };
-        let satisfied = match env
-            .templates
-            .eval(expression_source(&w.until.src), &env.ctx().with(ex))
-        {
-            Ok(v) => v.is_true(),
-            Err(_) => false,
-        };
+        let (value, satisfied) = judge(env, step, w, extra, &a.result, attempt);
         env.emit(Event::ProbeAttempt {
             step: step.id.name.clone(),
             attempt,
@@ -144,6 +121,37 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
         }
         every = every.mul_f64(w.backoff);
     }
+}
+
+/// What a probe saw (for progress and a timeout's message) and whether `until` holds.
+fn judge(
+    env: &Env,
+    step: &Step,
+    w: &WaitSpec,
+    extra: &[(String, minijinja::Value)],
+    result: &serde_json::Value,
+    attempt: u32,
+) -> (String, bool) {
+    let mut ex = extra.to_vec();
+    ex.extend(result_entries(result, attempt));
+    let until = expression_source(&w.until.src);
+    let value = if is_sensitive(step) {
+        let mut hidden = result.clone();
+        hide_response(&mut hidden);
+        describe_probe(&hidden, &w.until.src)
+    } else {
+        let value = describe_probe(result, &w.until.src);
+        let ctx = env.ctx().with(ex.clone());
+        match super::readable::until_parts(&env.templates, until, &ctx) {
+            Some(parts) => format!("{value} — {parts}"),
+            None => value,
+        }
+    };
+    let satisfied = env
+        .templates
+        .eval(until, &env.ctx().with(ex))
+        .is_ok_and(|v| v.is_true());
+    (value, satisfied)
 }
 
 /// A short description of a probe result for progress and timeouts.

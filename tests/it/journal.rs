@@ -69,7 +69,7 @@ fn kill_nine_anywhere_then_resume_completes_without_repeats() {
         let _ = child.kill();
         let _ = child.wait();
         // Let orphaned step processes finish, as they would on a real host.
-        std::thread::sleep(Duration::from_millis(250));
+        crate::harness::settle(&s.path("runs"));
         let ids = run_ids(&s);
         if ids.is_empty() {
             continue; // killed before the run directory existed: nothing to resume
@@ -139,6 +139,7 @@ fn resume_reruns_in_doubt_steps_only_when_asked() {
     wait_for(&s.path("started"), Duration::from_secs(20));
     let _ = child.kill();
     let _ = child.wait();
+    crate::harness::settle(&s.path("runs"));
     let id = run_ids(&s).remove(0);
     let undecided = runbook(["resume", &id, "--runs-dir", &runs_dir(&s)]).run();
     assert_eq!(undecided.code, Some(3), "{}", undecided.stderr);

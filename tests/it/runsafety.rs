@@ -171,6 +171,7 @@ fn two_engines_racing_on_one_run() {
     until("a started", || s.path("in-a").exists());
     let _ = child.kill();
     let _ = child.wait();
+    crate::harness::settle(&s.path("runs"));
     let id = run_ids(&s).remove(0);
     std::fs::remove_file(s.path("in-a")).expect("rm");
     let dir = rd(&s);
@@ -773,7 +774,7 @@ fn kill_nine_at_random_points_then_resume_runs_nothing_twice() {
         std::thread::sleep(Duration::from_millis(at));
         let _ = child.kill();
         let _ = child.wait();
-        std::thread::sleep(Duration::from_millis(120)); // orphans finish, as on a real host
+        crate::harness::settle(&s.path("runs")); // orphans finish, as on a real host
         let what = format!("round {round} (kill at {at} ms, fail={fail})");
         let Some(id) = run_ids(&s).into_iter().next() else {
             continue;
@@ -867,6 +868,7 @@ steps:
         let _ = child.wait();
         // SAFETY: the orphaned step this test started.
         unsafe { libc::kill(pid_in(&s, "in-k3"), libc::SIGKILL) };
+        crate::harness::settle(&s.path("runs"));
         std::fs::write(s.path("go"), "").expect("go");
         let id = run_ids(&s).remove(0);
         let headless = resume(&s, &id, &[]);
@@ -908,6 +910,7 @@ steps:
         let _ = child.wait();
         // SAFETY: the orphaned rollback this test started.
         unsafe { libc::kill(pid_in(&s, "rb"), libc::SIGKILL) };
+        crate::harness::settle(&s.path("runs"));
         std::fs::write(s.path("go"), "").expect("go");
         let id = run_ids(&s).remove(0);
         let headless = resume(&s, &id, &[]);
