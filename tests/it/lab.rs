@@ -129,13 +129,13 @@ impl Lab {
             "--runs-dir",
             &self.path("runs").display().to_string(),
             "--approve",
-            "halt-traffic",
+            "halt-traffic.disable",
             "--approve",
             "fix-storage",
             "--approve",
             "restart",
             "--approve",
-            "restore-traffic",
+            "restore-traffic.enable",
             "--no-wait",
             "--progress",
             "plain",
@@ -170,7 +170,7 @@ impl Lab {
             "--approve".into(),
             "restart".into(),
             "--approve".into(),
-            "restore-traffic".into(),
+            "restore-traffic.enable".into(),
             "--progress".into(),
             "plain".into(),
         ])
@@ -644,7 +644,7 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (code, err) = crate::exec::wait_output(&mut child, Duration::from_secs(60));
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("rollback of halt-traffic ✔ ok"), "{err}");
+    assert!(err.contains("rollback of halt-traffic.disable ✔ ok"), "{err}");
     assert_eq!(
         lab.haproxy("vault-2"),
         "MAINT",
