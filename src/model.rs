@@ -199,13 +199,32 @@ pub struct Step {
     pub idempotent: bool,
     /// Changes nothing (inspection only): needs neither a gate nor a rollback.
     pub read_only: bool,
+    /// `on_failure: continue` (or the old `continue_on_failure: true`).
     pub continue_on_failure: bool,
+    /// What a failure of this step does to the run.
+    pub on_failure: OnFailure,
+    /// A point of no return: once it succeeds, the rollbacks of the steps that completed
+    /// before it are discharged (never run).
+    pub commit: bool,
     pub rollback: Option<Body>,
     /// `uses:` — this step stands for a called runbook whose steps were inlined before it
     /// (ids `<this id>.<child id>`); it does nothing itself but carry the child's outputs.
     pub uses: Option<String>,
     /// Span of the whole step mapping.
     pub span: Range<usize>,
+}
+
+/// `on_failure:` — what a step's failure does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Stop and undo the completed steps in reverse order (the default).
+    #[default]
+    Unwind,
+    /// Stop without undoing anything: the completed rollbacks are left for a human
+    /// (`runbook rollback RUN`); exit 4.
+    Stop,
+    /// The run goes on; dependants still run.
+    Continue,
 }
 
 /// A confirmation gate before a step.

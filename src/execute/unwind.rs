@@ -53,6 +53,7 @@ pub(super) async fn unwind(
     completed: &[usize],
     kind: &StopKind,
     reason: &str,
+    keep_changes: Option<&str>,
     prior: &Prior,
     signals: &mut Signals,
 ) -> Unwound {
@@ -70,7 +71,17 @@ pub(super) async fn unwind(
         return out;
     }
     let names: Vec<String> = stack.iter().map(|&i| rb.steps[i].id.name.clone()).collect();
-    let why_not = if sh.opts.no_rollback {
+    let stopped_by = keep_changes.map(|s| format!("step `{s}` failed with `on_failure: stop`"));
+    let why_not = if let Some(why) = stopped_by.as_deref() {
+        sh.emit(Event::Warning {
+            message: format!(
+                "on_failure: stop: NOT undoing {} completed step(s): {} (undo with `runbook rollback`)",
+                names.len(),
+                names.join(", ")
+            ),
+        });
+        Some(why)
+    } else if sh.opts.no_rollback {
         sh.emit(Event::Warning {
             message: format!(
                 "--no-rollback: NOT undoing {} completed step(s): {}",

@@ -75,6 +75,10 @@ pub struct PlannedStep {
     pub idempotent: bool,
     pub read_only: bool,
     pub continue_on_failure: bool,
+    /// `on_failure`: `unwind`, `stop` or `continue`.
+    pub on_failure: &'static str,
+    /// A point of no return (`commit: true`).
+    pub commit: bool,
     pub expect: Vec<String>,
     pub outputs: Vec<PlannedOutput>,
     pub rollback: Option<PlannedRollback>,
@@ -516,6 +520,12 @@ fn plan_step(
         idempotent: step.idempotent,
         read_only: step.read_only,
         continue_on_failure: step.continue_on_failure,
+        on_failure: match step.on_failure {
+            crate::model::OnFailure::Unwind => "unwind",
+            crate::model::OnFailure::Stop => "stop",
+            crate::model::OnFailure::Continue => "continue",
+        },
+        commit: step.commit,
         expect: expect_lines(&step.expect, step.body.action.kind()),
         outputs: step
             .outputs

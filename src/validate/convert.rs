@@ -74,6 +74,8 @@ pub(super) const STEP: &[&str] = &[
     "stdin",
     "uses",
     "with",
+    "commit",
+    "on_failure",
 ];
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
@@ -586,15 +588,18 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .get("read_only")
             .and_then(|n| r.boolean(n, &what("read_only")))
             .unwrap_or(false),
-        continue_on_failure: f
-            .get("continue_on_failure")
-            .and_then(|n| r.boolean(n, &what("continue_on_failure")))
+        continue_on_failure: false,
+        on_failure: read_on_failure(r, &f, &what),
+        commit: f
+            .get("commit")
+            .and_then(|n| r.boolean(n, &what("commit")))
             .unwrap_or(false),
         rollback: None,
         uses: f.get("uses").and_then(|n| r.string(n, &what("uses"))),
         span: node.span.clone(),
         id,
     };
+    step.continue_on_failure = step.on_failure == OnFailure::Continue;
     // The run-wide timeout bounds commands and requests; waits carry their own, and a
     // manual step or a gate waits for a person, which no default should cut short.
     if step.body.timeout.is_none() && matches!(step.body.action, Action::Run(_) | Action::Http(_)) {
@@ -1046,4 +1051,44 @@ fn read_max_failures(r: &mut Reader, node: &Node, what: &str) -> Option<MaxFailu
         .with_span(node.span.clone(), "not a count or percentage"),
     );
     None
+}
+
+/// `on_failure: unwind | stop | continue`; `continue_on_failure: true` is the old spelling of
+/// `continue` (both at once is an error).
+fn read_on_failure(r: &mut Reader, f: &Fields<'_>, what: &dyn Fn(&str) -> String) -> OnFailure {
+    let old = f
+        .get("continue_on_failure")
+        .and_then(|n| r.boolean(n, &what("continue_on_failure")));
+    let Some(n) = f.get("on_failure") else {
+        return if old == Some(true) {
+            OnFailure::Continue
+        } else {
+            OnFailure::Unwind
+        };
+    };
+    if old.is_some() {
+        r.push(
+            Diagnostic::error(
+                "invalid-value",
+                format!("{} and `continue_on_failure` say the same thing", what("on_failure")),
+            )
+            .with_span(n.span.clone(), "keep only this one")
+            .with_help("`continue_on_failure: true` is the old spelling of `on_failure: continue`"),
+        );
+    }
+    match n.as_str() {
+        Some("unwind") => OnFailure::Unwind,
+        Some("stop") => OnFailure::Stop,
+        Some("continue") => OnFailure::Continue,
+        _ => {
+            r.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    format!("{} must be `unwind`, `stop` or `continue`", what("on_failure")),
+                )
+                .with_span(n.span.clone(), "not one of these"),
+            );
+            OnFailure::Unwind
+        }
+    }
 }

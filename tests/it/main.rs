@@ -13,6 +13,7 @@ mod lab;
 mod operator;
 mod plan;
 mod runsafety;
+mod scoped;
 mod secrets;
 mod ssh;
 mod sshd;

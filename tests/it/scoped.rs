@@ -1,0 +1,147 @@
+//! Scoped rollback: `commit: true` discharges earlier rollbacks; `on_failure: unwind | stop |
+//! continue` per step (`continue_on_failure` is the old spelling of `continue`).
+
+use crate::exec::Scratch;
+use crate::harness::runbook;
+
+const COMMIT: &str = r#"
+runbook: commit
+version: 1
+inputs:
+  fail_at: { default: none }
+steps:
+  - id: prepare
+    run: echo prepare >> {D}/done; test {{ fail_at }} != prepare
+    rollback: echo undo-prepare >> {D}/undo
+  - id: migrate
+    needs: prepare
+    commit: true
+    run: echo migrate >> {D}/done; test {{ fail_at }} != migrate
+    rollback: echo undo-migrate >> {D}/undo
+  - id: optional
+    needs: migrate
+    run: echo optional >> {D}/done; test {{ fail_at }} != optional
+"#;
+
+fn transcript(s: &Scratch) -> String {
+    let runs = std::fs::read_dir(s.path("runs")).expect("runs");
+    runs.flatten()
+        .map(|e| e.path().join("transcript.md"))
+        .find(|p| p.exists())
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_commit_discharges_the_rollbacks_before_it() {
+    let s = Scratch::new();
+    s.runbook(COMMIT);
+    let ran = s.exec(&["-i", "fail_at=optional"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("done"), "prepare\nmigrate\noptional\n");
+    // `prepare` was discharged by the commit; only `migrate`'s own rollback runs.
+    assert_eq!(s.read("undo"), "undo-migrate\n");
+    assert!(
+        ran.stderr
+            .contains("commit migrate: rollbacks of prepare discharged"),
+        "{}",
+        ran.stderr
+    );
+    let t = transcript(&s);
+    assert!(
+        t.contains("commit `migrate`: rollbacks of `prepare` discharged"),
+        "{t}"
+    );
+}
+
+#[test]
+fn before_the_commit_everything_unwinds() {
+    let s = Scratch::new();
+    s.runbook(COMMIT);
+    let ran = s.exec(&["-i", "fail_at=migrate"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("undo"), "undo-prepare\n");
+    assert!(!ran.stderr.contains("discharged"), "{}", ran.stderr);
+}
+
+#[test]
+fn the_plan_shows_the_commit() {
+    let s = Scratch::new();
+    let f = s.runbook(COMMIT);
+    let ran = runbook(["plan", &f.display().to_string()]).run();
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(ran.stdout.contains("commit:   point of no return"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("except what completed before a commit that succeeded (migrate)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+const ON_FAILURE: &str = r#"
+runbook: on-failure
+version: 1
+inputs:
+  mode: { default: unwind }
+steps:
+  - id: change
+    run: echo change >> {D}/done
+    rollback: echo undo-change >> {D}/undo
+  - id: flaky
+    needs: change
+    on_failure: MODE
+    run: echo flaky >> {D}/done; exit 3
+  - id: next
+    needs: flaky
+    run: echo next >> {D}/done
+"#;
+
+#[test]
+fn on_failure_stop_stops_without_undoing() {
+    let s = Scratch::new();
+    s.runbook(&ON_FAILURE.replace("MODE", "stop"));
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(4), "{}", ran.stderr);
+    assert_eq!(s.read("done"), "change\nflaky\n");
+    assert_eq!(s.read("undo"), "");
+    assert!(
+        ran.stderr
+            .contains("on_failure: stop: NOT undoing 1 completed step(s): change"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn on_failure_continue_goes_on_like_continue_on_failure() {
+    for spelling in ["on_failure: continue", "continue_on_failure: true"] {
+        let s = Scratch::new();
+        s.runbook(&ON_FAILURE.replace("on_failure: MODE", spelling));
+        let ran = s.exec(&[]);
+        assert_eq!(s.read("done"), "change\nflaky\nnext\n", "{spelling}: {}", ran.stderr);
+        assert_eq!(s.read("undo"), "", "{spelling}");
+    }
+}
+
+#[test]
+fn on_failure_unwind_is_the_default() {
+    let s = Scratch::new();
+    s.runbook(&ON_FAILURE.replace("MODE", "unwind"));
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("undo"), "undo-change\n");
+}
+
+#[test]
+fn on_failure_must_be_a_known_mode_and_not_twice() {
+    let s = Scratch::new();
+    let f = s.runbook(&ON_FAILURE.replace("MODE", "retry"));
+    let ran = runbook(["validate", &f.display().to_string()]).run();
+    assert_eq!(ran.code, Some(2));
+    assert!(ran.stderr.contains("must be `unwind`, `stop` or `continue`"), "{}", ran.stderr);
+    let f = s.runbook(&ON_FAILURE.replace("MODE", "stop\n    continue_on_failure: true"));
+    let ran = runbook(["validate", &f.display().to_string()]).run();
+    assert_eq!(ran.code, Some(2));
+    assert!(ran.stderr.contains("say the same thing"), "{}", ran.stderr);
+}
