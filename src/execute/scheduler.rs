@@ -360,6 +360,11 @@ impl Scheduler {
             self.completed.push(run.index);
             return;
         }
+        // A fan-out or for_each that failed part-way changed the hosts/items that completed:
+        // its rollback undoes those.
+        if step.rollback.is_some() && partly_done(&run.result) {
+            self.completed.push(run.index);
+        }
         if run.status != StepStatus::Succeeded
             && step.on_failure == crate::model::OnFailure::Stop
             && self.stop.is_none()
@@ -552,4 +557,14 @@ async fn run_finally(
         });
     }
     summaries
+}
+
+/// Whether a failed step's result shows hosts or items that completed.
+pub(crate) fn partly_done(result: &serde_json::Value) -> bool {
+    ["hosts_succeeded", "items_succeeded"].iter().any(|k| {
+        result
+            .get(k)
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
 }

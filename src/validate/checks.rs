@@ -391,9 +391,10 @@ impl<'a> Checker<'a> {
                 );
             }
             if let Some(rbk) = &step.rollback {
+                // A fan-out's rollback runs once per host that completed, with `host` bound.
                 let rscope = Scope {
                     own: true,
-                    remote: rbk.on.is_some(),
+                    remote: rbk.on.is_some() || step.body.on.is_some(),
                     ..scope
                 };
                 self.body(rbk, rscope);

@@ -643,6 +643,12 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     }
     if let Some(n) = f.get("rollback") {
         step.rollback = read_rollback(r, n, &step.id.name);
+        // `rollback: "cmd"` on a remote step undoes it where it ran: on the same host(s).
+        if n.as_str().is_some()
+            && let Some(b) = &mut step.rollback
+        {
+            b.on = step.body.on.clone();
+        }
     }
     Some(step)
 }
