@@ -145,3 +145,48 @@ fn on_failure_must_be_a_known_mode_and_not_twice() {
     assert_eq!(ran.code, Some(2));
     assert!(ran.stderr.contains("say the same thing"), "{}", ran.stderr);
 }
+
+/// A `for_each` that fails on its third item: the rollback runs once for each item that
+/// completed, last first, with `item` and `item_index` bound.
+#[test]
+fn for_each_rollback_undoes_each_completed_item_after_a_part_way_failure() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: items
+version: 1
+steps:
+  - id: each
+    for_each: [a, b, c, d]
+    run: test {{ item }} != c && echo {{ item }} >> {D}/done
+    rollback: echo "undo-{{ item }}-{{ item_index }}" >> {D}/undo
+"#,
+    );
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("done"), "a\nb\n");
+    assert_eq!(s.read("undo"), "undo-b-1\nundo-a-0\n");
+}
+
+/// A step that succeeded on every item is undone item by item too, after a later failure.
+#[test]
+fn for_each_rollback_after_a_later_failure_covers_every_item() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: items
+version: 1
+steps:
+  - id: each
+    for_each: [a, b]
+    run: echo {{ item }} >> {D}/done
+    rollback: echo "undo-{{ item }}" >> {D}/undo
+  - id: later
+    needs: each
+    run: exit 1
+"#,
+    );
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("undo"), "undo-b\nundo-a\n");
+}
