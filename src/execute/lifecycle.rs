@@ -103,6 +103,8 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             "outcome".into(),
             serde_json::Value::String(done.status.as_str().into()),
         );
+        // Always defined: `steps.x.skipped` is false for a step that ran.
+        m.insert("skipped".into(), serde_json::Value::Bool(false));
     }
     finish(&sh, run, t0, done.status, result, done.error)
 }

@@ -258,7 +258,10 @@ type Unit = (Vec<(String, Value)>, Option<SshTarget>, String);
 
 /// The hosts (or item indices) a step's result lists under `key` as completed.
 fn completed_list(sh: &Shared, step: &Step, key: &str) -> Option<Vec<Value>> {
-    let r = sh.env.results.get(&crate::validate::step_var(&step.id.name))?;
+    let r = sh
+        .env
+        .results
+        .get(&crate::validate::step_var(&step.id.name))?;
     let list = r.get_attr(key).ok().filter(|v| !v.is_undefined())?;
     list.try_iter().ok().map(Iterator::collect)
 }
@@ -289,7 +292,11 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
     {
         let items = super::lifecycle::items_of(sh, step)?;
         let mut out = Vec::new();
-        for k in done.iter().rev().filter_map(|v| usize::try_from(v.clone()).ok()) {
+        for k in done
+            .iter()
+            .rev()
+            .filter_map(|v| usize::try_from(v.clone()).ok())
+        {
             let item = items.get(k).cloned().flatten();
             for t in &own {
                 let mut extra = super::lifecycle::item_vars(&item, k);

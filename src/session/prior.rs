@@ -46,8 +46,7 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
                     // A commit discharged the rollbacks registered before it.
                     p.rollbacks.clear();
                 }
-                if (*status == StepStatus::Succeeded
-                    || crate::execute::partly_done(result))
+                if (*status == StepStatus::Succeeded || crate::execute::partly_done(result))
                     && rb.step(step).is_some_and(|s| s.rollback.is_some())
                     && !p.rollbacks.contains(step)
                 {

@@ -507,7 +507,10 @@ impl<'a> Checker<'a> {
             return;
         }
         match self.templates.template_variables(&t.src) {
-            Ok(vars) => self.variables(t, &vars, usage, scope),
+            Ok(vars) => {
+                self.variables(t, &vars, usage, scope);
+                self.unknown_filters(t, false);
+            }
             Err(e) => {
                 // Inputs named in a broken template still count as used: one error, not two.
                 for input in scope.inputs {
@@ -528,10 +531,32 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Filters and tests that do not exist are errors now, not when the run gets there.
+    fn unknown_filters(&mut self, t: &Tmpl, expr: bool) {
+        let src = if expr {
+            expression_source(&t.src)
+        } else {
+            &t.src
+        };
+        for (name, is_test) in self.templates.unknown_filters(src, expr) {
+            let what = if is_test { "test" } else { "filter" };
+            self.push(
+                Diagnostic::error("unknown-filter", format!("there is no {what} `{name}`"))
+                    .with_span(self.find_in(t, &name), format!("unknown {what}"))
+                    .with_help(
+                        "filters are minijinja's built-ins plus `grep`, `quote`, `raw`, `regex_search`, `regex_findall`, `from_json`, `b64decode`, `tojson_compact` (see docs/format.md)",
+                    ),
+            );
+        }
+    }
+
     fn expression(&mut self, t: &Tmpl, scope: Scope<'_>) {
         let src = expression_source(&t.src);
         match self.templates.expression_variables(src) {
-            Ok(vars) => self.variables(t, &vars, Use::Expr, scope),
+            Ok(vars) => {
+                self.variables(t, &vars, Use::Expr, scope);
+                self.unknown_filters(t, true);
+            }
             Err(e) => {
                 let offset = t.src.find(src).unwrap_or(0);
                 let range = e.range().map(|r| r.start + offset..r.end + offset);

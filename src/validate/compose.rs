@@ -103,7 +103,9 @@ fn expand_in(
                     diags.push(
                         Diagnostic::error("uses-invalid", "a `finally` step cannot call a runbook")
                             .with_span(u.span.clone(), "`uses` in `finally`")
-                            .with_help("call it from `steps`; `finally` steps run one by one at the end"),
+                            .with_help(
+                                "call it from `steps`; `finally` steps run one by one at the end",
+                            ),
                     );
                 }
             }

@@ -1076,7 +1076,10 @@ fn read_on_failure(r: &mut Reader, f: &Fields<'_>, what: &dyn Fn(&str) -> String
         r.push(
             Diagnostic::error(
                 "invalid-value",
-                format!("{} and `continue_on_failure` say the same thing", what("on_failure")),
+                format!(
+                    "{} and `continue_on_failure` say the same thing",
+                    what("on_failure")
+                ),
             )
             .with_span(n.span.clone(), "keep only this one")
             .with_help("`continue_on_failure: true` is the old spelling of `on_failure: continue`"),
@@ -1090,7 +1093,10 @@ fn read_on_failure(r: &mut Reader, f: &Fields<'_>, what: &dyn Fn(&str) -> String
             r.push(
                 Diagnostic::error(
                     "invalid-value",
-                    format!("{} must be `unwind`, `stop` or `continue`", what("on_failure")),
+                    format!(
+                        "{} must be `unwind`, `stop` or `continue`",
+                        what("on_failure")
+                    ),
                 )
                 .with_span(n.span.clone(), "not one of these"),
             );

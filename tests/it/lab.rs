@@ -644,7 +644,10 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (code, err) = crate::exec::wait_output(&mut child, Duration::from_secs(60));
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("rollback of halt-traffic.disable ✔ ok"), "{err}");
+    assert!(
+        err.contains("rollback of halt-traffic.disable ✔ ok"),
+        "{err}"
+    );
     assert_eq!(
         lab.haproxy("vault-2"),
         "MAINT",

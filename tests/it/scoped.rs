@@ -70,7 +70,11 @@ fn the_plan_shows_the_commit() {
     let f = s.runbook(COMMIT);
     let ran = runbook(["plan", &f.display().to_string()]).run();
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    assert!(ran.stdout.contains("commit:   point of no return"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("commit:   point of no return"),
+        "{}",
+        ran.stdout
+    );
     assert!(
         ran.stdout
             .contains("except what completed before a commit that succeeded (migrate)"),
@@ -119,7 +123,12 @@ fn on_failure_continue_goes_on_like_continue_on_failure() {
         let s = Scratch::new();
         s.runbook(&ON_FAILURE.replace("on_failure: MODE", spelling));
         let ran = s.exec(&[]);
-        assert_eq!(s.read("done"), "change\nflaky\nnext\n", "{spelling}: {}", ran.stderr);
+        assert_eq!(
+            s.read("done"),
+            "change\nflaky\nnext\n",
+            "{spelling}: {}",
+            ran.stderr
+        );
         assert_eq!(s.read("undo"), "", "{spelling}");
     }
 }
@@ -139,7 +148,12 @@ fn on_failure_must_be_a_known_mode_and_not_twice() {
     let f = s.runbook(&ON_FAILURE.replace("MODE", "retry"));
     let ran = runbook(["validate", &f.display().to_string()]).run();
     assert_eq!(ran.code, Some(2));
-    assert!(ran.stderr.contains("must be `unwind`, `stop` or `continue`"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("must be `unwind`, `stop` or `continue`"),
+        "{}",
+        ran.stderr
+    );
     let f = s.runbook(&ON_FAILURE.replace("MODE", "stop\n    continue_on_failure: true"));
     let ran = runbook(["validate", &f.display().to_string()]).run();
     assert_eq!(ran.code, Some(2));
@@ -189,4 +203,39 @@ steps:
     let ran = s.exec(&[]);
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     assert_eq!(s.read("undo"), "undo-b\nundo-a\n");
+}
+
+/// The new filters through a real run, and `skipped` defined for a step that ran.
+#[test]
+fn regex_json_base64_filters_and_skipped_of_a_step_that_ran() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: filters
+version: 1
+steps:
+  - id: probe
+    read_only: true
+    run: |
+      echo 'Main PID: 4242 (vault)'
+      echo 'node_id=vault-1 node_id=vault-3'
+      echo 'JSON {"data": {"leader": "vault-2"}}'
+    outputs:
+      pid: "stdout | regex_search('Main PID: ([0-9]+)') | int"
+      peers: "stdout | regex_findall('node_id=(\\S+)') | join(',')"
+      none_found: stdout | regex_search('nothing here') is none
+      leader: "(stdout | regex_search('JSON (.*)') | from_json).data.leader"
+      decoded: "'aGVsbG8gd29ybGQ=' | b64decode"
+  - id: report
+    needs: probe
+    read_only: true
+    run: echo "{{ steps.probe.outputs.pid + 1 }} {{ steps.probe.outputs.peers }} {{ steps.probe.outputs.none_found }} {{ steps.probe.outputs.leader }} {{ steps.probe.outputs.decoded }} skipped={{ steps.probe.skipped }}" > {D}/out
+"#,
+    );
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(
+        s.read("out"),
+        "4243 vault-1,vault-3 True vault-2 hello world skipped=False\n"
+    );
 }

@@ -84,11 +84,7 @@ fn child_rollback_unwinds_in_the_parent_after_a_later_parent_failure() {
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     // LIFO over the whole run: the child's step completed after `first`, so it is undone first.
     assert_eq!(s.read("undo"), "undo-make-world\nundo-first\n");
-    assert!(
-        ran.stderr.contains("step `after` failed"),
-        "{}",
-        ran.stderr
-    );
+    assert!(ran.stderr.contains("step `after` failed"), "{}", ran.stderr);
 }
 
 #[test]
