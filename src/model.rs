@@ -263,6 +263,8 @@ pub enum Action {
     Manual(Tmpl),
     /// Nothing but its gate: a checkpoint where the operator must say yes to go on.
     Checkpoint,
+    /// Stop here: the step fails with this message (a template).
+    Fail(Tmpl),
 }
 
 impl Action {
@@ -273,6 +275,7 @@ impl Action {
             Action::Wait(_) => "wait",
             Action::Manual(_) => "manual",
             Action::Checkpoint => "checkpoint",
+            Action::Fail(_) => "fail",
         }
     }
 }

@@ -115,6 +115,7 @@ fn step() -> Value {
         "continue_on_failure": { "type": "boolean", "description": "Old spelling of on_failure: continue" },
         "on_failure": { "enum": ["unwind", "stop", "continue"], "description": "unwind (default): undo completed steps; stop: stop without undoing (exit 4); continue: go on" },
         "commit": { "type": "boolean", "description": "Point of no return: once this step succeeds, earlier steps' rollbacks are discharged" },
+        "fail": { "type": "string", "description": "Fail the run here with this message (a template)" },
         "uses": { "type": "string", "description": "Call another runbook (path relative to this file); its steps run as part of this run" },
         "with": { "type": "object", "description": "Inputs of the called runbook (`uses`)" },
         "rollback": { "oneOf": [ string(), { "type": "object", "additionalProperties": false, "properties": Value::Object(body_properties()) } ] }

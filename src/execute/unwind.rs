@@ -238,6 +238,10 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             Action::Http(h) => http::run_http(env, &call, h, &ctx, true).await,
             Action::Wait(w) => wait::run_wait(env, &call, w).await,
             Action::Manual(_) | Action::Checkpoint => confirm_by_hand(sh, &step, &body, &ctx).await,
+            Action::Fail(_) => Attempt::failed(StepError::new(
+                K::Expectation,
+                "a rollback cannot be `fail`",
+            )),
         };
         let a = rollback_rule(a, &body);
         if a.status != StepStatus::Succeeded {

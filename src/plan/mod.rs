@@ -130,6 +130,10 @@ pub enum PlannedAction {
         instructions: String,
     },
     Checkpoint,
+    /// The step fails on purpose with this message.
+    Fail {
+        message: String,
+    },
     /// A called runbook (`uses:`), whose steps are listed before it as `<id>.<step>`.
     Uses {
         file: String,
@@ -354,6 +358,9 @@ pub(crate) fn plan_action(
             instructions: crate::step::manual::render(&r, text, ctx).map_err(PlanError)?,
         },
         Action::Checkpoint => PlannedAction::Checkpoint,
+        Action::Fail(m) => PlannedAction::Fail {
+            message: crate::step::fail::render(&r, m, ctx).map_err(PlanError)?,
+        },
     })
 }
 

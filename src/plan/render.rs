@@ -167,6 +167,7 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
             wrap(out, &field("manual:"), &cont, instructions, 80)
         }
         PlannedAction::Checkpoint => wrap(out, &field("checkpoint"), &cont, "(gate only)", 80),
+        PlannedAction::Fail { message } => wrap(out, &field("fail:"), &cont, message, 80),
         PlannedAction::Uses { file } => wrap(
             out,
             &field("uses:"),

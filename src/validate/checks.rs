@@ -405,7 +405,7 @@ impl<'a> Checker<'a> {
     fn body(&mut self, body: &Body, scope: Scope<'_>) {
         match &body.action {
             Action::Run(cmd) => self.template(cmd, Use::Shell, scope),
-            Action::Manual(text) => self.template(text, Use::Display, scope),
+            Action::Manual(text) | Action::Fail(text) => self.template(text, Use::Display, scope),
             Action::Http(h) => self.http(h, scope),
             Action::Wait(w) => {
                 match &w.probe {

@@ -55,6 +55,7 @@ pub(super) const STEP: &[&str] = &[
     "http",
     "wait",
     "manual",
+    "fail",
     "on",
     "confirm",
     "timeout",
@@ -80,7 +81,7 @@ pub(super) const STEP: &[&str] = &[
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
-pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual"];
+pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual", "fail"];
 pub(super) const GATE: &[&str] = &[
     "message",
     "approvals",
@@ -723,6 +724,7 @@ fn read_body(
     let action = match kind {
         "run" => Action::Run(r.tmpl(node, &what("run"))?),
         "manual" => Action::Manual(r.tmpl(node, &what("manual"))?),
+        "fail" => Action::Fail(r.tmpl(node, &what("fail"))?),
         "http" => Action::Http(Box::new(read_http(r, node, &what("http"))?)),
         _ => Action::Wait(Box::new(read_wait(r, node, &what("wait"))?)),
     };

@@ -239,3 +239,48 @@ steps:
         "4243 vault-1,vault-3 True vault-2 hello world skipped=False\n"
     );
 }
+
+/// `fail: message` stops the run on purpose (when its `when` holds), unwinding what was done;
+/// the plan shows it.
+#[test]
+fn fail_step_stops_the_run_with_its_message() {
+    let s = Scratch::new();
+    let f = s.runbook(
+        r#"
+runbook: fail
+version: 1
+inputs:
+  cause: { default: quorum }
+steps:
+  - id: change
+    run: echo change >> {D}/done
+    rollback: echo undo-change >> {D}/undo
+  - id: refuse
+    needs: change
+    when: cause == 'quorum'
+    fail: "quorum lost ({{ cause }}): recover quorum first"
+  - id: after
+    needs: refuse
+    run: echo after >> {D}/done
+"#,
+    );
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("step `refuse` failed: quorum lost (quorum): recover quorum first"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(s.read("done"), "change\n");
+    assert_eq!(s.read("undo"), "undo-change\n");
+    let skipped = s.exec(&["-i", "cause=oom"]);
+    assert_eq!(skipped.code, Some(0), "{}", skipped.stderr);
+    let plan = runbook(["plan", &f.display().to_string()]).run();
+    assert!(
+        plan.stdout
+            .contains("fail:     quorum lost (quorum): recover quorum first"),
+        "{}",
+        plan.stdout
+    );
+}
