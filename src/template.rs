@@ -712,6 +712,43 @@ fn kind_text(kind: ErrorKind) -> &'static str {
     }
 }
 
+fn compile_regex(pattern: &str) -> Result<regex::Regex, Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("bad regular expression: {e}"),
+            )
+        })
+}
+
+/// The text a match stands for: its first capture group if the pattern has one.
+fn match_text(re: &regex::Regex, caps: &regex::Captures<'_>) -> String {
+    let group = if re.captures_len() > 1 { 1 } else { 0 };
+    caps.get(group)
+        .map_or(String::new(), |m| m.as_str().to_string())
+}
+
+/// `text | regex_search('pat')`: the first match (its first group, if any), or none.
+fn regex_search(text: String, pattern: String) -> Result<Value, Error> {
+    let re = compile_regex(&pattern)?;
+    Ok(re
+        .captures(&text)
+        .map_or(Value::from(()), |c| Value::from(match_text(&re, &c))))
+}
+
+/// `text | regex_findall('pat')`: every match (its first group, if any), as a list.
+fn regex_findall(text: String, pattern: String) -> Result<Value, Error> {
+    let re = compile_regex(&pattern)?;
+    let all: Vec<String> = re
+        .captures_iter(&text)
+        .map(|c| match_text(&re, &c))
+        .collect();
+    Ok(Value::from(all))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,41 +883,4 @@ mod tests {
             Some(vec![("RUNBOOK_V1".into(), "<steps.inspect.stdout>".into())])
         );
     }
-}
-
-fn compile_regex(pattern: &str) -> Result<regex::Regex, Error> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("bad regular expression: {e}"),
-            )
-        })
-}
-
-/// The text a match stands for: its first capture group if the pattern has one.
-fn match_text(re: &regex::Regex, caps: &regex::Captures<'_>) -> String {
-    let group = if re.captures_len() > 1 { 1 } else { 0 };
-    caps.get(group)
-        .map_or(String::new(), |m| m.as_str().to_string())
-}
-
-/// `text | regex_search('pat')`: the first match (its first group, if any), or none.
-fn regex_search(text: String, pattern: String) -> Result<Value, Error> {
-    let re = compile_regex(&pattern)?;
-    Ok(re
-        .captures(&text)
-        .map_or(Value::from(()), |c| Value::from(match_text(&re, &c))))
-}
-
-/// `text | regex_findall('pat')`: every match (its first group, if any), as a list.
-fn regex_findall(text: String, pattern: String) -> Result<Value, Error> {
-    let re = compile_regex(&pattern)?;
-    let all: Vec<String> = re
-        .captures_iter(&text)
-        .map(|c| match_text(&re, &c))
-        .collect();
-    Ok(Value::from(all))
 }
