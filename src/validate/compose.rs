@@ -25,18 +25,22 @@ const CALL_FIELDS: &[&str] = &["id", "title", "needs", "when", "uses", "with"];
 const MAX_DEPTH: usize = 16;
 
 /// Expands every `uses:` step of `root` (a runbook read from `file`).
-/// Also returns the dotted names the expansion made (`unseal.check`, `unseal.node`).
+/// `None` when nothing calls another runbook (the tree is used as it is); else the expanded
+/// tree and the dotted names the expansion made (`unseal.check`, `unseal.node`).
 pub(super) fn expand(
     root: &Node,
     file: &str,
     diags: &mut Vec<Diagnostic>,
-) -> (Node, HashSet<String>) {
+) -> Option<(Node, HashSet<String>)> {
+    if !has_uses(root) {
+        return None;
+    }
     let path = PathBuf::from(file);
     let canon = std::fs::canonicalize(&path).unwrap_or(path.clone());
     let mut stack = vec![(canon, file.to_string())];
     let mut names = HashSet::new();
     let node = expand_in(root, &path, &mut stack, diags, &mut names);
-    (node, names)
+    Some((node, names))
 }
 
 fn has_uses(root: &Node) -> bool {

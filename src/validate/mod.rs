@@ -47,8 +47,11 @@ pub fn validate(loaded: &Loaded) -> Validated {
         Ok(Some(root)) => root,
     };
     let mut diags = Vec::new();
-    let (root, composed) = compose::expand(root, &loaded.source.name, &mut diags);
-    let (runbook, more) = convert::convert_composed(&root, composed);
+    let expanded = compose::expand(root, &loaded.source.name, &mut diags);
+    let (runbook, more) = match expanded {
+        Some((root, composed)) => convert::convert_composed(&root, composed),
+        None => convert::convert_composed(root, Default::default()),
+    };
     diags.extend(more);
     if let Some(rb) = &runbook {
         checks::check(rb, &loaded.source.text, &mut diags);
