@@ -129,13 +129,13 @@ impl Lab {
             "--runs-dir",
             &self.path("runs").display().to_string(),
             "--approve",
-            "halt-traffic",
+            "halt-traffic.disable",
             "--approve",
             "fix-storage",
             "--approve",
             "restart",
             "--approve",
-            "restore-traffic",
+            "restore-traffic.enable",
             "--no-wait",
             "--progress",
             "plain",
@@ -170,7 +170,7 @@ impl Lab {
             "--approve".into(),
             "restart".into(),
             "--approve".into(),
-            "restore-traffic".into(),
+            "restore-traffic.enable".into(),
             "--progress".into(),
             "plain".into(),
         ])
@@ -517,6 +517,9 @@ fn listener_on_the_wrong_address_is_found_and_fixed() {
 fn lost_quorum_changes_nothing() {
     let lab = lab();
     lab.fault("vault-2", "quorum");
+    // HAProxy's view settles first (two failed checks), so that "untouched" compares like with like.
+    lab.wait_haproxy("vault-2", "DOWN");
+    lab.wait_haproxy("vault-3", "DOWN");
     let before = lab.haproxy_all();
     let ran = lab.exec(None);
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
@@ -644,7 +647,10 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (code, err) = crate::exec::wait_output(&mut child, Duration::from_secs(60));
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("rollback of halt-traffic ✔ ok"), "{err}");
+    assert!(
+        err.contains("rollback of halt-traffic.disable ✔ ok"),
+        "{err}"
+    );
     assert_eq!(
         lab.haproxy("vault-2"),
         "MAINT",
@@ -1506,4 +1512,71 @@ fn triage_output_json_gives_the_diagnosis_as_data() {
         "{outputs}"
     );
     lab.assert_no_secrets_anywhere(&[&ran], &[]);
+}
+
+#[test]
+fn triage_with_recover_calls_the_kv_policy_runbook_after_a_confirm() {
+    let lab = lab();
+    lab.fault("vault-2", "kv-policy");
+    let app_file = lab.path("app-token").display().to_string();
+    let app = std::fs::read_to_string(&app_file).expect("app token");
+    let extra = [
+        format!("client_token_file: {app_file}"),
+        "check_path: secret/data/app/db".to_string(),
+        "recover: true".to_string(),
+    ];
+    let keys = [
+        "node",
+        "vault_addr",
+        "peer_addrs",
+        "ca_cert",
+        "lb_host",
+        "lb_socket",
+        "lb_backend",
+        "unit",
+        "service_cmd",
+        "log_cmd",
+        "config_file",
+        "config_check_cmd",
+        "raft_path",
+    ];
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-triage.yaml",
+        "vault-2",
+        &keys,
+        &extra,
+        &[
+            "--approve",
+            "confirm-recovery",
+            "--approve",
+            "recover-kv-policy.write-policy",
+        ],
+    );
+    eprintln!(
+        "vault-triage recover=true (kv-policy): exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(conclusion(&ran).0, "kv-policy", "{}", ran.stderr);
+    assert_eq!(
+        status_of(&ran, "recover-kv-policy.verify"),
+        "succeeded",
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        status_of(&ran, "recover-token"),
+        "skipped",
+        "{}",
+        ran.stderr
+    );
+    let after = lab.triage("vault-2", &extra[..2]);
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(
+        &[&ran, &after],
+        &[app.trim().to_string(), "lab-kv-canary-5150".into(), canary],
+    );
 }

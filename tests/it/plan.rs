@@ -30,8 +30,8 @@ fn json_plan_has_schema_version_and_waves() {
     assert_eq!(v["steps"][0]["id"], "triage");
     let halt = v["steps"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["id"] == "halt-traffic"))
-        .expect("halt-traffic");
+        .and_then(|s| s.iter().find(|s| s["id"] == "halt-traffic.disable"))
+        .expect("halt-traffic.disable (lib/lb-drain.yaml, called as halt-traffic)");
     assert_eq!(
         halt["gate"]["message"],
         "Disable vault/vault-2 in HAProxy (cause: <steps.triage.outputs.cause>)?"
