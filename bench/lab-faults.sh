@@ -15,7 +15,7 @@ printf 'lab/up: %.1f s\n' "$(echo "$t1 - $t0" | bc)"
 # shellcheck disable=SC1091
 . "$LAB_RUN/env"
 common=(--runs-dir "$runs" --ssh-config "$LAB_RUN/ssh_config" --progress plain
-  --approve halt-traffic --approve fix-storage --approve restart --approve restore-traffic)
+  --approve halt-traffic.disable --approve fix-storage --approve restart --approve restore-traffic.enable)
 printf '%-9s %-9s %-6s %-8s %s\n' fault cause exit haproxy seconds
 for fault in healthy sealed crash storage config oom listener quorum; do
   "$bin" unlock vault-vault-2 --runs-dir "$runs" >/dev/null 2>&1 || true

@@ -207,6 +207,11 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// A `commit: true` step succeeded: the rollbacks of `steps` will never run.
+    RollbacksDischarged {
+        by: String,
+        steps: Vec<String>,
+    },
     Warning {
         message: String,
     },

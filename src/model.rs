@@ -35,6 +35,9 @@ pub struct Runbook {
     pub steps: Vec<Step>,
     /// Steps that always run at the end, in order, whatever happened before.
     pub finally: Vec<Step>,
+    /// What a caller reads as `steps.<call>.outputs.NAME` (`uses:`): expressions over the
+    /// steps' results.
+    pub outputs: Vec<(Named, Tmpl)>,
 }
 
 impl Runbook {
@@ -196,10 +199,32 @@ pub struct Step {
     pub idempotent: bool,
     /// Changes nothing (inspection only): needs neither a gate nor a rollback.
     pub read_only: bool,
+    /// `on_failure: continue` (or the old `continue_on_failure: true`).
     pub continue_on_failure: bool,
+    /// What a failure of this step does to the run.
+    pub on_failure: OnFailure,
+    /// A point of no return: once it succeeds, the rollbacks of the steps that completed
+    /// before it are discharged (never run).
+    pub commit: bool,
     pub rollback: Option<Body>,
+    /// `uses:` — this step stands for a called runbook whose steps were inlined before it
+    /// (ids `<this id>.<child id>`); it does nothing itself but carry the child's outputs.
+    pub uses: Option<String>,
     /// Span of the whole step mapping.
     pub span: Range<usize>,
+}
+
+/// `on_failure:` — what a step's failure does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Stop and undo the completed steps in reverse order (the default).
+    #[default]
+    Unwind,
+    /// Stop without undoing anything: the completed rollbacks are left for a human
+    /// (`runbook rollback RUN`); exit 4.
+    Stop,
+    /// The run goes on; dependants still run.
+    Continue,
 }
 
 /// A confirmation gate before a step.
@@ -238,6 +263,8 @@ pub enum Action {
     Manual(Tmpl),
     /// Nothing but its gate: a checkpoint where the operator must say yes to go on.
     Checkpoint,
+    /// Stop here: the step fails with this message (a template).
+    Fail(Tmpl),
 }
 
 impl Action {
@@ -248,6 +275,7 @@ impl Action {
             Action::Wait(_) => "wait",
             Action::Manual(_) => "manual",
             Action::Checkpoint => "checkpoint",
+            Action::Fail(_) => "fail",
         }
     }
 }

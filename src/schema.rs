@@ -112,7 +112,12 @@ fn step() -> Value {
         "serial": { "type": "integer", "minimum": 1 },
         "idempotent": { "type": "boolean" },
         "read_only": { "type": "boolean" },
-        "continue_on_failure": { "type": "boolean" },
+        "continue_on_failure": { "type": "boolean", "description": "Old spelling of on_failure: continue" },
+        "on_failure": { "enum": ["unwind", "stop", "continue"], "description": "unwind (default): undo completed steps; stop: stop without undoing (exit 4); continue: go on" },
+        "commit": { "type": "boolean", "description": "Point of no return: once this step succeeds, earlier steps' rollbacks are discharged" },
+        "fail": { "type": "string", "description": "Fail the run here with this message (a template)" },
+        "uses": { "type": "string", "description": "Call another runbook (path relative to this file); its steps run as part of this run" },
+        "with": { "type": "object", "description": "Inputs of the called runbook (`uses`)" },
         "rollback": { "oneOf": [ string(), { "type": "object", "additionalProperties": false, "properties": Value::Object(body_properties()) } ] }
     });
     if let Value::Object(m) = extra {
@@ -178,7 +183,8 @@ pub(crate) fn schema() -> Value {
             },
             "lock": string(),
             "steps": { "type": "array", "items": step() },
-            "finally": { "type": "array", "items": step() }
+            "finally": { "type": "array", "items": step() },
+            "outputs": { "type": "object", "description": "Values a caller (`uses:`) reads as steps.<call>.outputs.NAME", "additionalProperties": string() }
         }
     })
 }

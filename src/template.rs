@@ -284,6 +284,24 @@ impl Templates {
                 .collect::<Vec<_>>()
                 .join("\n")
         });
+        env.add_filter("regex_search", regex_search);
+        env.add_filter("regex_findall", regex_findall);
+        env.add_filter("from_json", |text: String| -> Result<Value, Error> {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map(to_value)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("from_json: {e}")))
+        });
+        env.add_filter("b64decode", |text: String| -> Result<String, Error> {
+            use base64::Engine as _;
+            let bad = |what: String| Error::new(ErrorKind::InvalidOperation, what);
+            let t = text.trim();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
+                .map_err(|e| bad(format!("b64decode: not base64: {e}")))?;
+            String::from_utf8(bytes)
+                .map_err(|_| bad("b64decode: the bytes are not UTF-8 text".into()))
+        });
         env.add_filter("tojson_compact", |v: Value| -> Result<String, Error> {
             serde_json::to_string(&v)
                 .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
@@ -297,6 +315,52 @@ impl Templates {
             .env
             .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))?
             .undeclared_variables(true))
+    }
+
+    /// Filters (`x | name`) and tests (`x is name`) a template or expression uses that the
+    /// environment does not have: `(name, is_test)`.
+    pub(crate) fn unknown_filters(&self, src: &str, expr: bool) -> Vec<(String, bool)> {
+        use minijinja::machinery::{Token, tokenize};
+        let text = protect_dollar_hash(src);
+        let Ok(tokens) = tokenize(&text, expr, Default::default()).collect::<Result<Vec<_>, _>>()
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for (i, (tok, _)) in tokens.iter().enumerate() {
+            let Token::Ident(name) = tok else { continue };
+            let prev = i.checked_sub(1).map(|p| &tokens[p].0);
+            let prev2 = i.checked_sub(2).map(|p| &tokens[p].0);
+            let is_filter = matches!(prev, Some(Token::Pipe));
+            let is_test = matches!(prev, Some(Token::Ident("is")))
+                || (matches!(prev, Some(Token::Ident("not")))
+                    && matches!(prev2, Some(Token::Ident("is"))));
+            if !(is_filter || is_test) || out.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let probe = if is_test {
+                format!("none is {name}")
+            } else {
+                format!("none | {name}")
+            };
+            let unknown = match self.env.compile_expression(&probe) {
+                Ok(e) => match e.eval(()) {
+                    Err(err) => matches!(
+                        err.kind(),
+                        ErrorKind::UnknownFilter | ErrorKind::UnknownTest
+                    ),
+                    Ok(_) => false,
+                },
+                Err(err) => matches!(
+                    err.kind(),
+                    ErrorKind::UnknownFilter | ErrorKind::UnknownTest
+                ),
+            };
+            if unknown {
+                out.push((name.to_string(), is_test));
+            }
+        }
+        out
     }
 
     /// Variables an expression reads.
@@ -646,6 +710,43 @@ fn kind_text(kind: ErrorKind) -> &'static str {
         ErrorKind::BadSerialization => "value cannot be used here",
         _ => "template error",
     }
+}
+
+fn compile_regex(pattern: &str) -> Result<regex::Regex, Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("bad regular expression: {e}"),
+            )
+        })
+}
+
+/// The text a match stands for: its first capture group if the pattern has one.
+fn match_text(re: &regex::Regex, caps: &regex::Captures<'_>) -> String {
+    let group = if re.captures_len() > 1 { 1 } else { 0 };
+    caps.get(group)
+        .map_or(String::new(), |m| m.as_str().to_string())
+}
+
+/// `text | regex_search('pat')`: the first match (its first group, if any), or none.
+fn regex_search(text: String, pattern: String) -> Result<Value, Error> {
+    let re = compile_regex(&pattern)?;
+    Ok(re
+        .captures(&text)
+        .map_or(Value::from(()), |c| Value::from(match_text(&re, &c))))
+}
+
+/// `text | regex_findall('pat')`: every match (its first group, if any), as a list.
+fn regex_findall(text: String, pattern: String) -> Result<Value, Error> {
+    let re = compile_regex(&pattern)?;
+    let all: Vec<String> = re
+        .captures_iter(&text)
+        .map(|c| match_text(&re, &c))
+        .collect();
+    Ok(Value::from(all))
 }
 
 #[cfg(test)]

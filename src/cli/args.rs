@@ -60,7 +60,7 @@ Exit codes:
     #[command(after_help = "\
 Examples:
   runbook exec runbooks/vault-crash.yaml -i node=vault-2
-  runbook exec runbooks/vault-crash.yaml -i node=vault-2 --approve halt-traffic --approve restart
+  runbook exec runbooks/vault-crash.yaml -i node=vault-2 --approve halt-traffic.disable --approve restart
   runbook exec examples/local.yaml --yes --progress plain --output json > events.ndjson
 
 Gates: on a terminal you are asked (a letter, then Enter: yes / no / show details / abort),

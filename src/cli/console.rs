@@ -490,6 +490,12 @@ impl Observer for Console {
                     self.st.bad.apply_to("!")
                 ));
             }
+            Event::RollbacksDischarged { by, steps } => {
+                self.line(format!(
+                    "{ts} ⚑ commit {by}: rollbacks of {} discharged (they will not run)",
+                    steps.join(", ")
+                ));
+            }
             Event::Warning { message } => {
                 self.line(format!(
                     "{ts} {} {message}",

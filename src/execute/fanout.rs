@@ -209,7 +209,16 @@ async fn fan_out(
             not_started.push(t.clone());
         }
     }
-    let result = serde_json::json!({ "hosts": per_host, "failed": failures.len(), "not_started": not_started });
+    // The hosts where the step completed: a rollback undoes it on exactly these.
+    let failed_hosts: Vec<&str> = failures
+        .iter()
+        .filter_map(|f| f.split(": ").next())
+        .collect();
+    let succeeded: Vec<&String> = names
+        .iter()
+        .filter(|n| per_host.contains_key(*n) && !failed_hosts.contains(&n.as_str()))
+        .collect();
+    let result = serde_json::json!({ "hosts": per_host, "failed": failures.len(), "not_started": not_started, "hosts_succeeded": succeeded });
     let (status, error) = if failures.len() > allowed {
         let mut msg = format!(
             "{} of {total} hosts failed (max_failures {allowed}): {}",

@@ -72,6 +72,8 @@ fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
         Ok(crate::plan::PlannedAction::Manual { instructions }) => instructions,
         Ok(crate::plan::PlannedAction::Wait { until, .. }) => format!("wait until {until}"),
         Ok(crate::plan::PlannedAction::Checkpoint) => "(checkpoint)".into(),
+        Ok(crate::plan::PlannedAction::Fail { message }) => format!("(fails: {message})"),
+        Ok(crate::plan::PlannedAction::Uses { file }) => format!("(uses {file})"),
         Err(e) => e.to_string(),
     };
     (targets, sh.env.redactor.text(&text))

@@ -87,6 +87,8 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         && let serde_json::Value::Object(m) = &mut result
     {
         m.insert("items".into(), serde_json::Value::Array(done.results));
+        done.succeeded.sort_unstable();
+        m.insert("items_succeeded".into(), serde_json::json!(done.succeeded));
     }
     let mut outputs = serde_json::Map::new();
     if done.status == StepStatus::Succeeded
@@ -101,6 +103,8 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             "outcome".into(),
             serde_json::Value::String(done.status.as_str().into()),
         );
+        // Always defined: `steps.x.skipped` is false for a step that ran.
+        m.insert("skipped".into(), serde_json::Value::Bool(false));
     }
     finish(&sh, run, t0, done.status, result, done.error)
 }
@@ -149,7 +153,7 @@ fn manual_not_done(
 }
 
 /// The items of a step: `[None]` without `for_each`.
-fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, String> {
+pub(super) fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, String> {
     let Some(fe) = &step.for_each else {
         return Ok(vec![None]);
     };
@@ -181,6 +185,8 @@ struct ItemsRun {
     hosts: Vec<String>,
     /// `for_each.until` became true.
     until_met: bool,
+    /// Indices of the items that succeeded (a rollback undoes exactly these).
+    succeeded: Vec<usize>,
 }
 
 impl ItemsRun {
@@ -192,6 +198,7 @@ impl ItemsRun {
             operator: None,
             hosts: Vec::new(),
             until_met: false,
+            succeeded: Vec::new(),
         }
     }
 
@@ -202,7 +209,7 @@ impl ItemsRun {
 }
 
 /// `item` and `item_index` for templates.
-fn item_vars(item: &Option<Value>, k: usize) -> Vec<(String, Value)> {
+pub(super) fn item_vars(item: &Option<Value>, k: usize) -> Vec<(String, Value)> {
     match item {
         Some(item) => vec![
             ("item".to_string(), item.clone()),
@@ -250,6 +257,9 @@ async fn concurrent_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
             break;
         };
         if let Ok((k, o)) = joined {
+            if o.status == StepStatus::Succeeded {
+                out.succeeded.push(k);
+            }
             results[k] = Some(o.result);
             if o.status != StepStatus::Succeeded && out.status == StepStatus::Succeeded {
                 out.status = o.status;
@@ -295,6 +305,9 @@ async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
         };
         out.hosts = o.hosts;
         out.results.push(o.result.clone());
+        if o.status == StepStatus::Succeeded {
+            out.succeeded.push(k);
+        }
         if o.status != StepStatus::Succeeded {
             out.status = o.status;
             out.error = o.error;

@@ -30,6 +30,7 @@ use crate::event::{self, Decision, StepStatus};
 
 pub use gate::{AnswerSource, RemoteAnswer};
 pub use scheduler::execute;
+pub(crate) use scheduler::partly_done;
 
 /// What a resumed run already knows (empty for a fresh run).
 #[derive(Debug, Clone, Default)]

@@ -86,6 +86,7 @@ pub async fn execute(
                 &sched.completed,
                 kind,
                 reason,
+                sched.keep_changes.as_deref(),
                 &prior,
                 &mut signals,
             )
@@ -126,6 +127,8 @@ struct Scheduler {
     /// Succeeded steps, in completion order (the rollback stack).
     completed: Vec<usize>,
     stop: Option<(StopKind, String)>,
+    /// A step with `on_failure: stop` failed: the run stops without undoing anything.
+    keep_changes: Option<String>,
 }
 
 impl Scheduler {
@@ -144,6 +147,7 @@ impl Scheduler {
             summaries: vec![None; n],
             completed: Vec::new(),
             stop: None,
+            keep_changes: None,
             rb: rb.clone(),
         };
         for (i, step) in rb.steps.iter().enumerate() {
@@ -338,8 +342,34 @@ impl Scheduler {
             &step.secret_outputs,
         );
         if run.status == StepStatus::Succeeded {
+            if step.commit {
+                let discharged: Vec<String> = self
+                    .completed
+                    .iter()
+                    .filter(|&&i| self.rb.steps[i].rollback.is_some())
+                    .map(|&i| self.rb.steps[i].id.name.clone())
+                    .collect();
+                self.completed.clear();
+                if !discharged.is_empty() {
+                    sh.emit(Event::RollbacksDischarged {
+                        by: step.id.name.clone(),
+                        steps: discharged,
+                    });
+                }
+            }
             self.completed.push(run.index);
             return;
+        }
+        // A fan-out or for_each that failed part-way changed the hosts/items that completed:
+        // its rollback undoes those.
+        if step.rollback.is_some() && partly_done(&run.result) {
+            self.completed.push(run.index);
+        }
+        if run.status != StepStatus::Succeeded
+            && step.on_failure == crate::model::OnFailure::Stop
+            && self.stop.is_none()
+        {
+            self.keep_changes = Some(step.id.name.clone());
         }
         if self.stop.is_some() || (run.status == StepStatus::Failed && step.continue_on_failure) {
             return;
@@ -527,4 +557,14 @@ async fn run_finally(
         });
     }
     summaries
+}
+
+/// Whether a failed step's result shows hosts or items that completed.
+pub(crate) fn partly_done(result: &serde_json::Value) -> bool {
+    ["hosts_succeeded", "items_succeeded"].iter().any(|k| {
+        result
+            .get(k)
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
 }

@@ -53,6 +53,7 @@ pub(super) async fn unwind(
     completed: &[usize],
     kind: &StopKind,
     reason: &str,
+    keep_changes: Option<&str>,
     prior: &Prior,
     signals: &mut Signals,
 ) -> Unwound {
@@ -70,7 +71,17 @@ pub(super) async fn unwind(
         return out;
     }
     let names: Vec<String> = stack.iter().map(|&i| rb.steps[i].id.name.clone()).collect();
-    let why_not = if sh.opts.no_rollback {
+    let stopped_by = keep_changes.map(|s| format!("step `{s}` failed with `on_failure: stop`"));
+    let why_not = if let Some(why) = stopped_by.as_deref() {
+        sh.emit(Event::Warning {
+            message: format!(
+                "on_failure: stop: NOT undoing {} completed step(s): {} (undo with `runbook rollback`)",
+                names.len(),
+                names.join(", ")
+            ),
+        });
+        Some(why)
+    } else if sh.opts.no_rollback {
         sh.emit(Event::Warning {
             message: format!(
                 "--no-rollback: NOT undoing {} completed step(s): {}",
@@ -191,35 +202,27 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
         return (StepStatus::Succeeded, None);
     };
     let env = &sh.env;
-    let ctx = sh.ctx().with(vec![]);
     let body = Body {
         timeout: Some(body.timeout.unwrap_or(ROLLBACK_TIMEOUT)),
         ..body
     };
-    let targets: Vec<Option<SshTarget>> = match &body.on {
-        None => vec![None],
-        Some(on) => match hosts::ssh_targets(env, on, &ctx) {
-            Ok(t) => t.into_iter().map(Some).collect(),
-            Err(e) => {
-                return (
-                    StepStatus::Failed,
-                    Some(format!("cannot resolve hosts: {e}")),
-                );
-            }
-        },
+    let units = match undo_units(sh, &step, &body) {
+        Ok(u) => u,
+        Err(e) => return (StepStatus::Failed, Some(e)),
     };
     let mut errors = Vec::new();
     let mut status = StepStatus::Succeeded;
-    for t in targets {
+    for (extra, t, label) in units {
+        let ctx = sh.ctx().with(extra.clone());
         let log = format!(
-            "{}.rollback{}",
+            "{}.rollback{}{label}",
             step.id.name,
             t.as_ref().map_or(String::new(), |t| format!(".{}", t.name))
         );
         let call = Call {
             step: &step,
             body: &body,
-            extra: Vec::new(),
+            extra,
             target: t,
             item: None,
             attempt: 1,
@@ -235,6 +238,10 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             Action::Http(h) => http::run_http(env, &call, h, &ctx, true).await,
             Action::Wait(w) => wait::run_wait(env, &call, w).await,
             Action::Manual(_) | Action::Checkpoint => confirm_by_hand(sh, &step, &body, &ctx).await,
+            Action::Fail(_) => Attempt::failed(StepError::new(
+                K::Expectation,
+                "a rollback cannot be `fail`",
+            )),
         };
         let a = rollback_rule(a, &body);
         if a.status != StepStatus::Succeeded {
@@ -248,6 +255,97 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
         Some(sh.env.redactor.text(&errors.join("; ")))
     };
     (status, err)
+}
+
+/// One run of a rollback: the names it sees (`host`, `item`), where it runs, a log suffix.
+type Unit = (Vec<(String, Value)>, Option<SshTarget>, String);
+
+/// The hosts (or item indices) a step's result lists under `key` as completed.
+fn completed_list(sh: &Shared, step: &Step, key: &str) -> Option<Vec<Value>> {
+    let r = sh
+        .env
+        .results
+        .get(&crate::validate::step_var(&step.id.name))?;
+    let list = r.get_attr(key).ok().filter(|v| !v.is_undefined())?;
+    list.try_iter().ok().map(Iterator::collect)
+}
+
+fn host_var(t: &SshTarget) -> Value {
+    crate::template::to_value(
+        serde_json::json!({ "name": t.name, "address": t.address, "user": t.user, "port": t.port }),
+    )
+}
+
+/// Where and how often a rollback runs: once per item that completed (`item` bound), once
+/// per host of a fan-out that completed (`host` bound; on that host when the rollback runs
+/// where the step ran), else once on each of its own targets. Last done, first undone.
+fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String> {
+    let env = &sh.env;
+    let ctx = sh.ctx().with(vec![]);
+    let resolve = |on: &crate::model::Named| {
+        hosts::ssh_targets(env, on, &ctx).map_err(|e| format!("cannot resolve hosts: {e}"))
+    };
+    let own: Vec<Option<SshTarget>> = match &body.on {
+        None => vec![None],
+        Some(on) => resolve(on)?.into_iter().map(Some).collect(),
+    };
+    let same_place = body.on.as_ref().map(|o| &o.name) == step.body.on.as_ref().map(|o| &o.name);
+    // for_each: once per completed item, in reverse.
+    if step.for_each.is_some()
+        && let Some(done) = completed_list(sh, step, "items_succeeded")
+    {
+        let items = super::lifecycle::items_of(sh, step)?;
+        let mut out = Vec::new();
+        for k in done
+            .iter()
+            .rev()
+            .filter_map(|v| usize::try_from(v.clone()).ok())
+        {
+            let item = items.get(k).cloned().flatten();
+            for t in &own {
+                let mut extra = super::lifecycle::item_vars(&item, k);
+                if let Some(t) = t.as_ref().filter(|_| same_place) {
+                    extra.push(("host".into(), host_var(t)));
+                }
+                out.push((extra, t.clone(), format!(".item{k}")));
+            }
+        }
+        return Ok(out);
+    }
+    // A fan-out: once per completed host, in reverse.
+    if let Some(on) = &step.body.on
+        && let Some(done) = completed_list(sh, step, "hosts_succeeded")
+    {
+        let names: Vec<String> = done.iter().map(|v| v.to_string()).collect();
+        let ran_on: Vec<SshTarget> = resolve(on)?
+            .into_iter()
+            .filter(|t| names.contains(&t.name))
+            .collect();
+        let mut out = Vec::new();
+        for h in ran_on.iter().rev() {
+            let extra = vec![("host".to_string(), host_var(h))];
+            if same_place {
+                out.push((extra, Some(h.clone()), String::new()));
+            } else {
+                for t in &own {
+                    let label = format!(".for-{}", h.name);
+                    out.push((extra.clone(), t.clone(), label));
+                }
+            }
+        }
+        return Ok(out);
+    }
+    Ok(own
+        .into_iter()
+        .map(|t| {
+            let extra = t
+                .as_ref()
+                .filter(|_| same_place)
+                .map(|t| vec![("host".to_string(), host_var(t))])
+                .unwrap_or_default();
+            (extra, t, String::new())
+        })
+        .collect())
 }
 
 /// A manual rollback: a person confirms it was done (declined without a terminal).

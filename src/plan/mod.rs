@@ -75,6 +75,10 @@ pub struct PlannedStep {
     pub idempotent: bool,
     pub read_only: bool,
     pub continue_on_failure: bool,
+    /// `on_failure`: `unwind`, `stop` or `continue`.
+    pub on_failure: &'static str,
+    /// A point of no return (`commit: true`).
+    pub commit: bool,
     pub expect: Vec<String>,
     pub outputs: Vec<PlannedOutput>,
     pub rollback: Option<PlannedRollback>,
@@ -126,6 +130,14 @@ pub enum PlannedAction {
         instructions: String,
     },
     Checkpoint,
+    /// The step fails on purpose with this message.
+    Fail {
+        message: String,
+    },
+    /// A called runbook (`uses:`), whose steps are listed before it as `<id>.<step>`.
+    Uses {
+        file: String,
+    },
 }
 
 /// An HTTP request, rendered (secrets masked in plans).
@@ -346,6 +358,9 @@ pub(crate) fn plan_action(
             instructions: crate::step::manual::render(&r, text, ctx).map_err(PlanError)?,
         },
         Action::Checkpoint => PlannedAction::Checkpoint,
+        Action::Fail(m) => PlannedAction::Fail {
+            message: crate::step::fail::render(&r, m, ctx).map_err(PlanError)?,
+        },
     })
 }
 
@@ -485,7 +500,10 @@ fn plan_step(
         needs: step.needs.iter().map(|n| n.name.clone()).collect(),
         when,
         targets: targets(rb, t, ctx, body_on(&step.body))?,
-        action: plan_action(t, &step.body.action, &step.body, ctx)?,
+        action: match &step.uses {
+            Some(file) => PlannedAction::Uses { file: file.clone() },
+            None => plan_action(t, &step.body.action, &step.body, ctx)?,
+        },
         gate: match &step.confirm {
             Some(g) => Some(PlannedGate {
                 message: show(t, &g.text, ctx, Target::Text)?,
@@ -509,6 +527,12 @@ fn plan_step(
         idempotent: step.idempotent,
         read_only: step.read_only,
         continue_on_failure: step.continue_on_failure,
+        on_failure: match step.on_failure {
+            crate::model::OnFailure::Unwind => "unwind",
+            crate::model::OnFailure::Stop => "stop",
+            crate::model::OnFailure::Continue => "continue",
+        },
+        commit: step.commit,
         expect: expect_lines(&step.expect, step.body.action.kind()),
         outputs: step
             .outputs

@@ -167,6 +167,14 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
             wrap(out, &field("manual:"), &cont, instructions, 80)
         }
         PlannedAction::Checkpoint => wrap(out, &field("checkpoint"), &cont, "(gate only)", 80),
+        PlannedAction::Fail { message } => wrap(out, &field("fail:"), &cont, message, 80),
+        PlannedAction::Uses { file } => wrap(
+            out,
+            &field("uses:"),
+            &cont,
+            &format!("{file} (its steps are the ones above named after this step)"),
+            80,
+        ),
     }
 }
 
@@ -247,6 +255,9 @@ fn step_text(out: &mut String, s: &PlannedStep) {
     if s.continue_on_failure {
         limits.push("continues on failure".into());
     }
+    if s.on_failure == "stop" {
+        limits.push("on failure: stops WITHOUT undoing".into());
+    }
     if !limits.is_empty() {
         wrap(out, &field("limits:"), &cont, &limits.join(", "), 80);
     }
@@ -259,6 +270,15 @@ fn step_text(out: &mut String, s: &PlannedStep) {
             &field("output:"),
             &cont,
             &format!("{} = {}", o.name, o.expression),
+            80,
+        );
+    }
+    if s.commit {
+        wrap(
+            out,
+            &field("commit:"),
+            &cont,
+            "point of no return: once this step succeeds, the rollbacks of the steps completed before it are discharged (never run)",
             80,
         );
     }
@@ -320,6 +340,19 @@ pub(crate) fn text(plan: &Plan) -> String {
             "\nOn failure, completed steps are undone in reverse order of completion:"
         );
         wrap(&mut out, "  ", "  ", &plan.rollback_order.join(" ← "), 80);
+        let commits: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter(|s| s.commit)
+            .map(|s| s.id.as_str())
+            .collect();
+        if !commits.is_empty() {
+            let _ = writeln!(
+                out,
+                "  except what completed before a commit that succeeded ({}): discharged",
+                commits.join(", ")
+            );
+        }
     }
     let gates = plan
         .steps

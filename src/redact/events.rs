@@ -169,6 +169,10 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
             step,
             reason: t(reason),
         },
+        Event::RollbacksDischarged { by, steps } => Event::RollbacksDischarged {
+            by: by.clone(),
+            steps: steps.clone(),
+        },
         Event::Warning { message } => Event::Warning {
             message: t(message),
         },

@@ -42,7 +42,11 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
                 ..
             } if rb.step(step).is_some() => {
                 p.done.insert(step.clone(), (*status, result.clone()));
-                if *status == StepStatus::Succeeded
+                if *status == StepStatus::Succeeded && rb.step(step).is_some_and(|s| s.commit) {
+                    // A commit discharged the rollbacks registered before it.
+                    p.rollbacks.clear();
+                }
+                if (*status == StepStatus::Succeeded || crate::execute::partly_done(result))
                     && rb.step(step).is_some_and(|s| s.rollback.is_some())
                     && !p.rollbacks.contains(step)
                 {

@@ -13,6 +13,11 @@ use crate::template::{map, to_value};
 pub(crate) struct Results(pub Arc<RwLock<HashMap<String, Value>>>);
 
 impl Results {
+    /// A step's result as templates see it (`None` before it finished).
+    pub(crate) fn get(&self, step_var: &str) -> Option<Value> {
+        self.0.read().ok()?.get(step_var).cloned()
+    }
+
     pub(crate) fn set(&self, step_var: &str, result: &serde_json::Value) {
         if let Ok(mut m) = self.0.write() {
             m.insert(step_var.to_string(), to_value(result));

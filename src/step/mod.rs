@@ -8,6 +8,7 @@
 
 pub(crate) mod context;
 pub(crate) mod expect;
+pub(crate) mod fail;
 pub(crate) mod hosts;
 pub(crate) mod http;
 pub(crate) mod manual;
@@ -174,6 +175,10 @@ pub(crate) async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
         Action::Manual(_) | Action::Checkpoint => {
             Attempt::succeeded(serde_json::json!({ "confirmed": true }))
         }
+        Action::Fail(m) => match fail::render(&render::Live(env), m, &ctx) {
+            Ok(text) => Attempt::failed(StepError::new(K::Expectation, text)),
+            Err(e) => Attempt::failed(StepError::new(K::Render, e)),
+        },
     }
 }
 

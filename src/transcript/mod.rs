@@ -382,6 +382,14 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                 });
             }
             Event::Warning { message } => line(format!("warning: {message}")),
+            Event::RollbacksDischarged { by, steps } => line(format!(
+                "commit `{by}`: rollbacks of {} discharged (they will not run)",
+                steps
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             Event::RunFinished {
                 status,
                 exit_code,

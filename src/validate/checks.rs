@@ -315,6 +315,17 @@ impl<'a> Checker<'a> {
                 self.template(u, Use::Display, run_scope);
             }
         }
+        // Top-level outputs (read by a caller) may read any step.
+        for (_, expr) in &rb.outputs {
+            self.expression(
+                expr,
+                Scope {
+                    step: Some(0),
+                    any_step: true,
+                    ..run_scope
+                },
+            );
+        }
         let main = rb.steps.len();
         let steps: Vec<(usize, &Step)> = self.all_steps().collect();
         for (i, step) in steps {
@@ -380,9 +391,10 @@ impl<'a> Checker<'a> {
                 );
             }
             if let Some(rbk) = &step.rollback {
+                // A fan-out's rollback runs once per host that completed, with `host` bound.
                 let rscope = Scope {
                     own: true,
-                    remote: rbk.on.is_some(),
+                    remote: rbk.on.is_some() || step.body.on.is_some(),
                     ..scope
                 };
                 self.body(rbk, rscope);
@@ -393,7 +405,7 @@ impl<'a> Checker<'a> {
     fn body(&mut self, body: &Body, scope: Scope<'_>) {
         match &body.action {
             Action::Run(cmd) => self.template(cmd, Use::Shell, scope),
-            Action::Manual(text) => self.template(text, Use::Display, scope),
+            Action::Manual(text) | Action::Fail(text) => self.template(text, Use::Display, scope),
             Action::Http(h) => self.http(h, scope),
             Action::Wait(w) => {
                 match &w.probe {
@@ -495,7 +507,10 @@ impl<'a> Checker<'a> {
             return;
         }
         match self.templates.template_variables(&t.src) {
-            Ok(vars) => self.variables(t, &vars, usage, scope),
+            Ok(vars) => {
+                self.variables(t, &vars, usage, scope);
+                self.unknown_filters(t, false);
+            }
             Err(e) => {
                 // Inputs named in a broken template still count as used: one error, not two.
                 for input in scope.inputs {
@@ -516,10 +531,32 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Filters and tests that do not exist are errors now, not when the run gets there.
+    fn unknown_filters(&mut self, t: &Tmpl, expr: bool) {
+        let src = if expr {
+            expression_source(&t.src)
+        } else {
+            &t.src
+        };
+        for (name, is_test) in self.templates.unknown_filters(src, expr) {
+            let what = if is_test { "test" } else { "filter" };
+            self.push(
+                Diagnostic::error("unknown-filter", format!("there is no {what} `{name}`"))
+                    .with_span(self.find_in(t, &name), format!("unknown {what}"))
+                    .with_help(
+                        "filters are minijinja's built-ins plus `grep`, `quote`, `raw`, `regex_search`, `regex_findall`, `from_json`, `b64decode`, `tojson_compact` (see docs/format.md)",
+                    ),
+            );
+        }
+    }
+
     fn expression(&mut self, t: &Tmpl, scope: Scope<'_>) {
         let src = expression_source(&t.src);
         match self.templates.expression_variables(src) {
-            Ok(vars) => self.variables(t, &vars, Use::Expr, scope),
+            Ok(vars) => {
+                self.variables(t, &vars, Use::Expr, scope);
+                self.unknown_filters(t, true);
+            }
             Err(e) => {
                 let offset = t.src.find(src).unwrap_or(0);
                 let range = e.range().map(|r| r.start + offset..r.end + offset);

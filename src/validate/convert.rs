@@ -22,6 +22,7 @@ pub(super) const TOP: &[&str] = &[
     "lock",
     "steps",
     "finally",
+    "outputs",
 ];
 pub(super) const INPUT: &[&str] = &[
     "description",
@@ -54,6 +55,7 @@ pub(super) const STEP: &[&str] = &[
     "http",
     "wait",
     "manual",
+    "fail",
     "on",
     "confirm",
     "timeout",
@@ -71,11 +73,15 @@ pub(super) const STEP: &[&str] = &[
     "rollback",
     "env",
     "stdin",
+    "uses",
+    "with",
+    "commit",
+    "on_failure",
 ];
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
-pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual"];
+pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual", "fail"];
 pub(super) const GATE: &[&str] = &[
     "message",
     "approvals",
@@ -119,8 +125,13 @@ pub(super) const EXPECT: &[&str] = &[
 pub(super) const FOR_EACH: &[&str] = &["items", "until"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
-pub(super) fn convert(root: &Node) -> (Option<Runbook>, Vec<Diagnostic>) {
+/// YAML tree → [`Runbook`]; `composed` are the dotted names `uses:` expansion made.
+pub(super) fn convert_composed(
+    root: &Node,
+    composed: std::collections::HashSet<String>,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
     let mut r = Reader::new();
+    r.composed = composed;
     let runbook = read_runbook(&mut r, root);
     (runbook, r.diags)
 }
@@ -184,7 +195,18 @@ fn read_runbook(r: &mut Reader, root: &Node) -> Option<Runbook> {
         .get("finally")
         .map(|n| read_steps(r, n, &defaults, "`finally`"))
         .unwrap_or_default();
+    let mut outputs = Vec::new();
+    if let Some(n) = f.get("outputs") {
+        for (k, v) in map_pairs(r, n, "`outputs`") {
+            let (Some(name), Some(expr)) = (r.named(k, "an output name"), r.tmpl(v, "an output"))
+            else {
+                continue;
+            };
+            outputs.push((name, expr));
+        }
+    }
     Some(Runbook {
+        outputs,
         name,
         version,
         description,
@@ -352,14 +374,15 @@ fn check_identifier(r: &mut Reader, name: &str, node: &Node, what: &str) {
 /// Host and group names become parts of file names (`steps/STEP.HOST.stdout.log`) and
 /// labels: letters, digits, `-` and `_`, starting with a letter or digit.
 fn check_name(r: &mut Reader, name: &str, node: &Node, what: &str) {
-    let ok = name.len() <= 100
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = r.composed.contains(name)
+        || name.len() <= 100
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
         r.push(
             Diagnostic::error("invalid-id", format!("{what} `{name}` is not valid"))
@@ -472,16 +495,17 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             return None;
         }
     };
-    let valid_id = id.name.len() <= 100
-        && id
-            .name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid_id = r.composed.contains(&id.name)
+        || id.name.len() <= 100
+            && id
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && id
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid_id {
         r.push(
             Diagnostic::error("invalid-id", format!("step id `{}` is not valid", id.name))
@@ -498,7 +522,9 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     let body = match body {
         Some(b) => b,
         None => {
-            if confirm.is_none() && !f.pairs_empty_of(KINDS) {
+            if f.has("uses") {
+                // A call: its work is the inlined steps before it.
+            } else if confirm.is_none() && !f.pairs_empty_of(KINDS) {
                 // A kind was given but failed to read: already reported.
             } else if confirm.is_none() {
                 let span = id.span.clone();
@@ -563,14 +589,18 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .get("read_only")
             .and_then(|n| r.boolean(n, &what("read_only")))
             .unwrap_or(false),
-        continue_on_failure: f
-            .get("continue_on_failure")
-            .and_then(|n| r.boolean(n, &what("continue_on_failure")))
+        continue_on_failure: false,
+        on_failure: read_on_failure(r, &f, &what),
+        commit: f
+            .get("commit")
+            .and_then(|n| r.boolean(n, &what("commit")))
             .unwrap_or(false),
         rollback: None,
+        uses: f.get("uses").and_then(|n| r.string(n, &what("uses"))),
         span: node.span.clone(),
         id,
     };
+    step.continue_on_failure = step.on_failure == OnFailure::Continue;
     // The run-wide timeout bounds commands and requests; waits carry their own, and a
     // manual step or a gate waits for a person, which no default should cut short.
     if step.body.timeout.is_none() && matches!(step.body.action, Action::Run(_) | Action::Http(_)) {
@@ -614,6 +644,12 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     }
     if let Some(n) = f.get("rollback") {
         step.rollback = read_rollback(r, n, &step.id.name);
+        // `rollback: "cmd"` on a remote step undoes it where it ran: on the same host(s).
+        if n.as_str().is_some()
+            && let Some(b) = &mut step.rollback
+        {
+            b.on = step.body.on.clone();
+        }
     }
     Some(step)
 }
@@ -688,6 +724,7 @@ fn read_body(
     let action = match kind {
         "run" => Action::Run(r.tmpl(node, &what("run"))?),
         "manual" => Action::Manual(r.tmpl(node, &what("manual"))?),
+        "fail" => Action::Fail(r.tmpl(node, &what("fail"))?),
         "http" => Action::Http(Box::new(read_http(r, node, &what("http"))?)),
         _ => Action::Wait(Box::new(read_wait(r, node, &what("wait"))?)),
     };
@@ -1022,4 +1059,50 @@ fn read_max_failures(r: &mut Reader, node: &Node, what: &str) -> Option<MaxFailu
         .with_span(node.span.clone(), "not a count or percentage"),
     );
     None
+}
+
+/// `on_failure: unwind | stop | continue`; `continue_on_failure: true` is the old spelling of
+/// `continue` (both at once is an error).
+fn read_on_failure(r: &mut Reader, f: &Fields<'_>, what: &dyn Fn(&str) -> String) -> OnFailure {
+    let old = f
+        .get("continue_on_failure")
+        .and_then(|n| r.boolean(n, &what("continue_on_failure")));
+    let Some(n) = f.get("on_failure") else {
+        return if old == Some(true) {
+            OnFailure::Continue
+        } else {
+            OnFailure::Unwind
+        };
+    };
+    if old.is_some() {
+        r.push(
+            Diagnostic::error(
+                "invalid-value",
+                format!(
+                    "{} and `continue_on_failure` say the same thing",
+                    what("on_failure")
+                ),
+            )
+            .with_span(n.span.clone(), "keep only this one")
+            .with_help("`continue_on_failure: true` is the old spelling of `on_failure: continue`"),
+        );
+    }
+    match n.as_str() {
+        Some("unwind") => OnFailure::Unwind,
+        Some("stop") => OnFailure::Stop,
+        Some("continue") => OnFailure::Continue,
+        _ => {
+            r.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    format!(
+                        "{} must be `unwind`, `stop` or `continue`",
+                        what("on_failure")
+                    ),
+                )
+                .with_span(n.span.clone(), "not one of these"),
+            );
+            OnFailure::Unwind
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! Each problem is a [`Diagnostic`] with a stable code; `docs/diagnostics.md` lists them all.
 
 mod checks;
+mod compose;
 pub use checks::{RESULT_NAMES, step_var};
 mod convert;
 pub(crate) mod reader;
@@ -45,7 +46,13 @@ pub fn validate(loaded: &Loaded) -> Validated {
         }
         Ok(Some(root)) => root,
     };
-    let (runbook, mut diags) = convert::convert(root);
+    let mut diags = Vec::new();
+    let expanded = compose::expand(root, &loaded.source.name, &mut diags);
+    let (runbook, more) = match expanded {
+        Some((root, composed)) => convert::convert_composed(&root, composed),
+        None => convert::convert_composed(root, Default::default()),
+    };
+    diags.extend(more);
     if let Some(rb) = &runbook {
         checks::check(rb, &loaded.source.text, &mut diags);
     }

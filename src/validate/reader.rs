@@ -13,6 +13,8 @@ use crate::model::{Named, Tmpl};
 /// Collects diagnostics while the document is read.
 pub(crate) struct Reader {
     pub(crate) diags: Vec<Diagnostic>,
+    /// Names made by inlining a called runbook (`unseal.check`): valid although dotted.
+    pub(crate) composed: std::collections::HashSet<String>,
 }
 
 /// The fields of one mapping, after unknown keys were reported.
@@ -44,7 +46,10 @@ impl<'n> Fields<'n> {
 
 impl Reader {
     pub(crate) fn new() -> Reader {
-        Reader { diags: Vec::new() }
+        Reader {
+            diags: Vec::new(),
+            composed: std::collections::HashSet::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, d: Diagnostic) {

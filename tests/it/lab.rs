@@ -129,13 +129,13 @@ impl Lab {
             "--runs-dir",
             &self.path("runs").display().to_string(),
             "--approve",
-            "halt-traffic",
+            "halt-traffic.disable",
             "--approve",
             "fix-storage",
             "--approve",
             "restart",
             "--approve",
-            "restore-traffic",
+            "restore-traffic.enable",
             "--no-wait",
             "--progress",
             "plain",
@@ -170,7 +170,7 @@ impl Lab {
             "--approve".into(),
             "restart".into(),
             "--approve".into(),
-            "restore-traffic".into(),
+            "restore-traffic.enable".into(),
             "--progress".into(),
             "plain".into(),
         ])
@@ -517,6 +517,9 @@ fn listener_on_the_wrong_address_is_found_and_fixed() {
 fn lost_quorum_changes_nothing() {
     let lab = lab();
     lab.fault("vault-2", "quorum");
+    // HAProxy's view settles first (two failed checks), so that "untouched" compares like with like.
+    lab.wait_haproxy("vault-2", "DOWN");
+    lab.wait_haproxy("vault-3", "DOWN");
     let before = lab.haproxy_all();
     let ran = lab.exec(None);
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
@@ -644,7 +647,10 @@ fn ctrl_c_during_the_api_wait_rolls_back() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (code, err) = crate::exec::wait_output(&mut child, Duration::from_secs(60));
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("rollback of halt-traffic ✔ ok"), "{err}");
+    assert!(
+        err.contains("rollback of halt-traffic.disable ✔ ok"),
+        "{err}"
+    );
     assert_eq!(
         lab.haproxy("vault-2"),
         "MAINT",
@@ -705,13 +711,734 @@ fn library_faults_produce_the_guides_symptoms() {
     let expired = std::fs::read_to_string(lab.path("expired-token")).expect("token");
     let r = curl("vault-1", "/v1/auth/token/lookup-self", Some(&expired));
     assert!(r.contains("permission denied"), "{r}");
+}
 
+// ---------------------------------------------------------------------------------------------
+// The runbook library: vault-triage.yaml and one recovery runbook per library fault.
+
+/// The lab's port of `node`'s API (`API_vault_N` in `ports`).
+fn api_port(lab: &Lab, node: &str) -> String {
+    let ports = std::fs::read_to_string(lab.path("ports")).expect("ports");
+    let key = format!("API_{}=", node.replace('-', "_"));
+    ports
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .expect("port")
+        .to_string()
+}
+
+/// The triage's conclusion: (cause, evidence, next runbook), from its `triage.*` lines.
+fn conclusion(ran: &Ran) -> (String, String, String) {
+    let get = |k: &str| {
+        ran.stderr
+            .lines()
+            .chain(ran.stdout.lines())
+            .find_map(|l| {
+                l.split_once(&format!("conclude │ triage.{k}="))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    (get("cause"), get("evidence"), get("next"))
+}
+
+impl Lab {
+    /// An inputs file for `runbook` holding the lines of `inputs-NODE.yaml` whose key it takes,
+    /// plus `extra` lines.
+    fn inputs_for(&self, node: &str, keys: &[&str], extra: &[String]) -> String {
+        let all =
+            std::fs::read_to_string(self.path(&format!("inputs-{node}.yaml"))).expect("inputs");
+        let mut text: String = all
+            .lines()
+            .filter(|l| keys.iter().any(|k| l.starts_with(&format!("{k}:"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for e in extra {
+            text.push_str(e);
+            text.push('\n');
+        }
+        let file = self.path(&format!("inputs-lib-{node}.yaml"));
+        std::fs::write(&file, text).expect("write inputs");
+        file.display().to_string()
+    }
+
+    /// Runs `file` headless with the lab's inputs for `node` (filtered to `keys`) and `args`.
+    fn exec_lib(
+        &self,
+        file: &str,
+        node: &str,
+        keys: &[&str],
+        extra: &[String],
+        args: &[&str],
+    ) -> Ran {
+        let (keys_all, token) = self.secrets();
+        let mut argv: Vec<String> = vec![
+            "exec".into(),
+            file.into(),
+            "--inputs-file".into(),
+            self.inputs_for(node, keys, extra),
+            "--ssh-config".into(),
+            self.path("ssh_config").display().to_string(),
+            "--runs-dir".into(),
+            self.path("runs").display().to_string(),
+            "--no-wait".into(),
+            "--progress".into(),
+            "plain".into(),
+        ];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        runbook(argv)
+            .env("VAULT_UNSEAL_KEYS", keys_all)
+            .env("VAULT_TOKEN", token)
+            .timeout(Duration::from_secs(180))
+            .run()
+    }
+
+    /// vault-triage.yaml for `node`, with `extra` input lines.
+    fn triage(&self, node: &str, extra: &[String]) -> Ran {
+        self.exec_lib(
+            "runbooks/vault-triage.yaml",
+            node,
+            &[
+                "node",
+                "vault_addr",
+                "peer_addrs",
+                "ca_cert",
+                "lb_host",
+                "lb_socket",
+                "lb_backend",
+                "unit",
+                "service_cmd",
+                "log_cmd",
+                "config_file",
+                "config_check_cmd",
+                "raft_path",
+            ],
+            extra,
+            &[],
+        )
+    }
+
+    /// The lab node whose API address is `addr` (`https://127.0.0.2:PORT`).
+    fn node_at(&self, addr: &str) -> String {
+        ["vault-1", "vault-2", "vault-3"]
+            .into_iter()
+            .find(|n| {
+                addr.trim_end_matches('/')
+                    .ends_with(&format!(":{}", api_port(self, n)))
+            })
+            .unwrap_or_else(|| panic!("no lab node at {addr}"))
+            .to_string()
+    }
+
+    /// The final state every recovery must leave: the node answers sys/health 200 or 429,
+    /// HAProxy has every server UP, and a KV v2 read through HAProxy succeeds (its value is
+    /// returned for the secrets check, never printed).
+    fn assert_serving(&self, node: &str) -> String {
+        self.assert_serving_by(node, &["vault-1", "vault-2", "vault-3"])
+    }
+
+    /// As `assert_serving`, with only `up` required UP in HAProxy.
+    fn assert_serving_by(&self, node: &str, up: &[&str]) -> String {
+        let h = self.health(node);
+        assert!(h == "200" || h == "429", "{node} sys/health {h}");
+        for &n in up {
+            assert_eq!(
+                self.wait_haproxy(n, "UP"),
+                "UP",
+                "HAProxy {n}: {}",
+                self.haproxy_all()
+            );
+        }
+        let (_, token) = self.secrets();
+        let ports = std::fs::read_to_string(self.path("ports")).expect("ports");
+        let lb = ports
+            .lines()
+            .find_map(|l| l.strip_prefix("LB_PORT="))
+            .expect("LB_PORT");
+        let canary = "lab-final-check-7731";
+        let curl = |method: &str, path: &str, data: Option<&str>| -> (String, String) {
+            let mut cmd = Command::new("curl");
+            cmd.args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "@-",
+                "-X",
+                method,
+                "--cacert",
+            ])
+            .arg(self.path("tls/ca.pem"))
+            .arg(format!("https://127.0.0.1:{lb}/v1/{path}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+            if let Some(d) = data {
+                cmd.args(["--data", d]);
+            }
+            let mut child = cmd.spawn().expect("curl");
+            {
+                use std::io::Write as _;
+                let mut stdin = child.stdin.take().expect("stdin");
+                let _ = writeln!(stdin, "X-Vault-Token: {token}");
+            }
+            let out = child.wait_with_output().expect("curl");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+            (body.to_string(), code.to_string())
+        };
+        let _ = curl(
+            "POST",
+            "sys/mounts/secret",
+            Some(r#"{"type": "kv", "options": {"version": "2"}}"#),
+        );
+        // A new KV v2 mount upgrades itself in the background: writes answer 400 until then.
+        let t0 = Instant::now();
+        let (mut body, mut code) = (String::new(), String::new());
+        while t0.elapsed() < Duration::from_secs(20) {
+            let (_, w) = curl(
+                "POST",
+                "secret/data/final",
+                Some(&format!(r#"{{"data": {{"v": "{canary}"}}}}"#)),
+            );
+            (body, code) = curl("GET", "secret/data/final", None);
+            if w == "200" && code == "200" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_eq!(code, "200", "KV write and read through HAProxy");
+        assert!(body.contains(canary), "the KV read returns the value");
+        canary.to_string()
+    }
+
+    /// Every byte of every run's files.
+    fn all_run_files(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut stack = vec![self.path("runs")];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(
+                    std::fs::read_dir(&p)
+                        .expect("dir")
+                        .flatten()
+                        .map(|e| e.path()),
+                );
+            } else {
+                all.extend(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    /// No share, no operator token and none of `more` (client tokens, KV values) in the
+    /// terminal output of `ran` or in any file of any run.
+    fn assert_no_secrets_anywhere(&self, ran: &[&Ran], more: &[String]) {
+        let (keys, token) = self.secrets();
+        let files = self.all_run_files();
+        let secrets: Vec<String> = keys
+            .split(',')
+            .map(str::to_string)
+            .chain([token])
+            .chain(more.iter().cloned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for (i, secret) in secrets.iter().enumerate() {
+            for r in ran {
+                assert!(
+                    !r.stdout.contains(secret.as_str()) && !r.stderr.contains(secret.as_str()),
+                    "secret #{i} reached the terminal"
+                );
+            }
+            assert!(
+                !files.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "secret #{i} reached a file of a run"
+            );
+        }
+    }
+}
+
+#[test]
+fn triage_classifies_crash_family_and_tls_faults() {
+    let lab = lab();
+    let healthy = lab.triage("vault-2", &[]);
+    assert_eq!(healthy.code, Some(0), "{}", healthy.stderr);
+    assert_eq!(conclusion(&healthy).0, "healthy", "{}", healthy.stderr);
+    // Read-only: it never touched HAProxy or the node.
+    assert_eq!(lab.haproxy("vault-2"), "UP");
+
+    lab.fault("vault-2", "sealed");
+    let sealed = lab.triage("vault-2", &[]);
+    let (cause, _, next) = conclusion(&sealed);
+    assert_eq!(
+        (cause.as_str(), next.as_str()),
+        ("sealed", "vault-crash.yaml"),
+        "{}",
+        sealed.stderr
+    );
+    assert_eq!(lab.health("vault-2"), "503", "triage does not unseal");
+    lab.heal();
+
+    lab.fault("vault-2", "crash");
+    let crashed = lab.triage("vault-2", &[]);
+    let (cause, evidence, _) = conclusion(&crashed);
+    assert_eq!(cause, "crash", "{}", crashed.stderr);
+    assert!(evidence.contains("code=killed, signal=KILL"), "{evidence}");
+    assert!(
+        crashed.stderr.contains("service: failed"),
+        "{}",
+        crashed.stderr
+    );
+    assert_eq!(lab.health("vault-2"), "000", "triage does not restart");
+    lab.heal();
+
+    lab.fault("vault-2", "tls-expired");
+    let tls = lab.triage("vault-2", &[]);
+    let (cause, evidence, next) = conclusion(&tls);
+    assert_eq!(cause, "tls", "{}", tls.stderr);
+    assert!(evidence.contains("expired"), "{evidence}");
+    assert_eq!(next, "vault-tls-rotate.yaml");
+    assert!(
+        tls.stderr.contains("names DNS:vault-2"),
+        "names of the served certificate:\n{}",
+        tls.stderr
+    );
+    lab.assert_no_secrets_anywhere(&[&healthy, &sealed, &crashed, &tls], &[]);
+}
+
+#[test]
+fn audit_full_triage_then_second_device_unblocks_requests() {
+    let lab = lab();
+    lab.fault("vault-2", "audit-full");
+    let tri = lab.triage("vault-2", &[]);
+    assert_eq!(tri.code, Some(0), "{}", tri.stderr);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "audit", "{}", tri.stderr);
+    assert!(
+        evidence.contains("HTTP 500 internal error") && evidence.contains("0 KiB free"),
+        "{evidence}"
+    );
+    assert_eq!(next, "vault-audit.yaml");
+    let active = tri
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("api-facts │ api.active=")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .expect("the triage names the active node");
+    let node = lab.node_at(&active);
+    let fallback = lab.path("audit-fallback/audit.log").display().to_string();
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-audit.yaml",
+        &node,
+        &[
+            "node",
+            "vault_addr",
+            "ca_cert",
+            "unit",
+            "service_cmd",
+            "config_file",
+            "config_check_cmd",
+        ],
+        &[
+            format!("fallback_audit_file: {fallback}"),
+            "min_free_kib: 1024".into(),
+        ],
+        &["--approve", "add-fallback"],
+    );
+    eprintln!(
+        "vault-audit: exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(status_of(&ran, "add-fallback"), "succeeded");
+    assert_eq!(status_of(&ran, "verify-requests"), "succeeded");
+    let canary = lab.assert_serving(&node);
+    lab.assert_no_secrets_anywhere(&[&tri, &ran], &[canary]);
+}
+
+#[test]
+fn kv_policy_on_the_v1_path_is_found_fixed_and_rolled_back_on_decline() {
+    let lab = lab();
+    lab.fault("vault-2", "kv-policy");
+    let app_file = lab.path("app-token").display().to_string();
+    let app = std::fs::read_to_string(&app_file).expect("app token");
+    let extra = [
+        format!("client_token_file: {app_file}"),
+        "check_path: secret/data/app/db".to_string(),
+    ];
+    let tri = lab.triage("vault-2", &extra);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "kv-policy", "{}", tri.stderr);
+    assert!(
+        evidence.contains("policy app grants \"secret/app/*\""),
+        "{evidence}"
+    );
+    assert_eq!(next, "vault-kv-policy.yaml");
+    let policy_keys = ["vault_addr", "ca_cert"];
+    let mut inputs = extra.to_vec();
+    inputs.push("policy: app".into());
+    // Declined: nothing is written.
+    let answers = lab.path("answers-decline.yaml");
+    std::fs::write(&answers, "write-policy: no\n").expect("answers");
+    let answers = answers.display().to_string();
+    let declined = lab.exec_lib(
+        "runbooks/vault-kv-policy.yaml",
+        "vault-2",
+        &policy_keys,
+        &inputs,
+        &["--answers", &answers],
+    );
+    assert_eq!(declined.code, Some(3), "{}", declined.stderr);
+    assert_eq!(
+        conclusion(&lab.triage("vault-2", &extra)).0,
+        "kv-policy",
+        "still the v1 policy"
+    );
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-kv-policy.yaml",
+        "vault-2",
+        &policy_keys,
+        &inputs,
+        &["--approve", "write-policy"],
+    );
+    eprintln!(
+        "vault-kv-policy: exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("path \"secret/data/app/*\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("HTTP 200, 1 key(s) (values not shown)"),
+        "{}",
+        ran.stderr
+    );
+    let after = lab.triage("vault-2", &extra);
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(
+        &[&tri, &declined, &ran, &after],
+        &[app.trim().to_string(), "lab-kv-canary-5150".into(), canary],
+    );
+}
+
+#[test]
+fn expired_token_is_found_and_the_client_reauthenticates() {
+    let lab = lab();
+    lab.fault("vault-2", "token-expired");
+    let file = lab.path("expired-token").display().to_string();
+    let old = std::fs::read_to_string(&file).expect("token");
+    let extra = [format!("client_token_file: {file}")];
+    let tri = lab.triage("vault-2", &extra);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "token", "{}", tri.stderr);
+    assert!(
+        evidence.contains("bad token") && evidence.contains("expired or revoked"),
+        "{evidence}"
+    );
+    assert_eq!(next, "vault-token.yaml");
+    let t0 = Instant::now();
+    let stopped = lab.exec_lib(
+        "runbooks/vault-token.yaml",
+        "vault-2",
+        &["vault_addr", "ca_cert"],
+        &extra,
+        &[],
+    );
+    assert_eq!(stopped.code, Some(3), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("reauth is waiting"),
+        "{}",
+        stopped.stderr
+    );
+    // The client logs in again (here: a token from the operator, as its auth method would give).
+    let (keys, root_token) = lab.secrets();
+    let port = api_port(&lab, "vault-2");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'X-Vault-Token: %s\\n' \"$T\" | curl -sS --cacert {} -H @- -X POST --data '{{\"policies\": [\"default\"], \"ttl\": \"1h\"}}' https://127.0.0.2:{port}/v1/auth/token/create | jq -j .auth.client_token > {file}",
+            lab.path("tls/ca.pem").display()
+        ))
+        .env("T", &root_token)
+        .status()
+        .expect("token create");
+    assert!(out.success());
+    let new = std::fs::read_to_string(&file).expect("new token");
+    assert!(new.len() > 8);
+    let resumed = runbook([
+        "resume".to_string(),
+        lab.last_run_id(),
+        "--runs-dir".into(),
+        lab.path("runs").display().to_string(),
+        "--approve".into(),
+        "reauth".into(),
+        "--progress".into(),
+        "plain".into(),
+    ])
+    .env("VAULT_UNSEAL_KEYS", keys)
+    .env("VAULT_TOKEN", root_token)
+    .timeout(Duration::from_secs(60))
+    .run();
+    eprintln!(
+        "vault-token: exit {:?} then {:?}, {:.1} s",
+        stopped.code,
+        resumed.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    assert_eq!(
+        status_of(&resumed, "verify"),
+        "succeeded",
+        "{}",
+        resumed.stderr
+    );
+    let after = lab.triage("vault-2", &extra);
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(
+        &[&tri, &stopped, &resumed, &after],
+        &[old.trim().to_string(), new.trim().to_string(), canary],
+    );
+}
+
+#[test]
+fn expired_certificate_is_found_checked_rotated_and_served() {
+    let lab = lab();
+    lab.fault("vault-2", "tls-expired");
+    assert_eq!(
+        lab.wait_haproxy("vault-2", "DOWN"),
+        "DOWN",
+        "HAProxy verifies the certificate"
+    );
+    let tri = lab.triage("vault-2", &[]);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "tls", "{}", tri.stderr);
+    assert!(evidence.contains("expired"), "{evidence}");
+    assert_eq!(next, "vault-tls-rotate.yaml");
+    // The operator's new certificate, from the same CA (the key is the node's).
+    let staging = lab.path("tls-new");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).expect("staging");
+    for f in ["ca.pem", "ca-key.pem", "vault-2-key.pem"] {
+        std::fs::copy(lab.path(&format!("tls/{f}")), staging.join(f)).expect("copy");
+    }
+    let made = Command::new(root().join("lab/lib/mkcert"))
+        .args(["node", &staging.display().to_string(), "vault-2"])
+        .status()
+        .expect("mkcert");
+    assert!(made.success());
+    let keys = [
+        "node",
+        "vault_addr",
+        "ca_cert",
+        "unit",
+        "service_cmd",
+        "lb_host",
+        "lb_socket",
+        "lb_backend",
+    ];
+    let inputs = |key: &str| {
+        vec![
+            format!("new_cert: {}", staging.join("vault-2.pem").display()),
+            format!("new_key: {}", staging.join(key).display()),
+            format!("cert_file: {}", lab.path("tls/vault-2.pem").display()),
+            format!("key_file: {}", lab.path("tls/vault-2-key.pem").display()),
+        ]
+    };
+    // A key that does not match is refused before anything is installed.
+    let refused = lab.exec_lib(
+        "runbooks/vault-tls-rotate.yaml",
+        "vault-2",
+        &keys,
+        &inputs("ca-key.pem"),
+        &["--approve", "install"],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("its public key does not match"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        status_of(&refused, "install"),
+        "not-run",
+        "{}",
+        refused.stderr
+    );
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-tls-rotate.yaml",
+        "vault-2",
+        &keys,
+        &inputs("vault-2-key.pem"),
+        &["--approve", "install"],
+    );
+    eprintln!(
+        "vault-tls-rotate: exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(ran.stderr.contains("key: matches"), "{}", ran.stderr);
+    assert_eq!(status_of(&ran, "verify-served"), "succeeded");
+    let after = lab.triage("vault-2", &[]);
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(&[&tri, &refused, &ran, &after], &[canary]);
+}
+
+#[test]
+fn peers_json_restores_quorum_behind_a_two_person_gate() {
+    let lab = lab();
+    crate::sshd::ensure_test_user();
     // Lost for good: no heal brings this back, so the lab is rebuilt afterwards.
     lab.fault("vault-1", "peers-json");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(lab.health("vault-2"), "000");
     assert_eq!(lab.health("vault-3"), "000");
     assert_ne!(lab.health("vault-1"), "200", "no leader without quorum");
+    let tri = lab.triage("vault-1", &[]);
+    let (cause, evidence, next) = conclusion(&tri);
+    assert_eq!(cause, "quorum", "{}", tri.stderr);
+    assert!(evidence.contains("no active node"), "{evidence}");
+    assert!(next.contains("vault-raft-peers-json.yaml"), "{next}");
+    // A runs dir another user can answer in (the lab's own directory is private).
+    let shared = std::env::temp_dir().join(format!("rb-lab-{}-shared", std::process::id()));
+    let _ = std::fs::remove_dir_all(&shared);
+    let shared_s = shared.display().to_string();
+    let (keys, token) = lab.secrets();
+    let t0 = Instant::now();
+    let stopped = runbook([
+        "exec",
+        "runbooks/vault-raft-peers-json.yaml",
+        "--inputs-file",
+        &lab.inputs_for(
+            "vault-1",
+            &[
+                "node",
+                "vault_addr",
+                "peer_addrs",
+                "ca_cert",
+                "unit",
+                "service_cmd",
+                "config_file",
+                "raft_path",
+            ],
+            &[],
+        ),
+        "--ssh-config",
+        &lab.path("ssh_config").display().to_string(),
+        "--runs-dir",
+        &shared_s,
+        "--approve",
+        "peers-json",
+        "--no-wait",
+        "--progress",
+        "plain",
+    ])
+    .env("VAULT_UNSEAL_KEYS", &keys)
+    .env("VAULT_TOKEN", &token)
+    .timeout(Duration::from_secs(60))
+    .run();
+    assert_eq!(
+        stopped.code,
+        Some(3),
+        "one person is not enough:\n{}",
+        stopped.stderr
+    );
+    assert_eq!(
+        status_of(&stopped, "peers-json"),
+        "not-run",
+        "{}",
+        stopped.stderr
+    );
+    let run_id = std::fs::read_dir(&shared)
+        .expect("runs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+        .expect("the run");
+    // The second person approves from their own account.
+    let second = Command::new("su")
+        .args(["rbtest", "-s", "/bin/sh", "-c"])
+        .arg(format!(
+            "{} approve {run_id} peers-json --runs-dir {shared_s} --comment 'second person'",
+            env!("CARGO_BIN_EXE_runbook")
+        ))
+        .output()
+        .expect("su");
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let resumed = runbook([
+        "resume",
+        &run_id,
+        "--runs-dir",
+        &shared_s,
+        "--ssh-config",
+        &lab.path("ssh_config").display().to_string(),
+        "--approve",
+        "peers-json",
+        "--progress",
+        "plain",
+    ])
+    .env("VAULT_UNSEAL_KEYS", &keys)
+    .env("VAULT_TOKEN", &token)
+    .timeout(Duration::from_secs(180))
+    .run();
+    eprintln!(
+        "vault-raft-peers-json: exit {:?} then {:?}, {:.1} s",
+        stopped.code,
+        resumed.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    let journal =
+        std::fs::read_to_string(shared.join(&run_id).join("journal.jsonl")).expect("journal");
+    assert!(
+        journal.contains("\"user\":\"rbtest\""),
+        "the second approver is journaled"
+    );
+    assert_eq!(
+        lab.health("vault-1"),
+        "200",
+        "the survivor is the active node"
+    );
+    let canary = lab.assert_serving_by("vault-1", &["vault-1"]);
+    let mut files = lab.all_run_files();
+    for e in walk(&shared) {
+        files.extend(std::fs::read(e).unwrap_or_default());
+    }
+    for (i, secret) in keys
+        .split(',')
+        .chain([token.as_str(), canary.as_str()])
+        .enumerate()
+    {
+        for r in [&tri, &stopped, &resumed] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "secret #{i} in the terminal"
+            );
+        }
+        assert!(
+            !files.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret #{i} in a run file"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&shared);
     let out = Command::new(root().join("lab/up"))
         .env("LAB_RUN", &lab.run)
         .output()
@@ -720,5 +1447,136 @@ fn library_faults_produce_the_guides_symptoms() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn triage_output_json_gives_the_diagnosis_as_data() {
+    let lab = lab();
+    lab.fault("vault-2", "sealed");
+    let ran = lab.exec_lib(
+        "runbooks/vault-triage.yaml",
+        "vault-2",
+        &[
+            "node",
+            "vault_addr",
+            "peer_addrs",
+            "ca_cert",
+            "lb_host",
+            "lb_socket",
+            "lb_backend",
+            "unit",
+            "service_cmd",
+            "log_cmd",
+            "config_file",
+            "config_check_cmd",
+            "raft_path",
+        ],
+        &[],
+        &["--output", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let outputs = ran
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "step-finished" && e["step"] == "conclude")
+        .map(|e| e["outputs"].clone())
+        .expect("the conclude step's event");
+    assert_eq!(outputs["cause"], "sealed", "{outputs}");
+    assert_eq!(outputs["next"], "vault-crash.yaml", "{outputs}");
+    assert!(
+        outputs["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{outputs}"
+    );
+    lab.assert_no_secrets_anywhere(&[&ran], &[]);
+}
+
+#[test]
+fn triage_with_recover_calls_the_kv_policy_runbook_after_a_confirm() {
+    let lab = lab();
+    lab.fault("vault-2", "kv-policy");
+    let app_file = lab.path("app-token").display().to_string();
+    let app = std::fs::read_to_string(&app_file).expect("app token");
+    let extra = [
+        format!("client_token_file: {app_file}"),
+        "check_path: secret/data/app/db".to_string(),
+        "recover: true".to_string(),
+    ];
+    let keys = [
+        "node",
+        "vault_addr",
+        "peer_addrs",
+        "ca_cert",
+        "lb_host",
+        "lb_socket",
+        "lb_backend",
+        "unit",
+        "service_cmd",
+        "log_cmd",
+        "config_file",
+        "config_check_cmd",
+        "raft_path",
+    ];
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-triage.yaml",
+        "vault-2",
+        &keys,
+        &extra,
+        &[
+            "--approve",
+            "confirm-recovery",
+            "--approve",
+            "recover-kv-policy.write-policy",
+        ],
+    );
+    eprintln!(
+        "vault-triage recover=true (kv-policy): exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(conclusion(&ran).0, "kv-policy", "{}", ran.stderr);
+    assert_eq!(
+        status_of(&ran, "recover-kv-policy.verify"),
+        "succeeded",
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        status_of(&ran, "recover-token"),
+        "skipped",
+        "{}",
+        ran.stderr
+    );
+    let after = lab.triage("vault-2", &extra[..2]);
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(
+        &[&ran, &after],
+        &[app.trim().to_string(), "lab-kv-canary-5150".into(), canary],
     );
 }

@@ -30,8 +30,8 @@ fn json_plan_has_schema_version_and_waves() {
     assert_eq!(v["steps"][0]["id"], "triage");
     let halt = v["steps"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["id"] == "halt-traffic"))
-        .expect("halt-traffic");
+        .and_then(|s| s.iter().find(|s| s["id"] == "halt-traffic.disable"))
+        .expect("halt-traffic.disable (lib/lb-drain.yaml, called as halt-traffic)");
     assert_eq!(
         halt["gate"]["message"],
         "Disable vault/vault-2 in HAProxy (cause: <steps.triage.outputs.cause>)?"
@@ -174,4 +174,51 @@ fn when_decided_by_inputs_is_shown() {
         "{}",
         ran.stdout
     );
+}
+
+/// Every runbook of the library validates with `--strict` and has a plan snapshot.
+#[test]
+fn library_runbooks_validate_strictly_and_plans_are_stable() {
+    let cases: [(&str, &[&str]); 7] = [
+        ("vault-crash", &["-i", "node=vault-2"]),
+        ("vault-triage", &["-i", "node=vault-2"]),
+        ("vault-audit", &["-i", "node=vault-1"]),
+        (
+            "vault-kv-policy",
+            &[
+                "-i",
+                "policy=app",
+                "-i",
+                "client_token_file=/etc/app/token",
+                "-i",
+                "check_path=secret/data/app/db",
+            ],
+        ),
+        ("vault-token", &["-i", "client_token_file=/etc/app/token"]),
+        (
+            "vault-tls-rotate",
+            &[
+                "-i",
+                "node=vault-2",
+                "-i",
+                "new_cert=/etc/vault.d/tls/new.crt",
+                "-i",
+                "new_key=/etc/vault.d/tls/new.key",
+            ],
+        ),
+        ("vault-raft-peers-json", &["-i", "node=vault-1"]),
+    ];
+    for (name, inputs) in cases {
+        let file = format!("runbooks/{name}.yaml");
+        let v = runbook(["validate", "--strict", &file]).run();
+        assert_eq!(v.code, Some(0), "{name}: {}{}", v.stdout, v.stderr);
+        if name == "vault-crash" {
+            continue; // its plans are snapshotted in every format above
+        }
+        let mut args = vec!["plan", file.as_str()];
+        args.extend_from_slice(inputs);
+        let ran = runbook(args).run();
+        assert_eq!(ran.code, Some(0), "{name}: {}", ran.stderr);
+        insta_settings().bind(|| insta::assert_snapshot!(format!("plan-{name}-text"), ran.stdout));
+    }
 }

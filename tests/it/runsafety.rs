@@ -728,7 +728,7 @@ steps:
     needs: [s1]
     for_each: [1, 2, 3, 4, 5]
     run: echo {{ item }} >> {D}/fe-{{ item }}; sleep 0.03
-    rollback: echo rfe >> {D}/rfe; sleep 0.04
+    rollback: echo rfe >> {D}/rfe-{{ item }}; sleep 0.04
   - id: last
     needs: [fe]
     run: echo last >> {D}/last; sleep 0.03; test "{{ fail }}" = "no"
@@ -799,10 +799,11 @@ fn kill_nine_at_random_points_then_resume_runs_nothing_twice() {
             ("s1".into(), "s1".into()),
             ("last".into(), "last".into()),
             ("r1".into(), "rollback of s1".into()),
-            ("rfe".into(), "rollback of fe".into()),
         ];
         for k in 1..=5 {
             files.push((format!("fe-{k}"), format!("fe item {}", k - 1)));
+            // A for_each's rollback runs once per completed item.
+            files.push((format!("rfe-{k}"), "rollback of fe".into()));
         }
         for (file, key) in files {
             let allowed = 1

@@ -735,3 +735,52 @@ steps:
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert!(dir.join("ran").exists());
 }
+
+/// A serial fan-out that fails on host 2: host 1 is undone, on host 1 (`$SSH_CONNECTION`
+/// names the address the command ran at), with `host.*` bound; host 2 (failed) and host 3
+/// (not started) are not "undone". The rollback is a bare string: it runs where the step ran.
+#[test]
+fn serial_fan_out_failing_on_host_2_undoes_host_1_on_host_1() {
+    if skip() {
+        return;
+    }
+    let keys = Keys::new();
+    let addrs = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
+    let sshd = Sshd::start(&keys, &addrs, "host");
+    for a in addrs {
+        keys.trust(a, sshd.port, "host");
+    }
+    let yaml = format!(
+        r#"
+runbook: fan-undo
+version: 1
+hosts:
+  v1: {{ address: 127.0.0.11, port: {p}, user: root }}
+  v2: {{ address: 127.0.0.12, port: {p}, user: root }}
+  v3: {{ address: 127.0.0.13, port: {p}, user: root }}
+groups:
+  vault: [v1, v2, v3]
+steps:
+  - id: rolling
+    on: vault
+    serial: 1
+    confirm: One node at a time?
+    run: |
+      at=$(echo "$SSH_CONNECTION" | cut -d' ' -f3)
+      echo "did-{{{{ host.name }}}}-$at" >> {{D}}/done
+      [ "$at" != 127.0.0.12 ]
+    rollback: echo "undo-{{{{ host.name }}}}-$(echo "$SSH_CONNECTION" | cut -d' ' -f3)" >> {{D}}/undo
+"#,
+        p = sshd.port
+    );
+    let (ran, dir) = exec(&keys, &yaml, &["--yes"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    assert_eq!(read("done"), "did-v1-127.0.0.11\ndid-v2-127.0.0.12\n");
+    assert_eq!(read("undo"), "undo-v1-127.0.0.11\n", "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("rollback of rolling ✔ ok"),
+        "{}",
+        ran.stderr
+    );
+}

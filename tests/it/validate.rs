@@ -122,13 +122,25 @@ fn colour_only_when_asked() {
     assert!(forced.stderr.contains('\u{1b}'));
 }
 
+/// `runbooks/*.yaml` and the shared pieces they call, `runbooks/lib/*.yaml`.
+fn shipped() -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["runbooks", "runbooks/lib"] {
+        let entries = std::fs::read_dir(root().join(dir)).expect("runbooks");
+        out.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml")),
+        );
+    }
+    assert!(out.iter().any(|p| p.ends_with("lib/unseal.yaml")));
+    out
+}
+
 #[test]
 fn shipped_runbooks_are_valid_strictly() {
-    for entry in std::fs::read_dir(root().join("runbooks"))
-        .expect("runbooks")
-        .flatten()
-    {
-        let p = entry.path();
+    for p in shipped() {
         let ran = runbook(["validate".as_ref(), "--strict".as_ref(), p.as_os_str()]).run();
         assert_eq!(ran.code, Some(0), "{}:\n{}", p.display(), ran.stderr);
     }
@@ -145,12 +157,7 @@ fn truncated_input_never_panics() {
         .flatten()
         .map(|e| e.path())
         .collect();
-    files.extend(
-        std::fs::read_dir(root().join("runbooks"))
-            .expect("runbooks")
-            .flatten()
-            .map(|e| e.path()),
-    );
+    files.extend(shipped());
     files.sort();
     let tmp = tempfile::tempdir().expect("tmp");
     let mut sampled = 0;
@@ -294,6 +301,18 @@ fn list_shows_descriptions() {
         ran.stdout
             .contains("vault-crash: Recover a crashed Vault or OpenBao node")
     );
+    for name in [
+        "vault-triage",
+        "vault-audit",
+        "vault-kv-policy",
+        "vault-token",
+    ] {
+        assert!(
+            ran.stdout.contains(&format!("runbooks/{name}.yaml")),
+            "{name} is listed:\n{}",
+            ran.stdout
+        );
+    }
 }
 
 #[test]

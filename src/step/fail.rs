@@ -1,0 +1,11 @@
+//! `fail:` steps: stop the run on purpose, with a message (a template; no secrets).
+
+use minijinja::value::Value;
+
+use super::render::Renderer;
+use crate::model::Tmpl;
+
+/// Renders a fail step's message.
+pub(crate) fn render(r: &dyn Renderer, message: &Tmpl, ctx: &Value) -> Result<String, String> {
+    r.text(message, ctx, "fail")
+}
