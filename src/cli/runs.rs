@@ -344,7 +344,14 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         Ok(t) => t,
         Err(e) => {
             error_line(&e);
-            return if matches!(e, journal::JournalError::Chain { .. }) {
+            // A damaged journal (a broken chain, a record that is not one) is a failed
+            // verification (exit 1), not a usage error.
+            let damaged = match e {
+                journal::JournalError::Chain { .. } => true,
+                journal::JournalError::Parse { .. } => a.verify,
+                journal::JournalError::Io(..) => false,
+            };
+            return if damaged {
                 ExitStatus::StepFailed
             } else {
                 ExitStatus::Invalid
@@ -381,7 +388,10 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         };
         let sealed = match (&loaded.head, ended) {
             (Some(h), true) if h.sealed => "sealed end present",
-            (_, true) => "ended (no head file: written before heads existed)",
+            (None, true) => "ended (no head file: written before heads existed)",
+            (Some(_), true) => {
+                "ended, but the head was not sealed (the engine stopped between the two; `resume` seals it)"
+            }
             (_, false) => "not ended: interrupted or still running",
         };
         println!(

@@ -68,7 +68,17 @@ pub(crate) fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
     let name = run_dir.join(ENGINE_LOCK).display().to_string();
     let mut f = open(run_dir, true).map_err(|e| LiveError::Io(name.clone(), e))?;
     if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
-        let h = read_holder(&mut f).unwrap_or(LiveHolder {
+        // The holder writes its line just after taking the lock: a racing reader may look
+        // in between, so it looks again for a moment before calling the holder unknown.
+        let mut seen = read_holder(&mut f);
+        for _ in 0..40 {
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            seen = read_holder(&mut f);
+        }
+        let h = seen.unwrap_or(LiveHolder {
             pid: 0,
             user: "?".into(),
             host: "?".into(),

@@ -76,9 +76,12 @@ pub(crate) async fn run_command(
         env: body_env,
         stdin,
     } = rendered;
+    env_vars.extend(body_env);
+    // Last, so a step's own `env:` cannot replace them: `resume` finds the processes of a
+    // killed engine's steps by these two (a step started beside itself would run twice).
+    env_vars.retain(|(k, _)| k != "RUNBOOK_RUN_ID" && k != "RUNBOOK_STEP");
     env_vars.push(("RUNBOOK_RUN_ID".into(), env.run_id.clone()));
     env_vars.push(("RUNBOOK_STEP".into(), step.id.name.clone()));
-    env_vars.extend(body_env);
     let host = target.as_ref().map(|t| t.name.clone());
     env.emit(Event::StepStarted {
         step: step.id.name.clone(),

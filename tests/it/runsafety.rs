@@ -1149,3 +1149,58 @@ steps:
         }
     }
 }
+
+/// The processes of a step that was in flight when its engine was killed keep `resume` (even
+/// with `--rerun-in-doubt`) from starting it beside itself, also when the step's own `env:`
+/// names `RUNBOOK_RUN_ID`/`RUNBOOK_STEP` (the engine's values win).
+#[test]
+fn a_step_in_flight_is_not_started_beside_itself_even_if_its_env_hides_it() {
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: envov\nversion: 1\nsteps:\n  - id: a\n    run: echo x >> {D}/count; touch {D}/in-a; sleep 38.41\n    env:\n      RUNBOOK_RUN_ID: nothing\n      RUNBOOK_STEP: other\n",
+    );
+    let mut child = spawn(&s, &["--progress", "plain"]);
+    until("a started", || s.path("in-a").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let id = run_ids(&s).remove(0);
+    let r = resume(&s, &id, &["--rerun-in-doubt"]);
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 38.41"])
+        .status();
+    assert_eq!(r.code, Some(6), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the processes of `a` started by the killed engine"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(s.read("count"), "x\n", "the step ran once");
+}
+
+/// `transcript --verify` on a journal with a line that is not a record (zero bytes in the
+/// middle, an edit) fails the verification (exit 1), like a broken chain.
+#[test]
+fn verify_fails_with_exit_1_on_a_damaged_record() {
+    let s = Scratch::new();
+    s.runbook("runbook: d\nversion: 1\nsteps:\n  - id: a\n    run: echo a\n  - id: b\n    needs: [a]\n    run: echo b\n");
+    let ran = s.exec(&["--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let id = run_ids(&s).remove(0);
+    let path = s.path(&format!("runs/{id}/journal.jsonl"));
+    let text = std::fs::read(&path).expect("journal");
+    let cut = text
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("two records");
+    let mut damaged = text[..cut].to_vec();
+    damaged.extend_from_slice(&[0u8; 100]);
+    damaged.extend_from_slice(&text[cut..]);
+    std::fs::write(&path, damaged).expect("write");
+    let v = runbook(["transcript", &id, "--runs-dir", &rd(&s), "--verify"]).run();
+    assert_eq!(v.code, Some(1), "{}", v.stderr);
+    assert!(v.stderr.contains("not a journal record"), "{}", v.stderr);
+}
