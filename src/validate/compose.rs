@@ -410,7 +410,15 @@ fn call(
                     has_when = true;
                     let own = scope.rewrite(v, "when");
                     match (&call_when, own.as_str()) {
-                        (Some(p), Some(c)) => scalar(format!("({p}) and ({c})"), &at),
+                        // Both may be written with braces (`{{ … }}`): join the expressions.
+                        (Some(p), Some(c)) => scalar(
+                            format!(
+                                "({}) and ({})",
+                                crate::template::expression_source(p),
+                                crate::template::expression_source(c)
+                            ),
+                            &at,
+                        ),
                         _ => own,
                     }
                 }

@@ -17,6 +17,7 @@ steps:
     rollback: echo "undo-make-{{ who }}" >> {D}/undo
   - id: check
     needs: make
+    when: "{{ who != '' }}"
     read_only: true
     run: echo "checked {{ inputs.who }}"
     outputs:
@@ -38,6 +39,7 @@ steps:
     rollback: echo undo-first >> {D}/undo
   - id: greet
     needs: first
+    when: "{{ name != 'skip' }}"
     uses: lib/child.yaml
     with: { who: "{{ name }}", times: 3 }
   - id: after
@@ -121,4 +123,24 @@ fn a_call_cycle_is_an_error_printed_as_a_path() {
         "{}",
         ran.stderr
     );
+}
+
+/// The call's `when` applies to every child step (joined with the child's own, braces or
+/// not): a false one skips the whole call and nothing of the child runs.
+#[test]
+fn a_false_when_on_the_call_skips_every_child_step() {
+    let s = scratch();
+    let ran = s.exec(&["-i", "name=skip"]);
+    // `after` reads the skipped call's outputs: it fails, and nothing of the child ran.
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("done"), "first\n");
+    for id in ["greet.make", "greet.check", "greet"] {
+        assert!(
+            ran.stderr
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains("skipped")),
+            "{id}: {}",
+            ran.stderr
+        );
+    }
 }
