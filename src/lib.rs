@@ -40,6 +40,7 @@ pub mod load;
 pub mod model;
 pub mod plan;
 pub mod schema;
+pub mod store;
 pub mod template;
 pub mod transcript;
 pub mod validate;
