@@ -51,7 +51,11 @@ pub fn redact(conn: &str) -> String {
         let key_part = &rest[..eq];
         out.push_str(key_part);
         out.push('=');
-        let key = key_part.rsplit(char::is_whitespace).next().unwrap_or("");
+        let key = key_part
+            .trim_end()
+            .rsplit(char::is_whitespace)
+            .next()
+            .unwrap_or("");
         let after = &rest[eq + 1..];
         let after_trim = after.trim_start();
         out.push_str(&after[..after.len() - after_trim.len()]);
