@@ -33,7 +33,7 @@ impl From<ExitStatus> for std::process::ExitCode {
 }
 
 /// The table printed in `--help`.
-pub const EXIT_CODES_HELP: &str = "\
+pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  a step failed; rollback done

@@ -6,7 +6,7 @@
 /// Steps grouped in waves: every step's dependencies are in earlier waves.
 /// `deps[i]` lists the indices step `i` needs. Returns the waves, or a cycle as a list of
 /// indices where the last needs the first.
-pub fn waves(deps: &[Vec<usize>]) -> Result<Vec<Vec<usize>>, Vec<usize>> {
+pub(crate) fn waves(deps: &[Vec<usize>]) -> Result<Vec<Vec<usize>>, Vec<usize>> {
     let n = deps.len();
     let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -66,14 +66,14 @@ fn find_cycle(deps: &[Vec<usize>], indegree: &[usize]) -> Vec<usize> {
 
 /// Transitive dependencies of every step, as bitsets (`n²/8` bytes: 12.5 MB for 10,000 steps,
 /// where index lists would take gigabytes for a long chain).
-pub struct Ancestors {
+pub(crate) struct Ancestors {
     words: usize,
     bits: Vec<u64>,
 }
 
 impl Ancestors {
     /// `order` must be a topological order (the flattened waves).
-    pub fn new(deps: &[Vec<usize>], order: &[usize]) -> Ancestors {
+    pub(crate) fn new(deps: &[Vec<usize>], order: &[usize]) -> Ancestors {
         let n = deps.len();
         let words = n.div_ceil(64);
         let mut bits = vec![0u64; words * n];
@@ -96,7 +96,7 @@ impl Ancestors {
     }
 
     /// Whether step `a` is (transitively) needed by step `b`.
-    pub fn is_ancestor(&self, a: usize, b: usize) -> bool {
+    pub(crate) fn is_ancestor(&self, a: usize, b: usize) -> bool {
         self.bits
             .get(b * self.words + a / 64)
             .is_some_and(|w| w & (1 << (a % 64)) != 0)

@@ -3,44 +3,77 @@
 //!
 //! The pipeline is **load → validate → plan → execute → transcript**, and every stage only
 //! depends on earlier ones: [`load`] reads a file into a span-carrying YAML tree; [`validate`]
-//! turns it into a [`model::Runbook`] or a list of [`diagnostic::Diagnostic`]s (every problem at
-//! once, with line:column and a caret); [`plan`] resolves inputs and builds the wave-ordered step
-//! graph (the dry run *is* this value, rendered); [`execute`] runs the runbook over the same
-//! graph, emitting events that observers consume (the console, the JSON stream, and the
-//! [`journal`], which `resume` replays); [`transcript`] tells a run from its journal and attaches
-//! it to incidents. Only [`cli`] knows about command-line flags and only it prints.
+//! turns it into a [`Runbook`] or a list of [`Diagnostic`]s (every problem at once, with
+//! line:column and a caret); `plan` resolves inputs and builds the wave-ordered step graph
+//! (the dry run *is* this value, rendered); `execute` runs the runbook over the same graph,
+//! each step through its kind's module in `step/` (the same render function the plan used),
+//! emitting [`Event`]s that observers consume (the console, the JSON stream, and the journal,
+//! which `resume` replays); `session` is what a run needs around the engine for any front
+//! end (run ids, where runs live, what a resumed run already knows); `transcript` tells a
+//! run from its journal and attaches it to incidents. Only `cli` knows about command-line
+//! flags and only it prints.
 //!
-//! Module map:
-//! - [`load`]: bytes → [`load::Node`] tree (YAML via `saphyr-parser`, spans, duplicate keys).
-//! - [`validate`]: tree → [`model::Runbook`]; structural reading and semantic checks.
-//! - [`model`]: the validated runbook types.
-//! - [`template`]: minijinja, strict undefined, shell quoting, secrets, placeholders.
-//! - [`graph`]: waves and cycle paths.
-//! - [`plan`]: inputs resolution, the [`plan::Plan`], and its text/json/dot/mermaid renderers.
-//! - [`execute`]: the engine (scheduler, gates, rollback, `finally`), events, the redactor,
-//!   readable results (`readable.rs`: HTTP summaries, `until` part by part), and one runner
-//!   per way of running (`runner/local.rs`, `runner/ssh.rs`, `runner/http.rs`).
-//! - [`journal`]: the hash-chained run journal, locks, remote answers, engine liveness
-//!   (`live.rs`) and where a run stands (`state.rs`: running, waiting at GATE, paused, …).
-//! - [`transcript`]: transcripts (minijinja templates in `templates/`) and incident attachment.
+//! Module map (leaves first; no module imports a later stage, and none imports `cli`):
+//! - `event`: the [`Event`] contract and the [`Observer`] trait (journal, transcript,
+//!   console and JSON stream all read it).
+//! - `redact`: the one streaming redactor every byte leaving the engine passes through.
+//! - `sys`: current user and host, approver rules, files and directories only their owner reads.
+//! - `fmt`: durations and SSH destinations as people see them.
+//! - `exit`: outcome → process exit code, in one place.
+//! - [`load`]: bytes → YAML tree with spans (duplicate keys refused).
+//! - [`validate`]: tree → [`Runbook`]; structural reading and semantic checks.
 //! - [`diagnostic`]: problems in a runbook and their renderers.
-//! - [`schema`]: the JSON Schema of the format.
-//! - [`exit`]: outcome → process exit code, in one place.
-//! - [`cli`]: clap arguments, subcommands, output; the run store (`store.rs`: per-user runs
-//!   dir, ids by prefix and `last`), `runs`/`show`/`logs` (`inspect.rs`), options a run
-//!   remembers for `resume` (`remember.rs`).
+//! - `model`: the validated runbook types. `schema`: the JSON Schema of the format.
+//! - `template`: minijinja, strict undefined, shell quoting, URLs, secrets, placeholders.
+//! - `graph`: waves and cycle paths.
+//! - `inputs`: resolved inputs (read by plan and execute).
+//! - `plan`: the [`Plan`] and its text/json/dot/mermaid renderers.
+//! - `runner`: one runner per way of running (`local.rs`, `ssh.rs`) and the HTTP client.
+//! - `step`: one module per step kind (`run`, `http`, `wait`, `manual`) with its render
+//!   function (shared by plan and run), success rule (`expect.rs`) and readable results;
+//!   `hosts.rs` resolves `on:`, `context.rs` builds what templates see, `render.rs` is the
+//!   plan/run renderer seam.
+//! - `execute`: `scheduler.rs` (sole owner of run state), `lifecycle.rs` (one step's
+//!   attempts), `fanout.rs` (hosts and items), `gate.rs` (answers, incl. an
+//!   [`AnswerSource`] for remote ones), `unwind.rs` (LIFO rollback), `shared.rs` (the
+//!   emitter: the only way events, hence journal records, leave a run).
+//! - `journal`: the hash-chained run journal, locks, remote answers, liveness, run state.
+//! - `session`: [`RunId`], `store.rs` (runs directory, finding a run), `prior.rs`.
+//! - `transcript`: transcripts and incident attachment.
+//! - `cli`: clap arguments, subcommands, console output, prompts.
 
-pub mod cli;
+mod cli;
 pub mod diagnostic;
-pub mod execute;
-pub mod exit;
-pub mod graph;
-pub mod journal;
+mod event;
+mod execute;
+mod exit;
+mod fmt;
+mod graph;
+mod inputs;
+mod journal;
 pub mod load;
-pub mod model;
-pub mod plan;
-pub mod schema;
-pub mod store;
-pub mod template;
-pub mod transcript;
+mod model;
+mod plan;
+mod redact;
+mod runner;
+mod schema;
+mod session;
+mod step;
+mod store;
+mod sys;
+mod template;
+mod transcript;
 pub mod validate;
+
+pub use cli::main;
+pub use diagnostic::Diagnostic;
+pub use event::{Event, Observer, Stamped, StepStatus};
+pub use execute::{
+    AnswerSource, Options, Prompter, RemoteAnswer, RollbackSummary, RunOutcome, Services,
+    StepSummary, execute,
+};
+pub use exit::ExitStatus;
+pub use model::Runbook;
+pub use plan::{Plan, build as build_plan};
+pub use runner::{StepError, StepErrorKind};
+pub use session::RunId;

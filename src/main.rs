@@ -1,5 +1,5 @@
-//! The `runbook` binary: everything lives in the library; see `runbook::cli`.
+//! The `runbook` binary: everything lives in the library; see `runbook::main` (the `cli` module).
 
 fn main() -> std::process::ExitCode {
-    runbook::cli::main()
+    runbook::main()
 }

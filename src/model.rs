@@ -109,7 +109,7 @@ pub struct Input {
 
 /// Secrets shorter than this are refused unless the input sets `min_length` lower: a short
 /// value cannot be masked safely (it would mask that word everywhere, or nothing).
-pub const MIN_SECRET_LEN: usize = 8;
+pub(crate) const MIN_SECRET_LEN: usize = 8;
 
 /// An SSH host.
 #[derive(Debug, Clone)]

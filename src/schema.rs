@@ -122,7 +122,7 @@ fn step() -> Value {
 }
 
 /// The schema as a JSON value.
-pub fn schema() -> Value {
+pub(crate) fn schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://runbook.dev/schema/runbook-v1.json",
@@ -184,6 +184,6 @@ pub fn schema() -> Value {
 }
 
 /// The schema, pretty-printed (what `runbook schema` prints).
-pub fn schema_json() -> String {
+pub(crate) fn schema_json() -> String {
     serde_json::to_string_pretty(&schema()).unwrap_or_default()
 }

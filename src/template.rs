@@ -13,8 +13,8 @@
 //!   a plan it renders masked; it is only revealed where the engine sends it itself (an HTTP
 //!   body or header), and the redactor masks it in everything shown.
 
-pub mod shell;
-pub mod url;
+pub(crate) mod shell;
+pub(crate) mod url;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -25,27 +25,25 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 /// The text shown in place of a secret.
-pub const MASK: &str = "********";
+pub(crate) const MASK: &str = "********";
 
 /// Whether non-shell renders reveal secret values (execution) or mask them (plan, display).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretDisplay {
+pub(crate) enum SecretDisplay {
     Mask,
     Reveal,
 }
 
 /// Where a rendered template ends up, which decides quoting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// A shell command: values are shell-quoted, secrets become env references.
-    Shell,
+pub(crate) enum Target {
     /// Plain text (URL, title, body): values inserted as they are.
     Text,
 }
 
 /// A secret value inside a template context. Renders masked unless the formatter reveals it.
 #[derive(Debug)]
-pub struct Secret {
+pub(crate) struct Secret {
     /// Environment variable that carries the value to a command.
     pub env_name: String,
     pub value: String,
@@ -131,7 +129,7 @@ impl Drop for RevealGuard {
 
 /// A command rendered for the shell: the text, and the environment that carries its values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShellCommand {
+pub(crate) struct ShellCommand {
     /// The command, where every value is a reference such as `"${RUNBOOK_V1}"`.
     pub command: String,
     /// The variables it references: `RUNBOOK_V1=…` for values, `RUNBOOK_SECRET_X=…` for the
@@ -158,7 +156,7 @@ fn note_derived(text: &str) -> bool {
 }
 
 /// The values computed from a secret by the last [`Templates::render_url`] on this thread.
-pub fn take_derived_secrets() -> Vec<String> {
+pub(crate) fn take_derived_secrets() -> Vec<String> {
     take_derived()
 }
 
@@ -168,7 +166,7 @@ fn take_derived() -> Vec<String> {
 
 /// A value only known when the run gets there (`steps.x.stdout`): renders as `<steps.x.stdout>`.
 #[derive(Debug)]
-pub struct Placeholder(pub String);
+pub(crate) struct Placeholder(pub String);
 
 impl Object for Placeholder {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -190,12 +188,12 @@ impl Object for Placeholder {
 }
 
 /// Converts any serialisable value into a template value.
-pub fn to_value<T: serde::Serialize>(v: T) -> Value {
+pub(crate) fn to_value<T: serde::Serialize>(v: T) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
 
 /// A template map from key/value pairs (`Value::from_iter` of pairs makes a list, not a map).
-pub fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
+pub(crate) fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
     Value::from(
         entries
             .into_iter()
@@ -205,7 +203,7 @@ pub fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Va
 }
 
 /// The name of the environment variable that carries secret `input` (item `index` of a list).
-pub fn secret_env_name(input: &str, index: Option<usize>) -> String {
+pub(crate) fn secret_env_name(input: &str, index: Option<usize>) -> String {
     let base: String = input
         .chars()
         .map(|c| {
@@ -223,7 +221,7 @@ pub fn secret_env_name(input: &str, index: Option<usize>) -> String {
 }
 
 /// Quotes `s` for POSIX `sh`; plain words stay as they are.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
@@ -234,7 +232,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The one template environment, configured for strictness, quoting and secrets.
-pub struct Templates {
+pub(crate) struct Templates {
     env: Environment<'static>,
     secrets: SecretDisplay,
 }
@@ -244,7 +242,7 @@ const URL_NAME: &str = "url";
 const TEXT_NAME: &str = "text";
 
 impl Templates {
-    pub fn new(secrets: SecretDisplay) -> Templates {
+    pub(crate) fn new(secrets: SecretDisplay) -> Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_recursion_limit(64);
@@ -293,20 +291,8 @@ impl Templates {
         Templates { env, secrets }
     }
 
-    /// Checks a template's syntax.
-    pub fn check_template(&self, src: &str) -> Result<(), Error> {
-        self.env
-            .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))
-            .map(|_| ())
-    }
-
-    /// Checks an expression's syntax.
-    pub fn check_expression(&self, src: &str) -> Result<(), Error> {
-        self.env.compile_expression(src).map(|_| ())
-    }
-
     /// Variables a template reads that it does not define itself (`a`, `steps.x.stdout`).
-    pub fn template_variables(&self, src: &str) -> Result<HashSet<String>, Error> {
+    pub(crate) fn template_variables(&self, src: &str) -> Result<HashSet<String>, Error> {
         Ok(self
             .env
             .template_from_named_str(TEXT_NAME, &protect_dollar_hash(src))?
@@ -314,21 +300,24 @@ impl Templates {
     }
 
     /// Variables an expression reads.
-    pub fn expression_variables(&self, src: &str) -> Result<HashSet<String>, Error> {
+    pub(crate) fn expression_variables(&self, src: &str) -> Result<HashSet<String>, Error> {
         Ok(self.env.compile_expression(src)?.undeclared_variables(true))
     }
 
     /// Renders a template for `target` against `ctx`. A shell command renders with its values
     /// as references (see [`Templates::render_command`] for the environment that goes with it).
-    pub fn render(&self, src: &str, ctx: &Value, target: Target) -> Result<String, Error> {
+    pub(crate) fn render(&self, src: &str, ctx: &Value, target: Target) -> Result<String, Error> {
         match target {
-            Target::Shell => self.render_command(src, ctx).map(|c| c.command),
             Target::Text => self.render_text(src, ctx).map(|(t, _)| t),
         }
     }
 
     /// Renders text; also returns the values in it computed from a secret (secrets too).
-    pub fn render_text(&self, src: &str, ctx: &Value) -> Result<(String, Vec<String>), Error> {
+    pub(crate) fn render_text(
+        &self,
+        src: &str,
+        ctx: &Value,
+    ) -> Result<(String, Vec<String>), Error> {
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         start_render();
         let out = self
@@ -343,7 +332,7 @@ impl Templates {
     /// the command through an environment variable, referenced in a way that is correct for
     /// the quoting context where the template stands; values marked `| raw` are inserted as
     /// they are. A value in a context where no reference is safe is an error.
-    pub fn render_command(&self, src: &str, ctx: &Value) -> Result<ShellCommand, Error> {
+    pub(crate) fn render_command(&self, src: &str, ctx: &Value) -> Result<ShellCommand, Error> {
         if shell::has_marker_chars(src) {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
@@ -380,7 +369,7 @@ impl Templates {
 
     /// Renders a URL: each value is percent-encoded for the component where it stands, and
     /// may not change the scheme or the host (see [`url`]).
-    pub fn render_url(&self, src: &str, ctx: &Value) -> Result<String, Error> {
+    pub(crate) fn render_url(&self, src: &str, ctx: &Value) -> Result<String, Error> {
         if shell::has_marker_chars(src) {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
@@ -399,7 +388,7 @@ impl Templates {
     }
 
     /// Evaluates an expression against `ctx`.
-    pub fn eval(&self, src: &str, ctx: &Value) -> Result<Value, Error> {
+    pub(crate) fn eval(&self, src: &str, ctx: &Value) -> Result<Value, Error> {
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         self.env.compile_expression(src)?.eval(ctx)
     }
@@ -446,7 +435,7 @@ fn shell_format(
 /// Checks a rendered host address (`host`, `1.2.3.4`, `[::1]`) or user name: a value that
 /// could be read as an option (`-oProxyCommand=…`) or change the destination (`a@b`, `a/b`,
 /// spaces) is refused.
-pub fn check_host_part(what: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_host_part(what: &str, value: &str) -> Result<(), String> {
     let allowed = |c: char| {
         c.is_ascii_alphanumeric()
             || matches!(c, '.' | '-' | '_')
@@ -472,7 +461,7 @@ pub fn check_host_part(what: &str, value: &str) -> Result<(), String> {
 
 /// What `validate` needs to know about a command template, read from its tokens.
 #[derive(Debug, Default)]
-pub struct CommandAnalysis {
+pub(crate) struct CommandAnalysis {
     /// Values written `| raw` (or `| safe`): the root variable and where.
     pub raw: Vec<(String, std::ops::Range<usize>)>,
     /// `{% autoescape %}` and `{% filter %}` blocks, which have no place in a command.
@@ -556,7 +545,7 @@ fn skeleton(src: &str) -> Option<Skeleton> {
 
 /// Reads a command template's tokens: which values are raw, which blocks it uses, and in
 /// which quoting context each `{{ … }}` stands (every branch of every `{% if %}` counts).
-pub fn analyse_command(src: &str) -> CommandAnalysis {
+pub(crate) fn analyse_command(src: &str) -> CommandAnalysis {
     let src = protect_dollar_hash(src);
     let mut out = CommandAnalysis::default();
     let Some(sk) = skeleton(&src) else {
@@ -577,7 +566,7 @@ pub fn analyse_command(src: &str) -> CommandAnalysis {
 
 /// The values of a URL template that decide where the request goes (its scheme, host or
 /// port, or the whole origin): root variable, source range, and whether it is the origin.
-pub fn url_origin_values(src: &str) -> Vec<(String, std::ops::Range<usize>, url::Part)> {
+pub(crate) fn url_origin_values(src: &str) -> Vec<(String, std::ops::Range<usize>, url::Part)> {
     let Some(sk) = skeleton(src) else {
         return Vec::new();
     };
@@ -629,7 +618,7 @@ fn protect_dollar_hash(src: &str) -> Cow<'_, str> {
 }
 
 /// Strips one `{{ … }}` wrapper from an expression, so `when: "{{ x }}"` and `when: x` agree.
-pub fn expression_source(src: &str) -> &str {
+pub(crate) fn expression_source(src: &str) -> &str {
     let t = src.trim();
     match t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
         Some(inner) if !inner.contains("{{") => inner.trim(),
@@ -638,7 +627,7 @@ pub fn expression_source(src: &str) -> &str {
 }
 
 /// Describes a minijinja error in one line (without the template dump).
-pub fn describe_error(err: &Error) -> String {
+pub(crate) fn describe_error(err: &Error) -> String {
     match err.detail() {
         Some(detail) => format!("{}: {detail}", kind_text(err.kind())),
         None => kind_text(err.kind()).to_string(),
@@ -723,7 +712,9 @@ mod tests {
     #[test]
     fn raw_is_explicit() {
         let t = Templates::new(SecretDisplay::Reveal);
-        let out = t.render("{{ evil | raw }}", &ctx(), Target::Shell);
+        let out = t
+            .render_command("{{ evil | raw }}", &ctx())
+            .map(|c| c.command);
         assert_eq!(out.ok().as_deref(), Some("a; rm -rf /"));
     }
 

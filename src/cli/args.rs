@@ -18,7 +18,7 @@ Examples:
 /// SSH, rollback and transcripts.
 #[derive(Debug, Parser)]
 #[command(name = "runbook", version, about, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"), propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// When to use colour: auto (a terminal, and NO_COLOR unset), always, never.
@@ -27,14 +27,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     Auto,
     Always,
     Never,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check runbooks and report every problem at once, with line:column and a caret.
     #[command(after_help = "\
 Examples:
@@ -212,7 +212,7 @@ Examples:
 }
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Runbook files to check.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -225,14 +225,14 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DiagFormat {
+pub(crate) enum DiagFormat {
     Human,
     Json,
 }
 
 /// Inputs of a run, shared by `plan` and `exec`.
 #[derive(Debug, Args, Clone)]
-pub struct InputArgs {
+pub(crate) struct InputArgs {
     /// An input value, KEY=VALUE (repeatable). Secrets are refused here.
     #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
@@ -242,7 +242,7 @@ pub struct InputArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// The runbook.
     pub file: PathBuf,
     #[command(flatten)]
@@ -253,7 +253,7 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// The runbook.
     pub file: PathBuf,
     #[command(flatten)]
@@ -271,7 +271,7 @@ pub struct ExecArgs {
 
 /// How a run is carried out: shared by `exec` and `resume`.
 #[derive(Debug, Args, Clone)]
-pub struct RunOpts {
+pub(crate) struct RunOpts {
     /// Approve every gate (not manual steps).
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -306,7 +306,7 @@ pub struct RunOpts {
 
 /// SSH settings (host keys are always checked strictly; there is no flag to turn that off).
 #[derive(Debug, Args, Clone, Default)]
-pub struct SshArgs {
+pub(crate) struct SshArgs {
     /// An ssh_config file to use instead of ~/.ssh/config.
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
@@ -321,7 +321,7 @@ pub struct SshArgs {
 
 impl SshArgs {
     /// The connect timeout, 10 s unless given.
-    pub fn connect_timeout(&self) -> std::time::Duration {
+    pub(crate) fn connect_timeout(&self) -> std::time::Duration {
         self.ssh_connect_timeout
             .unwrap_or(std::time::Duration::from_secs(10))
     }
@@ -336,20 +336,20 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     Auto,
     Tty,
     Plain,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Human,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct RunsDirArg {
+pub(crate) struct RunsDirArg {
     /// Where runs are recorded [default: $RUNBOOK_RUNS_DIR, else
     /// $XDG_STATE_HOME/runbook/runs, i.e. ~/.local/state/runbook/runs].
     #[arg(long, value_name = "DIR", global = false)]
@@ -357,7 +357,7 @@ pub struct RunsDirArg {
 }
 
 #[derive(Debug, Args)]
-pub struct ResumeArgs {
+pub(crate) struct ResumeArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -374,7 +374,7 @@ pub struct ResumeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AnswerArgs {
+pub(crate) struct AnswerArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -388,7 +388,7 @@ pub struct AnswerArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunsArgs {
+pub(crate) struct RunsArgs {
     #[command(flatten)]
     pub dir: RunsDirArg,
     /// Only runs in this state: running, waiting, paused, interrupted, success (or
@@ -402,7 +402,7 @@ pub struct RunsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -414,7 +414,7 @@ pub struct ShowArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
+pub(crate) struct LogsArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -428,7 +428,7 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RollbackArgs {
+pub(crate) struct RollbackArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -439,13 +439,13 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TranscriptFormat {
+pub(crate) enum TranscriptFormat {
     Md,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct TranscriptArgs {
+pub(crate) struct TranscriptArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -463,7 +463,7 @@ pub struct TranscriptArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AttachArgs {
+pub(crate) struct AttachArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
@@ -475,7 +475,7 @@ pub struct AttachArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct UnlockArgs {
+pub(crate) struct UnlockArgs {
     /// The lock key (as shown in the refusal).
     pub key: String,
     /// Break it even if its process looks alive.
@@ -486,9 +486,9 @@ pub struct UnlockArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     #[command(subcommand)]
-    pub action: StoreAction,
+    pub(crate) action: StoreAction,
     /// The store's connection string (postgres://user@host:port/db or key=value).
     #[arg(
         long = "store",
@@ -496,11 +496,11 @@ pub struct StoreArgs {
         global = true,
         hide_env_values = true
     )]
-    pub store: Option<String>,
+    pub(crate) store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum StoreAction {
+pub(crate) enum StoreAction {
     /// Create the schema, or apply the migrations this version adds (safe to repeat).
     Init,
     /// Report connectivity, the authenticated role and the schema version.
@@ -512,7 +512,7 @@ pub enum StoreAction {
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Folder to look in.
     #[arg(default_value = "runbooks")]
     pub dir: PathBuf,

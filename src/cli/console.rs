@@ -10,8 +10,9 @@ use std::time::Duration;
 use console::{Style, Term};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::execute::event::{Decision, Event, Stamped, StepStatus, Stream};
-use crate::execute::{GateRequest, Observer, Prompter, RunOutcome};
+use crate::event::Observer;
+use crate::event::{Decision, Event, Stamped, StepStatus, Stream};
+use crate::execute::{GateRequest, Prompter, RunOutcome};
 
 /// Styles, or none when colour is off.
 #[derive(Clone)]
@@ -195,6 +196,7 @@ impl Console {
             StepStatus::Succeeded => self.st.ok.apply_to("✔ ok").to_string(),
             StepStatus::Skipped => self.st.dim.apply_to("⊘ skipped").to_string(),
             StepStatus::NotRun => self.st.dim.apply_to("· not run").to_string(),
+            StepStatus::Running => self.st.dim.apply_to("… running").to_string(),
             StepStatus::Cancelled => self.st.warn.apply_to("✖ cancelled").to_string(),
             StepStatus::TimedOut => self.st.bad.apply_to("✖ timed out").to_string(),
             StepStatus::Failed => self.st.bad.apply_to("✖ failed").to_string(),
@@ -383,7 +385,7 @@ impl Observer for Console {
                 self.line(format!(
                     "{ts} {} {step}: {reason}; attempt {attempt} in {}",
                     self.st.warn.apply_to("↻ retry"),
-                    crate::plan::human_duration(Duration::from_millis(*delay_ms))
+                    crate::fmt::human_duration(Duration::from_millis(*delay_ms))
                 ));
             }
             Event::HostFinished {
@@ -439,7 +441,7 @@ impl Observer for Console {
                     l.done += 1;
                     l.total.set_position(l.done);
                 }
-                let d = crate::plan::human_duration(Duration::from_millis(*duration_ms));
+                let d = crate::fmt::human_duration(Duration::from_millis(*duration_ms));
                 let err = error
                     .as_deref()
                     .map(|e| format!(": {e}"))
@@ -541,7 +543,9 @@ pub(crate) fn summary(
         let status = s.status.as_str();
         let styled = match s.status {
             StepStatus::Succeeded => st.ok.apply_to(format!("{status:<10}")),
-            StepStatus::Skipped | StepStatus::NotRun => st.dim.apply_to(format!("{status:<10}")),
+            StepStatus::Skipped | StepStatus::NotRun | StepStatus::Running => {
+                st.dim.apply_to(format!("{status:<10}"))
+            }
             _ => st.bad.apply_to(format!("{status:<10}")),
         };
         let mut note = titles.get(&s.id).cloned().unwrap_or_default();
@@ -558,7 +562,7 @@ pub(crate) fn summary(
             note.push_str(&first_line(e));
         }
         let time = if s.duration_ms > 0 {
-            crate::plan::human_duration(Duration::from_millis(s.duration_ms))
+            crate::fmt::human_duration(Duration::from_millis(s.duration_ms))
         } else {
             String::new()
         };
@@ -671,7 +675,7 @@ impl TtyPrompter {
                         let _ = term.write_line(&format!(
                             "\n  {}",
                             st.warn.apply_to(
-                                "answered from another terminal (runbook approve/reject)"
+                                "prompt withdrawn: answered from another terminal (runbook approve/reject), or the run is stopping"
                             )
                         ));
                         return None;
@@ -708,7 +712,7 @@ impl Prompter for TtyPrompter {
         self.ask_inner(req, Some(stop))
     }
 
-    fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool {
+    fn confirm_rollback(&self, steps: &[String], reason: &str, stop: &AtomicBool) -> Option<bool> {
         let st = Styles::new(self.color);
         self.with_suspended(|| {
             let term = Term::stderr();
@@ -725,12 +729,16 @@ impl Prompter for TtyPrompter {
                     "{} roll back now? [y]es / [n]o (leave as is, needs a human): ",
                     st.bold.apply_to("?")
                 ));
-                let Ok(answer) = term.read_line() else {
-                    return true;
+                let Some(answer) = read_line_until(Some(stop)) else {
+                    if stop.load(Ordering::SeqCst) {
+                        let _ = term.write_line("");
+                        return None;
+                    }
+                    return Some(true);
                 };
                 match answer.trim().to_ascii_lowercase().as_str() {
-                    "y" | "yes" | "" => return true,
-                    "n" | "no" => return false,
+                    "y" | "yes" | "" => return Some(true),
+                    "n" | "no" => return Some(false),
                     _ => {}
                 }
             }

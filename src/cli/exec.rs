@@ -12,57 +12,16 @@ use super::store::{runs_dir, runs_flag};
 use super::{
     ExecArgs, OutputFormat, ProgressMode, error_line, input_errors, load_runbook, provided,
 };
-use crate::execute::capture::create_private_dir;
-use crate::execute::event::Decision;
-use crate::execute::{self, Answers, Observer, Options, Services, current_host, current_user};
+use crate::event::Decision;
+use crate::event::Observer;
+use crate::execute::{self, Answers, Options, Services};
 use crate::exit::ExitStatus;
-use crate::plan::inputs;
+use crate::inputs;
+use crate::session::RunId;
+use crate::sys::{current_host, current_user};
 
 /// Most steps running at once unless `--parallel` says otherwise.
 pub(crate) const DEFAULT_PARALLEL: usize = 4;
-
-/// A new run id: sortable by time, readable, unique enough (`20261126-090102-vault-crash-3f9a`).
-pub(crate) fn new_run_id(runbook: &str) -> String {
-    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
-    let name: String = runbook
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    format!(
-        "{}-{name}-{:016x}",
-        now.strftime("%Y%m%d-%H%M%S"),
-        random_u64()
-    )
-}
-
-/// 64 random bits from the kernel, so nobody can guess another user's run id (and answer its
-/// gates); falls back to the standard library's randomly keyed hasher.
-fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut buf = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
-    {
-        return u64::from_le_bytes(buf);
-    }
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
 
 /// Reads `--answers FILE`: a mapping of step id to yes/no/abort/done.
 fn read_answers(path: &Path) -> Result<HashMap<String, Decision>, String> {
@@ -118,8 +77,8 @@ pub(crate) fn signal_counter() -> watch::Receiver<u32> {
 }
 
 /// SSH options from the flags.
-pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::execute::runner::ssh::SshOptions {
-    crate::execute::runner::ssh::SshOptions {
+pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::runner::ssh::SshOptions {
+    crate::runner::ssh::SshOptions {
         config_file: a.ssh_config.clone(),
         known_hosts: a.known_hosts.clone(),
         connect_timeout: Some(a.connect_timeout()),
@@ -167,7 +126,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     };
     let bytes = crate::load::read_bounded(&a.file).unwrap_or_default();
     let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
-    let run_id = new_run_id(&rb.name);
+    let run_id = RunId::new(&rb.name).to_string();
     let runs = runs_dir(a.runs_dir.as_deref());
     launch(
         rb,
@@ -178,7 +137,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         &runs,
         &a.run,
         a.no_journal,
-        execute::engine::Prior::default(),
+        execute::Prior::default(),
         color,
         None,
     )
@@ -216,134 +175,31 @@ pub(crate) fn launch(
     runs: &Path,
     f: &super::RunOpts,
     no_journal: bool,
-    prior: execute::engine::Prior,
+    prior: execute::Prior,
     color: bool,
     live: Option<crate::journal::live::LiveGuard>,
 ) -> ExitStatus {
-    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts]
-        .into_iter()
-        .flatten()
-    {
-        if !p.is_file() {
-            error_line(format!("{} does not exist", p.display()));
-            return ExitStatus::Invalid;
-        }
-    }
-    let mut answers = Answers {
-        yes: f.yes,
-        approve: f.approve.iter().cloned().collect(),
-        file: HashMap::new(),
-    };
-    if let Some(path) = f.answers.as_deref() {
-        match read_answers(path) {
-            Ok(m) => answers.file = m,
-            Err(e) => {
-                error_line(e);
-                return ExitStatus::Invalid;
-            }
-        }
-    }
-    for id in answers.approve.iter().chain(answers.file.keys()) {
-        if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
-            error_line(format!(
-                "--approve/--answers names `{id}`, which is not a step of {}",
-                rb.name
-            ));
-            return ExitStatus::Invalid;
-        }
-    }
-    for target in &f.attach {
-        if let Err(e) = crate::transcript::attach::Target::parse(target) {
+    let answers = match checked_options(&rb, f) {
+        Ok(a) => a,
+        Err(e) => {
             error_line(e);
             return ExitStatus::Invalid;
         }
-    }
-    let run_dir = runs.join(&run_id);
-    // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
-    // answer into a waiting run's `answers/` (see `journal::answers`).
-    let locks = crate::journal::lock::locks_dir(runs);
-    for (dir, follow) in [
-        (runs, true),
-        (locks.as_path(), false),
-        (run_dir.as_path(), false),
-    ] {
-        if let Err(e) = crate::journal::dirs::check_owned(dir, follow) {
-            error_line(e);
-            return ExitStatus::Invalid;
-        }
-    }
-    let traversable = {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(runs)
     };
-    if let Err(e) = traversable {
-        error_line(format!(
-            "cannot create the runs directory {}: {e}",
-            runs.display()
-        ));
-        return ExitStatus::EngineFailed;
-    }
     let user = current_user();
-    // The lock, taken before the run directory exists: a refused run creates nothing.
-    let lock_key = rb.lock.as_ref().map(|l| {
-        let t = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
-        t.render(
-            &l.src,
-            &crate::plan::plan_context(&resolved),
-            crate::template::Target::Text,
-        )
-        .unwrap_or_else(|_| l.src.clone())
-    });
-    let mut lock = match &lock_key {
-        Some(key) => match crate::journal::lock::acquire(runs, key, &run_id, &user) {
-            Ok(l) => Some(l),
-            Err(e @ crate::journal::lock::LockError::Held(..)) => {
-                error_line(e);
-                return ExitStatus::Busy;
-            }
-            Err(e) => {
-                error_line(e);
-                return ExitStatus::EngineFailed;
-            }
-        },
-        None => None,
+    let started = match crate::session::start::start(&rb, &resolved, runs, &run_id, &user, live) {
+        Ok(s) => s,
+        Err(e) => {
+            error_line(e.message);
+            return e.status;
+        }
     };
-    let fresh = live.is_none();
-    if let Err(e) =
-        create_private_dir(&run_dir).and_then(|()| crate::journal::answers::prepare(&run_dir))
-    {
-        error_line(format!(
-            "cannot create the run directory {}: {e}",
-            run_dir.display()
-        ));
-        return ExitStatus::EngineFailed;
-    }
-    // Liveness: held for the whole run; `show`, `runs` and `approve` test it (`resume` took
-    // it before reading the journal and passes it in).
-    let _live = match live {
-        Some(g) => g,
-        None => match crate::journal::live::hold(&run_dir) {
-            Ok(g) => g,
-            Err(e @ crate::journal::live::LiveError::Held(_)) => {
-                error_line(format!(
-                    "{e}: watch it with `runbook show{} {run_id}`",
-                    runs_flag(runs)
-                ));
-                return ExitStatus::Busy;
-            }
-            Err(e) => {
-                // A new run: its directory was just created by us and holds nothing yet.
-                if fresh {
-                    let _ = std::fs::remove_dir_all(&run_dir);
-                }
-                error_line(e);
-                return ExitStatus::EngineFailed;
-            }
-        },
-    };
+    let crate::session::start::Started {
+        run_dir,
+        lock_key,
+        mut lock,
+        live: _live,
+    } = started;
     if let Err(e) = super::remember::save(&run_dir, f) {
         error_line(format!("cannot record the run's options: {e}"));
         return ExitStatus::EngineFailed;
@@ -362,22 +218,13 @@ pub(crate) fn launch(
         titles.clone(),
         format!("runbook logs{} {run_id}", runs_flag(runs)),
     );
-    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
-    if f.output == OutputFormat::Json {
-        observers.push(Box::new(JsonLines));
-    }
-    if !no_journal {
-        match crate::journal::Journal::open(&run_dir) {
-            Ok(j) => observers.push(Box::new(j)),
-            Err(e) => {
-                error_line(format!(
-                    "cannot open the journal in {}: {e}",
-                    run_dir.display()
-                ));
-                return ExitStatus::EngineFailed;
-            }
+    let observers = match observers(console, f.output, (!no_journal).then_some(&run_dir)) {
+        Ok(o) => o,
+        Err(e) => {
+            error_line(e);
+            return ExitStatus::EngineFailed;
         }
-    }
+    };
     let st = super::console::Styles::new(color);
     if f.no_rollback {
         eprintln!(
@@ -417,13 +264,14 @@ pub(crate) fn launch(
         file_sha256,
         lock: lock_key,
         remote: (!no_journal).then(|| execute::RemoteGates {
-            run_dir: run_dir.clone(),
+            answers: Arc::new(crate::journal::answers::AnswersDir {
+                run_dir: run_dir.clone(),
+            }),
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -433,10 +281,10 @@ pub(crate) fn launch(
             return ExitStatus::EngineFailed;
         }
     };
-    let remote: Option<Arc<dyn crate::execute::runner::RemoteRunners>> = if rb.hosts.is_empty() {
+    let remote: Option<Arc<dyn crate::runner::RemoteRunners>> = if rb.hosts.is_empty() {
         None
     } else {
-        match crate::execute::runner::ssh::SshPool::new(ssh_options(&f.ssh)) {
+        match crate::runner::ssh::SshPool::new(ssh_options(&f.ssh)) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
                 error_line(format!("cannot prepare SSH control sockets: {e}"));
@@ -445,16 +293,16 @@ pub(crate) fn launch(
         }
     };
     let services = Services {
+        local: None,
         prompter,
         remote,
-        http: Some(Arc::new(
-            crate::execute::runner::http::ReqwestClient::default(),
-        )),
+        http: Some(Arc::new(crate::runner::http::ReqwestClient::default())),
     };
+    let rb = Arc::new(rb);
     let outcome = runtime.block_on(async {
         let signals = signal_counter();
         execute::execute(
-            Arc::new(rb),
+            rb.clone(),
             Arc::new(resolved),
             opts,
             observers,
@@ -465,8 +313,7 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
-    let paused = outcome.status == ExitStatus::Aborted && outcome.reason.contains("waiting for");
-    if paused || outcome.status == ExitStatus::EngineFailed {
+    if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {
             l.keep();
@@ -479,27 +326,91 @@ pub(crate) fn launch(
         );
     }
     if !no_journal && outcome.status != ExitStatus::EngineFailed {
-        match crate::transcript::write_files(&run_dir) {
-            Ok(paths) => eprintln!(
-                "transcript: {}",
-                paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Err(e) => error_line(format!("cannot write the transcript: {e}")),
-        }
-        for target in &f.attach {
-            match runtime.block_on(crate::transcript::attach::attach_run(&run_dir, target)) {
-                Ok(msg) => eprintln!("{msg}"),
-                Err(e) => error_line(format!(
-                    "{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`",
-                    run_dir.display()
-                )),
-            }
-        }
+        transcribe_and_attach(&runtime, &run_dir, &rb, &f.attach, &runs_flag, &run_id);
     }
     runtime.shutdown_background();
     outcome.status
+}
+
+/// After a run: writes its transcript and attaches it where `--attach` said, printing where
+/// each went (a failed attachment keeps the transcript and says how to retry).
+fn transcribe_and_attach(
+    runtime: &tokio::runtime::Runtime,
+    run_dir: &Path,
+    rb: &crate::model::Runbook,
+    attach: &[String],
+    runs_flag: &str,
+    run_id: &str,
+) {
+    match crate::transcript::write_files_with(run_dir, Some(rb)) {
+        Ok(paths) => eprintln!(
+            "transcript: {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => error_line(format!("cannot write the transcript: {e}")),
+    }
+    for target in attach {
+        match runtime.block_on(crate::transcript::attach::attach_run(run_dir, target)) {
+            Ok(msg) => eprintln!("{msg}"),
+            Err(e) => error_line(format!(
+                "{e}; the transcript is kept in {}: re-run `runbook attach{runs_flag} {run_id} --to {target}`",
+                run_dir.display()
+            )),
+        }
+    }
+}
+
+/// Who sees the run's events: the console, the JSON stream (`--output json`), the journal.
+fn observers(
+    console: Console,
+    output: OutputFormat,
+    journal_in: Option<&PathBuf>,
+) -> Result<Vec<Box<dyn Observer>>, String> {
+    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
+    if output == OutputFormat::Json {
+        observers.push(Box::new(JsonLines));
+    }
+    if let Some(run_dir) = journal_in {
+        let j = crate::journal::Journal::open(run_dir)
+            .map_err(|e| format!("cannot open the journal in {}: {e}", run_dir.display()))?;
+        observers.push(Box::new(j));
+    }
+    Ok(observers)
+}
+
+/// Checks the run's options before anything is created (files named exist, answered steps
+/// exist, attachment targets parse) and reads the answers given in advance.
+fn checked_options(rb: &crate::model::Runbook, f: &super::RunOpts) -> Result<Answers, String> {
+    for p in [&f.ssh.ssh_config, &f.ssh.known_hosts]
+        .into_iter()
+        .flatten()
+    {
+        if !p.is_file() {
+            return Err(format!("{} does not exist", p.display()));
+        }
+    }
+    let mut answers = Answers {
+        yes: f.yes,
+        approve: f.approve.iter().cloned().collect(),
+        file: HashMap::new(),
+    };
+    if let Some(path) = f.answers.as_deref() {
+        answers.file = read_answers(path)?;
+    }
+    for id in answers.approve.iter().chain(answers.file.keys()) {
+        if rb.step(id).is_none() && !rb.finally.iter().any(|s| &s.id.name == id) {
+            return Err(format!(
+                "--approve/--answers names `{id}`, which is not a step of {}",
+                rb.name
+            ));
+        }
+    }
+    for target in &f.attach {
+        crate::transcript::attach::Target::parse(target)?;
+    }
+    Ok(answers)
 }

@@ -29,7 +29,7 @@ fn duration(v: &RunView) -> Option<Duration> {
 }
 
 fn human(d: Option<Duration>) -> String {
-    d.map(|d| crate::plan::human_duration(Duration::from_secs(d.as_secs().max(1))))
+    d.map(|d| crate::fmt::human_duration(Duration::from_secs(d.as_secs().max(1))))
         .unwrap_or_default()
 }
 
@@ -207,7 +207,27 @@ pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
             }
             c
         }
-        RunState::Interrupted => vec![format!("runbook resume{f} {id}")],
+        RunState::Interrupted => {
+            let doubt: Vec<&str> = v
+                .steps
+                .iter()
+                .filter(|s| s.status == "in-doubt")
+                .map(|s| s.id.as_str())
+                .collect();
+            if doubt.is_empty() {
+                vec![format!("runbook resume{f} {id}")]
+            } else {
+                // What the engine was doing when it died may or may not have happened.
+                let which = doubt.join(", ");
+                vec![
+                    format!(
+                        "runbook resume{f} {id}   (asks about {which}: in doubt, it may have run)"
+                    ),
+                    format!("runbook resume{f} {id} --rerun-in-doubt   (run {which} again)"),
+                    format!("runbook resume{f} {id} --skip-in-doubt    (treat {which} as done)"),
+                ]
+            }
+        }
         RunState::Finished { exit_code: 4, .. } => vec![
             format!("runbook rollback{f} {id}"),
             format!("runbook transcript{f} {id}"),
@@ -352,7 +372,7 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             let time = s
                 .and_then(|s| s.duration_ms)
                 .filter(|ms| *ms > 0)
-                .map(|ms| crate::plan::human_duration(Duration::from_millis(ms)))
+                .map(|ms| crate::fmt::human_duration(Duration::from_millis(ms)))
                 .unwrap_or_default();
             let mut note = title.clone();
             if let Some(e) = s.and_then(|s| s.error.as_deref()) {
@@ -391,6 +411,25 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
                 .map(|b| rollback_preview(b, &tpl, &ctx))
                 .unwrap_or_default();
             out.push_str(&format!("  {step}: {why}{cmd}\n"));
+        }
+    }
+    if matches!(v.state, RunState::Interrupted) {
+        let doubt: std::collections::HashSet<String> = v
+            .steps
+            .iter()
+            .filter(|s| s.status == "in-doubt")
+            .map(|s| s.id.clone())
+            .collect();
+        let orphans = crate::runner::local::orphaned_processes(&v.run_id, &doubt);
+        if !orphans.is_empty() {
+            out.push_str(
+                "\nStill running, started by the killed engine (resume waits for them):\n",
+            );
+            for (step, pgid, _) in orphans {
+                out.push_str(&format!(
+                    "  {step}: process group {pgid}   (stop it: kill -TERM -- -{pgid})\n"
+                ));
+            }
         }
     }
     out.push_str("\nNext:\n");

@@ -15,13 +15,14 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-pub use args::*;
+pub(crate) use args::*;
 
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::ExitStatus;
+use crate::inputs;
 use crate::load;
 use crate::model::Runbook;
-use crate::plan::{self, inputs};
+use crate::plan;
 use crate::validate;
 
 /// Entry point of the binary.
@@ -41,7 +42,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Whether to colour stderr: a terminal, `NO_COLOR` unset, `TERM` not dumb, unless forced.
-pub fn use_color(choice: ColorChoice) -> bool {
+pub(crate) fn use_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -66,8 +67,8 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Plan(a) => cmd_plan(&a, color),
         Command::Exec(a) => exec::cmd_exec(&a, color),
         Command::Resume(a) => runs::cmd_resume(&a, color),
-        Command::Approve(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Approved),
-        Command::Reject(a) => runs::cmd_answer(&a, crate::execute::event::Decision::Declined),
+        Command::Approve(a) => runs::cmd_answer(&a, crate::event::Decision::Approved),
+        Command::Reject(a) => runs::cmd_answer(&a, crate::event::Decision::Declined),
         Command::Runs(a) => inspect::cmd_runs(&a),
         Command::Show(a) => inspect::cmd_show(&a),
         Command::Logs(a) => inspect::cmd_logs(&a),
@@ -135,12 +136,12 @@ complete -F _runbook_dynamic -o bashdefault -o default runbook
 "#;
 
 /// Prints a one-line error for the tool failing (not a runbook problem).
-pub fn error_line(msg: impl std::fmt::Display) {
+pub(crate) fn error_line(msg: impl std::fmt::Display) {
     eprintln!("error: {msg}");
 }
 
 /// Loads and validates one file, printing diagnostics; the runbook if it has no errors.
-pub fn load_runbook(path: &Path, color: bool, strict: bool) -> Result<Runbook, ExitStatus> {
+pub(crate) fn load_runbook(path: &Path, color: bool, strict: bool) -> Result<Runbook, ExitStatus> {
     let loaded = match load::load(path) {
         Ok(l) => l,
         Err(e) => {
@@ -237,7 +238,7 @@ fn cmd_validate(a: &ValidateArgs, color: bool) -> ExitStatus {
 }
 
 /// Turns `-i` pairs and `--inputs-file` into what `plan::inputs` takes.
-pub fn provided(a: &InputArgs) -> Result<inputs::Provided, ExitStatus> {
+pub(crate) fn provided(a: &InputArgs) -> Result<inputs::Provided, ExitStatus> {
     let mut p = inputs::Provided::default();
     let mut bad = false;
     for s in &a.inputs {
@@ -262,7 +263,7 @@ pub fn provided(a: &InputArgs) -> Result<inputs::Provided, ExitStatus> {
 }
 
 /// Prints every input problem and returns the usage exit status.
-pub fn input_errors(errors: &[String]) -> ExitStatus {
+pub(crate) fn input_errors(errors: &[String]) -> ExitStatus {
     for e in errors {
         error_line(e);
     }

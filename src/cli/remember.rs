@@ -53,7 +53,7 @@ pub(crate) fn save(run_dir: &Path, f: &RunOpts) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&tmp);
     {
         use std::io::Write;
-        let mut file = crate::execute::capture::open_private(&tmp)?;
+        let mut file = crate::sys::open_private(&tmp)?;
         file.write_all(&serde_json::to_vec_pretty(&r).unwrap_or_default())?;
         file.sync_all()?;
     }

@@ -1,6 +1,5 @@
 //! Commands over recorded runs: resume, approve/reject, runs, transcript, attach, unlock.
 
-use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -10,11 +9,10 @@ use super::{
     AnswerArgs, AttachArgs, ResumeArgs, RollbackArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
     error_line, input_errors, load_runbook,
 };
-use crate::execute::engine::Prior;
-use crate::execute::event::{Decision, Event, StepStatus};
+use crate::event::{Decision, Event};
 use crate::exit::ExitStatus;
+use crate::inputs;
 use crate::journal;
-use crate::plan::inputs;
 
 fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<PathBuf, ExitStatus> {
     resolve(dir.runs_dir.as_deref(), run_id)
@@ -58,6 +56,19 @@ enum Continue {
     Rollback,
 }
 
+/// A command line as one short, printable line (no control characters reach the terminal).
+fn printable(s: &str) -> String {
+    let mut t: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(120)
+        .collect();
+    if s.chars().count() > 120 {
+        t.push('…');
+    }
+    t
+}
+
 fn continue_run(
     dir: &std::path::Path,
     runs_flag_dir: Option<&std::path::Path>,
@@ -67,108 +78,20 @@ fn continue_run(
 ) -> ExitStatus {
     let run_id = run_id_of(dir);
     let runs = runs_dir(runs_flag_dir);
-    let flag = runs_flag(&runs);
-    for (d, follow) in [(runs.as_path(), true), (dir, false)] {
-        if let Err(e) = journal::dirs::check_owned(d, follow) {
-            error_line(e);
-            return ExitStatus::Invalid;
-        }
-    }
-    // Own the run before reading what it did: a live engine's run is refused.
-    let live = match journal::live::hold(dir) {
-        Ok(g) => g,
-        Err(e @ journal::live::LiveError::Held(_)) => {
-            error_line(format!(
-                "cannot continue run {run_id}: {e}: watch it with `runbook show{flag} {run_id}`"
-            ));
-            return ExitStatus::Busy;
-        }
+    let rollback = matches!(how, Continue::Rollback);
+    let crate::session::resume::Opened {
+        live,
+        records,
+        file,
+        sha,
+        values,
+    } = match crate::session::resume::open(dir, &runs, rollback) {
+        Ok(o) => o,
         Err(e) => {
-            error_line(format!("cannot continue run {run_id}: {e}"));
-            return ExitStatus::EngineFailed;
+            e.messages.into_iter().for_each(error_line);
+            return e.status;
         }
     };
-    let records = match journal::load(dir) {
-        Ok(l) => match journal::missing_tail(&l, false) {
-            Some(why) => {
-                error_line(format!(
-                    "{}: {why}; refusing to continue from a journal that cannot be trusted",
-                    dir.join(journal::JOURNAL_FILE).display()
-                ));
-                return ExitStatus::Invalid;
-            }
-            None => l.records,
-        },
-        Err(e) => {
-            error_line(format!(
-                "{e}; refusing to continue from a journal that cannot be trusted"
-            ));
-            return ExitStatus::Invalid;
-        }
-    };
-    let Some((file, sha, values)) = records.iter().find_map(|r| match &r.stamped.event {
-        Event::RunStarted {
-            file,
-            file_sha256,
-            values,
-            ..
-        } => Some((file.clone(), file_sha256.clone(), values.clone())),
-        _ => None,
-    }) else {
-        error_line("the journal has no run-started record");
-        return ExitStatus::Invalid;
-    };
-    let last_end = records
-        .iter()
-        .rev()
-        .map(|r| &r.stamped.event)
-        .find(|e| matches!(e, Event::RunFinished { .. } | Event::RunResumed { .. }));
-    match (how, last_end) {
-        (
-            Continue::Resume { .. },
-            Some(Event::RunFinished {
-                resumable: false,
-                exit_code,
-                reason,
-                ..
-            }),
-        ) => {
-            // Killed between its last record and its head: seal it now, so the run reads
-            // as sealed (verify) whatever moment the engine died at.
-            if let Err(e) = crate::journal::Journal::reseal_if_ended(dir) {
-                error_line(format!("cannot seal the journal of run {run_id}: {e}"));
-            }
-            let next = if *exit_code == ExitStatus::RollbackIncomplete.code() {
-                format!("; finish its unwinding with `runbook rollback{flag} {run_id}`")
-            } else {
-                format!("; see `runbook show{flag} {run_id}`")
-            };
-            error_line(format!(
-                "run {run_id} already finished (exit {exit_code}: {reason}); there is nothing to resume{next}"
-            ));
-            return ExitStatus::Invalid;
-        }
-        (Continue::Rollback, Some(Event::RunFinished { exit_code, .. }))
-            if *exit_code == ExitStatus::RollbackIncomplete.code() => {}
-        (
-            Continue::Rollback,
-            Some(Event::RunFinished {
-                exit_code, reason, ..
-            }),
-        ) => {
-            error_line(format!(
-                "run {run_id} ended with exit {exit_code} ({reason}), not 4: it has no rollbacks left to run"
-            ));
-            return ExitStatus::Invalid;
-        }
-        (Continue::Rollback, _) => {
-            error_line(format!(
-                "run {run_id} has not ended: continue it with `runbook resume{flag} {run_id}` (it unwinds if it was unwinding)"
-            ));
-            return ExitStatus::Invalid;
-        }
-        _ => {}
-    }
     let mut f = super::remember::merged(dir, given);
     if matches!(how, Continue::Rollback) {
         // Rolling back is the point, whatever the run was started with.
@@ -202,7 +125,7 @@ fn continue_run(
         Ok(r) => r,
         Err(errors) => return input_errors(&errors),
     };
-    let mut prior = prior_from(&rb, &records);
+    let mut prior = crate::session::prior::from_journal(&rb, &records);
     let (rerun_in_doubt, skip_in_doubt) = match how {
         Continue::Resume {
             rerun_in_doubt,
@@ -214,201 +137,34 @@ fn continue_run(
             (false, true)
         }
     };
-    // Steps in flight when the engine stopped.
-    let started: Vec<String> = records
-        .iter()
-        .filter_map(|r| match &r.stamped.event {
-            Event::StepStarted { step, .. } => Some(step.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut doubtful = Vec::new();
-    for id in started {
-        if !prior.done.contains_key(&id) && rb.step(&id).is_some() && !doubtful.contains(&id) {
-            doubtful.push(id);
+    // Steps (and rollbacks) of a killed engine whose processes still run: starting them
+    // again now would run the same action twice, concurrently.
+    let orphans = crate::session::resume::orphans(&run_id, &records, &prior);
+    if !orphans.is_empty() {
+        for (step, pgid, cmd) in &orphans {
+            error_line(format!(
+                "cannot continue run {run_id}: the processes of `{step}` started by the killed engine are still running (process group {pgid}: {}); let them finish, or stop them with `kill -TERM -- -{pgid}`, then continue",
+                printable(cmd)
+            ));
         }
+        return ExitStatus::Busy;
     }
+    // Work in flight when the engine stopped: each unit decided by a flag, idempotence, or
+    // the person at the terminal.
+    let mut in_flight = crate::session::resume::in_flight(&rb, &records, &prior);
     if matches!(how, Continue::Rollback) {
-        doubtful.clear();
+        in_flight = in_flight.rollbacks_only();
     }
-    // `for_each` steps resume per item: finished items are not run again, items in flight are
-    // in doubt one by one, items never started run.
-    type Unit = (usize, Option<String>);
-    let mut items_started: HashMap<String, Vec<Unit>> = HashMap::new();
-    // Commands announced (`step-started`) per step: (item index, host). A unit whose command
-    // was never announced did not start (its process starts only after that record is on
-    // disk): it simply runs again, it is not in doubt.
-    let mut announced_units: HashMap<String, Vec<Unit>> = HashMap::new();
-    let mut items_finished: HashMap<String, HashMap<Unit, serde_json::Value>> = HashMap::new();
-    for r in &records {
-        match &r.stamped.event {
-            Event::ItemStarted {
-                step,
-                item_index,
-                host,
-            } => {
-                items_started
-                    .entry(step.clone())
-                    .or_default()
-                    .push((*item_index, host.clone()));
-            }
-            Event::StepStarted {
-                step,
-                host,
-                item_index,
-                ..
-            } => {
-                announced_units
-                    .entry(step.clone())
-                    .or_default()
-                    .push((item_index.unwrap_or(0), host.clone()));
-            }
-            Event::ItemFinished {
-                step,
-                item_index,
-                host,
-                status: StepStatus::Succeeded,
-                result,
-            } => {
-                items_finished
-                    .entry(step.clone())
-                    .or_default()
-                    .insert((*item_index, host.clone()), result.clone());
-            }
-            _ => {}
-        }
-    }
-    let mut whole = Vec::new();
-    for id in doubtful {
-        if !items_started.contains_key(&id) {
-            whole.push(id);
-            continue;
-        }
-        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let mut done = items_finished.remove(&id).unwrap_or_default();
-        let mut started = items_started.remove(&id).unwrap_or_default();
-        started.sort_unstable();
-        started.dedup();
-        // An item that ran on several hosts is decided host by host: the item itself runs
-        // again, skipping the hosts that finished (or were treated as done).
-        let with_hosts: Vec<usize> = started
-            .iter()
-            .filter(|(_, h)| h.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        started.retain(|u| !done.contains_key(u) && (u.1.is_some() || !with_hosts.contains(&u.0)));
-        let announced = announced_units.remove(&id).unwrap_or_default();
-        started.retain(|(k, h)| {
-            announced
-                .iter()
-                .any(|(ak, ah)| ak == k && (h.is_none() || ah == h))
-        });
-        for unit in started {
-            let what = match &unit {
-                (k, Some(h)) if rb.step(&id).is_some_and(|s| s.for_each.is_some()) => {
-                    format!("host {h} of item {k} of step `{id}`")
-                }
-                (_, Some(h)) => format!("host {h} of step `{id}`"),
-                (k, None) => format!("item {k} of step `{id}`"),
-            };
-            let Some(rerun) = decide_in_doubt(
-                idempotent,
-                (rerun_in_doubt, skip_in_doubt, interactive),
-                format!(
-                    "{what} was running when the engine stopped and the step is not idempotent. Run it again?"
-                ),
-                format!(
-                    "{what} was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-                ),
-            ) else {
-                return ExitStatus::Aborted;
-            };
-            let key = match &unit {
-                (k, Some(h)) => format!("{id} item {k} host {h}"),
-                (k, None) => format!("{id} item {k}"),
-            };
-            prior.in_doubt.insert(key, rerun);
-            if !rerun {
-                done.insert(
-                    unit,
-                    serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
-                );
-            }
-        }
-        // The step runs again, skipping the items and hosts listed as done.
-        prior.in_doubt.insert(id.clone(), true);
-        prior.items_done.insert(id, done);
-    }
-    for id in whole {
-        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let Some(rerun) = decide_in_doubt(
-            idempotent,
+    let decided = in_flight.decide(&rb, &mut prior, |q| {
+        decide_in_doubt(
+            q.idempotent,
             (rerun_in_doubt, skip_in_doubt, interactive),
-            format!(
-                "step `{id}` was running when the engine stopped and is not idempotent. Run it again?"
-            ),
-            format!(
-                "step `{id}` was in flight when the engine stopped and is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-            ),
-        ) else {
-            return ExitStatus::Aborted;
-        };
-        prior.in_doubt.insert(id.clone(), rerun);
-        if !rerun {
-            prior.done.insert(
-                id.clone(),
-                (
-                    StepStatus::Succeeded,
-                    serde_json::json!({ "outcome": "succeeded", "in_doubt": true }),
-                ),
-            );
-            if rb.step(&id).is_some_and(|s| s.rollback.is_some()) {
-                prior.rollbacks.push(id);
-            }
-        }
-    }
-    // Rollbacks in flight when the engine stopped are in doubt like steps.
-    // Only a rollback whose command was announced (`step-started` after its
-    // `rollback-started`) may have taken effect; one cut before that simply runs.
-    let mut rollback_started: Vec<String> = Vec::new();
-    let mut announced: Vec<String> = Vec::new();
-    for r in &records {
-        match &r.stamped.event {
-            Event::RollbackStarted { step, .. } => announced.push(step.clone()),
-            Event::StepStarted { step, .. }
-                if announced.contains(step) && !rollback_started.contains(step) =>
-            {
-                rollback_started.push(step.clone());
-            }
-            // Ended (even failed or cancelled): known, not in doubt.
-            Event::RollbackFinished { step, .. } => {
-                announced.retain(|s| s != step);
-                rollback_started.retain(|s| s != step);
-            }
-            _ => {}
-        }
-    }
-    for id in rollback_started {
-        if prior.rolled_back.contains(&id) || rb.step(&id).is_none() {
-            continue;
-        }
-        let idempotent = rb.step(&id).is_some_and(|s| s.idempotent);
-        let Some(rerun) = decide_in_doubt(
-            idempotent,
-            (rerun_in_doubt, skip_in_doubt, interactive),
-            format!(
-                "the rollback of `{id}` was running when the engine stopped and the step is not idempotent. Run the rollback again?"
-            ),
-            format!(
-                "the rollback of `{id}` was in flight when the engine stopped and `{id}` is not marked idempotent: decide with --rerun-in-doubt or --skip-in-doubt (check on the host whether it took effect)"
-            ),
-        ) else {
-            return ExitStatus::Aborted;
-        };
-        prior.in_doubt.insert(format!("rollback of {id}"), rerun);
-        if !rerun {
-            prior.rolled_back.insert(id);
-        }
+            q.question(),
+            q.refusal(),
+        )
+    });
+    if !decided {
+        return ExitStatus::Aborted;
     }
     prior.resumed = true;
     launch(
@@ -424,85 +180,6 @@ fn continue_run(
         color,
         Some(live),
     )
-}
-
-/// What a journal says already happened.
-fn prior_from(rb: &crate::model::Runbook, records: &[journal::Record]) -> Prior {
-    let mut p = Prior::default();
-    let mut approvers: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut operator = String::new();
-    for r in records {
-        match &r.stamped.event {
-            Event::RunStarted { user, .. } => operator = user.clone(),
-            // A step that did not run (a manual step nobody confirmed) runs again on resume.
-            Event::StepFinished {
-                step,
-                status: StepStatus::NotRun,
-                ..
-            } => {
-                p.done.remove(step);
-            }
-            Event::StepFinished {
-                step,
-                status,
-                result,
-                ..
-            } if rb.step(step).is_some() => {
-                p.done.insert(step.clone(), (*status, result.clone()));
-                if *status == StepStatus::Succeeded
-                    && rb.step(step).is_some_and(|s| s.rollback.is_some())
-                    && !p.rollbacks.contains(step)
-                {
-                    p.rollbacks.push(step.clone());
-                }
-                let tolerated = rb.step(step).is_some_and(|s| s.continue_on_failure);
-                if matches!(
-                    status,
-                    StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled
-                ) && !tolerated
-                {
-                    p.unwinding = true;
-                }
-            }
-            Event::StepSkipped { step, reason } => {
-                p.done.insert(step.clone(), (StepStatus::Skipped, serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason })));
-            }
-            Event::GateAnswered {
-                step,
-                decision: Decision::Approved,
-                user,
-                ..
-            } => {
-                approvers
-                    .entry(step.clone())
-                    .or_default()
-                    .insert(user.clone());
-            }
-            Event::RollbackStarted { .. } => p.unwinding = true,
-            // Only an undo that worked is done: a failed or interrupted one runs again.
-            Event::RollbackFinished {
-                step,
-                status: StepStatus::Succeeded,
-                ..
-            } => {
-                p.rolled_back.insert(step.clone());
-            }
-            _ => {}
-        }
-    }
-    for (step, users) in approvers {
-        let Some(gate) = rb.step(&step).and_then(|s| s.confirm.as_ref()) else {
-            continue;
-        };
-        let count = users
-            .iter()
-            .filter(|u| !gate.other_approver || **u != operator)
-            .count();
-        if count >= gate.approvals as usize {
-            p.approved.insert(step);
-        }
-    }
-    p
 }
 
 pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
@@ -577,7 +254,7 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
         error_line(e);
         return ExitStatus::Invalid;
     }
-    let me = crate::execute::current_user();
+    let me = crate::sys::current_user();
     let verb = if decision == Decision::Approved {
         "approval"
     } else {
@@ -667,7 +344,14 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         Ok(t) => t,
         Err(e) => {
             error_line(&e);
-            return if matches!(e, journal::JournalError::Chain { .. }) {
+            // A damaged journal (a broken chain, a record that is not one) is a failed
+            // verification (exit 1), not a usage error.
+            let damaged = match e {
+                journal::JournalError::Chain { .. } => true,
+                journal::JournalError::Parse { .. } => a.verify,
+                journal::JournalError::Io(..) => false,
+            };
+            return if damaged {
                 ExitStatus::StepFailed
             } else {
                 ExitStatus::Invalid
@@ -704,7 +388,10 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         };
         let sealed = match (&loaded.head, ended) {
             (Some(h), true) if h.sealed => "sealed end present",
-            (_, true) => "ended (no head file: written before heads existed)",
+            (None, true) => "ended (no head file: written before heads existed)",
+            (Some(_), true) => {
+                "ended, but the head was not sealed (the engine stopped between the two; `resume` seals it)"
+            }
             (_, false) => "not ended: interrupted or still running",
         };
         println!(

@@ -1,115 +1,15 @@
-//! Where runs live and how the operator names one: the per-user runs directory, run ids by
-//! unique prefix, and `last`.
+//! The runs store as the CLI uses it: [`crate::session::store`], with errors printed.
 
 use std::path::{Path, PathBuf};
 
 use super::error_line;
 use crate::exit::ExitStatus;
-use crate::journal;
+pub(crate) use crate::session::store::{run_id_of, runs_dir, runs_flag};
 
-/// The per-user default: `$XDG_STATE_HOME/runbook/runs`, i.e. `~/.local/state/runbook/runs`
-/// (a run is found from any directory), or `.runbook/runs` when no home is known.
-pub(crate) fn default_runs_dir() -> PathBuf {
-    let abs = |v: std::ffi::OsString| {
-        let p = PathBuf::from(v);
-        p.is_absolute().then_some(p)
-    };
-    if let Some(state) = std::env::var_os("XDG_STATE_HOME").and_then(abs) {
-        return state.join("runbook/runs");
-    }
-    if let Some(home) = std::env::var_os("HOME").and_then(abs) {
-        return home.join(".local/state/runbook/runs");
-    }
-    PathBuf::from(".runbook/runs")
-}
-
-/// Where runs are recorded: `--runs-dir`, `$RUNBOOK_RUNS_DIR`, or [`default_runs_dir`].
-/// Made absolute, so commands printed for later work from any directory.
-pub(crate) fn runs_dir(flag: Option<&Path>) -> PathBuf {
-    let p = flag
-        .map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os("RUNBOOK_RUNS_DIR")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(default_runs_dir);
-    std::path::absolute(&p).unwrap_or(p)
-}
-
-/// ` --runs-dir DIR` when `runs` is not the default (for commands printed for the operator).
-pub(crate) fn runs_flag(runs: &Path) -> String {
-    let default = std::path::absolute(default_runs_dir()).unwrap_or_else(|_| default_runs_dir());
-    if runs == default {
-        String::new()
-    } else {
-        format!(
-            " --runs-dir {}",
-            crate::template::shell_quote(&runs.display().to_string())
-        )
-    }
-}
-
-/// The run directory named by `id`: an exact run id, a unique prefix of one, or `last` (the
-/// most recently started run). Exit 2 with a reason (and the candidates) otherwise.
+/// The run directory named by `id` (exact id, unique prefix, or `last`); exit 2 otherwise.
 pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, ExitStatus> {
-    let runs = runs_dir(flag);
-    if id.contains('/') || id.contains("..") || id.is_empty() {
-        error_line(format!("`{id}` is not a run id"));
-        return Err(ExitStatus::Invalid);
-    }
-    let exact = runs.join(id);
-    if exact.join(journal::JOURNAL_FILE).is_file() {
-        return Ok(exact);
-    }
-    if id == "last" {
-        return match journal::state::list(&runs).pop() {
-            Some(v) => Ok(v.dir),
-            None => {
-                error_line(format!("no runs in {}", runs.display()));
-                Err(ExitStatus::Invalid)
-            }
-        };
-    }
-    let ids: Vec<String> = std::fs::read_dir(&runs)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().join(journal::JOURNAL_FILE).is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut matches: Vec<&String> = ids.iter().filter(|r| r.starts_with(id)).collect();
-    matches.sort();
-    match matches.as_slice() {
-        [one] => Ok(runs.join(one)),
-        [] => {
-            let hint = crate::diagnostic::did_you_mean(id, ids.iter().map(String::as_str))
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
-            error_line(format!(
-                "no run `{id}` in {}{hint} (see `runbook runs{}`)",
-                runs.display(),
-                runs_flag(&runs)
-            ));
-            Err(ExitStatus::Invalid)
-        }
-        many => {
-            let shown: Vec<&str> = many.iter().take(5).map(|s| s.as_str()).collect();
-            error_line(format!(
-                "`{id}` matches {} runs ({}{}): type more of the id",
-                many.len(),
-                shown.join(", "),
-                if many.len() > 5 { ", …" } else { "" }
-            ));
-            Err(ExitStatus::Invalid)
-        }
-    }
-}
-
-/// The id of a run directory.
-pub(crate) fn run_id_of(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    crate::session::store::resolve(flag, id).map_err(|e| {
+        error_line(e);
+        ExitStatus::Invalid
+    })
 }

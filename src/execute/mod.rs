@@ -1,27 +1,61 @@
 //! Stage 4, **execute**: run a validated runbook against resolved inputs.
 //!
-//! The [`engine`] schedules steps over the graph (as soon as their `needs` are done, bounded by
-//! `--parallel`), asks gates, runs each step through a runner (local shell, SSH, HTTP), checks
-//! expectations, retries, records results for later templates, and on failure, a declined
-//! gate or Ctrl-C stops starting steps, stops running ones and unwinds the registered
-//! rollbacks in reverse order of completion. Everything it does is an [`event::Event`], passed
-//! through the [`redact::Redactor`] to observers; it prints nothing itself.
+//! The `scheduler` starts steps over the graph (as soon as their `needs` are done, bounded by
+//! `--parallel`) and asks their gates (`gate`); `lifecycle` runs one step: its items and
+//! hosts (`fanout`), each body through its kind's module in `crate::step` (local shell,
+//! SSH, HTTP, probes), expectations, retries, outputs. On failure, a declined gate or Ctrl-C
+//! the scheduler stops starting steps, cancels running ones and `unwind` runs the registered
+//! rollbacks in reverse order of completion. Everything it does is an [`event::Event`],
+//! passed through the redactor to observers by the emitter in `shared` (the only way records
+//! reach the journal); it prints nothing itself and knows nothing of the journal or the CLI:
+//! remote answers arrive through an [`AnswerSource`].
 
-pub mod capture;
-pub mod context;
-pub mod engine;
-pub mod event;
-pub mod readable;
-pub mod redact;
-pub mod runner;
+mod fanout;
+mod gate;
+mod lifecycle;
+mod scheduler;
+mod shared;
+mod unwind;
+
+#[cfg(test)]
+mod render_tests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use event::{Decision, Stamped};
+use crate::event::{self, Decision, StepStatus};
 
-pub use engine::execute;
+pub use gate::{AnswerSource, RemoteAnswer};
+pub use scheduler::execute;
+
+/// What a resumed run already knows (empty for a fresh run).
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    /// Steps that finished before: status and result.
+    pub done: HashMap<String, (StepStatus, serde_json::Value)>,
+    /// Steps whose rollbacks are registered, in completion order.
+    pub rollbacks: Vec<String>,
+    /// Gates already approved (not asked again).
+    pub approved: std::collections::HashSet<String>,
+    /// Steps that were in flight: `true` re-runs them, `false` treats them as done.
+    pub in_doubt: HashMap<String, bool>,
+    /// The run was unwinding when it stopped: finish the rollback, run nothing new.
+    pub unwinding: bool,
+    /// Rollbacks that already ran.
+    pub rolled_back: std::collections::HashSet<String>,
+    /// Why the run started unwinding (`true`: declined or aborted, exit 3; `false`: a step
+    /// failed, exit 1), when the journal says.
+    pub unwind_cause: Option<(bool, String)>,
+    /// This is a resumed run (emit `run-resumed`, not `run-started`).
+    pub resumed: bool,
+    /// `for_each` items not to run again, by step: their results (finished before, or in
+    /// doubt and treated as done). Items not listed run.
+    /// Keyed by item index and, for one host of a fan-out, the host.
+    pub items_done: HashMap<String, HashMap<(usize, Option<String>), serde_json::Value>>,
+}
 
 /// Answers given before the run (flags and answers file), consulted before any prompt.
 #[derive(Debug, Clone, Default)]
@@ -59,18 +93,14 @@ pub trait Prompter: Send + Sync {
         let _ = stop;
         Some(self.ask(req))
     }
-    /// Before unwinding: run these rollbacks now?
-    fn confirm_rollback(&self, steps: &[String], reason: &str) -> bool;
-}
-
-/// Receives every event (already redacted).
-pub trait Observer: Send {
-    /// An `Err` from an observer that [`Observer::required`] stops the run (exit 5).
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String>;
-    /// Whether the run must stop if this observer fails (the journal is; the console is not).
-    fn required(&self) -> bool {
-        false
-    }
+    /// Before unwinding: run these rollbacks now? `None`: withdrawn (`stop` was set: a signal
+    /// arrived while asking).
+    fn confirm_rollback(
+        &self,
+        steps: &[String],
+        reason: &str,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<bool>;
 }
 
 /// How the engine was asked to run.
@@ -100,8 +130,8 @@ pub struct Options {
 /// How gates are answered from elsewhere (`runbook approve`).
 #[derive(Debug, Clone)]
 pub struct RemoteGates {
-    /// The run directory (answers arrive in `answers/`).
-    pub run_dir: PathBuf,
+    /// Where answers arrive (the run's `answers/` directory).
+    pub answers: Arc<dyn AnswerSource>,
     /// Wait for remote answers at a gate (else stop with exit 3 at once: `--no-wait`).
     pub wait: bool,
     /// The command prefix that answers this run, e.g. `runbook approve 2026…-vault-crash-3f9a`.
@@ -111,9 +141,11 @@ pub struct RemoteGates {
 /// Where steps can run besides locally; filled in by the CLI.
 #[derive(Clone, Default)]
 pub struct Services {
+    /// Runs commands here; `None`: the real local runner (tests give a fake one).
+    pub local: Option<Arc<dyn crate::runner::CommandRunner>>,
     pub prompter: Option<Arc<dyn Prompter>>,
-    pub remote: Option<Arc<dyn runner::RemoteRunners>>,
-    pub http: Option<Arc<dyn runner::HttpClient>>,
+    pub remote: Option<Arc<dyn crate::runner::RemoteRunners>>,
+    pub http: Option<Arc<dyn crate::runner::HttpClient>>,
 }
 
 /// One step's line in the final summary.
@@ -124,6 +156,8 @@ pub struct StepSummary {
     pub duration_ms: u64,
     pub hosts: Vec<String>,
     pub error: Option<String>,
+    /// What kind of failure `error` is (a template, a host down, an expectation…).
+    pub error_kind: Option<crate::runner::StepErrorKind>,
 }
 
 /// One rollback's line in the final summary.
@@ -139,35 +173,10 @@ pub struct RollbackSummary {
 pub struct RunOutcome {
     pub status: crate::exit::ExitStatus,
     pub reason: String,
+    /// The run stopped where `resume` can continue it (a gate nobody answered, a journal
+    /// that could not be written).
+    pub resumable: bool,
     pub steps: Vec<StepSummary>,
     pub rollbacks: Vec<RollbackSummary>,
     pub run_id: String,
-}
-
-/// The OS user running this process: the real uid's name, not `$USER` (which anyone can set,
-/// and which gate checks such as `other_approver` must not trust).
-pub fn current_user() -> String {
-    // SAFETY: getuid has no preconditions.
-    user_name(unsafe { libc::getuid() })
-}
-
-/// The name of user `uid` (from /etc/passwd), or `uid N`.
-pub fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
-}
-
-/// This machine's host name.
-pub fn current_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".into())
 }

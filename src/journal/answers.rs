@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::execute::event::Decision;
+use crate::event::Decision;
+use crate::execute::{AnswerSource, RemoteAnswer};
 
 /// An answer file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnswerFile {
+pub(crate) struct AnswerFile {
     /// The run this answer is for (an answer copied from another run does not count).
     #[serde(default)]
     pub run: String,
@@ -36,14 +37,13 @@ pub struct AnswerFile {
 
 /// An answer as the engine sees it: with the user it really came from.
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub file: AnswerFile,
     pub user: String,
-    pub path: PathBuf,
 }
 
 /// Largest answer file read (a real one is ~200 bytes).
-pub const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
 /// The run id a run directory stands for.
 fn run_id(run_dir: &Path) -> String {
@@ -62,12 +62,12 @@ fn nonce() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn answers_dir(run_dir: &Path) -> PathBuf {
+pub(crate) fn answers_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("answers")
 }
 
 /// Creates `answers/` so that other users can drop answers into it.
-pub fn prepare(run_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn prepare(run_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = answers_dir(run_dir);
     std::fs::create_dir_all(&dir)?;
@@ -77,7 +77,7 @@ pub fn prepare(run_dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes an answer (atomically: a temp file renamed into place).
-pub fn write(
+pub(crate) fn write(
     run_dir: &Path,
     step: &str,
     decision: Decision,
@@ -90,15 +90,15 @@ pub fn write(
             run_dir.display()
         ));
     }
-    let user = crate::execute::current_user();
+    let user = crate::sys::current_user();
     let a = AnswerFile {
         run: run_id(run_dir),
         nonce: nonce(),
         step: step.to_string(),
         decision,
         comment,
-        host: crate::execute::current_host(),
-        at: crate::execute::event::now(),
+        host: crate::sys::current_host(),
+        at: crate::event::now(),
     };
     let safe: String = step
         .chars()
@@ -134,30 +134,6 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Whether `user` may answer a gate whose `approvers:` is `allowed` (users, `group:NAME`);
-/// an empty list allows anyone. Group membership comes from /etc/group and /etc/passwd.
-pub fn may_answer(allowed: &[String], user: &str) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let primary_gid = passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user)).then(|| f.get(3).map(|g| g.to_string()))?
-    });
-    allowed.iter().any(|a| match a.strip_prefix("group:") {
-        None => a == user,
-        Some(group) => groups.lines().any(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            f.first() == Some(&group)
-                && (f.get(2).map(|g| g.to_string()) == primary_gid
-                    || f.get(3)
-                        .is_some_and(|m| m.split(',').any(|m| m.trim() == user)))
-        }),
-    })
-}
-
 /// Reads one answer file safely: not following symlinks, not blocking on a FIFO, only a
 /// regular file within the size cap. Returns its content and its owner's uid.
 fn read_answer(path: &Path) -> Result<(Vec<u8>, u32), String> {
@@ -187,24 +163,14 @@ fn read_answer(path: &Path) -> Result<(Vec<u8>, u32), String> {
 
 /// What was wrong with a file in `answers/` that was not taken as an answer.
 #[derive(Debug, Clone)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub path: PathBuf,
     pub why: String,
 }
 
-/// Answers for `step` not seen before (`seen` holds file names and nonces already taken).
-/// Files that cannot be answers (symlinks, FIFOs, huge or foreign files) are removed.
-pub fn take(
-    run_dir: &Path,
-    step: &str,
-    seen: &mut std::collections::HashSet<PathBuf>,
-) -> Vec<Answer> {
-    take_checked(run_dir, step, seen).0
-}
-
 /// Whether an answer for `step` is waiting, without taking it (answers are used once: a
 /// check must not consume the answer it found).
-pub fn present(run_dir: &Path, step: &str) -> bool {
+pub(crate) fn present(run_dir: &Path, step: &str) -> bool {
     let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
         return false;
     };
@@ -223,7 +189,7 @@ pub fn present(run_dir: &Path, step: &str) -> bool {
 }
 
 /// [`take`], also returning the files refused.
-pub fn take_checked(
+pub(crate) fn take_checked(
     run_dir: &Path,
     step: &str,
     seen: &mut std::collections::HashSet<PathBuf>,
@@ -283,9 +249,8 @@ pub fn take_checked(
         }
         seen.insert(nonce_key);
         out.push(Answer {
-            user: crate::execute::user_name(uid),
+            user: crate::sys::user_name(uid),
             file,
-            path,
         });
     }
     (out, refused)
@@ -326,5 +291,40 @@ mod tests {
         assert_eq!(taken.len(), 1);
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(())
+    }
+}
+
+/// A run's `answers/` directory as the engine's [`AnswerSource`]: answers written by
+/// `runbook approve`, their authors checked by file ownership.
+#[derive(Debug, Clone)]
+pub(crate) struct AnswersDir {
+    pub run_dir: PathBuf,
+}
+
+impl AnswerSource for AnswersDir {
+    fn present(&self, step: &str) -> bool {
+        present(&self.run_dir, step)
+    }
+
+    fn take(
+        &self,
+        step: &str,
+        seen: &mut std::collections::HashSet<PathBuf>,
+    ) -> (Vec<RemoteAnswer>, Vec<String>) {
+        let (answers, refused) = take_checked(&self.run_dir, step, seen);
+        let answers = answers
+            .into_iter()
+            .map(|a| RemoteAnswer {
+                user: a.user,
+                host: a.file.host,
+                decision: a.file.decision,
+                comment: a.file.comment,
+            })
+            .collect();
+        let refused = refused
+            .into_iter()
+            .map(|r| format!("ignored {}: {}", r.path.display(), r.why))
+            .collect();
+        (answers, refused)
     }
 }

@@ -14,11 +14,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// The file a live engine locks.
-pub const ENGINE_LOCK: &str = "engine.lock";
+pub(crate) const ENGINE_LOCK: &str = "engine.lock";
 
 /// Who holds a run's engine lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LiveHolder {
+pub(crate) struct LiveHolder {
     pub pid: u32,
     pub user: String,
     pub host: String,
@@ -27,13 +27,13 @@ pub struct LiveHolder {
 
 /// The held lock; released when dropped (or when the process ends).
 #[derive(Debug)]
-pub struct LiveGuard {
+pub(crate) struct LiveGuard {
     _file: std::fs::File,
 }
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveError {
+pub(crate) enum LiveError {
     #[error("run is already being executed by pid {} ({}@{}, since {})", .0.pid, .0.user, .0.host, .0.started)]
     Held(Box<LiveHolder>),
     #[error("cannot lock {0}: {1}")]
@@ -64,11 +64,21 @@ fn read_holder(f: &mut std::fs::File) -> Option<LiveHolder> {
 }
 
 /// Takes the engine lock of `run_dir` for the life of the returned guard.
-pub fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
+pub(crate) fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
     let name = run_dir.join(ENGINE_LOCK).display().to_string();
     let mut f = open(run_dir, true).map_err(|e| LiveError::Io(name.clone(), e))?;
     if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
-        let h = read_holder(&mut f).unwrap_or(LiveHolder {
+        // The holder writes its line just after taking the lock: a racing reader may look
+        // in between, so it looks again for a moment before calling the holder unknown.
+        let mut seen = read_holder(&mut f);
+        for _ in 0..40 {
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            seen = read_holder(&mut f);
+        }
+        let h = seen.unwrap_or(LiveHolder {
             pid: 0,
             user: "?".into(),
             host: "?".into(),
@@ -78,9 +88,9 @@ pub fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
     }
     let me = LiveHolder {
         pid: std::process::id(),
-        user: crate::execute::current_user(),
-        host: crate::execute::current_host(),
-        started: crate::execute::event::now(),
+        user: crate::sys::current_user(),
+        host: crate::sys::current_host(),
+        started: crate::event::now(),
     };
     let line = serde_json::to_string(&me).unwrap_or_default();
     f.set_len(0)
@@ -91,7 +101,7 @@ pub fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
 }
 
 /// The live engine of `run_dir`, if one holds its lock now.
-pub fn holder(run_dir: &Path) -> Option<LiveHolder> {
+pub(crate) fn holder(run_dir: &Path) -> Option<LiveHolder> {
     let mut f = open(run_dir, false).ok()?;
     if flock(&f, libc::LOCK_SH | libc::LOCK_NB) {
         // We got it: nobody holds it exclusively (our shared lock drops with `f`).

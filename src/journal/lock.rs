@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Holder {
+pub(crate) struct Holder {
     pub key: String,
     pub run_id: String,
     pub user: String,
@@ -20,14 +20,14 @@ pub struct Holder {
 
 /// A held lock; released on drop unless kept (a run paused at a gate keeps it).
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     path: PathBuf,
     keep: bool,
 }
 
 impl Lock {
     /// Keeps the lock file after this process ends (the run will be resumed).
-    pub fn keep(&mut self) {
+    pub(crate) fn keep(&mut self) {
         self.keep = true;
     }
 }
@@ -42,7 +42,7 @@ impl Drop for Lock {
 
 /// What state the run holding a lock is in, which decides the right next command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HolderState {
+pub(crate) enum HolderState {
     /// Its engine is alive (it holds the run's `engine.lock`).
     Live,
     /// Its engine is gone but the run can be resumed (paused at a gate, or interrupted).
@@ -72,7 +72,7 @@ impl HolderState {
 
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error("`{}` is locked by run {} ({}@{}, pid {}, since {}){}", .0.key, .0.run_id, .0.user, .0.host, .0.pid, .0.started, .1.advice(.0))]
     Held(Box<Holder>, HolderState),
     #[error("cannot take lock {0}: {1}")]
@@ -80,7 +80,7 @@ pub enum LockError {
 }
 
 /// The directory holding locks for runs under `runs_dir`.
-pub fn locks_dir(runs_dir: &Path) -> PathBuf {
+pub(crate) fn locks_dir(runs_dir: &Path) -> PathBuf {
     runs_dir.join(".locks")
 }
 
@@ -99,7 +99,7 @@ fn file_name(key: &str) -> String {
 }
 
 /// Reads the holder of lock `key`, and the state of its run.
-pub fn holder(runs_dir: &Path, key: &str) -> Option<(Holder, HolderState)> {
+pub(crate) fn holder(runs_dir: &Path, key: &str) -> Option<(Holder, HolderState)> {
     let path = locks_dir(runs_dir).join(file_name(key));
     let h: Holder = serde_json::from_slice(&read_nofollow(&path).ok()?).ok()?;
     let state = run_state(runs_dir, &h);
@@ -132,18 +132,23 @@ fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
 }
 
 /// Takes lock `key` for `run_id`. A lock already held by the same run (resume) is taken over.
-pub fn acquire(runs_dir: &Path, key: &str, run_id: &str, user: &str) -> Result<Lock, LockError> {
+pub(crate) fn acquire(
+    runs_dir: &Path,
+    key: &str,
+    run_id: &str,
+    user: &str,
+) -> Result<Lock, LockError> {
     let dir = locks_dir(runs_dir);
-    crate::execute::capture::create_private_dir(&dir)
+    crate::sys::create_private_dir(&dir)
         .map_err(|e| LockError::Io(dir.display().to_string(), e))?;
     let path = dir.join(file_name(key));
     let me = Holder {
         key: key.to_string(),
         run_id: run_id.to_string(),
         user: user.to_string(),
-        host: crate::execute::current_host(),
+        host: crate::sys::current_host(),
         pid: std::process::id(),
-        started: crate::execute::event::now(),
+        started: crate::event::now(),
     };
     let body = serde_json::to_vec_pretty(&me).unwrap_or_default();
     use std::os::unix::fs::OpenOptionsExt;
@@ -178,7 +183,7 @@ pub fn acquire(runs_dir: &Path, key: &str, run_id: &str, user: &str) -> Result<L
 }
 
 /// Breaks lock `key` (only a stale one unless `force`). Returns the holder it removed.
-pub fn break_lock(runs_dir: &Path, key: &str, force: bool) -> Result<Holder, String> {
+pub(crate) fn break_lock(runs_dir: &Path, key: &str, force: bool) -> Result<Holder, String> {
     let Some((h, state)) = holder(runs_dir, key) else {
         return Err(format!(
             "no lock named `{key}` in {}",

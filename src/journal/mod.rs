@@ -10,31 +10,29 @@
 //! - Record format version 1 (field `v`); fields may be added, never renamed. See
 //!   `docs/journal.md`.
 
-pub mod answers;
-pub mod dirs;
-pub mod live;
-pub mod lock;
-pub mod state;
+pub(crate) mod answers;
+pub(crate) mod live;
+pub(crate) mod lock;
+pub(crate) mod state;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::execute::Observer;
-use crate::execute::event::{Event, Stamped};
+use crate::event::Observer;
+use crate::event::{Event, Stamped};
 
 /// Version of the record format.
-pub const JOURNAL_VERSION: u32 = 1;
+pub(crate) const JOURNAL_VERSION: u32 = 1;
 /// The journal's file name inside a run directory.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
 /// `prev` of the first record.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub v: u32,
     pub seq: u64,
     /// SHA-256 (hex) of the previous line's bytes.
@@ -43,21 +41,37 @@ pub struct Record {
     pub stamped: Stamped,
 }
 
+/// A record as written: borrows its event (no copy of a step's result per record).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    v: u32,
+    seq: u64,
+    prev: &'a str,
+    #[serde(flatten)]
+    stamped: &'a Stamped,
+}
+
 /// Hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// The head file beside the journal: the count and last hash, rewritten after every record
 /// and fsynced when the run's end is sealed. It makes a missing tail evident.
-pub const HEAD_FILE: &str = "journal.head";
+pub(crate) const HEAD_FILE: &str = "journal.head";
 /// Fixed width of the head record (padded), so it is rewritten in place with one `pwrite`.
 const HEAD_WIDTH: usize = 256;
 
 /// What `journal.head` says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Head {
+pub(crate) struct Head {
     pub v: u32,
     /// Records written.
     pub count: u64,
@@ -70,12 +84,14 @@ pub struct Head {
     pub sealed: bool,
 }
 
-/// Bytes reserved ahead of the journal's end (`fallocate` with `KEEP_SIZE`): when the disk
-/// fills up, the records that stop the run and unwind it still fit.
+/// Bytes reserved ahead of the journal's end (`fallocate`, inside the file's size: the
+/// unused part reads as zero bytes until the run ends or stops and cuts it off): when the
+/// disk fills up, the records that stop the run and unwind it still fit, and appending a
+/// record never changes the file's size (its `fdatasync` then writes no metadata).
 const RESERVE: u64 = 64 * 1024;
 
 /// The journal as an observer of a run.
-pub struct Journal {
+pub(crate) struct Journal {
     file: std::fs::File,
     head: Option<std::fs::File>,
     path: PathBuf,
@@ -95,7 +111,12 @@ pub struct Journal {
 /// The complete, chained records of a journal's bytes, and where the complete part ends. A
 /// torn tail (bytes after the last newline: a write cut by a crash or a full disk) is not a
 /// record: it was never written.
+///
+/// Zero bytes at the end are space the engine reserved and had not used yet (the journal is
+/// preallocated, see [`RESERVE`]): they are neither records nor a torn tail.
 fn complete_part(bytes: &[u8]) -> (&[u8], usize) {
+    let used = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let bytes = &bytes[..used];
     match bytes.iter().rposition(|b| *b == b'\n') {
         Some(i) => (&bytes[..=i], bytes.len() - i - 1),
         None => (&bytes[..0], bytes.len()),
@@ -117,9 +138,12 @@ fn open_nofollow(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
 impl Journal {
     /// Creates the journal of a new run, or opens an existing one to append (resume). A torn
     /// last record is cut off, and the repair is itself journaled.
-    pub fn open(run_dir: &Path) -> std::io::Result<Journal> {
+    pub(crate) fn open(run_dir: &Path) -> std::io::Result<Journal> {
         let path = run_dir.join(JOURNAL_FILE);
-        let file = open_nofollow(&path, true)?;
+        // Written with `pwrite` at the end of the used part (not `O_APPEND`): the file is
+        // preallocated ahead of its records, so a record's `fdatasync` does not have to commit
+        // a new file size too.
+        let file = open_nofollow(&path, false)?;
         let bytes = {
             use std::io::Read;
             let mut b = Vec::new();
@@ -135,7 +159,8 @@ impl Journal {
             Some(last) => (lines.len() as u64, sha256_hex(last)),
             None => (0, GENESIS.to_string()),
         };
-        if torn > 0 {
+        if complete.len() != bytes.len() {
+            // A torn tail and/or reserved space left by an engine that was killed.
             file.set_len(complete.len() as u64)?;
             file.sync_data()?;
         }
@@ -155,7 +180,7 @@ impl Journal {
         j.reserve();
         if torn > 0 {
             let repaired = Stamped {
-                at: crate::execute::event::now(),
+                at: crate::event::now(),
                 event: Event::Warning {
                     message: format!(
                         "journal repaired: a torn last record ({torn} bytes, cut by a crash or a full disk) was removed; it was never written, so what it announced is in doubt"
@@ -176,15 +201,23 @@ impl Journal {
             return;
         }
         let want = self.len + RESERVE;
-        // SAFETY: fallocate on a descriptor we own; KEEP_SIZE leaves the file's size alone.
-        let r = unsafe {
+        // SAFETY: fallocate on a descriptor we own. Mode 0: the file's size grows over the
+        // reserve (read back as zero bytes, see `complete_part`) so that writing a record
+        // does not change it; the end of the run cuts the file back to its records.
+        let fallocate = |mode: libc::c_int| unsafe {
             libc::fallocate(
                 self.file.as_raw_fd(),
-                libc::FALLOC_FL_KEEP_SIZE,
+                mode,
                 self.reserved as libc::off_t,
                 (want - self.reserved) as libc::off_t,
             )
         };
+        let mut r = fallocate(0);
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFBIG) {
+            // A file-size limit (`ulimit -f`) below the reserve: reserve the blocks without
+            // growing the file (appending then grows it, and fails where the limit is).
+            r = fallocate(libc::FALLOC_FL_KEEP_SIZE);
+        }
         if r == 0 {
             self.reserved = want;
         } else {
@@ -196,6 +229,13 @@ impl Journal {
                 // No reservation on this file system: never refuse because of it.
                 self.reserving = false;
             }
+        }
+    }
+
+    /// Cuts the unused reserve off the file: it then holds exactly its records.
+    fn trim(&mut self) {
+        if self.file.set_len(self.len).is_ok() {
+            self.reserved = self.len;
         }
     }
 
@@ -225,13 +265,9 @@ impl Journal {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Seals a run whose last record is its end but whose head was not written (the engine
     /// was killed between the two). A no-op for any other run.
-    pub fn reseal_if_ended(run_dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn reseal_if_ended(run_dir: &Path) -> std::io::Result<()> {
         let Ok(loaded) = load(run_dir) else {
             return Ok(());
         };
@@ -286,16 +322,21 @@ impl Journal {
     }
 
     fn write_line(&mut self, stamped: &Stamped, durable: bool) -> Result<(), String> {
-        let record = Record {
+        let stamped = bounded(stamped);
+        let record = RecordOut {
             v: JOURNAL_VERSION,
             seq: self.seq,
-            prev: self.prev.clone(),
-            stamped: bounded(stamped),
+            prev: &self.prev,
+            stamped: &stamped,
         };
         let mut line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
         let hash = sha256_hex(line.as_bytes());
         line.push('\n');
-        let result = self.file.write_all(line.as_bytes()).and_then(|()| {
+        let result = {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(line.as_bytes(), self.len)
+        }
+        .and_then(|()| {
             if durable {
                 self.file.sync_data()
             } else {
@@ -311,6 +352,9 @@ impl Journal {
                     self.durable = self.seq;
                 }
                 let sealed = matches!(stamped.event, Event::RunFinished { .. });
+                if sealed {
+                    self.trim();
+                }
                 self.write_head(sealed);
                 Ok(())
             }
@@ -319,6 +363,16 @@ impl Journal {
                 self.broken = Some(msg.clone());
                 Err(msg)
             }
+        }
+    }
+}
+
+impl Drop for Journal {
+    /// A journal closed without a sealed end (the engine stops, pauses at a gate) is cut back
+    /// to its records too; only a killed engine leaves its reserve behind.
+    fn drop(&mut self) {
+        if self.reserved > self.len {
+            self.trim();
         }
     }
 }
@@ -368,25 +422,33 @@ fn cut_json(v: &mut serde_json::Value) {
     }
 }
 
-/// The event with big results cut to a bounded size.
-fn bounded(s: &Stamped) -> Stamped {
+/// Whether a value holds a string that `cut_json` would cut.
+fn too_long(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.len() > 2 * RESULT_TEXT,
+        serde_json::Value::Array(a) => a.iter().any(too_long),
+        serde_json::Value::Object(m) => m.values().any(too_long),
+        _ => false,
+    }
+}
+
+/// The event with big results cut to a bounded size (borrowed as it is when nothing is cut).
+fn bounded(s: &Stamped) -> std::borrow::Cow<'_, Stamped> {
     match &s.event {
-        Event::StepFinished { result, .. }
-            if serde_json::to_string(result).map_or(0, |t| t.len()) > 2 * RESULT_TEXT =>
-        {
+        Event::StepFinished { result, .. } if too_long(result) => {
             let mut s = s.clone();
             if let Event::StepFinished { result, .. } = &mut s.event {
                 cut_json(result);
             }
-            s
+            std::borrow::Cow::Owned(s)
         }
-        _ => s.clone(),
+        _ => std::borrow::Cow::Borrowed(s),
     }
 }
 
 /// A problem reading or verifying a journal.
 #[derive(Debug, thiserror::Error)]
-pub enum JournalError {
+pub(crate) enum JournalError {
     #[error("cannot read {0}: {1}")]
     Io(String, std::io::Error),
     #[error("{path}:{line}: not a journal record: {why}")]
@@ -416,7 +478,7 @@ fn chain_culprit(line: usize) -> String {
 /// A journal as read back: its complete chained records, the size of a torn tail (bytes of
 /// a record whose write was cut), and its head file.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub records: Vec<Record>,
     /// SHA-256 of each record's line.
     pub hashes: Vec<String>,
@@ -438,7 +500,7 @@ fn read_file_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Reads every complete record of a journal, verifying the chain. A torn tail is not a
 /// record (it is reported in `torn`); a broken chain or a bad complete line is an error.
-pub fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
+pub(crate) fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
     let path = run_dir.join(JOURNAL_FILE);
     let name = path.display().to_string();
     let bytes = read_file_nofollow(&path).map_err(|e| JournalError::Io(name.clone(), e))?;
@@ -479,14 +541,14 @@ pub fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
 
 /// Reads every complete record of a journal, verifying the chain (a torn tail is ignored: it
 /// was never written).
-pub fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
+pub(crate) fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
     load(run_dir).map(|l| l.records)
 }
 
 /// What `transcript --verify` found missing at the journal's end, if anything: records the
 /// head file counts but the journal no longer has, or a head whose last hash differs.
 /// `strict` = false only counts records that were fsynced (a power loss can lose the others).
-pub fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
+pub(crate) fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
     let head = l.head.as_ref()?;
     let have = l.records.len() as u64;
     let need = if strict { head.count } else { head.durable };

@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use super::live::{self, LiveHolder};
 use super::{JOURNAL_FILE, Record};
-use crate::execute::event::{Decision, Event, StepStatus};
+use crate::event::{Decision, Event, StepStatus};
 
 /// Where a run stands.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
-pub enum RunState {
+pub(crate) enum RunState {
     /// A live engine is running steps (or unwinding).
     Running { engine: LiveHolder },
     /// A live engine is waiting for an answer at a gate or manual step.
@@ -39,7 +39,7 @@ pub enum RunState {
 
 impl RunState {
     /// One word (or two) for tables.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             RunState::Running { .. } => "running".into(),
             RunState::Waiting { .. } => "waiting".into(),
@@ -48,20 +48,11 @@ impl RunState {
             RunState::Finished { status, .. } => status.clone(),
         }
     }
-
-    /// The gate the run waits at, if any.
-    pub fn gate(&self) -> Option<&str> {
-        match self {
-            RunState::Waiting { gate, .. } => Some(gate),
-            RunState::Paused { gate } => gate.as_deref(),
-            _ => None,
-        }
-    }
 }
 
 /// One step as the journal tells it.
 #[derive(Debug, Clone, Serialize)]
-pub struct StepView {
+pub(crate) struct StepView {
     pub id: String,
     /// `running`, `waiting`, or a [`StepStatus`] word.
     pub status: String,
@@ -71,7 +62,7 @@ pub struct StepView {
 
 /// Everything `show` and `runs` need about one run.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunView {
+pub(crate) struct RunView {
     pub run_id: String,
     #[serde(skip)]
     pub dir: PathBuf,
@@ -95,7 +86,7 @@ pub struct RunView {
 
 impl RunView {
     /// The start time, for ordering (unparsable times sort first).
-    pub fn started_at(&self) -> Option<jiff::Timestamp> {
+    pub(crate) fn started_at(&self) -> Option<jiff::Timestamp> {
         self.started.parse().ok()
     }
 }
@@ -111,7 +102,7 @@ fn read_lenient(run_dir: &Path) -> std::io::Result<Vec<Record>> {
 }
 
 /// The view of the run in `run_dir`.
-pub fn view(run_dir: &Path) -> std::io::Result<RunView> {
+pub(crate) fn view(run_dir: &Path) -> std::io::Result<RunView> {
     let records = read_lenient(run_dir)?;
     Ok(view_of(run_dir, &records, live::holder(run_dir)))
 }
@@ -135,7 +126,7 @@ fn set_status(steps: &mut Vec<StepView>, id: &str, status: &str) -> usize {
 }
 
 /// The view from records and the engine lock's holder (pure: tested without processes).
-pub fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -> RunView {
+pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -> RunView {
     let mut v = RunView {
         run_id: run_dir
             .file_name()
@@ -212,6 +203,10 @@ pub fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -
                 };
                 v.answers
                     .push((step.clone(), word.into(), user.clone(), comment.clone()));
+                // A gate said no: the step did not run because of that answer.
+                if *decision != Decision::Approved {
+                    set_status(&mut v.steps, step, word);
+                }
             }
             Event::StepStarted { step, .. } => {
                 pending.remove(step);
@@ -332,7 +327,7 @@ pub fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -
 
 /// Every run under `runs_dir`, oldest first by start time (then by id), so the newest is last
 /// and runs started within the same second keep the order they started in.
-pub fn list(runs_dir: &Path) -> Vec<RunView> {
+pub(crate) fn list(runs_dir: &Path) -> Vec<RunView> {
     let Ok(entries) = std::fs::read_dir(runs_dir) else {
         return Vec::new();
     };

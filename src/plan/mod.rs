@@ -6,22 +6,22 @@
 //! process, no network. A value only known at run time is shown as a placeholder naming its
 //! source (`<steps.inspect_logs.stdout>`).
 
-pub mod inputs;
-pub mod render;
-
-use std::time::Duration;
+pub(crate) mod render;
+mod show;
 
 use minijinja::value::Value;
 use serde::Serialize;
 
+use crate::fmt::human_duration;
 use crate::graph;
+use crate::inputs::{self, Inputs};
 use crate::model::*;
 use crate::template::{Placeholder, SecretDisplay, Target, Templates, expression_source};
 use crate::validate::step_var;
-use inputs::Inputs;
+use show::{Shown, is_runtime_expr, show};
 
 /// Version of the plan's JSON form (`runbook plan --format json`); bumped on any breaking change.
-pub const PLAN_SCHEMA_VERSION: u32 = 1;
+pub(crate) const PLAN_SCHEMA_VERSION: u32 = 1;
 
 /// A runbook resolved against its inputs, in waves.
 #[derive(Debug, Clone, Serialize)]
@@ -101,7 +101,7 @@ pub struct PlanTarget {
 impl PlanTarget {
     /// `user@address:port` as ssh would be told.
     pub fn destination(&self) -> String {
-        crate::plan::destination(self.user.as_deref(), &self.address, self.port)
+        crate::fmt::destination(self.user.as_deref(), &self.address, self.port)
     }
 }
 
@@ -178,56 +178,13 @@ pub struct PlannedRollback {
     pub timeout: Option<String>,
 }
 
-/// `user@address:port` as ssh is told and people are shown (user and port when set).
-pub fn destination(user: Option<&str>, address: &str, port: Option<u16>) -> String {
-    let mut s = String::new();
-    if let Some(u) = user {
-        s.push_str(u);
-        s.push('@');
-    }
-    s.push_str(address);
-    if let Some(p) = port {
-        s.push_str(&format!(":{p}"));
-    }
-    s
-}
-
 /// A problem that stops a plan from being built (beyond validation).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PlanError(pub String);
 
-/// Formats a duration compactly (`90s` → `1m 30s`), for plans and progress.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    let mut parts = Vec::new();
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    if s > 0 || parts.is_empty() {
-        let frac = d.subsec_millis();
-        if frac > 0 && h == 0 && m == 0 {
-            parts.push(format!("{:.1}s", d.as_secs_f64()));
-        } else {
-            parts.push(format!("{s}s"));
-        }
-    }
-    parts.join(" ")
-}
-
 /// Dependencies of the main steps as indices.
-pub fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
+pub(crate) fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
     let index: std::collections::HashMap<String, usize> = rb
         .steps
         .iter()
@@ -250,7 +207,7 @@ pub fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
 }
 
 /// The template context of a plan: inputs known, everything else a placeholder.
-pub fn plan_context(inputs: &Inputs) -> Value {
+pub(crate) fn plan_context(inputs: &Inputs) -> Value {
     let mut entries = inputs.context_entries();
     let all: Vec<(String, Value)> = entries.clone();
     entries.push(("inputs".into(), crate::template::map(all)));
@@ -331,117 +288,6 @@ pub fn build(rb: &Runbook, inputs: &Inputs, file: &str) -> Result<Plan, PlanErro
     })
 }
 
-/// Renders a template for display; a template that needs run-time values and cannot be
-/// rendered yet is shown as written.
-fn show(t: &Templates, tmpl: &Tmpl, ctx: &Value, target: Target) -> Result<String, PlanError> {
-    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
-    match t.render(&tmpl.src, ctx, target) {
-        // A filter applied to a run-time value would show nonsense: show the template instead.
-        Ok(s) if runtime.iter().any(|p| !s.contains(&format!("<{p}>"))) => {
-            Ok(partial(t, &tmpl.src, ctx, target))
-        }
-        Ok(s) => Ok(s),
-        Err(_) if !runtime.is_empty() => Ok(partial(t, &tmpl.src, ctx, target)),
-        Err(e) => Err(PlanError(format!(
-            "cannot render `{}`: {}",
-            tmpl.src,
-            crate::template::describe_error(&e)
-        ))),
-    }
-}
-
-/// A template whose run-time parts cannot be shown yet: each `{{ … }}` that reads only
-/// inputs is rendered, those that read run-time values stay as written (so `Fix vault.hcl on
-/// {{ node }}` shows the node even beside `{{ steps.x.stdout }}`). Templates with `{% … %}`
-/// blocks are shown as written.
-fn partial(t: &Templates, src: &str, ctx: &Value, target: Target) -> String {
-    if src.contains("{%") {
-        return src.to_string();
-    }
-    let mut out = String::new();
-    let mut rest = src;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else {
-            break;
-        };
-        let piece = &rest[start..start + len + 2];
-        out.push_str(&rest[..start]);
-        let vars = t.template_variables(piece).unwrap_or_default();
-        let shown = if runtime_paths(vars).is_empty() {
-            t.render(piece, ctx, target).ok()
-        } else {
-            None
-        };
-        out.push_str(shown.as_deref().unwrap_or(piece));
-        rest = &rest[start + len + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Renders a command for display exactly as the engine will run it: the text with its
-/// references, and the environment variables that carry the values (secrets masked). A
-/// command that needs run-time values it cannot show yet is shown as written.
-fn show_command(
-    t: &Templates,
-    tmpl: &Tmpl,
-    ctx: &Value,
-) -> Result<(String, Vec<(String, String)>), PlanError> {
-    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
-    match t.render_command(&tmpl.src, ctx) {
-        Ok(c)
-            if runtime.iter().any(|p| {
-                let p = format!("<{p}>");
-                !c.command.contains(&p) && !c.env.iter().any(|(_, v)| v.contains(&p))
-            }) =>
-        {
-            Ok((tmpl.src.clone(), Vec::new()))
-        }
-        Ok(c) => Ok((c.command, c.env)),
-        Err(_) if !runtime.is_empty() => Ok((tmpl.src.clone(), Vec::new())),
-        Err(e) => Err(PlanError(format!(
-            "cannot render `{}`: {}",
-            tmpl.src,
-            crate::template::describe_error(&e)
-        ))),
-    }
-}
-
-/// Renders a URL for display as it will be sent (values encoded per component); one that
-/// needs run-time values is shown as written.
-fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError> {
-    let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
-    if !runtime.is_empty() {
-        return Ok(tmpl.src.clone());
-    }
-    t.render_url(&tmpl.src, ctx).map_err(|e| {
-        PlanError(format!(
-            "cannot render `{}`: {}",
-            tmpl.src,
-            crate::template::describe_error(&e)
-        ))
-    })
-}
-
-/// The variables among `vars` whose values are known only at run time.
-fn runtime_paths(vars: std::collections::HashSet<String>) -> Vec<String> {
-    let mut v: Vec<String> = vars
-        .into_iter()
-        .filter(|v| {
-            let root = v.split('.').next().unwrap_or_default();
-            matches!(root, "steps" | "run" | "host" | "item" | "item_index")
-                || crate::validate::RESULT_NAMES.contains(&root)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Whether an expression reads values known only at run time.
-fn is_runtime_expr(t: &Templates, expr: &str) -> bool {
-    !runtime_paths(t.expression_variables(expr).unwrap_or_default()).is_empty()
-}
-
 /// Where a body runs: its `on:`, or for a wait whose probe names a host, the probe's.
 fn body_on(b: &Body) -> Option<&Named> {
     b.on.as_ref().or(match &b.action {
@@ -453,98 +299,43 @@ fn body_on(b: &Body) -> Option<&Named> {
     })
 }
 
-/// Resolves the SSH targets of `on:` for display.
-pub fn targets(
+/// Resolves the SSH targets of `on:` for display (the run's resolver, masked).
+pub(crate) fn targets(
     rb: &Runbook,
     t: &Templates,
     ctx: &Value,
     on: Option<&Named>,
 ) -> Result<Vec<PlanTarget>, PlanError> {
     let Some(on) = on else { return Ok(Vec::new()) };
-    rb.target_hosts(&on.name)
+    let resolved = crate::step::hosts::resolve(&Shown(t), rb, on, ctx).map_err(PlanError)?;
+    Ok(resolved
         .into_iter()
-        .map(|h| {
-            let address = t.render(&h.address.src, ctx, Target::Text).map_err(|e| {
-                PlanError(format!(
-                    "address of host `{}`: {}",
-                    h.name,
-                    crate::template::describe_error(&e)
-                ))
-            })?;
-            let user = match &h.user {
-                Some(u) => Some(t.render(&u.src, ctx, Target::Text).map_err(|e| {
-                    PlanError(format!(
-                        "user of host `{}`: {}",
-                        h.name,
-                        crate::template::describe_error(&e)
-                    ))
-                })?),
-                None => None,
-            };
-            let jump = match &h.jump {
-                Some(j) => Some(match rb.host(&j.name) {
-                    Some(jh) => {
-                        let sub = targets(
-                            rb,
-                            t,
-                            ctx,
-                            Some(&Named {
-                                name: jh.name.clone(),
-                                span: 0..0,
-                            }),
-                        )?;
-                        sub.first().map_or(j.name.clone(), PlanTarget::destination)
-                    }
-                    None => j.name.clone(),
-                }),
-                None => None,
-            };
-            Ok(PlanTarget {
-                host: h.name.clone(),
-                user,
-                address,
-                port: h.port,
-                jump,
-            })
+        .map(|h| PlanTarget {
+            host: h.name,
+            user: h.user,
+            address: h.address,
+            port: h.port,
+            jump: h.jump,
         })
-        .collect()
+        .collect())
 }
 
-/// Renders a step body's action for display (plan) with `ctx`.
-pub fn plan_action(
+/// Renders a step body's action for display (plan) with `ctx`: the run's render functions
+/// with a masking renderer.
+pub(crate) fn plan_action(
     t: &Templates,
     action: &Action,
     body: &Body,
     ctx: &Value,
 ) -> Result<PlannedAction, PlanError> {
+    let r = Shown(t);
     Ok(match action {
-        Action::Run(cmd) => {
-            let (command, mut env) = show_command(t, cmd, ctx)?;
-            for (k, v) in &body.env {
-                env.push((k.clone(), show(t, v, ctx, Target::Text)?));
-            }
-            PlannedAction::Run {
-                command,
-                env,
-                stdin: body
-                    .stdin
-                    .as_ref()
-                    .map(|s| show(t, s, ctx, Target::Text))
-                    .transpose()?,
-            }
-        }
-        Action::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
+        Action::Run(cmd) => planned_run(&r, cmd, body, ctx, false)?,
+        Action::Http(h) => PlannedAction::Http(plan_request(&r, h, ctx)?),
         Action::Wait(w) => PlannedAction::Wait {
             probe: Box::new(match &w.probe {
-                Probe::Run { command, .. } => {
-                    let (command, env) = show_command(t, command, ctx)?;
-                    PlannedAction::Run {
-                        command,
-                        env,
-                        stdin: None,
-                    }
-                }
-                Probe::Http(h) => PlannedAction::Http(plan_request(t, h, ctx)?),
+                Probe::Run { command, .. } => planned_run(&r, command, body, ctx, true)?,
+                Probe::Http(h) => PlannedAction::Http(plan_request(&r, h, ctx)?),
             }),
             until: expression_source(&w.until.src).to_string(),
             every: human_duration(w.every),
@@ -552,61 +343,45 @@ pub fn plan_action(
             timeout: human_duration(w.timeout),
         },
         Action::Manual(text) => PlannedAction::Manual {
-            instructions: show(t, text, ctx, Target::Text)?,
+            instructions: crate::step::manual::render(&r, text, ctx).map_err(PlanError)?,
         },
         Action::Checkpoint => PlannedAction::Checkpoint,
     })
 }
 
-fn plan_request(t: &Templates, h: &HttpSpec, ctx: &Value) -> Result<PlannedRequest, PlanError> {
-    let pairs = |list: &[(String, Tmpl)]| -> Result<Vec<(String, String)>, PlanError> {
-        list.iter()
-            .map(|(k, v)| Ok((k.clone(), show(t, v, ctx, Target::Text)?)))
-            .collect()
-    };
-    let opt = |v: &Option<Tmpl>| {
-        v.as_ref()
-            .map(|x| show(t, x, ctx, Target::Text))
-            .transpose()
-    };
-    Ok(PlannedRequest {
-        method: h.method.clone(),
-        url: show_url(t, &h.url, ctx)?,
-        headers: pairs(&h.headers)?,
-        query: pairs(&h.query)?,
-        body: match &h.body {
-            Some(HttpBody::Raw(b)) => Some(show(t, b, ctx, Target::Text)?),
-            Some(HttpBody::Json(j)) => Some(json_display(t, j, ctx)?.to_string()),
-            None => None,
-        },
-        timeout: h.timeout.map(human_duration),
-        follow_redirects: h.follow_redirects,
-        sensitive: h.sensitive,
-        ca_cert: opt(&h.ca_cert)?,
-        client_cert: opt(&h.client_cert)?,
-        client_key: opt(&h.client_key)?,
-        insecure: h.insecure,
+/// A command as the plan shows it; `probe`: a wait's probe, which gets the body's `env:`
+/// and `stdin:` too.
+fn planned_run(
+    r: &Shown,
+    cmd: &Tmpl,
+    body: &Body,
+    ctx: &Value,
+    probe: bool,
+) -> Result<PlannedAction, PlanError> {
+    let what = if probe { "probe" } else { "command" };
+    let rendered = crate::step::run::render(r, cmd, body, ctx, what).map_err(PlanError)?;
+    Ok(PlannedAction::Run {
+        env: rendered.all_env(),
+        command: rendered.command,
+        stdin: rendered.stdin,
     })
 }
 
-fn json_display(t: &Templates, j: &JsonTmpl, ctx: &Value) -> Result<serde_json::Value, PlanError> {
-    Ok(match j {
-        JsonTmpl::Null => serde_json::Value::Null,
-        JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),
-        JsonTmpl::Number(n) => serde_json::Value::Number(n.clone()),
-        JsonTmpl::String(s) => serde_json::Value::String(show(t, s, ctx, Target::Text)?),
-        JsonTmpl::Array(items) => serde_json::Value::Array(
-            items
-                .iter()
-                .map(|i| json_display(t, i, ctx))
-                .collect::<Result<_, _>>()?,
-        ),
-        JsonTmpl::Object(pairs) => serde_json::Value::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), json_display(t, v, ctx)?)))
-                .collect::<Result<_, PlanError>>()?,
-        ),
+fn plan_request(r: &Shown, h: &HttpSpec, ctx: &Value) -> Result<PlannedRequest, PlanError> {
+    let rendered = crate::step::http::render(r, h, ctx).map_err(PlanError)?;
+    Ok(PlannedRequest {
+        method: rendered.method,
+        url: rendered.url,
+        headers: rendered.headers,
+        query: rendered.query,
+        body: rendered.body,
+        timeout: h.timeout.map(human_duration),
+        follow_redirects: h.follow_redirects,
+        sensitive: h.sensitive,
+        ca_cert: rendered.ca_cert,
+        client_cert: rendered.client_cert,
+        client_key: rendered.client_key,
+        insecure: h.insecure,
     })
 }
 

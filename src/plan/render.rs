@@ -7,14 +7,14 @@ use super::{Plan, PlanTarget, PlannedAction, PlannedStep};
 
 /// Output formats of `runbook plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
     Dot,
     Mermaid,
 }
 
-pub fn render(plan: &Plan, format: Format) -> String {
+pub(crate) fn render(plan: &Plan, format: Format) -> String {
     match format {
         Format::Text => text(plan),
         Format::Json => serde_json::to_string_pretty(plan).unwrap_or_default() + "\n",
@@ -273,7 +273,7 @@ fn step_text(out: &mut String, s: &PlannedStep) {
 }
 
 /// The readable plan.
-pub fn text(plan: &Plan) -> String {
+pub(crate) fn text(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Plan: {} ({})", plan.runbook, plan.file);
     if !plan.description.is_empty() {
@@ -345,7 +345,7 @@ fn dot_escape(s: &str) -> String {
 }
 
 /// Graphviz DOT: one node per step, an edge per `needs`.
-pub fn dot(plan: &Plan) -> String {
+pub(crate) fn dot(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&plan.runbook));
     let _ = writeln!(out, "  rankdir=TB;");
@@ -403,7 +403,7 @@ fn mermaid_escape(s: &str) -> String {
 }
 
 /// Mermaid flowchart: paste into Markdown (GitHub, GitLab, Confluence) to draw the graph.
-pub fn mermaid(plan: &Plan) -> String {
+pub(crate) fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart TD\n");
     let all: Vec<&PlannedStep> = plan.steps.iter().chain(&plan.finally).collect();
     let node = |i: usize| format!("s{i}");

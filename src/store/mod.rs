@@ -5,12 +5,12 @@
 //! (`runbook store init`) and its check (`runbook store check`). The engine still writes the
 //! file journal only; see docs/store.md.
 
-pub mod pg;
+pub(crate) mod pg;
 
 /// A connection string with its password replaced by `***`, for every message that names it.
 /// Handles the URL form (`postgres://user:pw@host/db?password=pw`) and the key=value form
 /// (`host=h password=pw`).
-pub fn redact(conn: &str) -> String {
+pub(crate) fn redact(conn: &str) -> String {
     let lower = conn.to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         let scheme_end = conn.find("://").map_or(0, |i| i + 3);

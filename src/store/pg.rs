@@ -11,7 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use super::redact;
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// (version, name, SQL). Never edit an applied migration: add the next one.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -36,7 +36,7 @@ const INIT_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("cannot connect to the store {url}: {msg}")]
     Connect { url: String, msg: String },
     #[error("store {url}: {msg}")]
@@ -49,22 +49,22 @@ pub enum StoreError {
 
 /// What `store check` reports.
 #[derive(Debug, serde::Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The connection string, password masked.
-    pub store: String,
-    pub server_version: String,
+    pub(crate) store: String,
+    pub(crate) server_version: String,
     /// The authenticated role (the identity approvals will carry).
-    pub role: String,
-    pub database: String,
+    pub(crate) role: String,
+    pub(crate) database: String,
     /// The highest applied migration, `None` before `store init`.
-    pub schema_version: Option<i32>,
+    pub(crate) schema_version: Option<i32>,
     /// The version this binary expects.
-    pub expected_version: i32,
+    pub(crate) expected_version: i32,
 }
 
 impl Status {
     /// Whether this binary can use the store as it is.
-    pub fn current(&self) -> bool {
+    pub(crate) fn current(&self) -> bool {
         self.schema_version == Some(SCHEMA_VERSION)
     }
 }
@@ -140,7 +140,7 @@ async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, Stor
 }
 
 /// `store check`: connectivity, identity and schema version.
-pub fn check(conn: &str) -> Result<Status, StoreError> {
+pub(crate) fn check(conn: &str) -> Result<Status, StoreError> {
     let url = redact(conn);
     runtime()?.block_on(async {
         let client = connect(conn).await?;
@@ -169,7 +169,7 @@ pub fn check(conn: &str) -> Result<Status, StoreError> {
 
 /// `store init`: applies every migration newer than the store's version, in one transaction.
 /// Returns (version before, version after).
-pub fn init(conn: &str) -> Result<(Option<i32>, i32), StoreError> {
+pub(crate) fn init(conn: &str) -> Result<(Option<i32>, i32), StoreError> {
     let url = redact(conn);
     runtime()?.block_on(async {
         let mut client = connect(conn).await?;

@@ -33,7 +33,7 @@ pub(crate) fn has_marker_chars(s: &str) -> bool {
 
 /// A quoting context where a value cannot be placed safely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsafe {
+pub(crate) enum Unsafe {
     SingleQuotes,
     AnsiCQuotes,
     QuotedHereDoc,
@@ -55,7 +55,7 @@ impl fmt::Display for Unsafe {
 
 /// A value placed in an unsafe context: which one and which value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlaceError {
+pub(crate) struct PlaceError {
     pub index: usize,
     pub context: Unsafe,
 }

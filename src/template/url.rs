@@ -19,7 +19,7 @@ use super::shell::{CLOSE, OPEN};
 
 /// Where in a URL a position is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// Nothing but a value so far: the value must be an origin.
     Start,
     Scheme,

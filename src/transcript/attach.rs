@@ -16,14 +16,14 @@ use super::{MARKDOWN_TEMPLATE, NOTE_TEMPLATE, load, render};
 
 /// Where to attach.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     PagerDuty(String),
     Jira(String),
     Webhook(String),
 }
 
 impl Target {
-    pub fn parse(s: &str) -> Result<Target, String> {
+    pub(crate) fn parse(s: &str) -> Result<Target, String> {
         let (kind, rest) = s.split_once(':').ok_or_else(|| {
             format!("`{s}` is not pagerduty:INCIDENT, jira:ISSUE-KEY or webhook:URL")
         })?;
@@ -118,7 +118,7 @@ async fn send(build: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result
 }
 
 /// Attaches run `run_dir`'s transcript to `target`. Returns a one-line confirmation.
-pub async fn attach_run(run_dir: &Path, target: &str) -> Result<String, String> {
+pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, String> {
     let target = Target::parse(target)?;
     let t = load(run_dir).map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()

@@ -4,26 +4,26 @@
 //! The transcript is built only from the journal, which the redactor already cleaned: nothing
 //! secret can appear here that the journal did not have.
 
-pub mod attach;
+pub(crate) mod attach;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::execute::event::{Event, StepStatus};
+use crate::event::{Event, StepStatus};
 use crate::journal::{self, Record};
 
 /// Version of the JSON transcript (`runbook transcript --format json`).
-pub const TRANSCRIPT_VERSION: u32 = 1;
+pub(crate) const TRANSCRIPT_VERSION: u32 = 1;
 /// The built-in Markdown template.
-pub const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/transcript.md.j2");
+pub(crate) const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/transcript.md.j2");
 /// The short summary used for incident notes and comments.
-pub const NOTE_TEMPLATE: &str = include_str!("../../templates/incident-note.txt.j2");
+pub(crate) const NOTE_TEMPLATE: &str = include_str!("../../templates/incident-note.txt.j2");
 /// Lines of output shown from the start and from the end of a step.
 const OUTPUT_LINES: usize = 20;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Transcript {
+pub(crate) struct Transcript {
     pub transcript_version: u32,
     pub run_id: String,
     pub runbook: String,
@@ -43,13 +43,13 @@ pub struct Transcript {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct NameValue {
+pub(crate) struct NameValue {
     pub name: String,
     pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct GateEntry {
+pub(crate) struct GateEntry {
     pub decision: String,
     pub user: String,
     pub host: String,
@@ -59,7 +59,7 @@ pub struct GateEntry {
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct StepEntry {
+pub(crate) struct StepEntry {
     pub id: String,
     pub title: Option<String>,
     pub status: String,
@@ -78,7 +78,7 @@ pub struct StepEntry {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RollbackEntry {
+pub(crate) struct RollbackEntry {
     pub step: String,
     pub status: String,
     pub error: Option<String>,
@@ -90,7 +90,7 @@ pub struct RollbackEntry {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
+pub(crate) struct TimelineEntry {
     pub at: String,
     pub text: String,
 }
@@ -115,7 +115,7 @@ fn head_tail(text: &str) -> (String, String) {
 }
 
 /// Builds the transcript of a run from its journal records.
-pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
+pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
     let mut t = Transcript {
         transcript_version: TRANSCRIPT_VERSION,
         run_id: run_id.to_string(),
@@ -315,7 +315,7 @@ pub fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcri
                 e.exit_code = *exit_code;
                 e.duration_ms = *duration_ms;
                 e.duration =
-                    crate::plan::human_duration(std::time::Duration::from_millis(*duration_ms));
+                    crate::fmt::human_duration(std::time::Duration::from_millis(*duration_ms));
                 e.error = error.clone();
                 e.outputs = outputs.clone();
                 e.attempts = e.attempts.max(1);
@@ -411,7 +411,7 @@ fn t_line(timeline: &mut Vec<TimelineEntry>, at: &str, text: String) {
 }
 
 /// Renders with a template (the built-in Markdown one unless `template` is given).
-pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
+pub(crate) fn render(t: &Transcript, template: &str) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.set_fuel(Some(50_000_000));
@@ -421,27 +421,40 @@ pub fn render(t: &Transcript, template: &str) -> Result<String, String> {
 
 /// Reads a run's journal and builds its transcript. A broken chain is reported (and the
 /// transcript of the readable prefix is not produced: a tampered record must not be trusted).
-pub fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
+pub(crate) fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
+    load_with(run_dir, None)
+}
+
+/// `load`, given the run's runbook when the caller has it (the engine, right after the run):
+/// the runbook file is then not read and validated again.
+fn load_with(
+    run_dir: &Path,
+    rb: Option<&crate::model::Runbook>,
+) -> Result<Transcript, journal::JournalError> {
     let records = journal::read(run_dir)?;
     let run_id = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut t = build(&run_id, &records, true);
-    from_runbook(&mut t);
+    match rb {
+        Some(rb) => from_runbook(&mut t, rb),
+        None => {
+            if let Some(rb) = crate::load::load(Path::new(&t.file))
+                .ok()
+                .and_then(|l| crate::validate::validate(&l).runbook)
+            {
+                from_runbook(&mut t, &rb);
+            }
+        }
+    }
     Ok(t)
 }
 
 /// Fills in what the journal does not hold but the runbook does (when its file is still
 /// there): step titles, and the command of each rollback, both rendered with the run's inputs
 /// as journaled (secrets already masked there).
-fn from_runbook(t: &mut Transcript) {
-    let Some(rb) = crate::load::load(Path::new(&t.file))
-        .ok()
-        .and_then(|l| crate::validate::validate(&l).runbook)
-    else {
-        return;
-    };
+fn from_runbook(t: &mut Transcript, rb: &crate::model::Runbook) {
     let entries: Vec<(String, minijinja::Value)> = t
         .inputs
         .iter()
@@ -481,9 +494,13 @@ fn from_runbook(t: &mut Transcript) {
     }
 }
 
-/// Writes `transcript.md` and `transcript.json` (0600) into the run directory.
-pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let t = load(run_dir).map_err(|e| e.to_string())?;
+/// Writes `transcript.md` and `transcript.json` (0600) into the run directory (`rb`: the
+/// run's runbook, when the caller has it loaded).
+pub(crate) fn write_files_with(
+    run_dir: &Path,
+    rb: Option<&crate::model::Runbook>,
+) -> Result<Vec<PathBuf>, String> {
+    let t = load_with(run_dir, rb).map_err(|e| e.to_string())?;
     let md = render(&t, MARKDOWN_TEMPLATE)?;
     let json = serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -491,8 +508,7 @@ pub fn write_files(run_dir: &Path) -> Result<Vec<PathBuf>, String> {
         let p = run_dir.join(name);
         let _ = std::fs::remove_file(&p);
         use std::io::Write;
-        let mut f = crate::execute::capture::open_private(&p)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut f = crate::sys::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         f.write_all(body.as_bytes())
             .map_err(|e| format!("{}: {e}", p.display()))?;
         out.push(p);

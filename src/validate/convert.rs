@@ -11,7 +11,7 @@ use crate::diagnostic::Diagnostic;
 use crate::load::{Node, NodeKind};
 use crate::model::*;
 
-const TOP: &[&str] = &[
+pub(super) const TOP: &[&str] = &[
     "runbook",
     "version",
     "description",
@@ -23,7 +23,7 @@ const TOP: &[&str] = &[
     "steps",
     "finally",
 ];
-const INPUT: &[&str] = &[
+pub(super) const INPUT: &[&str] = &[
     "description",
     "required",
     "default",
@@ -36,7 +36,7 @@ const INPUT: &[&str] = &[
     "pattern",
     "min_length",
 ];
-const HOST: &[&str] = &[
+pub(super) const HOST: &[&str] = &[
     "address",
     "user",
     "port",
@@ -44,8 +44,8 @@ const HOST: &[&str] = &[
     "jump",
     "known_hosts",
 ];
-const DEFAULTS: &[&str] = &["timeout", "retries", "backoff", "gate_timeout"];
-const STEP: &[&str] = &[
+pub(super) const DEFAULTS: &[&str] = &["timeout", "retries", "backoff", "gate_timeout"];
+pub(super) const STEP: &[&str] = &[
     "id",
     "title",
     "needs",
@@ -72,18 +72,18 @@ const STEP: &[&str] = &[
     "env",
     "stdin",
 ];
-const BODY: &[&str] = &[
+pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
-const KINDS: &[&str] = &["run", "http", "wait", "manual"];
-const GATE: &[&str] = &[
+pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual"];
+pub(super) const GATE: &[&str] = &[
     "message",
     "approvals",
     "other_approver",
     "approvers",
     "timeout",
 ];
-const HTTP: &[&str] = &[
+pub(super) const HTTP: &[&str] = &[
     "method",
     "url",
     "get",
@@ -104,10 +104,10 @@ const HTTP: &[&str] = &[
     "client_key",
     "insecure",
 ];
-const OUTPUT: &[&str] = &["value", "secret"];
-const HTTP_VERBS: &[&str] = &["get", "put", "post", "delete", "patch", "head"];
-const WAIT: &[&str] = &["run", "on", "http", "until", "every", "backoff", "timeout"];
-const EXPECT: &[&str] = &[
+pub(super) const OUTPUT: &[&str] = &["value", "secret"];
+pub(super) const HTTP_VERBS: &[&str] = &["get", "put", "post", "delete", "patch", "head"];
+pub(super) const WAIT: &[&str] = &["run", "on", "http", "until", "every", "backoff", "timeout"];
+pub(super) const EXPECT: &[&str] = &[
     "exit_code",
     "stdout",
     "stderr",
@@ -116,7 +116,7 @@ const EXPECT: &[&str] = &[
     "body_contains",
     "that",
 ];
-const FOR_EACH: &[&str] = &["items", "until"];
+pub(super) const FOR_EACH: &[&str] = &["items", "until"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
 pub(super) fn convert(root: &Node) -> (Option<Runbook>, Vec<Diagnostic>) {

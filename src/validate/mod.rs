@@ -57,3 +57,63 @@ pub fn validate(loaded: &Loaded) -> Validated {
         diagnostics: diags,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::convert::*;
+
+    fn listed(keys: &[&str]) -> BTreeSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    fn properties(v: &Value) -> BTreeSet<String> {
+        v["properties"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The fields `validate` reads and the fields the JSON Schema allows are the same, at
+    /// every level: an editor never accepts what `validate` refuses, nor the other way round.
+    #[test]
+    fn field_lists_match_the_json_schema() {
+        let s = crate::schema::schema();
+        let top = &s["properties"];
+        let step = &top["steps"]["items"];
+        let sp = &step["properties"];
+        let cases: [(&str, &[&str], &Value); 12] = [
+            ("top level", TOP, &s),
+            (
+                "input",
+                INPUT,
+                &top["inputs"]["additionalProperties"]["oneOf"][1],
+            ),
+            ("host", HOST, &top["hosts"]["additionalProperties"]),
+            ("defaults", DEFAULTS, &top["defaults"]),
+            ("step", STEP, step),
+            ("rollback body", BODY, &sp["rollback"]["oneOf"][1]),
+            ("gate", GATE, &sp["confirm"]["oneOf"][1]),
+            ("http", HTTP, &sp["http"]),
+            ("wait", WAIT, &sp["wait"]),
+            ("expect", EXPECT, &sp["expect"]),
+            (
+                "output",
+                OUTPUT,
+                &sp["outputs"]["additionalProperties"]["oneOf"][1],
+            ),
+            ("for_each", FOR_EACH, &sp["for_each"]["oneOf"][2]),
+        ];
+        for (what, keys, schema) in cases {
+            assert_eq!(listed(keys), properties(schema), "{what}");
+        }
+        assert_eq!(top["finally"]["items"], *step, "finally steps are steps");
+        let http = properties(&sp["http"]);
+        assert!(HTTP_VERBS.iter().all(|v| http.contains(*v)));
+        let steps = properties(step);
+        assert!(KINDS.iter().all(|k| steps.contains(*k)));
+    }
+}

@@ -669,6 +669,52 @@ fn gates_in_a_real_terminal() {
     }
 }
 
+/// A signal while a prompt waits (Ctrl-C typed at it, SIGTERM, SIGHUP when the terminal or
+/// the SSH session to the jump box goes away) withdraws the prompt and unwinds: the run ends
+/// (exit 3) with the completed step rolled back, instead of waiting for a line nobody types.
+#[test]
+fn a_signal_at_a_prompt_withdraws_it_and_unwinds() {
+    for (prompt, how) in [
+        ("gate", "ctrl-c"),
+        ("gate", "TERM"),
+        ("gate", "HUP"),
+        ("roll back now?", "ctrl-c"),
+        ("roll back now?", "HUP"),
+    ] {
+        let s = Scratch::new();
+        s.runbook(GATED);
+        let mut cmd = s.command(&["--progress", "plain"]);
+        cmd.env("TERM", "dumb");
+        let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in pty");
+        p.exp_string("(then Enter)").expect("gate prompt");
+        if prompt != "gate" {
+            p.send_line("n").expect("decline");
+            p.exp_string("roll back now?").expect("rollback prompt");
+        }
+        match how {
+            "ctrl-c" => p.send_control('c').expect("ctrl-c"),
+            sig => {
+                let n = if sig == "TERM" {
+                    libc::SIGTERM
+                } else {
+                    libc::SIGHUP
+                };
+                // SAFETY: kill(2) on the engine we spawned.
+                unsafe { libc::kill(p.process.child_pid.as_raw(), n) };
+            }
+        }
+        p.exp_eof()
+            .unwrap_or_else(|e| panic!("{prompt}/{how}: the engine did not end: {e}"));
+        let status = p.process.wait().expect("status");
+        assert!(
+            format!("{status:?}").contains(", 3)"),
+            "{prompt}/{how}: {status:?}"
+        );
+        assert_eq!(s.read("done"), "prepared\n", "{prompt}/{how}");
+        assert_eq!(s.read("undo"), "undo-prepare\n", "{prompt}/{how}");
+    }
+}
+
 /// A secret not in the environment is asked for with a hidden prompt on a terminal; what is
 /// typed is neither echoed nor shown later.
 #[test]

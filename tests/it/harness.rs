@@ -152,3 +152,35 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
+
+/// After an engine was killed with its steps running: waits (up to 30 s) until the processes
+/// of those steps (any process whose environment has `RUNBOOK_RUN_ID` of a run under
+/// `runs_dir`) have ended, as they would on a real host before anyone resumes: `resume`
+/// refuses to start beside them.
+pub(crate) fn settle(runs_dir: &std::path::Path) {
+    let ids: Vec<String> = std::fs::read_dir(runs_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| format!("RUNBOOK_RUN_ID={}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let live = || -> bool {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            let env = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            env.split(|b| *b == 0)
+                .any(|v| ids.iter().any(|id| v == id.as_bytes()))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while live() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "step processes of a killed engine still run after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -53,6 +53,9 @@ steps:
 /// non-idempotent step ever runs twice.
 #[test]
 fn kill_nine_anywhere_then_resume_completes_without_repeats() {
+    // The journal is preallocated ahead of its records: a killed engine leaves zero bytes
+    // after the last record, which readers skip and `resume` cuts off.
+    let mut reserve_left = 0;
     for kill_after_ms in [0u64, 30, 90, 160, 240, 330, 420, 510, 600, 700] {
         let s = Scratch::new();
         s.runbook(COUNTED);
@@ -66,7 +69,7 @@ fn kill_nine_anywhere_then_resume_completes_without_repeats() {
         let _ = child.kill();
         let _ = child.wait();
         // Let orphaned step processes finish, as they would on a real host.
-        std::thread::sleep(Duration::from_millis(250));
+        crate::harness::settle(&s.path("runs"));
         let ids = run_ids(&s);
         if ids.is_empty() {
             continue; // killed before the run directory existed: nothing to resume
@@ -75,6 +78,9 @@ fn kill_nine_anywhere_then_resume_completes_without_repeats() {
         let journal = std::fs::read_to_string(s.path(&format!("runs/{id}/journal.jsonl")))
             .unwrap_or_default();
         let finished = journal.contains("\"event\":\"run-finished\"");
+        if journal.ends_with('\0') {
+            reserve_left += 1;
+        }
         if !finished {
             let ran = runbook([
                 "resume",
@@ -108,7 +114,16 @@ fn kill_nine_anywhere_then_resume_completes_without_repeats() {
         assert_eq!(s.read("undo"), "", "nothing failed, nothing to undo");
         let v = runbook(["transcript", id, "--runs-dir", &runs_dir(&s), "--verify"]).run();
         assert_eq!(v.code, Some(0), "{}", v.stderr);
+        let after = std::fs::read(s.path(&format!("runs/{id}/journal.jsonl"))).unwrap_or_default();
+        assert!(
+            after.ends_with(b"}\n"),
+            "kill after {kill_after_ms}ms: a finished journal ends with its last record"
+        );
     }
+    assert!(
+        reserve_left > 0,
+        "no kill left the journal's reserve behind: the preallocation was not exercised"
+    );
 }
 
 #[test]
@@ -124,6 +139,7 @@ fn resume_reruns_in_doubt_steps_only_when_asked() {
     wait_for(&s.path("started"), Duration::from_secs(20));
     let _ = child.kill();
     let _ = child.wait();
+    crate::harness::settle(&s.path("runs"));
     let id = run_ids(&s).remove(0);
     let undecided = runbook(["resume", &id, "--runs-dir", &runs_dir(&s)]).run();
     assert_eq!(undecided.code, Some(3), "{}", undecided.stderr);

@@ -423,10 +423,61 @@ steps:
         "plain",
     ])
     .run();
-    assert!(rolled.code == Some(1), "{}", rolled.stderr);
+    // The run keeps its cause: it was interrupted (exit 3), not a failed step.
+    assert_eq!(rolled.code, Some(3), "{}", rolled.stderr);
+    assert!(
+        rolled.stderr.contains("interrupted by a signal"),
+        "{}",
+        rolled.stderr
+    );
     assert_eq!(s.read("undo"), "undo-b\nundo-a\n");
     let again = runbook(["rollback", "--runs-dir", &runs, "last"]).run();
     assert_eq!(again.code, Some(2), "{}", again.stderr);
+}
+
+/// `runbook rollback` after exit 4 (an undo failed) runs what is left of the unwinding only:
+/// the finally steps that already ran do not run again, and the run keeps its cause (a failed
+/// step: exit 1 once the undo works, 4 while it still fails).
+#[test]
+fn rollback_after_exit_4_keeps_the_cause_and_runs_finally_once() {
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: f\nversion: 1\nsteps:\n  - id: a\n    run: echo a\n    rollback: test -e {D}/fixed && echo undo-a >> {D}/undo\n  - id: b\n    needs: [a]\n    run: 'false'\nfinally:\n  - id: fin\n    run: echo fin >> {D}/fin\n",
+    );
+    let first = s.command(&["--progress", "plain"]).output().expect("run");
+    assert_eq!(first.status.code(), Some(4));
+    assert_eq!(s.read("fin"), "fin\n");
+    let runs = s.path("runs").display().to_string();
+    let again = runbook([
+        "rollback",
+        "--runs-dir",
+        &runs,
+        "last",
+        "--progress",
+        "plain",
+    ])
+    .run();
+    assert_eq!(again.code, Some(4), "{}", again.stderr);
+    assert!(again.stderr.contains("step `b` failed"), "{}", again.stderr);
+    std::fs::write(s.path("fixed"), "").expect("fix");
+    let done = runbook([
+        "rollback",
+        "--runs-dir",
+        &runs,
+        "last",
+        "--progress",
+        "plain",
+    ])
+    .run();
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(done.stderr.contains("step `b` failed"), "{}", done.stderr);
+    assert!(
+        !done.stderr.contains("later engine (unwinding"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(s.read("undo"), "undo-a\n");
+    assert_eq!(s.read("fin"), "fin\n", "finally ran once");
 }
 
 /// Options a run needs (`--ssh-config`, `--known-hosts`) are recorded at exec: `resume RUN`
@@ -704,4 +755,81 @@ fn a_waiting_headless_run_is_shown_refused_as_busy_and_followed() {
         "{}",
         typo.stderr
     );
+}
+
+/// `show` after kill -9 in the middle of a step names it in doubt and gives the three ways on
+/// (ask, rerun, skip); a gate answered "no" shows as declined, not as a step that never ran.
+#[test]
+fn show_names_the_step_in_doubt_and_the_declined_gate() {
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: k\nversion: 1\nsteps:\n  - id: slow\n    run: touch {D}/started; sleep 29.123\n",
+    );
+    let mut child = s
+        .command(&["--progress", "plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(&s.path("started"), Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let runs = s.path("runs").display().to_string();
+    let show = runbook(["show", "--runs-dir", &runs, "last"]).run();
+    assert!(show.stdout.contains("slow  in-doubt"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("--rerun-in-doubt   (run slow again)"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .contains("--skip-in-doubt    (treat slow as done)"),
+        "{}",
+        show.stdout
+    );
+    // The killed engine's step still runs (its own process group): `show` says so, and
+    // `resume` refuses to start it again beside itself, even with --rerun-in-doubt.
+    assert!(
+        show.stdout
+            .contains("Still running, started by the killed engine"),
+        "{}",
+        show.stdout
+    );
+    let again = runbook(["resume", "--runs-dir", &runs, "last", "--rerun-in-doubt"]).run();
+    assert_eq!(again.code, Some(6), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("the processes of `slow` started by the killed engine are still running"),
+        "{}",
+        again.stderr
+    );
+    let _ = Command::new("pkill").args(["-f", "sleep 29.123"]).status();
+    // Once they are gone, resume goes on (the step in doubt runs again, as asked).
+    let mut resumed = None;
+    for _ in 0..50 {
+        let r = runbook(["resume", "--runs-dir", &runs, "last", "--skip-in-doubt"]).run();
+        if r.code != Some(6) {
+            resumed = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resumed = resumed.expect("the group ended");
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+
+    let d = Scratch::new();
+    d.runbook("runbook: g\nversion: 1\nsteps:\n  - id: restart\n    confirm: Restart?\n    run: echo restarted\n");
+    std::fs::write(d.path("answers.yaml"), "restart: no\n").expect("answers");
+    let ran = d.exec(&["--answers", &d.path("answers.yaml").display().to_string()]);
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    let show = runbook([
+        "show",
+        "--runs-dir",
+        &d.path("runs").display().to_string(),
+        "last",
+    ])
+    .run();
+    assert!(show.stdout.contains("restart  declined"), "{}", show.stdout);
 }

@@ -171,6 +171,7 @@ fn two_engines_racing_on_one_run() {
     until("a started", || s.path("in-a").exists());
     let _ = child.kill();
     let _ = child.wait();
+    crate::harness::settle(&s.path("runs"));
     let id = run_ids(&s).remove(0);
     std::fs::remove_file(s.path("in-a")).expect("rm");
     let dir = rd(&s);
@@ -773,7 +774,7 @@ fn kill_nine_at_random_points_then_resume_runs_nothing_twice() {
         std::thread::sleep(Duration::from_millis(at));
         let _ = child.kill();
         let _ = child.wait();
-        std::thread::sleep(Duration::from_millis(120)); // orphans finish, as on a real host
+        crate::harness::settle(&s.path("runs")); // orphans finish, as on a real host
         let what = format!("round {round} (kill at {at} ms, fail={fail})");
         let Some(id) = run_ids(&s).into_iter().next() else {
             continue;
@@ -867,6 +868,7 @@ steps:
         let _ = child.wait();
         // SAFETY: the orphaned step this test started.
         unsafe { libc::kill(pid_in(&s, "in-k3"), libc::SIGKILL) };
+        crate::harness::settle(&s.path("runs"));
         std::fs::write(s.path("go"), "").expect("go");
         let id = run_ids(&s).remove(0);
         let headless = resume(&s, &id, &[]);
@@ -908,6 +910,7 @@ steps:
         let _ = child.wait();
         // SAFETY: the orphaned rollback this test started.
         unsafe { libc::kill(pid_in(&s, "rb"), libc::SIGKILL) };
+        crate::harness::settle(&s.path("runs"));
         std::fs::write(s.path("go"), "").expect("go");
         let id = run_ids(&s).remove(0);
         let headless = resume(&s, &id, &[]);
@@ -1144,4 +1147,59 @@ steps:
             assert_eq!(count(&s, h), n, "{flag}: {h}");
         }
     }
+}
+
+/// The processes of a step that was in flight when its engine was killed keep `resume` (even
+/// with `--rerun-in-doubt`) from starting it beside itself, also when the step's own `env:`
+/// names `RUNBOOK_RUN_ID`/`RUNBOOK_STEP` (the engine's values win).
+#[test]
+fn a_step_in_flight_is_not_started_beside_itself_even_if_its_env_hides_it() {
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: envov\nversion: 1\nsteps:\n  - id: a\n    run: echo x >> {D}/count; touch {D}/in-a; sleep 38.41\n    env:\n      RUNBOOK_RUN_ID: nothing\n      RUNBOOK_STEP: other\n",
+    );
+    let mut child = spawn(&s, &["--progress", "plain"]);
+    until("a started", || s.path("in-a").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let id = run_ids(&s).remove(0);
+    let r = resume(&s, &id, &["--rerun-in-doubt"]);
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 38.41"])
+        .status();
+    assert_eq!(r.code, Some(6), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the processes of `a` started by the killed engine"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(s.read("count"), "x\n", "the step ran once");
+}
+
+/// `transcript --verify` on a journal with a line that is not a record (zero bytes in the
+/// middle, an edit) fails the verification (exit 1), like a broken chain.
+#[test]
+fn verify_fails_with_exit_1_on_a_damaged_record() {
+    let s = Scratch::new();
+    s.runbook("runbook: d\nversion: 1\nsteps:\n  - id: a\n    run: echo a\n  - id: b\n    needs: [a]\n    run: echo b\n");
+    let ran = s.exec(&["--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let id = run_ids(&s).remove(0);
+    let path = s.path(&format!("runs/{id}/journal.jsonl"));
+    let text = std::fs::read(&path).expect("journal");
+    let cut = text
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("two records");
+    let mut damaged = text[..cut].to_vec();
+    damaged.extend_from_slice(&[0u8; 100]);
+    damaged.extend_from_slice(&text[cut..]);
+    std::fs::write(&path, damaged).expect("write");
+    let v = runbook(["transcript", &id, "--runs-dir", &rd(&s), "--verify"]).run();
+    assert_eq!(v.code, Some(1), "{}", v.stderr);
+    assert!(v.stderr.contains("not a journal record"), "{}", v.stderr);
 }

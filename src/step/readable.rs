@@ -20,7 +20,7 @@ fn cut(s: &str, n: usize) -> String {
 }
 
 /// `1.2 KB`, `830 B`.
-pub fn size(bytes: usize) -> String {
+pub(crate) fn size(bytes: usize) -> String {
     match bytes {
         b if b < 1024 => format!("{b} B"),
         b if b < 1024 * 1024 => format!("{:.1} KB", b as f64 / 1024.0),
@@ -30,7 +30,7 @@ pub fn size(bytes: usize) -> String {
 
 /// Dotted JSON paths (`data.sealed`, `servers[0].leader`) that expression sources read from
 /// `json.` / `response.json.` / `result.json.`, in order of appearance, without repeats.
-pub fn json_paths<'a>(sources: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn json_paths<'a>(sources: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let re = regex::Regex::new(r"\bjson((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])+)")
         .unwrap_or_else(|_| unreachable_regex());
     let mut out: Vec<String> = Vec::new();
@@ -53,7 +53,7 @@ fn unreachable_regex() -> regex::Regex {
 
 /// One line for an HTTP response: `HTTP 200 application/json, 1.2 KB: sealed=false, leader=…`.
 /// `fields` are dotted paths into the JSON body; without any, its top-level scalar fields.
-pub fn http_summary(
+pub(crate) fn http_summary(
     status: u16,
     headers: &[(String, String)],
     body: &str,
@@ -74,7 +74,7 @@ pub fn http_summary(
         Some(j) if !fields.is_empty() => fields
             .iter()
             .map(|p| {
-                let v = crate::execute::engine::json_path(j, p)
+                let v = crate::step::expect::json_path(j, p)
                     .map_or("(absent)".to_string(), |v| cut(&v.to_string(), VALUE_CHARS));
                 format!("{p}={v}")
             })
@@ -120,7 +120,7 @@ pub fn http_summary(
 }
 
 /// Splits an expression at its top-level `and` / `or` (outside brackets and quotes).
-pub fn conjuncts(src: &str) -> Vec<String> {
+pub(crate) fn conjuncts(src: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut depth = 0i32;
     let mut quote: Option<char> = None;
@@ -201,7 +201,7 @@ fn left_side(expr: &str) -> Option<&str> {
 /// `until` shown part by part: each top-level `and`/`or` operand with whether it held and, for
 /// a comparison, the value of its left side: ``status = 200 ✔; servers | … | length = 0 ✖``.
 /// `None` when the expression has a single part that is not a comparison (nothing to add).
-pub fn until_parts(t: &Templates, src: &str, ctx: &Value) -> Option<String> {
+pub(crate) fn until_parts(t: &Templates, src: &str, ctx: &Value) -> Option<String> {
     let parts = conjuncts(src);
     if parts.len() == 1 && left_side(&parts[0]).is_none() {
         return None;

@@ -8,7 +8,7 @@ use std::path::Path;
 /// Refuses `dir` unless it is a real directory (not a symlink, when `follow` is false) owned by
 /// the invoking user or root, and not writable by group or others (the sticky `answers/` dir
 /// is checked elsewhere). A missing directory is fine (it will be created by us).
-pub fn check_owned(dir: &Path, follow: bool) -> Result<(), String> {
+pub(crate) fn check_owned(dir: &Path, follow: bool) -> Result<(), String> {
     let meta = if follow {
         std::fs::metadata(dir)
     } else {

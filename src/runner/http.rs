@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{BoxFuture, Cancel, HttpClient, HttpRequest, HttpResponse};
+use super::{BoxFuture, Cancel, HttpClient, HttpRequest, HttpResponse, StepError, StepErrorKind};
 
 /// Largest response body kept (the rest is dropped, and said so).
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -43,7 +43,7 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
 
 /// Sends requests, keeping one connection pool per TLS configuration.
 #[derive(Default)]
-pub struct ReqwestClient {
+pub(crate) struct ReqwestClient {
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
 }
 
@@ -127,6 +127,16 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Names the cause of a failed request in words an operator acts on.
+/// A transport error as a [`StepError`]: a timeout, or nothing answered.
+fn transport(e: &reqwest::Error, url: &str) -> StepError {
+    let kind = if e.is_timeout() {
+        StepErrorKind::Timeout
+    } else {
+        StepErrorKind::Unreachable
+    };
+    StepError::new(kind, classify(e, url))
+}
+
 fn classify(e: &reqwest::Error, url: &str) -> String {
     let text = chain(e);
     let lower = text.to_ascii_lowercase();
@@ -177,7 +187,8 @@ impl HttpClient for ReqwestClient {
         &'a self,
         req: HttpRequest,
         mut cancel: Cancel,
-    ) -> BoxFuture<'a, Result<HttpResponse, String>> {
+    ) -> BoxFuture<'a, Result<HttpResponse, StepError>> {
+        let unreachable = |m: String| StepError::new(StepErrorKind::Unreachable, m);
         Box::pin(async move {
             let key = ClientKey {
                 ca_cert: req.ca_cert.clone().filter(|p| !p.as_os_str().is_empty()),
@@ -188,11 +199,12 @@ impl HttpClient for ReqwestClient {
                 client_key: req.client_key.clone().filter(|p| !p.as_os_str().is_empty()),
                 insecure: req.insecure,
             };
-            let client = self.client(&key)?;
+            let client = self.client(&key).map_err(unreachable)?;
             let method = reqwest::Method::from_bytes(req.method.as_bytes())
-                .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
-            let mut url = reqwest::Url::parse(&req.url)
-                .map_err(|e| format!("`{}` is not a URL: {e}", strip_query(&req.url)))?;
+                .map_err(|_| unreachable(format!("`{}` is not an HTTP method", req.method)))?;
+            let mut url = reqwest::Url::parse(&req.url).map_err(|e| {
+                unreachable(format!("`{}` is not a URL: {e}", strip_query(&req.url)))
+            })?;
             let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
             let mut method = method;
             let mut headers = req.headers.clone();
@@ -225,7 +237,7 @@ impl HttpClient for ReqwestClient {
                     let resp = build(&method, &url, &headers, &query, &body)
                         .send()
                         .await
-                        .map_err(|e| classify(&e, &req.url))?;
+                        .map_err(|e| transport(&e, &req.url))?;
                     let location = resp
                         .headers()
                         .get(reqwest::header::LOCATION)
@@ -239,16 +251,16 @@ impl HttpClient for ReqwestClient {
                     };
                     redirects += 1;
                     if redirects > MAX_REDIRECTS {
-                        return Err(format!(
+                        return Err(unreachable(format!(
                             "{}: more than {MAX_REDIRECTS} redirects",
                             strip_query(&req.url)
-                        ));
+                        )));
                     }
                     if !matches!(next.scheme(), "http" | "https") {
-                        return Err(format!(
+                        return Err(unreachable(format!(
                             "{}: redirected to a non-HTTP URL",
                             strip_query(&req.url)
-                        ));
+                        )));
                     }
                     if !same_origin(&url, &next) {
                         // Credentials never follow a request to another origin.
@@ -284,7 +296,7 @@ impl HttpClient for ReqwestClient {
                     .collect();
                 let mut resp = resp;
                 let mut body = Vec::new();
-                while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &req.url))? {
+                while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&e, &req.url))? {
                     let room = MAX_BODY.saturating_sub(body.len());
                     body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 }
@@ -300,7 +312,10 @@ impl HttpClient for ReqwestClient {
             };
             tokio::select! {
                 r = send => r,
-                () = cancel.cancelled() => Err(format!("request to {} cancelled", strip_query(&req.url))),
+                () = cancel.cancelled() => Err(StepError::new(
+                    StepErrorKind::Cancelled,
+                    format!("request to {} cancelled", strip_query(&req.url)),
+                )),
             }
         })
     }

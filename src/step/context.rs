@@ -5,15 +5,15 @@ use std::sync::{Arc, RwLock};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 
-use crate::plan::inputs::Inputs;
+use crate::inputs::Inputs;
 use crate::template::{map, to_value};
 
 /// Results of finished steps, by template name (`halt_traffic`), shared with running steps.
 #[derive(Debug, Default, Clone)]
-pub struct Results(pub Arc<RwLock<HashMap<String, Value>>>);
+pub(crate) struct Results(pub Arc<RwLock<HashMap<String, Value>>>);
 
 impl Results {
-    pub fn set(&self, step_var: &str, result: &serde_json::Value) {
+    pub(crate) fn set(&self, step_var: &str, result: &serde_json::Value) {
         if let Ok(mut m) = self.0.write() {
             m.insert(step_var.to_string(), to_value(result));
         }
@@ -21,7 +21,12 @@ impl Results {
 
     /// Like [`Results::set`], with the outputs named in `secret` as secrets: masked wherever
     /// shown, passed to commands in `RUNBOOK_SECRET_<STEP>_<OUTPUT>`.
-    pub fn set_with_secrets(&self, step_var: &str, result: &serde_json::Value, secret: &[String]) {
+    pub(crate) fn set_with_secrets(
+        &self,
+        step_var: &str,
+        result: &serde_json::Value,
+        secret: &[String],
+    ) {
         let serde_json::Value::Object(fields) = result else {
             return self.set(step_var, result);
         };
@@ -59,7 +64,7 @@ impl Results {
 }
 
 /// A JSON value as text: strings without quotes.
-pub fn json_text(v: &serde_json::Value) -> String {
+pub(crate) fn json_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -88,13 +93,13 @@ impl Object for Results {
 
 /// Everything a step's templates can read.
 #[derive(Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub base: Vec<(String, Value)>,
 }
 
 impl Ctx {
     /// Inputs, `inputs`, `steps`, `run`.
-    pub fn new(inputs: &Inputs, results: &Results, run: serde_json::Value) -> Ctx {
+    pub(crate) fn new(inputs: &Inputs, results: &Results, run: serde_json::Value) -> Ctx {
         let mut base = inputs.context_entries();
         let all = base.clone();
         base.push(("inputs".into(), map(all)));
@@ -104,7 +109,7 @@ impl Ctx {
     }
 
     /// The context with extra names (item, host, result…).
-    pub fn with(&self, extra: Vec<(String, Value)>) -> Value {
+    pub(crate) fn with(&self, extra: Vec<(String, Value)>) -> Value {
         let mut all = self.base.clone();
         all.extend(extra);
         map(all)
@@ -113,7 +118,7 @@ impl Ctx {
 
 /// The names an expression over a result sees: `result`, `response`, and each field at top
 /// level (`stdout`, `exit_code`, `json`, `status`, `body`, `headers`), plus `attempt`.
-pub fn result_entries(result: &serde_json::Value, attempt: u32) -> Vec<(String, Value)> {
+pub(crate) fn result_entries(result: &serde_json::Value, attempt: u32) -> Vec<(String, Value)> {
     let v = to_value(result);
     let mut out = vec![
         ("result".to_string(), v.clone()),

@@ -24,6 +24,9 @@ pub enum StepStatus {
     Skipped,
     /// Did not run because the run stopped first.
     NotRun,
+    /// Started and not finished yet: the scheduler's state for a step in flight. Never the
+    /// status of a finished event.
+    Running,
 }
 
 impl StepStatus {
@@ -35,6 +38,7 @@ impl StepStatus {
             StepStatus::Cancelled => "cancelled",
             StepStatus::Skipped => "skipped",
             StepStatus::NotRun => "not-run",
+            StepStatus::Running => "running",
         }
     }
 }
@@ -225,9 +229,26 @@ pub struct Stamped {
     pub event: Event,
 }
 
+/// The result of a step skipped because its `when` was false, as templates and `resume` see
+/// it (the `step-skipped` event carries only the reason: this is the one place that builds
+/// the rest).
+pub(crate) fn skipped_result(reason: &str) -> serde_json::Value {
+    serde_json::json!({ "outcome": "skipped", "skipped": true, "reason": reason })
+}
+
 /// The current time as RFC 3339 with milliseconds.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Millisecond)
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
+}
+
+/// Receives every event (already redacted).
+pub trait Observer: Send {
+    /// An `Err` from an observer that [`Observer::required`] stops the run (exit 5).
+    fn on_event(&mut self, e: &Stamped) -> Result<(), String>;
+    /// Whether the run must stop if this observer fails (the journal is; the console is not).
+    fn required(&self) -> bool {
+        false
+    }
 }

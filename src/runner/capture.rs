@@ -6,17 +6,17 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// Bytes kept from the start and from the end of each stream.
-pub const HEAD_BYTES: usize = 256 * 1024;
-pub const TAIL_BYTES: usize = 256 * 1024;
+pub(crate) const HEAD_BYTES: usize = 256 * 1024;
+pub(crate) const TAIL_BYTES: usize = 256 * 1024;
 /// Longest line sent as an event; longer lines are cut (the log file keeps them whole).
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 /// One stream's capture.
 #[derive(Debug)]
-pub struct Capture {
+pub(crate) struct Capture {
     /// Masks secrets in everything that leaves the capture (log file, lines), across reads
     /// and lines; the in-memory head and tail keep the real bytes (for outputs).
-    redactor: Option<super::redact::StreamRedactor>,
+    redactor: Option<crate::redact::StreamRedactor>,
     head: Vec<u8>,
     tail: VecDeque<u8>,
     total: u64,
@@ -30,14 +30,15 @@ pub struct Capture {
 
 impl Capture {
     /// `log_path`: where the full stream goes (created 0600 on first byte), if anywhere.
-    pub fn new(log_path: Option<PathBuf>) -> Capture {
+    #[cfg(test)]
+    pub(crate) fn new(log_path: Option<PathBuf>) -> Capture {
         Capture::with_redactor(log_path, None)
     }
 
     /// A capture whose log file gets every line redacted (secrets never reach the disk).
-    pub fn with_redactor(
+    pub(crate) fn with_redactor(
         log_path: Option<PathBuf>,
-        redactor: Option<std::sync::Arc<super::redact::Redactor>>,
+        redactor: Option<std::sync::Arc<crate::redact::Redactor>>,
     ) -> Capture {
         // Kept even when empty now: secrets learnt later in the run (secret outputs) count too.
         let redactor = redactor.map(|r| r.stream());
@@ -55,7 +56,7 @@ impl Capture {
     }
 
     /// Adds a chunk; returns the complete lines it finished (cut at [`MAX_LINE`]).
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
         self.total += chunk.len() as u64;
         let room = HEAD_BYTES.saturating_sub(self.head.len());
         let (to_head, rest) = chunk.split_at(room.min(chunk.len()));
@@ -89,7 +90,7 @@ impl Capture {
 
     /// The unfinished last line, if any (call once the stream ended).
     /// Releases what the redactor held back: lines it completes are returned first.
-    pub fn finish_lines(&mut self) -> Vec<String> {
+    pub(crate) fn finish_lines(&mut self) -> Vec<String> {
         let rest = match &mut self.redactor {
             Some(r) => r.finish(),
             None => Vec::new(),
@@ -112,7 +113,7 @@ impl Capture {
         }
         if self.log.is_none() {
             let Some(path) = &self.log_path else { return };
-            match open_private(path) {
+            match crate::sys::open_private(path) {
                 Ok(f) => self.log = Some(f),
                 Err(e) => {
                     self.log_failed = true;
@@ -136,22 +137,23 @@ impl Capture {
     }
 
     /// Why the step log could not be written, if it could not (the log is then incomplete).
-    pub fn log_error(&self) -> Option<&str> {
+    pub(crate) fn log_error(&self) -> Option<&str> {
         self.log_error.as_deref()
     }
 
     /// Bytes seen in total.
-    pub fn total(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> u64 {
         self.total
     }
 
     /// Whether the in-memory text is the whole stream.
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.total as usize == self.head.len() + self.tail.len()
     }
 
     /// The captured text: whole if it fit, else head, a marker naming what was left out, tail.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let head = String::from_utf8_lossy(&self.head);
         if self.tail.is_empty() {
             return head.into_owned();
@@ -174,40 +176,6 @@ impl Capture {
         });
         format!("{head}\n[… {skipped} bytes not kept in memory{log} …]\n{tail}")
     }
-
-    pub fn log_path(&self) -> Option<&PathBuf> {
-        self.log.as_ref().and(self.log_path.as_ref())
-    }
-}
-
-/// Creates (or appends to) a file readable only by its owner.
-pub fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
-        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(std::io::Error::other(format!(
-                "{} is a symbolic link; refusing to write through it",
-                dir.display()
-            )));
-        }
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        // A symlink planted where a log or the journal goes is refused, not followed.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// Creates a directory (and parents) readable only by its owner.
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 #[cfg(test)]
@@ -230,14 +198,14 @@ mod tests {
     #[test]
     fn a_secret_cut_by_the_memory_gap_is_not_kept_in_part() {
         let secret = "SECRETVALUE-0123456789";
-        let r = std::sync::Arc::new(super::super::redact::Redactor::new(&[secret.into()]));
+        let r = std::sync::Arc::new(crate::redact::Redactor::new(&[secret.into()]));
         let mut c = Capture::with_redactor(None, Some(r));
         c.push(&vec![b'x'; HEAD_BYTES - 6]);
         c.push(secret.as_bytes());
         c.push(&vec![b'y'; TAIL_BYTES + 1000]);
         c.push(secret.as_bytes());
         c.push(b"z");
-        let r = super::super::redact::Redactor::new(&[secret.into()]);
+        let r = crate::redact::Redactor::new(&[secret.into()]);
         // The in-memory text is raw (outputs read it); what is shown of it is redacted, and
         // no piece of the secret cut by the gap is left for the redactor to miss.
         let text = r.text(&c.text());

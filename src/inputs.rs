@@ -150,7 +150,7 @@ fn input_value(r: &Resolved) -> Value {
 
 /// What the operator supplied on the command line.
 #[derive(Debug, Clone, Default)]
-pub struct Provided {
+pub(crate) struct Provided {
     /// `-i key=value` pairs, in order.
     pub pairs: Vec<(String, String)>,
     /// Values from `--inputs-file` (YAML or JSON mapping).
@@ -158,11 +158,11 @@ pub struct Provided {
 }
 
 /// Asks for a secret on the terminal (exec only); `None` when nobody can answer.
-pub type Prompter<'a> = &'a mut dyn FnMut(&Input) -> Option<String>;
+pub(crate) type Prompter<'a> = &'a mut dyn FnMut(&Input) -> Option<String>;
 
 /// Resolves the inputs of a resumed run: non-secret values come from the journal (they were
 /// checked when the run started); secrets are read again.
-pub fn resolve_resumed(
+pub(crate) fn resolve_resumed(
     rb: &Runbook,
     from_journal: &Provided,
     prompt: Option<Prompter<'_>>,
@@ -186,7 +186,7 @@ pub fn resolve_resumed(
 }
 
 /// Resolves every input, or returns every problem found.
-pub fn resolve(
+pub(crate) fn resolve(
     rb: &Runbook,
     provided: &Provided,
     mut prompt: Option<Prompter<'_>>,
@@ -505,7 +505,7 @@ fn json_text(v: &serde_json::Value) -> String {
 }
 
 /// Parses `key=value` from `-i`.
-pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
@@ -513,7 +513,7 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// Reads an inputs file (a YAML or JSON mapping of input names to values).
-pub fn read_inputs_file(path: &Path) -> Result<Vec<(String, serde_json::Value)>, String> {
+pub(crate) fn read_inputs_file(path: &Path) -> Result<Vec<(String, serde_json::Value)>, String> {
     let loaded = crate::load::load(path).map_err(|e| e.to_string())?;
     let root = match loaded.root {
         Ok(Some(root)) => root,

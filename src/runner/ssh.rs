@@ -26,8 +26,8 @@ use super::{
     BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink, RemoteRunners,
     SshTarget,
 };
-use crate::execute::capture::Capture;
-use crate::execute::event::Stream;
+use crate::event::Stream;
+use crate::runner::capture::Capture;
 use crate::template::shell_quote;
 
 /// Marks the end of the bootstrap script on stdin.
@@ -44,7 +44,7 @@ const CONNECTS_PER_HOST: usize = 1;
 
 /// Options from the command line.
 #[derive(Debug, Clone, Default)]
-pub struct SshOptions {
+pub(crate) struct SshOptions {
     pub config_file: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
@@ -52,7 +52,7 @@ pub struct SshOptions {
 
 /// The pool of per-host masters for one run (cheap to clone; runners share it).
 #[derive(Clone)]
-pub struct SshPool {
+pub(crate) struct SshPool {
     inner: Arc<PoolInner>,
 }
 
@@ -64,10 +64,10 @@ struct PoolInner {
 }
 
 impl SshPool {
-    pub fn new(opts: SshOptions) -> std::io::Result<SshPool> {
+    pub(crate) fn new(opts: SshOptions) -> std::io::Result<SshPool> {
         // Control sockets need a short path (108 bytes on Linux): keep them under /tmp.
         let control_dir = std::env::temp_dir().join(format!("runbook-ssh-{}", std::process::id()));
-        crate::execute::capture::create_private_dir(&control_dir)?;
+        crate::sys::create_private_dir(&control_dir)?;
         let inner = PoolInner {
             opts,
             control_dir,
@@ -414,10 +414,6 @@ impl CommandRunner for SshRunner {
             sink,
             cancel,
         ))
-    }
-
-    fn describe(&self) -> String {
-        self.target.destination()
     }
 }
 

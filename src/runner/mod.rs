@@ -1,9 +1,10 @@
 //! Step runners: one per way of running a command (local shell, SSH) behind one interface,
 //! plus the HTTP client. The engine decides *what* to run; runners only run it.
 
-pub mod http;
-pub mod local;
-pub mod ssh;
+pub(crate) mod capture;
+pub(crate) mod http;
+pub(crate) mod local;
+pub(crate) mod ssh;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::event::Stream;
+use crate::event::Stream;
 
 /// A shell command to run, fully rendered.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct CommandSpec {
     /// Where full stdout/stderr go (`NAME.stdout.log`, `NAME.stderr.log`); `None` keeps none.
     pub log_base: Option<PathBuf>,
     /// Masks secrets in the log files.
-    pub redactor: Option<Arc<crate::execute::redact::Redactor>>,
+    pub redactor: Option<Arc<crate::redact::Redactor>>,
 }
 
 /// How a command ended.
@@ -46,20 +47,13 @@ pub struct CommandOutcome {
 }
 
 /// Receives each complete output line as it arrives.
-pub type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
+pub(crate) type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
 
 /// Cancellation shared by everything a run started: flips to true once, on abort.
 #[derive(Debug, Clone)]
 pub struct Cancel(pub watch::Receiver<bool>);
 
 impl Cancel {
-    /// A token that is never cancelled (tests, rollbacks that must finish).
-    pub fn never() -> Cancel {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Cancel(rx)
-    }
-
     pub fn is_cancelled(&self) -> bool {
         *self.0.borrow()
     }
@@ -77,8 +71,51 @@ impl Cancel {
     }
 }
 
+/// Why a step (or one attempt of it) failed, classified so a front end can tell a typo in a
+/// template from a host that is down. The message is one line, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub kind: StepErrorKind,
+    pub message: String,
+}
+
+/// The classes of [`StepError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepErrorKind {
+    /// A template could not be rendered (an undefined value, a value unfit for its place),
+    /// or `when`/`for_each`/`outputs` could not be evaluated.
+    Render,
+    /// The hosts of `on:` could not be resolved.
+    Hosts,
+    /// Nothing answered: a command could not be started or reached, a request got no
+    /// response (connection refused, TLS, DNS, redirects), SSH is not available.
+    Unreachable,
+    /// It ran, and the result did not meet the step's expectations (exit code, HTTP status,
+    /// output, JSON, `that`, `until` never held).
+    Expectation,
+    /// It ran out of time.
+    Timeout,
+    /// It was stopped: the run was aborted or interrupted.
+    Cancelled,
+    /// A person declined, aborted or did not confirm.
+    Operator,
+    /// The journal could not be written, so it was not started (fail-secure).
+    Journal,
+}
+
+impl StepError {
+    pub fn new(kind: StepErrorKind, message: impl Into<String>) -> StepError {
+        StepError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 /// A boxed future, for runners behind `dyn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs shell commands somewhere (here, or on a remote host).
 pub trait CommandRunner: Send + Sync {
@@ -90,9 +127,6 @@ pub trait CommandRunner: Send + Sync {
         sink: LineSink,
         cancel: Cancel,
     ) -> BoxFuture<'a, CommandOutcome>;
-
-    /// Where this runner runs, for messages (`local`, `ops@vault-2:22`).
-    fn describe(&self) -> String;
 }
 
 /// A resolved SSH destination.
@@ -112,7 +146,7 @@ pub struct SshTarget {
 impl SshTarget {
     /// `user@address:port`, as shown to people.
     pub fn destination(&self) -> String {
-        crate::plan::destination(self.user.as_deref(), &self.address, self.port)
+        crate::fmt::destination(self.user.as_deref(), &self.address, self.port)
     }
 }
 
@@ -159,5 +193,5 @@ pub trait HttpClient: Send + Sync {
         &'a self,
         req: HttpRequest,
         cancel: Cancel,
-    ) -> BoxFuture<'a, Result<HttpResponse, String>>;
+    ) -> BoxFuture<'a, Result<HttpResponse, StepError>>;
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink};
-use crate::execute::capture::Capture;
-use crate::execute::event::Stream;
+use crate::event::Stream;
+use crate::runner::capture::Capture;
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -18,7 +18,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs commands on this machine.
 #[derive(Debug, Default)]
-pub struct LocalRunner;
+pub(crate) struct LocalRunner;
 
 impl CommandRunner for LocalRunner {
     fn run<'a>(
@@ -29,14 +29,10 @@ impl CommandRunner for LocalRunner {
     ) -> BoxFuture<'a, CommandOutcome> {
         Box::pin(run_local(spec, sink, cancel))
     }
-
-    fn describe(&self) -> String {
-        "local".into()
-    }
 }
 
 /// Sends `sig` to every process in group `pgid`.
-pub fn kill_group(pgid: u32, sig: i32) {
+pub(crate) fn kill_group(pgid: u32, sig: i32) {
     if let Ok(pgid) = i32::try_from(pgid)
         && pgid > 1
     {
@@ -47,6 +43,71 @@ pub fn kill_group(pgid: u32, sig: i32) {
     }
 }
 
+/// Processes still running a step of run `run_id` whose engine is gone: every step process
+/// carries `RUNBOOK_RUN_ID` and `RUNBOOK_STEP` in its environment (its children inherit them),
+/// so they are found in `/proc` without the engine writing anything per step. Only the steps
+/// named in `steps` count (those in flight when the engine died: a daemon a finished step
+/// started is not in doubt). `(step, process group, command line)`, one per group.
+pub(crate) fn orphaned_processes(
+    run_id: &str,
+    steps: &std::collections::HashSet<String>,
+) -> Vec<(String, u32, String)> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let want = format!("RUNBOOK_RUN_ID={run_id}");
+    let mut out: Vec<(String, u32, String)> = Vec::new();
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut ours = false;
+        let mut step = None;
+        for var in env.split(|b| *b == 0) {
+            if var == want.as_bytes() {
+                ours = true;
+            } else if let Some(v) = var.strip_prefix(b"RUNBOOK_STEP=") {
+                step = Some(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        let Some(step) = step.filter(|s| ours && steps.contains(s)) else {
+            continue;
+        };
+        let Some(pgid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                let rest = &st[st.rfind(')')? + 1..];
+                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+            })
+        else {
+            continue;
+        };
+        if out.iter().any(|(_, g, _)| *g == pgid) {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pgid}/cmdline"))
+            .or_else(|_| std::fs::read(format!("/proc/{pid}/cmdline")))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        out.push((step, pgid, cmd));
+    }
+    out.sort();
+    out
+}
+
 /// Reads a pipe to its end into a shared capture, sending each line to `sink`.
 pub(crate) async fn pump<R: AsyncRead + Unpin>(
     mut pipe: R,
@@ -54,9 +115,11 @@ pub(crate) async fn pump<R: AsyncRead + Unpin>(
     stream: Stream,
     sink: LineSink,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Filled through its spare capacity (`read_buf`): no 64 KiB memset per step and stream.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        match pipe.read(&mut buf).await {
+        buf.clear();
+        match pipe.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let lines = match cap.lock() {

@@ -19,6 +19,10 @@
 //! transforms a secret before printing it, or prints it a piece at a time with other text in
 //! between (see docs/format.md).
 
+mod events;
+
+pub(crate) use events::redact_free_text;
+
 use std::borrow::Cow;
 
 use std::sync::Arc;
@@ -26,12 +30,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use regex::bytes::Regex;
 
-use super::event::Event;
 use crate::template::MASK;
 
 /// Secrets at least this long are searched in every encoding; shorter ones (allowed only with
 /// an explicit `min_length`) are masked only as whole tokens, as they are.
-pub const FULL_MATCH_LEN: usize = 8;
+pub(crate) const FULL_MATCH_LEN: usize = 8;
 
 /// Bytes that continue a token: a short secret next to one of these is not masked.
 fn is_token_byte(b: u8) -> bool {
@@ -264,24 +267,6 @@ impl Redactor {
             serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.json(i)),
             serde_json::Value::Object(m) => m.values_mut().for_each(|i| self.json(i)),
             _ => {}
-        }
-    }
-
-    /// Masks every string in an event.
-    pub fn event(&self, e: &Event) -> Event {
-        if self.is_empty() {
-            return e.clone();
-        }
-        match serde_json::to_value(e) {
-            Ok(mut v) => {
-                self.json(&mut v);
-                serde_json::from_value(v).unwrap_or_else(|_| Event::Warning {
-                    message: "an event could not be redacted and was dropped".into(),
-                })
-            }
-            Err(_) => Event::Warning {
-                message: "an event could not be redacted and was dropped".into(),
-            },
         }
     }
 

@@ -1,0 +1,84 @@
+//! What the engine needs from the operating system: who and where it runs, and files and
+//! directories only their owner can read (logs, the journal, answers, locks).
+
+/// The OS user running this process: the real uid's name, not `$USER` (which anyone can set,
+/// and which gate checks such as `other_approver` must not trust).
+pub(crate) fn current_user() -> String {
+    // SAFETY: getuid has no preconditions.
+    user_name(unsafe { libc::getuid() })
+}
+
+/// The name of user `uid` (from /etc/passwd), or `uid N`.
+pub(crate) fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// This machine's host name.
+pub(crate) fn current_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Creates (or appends to) a file readable only by its owner.
+pub(crate) fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link; refusing to write through it",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        // A symlink planted where a log or the journal goes is refused, not followed.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Creates a directory (and parents) readable only by its owner.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Whether `user` may answer a gate whose `approvers:` is `allowed` (users, `group:NAME`);
+/// an empty list allows anyone. Group membership comes from /etc/group and /etc/passwd.
+pub(crate) fn may_answer(allowed: &[String], user: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let primary_gid = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user)).then(|| f.get(3).map(|g| g.to_string()))?
+    });
+    allowed.iter().any(|a| match a.strip_prefix("group:") {
+        None => a == user,
+        Some(group) => groups.lines().any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.first() == Some(&group)
+                && (f.get(2).map(|g| g.to_string()) == primary_gid
+                    || f.get(3)
+                        .is_some_and(|m| m.split(',').any(|m| m.trim() == user)))
+        }),
+    })
+}
