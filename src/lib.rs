@@ -59,7 +59,6 @@ mod runner;
 mod schema;
 mod session;
 mod step;
-mod store;
 mod sys;
 mod template;
 mod transcript;

@@ -2,7 +2,7 @@
 
 use super::{StoreAction, StoreArgs, error_line};
 use crate::exit::ExitStatus;
-use crate::store::{self, pg};
+use crate::session::shared::{self as store, pg};
 
 pub(super) fn cmd_store(a: &StoreArgs) -> ExitStatus {
     let Some(conn) = a.store.as_deref().filter(|s| !s.trim().is_empty()) else {
