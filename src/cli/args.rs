@@ -161,6 +161,22 @@ Examples:
   runbook unlock vault-vault-2
   runbook unlock vault-vault-2 --force   # only if you are sure no run holds it")]
     Unlock(UnlockArgs),
+    /// The shared PostgreSQL store (team mode): create or migrate its schema, check it.
+    #[command(after_help = "\
+Examples:
+  RUNBOOK_STORE=postgres://alice@db.example/runbook runbook store init
+  runbook store check --store postgres://alice@db.example/runbook
+
+The connection string is a libpq URL or key=value string; its password is never printed
+(prefer a ~/.pgpass-style secret outside the string, or PGPASSWORD-free roles with peer or
+certificate authentication). Today the store holds the schema only: runs are still recorded
+in the local run directory (docs/store.md).
+
+Exit codes:
+  0  reachable, schema current (init: migrations applied)
+  2  invalid usage
+  5  unreachable, schema missing or of another version (check), or a migration failed")]
+    Store(StoreArgs),
     /// List the runbooks in a folder with their descriptions.
     #[command(after_help = "\
 Examples:
@@ -467,6 +483,32 @@ pub(crate) struct UnlockArgs {
     pub force: bool,
     #[command(flatten)]
     pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    #[command(subcommand)]
+    pub(crate) action: StoreAction,
+    /// The store's connection string (postgres://user@host:port/db or key=value).
+    #[arg(
+        long = "store",
+        env = "RUNBOOK_STORE",
+        global = true,
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreAction {
+    /// Create the schema, or apply the migrations this version adds (safe to repeat).
+    Init,
+    /// Report connectivity, the authenticated role and the schema version.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

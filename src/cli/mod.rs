@@ -6,6 +6,7 @@ mod exec;
 mod inspect;
 mod remember;
 mod runs;
+mod shared;
 mod store;
 
 use std::io::{IsTerminal, Write};
@@ -75,6 +76,7 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Transcript(a) => runs::cmd_transcript(&a),
         Command::Attach(a) => runs::cmd_attach(&a),
         Command::Unlock(a) => runs::cmd_unlock(&a),
+        Command::Store(a) => shared::cmd_store(&a),
         Command::List(a) => cmd_list(&a),
         Command::Schema => {
             println!("{}", crate::schema::schema_json());

@@ -7,6 +7,7 @@ mod dirs;
 mod id;
 pub(crate) mod prior;
 pub(crate) mod resume;
+pub(crate) mod shared;
 pub(crate) mod start;
 pub(crate) mod store;
 

@@ -54,6 +54,7 @@ where
         .env_remove("VAULT_UNSEAL_KEYS")
         .env_remove("VAULT_TOKEN")
         .env_remove("RUNBOOK_RUNS_DIR")
+        .env_remove("RUNBOOK_STORE")
         // Runs a test does not place itself stay out of the developer's own run store.
         .env(
             "XDG_STATE_HOME",

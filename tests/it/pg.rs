@@ -1,0 +1,143 @@
+//! A real PostgreSQL server for the store tests: `initdb` + `pg_ctl` as the unprivileged test
+//! user (PostgreSQL refuses to run as root) in a temporary data directory, listening on a free
+//! loopback port, stopped when dropped. The superuser `postgres` has a password (scram over
+//! TCP), so tests see whether a password could leak into output.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::sshd::{TEST_USER, ensure_test_user, free_port};
+
+pub(crate) const PASSWORD: &str = "pg-canary-Pw-7c1e";
+
+fn bin(name: &str) -> PathBuf {
+    // Debian installs the server programs off PATH, under /usr/lib/postgresql/VERSION/bin.
+    if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("bin")).collect();
+        dirs.sort();
+        if let Some(p) = dirs.iter().rev().map(|d| d.join(name)).find(|p| p.exists()) {
+            return p;
+        }
+    }
+    PathBuf::from(name)
+}
+
+fn test_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, TEST_USER])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+pub(crate) struct Pg {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
+}
+
+impl Pg {
+    pub(crate) fn start() -> Pg {
+        assert!(
+            bin("initdb").exists() || Command::new("initdb").arg("--version").output().is_ok(),
+            "missing initdb: install postgresql (as root, scripts/test does it)"
+        );
+        ensure_test_user();
+        let (uid, gid) = test_ids();
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let chown = |p: &std::path::Path| {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+        };
+        chown(dir.path());
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).expect("pwfile");
+        chown(&pwfile);
+        let data = dir.path().join("data");
+        let as_test = |prog: &str| {
+            let mut c = Command::new(bin(prog));
+            c.uid(uid)
+                .gid(gid)
+                .env("HOME", dir.path())
+                .env_remove("PGDATA")
+                .current_dir(dir.path())
+                .stdout(Stdio::null());
+            c
+        };
+        let ok = as_test("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--no-locale",
+                "-E",
+                "UTF8",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "initdb failed");
+        let port = free_port();
+        let ok = as_test("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ))
+            .args(["-w", "-t", "60", "start"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "pg_ctl start failed: {}",
+            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+        );
+        Pg { dir, port }
+    }
+
+    /// The superuser's URL with its password.
+    pub(crate) fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    fn ctl(&self, action: &str) {
+        let (uid, gid) = test_ids();
+        let _ = Command::new(bin("pg_ctl"))
+            .uid(uid)
+            .gid(gid)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w", action])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    pub(crate) fn stop(&self) {
+        self.ctl("stop");
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
