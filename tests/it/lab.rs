@@ -86,9 +86,12 @@ impl Lab {
     }
 
     fn heal(&self) {
+        // Each test is its own incident: a run an earlier (failed) test left resumable is
+        // abandoned, so its lock does not fail the next test too.
         let _ = runbook([
             "unlock",
             "vault-vault-2",
+            "--force",
             "--runs-dir",
             &self.path("runs").display().to_string(),
         ])
