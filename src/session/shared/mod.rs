@@ -5,6 +5,7 @@
 //! (`runbook store init`) and its check (`runbook store check`). The engine still writes the
 //! file journal only; see docs/store.md.
 
+pub(crate) mod journal;
 pub(crate) mod pg;
 
 /// A connection string with its password replaced by `***`, for every message that names it.

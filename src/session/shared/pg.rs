@@ -13,11 +13,13 @@ use super::redact;
 /// The schema version this binary writes and reads.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// (version, name, SQL). Never edit an applied migration: add the next one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "journal",
-    "CREATE TABLE runbook_run (
+/// (version, name, SQL). Never edit an applied migration: add the next one. (Issue 17: the
+/// journal is 1-2 (branch u17); locks, approvals and roles take 3 onwards (branch u17b).)
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "journal",
+        "CREATE TABLE runbook_run (
          run_id     text PRIMARY KEY,
          runbook    text NOT NULL,
          created_at timestamptz NOT NULL DEFAULT now(),
@@ -29,7 +31,21 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
          line     text NOT NULL,
          PRIMARY KEY (run_id, seq)
      );",
-)];
+    ),
+    (
+        2,
+        "journal head and run options",
+        "ALTER TABLE runbook_run
+             ADD COLUMN file       text NOT NULL DEFAULT '',
+             ADD COLUMN options    text,
+             ADD COLUMN head_count bigint NOT NULL DEFAULT 0,
+             ADD COLUMN head_last  text NOT NULL
+                 DEFAULT '0000000000000000000000000000000000000000000000000000000000000000',
+             ADD COLUMN sealed     boolean NOT NULL DEFAULT false,
+             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+         CREATE INDEX runbook_run_created ON runbook_run (created_at);",
+    ),
+];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
 const INIT_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
@@ -81,7 +97,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
 
 /// Connects (10 s connect timeout unless the string sets `connect_timeout`). The connection's
 /// driver runs on the current runtime.
-async fn connect(conn: &str) -> Result<Client, StoreError> {
+pub(super) async fn connect(conn: &str) -> Result<Client, StoreError> {
     let url = redact(conn);
     let mut config: tokio_postgres::Config =
         conn.parse()
@@ -108,7 +124,7 @@ async fn connect(conn: &str) -> Result<Client, StoreError> {
 }
 
 /// An error's message with its cause (tokio-postgres puts the useful part in the source).
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_string();
     }
@@ -118,7 +134,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, StoreError> {
+pub(super) async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, StoreError> {
     let q = |e: tokio_postgres::Error| StoreError::Query {
         url: url.to_string(),
         msg: describe(&e),
