@@ -88,16 +88,33 @@ impl Pg {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "initdb failed");
-        let port = free_port();
-        let ok = as_test("pg_ctl")
+        let pg = Pg {
+            dir,
+            port: free_port(),
+        };
+        pg.start_server();
+        pg
+    }
+
+    /// Starts the server on its data directory (again, after [`Pg::stop`]).
+    pub(crate) fn start_server(&self) {
+        let (uid, gid) = test_ids();
+        let ok = Command::new(bin("pg_ctl"))
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", self.dir.path())
+            .env_remove("PGDATA")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-l")
-            .arg(dir.path().join("log"))
+            .arg(self.dir.path().join("log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                dir.path().display()
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self.dir.path().display()
             ))
             .args(["-w", "-t", "60", "start"])
             .status()
@@ -105,9 +122,61 @@ impl Pg {
         assert!(
             ok,
             "pg_ctl start failed: {}",
-            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
         );
-        Pg { dir, port }
+    }
+
+    /// Runs SQL statements as the superuser.
+    pub(crate) fn sql(&self, sql: &str) {
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.expect("sql");
+        });
+    }
+
+    /// Every row of every table in the `public` schema, each cast to text (all its columns).
+    pub(crate) fn all_rows_as_text(&self) -> Vec<String> {
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            let tables: Vec<String> = client
+                .query(
+                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'",
+                    &[],
+                )
+                .await
+                .expect("tables")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(!tables.is_empty(), "no tables");
+            let mut out = Vec::new();
+            for t in tables {
+                for r in client
+                    .query(&format!("SELECT t::text FROM {t} t"), &[])
+                    .await
+                    .expect("rows")
+                {
+                    out.push(format!("{t}: {}", r.get::<_, String>(0)));
+                }
+            }
+            out
+        })
     }
 
     /// The superuser's URL with its password.
