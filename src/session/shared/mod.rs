@@ -5,7 +5,10 @@
 //! (`runbook store init`) and its check (`runbook store check`). The engine still writes the
 //! file journal only; see docs/store.md.
 
+pub(crate) mod approvals;
+pub(crate) mod lock;
 pub(crate) mod pg;
+pub(crate) mod tls;
 
 /// A connection string with its password replaced by `***`, for every message that names it.
 /// Handles the URL form (`postgres://user:pw@host/db?password=pw`) and the key=value form
