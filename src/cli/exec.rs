@@ -251,6 +251,21 @@ pub(crate) fn launch(
         None
     };
     let runs_flag = runs_flag(runs);
+    // The shared store: answers from any machine, and the operator is the database role.
+    let mut user = user;
+    let store_answers = match crate::session::shared::selected().filter(|_| !no_journal) {
+        Some(conn) => match crate::session::shared::approvals::PgAnswers::start(&conn, &run_id) {
+            Ok(a) => {
+                user = a.role.clone();
+                Some(Arc::new(a))
+            }
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::EngineFailed;
+            }
+        },
+        None => None,
+    };
     let opts = Options {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -262,11 +277,14 @@ pub(crate) fn launch(
         user,
         host: current_host(),
         file_sha256,
-        lock: lock_key,
+        lock: lock_key.clone(),
         remote: (!no_journal).then(|| execute::RemoteGates {
-            answers: Arc::new(crate::journal::answers::AnswersDir {
-                run_dir: run_dir.clone(),
-            }),
+            answers: match store_answers {
+                Some(a) => a,
+                None => Arc::new(crate::journal::answers::AnswersDir {
+                    run_dir: run_dir.clone(),
+                }),
+            },
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),
@@ -313,6 +331,14 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
+    if let Some(crate::session::start::RunLock::Store(l)) = &lock
+        && l.lost()
+    {
+        eprintln!(
+            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
+            lock_key.as_deref().unwrap_or("?")
+        );
+    }
     if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {

@@ -8,6 +8,7 @@ mod remember;
 mod runs;
 mod shared;
 mod store;
+mod team;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

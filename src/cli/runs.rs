@@ -183,6 +183,9 @@ fn continue_run(
 }
 
 pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
+    if let Some(conn) = crate::session::shared::selected() {
+        return super::team::answer(&conn, a, decision);
+    }
     let dir = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
@@ -458,6 +461,9 @@ pub(crate) fn cmd_attach(a: &AttachArgs) -> ExitStatus {
 }
 
 pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
+    if let Some(conn) = crate::session::shared::selected() {
+        return super::team::unlock(&conn, a);
+    }
     let dir = runs_dir(a.dir.runs_dir.as_deref());
     match journal::lock::break_lock(&dir, &a.key, a.force) {
         Ok(h) => {

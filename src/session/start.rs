@@ -26,13 +26,31 @@ impl StartError {
     }
 }
 
+/// A runbook's lock as held by a run: a file in the runs directory, or a session lock in the
+/// shared store (`RUNBOOK_STORE`, see `shared::lock`).
+#[derive(Debug)]
+pub(crate) enum RunLock {
+    File(Lock),
+    Store(super::shared::lock::PgLock),
+}
+
+impl RunLock {
+    /// Keeps the lock after this process ends (the run will be resumed).
+    pub(crate) fn keep(&mut self) {
+        match self {
+            RunLock::File(l) => l.keep(),
+            RunLock::Store(l) => l.keep(),
+        }
+    }
+}
+
 /// A run's place, ready for the engine: held until the run ends.
 pub(crate) struct Started {
     pub(crate) run_dir: PathBuf,
     /// The rendered lock key, if the runbook has one (journaled; `resume` checks it).
     pub(crate) lock_key: Option<String>,
     /// The runbook's lock; `keep()` it for a run that `resume` will continue.
-    pub(crate) lock: Option<Lock>,
+    pub(crate) lock: Option<RunLock>,
     /// Liveness, held for the whole run.
     pub(crate) live: LiveGuard,
 }
@@ -81,15 +99,34 @@ pub(crate) fn start(
         )
         .unwrap_or_else(|_| l.src.clone())
     });
-    let lock = match &lock_key {
-        Some(key) => match lock::acquire(runs, key, run_id, user) {
-            Ok(l) => Some(l),
+    let store = super::shared::selected();
+    let lock = match (&lock_key, store) {
+        (Some(key), Some(conn)) => {
+            use super::shared::lock::{LockError as E, acquire};
+            match acquire(&conn, key, run_id, user) {
+                Ok(l) => {
+                    if let Some(h) = &l.took_over {
+                        eprintln!(
+                            "note: lock `{key}` was left by run {} ({}@{}), whose engine's database session has ended: taken over",
+                            h.run_id, h.os_user, h.host
+                        );
+                    }
+                    Some(RunLock::Store(l))
+                }
+                Err(e @ (E::Live(_) | E::Kept(_))) => {
+                    return Err(StartError::new(ExitStatus::Busy, e.to_string()));
+                }
+                Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
+            }
+        }
+        (Some(key), None) => match lock::acquire(runs, key, run_id, user) {
+            Ok(l) => Some(RunLock::File(l)),
             Err(e @ LockError::Held(..)) => {
                 return Err(StartError::new(ExitStatus::Busy, e.to_string()));
             }
             Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
         },
-        None => None,
+        (None, _) => None,
     };
     let fresh = live.is_none();
     crate::sys::create_private_dir(&run_dir)

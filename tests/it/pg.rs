@@ -44,6 +44,12 @@ pub(crate) struct Pg {
 
 impl Pg {
     pub(crate) fn start() -> Pg {
+        Pg::start_with(|_| String::new())
+    }
+
+    /// [`Pg::start`], after `setup` wrote what it needs into the server's directory (files
+    /// there are handed to the server's user) and returned extra server options (`-c k=v …`).
+    pub(crate) fn start_with(setup: impl FnOnce(&std::path::Path) -> String) -> Pg {
         assert!(
             bin("initdb").exists() || Command::new("initdb").arg("--version").output().is_ok(),
             "missing initdb: install postgresql (as root, scripts/test does it)"
@@ -88,6 +94,10 @@ impl Pg {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "initdb failed");
+        let extra = setup(dir.path());
+        for e in std::fs::read_dir(dir.path()).expect("readdir").flatten() {
+            chown(&e.path());
+        }
         let port = free_port();
         let ok = as_test("pg_ctl")
             .arg("-D")
@@ -96,7 +106,7 @@ impl Pg {
             .arg(dir.path().join("log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {extra}",
                 dir.path().display()
             ))
             .args(["-w", "-t", "60", "start"])
@@ -114,6 +124,46 @@ impl Pg {
     pub(crate) fn url(&self) -> String {
         format!(
             "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// Runs `sql` as the superuser (over the Unix socket); panics on failure. Returns the
+    /// rows, one a line, fields separated by `|`.
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        let (uid, gid) = test_ids();
+        let out = Command::new(bin("psql"))
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", self.dir.path())
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .current_dir(self.dir.path())
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The URL of login role `role` with password `password`.
+    pub(crate) fn url_as(&self, role: &str, password: &str) -> String {
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/postgres",
             self.port
         )
     }

@@ -404,7 +404,13 @@ pub(crate) fn give(
             )
             .await
             .map_err(q)?
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, String>(2)));
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, i32>(1),
+                    r.get::<_, String>(2),
+                )
+            });
         let decision_s = if decision == Decision::Approved {
             "approved"
         } else {

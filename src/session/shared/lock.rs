@@ -79,7 +79,6 @@ pub(crate) enum LockError {
 /// called: then the row stays, marked kept, for `runbook resume`.
 #[derive(Debug)]
 pub(crate) struct PgLock {
-    key: String,
     release: Option<tokio::sync::oneshot::Sender<bool>>,
     keep: bool,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -92,11 +91,6 @@ impl PgLock {
     /// Keeps the lock for `runbook resume` once this process ends.
     pub(crate) fn keep(&mut self) {
         self.keep = true;
-    }
-
-    /// The lock's name.
-    pub(crate) fn key(&self) -> &str {
-        &self.key
     }
 
     /// Whether the lock's database session ended while held (the server restarted, the
@@ -192,7 +186,6 @@ pub(crate) fn acquire(
     });
     match ready {
         Ok(Ok(took_over)) => Ok(PgLock {
-            key: name.to_string(),
             release: Some(release_tx),
             keep: false,
             thread: Some(thread),
@@ -238,7 +231,10 @@ async fn lock_backend(client: &Client, k: i64) -> Result<Option<i32>, tokio_post
 }
 
 /// Who holds lock `name` now (row and live session), if anyone.
-pub(crate) async fn holder(client: &Client, name: &str) -> Result<Option<Holder>, tokio_postgres::Error> {
+pub(crate) async fn holder(
+    client: &Client,
+    name: &str,
+) -> Result<Option<Holder>, tokio_postgres::Error> {
     let backend = lock_backend(client, key_of(name)).await?;
     let row = client
         .query_opt(
@@ -308,9 +304,7 @@ async fn take(
         .map_err(q)?
         .map(|r| holder_of(&r, None));
     if let Some(p) = prev.as_ref().filter(|p| p.kept && p.run_id != run_id) {
-        let _ = client
-            .execute("SELECT pg_advisory_unlock($1)", &[&k])
-            .await;
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&k]).await;
         return Err(LockError::Kept(Box::new(p.clone())));
     }
     client
@@ -415,7 +409,10 @@ mod tests {
     #[test]
     fn the_key_is_stable() {
         // Fixed forever: engines of different versions must agree on it.
-        assert_eq!(super::key_of("vault-vault-2"), super::key_of("vault-vault-2"));
+        assert_eq!(
+            super::key_of("vault-vault-2"),
+            super::key_of("vault-vault-2")
+        );
         assert_ne!(super::key_of("a"), super::key_of("b"));
         let d = sha2::Digest::finalize(sha2::Digest::chain_update(
             <sha2::Sha256 as sha2::Digest>::new(),

@@ -18,8 +18,8 @@ pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
-    "journal",
-    "CREATE TABLE runbook_run (
+        "journal",
+        "CREATE TABLE runbook_run (
          run_id     text PRIMARY KEY,
          runbook    text NOT NULL,
          created_at timestamptz NOT NULL DEFAULT now(),
@@ -114,6 +114,9 @@ pub(crate) struct Status {
     /// The authenticated role (the identity approvals will carry).
     pub(crate) role: String,
     pub(crate) database: String,
+    /// The connection's protection as the server reports it, e.g. `TLSv1.3, certificate
+    /// and host name verified`, or `none`.
+    pub(crate) tls: String,
     /// The highest applied migration, `None` before `store init`.
     pub(crate) schema_version: Option<i32>,
     /// The version this binary expects.
@@ -164,17 +167,25 @@ pub(crate) async fn connect_listening(
     config.keepalives_idle(Duration::from_secs(20));
     config.application_name("runbook");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tls_err = |e: tokio_postgres::Error| {
+        let m = describe(&e);
+        if m.contains("invalid peer certificate") {
+            err(format!(
+                "{m} (the server's certificate must be signed by the CA in sslrootcert and, with verify-full, name the host connected to)"
+            ))
+        } else {
+            err(m)
+        }
+    };
     let client = match tls {
         Some(tls) => {
-            let (client, connection) = config.connect(tls).await.map_err(|e| err(describe(&e)))?;
+            let (client, connection) = config.connect(tls).await.map_err(tls_err)?;
             tokio::spawn(drive(connection, tx));
             client
         }
         None => {
-            let (client, connection) = config
-                .connect(NoTls)
-                .await
-                .map_err(|e| err(describe(&e)))?;
+            let (client, connection) =
+                config.connect(NoTls).await.map_err(|e| err(describe(&e)))?;
             tokio::spawn(drive(connection, tx));
             client
         }
@@ -250,11 +261,32 @@ pub(crate) fn check(conn: &str) -> Result<Status, StoreError> {
             .await
             .map_err(q)?;
         let schema_version = applied_version(&client, &url).await?;
+        let ssl = client
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .await
+            .map_err(q)?
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default());
+        let mode = super::tls::prepare(conn).map(|p| p.mode).ok();
+        let tls = match (ssl, mode) {
+            (None, _) => "none".to_string(),
+            (Some(v), m) => format!(
+                "{v}, {}",
+                match m {
+                    Some(super::tls::Mode::VerifyFull) => "certificate and host name verified",
+                    Some(super::tls::Mode::VerifyCa) => "certificate verified (host name not checked)",
+                    _ => "certificate not verified",
+                }
+            ),
+        };
         Ok(Status {
             store: url.clone(),
             server_version: row.get(0),
             role: row.get(1),
             database: row.get(2),
+            tls,
             schema_version,
             expected_version: SCHEMA_VERSION,
         })

@@ -120,7 +120,9 @@ fn roots(file: &str) -> Result<RootCertStore, String> {
             let _ = store.add(cert);
         }
         if store.is_empty() {
-            return Err("sslrootcert=system: no trusted root certificates found on this system".into());
+            return Err(
+                "sslrootcert=system: no trusted root certificates found on this system".into(),
+            );
         }
         return Ok(store);
     }
@@ -355,7 +357,10 @@ mod tests {
             "host=h sslmode = verify-ca sslrootcert='/a b/ca.pem' user=x",
             &["sslmode", "sslrootcert"],
         );
-        assert_eq!(rest.split_whitespace().collect::<Vec<_>>(), ["host=h", "user=x"]);
+        assert_eq!(
+            rest.split_whitespace().collect::<Vec<_>>(),
+            ["host=h", "user=x"]
+        );
         assert_eq!(v[0].as_deref(), Some("verify-ca"));
         assert_eq!(v[1].as_deref(), Some("/a b/ca.pem"));
     }
@@ -363,10 +368,14 @@ mod tests {
     #[test]
     fn modes() -> Result<(), String> {
         assert_eq!(prepare("postgres://h/db")?.mode, Mode::Plain);
-        assert_eq!(prepare("postgres://h/db?sslmode=require")?.mode, Mode::Encrypt);
+        assert_eq!(
+            prepare("postgres://h/db?sslmode=require")?.mode,
+            Mode::Encrypt
+        );
         let missing = prepare("postgres://h/db?sslmode=verify-full").err();
         assert!(missing.is_some_and(|e| e.contains("needs sslrootcert")));
-        let unreadable = prepare("host=h sslmode=verify-full sslrootcert=/nonexistent/ca.pem").err();
+        let unreadable =
+            prepare("host=h sslmode=verify-full sslrootcert=/nonexistent/ca.pem").err();
         assert!(unreadable.is_some_and(|e| e.contains("cannot read the CA file")));
         assert!(prepare("postgres://h/db?sslmode=bogus").is_err());
         Ok(())
