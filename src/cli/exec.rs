@@ -268,6 +268,22 @@ pub(crate) fn launch(
         None
     };
     let runs_flag = store.flags();
+    // Gates: answers from elsewhere, and (in a shared store) the operator is the database role.
+    let gates = if no_journal {
+        None
+    } else {
+        match store.answers(&run_dir, &run_id) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::EngineFailed;
+            }
+        }
+    };
+    let user = gates
+        .as_ref()
+        .and_then(|g| g.operator.clone())
+        .unwrap_or(user);
     let opts = Options {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -279,9 +295,9 @@ pub(crate) fn launch(
         user,
         host: current_host(),
         file_sha256,
-        lock: lock_key,
-        remote: (!no_journal).then(|| execute::RemoteGates {
-            answers: store.answers(&run_dir, &run_id),
+        lock: lock_key.clone(),
+        remote: gates.map(|g| execute::RemoteGates {
+            answers: g.source,
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),
@@ -328,6 +344,14 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
+    if let Some(l) = &lock
+        && l.lost()
+    {
+        eprintln!(
+            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
+            lock_key.as_deref().unwrap_or("?")
+        );
+    }
     if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {

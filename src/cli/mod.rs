@@ -8,6 +8,7 @@ mod remember;
 mod runs;
 mod shared;
 mod store;
+mod team;
 mod transfer;
 
 use std::io::{IsTerminal, Write};

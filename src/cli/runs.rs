@@ -178,7 +178,15 @@ fn continue_run(
 }
 
 pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
-    let (store, dir) = match run_dir(&a.dir, &a.run_id) {
+    let store = match open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    if let Some(conn) = store.shared() {
+        // From any machine, as the authenticated database role.
+        return super::team::answer(conn, a, decision);
+    }
+    let dir = match resolve_in(store.as_ref(), &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -456,6 +464,9 @@ pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
         Ok(s) => s,
         Err(s) => return s,
     };
+    if let Some(conn) = store.shared() {
+        return super::team::unlock(conn, a);
+    }
     match store.unlock(&a.key, a.force) {
         Ok(h) => {
             println!(

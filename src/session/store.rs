@@ -131,13 +131,45 @@ pub(crate) struct RunMeta {
 /// A runbook lock held by a run; dropping it releases it unless [`RunLock::keep`] was called
 /// (a resumable run keeps its lock for `resume`).
 pub(crate) trait RunLock: Send {
+    /// Keeps the lock after this process ends (the run will be resumed).
     fn keep(&mut self);
+    /// Whether the lock stopped protecting the run while held (a shared store's session
+    /// ended: the server restarted, the network failed).
+    fn lost(&self) -> bool {
+        false
+    }
 }
 
 impl RunLock for journal::lock::Lock {
     fn keep(&mut self) {
         journal::lock::Lock::keep(self);
     }
+}
+
+/// Why a runbook lock was not taken.
+#[derive(Debug, Clone)]
+pub(crate) struct LockRefused {
+    /// Another run holds it (exit 3), rather than the store failing (exit 5).
+    pub(crate) busy: bool,
+    pub(crate) message: String,
+}
+
+impl From<journal::lock::LockError> for LockRefused {
+    fn from(e: journal::lock::LockError) -> LockRefused {
+        LockRefused {
+            busy: matches!(e, journal::lock::LockError::Held(..)),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a run's engine gets from its store for its gates.
+pub(crate) struct GateLink {
+    /// Where answers given from elsewhere (`runbook approve`) arrive.
+    pub(crate) source: std::sync::Arc<dyn crate::execute::AnswerSource>,
+    /// The operator's identity in the store (a shared store: the authenticated database
+    /// role), replacing the OS user for approver rules; `None` for the file store.
+    pub(crate) operator: Option<String>,
 }
 
 /// Where runs are kept: the local run directory ([`FileStore`]) or a shared PostgreSQL store
@@ -177,20 +209,12 @@ pub(crate) trait Store: Send + Sync {
     /// store, its chain verified first; returns its id.
     fn import(&self, run_dir: &Path) -> Result<String, String>;
     /// Takes the runbook lock `key` for `run_id` (a lock held by the same run is taken over).
-    fn lock(
-        &self,
-        key: &str,
-        run_id: &str,
-        user: &str,
-    ) -> Result<Box<dyn RunLock>, journal::lock::LockError>;
+    fn lock(&self, key: &str, run_id: &str, user: &str) -> Result<Box<dyn RunLock>, LockRefused>;
     /// Breaks lock `key` (`force`: even if its holder looks alive); who held it.
     fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String>;
-    /// Where the engine of run `run_id` reads answers given from elsewhere.
-    fn answers(
-        &self,
-        run_dir: &Path,
-        run_id: &str,
-    ) -> std::sync::Arc<dyn crate::execute::AnswerSource>;
+    /// Where the engine of run `run_id` reads answers given from elsewhere, and who the
+    /// operator is there. Fails when the store cannot be reached.
+    fn answers(&self, run_dir: &Path, run_id: &str) -> Result<GateLink, String>;
     /// Gives an answer to gate `gate` of a run (`runbook approve` / `reject`).
     fn answer(
         &self,
@@ -200,6 +224,10 @@ pub(crate) trait Store: Send + Sync {
         decision: crate::event::Decision,
         comment: Option<String>,
     ) -> Result<(), String>;
+    /// A shared store's connection string (with its password: never print it), for the
+    /// coordination commands that report on their own (`approve`, `reject`, `unlock`);
+    /// `None` for the file store.
+    fn shared(&self) -> Option<&str>;
 }
 
 /// The store named by `--store` / `RUNBOOK_STORE` (`conn`), else the file store; `runs`: the
@@ -328,12 +356,7 @@ impl Store for FileStore {
         Ok(id)
     }
 
-    fn lock(
-        &self,
-        key: &str,
-        run_id: &str,
-        user: &str,
-    ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
+    fn lock(&self, key: &str, run_id: &str, user: &str) -> Result<Box<dyn RunLock>, LockRefused> {
         let l = journal::lock::acquire(&self.runs, key, run_id, user)?;
         Ok(Box::new(l))
     }
@@ -342,13 +365,12 @@ impl Store for FileStore {
         journal::lock::break_lock(&self.runs, key, force)
     }
 
-    fn answers(
-        &self,
-        run_dir: &Path,
-        _run_id: &str,
-    ) -> std::sync::Arc<dyn crate::execute::AnswerSource> {
-        std::sync::Arc::new(journal::answers::AnswersDir {
-            run_dir: run_dir.to_path_buf(),
+    fn answers(&self, run_dir: &Path, _run_id: &str) -> Result<GateLink, String> {
+        Ok(GateLink {
+            source: std::sync::Arc::new(journal::answers::AnswersDir {
+                run_dir: run_dir.to_path_buf(),
+            }),
+            operator: None,
         })
     }
 
@@ -361,5 +383,9 @@ impl Store for FileStore {
         comment: Option<String>,
     ) -> Result<(), String> {
         journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
+    }
+
+    fn shared(&self) -> Option<&str> {
+        None
     }
 }

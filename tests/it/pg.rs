@@ -40,10 +40,18 @@ fn test_ids() -> (u32, u32) {
 pub(crate) struct Pg {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) port: u16,
+    /// Extra server options (`-c k=v …`), kept for [`Pg::start_server`].
+    extra: String,
 }
 
 impl Pg {
     pub(crate) fn start() -> Pg {
+        Pg::start_with(|_| String::new())
+    }
+
+    /// [`Pg::start`], after `setup` wrote what it needs into the server's directory (files
+    /// there are handed to the server's user) and returned extra server options (`-c k=v …`).
+    pub(crate) fn start_with(setup: impl FnOnce(&std::path::Path) -> String) -> Pg {
         assert!(
             bin("initdb").exists() || Command::new("initdb").arg("--version").output().is_ok(),
             "missing initdb: install postgresql (as root, scripts/test does it)"
@@ -88,9 +96,14 @@ impl Pg {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "initdb failed");
+        let extra = setup(dir.path());
+        for e in std::fs::read_dir(dir.path()).expect("readdir").flatten() {
+            chown(&e.path());
+        }
         let pg = Pg {
             dir,
             port: free_port(),
+            extra,
         };
         pg.start_server();
         pg
@@ -112,9 +125,10 @@ impl Pg {
             .arg(self.dir.path().join("log"))
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                self.extra
             ))
             .args(["-w", "-t", "60", "start"])
             .status()
@@ -124,22 +138,6 @@ impl Pg {
             "pg_ctl start failed: {}",
             std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
         );
-    }
-
-    /// Runs SQL statements as the superuser.
-    pub(crate) fn sql(&self, sql: &str) {
-        let url = self.url();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.expect("sql");
-        });
     }
 
     /// Every row of every table in the `public` schema, each cast to text (all its columns).
@@ -183,6 +181,46 @@ impl Pg {
     pub(crate) fn url(&self) -> String {
         format!(
             "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// Runs `sql` as the superuser (over the Unix socket); panics on failure. Returns the
+    /// rows, one a line, fields separated by `|`.
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        let (uid, gid) = test_ids();
+        let out = Command::new(bin("psql"))
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", self.dir.path())
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .current_dir(self.dir.path())
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The URL of login role `role` with password `password`.
+    pub(crate) fn url_as(&self, role: &str, password: &str) -> String {
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/postgres",
             self.port
         )
     }

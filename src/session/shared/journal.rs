@@ -24,7 +24,8 @@ use super::pg::{self, SCHEMA_VERSION};
 use super::redact;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
-    OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir, write_private,
+    GateLink, LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id,
+    create_run_dir, write_private,
 };
 
 type Job = Box<dyn FnOnce(Arc<Client>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -120,6 +121,9 @@ struct RunRow {
 /// The PostgreSQL store.
 pub(crate) struct PgStore {
     conn: Arc<PgConn>,
+    /// The connection string as given (with its password: never printed), for the
+    /// coordination code that opens its own sessions (locks, answers).
+    raw: String,
     runs: PathBuf,
 }
 
@@ -147,7 +151,11 @@ impl PgStore {
             })?
         };
         match version {
-            Some(v) if v == SCHEMA_VERSION => Ok(PgStore { conn: c, runs }),
+            Some(v) if v == SCHEMA_VERSION => Ok(PgStore {
+                conn: c,
+                raw: conn.to_string(),
+                runs,
+            }),
             Some(v) => Err(format!(
                 "store {url} has schema version {v}, this runbook uses {SCHEMA_VERSION}: {}",
                 if v < SCHEMA_VERSION {
@@ -416,37 +424,71 @@ impl Store for PgStore {
         }
     }
 
-    // Locks and answers: the local mechanisms for now (issue 17's cross-machine locks and
-    // approvals through the database are built on this trait separately).
-    fn lock(
-        &self,
-        key: &str,
-        run_id: &str,
-        user: &str,
-    ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
-        let l = journal::lock::acquire(&self.runs, key, run_id, user)?;
-        Ok(Box::new(l))
+    // Locks and answers across machines: `shared::lock` (session advisory locks with holder
+    // rows) and `shared::approvals` (gate and answer rows, LISTEN/NOTIFY, role identity).
+    fn lock(&self, key: &str, run_id: &str, user: &str) -> Result<Box<dyn RunLock>, LockRefused> {
+        use super::lock::LockError as E;
+        match super::lock::acquire(&self.raw, key, run_id, user) {
+            Ok(l) => {
+                if let Some(h) = &l.took_over {
+                    eprintln!(
+                        "note: lock `{key}` was left by run {} ({}@{}), whose engine's database session has ended: taken over",
+                        h.run_id, h.os_user, h.host
+                    );
+                }
+                Ok(Box::new(l))
+            }
+            Err(e) => Err(LockRefused {
+                busy: matches!(e, E::Live(_) | E::Kept(_)),
+                message: e.to_string(),
+            }),
+        }
     }
 
     fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
-        journal::lock::break_lock(&self.runs, key, force)
+        let h = super::lock::break_lock(&self.raw, key, force)?;
+        Ok(journal::lock::Holder {
+            key: h.key,
+            run_id: h.run_id,
+            user: format!("{} (role {})", h.os_user, h.role),
+            host: h.host,
+            pid: u32::try_from(h.pid).unwrap_or(0),
+            started: h.started,
+        })
     }
 
-    fn answers(&self, run_dir: &Path, _run_id: &str) -> Arc<dyn crate::execute::AnswerSource> {
-        Arc::new(journal::answers::AnswersDir {
-            run_dir: run_dir.to_path_buf(),
+    fn answers(&self, _run_dir: &Path, run_id: &str) -> Result<GateLink, String> {
+        let a = super::approvals::PgAnswers::start(&self.raw, run_id)?;
+        let operator = Some(a.role.clone());
+        Ok(GateLink {
+            source: Arc::new(a),
+            operator,
         })
     }
 
     fn answer(
         &self,
-        run_dir: &Path,
-        _run_id: &str,
+        _run_dir: &Path,
+        run_id: &str,
         gate: &str,
         decision: crate::event::Decision,
         comment: Option<String>,
     ) -> Result<(), String> {
-        journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
+        super::approvals::give(&self.raw, run_id, gate, decision, comment.as_deref()).map(|_| ())
+    }
+
+    fn shared(&self) -> Option<&str> {
+        Some(&self.raw)
+    }
+}
+
+impl RunLock for super::lock::PgLock {
+    fn keep(&mut self) {
+        super::lock::PgLock::keep(self);
+    }
+
+    fn lost(&self) -> bool {
+        super::lock::PgLock::lost(self)
     }
 }
 
