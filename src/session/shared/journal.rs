@@ -308,9 +308,13 @@ impl Store for PgStore {
     }
 
     fn flags(&self) -> String {
+        let runs = crate::session::store::runs_flag(&self.runs);
+        // Selected by RUNBOOK_STORE: printed commands need no flag (and show no URL at all).
+        if std::env::var("RUNBOOK_STORE").is_ok_and(|v| v.trim() == self.raw.trim()) {
+            return runs;
+        }
         format!(
-            "{} --store {}",
-            crate::session::store::runs_flag(&self.runs),
+            "{runs} --store {}",
             crate::template::shell_quote(self.conn.url())
         )
     }
