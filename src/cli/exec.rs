@@ -229,8 +229,12 @@ pub(crate) fn launch(
     } else {
         match store.begin(&meta, &run_dir) {
             Ok(sink) => Some((run_dir.as_path(), sink)),
+            Err(e) if e.busy => {
+                error_line(e.message);
+                return ExitStatus::Busy;
+            }
             Err(e) => {
-                error_line(format!("cannot record run {run_id}: {e}"));
+                error_line(format!("cannot record run {run_id}: {}", e.message));
                 return ExitStatus::EngineFailed;
             }
         }

@@ -146,10 +146,10 @@ impl RunLock for journal::lock::Lock {
     }
 }
 
-/// Why a runbook lock was not taken.
+/// Why a lock (a runbook's `lock`, or a run claimed by its engine) was not taken.
 #[derive(Debug, Clone)]
 pub(crate) struct LockRefused {
-    /// Another run holds it (exit 3), rather than the store failing (exit 5).
+    /// Another run holds it (exit 6, busy), rather than the store failing (exit 5).
     pub(crate) busy: bool,
     pub(crate) message: String,
 }
@@ -196,13 +196,14 @@ pub(crate) trait Store: Send + Sync {
     fn resolve(&self, id: &str) -> Result<PathBuf, String>;
     /// Every run, oldest first (working copies brought up to date).
     fn list(&self) -> Result<Vec<journal::state::RunView>, String>;
-    /// Registers a run about to start or continue (its options from `run_dir`) and returns
+    /// Registers a run about to start or continue (its options from `run_dir`), claims it for
+    /// this engine (refused, `busy`, while an engine on another machine runs it), and returns
     /// where its records go besides the local journal (`None`: only there).
     fn begin(
         &self,
         meta: &RunMeta,
         run_dir: &Path,
-    ) -> Result<Option<Box<dyn journal::RecordSink>>, String>;
+    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused>;
     /// Writes run `id` in the file format under `dest` (`dest/<run id>`), returning that path.
     fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String>;
     /// Adds a run exported in the file format (`run_dir` holds its `journal.jsonl`) to this
@@ -339,7 +340,7 @@ impl Store for FileStore {
         &self,
         _meta: &RunMeta,
         _run_dir: &Path,
-    ) -> Result<Option<Box<dyn journal::RecordSink>>, String> {
+    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused> {
         Ok(None)
     }
 
