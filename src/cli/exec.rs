@@ -254,10 +254,10 @@ pub(crate) fn launch(
     // The shared store: answers from any machine, and the operator is the database role.
     let mut user = user;
     let store_answers = match crate::session::shared::selected().filter(|_| !no_journal) {
-        Some(conn) => match crate::session::shared::approvals::PgAnswers::start(&conn, &run_id) {
-            Ok(a) => {
-                user = a.role.clone();
-                Some(Arc::new(a))
+        Some(conn) => match crate::session::shared::team::answers(&conn, &run_id) {
+            Ok((a, role)) => {
+                user = role;
+                Some(a)
             }
             Err(e) => {
                 error_line(e);
@@ -277,7 +277,7 @@ pub(crate) fn launch(
         user,
         host: current_host(),
         file_sha256,
-        lock: lock_key.clone(),
+        lock: lock_key,
         remote: (!no_journal).then(|| execute::RemoteGates {
             answers: match store_answers {
                 Some(a) => a,
@@ -331,14 +331,6 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
-    if let Some(crate::session::start::RunLock::Store(l)) = &lock
-        && l.lost()
-    {
-        eprintln!(
-            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
-            lock_key.as_deref().unwrap_or("?")
-        );
-    }
     if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {

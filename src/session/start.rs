@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
 use crate::journal::live::{self, LiveError, LiveGuard};
-use crate::journal::lock::{self, Lock, LockError};
+use crate::journal::lock::{self, LockError};
 use crate::model::Runbook;
 
 /// Why a run could not start, and the exit status that says so.
@@ -26,31 +26,13 @@ impl StartError {
     }
 }
 
-/// A runbook's lock as held by a run: a file in the runs directory, or a session lock in the
-/// shared store (`RUNBOOK_STORE`, see `shared::lock`).
-#[derive(Debug)]
-pub(crate) enum RunLock {
-    File(Lock),
-    Store(super::shared::lock::PgLock),
-}
-
-impl RunLock {
-    /// Keeps the lock after this process ends (the run will be resumed).
-    pub(crate) fn keep(&mut self) {
-        match self {
-            RunLock::File(l) => l.keep(),
-            RunLock::Store(l) => l.keep(),
-        }
-    }
-}
-
 /// A run's place, ready for the engine: held until the run ends.
 pub(crate) struct Started {
     pub(crate) run_dir: PathBuf,
     /// The rendered lock key, if the runbook has one (journaled; `resume` checks it).
     pub(crate) lock_key: Option<String>,
     /// The runbook's lock; `keep()` it for a run that `resume` will continue.
-    pub(crate) lock: Option<RunLock>,
+    pub(crate) lock: Option<Box<dyn super::store::RunLock>>,
     /// Liveness, held for the whole run.
     pub(crate) live: LiveGuard,
 }
@@ -101,26 +83,15 @@ pub(crate) fn start(
     });
     let store = super::shared::selected();
     let lock = match (&lock_key, store) {
-        (Some(key), Some(conn)) => {
-            use super::shared::lock::{LockError as E, acquire};
-            match acquire(&conn, key, run_id, user) {
-                Ok(l) => {
-                    if let Some(h) = &l.took_over {
-                        eprintln!(
-                            "note: lock `{key}` was left by run {} ({}@{}), whose engine's database session has ended: taken over",
-                            h.run_id, h.os_user, h.host
-                        );
-                    }
-                    Some(RunLock::Store(l))
-                }
-                Err(e @ (E::Live(_) | E::Kept(_))) => {
-                    return Err(StartError::new(ExitStatus::Busy, e.to_string()));
-                }
-                Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
+        (Some(key), Some(conn)) => match super::shared::team::lock(&conn, key, run_id, user) {
+            Ok(l) => Some(l),
+            Err(e @ LockError::Held(..)) => {
+                return Err(StartError::new(ExitStatus::Busy, e.to_string()));
             }
-        }
+            Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
+        },
         (Some(key), None) => match lock::acquire(runs, key, run_id, user) {
-            Ok(l) => Some(RunLock::File(l)),
+            Ok(l) => Some(Box::new(l) as Box<dyn super::store::RunLock>),
             Err(e @ LockError::Held(..)) => {
                 return Err(StartError::new(ExitStatus::Busy, e.to_string()));
             }

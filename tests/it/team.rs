@@ -196,7 +196,9 @@ fn a_paused_run_keeps_its_lock_until_resumed_or_unlocked_with_force() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(6), "{err}");
     assert!(
-        err.contains(&format!("`node-1` is kept by run {id}")) && err.contains("--force"),
+        err.contains(&format!("`node-1` is locked by run {id}"))
+            && err.contains("stopped but resumable")
+            && err.contains("runbook unlock node-1"),
         "{err}"
     );
     let no_force = runbook(["unlock", "node-1"])

@@ -102,6 +102,11 @@ impl PgLock {
 
 impl Drop for PgLock {
     fn drop(&mut self) {
+        if self.lost() {
+            eprintln!(
+                "warning: the store's session holding a runbook lock ended during the run: the lock did not protect it from then on"
+            );
+        }
         if let Some(tx) = self.release.take() {
             let _ = tx.send(self.keep);
         }

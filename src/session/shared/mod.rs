@@ -6,8 +6,10 @@
 //! file journal only; see docs/store.md.
 
 pub(crate) mod approvals;
+pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod pg;
+pub(crate) mod team;
 pub(crate) mod tls;
 
 /// The shared store selected for this process, if any: `$RUNBOOK_STORE` when set and not

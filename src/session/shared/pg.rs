@@ -14,7 +14,8 @@ use super::redact;
 /// The schema version this binary writes and reads.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// (version, name, SQL). Never edit an applied migration: add the next one.
+/// (version, name, SQL). Never edit an applied migration: add the next one. (Issue 17: the
+/// journal is 1-2 (branch u17); locks, approvals and roles take 3 onwards (branch u17b).)
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
@@ -32,12 +33,25 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
          PRIMARY KEY (run_id, seq)
      );",
     ),
+    (
+        2,
+        "journal head and run options",
+        "ALTER TABLE runbook_run
+             ADD COLUMN file       text NOT NULL DEFAULT '',
+             ADD COLUMN options    text,
+             ADD COLUMN head_count bigint NOT NULL DEFAULT 0,
+             ADD COLUMN head_last  text NOT NULL
+                 DEFAULT '0000000000000000000000000000000000000000000000000000000000000000',
+             ADD COLUMN sealed     boolean NOT NULL DEFAULT false,
+             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+         CREATE INDEX runbook_run_created ON runbook_run (created_at);",
+    ),
     // Cross-machine coordination (docs/store.md): who holds a runbook `lock` (the lock itself
     // is a session advisory lock, see `lock.rs`), gates waiting for an answer, and answers
     // (their author stamped by the server: the authenticated role, never the client's word),
     // each insert announced with NOTIFY.
     (
-        2,
+        3,
         "coordination",
         "CREATE TABLE runbook_lock (
          key         text PRIMARY KEY,
@@ -223,7 +237,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, StoreError> {
+pub(super) async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, StoreError> {
     let q = |e: tokio_postgres::Error| StoreError::Query {
         url: url.to_string(),
         msg: describe(&e),
