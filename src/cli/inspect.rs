@@ -5,7 +5,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::store::{resolve, run_id_of, runs_dir, runs_flag};
+use super::store::{run_id_of, runs_dir, runs_flag};
 use super::{LogsArgs, RunsArgs, ShowArgs, error_line};
 use crate::exit::ExitStatus;
 use crate::journal::state::{self, RunState, RunView};
@@ -97,7 +97,10 @@ fn canonical_state(s: &str) -> &str {
 }
 
 pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
-    let dir = runs_dir(a.dir.runs_dir.as_deref());
+    let store = match super::store::open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
     for s in &a.state {
         if !STATES.contains(&s.as_str()) {
             let hint = crate::diagnostic::did_you_mean(s, STATES.iter().copied())
@@ -117,7 +120,14 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    let runs: Vec<RunView> = state::list(&dir)
+    let all = match store.list() {
+        Ok(v) => v,
+        Err(e) => {
+            error_line(e);
+            return ExitStatus::EngineFailed;
+        }
+    };
+    let runs: Vec<RunView> = all
         .into_iter()
         .filter(|v| {
             let label = v.state.label();
@@ -126,7 +136,7 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
         .filter(|v| from.is_none_or(|f| v.started_at().is_some_and(|t| t >= f)))
         .collect();
     if runs.is_empty() {
-        println!("no runs in {}", dir.display());
+        println!("no runs in {}", store.describe());
         return ExitStatus::Success;
     }
     print!("{}", runs_table(&runs));
@@ -457,7 +467,11 @@ fn rollback_preview(
 }
 
 pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
-    let dir = match resolve(a.dir.runs_dir.as_deref(), &a.run_id) {
+    let store = match super::store::open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let dir = match super::store::resolve_in(store.as_ref(), &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -468,7 +482,7 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    let runs = runs_dir(a.dir.runs_dir.as_deref());
+    let runs = store.runs_dir().to_path_buf();
     if a.json {
         let mut j = serde_json::to_value(&v).unwrap_or_default();
         if let Some(m) = j.as_object_mut() {
@@ -512,7 +526,11 @@ fn label_of(p: &Path) -> String {
 }
 
 pub(crate) fn cmd_logs(a: &LogsArgs) -> ExitStatus {
-    let dir = match resolve(a.dir.runs_dir.as_deref(), &a.run_id) {
+    let store = match super::store::open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let dir = match super::store::resolve_in(store.as_ref(), &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };

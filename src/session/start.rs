@@ -2,7 +2,7 @@
 //! the runbook's lock, the run's private directory, and the liveness claim that `show`,
 //! `runs` and `approve` test. A refused run creates nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
@@ -37,17 +37,19 @@ pub(crate) struct Started {
     pub(crate) live: LiveGuard,
 }
 
-/// Prepares run `run_id` of `rb` under `runs`: checks ownership, takes the lock (before the
+/// Prepares run `run_id` of `rb` in `store` (its local run directory under the store's runs
+/// directory): checks ownership, takes the lock (before the
 /// run directory exists), creates the directory and claims liveness. `live`: a claim the
 /// caller already holds (`resume` takes it before reading the journal).
 pub(crate) fn start(
     rb: &Runbook,
     inputs: &Inputs,
-    runs: &Path,
+    store: &dyn super::store::Store,
     run_id: &str,
     user: &str,
     live: Option<LiveGuard>,
 ) -> Result<Started, StartError> {
+    let runs = store.runs_dir();
     let run_dir = runs.join(run_id);
     // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
     // answer into a waiting run's `answers/` (see `journal::answers`).
@@ -81,23 +83,15 @@ pub(crate) fn start(
         )
         .unwrap_or_else(|_| l.src.clone())
     });
-    let store = super::shared::selected();
-    let lock = match (&lock_key, store) {
-        (Some(key), Some(conn)) => match super::shared::team::lock(&conn, key, run_id, user) {
+    let lock = match &lock_key {
+        Some(key) => match store.lock(key, run_id, user) {
             Ok(l) => Some(l),
             Err(e @ LockError::Held(..)) => {
                 return Err(StartError::new(ExitStatus::Busy, e.to_string()));
             }
             Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
         },
-        (Some(key), None) => match lock::acquire(runs, key, run_id, user) {
-            Ok(l) => Some(Box::new(l) as Box<dyn super::store::RunLock>),
-            Err(e @ LockError::Held(..)) => {
-                return Err(StartError::new(ExitStatus::Busy, e.to_string()));
-            }
-            Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
-        },
-        (None, _) => None,
+        None => None,
     };
     let fresh = live.is_none();
     crate::sys::create_private_dir(&run_dir)
@@ -113,7 +107,7 @@ pub(crate) fn start(
             Err(e @ LiveError::Held(_)) => {
                 let m = format!(
                     "{e}: watch it with `runbook show{} {run_id}`",
-                    super::store::runs_flag(runs)
+                    store.flags()
                 );
                 return Err(StartError::new(ExitStatus::Busy, m));
             }

@@ -12,6 +12,7 @@ mod journal;
 mod lab;
 mod operator;
 mod pg;
+mod pgstore;
 mod plan;
 mod runsafety;
 mod scoped;

@@ -170,6 +170,7 @@ impl PgStore {
     }
 
     /// The connection (for what builds on the store: locks, approvals).
+    #[allow(dead_code)] // used by the locks and approvals built on the store (issue 17)
     pub(crate) fn conn(&self) -> &Arc<PgConn> {
         &self.conn
     }

@@ -12,14 +12,6 @@ pub(crate) mod pg;
 pub(crate) mod team;
 pub(crate) mod tls;
 
-/// The shared store selected for this process, if any: `$RUNBOOK_STORE` when set and not
-/// empty. (Until every command takes `--store`, the coordination code reads the variable.)
-pub(crate) fn selected() -> Option<String> {
-    std::env::var("RUNBOOK_STORE")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-}
-
 /// A connection string with its password replaced by `***`, for every message that names it.
 /// Handles the URL form (`postgres://user:pw@host/db?password=pw`) and the key=value form
 /// (`host=h password=pw`).
