@@ -272,22 +272,19 @@ pub(crate) fn launch(
         None
     };
     let runs_flag = store.flags();
-    // Gates: answers from elsewhere, and (in a shared store) the operator is the database role.
-    let gates = if no_journal {
+    // A store that authenticates people (PostgreSQL): the operator is the database role.
+    let user = store.identity().unwrap_or(user);
+    let remote_answers = if no_journal {
         None
     } else {
         match store.answers(&run_dir, &run_id) {
-            Ok(g) => Some(g),
+            Ok(a) => Some(a),
             Err(e) => {
                 error_line(e);
                 return ExitStatus::EngineFailed;
             }
         }
     };
-    let user = gates
-        .as_ref()
-        .and_then(|g| g.operator.clone())
-        .unwrap_or(user);
     let opts = Options {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -300,8 +297,8 @@ pub(crate) fn launch(
         host: current_host(),
         file_sha256,
         lock: lock_key.clone(),
-        remote: gates.map(|g| execute::RemoteGates {
-            answers: g.source,
+        remote: remote_answers.map(|answers| execute::RemoteGates {
+            answers,
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),

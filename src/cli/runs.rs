@@ -178,15 +178,10 @@ fn continue_run(
 }
 
 pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
-    let store = match open_for(&a.dir) {
-        Ok(s) => s,
-        Err(s) => return s,
-    };
-    if let Some(conn) = store.shared() {
-        // From any machine, as the authenticated database role.
+    if let Some(conn) = a.dir.store.as_deref().filter(|c| !c.trim().is_empty()) {
         return super::team::answer(conn, a, decision);
     }
-    let dir = match resolve_in(store.as_ref(), &a.run_id) {
+    let (store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -308,6 +303,9 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
             "note: no engine is running this run: the answer is used when it continues with `runbook resume{flag} {run_id}`"
         ),
         Some(RunState::Finished { .. }) => {}
+        Some(RunState::Damaged) => println!(
+            "note: the run's journal has no readable start record: no engine can continue it (see `runbook transcript{flag} {run_id} --verify`)"
+        ),
         None => println!(
             "note: cannot read the run's journal as {me}: whether its engine waits at `{}` is unknown; if it does, it takes the answer at once",
             a.gate
@@ -464,9 +462,6 @@ pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
         Ok(s) => s,
         Err(s) => return s,
     };
-    if let Some(conn) = store.shared() {
-        return super::team::unlock(conn, a);
-    }
     match store.unlock(&a.key, a.force) {
         Ok(h) => {
             println!(

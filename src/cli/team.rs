@@ -1,11 +1,11 @@
-//! `approve`, `reject` and `unlock` through the shared store (`RUNBOOK_STORE`): from any
-//! machine, as the authenticated database role.
+//! `approve` and `reject` through the shared store (`--store`/`RUNBOOK_STORE`): from any
+//! machine, as the authenticated database role, reporting whether the waiting engine took it.
 
-use super::args::{AnswerArgs, UnlockArgs};
+use super::args::AnswerArgs;
 use super::error_line;
 use crate::event::Decision;
 use crate::exit::ExitStatus;
-use crate::session::shared::{approvals, lock};
+use crate::session::shared::approvals;
 
 /// `runbook approve|reject RUN GATE` on the store `conn`.
 pub(crate) fn answer(conn: &str, a: &AnswerArgs, decision: Decision) -> ExitStatus {
@@ -45,21 +45,4 @@ pub(crate) fn answer(conn: &str, a: &AnswerArgs, decision: Decision) -> ExitStat
         ),
     }
     ExitStatus::Success
-}
-
-/// `runbook unlock KEY` on the store `conn`.
-pub(crate) fn unlock(conn: &str, a: &UnlockArgs) -> ExitStatus {
-    match lock::break_lock(conn, &a.key, a.force) {
-        Ok(h) => {
-            println!(
-                "broke lock `{}` held by run {} ({}@{}, role {}, pid {})",
-                a.key, h.run_id, h.os_user, h.host, h.role, h.pid
-            );
-            ExitStatus::Success
-        }
-        Err(e) => {
-            error_line(e);
-            ExitStatus::Invalid
-        }
-    }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
 use crate::journal::live::{self, LiveError, LiveGuard};
-use crate::journal::lock;
+use crate::journal::lock::{self, LockError};
 use crate::model::Runbook;
 
 /// Why a run could not start, and the exit status that says so.
@@ -86,14 +86,10 @@ pub(crate) fn start(
     let lock = match &lock_key {
         Some(key) => match store.lock(key, run_id, user) {
             Ok(l) => Some(l),
-            Err(e) => {
-                let status = if e.busy {
-                    ExitStatus::Busy
-                } else {
-                    ExitStatus::EngineFailed
-                };
-                return Err(StartError::new(status, e.message));
+            Err(e @ LockError::Held(..)) => {
+                return Err(StartError::new(ExitStatus::Busy, e.to_string()));
             }
+            Err(e) => return Err(StartError::new(ExitStatus::EngineFailed, e.to_string())),
         },
         None => None,
     };

@@ -84,7 +84,8 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
             Err(format!(
-                "no run `{id}` in {}{hint} (see `runbook runs{}`)",
+                "no run `{}` in {}{hint} (see `runbook runs{}`)",
+                id.escape_debug(),
                 runs.display(),
                 runs_flag(&runs)
             ))
@@ -92,7 +93,8 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
         many => {
             let shown: Vec<&str> = many.iter().take(5).map(|s| s.as_str()).collect();
             Err(format!(
-                "`{id}` matches {} runs ({}{}): type more of the id",
+                "`{}` matches {} runs ({}{}): type more of the id",
+                id.escape_debug(),
                 many.len(),
                 shown.join(", "),
                 if many.len() > 5 { ", …" } else { "" }
@@ -146,30 +148,12 @@ impl RunLock for journal::lock::Lock {
     }
 }
 
-/// Why a lock (a runbook's `lock`, or a run claimed by its engine) was not taken.
+/// Why a run could not be claimed by its engine ([`Store::begin`]).
 #[derive(Debug, Clone)]
 pub(crate) struct LockRefused {
-    /// Another run holds it (exit 6, busy), rather than the store failing (exit 5).
+    /// Another engine runs it (exit 6, busy), rather than the store failing (exit 5).
     pub(crate) busy: bool,
     pub(crate) message: String,
-}
-
-impl From<journal::lock::LockError> for LockRefused {
-    fn from(e: journal::lock::LockError) -> LockRefused {
-        LockRefused {
-            busy: matches!(e, journal::lock::LockError::Held(..)),
-            message: e.to_string(),
-        }
-    }
-}
-
-/// What a run's engine gets from its store for its gates.
-pub(crate) struct GateLink {
-    /// Where answers given from elsewhere (`runbook approve`) arrive.
-    pub(crate) source: std::sync::Arc<dyn crate::execute::AnswerSource>,
-    /// The operator's identity in the store (a shared store: the authenticated database
-    /// role), replacing the OS user for approver rules; `None` for the file store.
-    pub(crate) operator: Option<String>,
 }
 
 /// Where runs are kept: the local run directory ([`FileStore`]) or a shared PostgreSQL store
@@ -210,12 +194,21 @@ pub(crate) trait Store: Send + Sync {
     /// store, its chain verified first; returns its id.
     fn import(&self, run_dir: &Path) -> Result<String, String>;
     /// Takes the runbook lock `key` for `run_id` (a lock held by the same run is taken over).
-    fn lock(&self, key: &str, run_id: &str, user: &str) -> Result<Box<dyn RunLock>, LockRefused>;
+    fn lock(
+        &self,
+        key: &str,
+        run_id: &str,
+        user: &str,
+    ) -> Result<Box<dyn RunLock>, journal::lock::LockError>;
     /// Breaks lock `key` (`force`: even if its holder looks alive); who held it.
     fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String>;
-    /// Where the engine of run `run_id` reads answers given from elsewhere, and who the
-    /// operator is there. Fails when the store cannot be reached.
-    fn answers(&self, run_dir: &Path, run_id: &str) -> Result<GateLink, String>;
+    /// Where the engine of run `run_id` reads answers given from elsewhere.
+    /// Fails when the store cannot be reached.
+    fn answers(
+        &self,
+        run_dir: &Path,
+        run_id: &str,
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String>;
     /// Gives an answer to gate `gate` of a run (`runbook approve` / `reject`).
     fn answer(
         &self,
@@ -225,10 +218,12 @@ pub(crate) trait Store: Send + Sync {
         decision: crate::event::Decision,
         comment: Option<String>,
     ) -> Result<(), String>;
-    /// A shared store's connection string (with its password: never print it), for the
-    /// coordination commands that report on their own (`approve`, `reject`, `unlock`);
-    /// `None` for the file store.
-    fn shared(&self) -> Option<&str>;
+    /// Who the operator is to this store, when the store authenticates people (the
+    /// PostgreSQL role): gates' `other_approver` and `approvers:` compare answers with it.
+    /// `None`: the OS user.
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The store named by `--store` / `RUNBOOK_STORE` (`conn`), else the file store; `runs`: the
@@ -357,7 +352,12 @@ impl Store for FileStore {
         Ok(id)
     }
 
-    fn lock(&self, key: &str, run_id: &str, user: &str) -> Result<Box<dyn RunLock>, LockRefused> {
+    fn lock(
+        &self,
+        key: &str,
+        run_id: &str,
+        user: &str,
+    ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
         let l = journal::lock::acquire(&self.runs, key, run_id, user)?;
         Ok(Box::new(l))
     }
@@ -366,13 +366,14 @@ impl Store for FileStore {
         journal::lock::break_lock(&self.runs, key, force)
     }
 
-    fn answers(&self, run_dir: &Path, _run_id: &str) -> Result<GateLink, String> {
-        Ok(GateLink {
-            source: std::sync::Arc::new(journal::answers::AnswersDir {
-                run_dir: run_dir.to_path_buf(),
-            }),
-            operator: None,
-        })
+    fn answers(
+        &self,
+        run_dir: &Path,
+        _run_id: &str,
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String> {
+        Ok(std::sync::Arc::new(journal::answers::AnswersDir {
+            run_dir: run_dir.to_path_buf(),
+        }))
     }
 
     fn answer(
@@ -384,9 +385,5 @@ impl Store for FileStore {
         comment: Option<String>,
     ) -> Result<(), String> {
         journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
-    }
-
-    fn shared(&self) -> Option<&str> {
-        None
     }
 }

@@ -40,8 +40,8 @@ fn test_ids() -> (u32, u32) {
 pub(crate) struct Pg {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) port: u16,
-    /// Extra server options (`-c k=v …`), kept for [`Pg::start_server`].
-    extra: String,
+    /// Extra server options (`-c k=v …`) from [`Pg::start_with`].
+    options: String,
 }
 
 impl Pg {
@@ -96,14 +96,14 @@ impl Pg {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "initdb failed");
-        let extra = setup(dir.path());
+        let options = setup(dir.path());
         for e in std::fs::read_dir(dir.path()).expect("readdir").flatten() {
             chown(&e.path());
         }
         let pg = Pg {
             dir,
             port: free_port(),
-            extra,
+            options,
         };
         pg.start_server();
         pg
@@ -128,7 +128,7 @@ impl Pg {
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
                 self.port,
                 self.dir.path().display(),
-                self.extra
+                self.options
             ))
             .args(["-w", "-t", "60", "start"])
             .status()
@@ -138,6 +138,22 @@ impl Pg {
             "pg_ctl start failed: {}",
             std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
         );
+    }
+
+    /// Runs SQL statements as the superuser.
+    pub(crate) fn sql(&self, sql: &str) {
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.expect("sql");
+        });
     }
 
     /// Every row of every table in the `public` schema, each cast to text (all its columns).
@@ -185,9 +201,9 @@ impl Pg {
         )
     }
 
-    /// Runs `sql` as the superuser (over the Unix socket); panics on failure. Returns the
-    /// rows, one a line, fields separated by `|`.
-    pub(crate) fn sql(&self, sql: &str) -> String {
+    /// Runs `sql` as the superuser with `psql` (over the Unix socket); panics on failure.
+    /// Returns the rows, one a line, fields separated by `|`.
+    pub(crate) fn query(&self, sql: &str) -> String {
         let (uid, gid) = test_ids();
         let out = Command::new(bin("psql"))
             .uid(uid)

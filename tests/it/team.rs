@@ -21,7 +21,7 @@ fn team_store() -> Pg {
     let pg = Pg::start();
     let init = runbook(["store", "init", "--store", &pg.url()]).run();
     assert_eq!(init.code, Some(0), "{}", init.snapshot());
-    pg.sql(
+    pg.query(
         "CREATE ROLE runbook_team NOLOGIN;
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO runbook_team;
          GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO runbook_team;
@@ -121,7 +121,7 @@ fn two_machines_race_for_one_lock_one_runs_and_kill_9_frees_it() {
         "{err}"
     );
     // The store says who holds it, and a live lock cannot be broken.
-    let row = pg.sql("SELECT run_id, kept FROM runbook_lock WHERE key = 'shared-target'");
+    let row = pg.query("SELECT run_id, kept FROM runbook_lock WHERE key = 'shared-target'");
     assert_eq!(row, format!("{winner_id}|f"));
     let unlock = runbook(["unlock", "shared-target"])
         .env("RUNBOOK_STORE", &bob)
@@ -139,7 +139,7 @@ fn two_machines_race_for_one_lock_one_runs_and_kill_9_frees_it() {
     winner.kill().expect("kill -9");
     let _ = winner.wait();
     eventually("the server ends the killed engine's session", || {
-        pg.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"
+        pg.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"
     });
     lm.runbook(
         "runbook: racer\nversion: 1\nlock: shared-target\nsteps:\n  - id: hold\n    run: touch {D}/ran\n",
@@ -155,7 +155,7 @@ fn two_machines_race_for_one_lock_one_runs_and_kill_9_frees_it() {
     );
     // A finished run leaves no lock behind.
     assert_eq!(
-        pg.sql("SELECT count(*) FROM runbook_lock"),
+        pg.query("SELECT count(*) FROM runbook_lock"),
         "0",
         "lock row left"
     );
@@ -182,7 +182,7 @@ fn a_paused_run_keeps_its_lock_until_resumed_or_unlocked_with_force() {
     );
     let id = run_id(&m1).expect("run id");
     assert_eq!(
-        pg.sql("SELECT run_id, kept FROM runbook_lock"),
+        pg.query("SELECT run_id, kept FROM runbook_lock"),
         format!("{id}|t")
     );
     // Another machine is refused with the way out.
@@ -196,7 +196,9 @@ fn a_paused_run_keeps_its_lock_until_resumed_or_unlocked_with_force() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(6), "{err}");
     assert!(
-        err.contains(&format!("`node-1` is kept by run {id}")) && err.contains("--force"),
+        err.contains(&format!("`node-1` is locked by run {id}"))
+            && err.contains("stopped but resumable")
+            && err.contains("runbook unlock node-1"),
         "{err}"
     );
     let no_force = runbook(["unlock", "node-1"])
@@ -272,7 +274,7 @@ steps:
     let prefix = &id[..id.len() - 8];
     // The gate is a row naming what it needs.
     eventually("the gate row", || {
-        pg.sql("SELECT step, needed, other_approver, operator FROM runbook_gate WHERE waiting")
+        pg.query("SELECT step, needed, other_approver, operator FROM runbook_gate WHERE waiting")
             == "surgery|2|t|alice"
     });
 
@@ -318,7 +320,7 @@ steps:
 
     // `approvers: [group:key_holders]`: a database role group; bob is not in it.
     eventually("the engine waits at `unseal`", || {
-        pg.sql("SELECT step FROM runbook_gate WHERE waiting") == "unseal"
+        pg.query("SELECT step FROM runbook_gate WHERE waiting") == "unseal"
     });
     let out = approve_as_test_user(&bob, &["approve", &id, "unseal"]);
     assert!(out.status.success());
@@ -338,8 +340,8 @@ steps:
         assert!(j.contains(who), "{who} in {j}");
     }
     assert!(j.contains("ok by me"));
-    assert_eq!(pg.sql("SELECT count(*) FROM runbook_answer"), "0");
-    assert_eq!(pg.sql("SELECT count(*) FROM runbook_gate"), "0");
+    assert_eq!(pg.query("SELECT count(*) FROM runbook_answer"), "0");
+    assert_eq!(pg.query("SELECT count(*) FROM runbook_gate"), "0");
 }
 
 #[test]

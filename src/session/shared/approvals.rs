@@ -59,7 +59,9 @@ enum Cmd {
 pub(crate) struct PgAnswers {
     cache: Arc<Mutex<Cache>>,
     changed: watch::Receiver<u64>,
-    cmds: mpsc::UnboundedSender<Cmd>,
+    cmds: Option<mpsc::UnboundedSender<Cmd>>,
+    /// Signalled when the thread has done its last command.
+    done: Mutex<std::sync::mpsc::Receiver<()>>,
     /// The engine's authenticated role (the operator, for `other_approver`).
     pub(crate) role: String,
 }
@@ -79,6 +81,7 @@ impl PgAnswers {
         let (changed_tx, changed) = watch::channel(0u64);
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (conn_s, run_s, cache2) = (conn.to_string(), run_id.to_string(), cache.clone());
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("runbook-answers".into())
             .spawn(move || {
@@ -90,6 +93,7 @@ impl PgAnswers {
                     }
                 };
                 rt.block_on(listen(conn_s, run_s, cache2, changed_tx, cmd_rx, ready_tx));
+                let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot start the answers thread: {e}"))?;
         let role = ready_rx
@@ -98,9 +102,27 @@ impl PgAnswers {
         Ok(PgAnswers {
             cache,
             changed,
-            cmds,
+            cmds: Some(cmds),
+            done: Mutex::new(done),
             role,
         })
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if let Some(c) = &self.cmds {
+            let _ = c.send(cmd);
+        }
+    }
+}
+
+impl Drop for PgAnswers {
+    /// Lets the thread finish what it was told (answers taken are deleted, gates settled)
+    /// before the process ends, for at most a few seconds (the store may be down).
+    fn drop(&mut self) {
+        self.cmds = None;
+        if let Ok(done) = self.done.lock() {
+            let _ = done.recv_timeout(Duration::from_secs(3));
+        }
     }
 }
 
@@ -314,7 +336,7 @@ impl AnswerSource for PgAnswers {
         }
         drop(c);
         if !ids.is_empty() {
-            let _ = self.cmds.send(Cmd::Taken(ids));
+            self.send(Cmd::Taken(ids));
         }
         (mine.into_iter().map(|r| r.answer).collect(), Vec::new())
     }
@@ -324,7 +346,7 @@ impl AnswerSource for PgAnswers {
     }
 
     fn waiting(&self, step: &str, needed: usize, other_approver: bool, approvers: &[String]) {
-        let _ = self.cmds.send(Cmd::Waiting {
+        self.send(Cmd::Waiting {
             step: step.to_string(),
             needed: i32::try_from(needed).unwrap_or(i32::MAX),
             other_approver,
@@ -333,7 +355,7 @@ impl AnswerSource for PgAnswers {
     }
 
     fn settled(&self, step: &str, decided: bool) {
-        let _ = self.cmds.send(Cmd::Settled {
+        self.send(Cmd::Settled {
             step: step.to_string(),
             decided,
         });

@@ -24,8 +24,8 @@ use super::pg::{self, SCHEMA_VERSION};
 use super::redact;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
-    GateLink, LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id,
-    create_run_dir, write_private,
+    LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir,
+    write_private,
 };
 
 type Job = Box<dyn FnOnce(Arc<Client>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -166,10 +166,10 @@ fn run_lock_key(run_id: &str) -> i32 {
 /// The PostgreSQL store.
 pub(crate) struct PgStore {
     conn: Arc<PgConn>,
-    /// The connection string as given (with its password: never printed), for the
-    /// coordination code that opens its own sessions (locks, answers).
-    raw: String,
     runs: PathBuf,
+    /// The connection string as given (with its password: never printed), for the
+    /// connections that locks and answers hold of their own.
+    dsn: String,
 }
 
 impl PgStore {
@@ -198,8 +198,8 @@ impl PgStore {
         match version {
             Some(v) if v == SCHEMA_VERSION => Ok(PgStore {
                 conn: c,
-                raw: conn.to_string(),
                 runs,
+                dsn: conn.to_string(),
             }),
             Some(v) => Err(format!(
                 "store {url} has schema version {v}, this runbook uses {SCHEMA_VERSION}: {}",
@@ -399,7 +399,7 @@ impl Store for PgStore {
     fn flags(&self) -> String {
         let runs = crate::session::store::runs_flag(&self.runs);
         // Selected by RUNBOOK_STORE: printed commands need no flag (and show no URL at all).
-        if std::env::var("RUNBOOK_STORE").is_ok_and(|v| v.trim() == self.raw.trim()) {
+        if std::env::var("RUNBOOK_STORE").is_ok_and(|v| v.trim() == self.dsn.trim()) {
             return runs;
         }
         format!(
@@ -574,46 +574,27 @@ impl Store for PgStore {
         }
     }
 
-    // Locks and answers across machines: `shared::lock` (session advisory locks with holder
-    // rows) and `shared::approvals` (gate and answer rows, LISTEN/NOTIFY, role identity).
-    fn lock(&self, key: &str, run_id: &str, user: &str) -> Result<Box<dyn RunLock>, LockRefused> {
-        use super::lock::LockError as E;
-        match super::lock::acquire(&self.raw, key, run_id, user) {
-            Ok(l) => {
-                if let Some(h) = &l.took_over {
-                    eprintln!(
-                        "note: lock `{key}` was left by run {} ({}@{}), whose engine's database session has ended: taken over",
-                        h.run_id, h.os_user, h.host
-                    );
-                }
-                Ok(Box::new(l))
-            }
-            Err(e) => Err(LockRefused {
-                busy: matches!(e, E::Live(_) | E::Kept(_)),
-                message: e.to_string(),
-            }),
-        }
+    // Locks and answers across machines: session advisory locks and gate/answer rows with
+    // LISTEN/NOTIFY, on connections of their own (src/session/shared/team.rs, branch u17b).
+    fn lock(
+        &self,
+        key: &str,
+        run_id: &str,
+        user: &str,
+    ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
+        super::team::lock(&self.dsn, key, run_id, user)
     }
 
     fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
-        let h = super::lock::break_lock(&self.raw, key, force)?;
-        Ok(journal::lock::Holder {
-            key: h.key,
-            run_id: h.run_id,
-            user: format!("{} (role {})", h.os_user, h.role),
-            host: h.host,
-            pid: u32::try_from(h.pid).unwrap_or(0),
-            started: h.started,
-        })
+        super::team::unlock(&self.dsn, key, force)
     }
 
-    fn answers(&self, _run_dir: &Path, run_id: &str) -> Result<GateLink, String> {
-        let a = super::approvals::PgAnswers::start(&self.raw, run_id)?;
-        let operator = Some(a.role.clone());
-        Ok(GateLink {
-            source: Arc::new(a),
-            operator,
-        })
+    fn answers(
+        &self,
+        _run_dir: &Path,
+        run_id: &str,
+    ) -> Result<Arc<dyn crate::execute::AnswerSource>, String> {
+        super::team::answers(&self.dsn, run_id).map(|(a, _)| a)
     }
 
     fn answer(
@@ -624,21 +605,16 @@ impl Store for PgStore {
         decision: crate::event::Decision,
         comment: Option<String>,
     ) -> Result<(), String> {
-        super::approvals::give(&self.raw, run_id, gate, decision, comment.as_deref()).map(|_| ())
+        super::approvals::give(&self.dsn, run_id, gate, decision, comment.as_deref()).map(|_| ())
     }
 
-    fn shared(&self) -> Option<&str> {
-        Some(&self.raw)
-    }
-}
-
-impl RunLock for super::lock::PgLock {
-    fn keep(&mut self) {
-        super::lock::PgLock::keep(self);
-    }
-
-    fn lost(&self) -> bool {
-        super::lock::PgLock::lost(self)
+    fn identity(&self) -> Option<String> {
+        self.conn
+            .call(|c| async move {
+                let row = c.query_one("SELECT session_user::text", &[]).await?;
+                Ok(row.get::<_, String>(0))
+            })
+            .ok()
     }
 }
 

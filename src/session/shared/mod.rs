@@ -12,6 +12,7 @@ pub(crate) mod approvals;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod pg;
+pub(crate) mod team;
 pub(crate) mod tls;
 
 /// A connection string with its password replaced by `***`, for every message that names it.

@@ -14,8 +14,8 @@ use super::redact;
 /// The schema version this binary writes and reads.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// (version, name, SQL). Never edit an applied migration: add the next one (merging
-/// branches: renumber yours after the ones already merged, never two with one number).
+/// (version, name, SQL). Never edit an applied migration: add the next one. (Issue 17: the
+/// journal is 1-2 (branch u17); locks, approvals and roles take 3 onwards (branch u17b).)
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
@@ -33,12 +33,29 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
          PRIMARY KEY (run_id, seq)
      );",
     ),
+    (
+        2,
+        "journal head and run options",
+        "ALTER TABLE runbook_run
+             ADD COLUMN file       text NOT NULL DEFAULT '',
+             ADD COLUMN options    text,
+             ADD COLUMN head_count bigint NOT NULL DEFAULT 0,
+             ADD COLUMN head_last  text NOT NULL
+                 DEFAULT '0000000000000000000000000000000000000000000000000000000000000000',
+             ADD COLUMN sealed     boolean NOT NULL DEFAULT false,
+             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
+             ADD COLUMN engine_user    text,
+             ADD COLUMN engine_host    text,
+             ADD COLUMN engine_pid     integer,
+             ADD COLUMN engine_started text;
+         CREATE INDEX runbook_run_created ON runbook_run (created_at);",
+    ),
     // Cross-machine coordination (docs/store.md): who holds a runbook `lock` (the lock itself
     // is a session advisory lock, see `lock.rs`), gates waiting for an answer, and answers
     // (their author stamped by the server: the authenticated role, never the client's word),
     // each insert announced with NOTIFY.
     (
-        2,
+        3,
         "coordination",
         "CREATE TABLE runbook_lock (
          key         text PRIMARY KEY,
@@ -87,25 +104,6 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
      END $$;
      CREATE TRIGGER runbook_answer_stamp BEFORE INSERT OR UPDATE ON runbook_answer
          FOR EACH ROW EXECUTE FUNCTION runbook_answer_stamp();",
-    ),
-    // The journal's head on the run's row (moved with each record), and the options `resume`
-    // reuses (never secrets): runs in the database (`--store`, `session::shared::journal`).
-    (
-        3,
-        "journal head and run options",
-        "ALTER TABLE runbook_run
-             ADD COLUMN file       text NOT NULL DEFAULT '',
-             ADD COLUMN options    text,
-             ADD COLUMN head_count bigint NOT NULL DEFAULT 0,
-             ADD COLUMN head_last  text NOT NULL
-                 DEFAULT '0000000000000000000000000000000000000000000000000000000000000000',
-             ADD COLUMN sealed     boolean NOT NULL DEFAULT false,
-             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
-             ADD COLUMN engine_user    text,
-             ADD COLUMN engine_host    text,
-             ADD COLUMN engine_pid     integer,
-             ADD COLUMN engine_started text;
-         CREATE INDEX runbook_run_created ON runbook_run (created_at);",
     ),
 ];
 
