@@ -387,3 +387,52 @@ impl Store for FileStore {
         journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Stamped};
+
+    fn journal_of(dir: &Path, n: usize) {
+        let mut j = journal::Journal::open(dir).unwrap();
+        for i in 0..n {
+            let e = Stamped {
+                at: crate::event::now(),
+                event: Event::Warning {
+                    message: format!("record {i}"),
+                },
+            };
+            crate::event::Observer::on_event(&mut j, &e).unwrap();
+        }
+    }
+
+    #[test]
+    fn run_ids_cannot_leave_the_runs_directory() {
+        assert!(check_id("20261129-040509-held-3bb73e8b6137cd57").is_ok());
+        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "a\nb", "a b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_copy_has_the_same_bytes_and_a_broken_chain_is_not_copied() {
+        let src = tempfile::tempdir().unwrap();
+        let run = src.path().join("run-1");
+        std::fs::create_dir(&run).unwrap();
+        journal_of(&run, 5);
+        let dest = tempfile::tempdir().unwrap();
+        let copy = copy_run(&run, dest.path()).unwrap();
+        assert_eq!(
+            std::fs::read(run.join(journal::JOURNAL_FILE)).unwrap(),
+            std::fs::read(copy.join(journal::JOURNAL_FILE)).unwrap()
+        );
+        let loaded = journal::load(&copy).unwrap();
+        assert_eq!(loaded.records.len(), 5);
+        assert!(journal::missing_tail(&loaded, true).is_none());
+
+        let (mut lines, _) = journal::lines(&run).unwrap();
+        lines.swap(1, 2);
+        assert!(journal::check_chain(&lines).is_err());
+        assert!(journal::write_copy(dest.path(), &lines, false).is_err());
+    }
+}
