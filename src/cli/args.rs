@@ -280,7 +280,7 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
     /// Keep runs in a shared PostgreSQL store (team mode): postgres://user@host:port/db or
-    /// key=value [env: RUNBOOK_STORE]. The password is never printed. See docs/store.md.
+    /// key=value. The password is never printed. See docs/store.md.
     #[arg(
         long = "store",
         env = "RUNBOOK_STORE",
@@ -381,7 +381,7 @@ pub(crate) struct RunsDirArg {
     #[arg(long, value_name = "DIR", global = false)]
     pub runs_dir: Option<PathBuf>,
     /// Keep runs in a shared PostgreSQL store (team mode): postgres://user@host:port/db or
-    /// key=value [env: RUNBOOK_STORE]. The password is never printed. See docs/store.md.
+    /// key=value. The password is never printed. See docs/store.md.
     #[arg(
         long = "store",
         env = "RUNBOOK_STORE",
