@@ -105,7 +105,7 @@ fn step() -> Value {
         } ] } },
         "for_each": { "oneOf": [ string(), { "type": "array" }, {
             "type": "object", "additionalProperties": false, "required": ["items"],
-            "properties": { "items": {}, "until": string() }
+            "properties": { "items": {}, "until": string(), "on_item_failure": { "enum": ["stop", "continue"] } }
         } ] },
         "max_parallel": { "type": "integer", "minimum": 1 },
         "max_failures": { "oneOf": [ { "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+%$" } ] },

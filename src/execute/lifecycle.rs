@@ -226,10 +226,18 @@ async fn concurrent_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
     let mut results: Vec<Option<serde_json::Value>> = vec![None; items.len()];
     let mut out = ItemsRun::new();
     let mut next = 0;
+    // `on_item_failure: continue`: failed items do not stop new ones (an operator's answer does).
+    let go_on = step
+        .for_each
+        .as_ref()
+        .is_some_and(|fe| fe.continue_on_item_failure);
     loop {
         while set.len() < limit
             && next < items.len()
-            && out.status == StepStatus::Succeeded
+            && (out.status == StepStatus::Succeeded
+                || (go_on
+                    && out.operator.is_none()
+                    && matches!(out.status, StepStatus::Failed | StepStatus::TimedOut)))
             && !sh.cancel.is_cancelled()
         {
             let k = next;
@@ -309,9 +317,22 @@ async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
             out.succeeded.push(k);
         }
         if o.status != StepStatus::Succeeded {
-            out.status = o.status;
-            out.error = o.error;
-            out.operator = o.operator;
+            // `on_item_failure: continue`: the next items still run; the step fails at the
+            // end with the first item's error. An operator's answer or a cancellation stops.
+            let go_on = step
+                .for_each
+                .as_ref()
+                .is_some_and(|fe| fe.continue_on_item_failure)
+                && o.operator.is_none()
+                && matches!(o.status, StepStatus::Failed | StepStatus::TimedOut);
+            if out.status == StepStatus::Succeeded {
+                out.status = o.status;
+                out.error = o.error;
+                out.operator = o.operator;
+            }
+            if go_on {
+                continue;
+            }
             break;
         }
         if let Some(u) = step.for_each.as_ref().and_then(|fe| fe.until.as_ref()) {

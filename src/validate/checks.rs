@@ -49,6 +49,9 @@ struct Scope<'a> {
     result: bool,
     /// Any step may be referenced (finally steps).
     any_step: bool,
+    /// Over the combined result of a group step (its `outputs`): per-host fields only
+    /// under `hosts.<h>`.
+    group: bool,
     /// Inputs visible (all, or only the first n for defaults).
     inputs: &'a [Input],
 }
@@ -294,6 +297,7 @@ impl<'a> Checker<'a> {
             item: false,
             result: false,
             any_step: false,
+            group: false,
             inputs: &rb.inputs,
         };
         for (i, input) in rb.inputs.iter().enumerate() {
@@ -336,6 +340,7 @@ impl<'a> Checker<'a> {
                 item: step.for_each.is_some(),
                 result: false,
                 any_step: i >= main,
+                group: false,
                 inputs: &rb.inputs,
             };
             if let Some(t) = &step.title {
@@ -381,15 +386,18 @@ impl<'a> Checker<'a> {
                     },
                 );
             }
+            let group = super::targets::is_group_step(rb, step);
             for (_, expr) in &step.outputs {
                 self.expression(
                     expr,
                     Scope {
                         result: true,
+                        group,
                         ..scope
                     },
                 );
             }
+            self.targets(step, scope);
             if let Some(rbk) = &step.rollback {
                 // A fan-out's rollback runs once per host that completed, with `host` bound.
                 let rscope = Scope {
@@ -605,10 +613,22 @@ impl<'a> Checker<'a> {
                 "run" => continue,
                 "host" if scope.remote => continue,
                 "item" | "item_index" if scope.item => continue,
+                r if scope.group && super::targets::PER_HOST.contains(&r) => {
+                    let (rb, i) = (self.rb, scope.step.unwrap_or(0));
+                    if let Some((_, step)) = self.all_steps().nth(i) {
+                        let span = self.find_in(t, r);
+                        let d = super::targets::group_result_error(rb, step, r, r, true, span);
+                        self.push(d);
+                    }
+                    continue;
+                }
                 r if scope.result && RESULT_NAMES.contains(&r) => continue,
                 "steps" if scope.step.is_some() => {
                     let Some(id) = parts.next() else { continue };
                     self.step_reference(t, id, scope);
+                    if let Some(field) = parts.next() {
+                        self.group_result(t, id, field);
+                    }
                     continue;
                 }
                 _ => {}
@@ -626,6 +646,70 @@ impl<'a> Checker<'a> {
                 }
             };
             self.undefined(t, root, &reason, scope);
+        }
+    }
+
+    /// `steps.X.stdout` where X runs on a group: its result is per host.
+    fn group_result(&mut self, t: &Tmpl, id: &str, field: &str) {
+        let Some(&j) = self.by_var.get(id) else {
+            return;
+        };
+        let Some((_, step)) = self.all_steps().nth(j) else {
+            return;
+        };
+        if super::targets::PER_HOST.contains(&field) && super::targets::is_group_step(self.rb, step)
+        {
+            let reference = format!("steps.{id}.{field}");
+            let span = self.find_in(t, field);
+            let d =
+                super::targets::group_result_error(self.rb, step, field, &reference, false, span);
+            self.push(d);
+        }
+    }
+
+    /// The expressions of targets chosen at run time, `retry.when` and a templated method.
+    fn targets(&mut self, step: &Step, scope: Scope<'_>) {
+        let host = Scope {
+            remote: true,
+            ..scope
+        };
+        let tg = &step.targets;
+        for e in [&tg.hosts].into_iter().flatten() {
+            self.expression(e, scope);
+        }
+        for e in [&tg.filter].into_iter().flatten() {
+            self.expression(e, host);
+        }
+        if let Some(o) = &tg.order {
+            for e in [&o.by].into_iter().flatten() {
+                self.expression(e, host);
+            }
+            for e in [&o.first, &o.last].into_iter().flatten() {
+                self.expression(e, scope);
+            }
+        }
+        if let Some(w) = &step.retry_when {
+            let result = Scope {
+                result: true,
+                ..scope
+            };
+            self.expression(w, result);
+        }
+        if let Action::Http(h) = &step.body.action
+            && let Some(m) = &h.method_tmpl
+        {
+            self.template(m, Use::Display, scope);
+        }
+        if let Some(on) = &step.body.on
+            && tg.hosts.is_some()
+            && self.rb.group(&on.name).is_none()
+            && self.rb.host(&on.name).is_some()
+        {
+            self.push(
+                Diagnostic::error("invalid-value", format!("`on.from` of step `{}` must be a group, and `{}` is a host", step.id.name, on.name))
+                    .with_span(on.span.clone(), "a host")
+                    .with_help("hosts chosen at run time must be members of a declared group (so their keys and addresses are known): declare `groups: { NAME: [..] }`"),
+            );
         }
     }
 
@@ -779,12 +863,29 @@ impl<'a> Checker<'a> {
         for step in rb.steps.iter() {
             self.secret_outputs(step);
             let remote = step.body.on.is_some() && matches!(step.body.action, Action::Run(_));
-            if remote && step.confirm.is_none() && step.rollback.is_none() && !step.read_only {
+            // A request that changes things (not GET/HEAD/OPTIONS) changes a remote service.
+            // `idempotent: true` says repeating it is harmless (e.g. an unseal share).
+            let http = match &step.body.action {
+                Action::Http(h) if super::targets::http_changes(h) && !step.idempotent => Some(h),
+                _ => None,
+            };
+            if (remote || http.is_some())
+                && step.confirm.is_none()
+                && step.rollback.is_none()
+                && !step.read_only
+            {
+                let what = match http {
+                    Some(h) if h.method_tmpl.is_some() => {
+                        "sends a request (method chosen at run time)".to_string()
+                    }
+                    Some(h) => format!("sends a {} request", h.method),
+                    None => "changes a remote host".to_string(),
+                };
                 self.push(
                     Diagnostic::warning(
                         "remote-step-unguarded",
                         format!(
-                            "step `{}` changes a remote host without a gate or a rollback",
+                            "step `{}` {what} without a gate or a rollback",
                             step.id.name
                         ),
                     )

@@ -44,6 +44,7 @@ pub(super) const HOST: &[&str] = &[
     "identity_file",
     "jump",
     "known_hosts",
+    "vars",
 ];
 pub(super) const DEFAULTS: &[&str] = &["timeout", "retries", "backoff", "gate_timeout"];
 pub(super) const STEP: &[&str] = &[
@@ -77,6 +78,10 @@ pub(super) const STEP: &[&str] = &[
     "with",
     "commit",
     "on_failure",
+    "where",
+    "order",
+    "deadline",
+    "retry",
 ];
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
@@ -122,7 +127,7 @@ pub(super) const EXPECT: &[&str] = &[
     "body_contains",
     "that",
 ];
-pub(super) const FOR_EACH: &[&str] = &["items", "until"];
+pub(super) const FOR_EACH: &[&str] = &["items", "until", "on_item_failure"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
 /// YAML tree → [`Runbook`]; `composed` are the dotted names `uses:` expansion made.
@@ -429,6 +434,7 @@ fn read_hosts(r: &mut Reader, node: &Node) -> Vec<Host> {
             known_hosts: f
                 .get("known_hosts")
                 .and_then(|n| r.string(n, &what("known_hosts"))),
+            vars: super::targets::read_vars(r, f.get("vars"), &what("vars")),
             name,
         });
     }
@@ -536,7 +542,9 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             }
             Body {
                 action: Action::Checkpoint,
-                on: f.get("on").and_then(|n| r.named(n, &what("on"))),
+                on: f
+                    .get("on")
+                    .and_then(|n| super::targets::read_on(r, n, &what("on"), true)),
                 timeout: None,
                 env: Vec::new(),
                 stdin: None,
@@ -597,9 +605,13 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             .unwrap_or(false),
         rollback: None,
         uses: f.get("uses").and_then(|n| r.string(n, &what("uses"))),
+        targets: Targets::default(),
+        deadline: None,
+        retry_when: None,
         span: node.span.clone(),
         id,
     };
+    super::targets::read_step_fields(r, &f, &mut step, defaults);
     step.continue_on_failure = step.on_failure == OnFailure::Continue;
     // The run-wide timeout bounds commands and requests; waits carry their own, and a
     // manual step or a gate waits for a person, which no default should cut short.
@@ -699,7 +711,7 @@ fn read_body(
     r: &mut Reader,
     f: &Fields<'_>,
     what: &dyn Fn(&str) -> String,
-    _is_step: bool,
+    is_step: bool,
 ) -> Option<Body> {
     let present: Vec<&str> = KINDS.iter().copied().filter(|k| f.has(k)).collect();
     if present.len() > 1 {
@@ -730,7 +742,9 @@ fn read_body(
     };
     Some(Body {
         action,
-        on: f.get("on").and_then(|n| r.named(n, &what("on"))),
+        on: f
+            .get("on")
+            .and_then(|n| super::targets::read_on(r, n, &what("on"), is_step)),
         timeout: f
             .get("timeout")
             .and_then(|n| r.duration(n, &what("timeout"))),
@@ -785,13 +799,13 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
     let verbs: Vec<&str> = HTTP_VERBS.iter().copied().filter(|v| f.has(v)).collect();
     let (method, url) = match (verbs.as_slice(), f.get("url")) {
         ([verb], None) => (
-            verb.to_ascii_uppercase(),
+            (verb.to_ascii_uppercase(), None),
             f.get(verb).and_then(|n| r.tmpl(n, what)),
         ),
         ([], Some(u)) => {
             let method = match f.get("method") {
-                Some(m) => r.string(m, what).unwrap_or_default().to_ascii_uppercase(),
-                None => "GET".to_string(),
+                Some(m) => super::targets::read_method(r, m, what),
+                None => ("GET".to_string(), None),
             };
             (method, r.tmpl(u, what))
         }
@@ -804,11 +818,8 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
             return None;
         }
     };
-    if ![
-        "GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST",
-    ]
-    .contains(&method.as_str())
-    {
+    let (method, method_tmpl) = method;
+    if method_tmpl.is_none() && !super::targets::METHODS.contains(&method.as_str()) {
         r.push(
             Diagnostic::error("invalid-value", format!("`{method}` is not an HTTP method"))
                 .with_span(
@@ -856,6 +867,7 @@ fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpSpec> {
     }
     Some(HttpSpec {
         method,
+        method_tmpl,
         url: url?,
         headers: f
             .get("headers")
@@ -1015,6 +1027,7 @@ fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<ForEach> {
         NodeKind::Scalar { .. } => Some(ForEach {
             items: r.tmpl(node, what)?,
             until: None,
+            continue_on_item_failure: false,
         }),
         NodeKind::Seq(_) => Some(ForEach {
             items: Tmpl {
@@ -1022,6 +1035,7 @@ fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<ForEach> {
                 span: node.span.clone(),
             },
             until: None,
+            continue_on_item_failure: false,
         }),
         NodeKind::Map(_) => {
             let f = r.fields(node, what, FOR_EACH)?;
@@ -1032,9 +1046,28 @@ fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<ForEach> {
                     return None;
                 }
             };
+            let continue_on_item_failure = match f.get("on_item_failure") {
+                None => false,
+                Some(n) => match n.as_str() {
+                    Some("continue") => true,
+                    Some("stop") => false,
+                    _ => {
+                        r.push(
+                            Diagnostic::error(
+                                "invalid-value",
+                                format!("`on_item_failure` of {what} must be `stop` or `continue`"),
+                            )
+                            .with_span(n.span.clone(), "not one of them")
+                            .with_help("`stop` (the default) ends the loop at the first failed item; `continue` runs the rest"),
+                        );
+                        false
+                    }
+                },
+            };
             Some(ForEach {
                 items,
                 until: f.get("until").and_then(|n| r.tmpl(n, what)),
+                continue_on_item_failure,
             })
         }
     }

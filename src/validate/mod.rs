@@ -7,8 +7,10 @@
 mod checks;
 mod compose;
 pub use checks::{RESULT_NAMES, step_var};
+pub(crate) use targets::METHODS as HTTP_METHODS;
 mod convert;
 pub(crate) mod reader;
+mod targets;
 
 use crate::diagnostic::Diagnostic;
 use crate::load::Loaded;
