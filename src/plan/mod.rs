@@ -63,11 +63,21 @@ pub struct PlannedStep {
     pub needs: Vec<String>,
     pub when: Option<PlannedCondition>,
     pub targets: Vec<PlanTarget>,
+    /// `on: { hosts, from }`, `where:`, `order:`: `targets` are the group's members, and
+    /// this says how the run chooses among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_at_run_time: Option<String>,
     pub action: PlannedAction,
     pub gate: Option<PlannedGate>,
     pub timeout: Option<String>,
+    /// Total time for all attempts and items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
     pub retries: u32,
     pub backoff: String,
+    /// `retry.when`: a failed attempt is retried only when this holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_when: Option<String>,
     pub for_each: Option<PlannedForEach>,
     pub max_parallel: Option<u32>,
     pub max_failures: Option<String>,
@@ -175,6 +185,9 @@ pub struct PlannedForEach {
     pub items: Option<Vec<String>>,
     pub expression: String,
     pub until: Option<String>,
+    /// `on_item_failure: continue`: a failed item does not stop the others.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub on_item_failure_continue: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -475,6 +488,7 @@ fn plan_step(
                     .until
                     .as_ref()
                     .map(|u| expression_source(&u.src).to_string()),
+                on_item_failure_continue: fe.continue_on_item_failure,
             })
         }
         None => None,
@@ -500,6 +514,7 @@ fn plan_step(
         needs: step.needs.iter().map(|n| n.name.clone()).collect(),
         when,
         targets: targets(rb, t, ctx, body_on(&step.body))?,
+        chosen_at_run_time: crate::step::targets::describe(step),
         action: match &step.uses {
             Some(file) => PlannedAction::Uses { file: file.clone() },
             None => plan_action(t, &step.body.action, &step.body, ctx)?,
@@ -515,8 +530,13 @@ fn plan_step(
             None => None,
         },
         timeout: step.body.timeout.map(human_duration),
+        deadline: step.deadline.map(human_duration),
         retries: step.retries,
         backoff: human_duration(step.backoff),
+        retry_when: step
+            .retry_when
+            .as_ref()
+            .map(|w| expression_source(&w.src).to_string()),
         for_each,
         max_parallel: step.max_parallel,
         max_failures: step.max_failures.map(|m| match m {

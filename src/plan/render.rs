@@ -203,7 +203,10 @@ fn step_text(out: &mut String, s: &PlannedStep) {
             80,
         );
     }
-    if !s.targets.is_empty() {
+    if let Some(how) = &s.chosen_at_run_time {
+        wrap(out, &field("on:"), &cont, how, 80);
+        wrap(out, &field("members:"), &cont, &target_line(&s.targets), 80);
+    } else if !s.targets.is_empty() {
         wrap(out, &field("on:"), &cont, &target_line(&s.targets), 80);
     }
     if let Some(g) = &s.gate {
@@ -228,14 +231,25 @@ fn step_text(out: &mut String, s: &PlannedStep) {
         if let Some(u) = &fe.until {
             wrap(out, &field("stop when:"), &cont, u, 80);
         }
+        if fe.on_item_failure_continue {
+            let text = "a failed item does not stop the others (the step fails at the end)";
+            wrap(out, &field("items:"), &cont, text, 80);
+        }
     }
     action_lines(out, &s.action, "      ");
     let mut limits = Vec::new();
     if let Some(t) = &s.timeout {
         limits.push(format!("timeout {t}"));
     }
+    if let Some(d) = &s.deadline {
+        limits.push(format!("deadline {d} (all attempts and items)"));
+    }
     if s.retries > 0 {
-        limits.push(format!("retries {} (backoff {})", s.retries, s.backoff));
+        let mut r = format!("retries {} (backoff {})", s.retries, s.backoff);
+        if let Some(w) = &s.retry_when {
+            r.push_str(&format!(" only when {w}"));
+        }
+        limits.push(r);
     }
     if let Some(p) = s.max_parallel {
         limits.push(format!("max_parallel {p}"));

@@ -701,12 +701,12 @@ impl<'a> Checker<'a> {
             self.template(m, Use::Display, scope);
         }
         if let Some(on) = &step.body.on
-            && tg.hosts.is_some()
+            && tg.is_runtime()
             && self.rb.group(&on.name).is_none()
             && self.rb.host(&on.name).is_some()
         {
             self.push(
-                Diagnostic::error("invalid-value", format!("`on.from` of step `{}` must be a group, and `{}` is a host", step.id.name, on.name))
+                Diagnostic::error("invalid-value", format!("step `{}` chooses its hosts at run time, so `on:` must name a group, and `{}` is a host", step.id.name, on.name))
                     .with_span(on.span.clone(), "a host")
                     .with_help("hosts chosen at run time must be members of a declared group (so their keys and addresses are known): declare `groups: { NAME: [..] }`"),
             );

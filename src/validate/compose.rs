@@ -18,7 +18,11 @@ use crate::load::{Node, NodeKind};
 use crate::model::{Input, InputType};
 
 /// Keys whose string values are expressions (written without braces).
-const EXPR_KEYS: &[&str] = &["when", "until", "that", "for_each", "items"];
+/// (`where`, `by`, `first`, `last`, `hosts`: targets chosen at run time, under a step or
+/// its `on:`/`order:`.)
+const EXPR_KEYS: &[&str] = &[
+    "when", "until", "that", "for_each", "items", "where", "by", "first", "last", "hosts",
+];
 /// Fields a calling step may have besides `uses`.
 const CALL_FIELDS: &[&str] = &["id", "title", "needs", "when", "uses", "with"];
 /// Deepest chain of calls.
@@ -769,7 +773,7 @@ impl Scope {
                     self.template(text)
                 } else if EXPR_KEYS.contains(&key) || key == "outputs" {
                     self.expression(text)
-                } else if key == "on" && self.hosts.contains(text) {
+                } else if (key == "on" || key == "from") && self.hosts.contains(text) {
                     format!("{}.{text}", self.call)
                 } else {
                     text.clone()
