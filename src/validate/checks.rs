@@ -890,9 +890,11 @@ impl<'a> Checker<'a> {
                         ),
                     )
                     .with_span(step.id.span.clone(), "no `confirm` and no `rollback`")
-                    .with_help(
-                        "add `confirm:` or `rollback:`, or `read_only: true` if it only inspects",
-                    ),
+                    .with_help(if http.is_some() {
+                        "add `confirm:` or `rollback:`, `read_only: true` if the request only reads (a login), or `idempotent: true` if repeating it is harmless"
+                    } else {
+                        "add `confirm:` or `rollback:`, or `read_only: true` if it only inspects"
+                    }),
                 );
             }
         }
