@@ -243,7 +243,7 @@ async fn concurrent_items(
             && next < items.len()
             && (out.status == StepStatus::Succeeded
                 || (go_on
-                    && !deadline.is_some_and(|d| Instant::now() >= d)
+                    && deadline.is_none_or(|d| Instant::now() < d)
                     && out.operator.is_none()
                     && matches!(out.status, StepStatus::Failed | StepStatus::TimedOut)))
             && !sh.cancel.is_cancelled()
@@ -340,7 +340,7 @@ async fn sequential_items(
                 .is_some_and(|fe| fe.continue_on_item_failure)
                 && o.operator.is_none()
                 && matches!(o.status, StepStatus::Failed | StepStatus::TimedOut)
-                && !deadline.is_some_and(|d| Instant::now() >= d);
+                && deadline.is_none_or(|d| Instant::now() < d);
             if out.status == StepStatus::Succeeded {
                 out.status = o.status;
                 out.error = o.error;

@@ -105,9 +105,14 @@ pub(crate) fn select(
 }
 
 /// The member of the group named (or addressed) `name`, or an error naming it.
+/// In a called runbook (`uses:`) hosts are prefixed with the call (`unseal.vault1`): the
+/// child's own names match too.
 fn member(all: &[SshTarget], name: &str, group: &str, expr: &str) -> Result<SshTarget, String> {
+    let prefixed = group
+        .rsplit_once('.')
+        .map(|(call, _)| format!("{call}.{name}"));
     all.iter()
-        .find(|t| t.name == name)
+        .find(|t| t.name == name || prefixed.as_ref().is_some_and(|p| *p == t.name))
         .or_else(|| all.iter().find(|t| t.address == name))
         .cloned()
         .ok_or_else(|| {

@@ -441,3 +441,58 @@ steps:
         assert!(!text.contains(&format!("step {quiet}")), "{quiet}: {text}");
     }
 }
+
+/// In a called runbook (`uses:`), run-time members are the child's own host names (inlined
+/// as `<call>.<host>`): `a` matches `call.a`, and a stranger is refused naming it.
+#[test]
+fn a_called_runbook_chooses_its_own_hosts_at_run_time() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("lib")).expect("lib");
+    std::fs::write(
+        s.path("lib/child.yaml"),
+        r#"
+runbook: child
+version: 1
+inputs:
+  nodes: { type: list }
+hosts:
+  a: { address: 127.0.0.41 }
+  b: { address: 127.0.0.42 }
+groups:
+  g: [a, b]
+steps:
+  - id: act
+    on: { hosts: nodes, from: g }
+    confirm: go?
+    run: echo hi
+"#,
+    )
+    .expect("child");
+    s.runbook(
+        r#"
+runbook: parent
+version: 1
+steps:
+  - id: find
+    read_only: true
+    run: echo a stranger
+    outputs:
+      nodes: stdout | split | list
+  - id: call
+    needs: [find]
+    uses: lib/child.yaml
+    with:
+      nodes: "{{ steps.find.outputs.nodes }}"
+"#,
+    );
+    let ran = s.exec(&["--yes"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("host `stranger`")
+            && ran
+                .stderr
+                .contains("is not a member of group `call.g` (members: call.a, call.b)"),
+        "{}",
+        ran.stderr
+    );
+}
