@@ -23,6 +23,15 @@ pub(crate) const METHODS: &[&str] = &[
 /// Returns the name (the group, for the mapping); `hosts` is read by [`read_step_fields`].
 pub(super) fn read_on(r: &mut Reader, node: &Node, what: &str, step: bool) -> Option<Named> {
     if !matches!(node.kind, NodeKind::Map(_)) {
+        let text = node.as_str().unwrap_or_default();
+        if step && (text.contains("{{") || text.contains("{%")) {
+            r.push(
+                Diagnostic::error("invalid-value", format!("{what} names a host or group; hosts chosen at run time name their group"))
+                    .with_span(node.span.clone(), "a template")
+                    .with_help(format!("write `on: {{ hosts: \"{text}\", from: GROUP }}`: the members must be hosts of a declared group, so their addresses and host keys are known")),
+            );
+            return None;
+        }
         return r.named(node, what);
     }
     if !step {

@@ -496,3 +496,47 @@ steps:
         ran.stderr
     );
 }
+
+/// `on: "{{ … }}"` (a template where a name belongs) is refused with the run-time form to
+/// write instead; `where`/`order` without a group and `from:` naming a host are refused too.
+#[test]
+fn run_time_targets_are_checked_by_validate() {
+    let s = Scratch::new();
+    let f = s.runbook(
+        r#"
+runbook: bad-targets
+version: 1
+hosts:
+  v1: { address: 10.0.0.1 }
+groups:
+  cluster: [v1]
+steps:
+  - id: find
+    read_only: true
+    run: echo v1
+  - id: templated
+    needs: [find]
+    on: "{{ steps.find.stdout }}"
+    read_only: true
+    run: "true"
+  - id: no-group
+    read_only: true
+    where: host.name == 'v1'
+    run: "true"
+  - id: from-host
+    needs: [find]
+    on: { hosts: steps.find.stdout, from: v1 }
+    read_only: true
+    run: "true"
+"#,
+    );
+    let ran = runbook(["validate".as_ref(), f.as_os_str()]).run();
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    for needle in [
+        "write `on: { hosts: \"{{ steps.find.stdout }}\", from: GROUP }`",
+        "step `no-group` chooses hosts (`where`/`order`) but has no `on:` group",
+        "step `from-host` chooses its hosts at run time, so `on:` must name a group, and `v1` is a host",
+    ] {
+        assert!(ran.stderr.contains(needle), "{needle}\n{}", ran.stderr);
+    }
+}
