@@ -540,3 +540,72 @@ steps:
         assert!(ran.stderr.contains(needle), "{needle}\n{}", ran.stderr);
     }
 }
+
+/// A run paused at the gate of a run-time fan-out resumes with the same choice: the members
+/// and the order come from the journaled outputs of the earlier steps, which do not run again.
+#[test]
+fn a_paused_run_time_fan_out_resumes_with_the_same_hosts_and_order() {
+    crate::sshd::require();
+    let keys = Keys::new();
+    let addrs = ["127.0.0.25", "127.0.0.26", "127.0.0.27"];
+    let sshd = Sshd::start(&keys, &addrs, "host");
+    for a in addrs {
+        keys.trust(a, sshd.port, "host");
+    }
+    let yaml = format!(
+        r#"
+runbook: resume-targets
+version: 1
+hosts:
+  n5: {{ address: 127.0.0.25, port: {p}, user: root }}
+  n6: {{ address: 127.0.0.26, port: {p}, user: root }}
+  n7: {{ address: 127.0.0.27, port: {p}, user: root }}
+groups:
+  nodes: [n5, n6, n7]
+steps:
+  - id: pick
+    read_only: true
+    run: echo pick >> {{D}}/pick; echo "n7,n5"
+    outputs:
+      chosen: stdout | trim
+  - id: act
+    needs: [pick]
+    on: {{ hosts: steps.pick.outputs.chosen, from: nodes }}
+    order: {{ by: host.name }}
+    serial: 1
+    confirm: Act on the chosen nodes?
+    run: echo "{{{{ host.name }}}}-$(echo "$SSH_CONNECTION" | cut -d' ' -f3)" >> {{D}}/done
+    rollback: "true"
+"#,
+        p = sshd.port
+    );
+    let (first, dir) = exec_ssh(&keys, &yaml, &["--no-wait"]);
+    assert_eq!(first.code, Some(3), "{}", first.stderr);
+    let runs = dir.join("runs");
+    let id = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .find(|n| n.contains("resume-targets"))
+        .expect("a run");
+    let resumed = runbook([
+        "resume".to_string(),
+        id,
+        "--runs-dir".into(),
+        runs.display().to_string(),
+        "--approve".into(),
+        "act".into(),
+        "--progress".into(),
+        "plain".into(),
+    ])
+    .run();
+    assert_eq!(resumed.code, Some(0), "{}", resumed.stderr);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    assert_eq!(read("pick"), "pick\n", "pick ran once");
+    assert_eq!(
+        read("done"),
+        "n5-127.0.0.25\nn7-127.0.0.27\n",
+        "{}",
+        resumed.stderr
+    );
+}
