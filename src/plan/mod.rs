@@ -313,6 +313,32 @@ pub fn build(rb: &Runbook, inputs: &Inputs, file: &str) -> Result<Plan, PlanErro
     })
 }
 
+/// A `for_each` as planned: its items when the inputs decide them.
+fn planned_for_each(t: &Templates, ctx: &Value, fe: &ForEach) -> PlannedForEach {
+    let expr = expression_source(&fe.items.src);
+    let items = if is_runtime_expr(t, expr) {
+        None
+    } else {
+        t.eval(expr, ctx)
+            .ok()
+            .filter(|v| v.downcast_object_ref::<Placeholder>().is_none())
+            .and_then(|v| {
+                v.try_iter()
+                    .ok()
+                    .map(|it| it.map(|x| x.to_string()).collect())
+            })
+    };
+    PlannedForEach {
+        items,
+        expression: expr.to_string(),
+        until: fe
+            .until
+            .as_ref()
+            .map(|u| expression_source(&u.src).to_string()),
+        on_item_failure_continue: fe.continue_on_item_failure,
+    }
+}
+
 /// Where a body runs: its `on:`, or for a wait whose probe names a host, the probe's.
 fn body_on(b: &Body) -> Option<&Named> {
     b.on.as_ref().or(match &b.action {
@@ -466,33 +492,10 @@ fn plan_step(
         }
         None => None,
     };
-    let for_each = match &step.for_each {
-        Some(fe) => {
-            let expr = expression_source(&fe.items.src);
-            let items = if is_runtime_expr(t, expr) {
-                None
-            } else {
-                t.eval(expr, ctx)
-                    .ok()
-                    .filter(|v| v.downcast_object_ref::<Placeholder>().is_none())
-                    .and_then(|v| {
-                        v.try_iter()
-                            .ok()
-                            .map(|it| it.map(|x| x.to_string()).collect())
-                    })
-            };
-            Some(PlannedForEach {
-                items,
-                expression: expr.to_string(),
-                until: fe
-                    .until
-                    .as_ref()
-                    .map(|u| expression_source(&u.src).to_string()),
-                on_item_failure_continue: fe.continue_on_item_failure,
-            })
-        }
-        None => None,
-    };
+    let for_each = step
+        .for_each
+        .as_ref()
+        .map(|fe| planned_for_each(t, ctx, fe));
     let rollback = match &step.rollback {
         Some(b) => Some(PlannedRollback {
             targets: targets(rb, t, ctx, body_on(b))?,

@@ -178,6 +178,23 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
     }
 }
 
+fn for_each_lines(out: &mut String, fe: &crate::plan::PlannedForEach) {
+    let field = |name: &str| format!("      {name:<9} ");
+    let cont = format!("      {:<9} ", "");
+    let items = match &fe.items {
+        Some(items) => format!("[{}]", items.join(", ")),
+        None => format!("{} (at run time)", fe.expression),
+    };
+    wrap(out, &field("for each:"), &cont, &items, 80);
+    if let Some(u) = &fe.until {
+        wrap(out, &field("stop when:"), &cont, u, 80);
+    }
+    if fe.on_item_failure_continue {
+        let text = "a failed item does not stop the others (the step fails at the end)";
+        wrap(out, &field("items:"), &cont, text, 80);
+    }
+}
+
 fn step_text(out: &mut String, s: &PlannedStep) {
     let mut head = format!("  ● {}", s.id);
     if let Some(t) = &s.title {
@@ -223,18 +240,7 @@ fn step_text(out: &mut String, s: &PlannedStep) {
         wrap(out, &field("confirm:"), &cont, &text, 80);
     }
     if let Some(fe) = &s.for_each {
-        let items = match &fe.items {
-            Some(items) => format!("[{}]", items.join(", ")),
-            None => format!("{} (at run time)", fe.expression),
-        };
-        wrap(out, &field("for each:"), &cont, &items, 80);
-        if let Some(u) = &fe.until {
-            wrap(out, &field("stop when:"), &cont, u, 80);
-        }
-        if fe.on_item_failure_continue {
-            let text = "a failed item does not stop the others (the step fails at the end)";
-            wrap(out, &field("items:"), &cont, text, 80);
-        }
+        for_each_lines(out, fe);
     }
     action_lines(out, &s.action, "      ");
     let mut limits = Vec::new();

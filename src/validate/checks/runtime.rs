@@ -31,8 +31,18 @@ impl Checker<'_> {
         }
     }
 
-    /// The expressions of targets chosen at run time, `retry.when` and a templated method.
+    /// The step's `outputs` (over its result: per host for a group step), the expressions of
+    /// targets chosen at run time, `retry.when` and a templated method.
     pub(super) fn runtime(&mut self, step: &Step, scope: Scope<'_>) {
+        let group = tg::is_group_step(self.rb, step);
+        for (_, expr) in &step.outputs {
+            let over_result = Scope {
+                result: true,
+                group,
+                ..scope
+            };
+            self.expression(expr, over_result);
+        }
         let host = Scope {
             remote: true,
             ..scope

@@ -101,17 +101,6 @@ impl<'a> Checker<'a> {
                     },
                 );
             }
-            let group = crate::validate::targets::is_group_step(rb, step);
-            for (_, expr) in &step.outputs {
-                self.expression(
-                    expr,
-                    Scope {
-                        result: true,
-                        group,
-                        ..scope
-                    },
-                );
-            }
             self.runtime(step, scope);
             if let Some(rbk) = &step.rollback {
                 // A fan-out's rollback runs once per host that completed, with `host` bound.
