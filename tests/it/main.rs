@@ -21,5 +21,6 @@ mod ssh;
 mod sshd;
 mod store;
 mod team;
+mod targets;
 mod uses;
 mod validate;
