@@ -185,8 +185,9 @@ Examples:
 
 The connection string is a libpq URL or key=value string; its password is never printed
 (prefer a ~/.pgpass-style secret outside the string, or PGPASSWORD-free roles with peer or
-certificate authentication). Today the store holds the schema only: runs are still recorded
-in the local run directory (docs/store.md).
+certificate authentication). With `--store`/`RUNBOOK_STORE` on exec, resume, runs, show,
+transcript, approve, reject, unlock, attach, export and import, runs are kept in it
+(docs/store.md).
 
 Exit codes:
   0  reachable, schema current (init: migrations applied)

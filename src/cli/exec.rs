@@ -229,8 +229,12 @@ pub(crate) fn launch(
     } else {
         match store.begin(&meta, &run_dir) {
             Ok(sink) => Some((run_dir.as_path(), sink)),
+            Err(e) if e.busy => {
+                error_line(e.message);
+                return ExitStatus::Busy;
+            }
             Err(e) => {
-                error_line(format!("cannot record run {run_id}: {e}"));
+                error_line(format!("cannot record run {run_id}: {}", e.message));
                 return ExitStatus::EngineFailed;
             }
         }
@@ -292,7 +296,7 @@ pub(crate) fn launch(
         user,
         host: current_host(),
         file_sha256,
-        lock: lock_key,
+        lock: lock_key.clone(),
         remote: remote_answers.map(|answers| execute::RemoteGates {
             answers,
             wait: !f.no_wait,
@@ -341,6 +345,14 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
+    if let Some(l) = &lock
+        && l.lost()
+    {
+        eprintln!(
+            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
+            lock_key.as_deref().unwrap_or("?")
+        );
+    }
     if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::store::{run_id_of, runs_dir, runs_flag};
+use super::store::{run_id_of, runs_dir};
 use super::{LogsArgs, RunsArgs, ShowArgs, error_line};
 use crate::exit::ExitStatus;
 use crate::journal::state::{self, RunState, RunView};
@@ -203,9 +203,9 @@ fn runbook_of(v: &RunView) -> Option<Runbook> {
 }
 
 /// The commands to type next, for a run in state `s`.
-pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
+pub(crate) fn next_commands(v: &RunView, flags: &str) -> Vec<String> {
     let id = &v.run_id;
-    let f = runs_flag(runs);
+    let f = flags;
     match &v.state {
         RunState::Running { .. } => vec![format!("runbook logs{f} {id} --follow")],
         RunState::Waiting { gate, .. } => vec![
@@ -254,7 +254,7 @@ pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
 }
 
 /// `runbook show` as text.
-pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> String {
+pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, flags: &str) -> String {
     let mut out = String::new();
     let mut kv = |k: &str, val: String| out.push_str(&format!("{k:<9}{val}\n"));
     kv("run", v.run_id.clone());
@@ -453,7 +453,7 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         }
     }
     out.push_str("\nNext:\n");
-    for c in next_commands(v, runs) {
+    for c in next_commands(v, flags) {
         out.push_str(&format!("  {c}\n"));
     }
     out
@@ -492,17 +492,17 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    let runs = store.runs_dir().to_path_buf();
+    let flags = store.flags();
     if a.json {
         let mut j = serde_json::to_value(&v).unwrap_or_default();
         if let Some(m) = j.as_object_mut() {
-            m.insert("next".into(), serde_json::json!(next_commands(&v, &runs)));
+            m.insert("next".into(), serde_json::json!(next_commands(&v, &flags)));
         }
         println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return ExitStatus::Success;
     }
     let rb = runbook_of(&v);
-    print!("{}", show_text(&v, rb.as_ref(), &runs));
+    print!("{}", show_text(&v, rb.as_ref(), &flags));
     ExitStatus::Success
 }
 

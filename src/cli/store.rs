@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::error_line;
 use crate::exit::ExitStatus;
-pub(crate) use crate::session::store::{Store, run_id_of, runs_dir, runs_flag};
+pub(crate) use crate::session::store::{Store, run_id_of, runs_dir};
 
 /// The store selected by `--store` / `RUNBOOK_STORE` (else the file store under `--runs-dir`).
 /// A store that cannot be reached (or whose schema is not current) is exit 5.

@@ -133,13 +133,27 @@ pub(crate) struct RunMeta {
 /// A runbook lock held by a run; dropping it releases it unless [`RunLock::keep`] was called
 /// (a resumable run keeps its lock for `resume`).
 pub(crate) trait RunLock: Send {
+    /// Keeps the lock after this process ends (the run will be resumed).
     fn keep(&mut self);
+    /// Whether the lock stopped protecting the run while held (a shared store's session
+    /// ended: the server restarted, the network failed).
+    fn lost(&self) -> bool {
+        false
+    }
 }
 
 impl RunLock for journal::lock::Lock {
     fn keep(&mut self) {
         journal::lock::Lock::keep(self);
     }
+}
+
+/// Why a run could not be claimed by its engine ([`Store::begin`]).
+#[derive(Debug, Clone)]
+pub(crate) struct LockRefused {
+    /// Another engine runs it (exit 6, busy), rather than the store failing (exit 5).
+    pub(crate) busy: bool,
+    pub(crate) message: String,
 }
 
 /// Where runs are kept: the local run directory ([`FileStore`]) or a shared PostgreSQL store
@@ -166,13 +180,14 @@ pub(crate) trait Store: Send + Sync {
     fn resolve(&self, id: &str) -> Result<PathBuf, String>;
     /// Every run, oldest first (working copies brought up to date).
     fn list(&self) -> Result<Vec<journal::state::RunView>, String>;
-    /// Registers a run about to start or continue (its options from `run_dir`) and returns
+    /// Registers a run about to start or continue (its options from `run_dir`), claims it for
+    /// this engine (refused, `busy`, while an engine on another machine runs it), and returns
     /// where its records go besides the local journal (`None`: only there).
     fn begin(
         &self,
         meta: &RunMeta,
         run_dir: &Path,
-    ) -> Result<Option<Box<dyn journal::RecordSink>>, String>;
+    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused>;
     /// Writes run `id` in the file format under `dest` (`dest/<run id>`), returning that path.
     fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String>;
     /// Adds a run exported in the file format (`run_dir` holds its `journal.jsonl`) to this
@@ -320,7 +335,7 @@ impl Store for FileStore {
         &self,
         _meta: &RunMeta,
         _run_dir: &Path,
-    ) -> Result<Option<Box<dyn journal::RecordSink>>, String> {
+    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused> {
         Ok(None)
     }
 

@@ -404,3 +404,38 @@ fn kill_nine_then_resume_from_another_machine() {
         s.read(&format!("there/{id}/journal.jsonl"))
     );
 }
+
+#[test]
+fn a_run_live_on_one_machine_is_shown_live_and_not_continued_on_another() {
+    let pg = store();
+    let s = Scratch::new();
+    s.runbook(HELD);
+    let here = s.path("here").display().to_string();
+    let child = spawn_exec(&s, &pg, &here);
+    wait_for(&s.path("a-started"), Duration::from_secs(30));
+    let id = only_run(&s.path("here"));
+
+    let there = s.path("there");
+    let show = rb(&pg, &there, &["show", &id, "--json"]);
+    assert_eq!(show.code, Some(0), "{}", show.snapshot());
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).expect("json");
+    assert_eq!(v["state"]["state"], "running", "{}", show.snapshot());
+    let runs = rb(&pg, &there, &["runs", "--state", "running"]);
+    assert!(runs.stdout.contains(&id), "{}", runs.snapshot());
+    let resumed = rb(&pg, &there, &["resume", &id]);
+    assert_eq!(resumed.code, Some(6), "{}", resumed.snapshot());
+    assert!(
+        resumed.stderr.contains("from another machine"),
+        "{}",
+        resumed.snapshot()
+    );
+    assert_eq!(s.read("count-a"), "a\n", "a second engine started a step");
+
+    std::fs::write(s.path("go"), "").expect("go");
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    let show = rb(&pg, &there, &["show", &id, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).expect("json");
+    assert_eq!(v["state"]["state"], "finished", "{}", show.snapshot());
+    assert_eq!(s.read("count-b"), "b\n");
+}

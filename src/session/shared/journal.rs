@@ -24,7 +24,8 @@ use super::pg::{self, SCHEMA_VERSION};
 use super::redact;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
-    OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir, write_private,
+    LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir,
+    write_private,
 };
 
 type Job = Box<dyn FnOnce(Arc<Client>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -102,6 +103,37 @@ impl PgConn {
             .map_err(|m| format!("store {}: {m}", self.url))
     }
 
+    /// Queues `f` on the connection without waiting: its failure is written to `failed`
+    /// (calls run in order, so a later [`PgConn::call`] returns after it).
+    fn send<F, Fut>(
+        &self,
+        f: F,
+        failed: Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Result<(), String>
+    where
+        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + 'static,
+    {
+        let url = self.url.clone();
+        let job: Job = Box::new(move |c| {
+            Box::pin(async move {
+                if let Err(e) = f(c).await
+                    && let Ok(mut slot) = failed.lock()
+                    && slot.is_none()
+                {
+                    *slot = Some(if e.starts_with("store ") {
+                        e
+                    } else {
+                        format!("store {url}: {e}")
+                    });
+                }
+            })
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| format!("store {}: the connection is gone", self.url))
+    }
+
     /// The connection string, password masked.
     pub(crate) fn url(&self) -> &str {
         &self.url
@@ -115,6 +147,20 @@ struct RunRow {
     head_last: String,
     sealed: bool,
     options: Option<String>,
+    /// The engine that last began the run, and whether it is live now (its database session
+    /// holds the run's advisory lock).
+    engine: Option<journal::live::LiveHolder>,
+    live: bool,
+}
+
+/// First key of the run advisory locks (`pg_advisory_lock(int, int)`: a space of its own,
+/// apart from the runbook locks' single-bigint keys).
+const RUN_LOCK_SPACE: i32 = 0x7275_6e00;
+
+/// Second key of run `run_id`'s advisory lock, held by its engine's session for the whole run.
+fn run_lock_key(run_id: &str) -> i32 {
+    let h = journal::sha256_hex(run_id.as_bytes());
+    i32::from_str_radix(&h[..7], 16).unwrap_or(0)
 }
 
 /// The PostgreSQL store.
@@ -225,18 +271,50 @@ impl PgStore {
     /// A run's row and its records' lines, in order.
     fn fetch(&self, run_id: &str) -> Result<(RunRow, Vec<String>), String> {
         let id = run_id.to_string();
+        let key = run_lock_key(run_id);
         self.conn.call(move |c| async move {
             let row = c
                 .query_one(
-                    "SELECT head_count, head_last, sealed, options FROM runbook_run WHERE run_id = $1",
+                    "SELECT head_count, head_last, sealed, options,
+                            engine_user, engine_host, engine_pid, engine_started
+                       FROM runbook_run WHERE run_id = $1",
                     &[&id],
                 )
                 .await?;
+            // Free (we got it) = no engine's session holds it; give it back at once.
+            let free: bool = c
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2)",
+                    &[&RUN_LOCK_SPACE, &key],
+                )
+                .await?
+                .get(0);
+            if free {
+                c.execute(
+                    "SELECT pg_advisory_unlock($1, $2)",
+                    &[&RUN_LOCK_SPACE, &key],
+                )
+                .await?;
+            }
+            let engine = match (
+                row.get::<_, Option<String>>(4),
+                row.get::<_, Option<String>>(5),
+            ) {
+                (Some(user), Some(host)) => Some(journal::live::LiveHolder {
+                    pid: u32::try_from(row.get::<_, Option<i32>>(6).unwrap_or(0)).unwrap_or(0),
+                    user,
+                    host,
+                    started: row.get::<_, Option<String>>(7).unwrap_or_default(),
+                }),
+                _ => None,
+            };
             let row = RunRow {
                 head_count: row.get(0),
                 head_last: row.get(1),
                 sealed: row.get(2),
                 options: row.get(3),
+                engine,
+                live: !free,
             };
             let lines = c
                 .query(
@@ -279,6 +357,18 @@ impl PgStore {
             write_private(&dir.join(OPTIONS_FILE), opts.as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", dir.join(OPTIONS_FILE).display()))?;
         }
+        // An engine live on another machine: `show` and `runs` say so (see `state::view`).
+        let remote = dir.join(journal::live::REMOTE_ENGINE);
+        match (&row.engine, row.live && !verify) {
+            (Some(engine), true) => {
+                let text = serde_json::to_string(engine).map_err(|e| e.to_string())?;
+                write_private(&remote, text.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", remote.display()))?;
+            }
+            _ => {
+                let _ = std::fs::remove_file(&remote);
+            }
+        }
         Ok(dir)
     }
 
@@ -307,9 +397,13 @@ impl Store for PgStore {
     }
 
     fn flags(&self) -> String {
+        let runs = crate::session::store::runs_flag(&self.runs);
+        // Selected by RUNBOOK_STORE: printed commands need no flag (and show no URL at all).
+        if std::env::var("RUNBOOK_STORE").is_ok_and(|v| v.trim() == self.dsn.trim()) {
+            return runs;
+        }
         format!(
-            "{} --store {}",
-            crate::session::store::runs_flag(&self.runs),
+            "{runs} --store {}",
             crate::template::shell_quote(self.conn.url())
         )
     }
@@ -344,21 +438,78 @@ impl Store for PgStore {
         Ok(views)
     }
 
-    fn begin(&self, meta: &RunMeta, run_dir: &Path) -> Result<Option<Box<dyn RecordSink>>, String> {
-        check_id(&meta.run_id)?;
+    fn begin(
+        &self,
+        meta: &RunMeta,
+        run_dir: &Path,
+    ) -> Result<Option<Box<dyn RecordSink>>, LockRefused> {
+        let failed = |message: String| LockRefused {
+            busy: false,
+            message,
+        };
+        check_id(&meta.run_id).map_err(failed)?;
         let options = std::fs::read_to_string(run_dir.join(OPTIONS_FILE)).ok();
         let (id, name, file) = (meta.run_id.clone(), meta.runbook.clone(), meta.file.clone());
-        self.conn.call(move |c| async move {
+        let key = run_lock_key(&meta.run_id);
+        let me = (
+            crate::sys::current_user(),
+            crate::sys::current_host(),
+            i32::try_from(std::process::id()).unwrap_or(0),
+            crate::event::now(),
+        );
+        let (held, other) = self.conn.call(move |c| async move {
+            // Held by this session (this engine) until it ends: the run is live.
+            let got: bool = c
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&RUN_LOCK_SPACE, &key])
+                .await?
+                .get(0);
+            if !got {
+                let who = c
+                    .query_opt(
+                        "SELECT engine_user, engine_host, engine_pid FROM runbook_run WHERE run_id = $1",
+                        &[&id],
+                    )
+                    .await?
+                    .map(|r| {
+                        format!(
+                            "{}@{} (pid {})",
+                            r.get::<_, Option<String>>(0).unwrap_or_default(),
+                            r.get::<_, Option<String>>(1).unwrap_or_default(),
+                            r.get::<_, Option<i32>>(2).unwrap_or(0)
+                        )
+                    });
+                return Ok((false, who));
+            }
             c.execute(
-                "INSERT INTO runbook_run (run_id, runbook, file, options) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (run_id) DO UPDATE SET options = EXCLUDED.options, updated_at = now()",
-                &[&id, &name, &file, &options],
+                "INSERT INTO runbook_run
+                     (run_id, runbook, file, options, engine_user, engine_host, engine_pid, engine_started)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (run_id) DO UPDATE SET options = EXCLUDED.options,
+                     engine_user = EXCLUDED.engine_user, engine_host = EXCLUDED.engine_host,
+                     engine_pid = EXCLUDED.engine_pid, engine_started = EXCLUDED.engine_started,
+                     updated_at = now()",
+                &[&id, &name, &file, &options, &me.0, &me.1, &me.2, &me.3],
             )
-            .await
-        })?;
+            .await?;
+            Ok((true, None))
+        })
+        .map_err(failed)?;
+        if !held {
+            return Err(LockRefused {
+                busy: true,
+                message: format!(
+                    "run {} is live: its engine {} runs it from another machine; watch it with `runbook show{} {}`",
+                    meta.run_id,
+                    other.unwrap_or_else(|| "?".into()),
+                    self.flags(),
+                    meta.run_id
+                ),
+            });
+        }
         Ok(Some(Box::new(PgSink {
             conn: self.conn.clone(),
             run_id: meta.run_id.clone(),
+            failed: Arc::default(),
         })))
     }
 
@@ -471,6 +622,43 @@ impl Store for PgStore {
 struct PgSink {
     conn: Arc<PgConn>,
     run_id: String,
+    /// The first failure of a record sent without waiting.
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// Adds record `seq` where the head says the journal ends, moving the head with it (one
+/// autocommitted statement); whether it was added.
+async fn append_row(
+    c: Arc<Client>,
+    (id, seq, line, hash, sealed): (String, i64, String, String, bool),
+) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "WITH up AS (
+                 UPDATE runbook_run
+                    SET head_count = $2 + 1, head_last = $4, sealed = $5, updated_at = now()
+                  WHERE run_id = $1 AND head_count = $2
+                  RETURNING run_id)
+             INSERT INTO runbook_record (run_id, seq, line) SELECT run_id, $2, $3 FROM up",
+            &[&id, &seq, &line, &hash, &sealed],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+impl PgSink {
+    fn moved_on(&self, seq: i64) -> String {
+        format!(
+            "store {}: run {} has records the engine did not write (another engine continues it?): not writing record {}",
+            self.conn.url(),
+            self.run_id,
+            seq + 1
+        )
+    }
+
+    fn earlier_failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 impl RecordSink for PgSink {
@@ -479,34 +667,45 @@ impl RecordSink for PgSink {
         seq: u64,
         line: &str,
         hash: &str,
-        _durable: bool,
+        durable: bool,
         sealed: bool,
     ) -> Result<(), String> {
-        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
-        let (id, line, hash) = (self.run_id.clone(), line.to_string(), hash.to_string());
-        // Autocommit: the record and the head move together, and only where the head says
-        // the journal ends.
-        let n = self.conn.call(move |c| async move {
-            c.execute(
-                "WITH up AS (
-                     UPDATE runbook_run
-                        SET head_count = $2 + 1, head_last = $4, sealed = $5, updated_at = now()
-                      WHERE run_id = $1 AND head_count = $2
-                      RETURNING run_id)
-                 INSERT INTO runbook_record (run_id, seq, line) SELECT run_id, $2, $3 FROM up",
-                &[&id, &seq, &line, &hash, &sealed],
-            )
-            .await
-        })?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(format!(
-                "store {}: run {} has records the engine did not write (another engine continues it?): not writing record {}",
-                self.conn.url(),
-                self.run_id,
-                seq + 1
-            ))
+        if let Some(e) = self.earlier_failure() {
+            return Err(e);
         }
+        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
+        let row = (
+            self.run_id.clone(),
+            seq,
+            line.to_string(),
+            hash.to_string(),
+            sealed,
+        );
+        if durable || sealed {
+            // Announces work (or ends the run): committed before the engine goes on. Calls run
+            // in order, so every record sent before is committed (or failed) by now.
+            let added = self.conn.call(move |c| append_row(c, row))?;
+            if let Some(e) = self.earlier_failure() {
+                return Err(e);
+            }
+            return if added {
+                Ok(())
+            } else {
+                Err(self.moved_on(seq))
+            };
+        }
+        // Like the file journal's unsynced records: on its way at once, confirmed by the
+        // next announcing record (a failure stops the run there).
+        let moved_on = self.moved_on(seq);
+        self.conn.send(
+            move |c| async move {
+                match append_row(c, row).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(moved_on),
+                    Err(e) => Err(super::pg::describe(&e)),
+                }
+            },
+            self.failed.clone(),
+        )
     }
 }

@@ -43,7 +43,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
              ADD COLUMN head_last  text NOT NULL
                  DEFAULT '0000000000000000000000000000000000000000000000000000000000000000',
              ADD COLUMN sealed     boolean NOT NULL DEFAULT false,
-             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
+             ADD COLUMN engine_user    text,
+             ADD COLUMN engine_host    text,
+             ADD COLUMN engine_pid     integer,
+             ADD COLUMN engine_started text;
          CREATE INDEX runbook_run_created ON runbook_run (created_at);",
     ),
     // Cross-machine coordination (docs/store.md): who holds a runbook `lock` (the lock itself

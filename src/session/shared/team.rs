@@ -11,6 +11,10 @@ impl RunLock for super::lock::PgLock {
     fn keep(&mut self) {
         super::lock::PgLock::keep(self);
     }
+
+    fn lost(&self) -> bool {
+        super::lock::PgLock::lost(self)
+    }
 }
 
 fn file_holder(h: &super::lock::Holder) -> Holder {
