@@ -43,6 +43,7 @@ class Pg:
         os.makedirs(self.dir)
         pre = _as_user()
         if pre:
+            os.chmod(tmp, 0o711)  # the server's user must reach its directory
             subprocess.run(["chown", "rbtest", self.dir], check=True)
         self.pre = pre
         self.port = _free_port()
@@ -73,7 +74,7 @@ def _wait_for(path, needle, count):
 
 
 def _latencies(binary, tmp, name, env):
-    work = os.path.join(tmp, name)
+    work = os.path.join(tmp, "latency-" + name)
     os.makedirs(work)
     started = os.path.join(work, "started")
     rb = os.path.join(work, "gates.yaml")

@@ -342,6 +342,17 @@ steps:
     assert!(j.contains("ok by me"));
     assert_eq!(pg.query("SELECT count(*) FROM runbook_answer"), "0");
     assert_eq!(pg.query("SELECT count(*) FROM runbook_gate"), "0");
+    // A finished run takes no more answers (none left behind in the table).
+    let late = runbook(["approve", &id, "unseal"])
+        .env("RUNBOOK_STORE", &bob)
+        .run();
+    assert_eq!(late.code, Some(2), "{}", late.snapshot());
+    assert!(
+        late.stderr.contains("already finished"),
+        "{}",
+        late.snapshot()
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM runbook_answer"), "0");
 }
 
 #[test]

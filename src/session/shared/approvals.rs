@@ -418,6 +418,16 @@ pub(crate) fn give(
                 }
             },
         };
+        let finished = client
+            .query_opt("SELECT sealed FROM runbook_run WHERE run_id = $1", &[&run_id])
+            .await
+            .map_err(q)?
+            .is_some_and(|r| r.get::<_, bool>(0));
+        if finished {
+            return Err(format!(
+                "run {run_id} already finished: nothing waits for an answer (see `runbook show {run_id}`)"
+            ));
+        }
         let waiting = client
             .query_opt(
                 "SELECT host, pid, operator FROM runbook_gate \
