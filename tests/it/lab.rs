@@ -1819,7 +1819,7 @@ fn slow_storage_is_told_from_a_blocked_audit_device_and_leadership_moves() {
         .stderr(Stdio::null())
         .spawn()
         .expect("writer");
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(6));
     let tri = lab.triage_k("vault-2");
     let (cause, evidence, next) = conclusion(&tri);
     assert_eq!(cause, "slow-storage", "{}", tri.stderr);
