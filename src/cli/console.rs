@@ -282,6 +282,15 @@ impl Observer for Console {
                     .unwrap_or_default();
                 self.line(format!("{ts}   {step}: {d} by {user} ({how})"));
             }
+            Event::AskAnswered {
+                step,
+                user,
+                have,
+                need,
+                ..
+            } => {
+                self.line(format!("{ts}   {step}: answered by {user} ({have} of {need})"));
+            }
             Event::StepStarted {
                 step,
                 attempt,

@@ -35,6 +35,9 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         duration: Duration::ZERO,
         hosts: Vec::new(),
     };
+    if let Action::Ask(_) = step.body.action {
+        return super::ask::run_ask(&sh, i, run, t0).await;
+    }
     if let Action::Manual(_) = step.body.action {
         match gate::ask_gate(&sh, i, true).await {
             Some(Decision::Approved) => {}
@@ -336,7 +339,7 @@ async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
 }
 
 /// Evaluates a succeeded step's `outputs`; secret outputs are masked from here on.
-fn evaluate_outputs(
+pub(super) fn evaluate_outputs(
     sh: &Shared,
     step: &Step,
     result: &serde_json::Value,
@@ -376,7 +379,7 @@ fn evaluate_outputs(
 }
 
 /// Announces how step `run.index` ended and completes its [`StepRun`].
-fn finish(
+pub(super) fn finish(
     sh: &Shared,
     mut run: StepRun,
     t0: Instant,

@@ -134,6 +134,15 @@ pub enum PlannedAction {
     Fail {
         message: String,
     },
+    /// A value asked of people (`ask:`).
+    Ask {
+        prompt: String,
+        #[serde(rename = "type")]
+        ty: String,
+        secret: bool,
+        pattern: Option<String>,
+        from: u32,
+    },
     /// A called runbook (`uses:`), whose steps are listed before it as `<id>.<step>`.
     Uses {
         file: String,
@@ -361,6 +370,7 @@ pub(crate) fn plan_action(
         Action::Fail(m) => PlannedAction::Fail {
             message: crate::step::fail::render(&r, m, ctx).map_err(PlanError)?,
         },
+        Action::Ask(a) => crate::step::ask::planned(&r, a, ctx).map_err(PlanError)?,
     })
 }
 

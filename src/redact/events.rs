@@ -59,6 +59,7 @@ pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
             by,
             comment: o(comment),
         },
+        e @ Event::AskAnswered { .. } => e,
         Event::StepStarted {
             step,
             attempt,

@@ -218,6 +218,18 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                 step,
                 how_to_answer,
             } => line(format!("`{step}` waits for an answer: {how_to_answer}")),
+            Event::AskAnswered {
+                step,
+                user,
+                by,
+                have,
+                need,
+            } => {
+                line(format!(
+                    "`{step}` answered by {user} ({}; {have} of {need})",
+                    word(by)
+                ));
+            }
             Event::GateAnswered {
                 step,
                 decision,

@@ -56,6 +56,7 @@ pub(super) const STEP: &[&str] = &[
     "wait",
     "manual",
     "fail",
+    "ask",
     "on",
     "confirm",
     "timeout",
@@ -81,7 +82,7 @@ pub(super) const STEP: &[&str] = &[
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
-pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual", "fail"];
+pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual", "fail", "ask"];
 pub(super) const GATE: &[&str] = &[
     "message",
     "approvals",
@@ -651,6 +652,7 @@ fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
             b.on = step.body.on.clone();
         }
     }
+    super::ask::complete_step(r, &mut step);
     Some(step)
 }
 
@@ -725,6 +727,7 @@ fn read_body(
         "run" => Action::Run(r.tmpl(node, &what("run"))?),
         "manual" => Action::Manual(r.tmpl(node, &what("manual"))?),
         "fail" => Action::Fail(r.tmpl(node, &what("fail"))?),
+        "ask" => Action::Ask(Box::new(super::ask::read_ask(r, node, &what("ask"))?)),
         "http" => Action::Http(Box::new(read_http(r, node, &what("http"))?)),
         _ => Action::Wait(Box::new(read_wait(r, node, &what("wait"))?)),
     };
