@@ -66,7 +66,7 @@ pub(super) async fn run_ask(sh: &Arc<Shared>, i: usize, run: StepRun, t0: Instan
         attempt: 1,
         host: None,
         item: None,
-        command: None,
+        command: Some(format!("ask: {prompt}")),
         item_index: None,
     });
     match collect(sh, &step, spec, &prompt).await {
