@@ -69,8 +69,7 @@ pub use diagnostic::Diagnostic;
 pub use event::{Event, Observer, Stamped, StepStatus};
 pub use execute::{
     AnswerSource, AskCheck, AskRequest, Options, Prompter, RemoteAnswer, RollbackSummary,
-    RunOutcome, Services,
-    StepSummary, execute,
+    RunOutcome, Services, StepSummary, execute,
 };
 pub use exit::ExitStatus;
 pub use model::Runbook;

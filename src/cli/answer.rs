@@ -102,7 +102,7 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
         // Checked here first, so a typo is asked again at once; the run checks it again.
         match crate::step::ask::parse_answer(&spec, &raw) {
             Ok(_) => break raw,
-            Err(why) if interactive => eprintln!("{why} — asked again"),
+            Err(why) if interactive => eprintln!("{why}; asked again"),
             Err(why) => {
                 error_line(why);
                 return ExitStatus::Invalid;

@@ -83,8 +83,9 @@ pub(crate) fn ask_value(
             if stop.load(Ordering::SeqCst) {
                 let _ = term.write_line(&format!(
                     "  {}",
-                    st.warn
-                        .apply_to("prompt withdrawn: answered from another terminal, or the run is stopping")
+                    st.warn.apply_to(
+                        "prompt withdrawn: answered from another terminal, or the run is stopping"
+                    )
                 ));
             }
             return None;
@@ -97,7 +98,7 @@ pub(crate) fn ask_value(
         match check(&answer) {
             Ok(()) => return Some(answer),
             Err(why) => {
-                let _ = term.write_line(&format!("  {} — asked again", st.bad.apply_to(why)));
+                let _ = term.write_line(&format!("  {}; asked again", st.bad.apply_to(why)));
             }
         }
     }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gate::WithdrawOnDrop;
 use super::shared::{Shared, StepRun};
-use super::{AskRequest, AskCheck};
+use super::{AskCheck, AskRequest};
 use crate::event::{AnsweredBy, Event, StepStatus};
 use crate::journal::ask_socket::{self, Hello, Verdict};
 use crate::model::*;
@@ -47,20 +47,28 @@ pub(super) async fn run_ask(sh: &Arc<Shared>, i: usize, run: StepRun, t0: Instan
         return run;
     };
     let id = step.id.name.clone();
-    let prompt = match sh
-        .env
-        .templates
-        .render(&spec.prompt.src, &sh.ctx().with(vec![]), Target::Text)
-    {
-        Ok(p) => sh.env.redactor.text(&p),
-        Err(e) => {
-            let e = StepError::new(
-                K::Render,
-                format!("ask: {}", crate::template::describe_error(&e)),
-            );
-            return super::lifecycle::finish(sh, run, t0, StepStatus::Failed, serde_json::Value::Null, Some(e));
-        }
-    };
+    let prompt =
+        match sh
+            .env
+            .templates
+            .render(&spec.prompt.src, &sh.ctx().with(vec![]), Target::Text)
+        {
+            Ok(p) => sh.env.redactor.text(&p),
+            Err(e) => {
+                let e = StepError::new(
+                    K::Render,
+                    format!("ask: {}", crate::template::describe_error(&e)),
+                );
+                return super::lifecycle::finish(
+                    sh,
+                    run,
+                    t0,
+                    StepStatus::Failed,
+                    serde_json::Value::Null,
+                    Some(e),
+                );
+            }
+        };
     sh.emit(Event::StepStarted {
         step: id.clone(),
         attempt: 1,
@@ -81,14 +89,31 @@ pub(super) async fn run_ask(sh: &Arc<Shared>, i: usize, run: StepRun, t0: Instan
             finish_ok(sh, &step, run, t0, result)
         }
         Err(Stopped::Cancelled) => {
-            let e = StepError::new(K::Operator, format!("the run stopped while `{id}` was asking"));
-            let mut run = super::lifecycle::finish(sh, run, t0, StepStatus::Cancelled, serde_json::Value::Null, Some(e));
+            let e = StepError::new(
+                K::Operator,
+                format!("the run stopped while `{id}` was asking"),
+            );
+            let mut run = super::lifecycle::finish(
+                sh,
+                run,
+                t0,
+                StepStatus::Cancelled,
+                serde_json::Value::Null,
+                Some(e),
+            );
             run.operator = Some(crate::event::Decision::Aborted);
             run
         }
         Err(Stopped::Paused(why)) => {
             let e = StepError::new(K::Operator, why);
-            let mut run = super::lifecycle::finish(sh, run, t0, StepStatus::NotRun, serde_json::Value::Null, Some(e));
+            let mut run = super::lifecycle::finish(
+                sh,
+                run,
+                t0,
+                StepStatus::NotRun,
+                serde_json::Value::Null,
+                Some(e),
+            );
             run.operator = Some(crate::event::Decision::Aborted);
             run.paused = true;
             run
@@ -149,7 +174,8 @@ async fn collect(
     let answer_cmd = sh.opts.remote.as_ref().map(|r| {
         format!(
             "{} {id}",
-            r.approve_cmd.replacen("runbook approve", "runbook answer", 1)
+            r.approve_cmd
+                .replacen("runbook approve", "runbook answer", 1)
         )
     });
     // The channel other users answer through (only for a journaled run: it has an owner
@@ -170,9 +196,9 @@ async fn collect(
     let remote_open = listener.is_some();
     let how = match (&answer_cmd, need) {
         (Some(c), 1) => format!("answer with `{c}` from another terminal"),
-        (Some(c), n) => format!(
-            "{n} answers from {n} distinct OS users needed: each runs `{c}` as themselves"
-        ),
+        (Some(c), n) => {
+            format!("{n} answers from {n} distinct OS users needed: each runs `{c}` as themselves")
+        }
         (None, _) => "run on a terminal to answer".to_string(),
     };
     // Nobody at a terminal and nobody may answer from elsewhere now: pause like a gate.
@@ -189,14 +215,19 @@ async fn collect(
             step: id.clone(),
             how_to_answer: how,
         });
-        return Err(Stopped::Paused(format!("step `{id}` is waiting for an answer")));
+        return Err(Stopped::Paused(format!(
+            "step `{id}` is waiting for an answer"
+        )));
     }
     let limit = spec.timeout.unwrap_or(sh.env.rb.defaults.gate_timeout);
     let deadline = Instant::now() + limit;
     if remote_open && wait {
         sh.emit(Event::GateWaiting {
             step: id.clone(),
-            how_to_answer: format!("{how} (waiting up to {})", crate::fmt::human_duration(limit)),
+            how_to_answer: format!(
+                "{how} (waiting up to {})",
+                crate::fmt::human_duration(limit)
+            ),
         });
     }
     let (tx, mut rx) = mpsc::channel::<Incoming>(16);
@@ -241,7 +272,9 @@ async fn collect(
                     taken.len()
                 ),
             });
-            return Err(Stopped::Paused(format!("step `{id}` is waiting for an answer")));
+            return Err(Stopped::Paused(format!(
+                "step `{id}` is waiting for an answer"
+            )));
         }
         tokio::select! {
             t = async { match &mut terminal { Some((h, _)) => h.await, None => std::future::pending().await } } => {
@@ -289,7 +322,9 @@ async fn collect(
             return Ok(taken);
         }
         if terminal.is_none() && !(remote_open && wait) {
-            return Err(Stopped::Paused(format!("step `{id}` is waiting for an answer")));
+            return Err(Stopped::Paused(format!(
+                "step `{id}` is waiting for an answer"
+            )));
         }
     }
 }
@@ -339,9 +374,8 @@ fn terminal_prompt(
         elsewhere,
     };
     let spec2 = spec.clone();
-    let check: AskCheck = Arc::new(move |raw: &str| {
-        crate::step::ask::parse_answer(&spec2, raw).map(|_| ())
-    });
+    let check: AskCheck =
+        Arc::new(move |raw: &str| crate::step::ask::parse_answer(&spec2, raw).map(|_| ()));
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let guard = WithdrawOnDrop(stop.clone());
@@ -373,8 +407,9 @@ fn take(
             need - taken.len()
         ));
     }
-    let value = crate::step::ask::parse_answer(spec, raw)
-        .map_err(|why| format!("the answer to `{id}` from {user} was refused: {why}; answer again"))?;
+    let value = crate::step::ask::parse_answer(spec, raw).map_err(|why| {
+        format!("the answer to `{id}` from {user} was refused: {why}; answer again")
+    })?;
     if spec.secret
         && let serde_json::Value::String(s) = &value
     {
@@ -391,7 +426,10 @@ fn take(
         have: taken.len() as u32,
         need: spec.from,
     });
-    Ok(format!("answer to `{id}` accepted from {user} ({} of {need})", taken.len()))
+    Ok(format!(
+        "answer to `{id}` accepted from {user} ({} of {need})",
+        taken.len()
+    ))
 }
 
 /// One connection from `runbook answer`: say what is asked, read the value, pass it to the

@@ -126,10 +126,7 @@ pub(crate) fn connect(
 }
 
 /// Sends the value and reads the verdict (the answerer's side).
-pub(crate) fn send(
-    s: &std::os::unix::net::UnixStream,
-    value: String,
-) -> Result<Verdict, String> {
+pub(crate) fn send(s: &std::os::unix::net::UnixStream, value: String) -> Result<Verdict, String> {
     let mut line = serde_json::to_vec(&Reply { value }).map_err(|e| e.to_string())?;
     line.push(b'\n');
     (&*s)

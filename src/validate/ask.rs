@@ -34,12 +34,13 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
     };
     let ty = match f.get("type") {
         None => InputType::String,
-        Some(n) => match n.as_str() {
-            Some("string") => InputType::String,
-            Some("int") => InputType::Int,
-            Some("bool") => InputType::Bool,
-            _ => {
-                r.push(
+        Some(n) => {
+            match n.as_str() {
+                Some("string") => InputType::String,
+                Some("int") => InputType::Int,
+                Some("bool") => InputType::Bool,
+                _ => {
+                    r.push(
                     Diagnostic::error(
                         "invalid-ask",
                         format!("the `type` of {what} must be string, int or bool"),
@@ -47,9 +48,10 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
                     .with_span(n.span.clone(), "not an answer type")
                     .with_help("ask for several values with `from: N` (the answers are `outputs.values`)"),
                 );
-                return None;
+                    return None;
+                }
             }
-        },
+        }
     };
     let secret = f
         .get("secret")
@@ -129,7 +131,10 @@ pub(super) fn complete_step(r: &mut Reader, step: &mut Step) {
         ));
     }
     if step.rollback.is_some() {
-        problems.push(bad("rollback", "asking changes nothing: there is nothing to undo"));
+        problems.push(bad(
+            "rollback",
+            "asking changes nothing: there is nothing to undo",
+        ));
     }
     if step.retries > 0 {
         problems.push(bad(

@@ -2,6 +2,7 @@
 //! exec/ssh/lab modules, against real processes and servers).
 
 mod approvals;
+mod ask;
 mod exec;
 mod harness;
 mod hostile;
