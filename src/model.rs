@@ -296,6 +296,9 @@ pub struct AskSpec {
     pub pattern: Option<regex::Regex>,
     /// How many answers, each from a distinct OS user (1: one answer from anyone).
     pub from: u32,
+    /// `from: "{{ expr }}"`: the count, known at run time (e.g. the threshold a server
+    /// reports); `from` is then 1 until it is evaluated.
+    pub from_expr: Option<Tmpl>,
     /// How long to wait for answers from elsewhere (default: `defaults.gate_timeout`).
     pub timeout: Option<Duration>,
 }

@@ -144,6 +144,7 @@ fn spec_of(h: &ask_socket::Hello) -> crate::model::AskSpec {
             .as_ref()
             .and_then(|p| regex::Regex::new(&format!("^(?:{p})$")).ok()),
         from: h.need,
+        from_expr: None,
         timeout: None,
     }
 }

@@ -77,6 +77,32 @@ pub(super) async fn run_ask(sh: &Arc<Shared>, i: usize, run: StepRun, t0: Instan
         command: Some(format!("ask: {prompt}")),
         item_index: None,
     });
+    let mut spec = (**spec).clone();
+    if let Some(expr) = &spec.from_expr {
+        let n = sh
+            .env
+            .templates
+            .eval(
+                crate::template::expression_source(&expr.src),
+                &sh.ctx().with(vec![]),
+            )
+            .map_err(|e| crate::template::describe_error(&e))
+            .and_then(|v| {
+                i64::try_from(v.clone())
+                    .ok()
+                    .filter(|n| (1..=50).contains(n))
+                    .ok_or_else(|| format!("`from` must be a whole number from 1 to 50, not {v}"))
+            });
+        match n {
+            Ok(n) => spec.from = n as u32,
+            Err(e) => {
+                let e = StepError::new(K::Render, format!("ask: {e}"));
+                let null = serde_json::Value::Null;
+                return super::lifecycle::finish(sh, run, t0, StepStatus::Failed, null, Some(e));
+            }
+        }
+    }
+    let spec = &spec;
     match collect(sh, &step, spec, &prompt).await {
         Ok(taken) => {
             let values: Vec<serde_json::Value> = taken.iter().map(|t| t.value.clone()).collect();

@@ -142,6 +142,9 @@ pub enum PlannedAction {
         secret: bool,
         pattern: Option<String>,
         from: u32,
+        /// `from:` known at run time (the expression).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_expr: Option<String>,
     },
     /// A called runbook (`uses:`), whose steps are listed before it as `<id>.<step>`.
     Uses {

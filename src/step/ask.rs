@@ -25,6 +25,10 @@ pub(crate) fn planned(
         secret: spec.secret,
         pattern: spec.pattern.as_ref().map(|p| unanchored(p.as_str())),
         from: spec.from,
+        from_expr: spec
+            .from_expr
+            .as_ref()
+            .map(|t| crate::template::expression_source(&t.src).to_string()),
     })
 }
 
@@ -44,6 +48,7 @@ pub(crate) fn plan_line(a: &PlannedAction) -> String {
         secret,
         pattern,
         from,
+        from_expr,
     } = a
     else {
         return String::new();
@@ -56,7 +61,11 @@ pub(crate) fn plan_line(a: &PlannedAction) -> String {
         s.push_str(&format!(", must match /{p}/"));
     }
     s.push(')');
-    if *from > 1 {
+    if let Some(e) = from_expr {
+        s.push_str(&format!(
+            "; as many answers as `{e}` says (at run time), each from a distinct OS user"
+        ));
+    } else if *from > 1 {
         s.push_str(&format!(
             "; {from} answers from {from} distinct OS users (`runbook answer RUN STEP`)"
         ));
@@ -121,6 +130,7 @@ mod tests {
             secret,
             pattern: pattern.and_then(|p| regex::Regex::new(&format!("^(?:{p})$")).ok()),
             from: 1,
+            from_expr: None,
             timeout: None,
         }
     }

@@ -21,6 +21,7 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
             secret: false,
             pattern: None,
             from: 1,
+            from_expr: None,
             timeout: None,
         });
     }
@@ -62,7 +63,12 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
         .and_then(|n| r.regex(n, what))
         // Anchored: a pattern describes the whole answer.
         .and_then(|re| regex::Regex::new(&format!("^(?:{})$", re.as_str())).ok());
+    let from_expr = f
+        .get("from")
+        .filter(|n| n.as_str().is_some())
+        .and_then(|n| r.tmpl(n, what));
     let from = match f.get("from") {
+        Some(_) if from_expr.is_some() => 1,
         Some(n) => {
             let v = r.uint(n, what, MAX_FROM)?;
             if v == 0 {
@@ -96,6 +102,7 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
         secret,
         pattern,
         from,
+        from_expr,
         timeout: f.get("timeout").and_then(|n| r.duration(n, what)),
     })
 }

@@ -13,9 +13,9 @@ use crate::exec::Scratch;
 use crate::sshd::{TEST_USER, ensure_test_user};
 
 /// A second non-root user (the first is the SSH tests' `rbtest`).
-const SECOND_USER: &str = "rbask2";
+pub(crate) const SECOND_USER: &str = "rbask2";
 
-fn ensure_second_user() {
+pub(crate) fn ensure_second_user() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let exists = Command::new("id")
@@ -77,11 +77,21 @@ fn wait_journal(s: &Scratch, needle: &str, times: usize) -> String {
 
 /// `runbook answer …` as `user` (None: this user), with `stdin` piped in.
 fn answer(s: &Scratch, user: Option<&str>, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+    answer_in(&s.path("runs"), user, args, stdin)
+}
+
+/// `runbook answer …` for runs in `runs`, as `user` (None: this user), `stdin` piped in.
+pub(crate) fn answer_in(
+    runs: &std::path::Path,
+    user: Option<&str>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
     c.arg("answer")
         .args(args)
         .arg("--runs-dir")
-        .arg(s.path("runs"))
+        .arg(runs)
         .env("NO_COLOR", "1")
         .stdin(if stdin.is_some() {
             Stdio::piped()

@@ -1583,3 +1583,6 @@ fn triage_with_recover_calls_the_kv_policy_runbook_after_a_confirm() {
         &[app.trim().to_string(), "lab-kv-canary-5150".into(), canary],
     );
 }
+
+#[path = "lab_sealed.rs"]
+mod sealed;
