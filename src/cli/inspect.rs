@@ -78,6 +78,7 @@ const STATES: &[&str] = &[
     "waiting",
     "paused",
     "interrupted",
+    "damaged",
     "success",
     "succeeded",
     "step-failed",
@@ -207,6 +208,9 @@ pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
             }
             c
         }
+        RunState::Damaged => vec![format!(
+            "runbook transcript{f} {id} --verify   (where the journal breaks)"
+        )],
         RunState::Interrupted => {
             let doubt: Vec<&str> = v
                 .steps
@@ -319,6 +323,9 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         ),
         RunState::Interrupted => {
             "interrupted — no engine holds it and it has no end record (killed or crashed)".into()
+        }
+        RunState::Damaged => {
+            "damaged — its journal has no readable start record; nothing can continue it".into()
         }
         RunState::Finished {
             status,

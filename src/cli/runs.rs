@@ -306,6 +306,9 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
             "note: no engine is running this run: the answer is used when it continues with `runbook resume{flag} {run_id}`"
         ),
         Some(RunState::Finished { .. }) => {}
+        Some(RunState::Damaged) => println!(
+            "note: the run's journal has no readable start record: no engine can continue it (see `runbook transcript{flag} {run_id} --verify`)"
+        ),
         None => println!(
             "note: cannot read the run's journal as {me}: whether its engine waits at `{}` is unknown; if it does, it takes the answer at once",
             a.gate

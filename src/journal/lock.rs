@@ -127,7 +127,7 @@ fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
     match super::state::view(&run_dir).map(|v| v.state) {
         Ok(RunState::Running { .. } | RunState::Waiting { .. }) => HolderState::Live,
         Ok(RunState::Paused { .. } | RunState::Interrupted) => HolderState::Resumable,
-        Ok(RunState::Finished { .. }) | Err(_) => HolderState::Stale,
+        Ok(RunState::Finished { .. } | RunState::Damaged) | Err(_) => HolderState::Stale,
     }
 }
 

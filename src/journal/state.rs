@@ -29,6 +29,9 @@ pub(crate) enum RunState {
     Paused { gate: Option<String> },
     /// No end record and no live engine: it was killed or crashed; `resume` continues it.
     Interrupted,
+    /// No readable start record and no live engine: the journal is not one `resume` can
+    /// continue (`transcript --verify` says where it breaks).
+    Damaged,
     /// The run ended.
     Finished {
         status: String,
@@ -45,6 +48,7 @@ impl RunState {
             RunState::Waiting { .. } => "waiting".into(),
             RunState::Paused { .. } => "paused".into(),
             RunState::Interrupted => "interrupted".into(),
+            RunState::Damaged => "damaged".into(),
             RunState::Finished { status, .. } => status.clone(),
         }
     }
@@ -306,6 +310,7 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
             },
             None => RunState::Running { engine },
         },
+        (None, None) if v.started.is_empty() => RunState::Damaged,
         (None, None) => RunState::Interrupted,
     };
     if !matches!(v.state, RunState::Paused { .. } | RunState::Waiting { .. }) {

@@ -84,7 +84,8 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
             Err(format!(
-                "no run `{id}` in {}{hint} (see `runbook runs{}`)",
+                "no run `{}` in {}{hint} (see `runbook runs{}`)",
+                id.escape_debug(),
                 runs.display(),
                 runs_flag(&runs)
             ))
@@ -92,7 +93,8 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
         many => {
             let shown: Vec<&str> = many.iter().take(5).map(|s| s.as_str()).collect();
             Err(format!(
-                "`{id}` matches {} runs ({}{}): type more of the id",
+                "`{}` matches {} runs ({}{}): type more of the id",
+                id.escape_debug(),
                 many.len(),
                 shown.join(", "),
                 if many.len() > 5 { ", …" } else { "" }

@@ -1204,3 +1204,37 @@ fn verify_fails_with_exit_1_on_a_damaged_record() {
     assert_eq!(v.code, Some(1), "{}", v.stderr);
     assert!(v.stderr.contains("not a journal record"), "{}", v.stderr);
 }
+
+/// A run directory whose journal is garbage (no start record) is listed and shown as
+/// `damaged`, never as `interrupted` (which would send the operator to a `resume` that must
+/// refuse), and a run id with terminal escape bytes is never echoed raw.
+#[test]
+fn a_garbage_journal_is_damaged_and_hostile_ids_are_escaped() {
+    let s = Scratch::new();
+    let dir = s.path("runs/0123456789abcdef");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("journal.jsonl"), b"garbage\x00\x01 not json\n").expect("write");
+    let runs = runbook(["runs", "--runs-dir", &rd(&s)]).run();
+    assert_eq!(runs.code, Some(0), "{}", runs.stderr);
+    let row = runs.stdout.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        row.starts_with("0123456789abcdef") && row.contains("damaged"),
+        "{}",
+        runs.stdout
+    );
+    let show = runbook(["show", "0123", "--runs-dir", &rd(&s)]).run();
+    assert_eq!(show.code, Some(0), "{}", show.stderr);
+    assert!(show.stdout.contains("state    damaged"), "{}", show.stdout);
+    assert!(show.stdout.contains("--verify"), "{}", show.stdout);
+    assert!(!show.stdout.contains("runbook resume"), "{}", show.stdout);
+    let only = runbook(["runs", "--state", "damaged", "--runs-dir", &rd(&s)]).run();
+    assert_eq!(only.stdout.lines().count(), 2, "{}", only.stdout);
+    let hostile = runbook(["show", "ab\u{1b}[31mcd", "--runs-dir", &rd(&s)]).run();
+    assert_eq!(hostile.code, Some(2), "{}", hostile.stderr);
+    assert!(!hostile.stderr.contains('\u{1b}'), "{:?}", hostile.stderr);
+    assert!(
+        hostile.stderr.contains("ab\\u{1b}[31mcd"),
+        "{}",
+        hostile.stderr
+    );
+}
