@@ -12,6 +12,7 @@ pub(crate) mod expect;
 pub(crate) mod fail;
 pub(crate) mod hosts;
 pub(crate) mod http;
+pub(crate) mod lazy;
 pub(crate) mod manual;
 pub(crate) mod readable;
 pub(crate) mod render;

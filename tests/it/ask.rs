@@ -443,3 +443,48 @@ steps:
         );
     }
 }
+
+/// A secret input used only by a branch that is skipped is not needed up front; headless,
+/// the step that does use it fails, naming itself and the input; `plan` says so.
+#[test]
+fn lazy_input_is_needed_only_by_the_step_that_uses_it() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: lazy
+version: 1
+inputs:
+  mode: { default: plain, allowed: [plain, token] }
+  token: { secret: true, from_env: LAZY_TOKEN }
+steps:
+  - id: plain
+    when: mode == 'plain'
+    read_only: true
+    run: echo plain >> {D}/ran
+  - id: with-token
+    when: mode == 'token'
+    read_only: true
+    run: echo "{{ token }}" > /dev/null && echo token >> {D}/ran
+"#,
+    );
+    let plan = crate::harness::runbook([
+        "plan".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .env_remove("LAZY_TOKEN")
+    .run();
+    assert!(plan.stdout.contains("asked when needed"), "{}", plan.stdout);
+    let skipped = s.exec(&["--progress", "plain"]);
+    assert_eq!(skipped.code, Some(0), "{}", skipped.stderr);
+    assert_eq!(s.read("ran"), "plain\n");
+    let used = s.exec(&["-i", "mode=token", "--progress", "plain"]);
+    assert_eq!(used.code, Some(1), "{}", used.stderr);
+    assert!(
+        used.stderr.contains(
+            "step `with-token` needs input `token`, which was not provided (set LAZY_TOKEN)"
+        ),
+        "{}",
+        used.stderr
+    );
+    assert_eq!(s.read("ran"), "plain\n");
+}
