@@ -37,7 +37,7 @@ impl std::fmt::Display for InputSource {
             InputSource::Default => f.write_str("default"),
             InputSource::Prompt => f.write_str("prompt"),
             InputSource::NotProvided => f.write_str(
-                "not provided: asked when needed on a terminal; headless, a step that uses it fails",
+                "not provided: prompted at start on a terminal; headless, asked when needed (a step that uses it fails)",
             ),
         }
     }
