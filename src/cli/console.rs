@@ -14,6 +14,11 @@ use crate::event::Observer;
 use crate::event::{Decision, Event, Stamped, StepStatus, Stream};
 use crate::execute::{GateRequest, Prompter, RunOutcome};
 
+mod prompt;
+mod summary;
+pub(crate) use prompt::{TtyPrompter, read_line_until};
+pub(crate) use summary::summary;
+
 /// Styles, or none when colour is off.
 #[derive(Clone)]
 pub(crate) struct Styles {
@@ -289,9 +294,7 @@ impl Observer for Console {
                 need,
                 ..
             } => {
-                self.line(format!(
-                    "{ts}   {step}: answered by {user} ({have} of {need})"
-                ));
+                self.line(format!("{ts}   {step}: answered by {user} ({have} of {need})"));
             }
             Event::StepStarted {
                 step,
@@ -534,241 +537,6 @@ fn first_line(s: &str) -> String {
         format!("{first} …")
     } else {
         first
-    }
-}
-
-/// The table printed when the run ends.
-pub(crate) fn summary(
-    outcome: &RunOutcome,
-    titles: &HashMap<String, String>,
-    color: bool,
-) -> String {
-    let st = Styles::new(color);
-    let mut out = String::new();
-    let w = outcome
-        .steps
-        .iter()
-        .map(|s| s.id.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    out.push_str(&format!(
-        "\n{:<w$}  {:<10}  {:>8}  {}\n",
-        "STEP", "STATUS", "TIME", "TITLE / HOSTS / NOTE"
-    ));
-    for s in &outcome.steps {
-        let status = s.status.as_str();
-        let styled = match s.status {
-            StepStatus::Succeeded => st.ok.apply_to(format!("{status:<10}")),
-            StepStatus::Skipped | StepStatus::NotRun | StepStatus::Running => {
-                st.dim.apply_to(format!("{status:<10}"))
-            }
-            _ => st.bad.apply_to(format!("{status:<10}")),
-        };
-        let mut note = titles.get(&s.id).cloned().unwrap_or_default();
-        if !s.hosts.is_empty() {
-            if !note.is_empty() {
-                note.push_str("  ");
-            }
-            note.push_str(&format!("on {}", s.hosts.join(",")));
-        }
-        if let Some(e) = &s.error {
-            if !note.is_empty() {
-                note.push_str("  ");
-            }
-            note.push_str(&first_line(e));
-        }
-        let time = if s.duration_ms > 0 {
-            crate::fmt::human_duration(Duration::from_millis(s.duration_ms))
-        } else {
-            String::new()
-        };
-        let row = format!("{:<w$}  {styled}  {time:>8}  {note}", s.id);
-        out.push_str(row.trim_end());
-        out.push('\n');
-    }
-    if !outcome.rollbacks.is_empty() {
-        out.push_str("\nRollback (most recent first):\n");
-        for r in &outcome.rollbacks {
-            let err = r
-                .error
-                .as_deref()
-                .map(|e| format!("  {e}"))
-                .unwrap_or_default();
-            out.push_str(&format!("  {:<w$}  {}{err}\n", r.step, r.status.as_str()));
-        }
-    }
-    let head = match outcome.status {
-        crate::exit::ExitStatus::Success => st.ok.apply_to("✔ run succeeded".to_string()),
-        _ => st.bad.apply_to(format!("✖ run ended: {}", outcome.reason)),
-    };
-    out.push_str(&format!(
-        "\n{head} (exit {}, run {})\n",
-        outcome.status.code(),
-        outcome.run_id
-    ));
-    out
-}
-
-/// Asks gates on the terminal: a line prompt (`y`/`n`/`d`/`a`) that works on any terminal
-/// and in a pseudo-terminal driven by tests.
-pub(crate) struct TtyPrompter {
-    pub(crate) mp: Option<MultiProgress>,
-    pub(crate) color: bool,
-    pub(crate) lock: Mutex<()>,
-}
-
-impl TtyPrompter {
-    fn with_suspended<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _guard = self.lock.lock();
-        match &self.mp {
-            Some(mp) => mp.suspend(f),
-            None => f(),
-        }
-    }
-}
-
-/// Reads one line from stdin, giving up (`None`) soon after `stop` is set. The terminal is in
-/// canonical mode, so once stdin is readable a whole line (or end of input) is there.
-pub(crate) fn read_line_until(stop: Option<&AtomicBool>) -> Option<String> {
-    use std::io::BufRead;
-    loop {
-        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            return None;
-        }
-        let mut fds = libc::pollfd {
-            fd: 0,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut fds, 1, 100) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return None;
-        }
-        if n == 0 {
-            continue;
-        }
-        let mut line = String::new();
-        return match std::io::stdin().lock().read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line),
-        };
-    }
-}
-
-impl TtyPrompter {
-    fn ask_inner(&self, req: &GateRequest, stop: Option<&AtomicBool>) -> Option<Decision> {
-        let st = Styles::new(self.color);
-        self.with_suspended(|| {
-            let term = Term::stderr();
-            let kind = if req.manual { "MANUAL STEP" } else { "GATE" };
-            let _ = term.write_line(&format!(
-                "\n{} {}",
-                st.warn.apply_to(format!("── {kind}: {} ──", req.step)),
-                ""
-            ));
-            for l in req.message.lines() {
-                let _ = term.write_line(&format!("  {l}"));
-            }
-            if !req.targets.is_empty() {
-                let _ = term.write_line(&format!("  on: {}", req.targets.join(", ")));
-            }
-            let choices = if req.manual {
-                "[d]one / [n]ot done / [s]how details / [a]bort"
-            } else {
-                "[y]es / [n]o / [s]how details / [a]bort"
-            };
-            loop {
-                let _ = term.write_str(&format!(
-                    "{} {choices} (then Enter): ",
-                    st.bold.apply_to("?")
-                ));
-                let Some(answer) = read_line_until(stop) else {
-                    if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                        let _ = term.write_line(&format!(
-                            "\n  {}",
-                            st.warn.apply_to(
-                                "prompt withdrawn: answered from another terminal (runbook approve/reject), or the run is stopping"
-                            )
-                        ));
-                        return None;
-                    }
-                    return Some(Decision::Aborted);
-                };
-                match answer.trim().to_ascii_lowercase().as_str() {
-                    "y" | "yes" if !req.manual => return Some(Decision::Approved),
-                    "d" | "done" if req.manual => return Some(Decision::Approved),
-                    "n" | "no" | "not done" => return Some(Decision::Declined),
-                    "a" | "abort" => return Some(Decision::Aborted),
-                    "s" | "show" | "details" => {
-                        let _ = term.write_line(&format!("  {}", st.dim.apply_to("will run:")));
-                        for l in req.preview.lines() {
-                            let _ = term.write_line(&format!("    {l}"));
-                        }
-                    }
-                    _ => {
-                        let _ =
-                            term.write_line("  please answer with one of the letters in brackets");
-                    }
-                }
-            }
-        })
-    }
-}
-
-impl Prompter for TtyPrompter {
-    fn ask_value(
-        &self,
-        req: &crate::execute::AskRequest,
-        check: &crate::execute::AskCheck,
-        stop: &AtomicBool,
-    ) -> Option<String> {
-        self.with_suspended(|| super::ask_prompt::ask_value(self.color, req, check, stop))
-    }
-
-    fn ask(&self, req: &GateRequest) -> Decision {
-        self.ask_inner(req, None).unwrap_or(Decision::Aborted)
-    }
-
-    fn ask_until(&self, req: &GateRequest, stop: &AtomicBool) -> Option<Decision> {
-        self.ask_inner(req, Some(stop))
-    }
-
-    fn confirm_rollback(&self, steps: &[String], reason: &str, stop: &AtomicBool) -> Option<bool> {
-        let st = Styles::new(self.color);
-        self.with_suspended(|| {
-            let term = Term::stderr();
-            let _ = term.write_line(&format!(
-                "\n{} {reason}",
-                st.bad.apply_to("── the run is stopping:")
-            ));
-            let _ = term.write_line(&format!(
-                "  completed steps to undo, in this order: {}",
-                steps.join(" ← ")
-            ));
-            loop {
-                let _ = term.write_str(&format!(
-                    "{} roll back now? [y]es / [n]o (leave as is, needs a human): ",
-                    st.bold.apply_to("?")
-                ));
-                let Some(answer) = read_line_until(Some(stop)) else {
-                    if stop.load(Ordering::SeqCst) {
-                        let _ = term.write_line("");
-                        return None;
-                    }
-                    return Some(true);
-                };
-                match answer.trim().to_ascii_lowercase().as_str() {
-                    "y" | "yes" | "" => return Some(true),
-                    "n" | "no" => return Some(false),
-                    _ => {}
-                }
-            }
-        })
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::shared::{Shared, StepRun, StopKind};
-use super::{Options, Prior, RunOutcome, Services, StepSummary, gate, lifecycle, unwind};
+use super::{Options, Prior, RunOutcome, Services, StepSummary, gate, unwind};
 use crate::event::{Decision, Event, Observer, StepStatus};
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
@@ -54,13 +54,11 @@ pub async fn execute(
     opts: Options,
     observers: Vec<Box<dyn Observer>>,
     services: Services,
-    mut signals: watch::Receiver<u32>,
+    signals: watch::Receiver<u32>,
     prior: Prior,
 ) -> RunOutcome {
-    let started = Instant::now();
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let seen = *signals.borrow_and_update();
-    let shared = Arc::new(Shared::new(
+    let shared = Shared::new(
         rb,
         inputs,
         opts,
@@ -68,7 +66,21 @@ pub async fn execute(
         services,
         Cancel(cancel_rx),
         &prior,
-    ));
+    );
+    drive(shared, cancel_tx, signals, prior).await
+}
+
+/// Runs a prepared run to its end: the main steps (each through `shared.executor`), the
+/// unwinding, the `finally` steps, the outcome. `cancel_tx` cancels `shared.cancel`.
+pub(super) async fn drive(
+    shared: Shared,
+    cancel_tx: watch::Sender<bool>,
+    mut signals: watch::Receiver<u32>,
+    prior: Prior,
+) -> RunOutcome {
+    let started = Instant::now();
+    let seen = *signals.borrow_and_update();
+    let shared = Arc::new(shared);
     shared.announce(&prior);
     let mut sched = Scheduler::restore(&shared, &prior);
     let mut signals = Signals { rx: signals, seen };
@@ -318,8 +330,7 @@ impl Scheduler {
                 }
             }
             self.state[i] = Some(StepStatus::Running);
-            let sh = sh.clone();
-            running.spawn(async move { lifecycle::run_step(sh, i).await });
+            running.spawn(sh.executor.run_step(sh.clone(), i));
         }
     }
 
@@ -519,7 +530,7 @@ async fn run_finally(
             });
             continue;
         }
-        let fut = lifecycle::run_step(sh.clone(), n + k);
+        let fut = sh.executor.run_step(sh.clone(), n + k);
         tokio::pin!(fut);
         let run = loop {
             tokio::select! {

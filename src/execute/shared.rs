@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::executor::{Local, StepExecutor};
 use super::{Options, Prior, Services};
 use crate::event::{Decision, Event, Observer, Stamped, StepStatus, now};
 use crate::inputs::{InputSource, InputValue, Inputs};
@@ -104,6 +105,9 @@ pub(super) struct Shared {
     pub(super) mask: Templates,
     pub(super) cancel: Cancel,
     pub(super) items_done: DoneUnits,
+    /// Runs the steps the scheduler starts (this process, unless a test or a distributed
+    /// front end says otherwise).
+    pub(super) executor: Arc<dyn StepExecutor>,
 }
 
 impl Shared {
@@ -165,6 +169,7 @@ impl Shared {
             mask: Templates::new(SecretDisplay::Mask),
             cancel,
             items_done: prior.items_done.clone(),
+            executor: Arc::new(Local),
         }
     }
 

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::executor::{StepExecutor, StepFuture};
+use super::shared::{Shared, StepRun};
 use super::{Options, Prior, RunOutcome, Services};
 use crate::event::{Event, Observer, Stamped, StepStatus};
 use crate::exit::ExitStatus;
 use crate::runner::{
-    BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink, StepErrorKind,
+    BoxFuture, Cancel, CommandOutcome, CommandRunner, CommandSpec, LineSink, StepError,
+    StepErrorKind,
 };
 
 /// What the fake runner was handed, in the order commands started.
@@ -145,21 +148,11 @@ fn runbook(yaml: &str) -> crate::model::Runbook {
     v.runbook.expect("validated")
 }
 
-/// Runs `yaml` with the fake runner; `signal_after` sends a signal once that many commands
-/// started.
-async fn run(
-    yaml: &str,
-    parallel: usize,
-    observers: Vec<Box<dyn Observer>>,
-    signal_after: Option<usize>,
-) -> Run {
-    let rb = runbook(yaml);
-    let inputs =
-        crate::inputs::resolve(&rb, &crate::inputs::Provided::default(), None).expect("inputs");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let opts = Options {
+/// How the tests run: `--yes`, runs under `dir`.
+fn options(dir: &std::path::Path, parallel: usize) -> Options {
+    Options {
         run_id: "0123456789abcdef".into(),
-        run_dir: dir.path().to_path_buf(),
+        run_dir: dir.to_path_buf(),
         file: "test.yaml".into(),
         parallel,
         answers: super::Answers {
@@ -173,7 +166,22 @@ async fn run(
         file_sha256: String::new(),
         lock: None,
         remote: None,
-    };
+    }
+}
+
+/// Runs `yaml` with the fake runner; `signal_after` sends a signal once that many commands
+/// started.
+async fn run(
+    yaml: &str,
+    parallel: usize,
+    observers: Vec<Box<dyn Observer>>,
+    signal_after: Option<usize>,
+) -> Run {
+    let rb = runbook(yaml);
+    let inputs =
+        crate::inputs::resolve(&rb, &crate::inputs::Provided::default(), None).expect("inputs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = options(dir.path(), parallel);
     let log = Arc::new(Log::default());
     let services = Services {
         local: Some(Arc::new(FakeRunner(log.clone()))),
@@ -442,4 +450,107 @@ steps:
     assert_eq!(r.kind("a"), Some(StepErrorKind::Render));
     assert_eq!(r.status("b"), Some(StepStatus::Succeeded));
     assert_eq!(r.kind("c"), Some(StepErrorKind::Hosts));
+}
+
+/// A step executor that runs nothing: it records the steps the scheduler hands it and ends
+/// each at once, steps whose id starts with `bad` as failed. The scheduler is seen apart from
+/// any step kind, as a remote executor would see it.
+struct Scripted(Arc<Mutex<Vec<String>>>);
+
+impl StepExecutor for Scripted {
+    fn run_step(&self, sh: Arc<Shared>, index: usize) -> StepFuture {
+        let started = self.0.clone();
+        Box::pin(async move {
+            let id = sh.step(index).id.name.clone();
+            if let Ok(mut s) = started.lock() {
+                s.push(id.clone());
+            }
+            let failed = id.starts_with("bad");
+            let status = if failed {
+                StepStatus::Failed
+            } else {
+                StepStatus::Succeeded
+            };
+            StepRun {
+                index,
+                status,
+                result: serde_json::json!({ "outcome": status.as_str(), "skipped": false }),
+                error: failed.then(|| StepError::new(StepErrorKind::Expectation, "scripted")),
+                operator: None,
+                paused: false,
+                duration: Duration::ZERO,
+                hosts: Vec::new(),
+            }
+        })
+    }
+}
+
+/// Runs `yaml` with `Scripted` as the step executor (rollbacks go to the fake runner).
+async fn run_scripted(yaml: &str) -> (Run, Vec<String>) {
+    let rb = runbook(yaml);
+    let inputs =
+        crate::inputs::resolve(&rb, &crate::inputs::Provided::default(), None).expect("inputs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(Log::default());
+    let services = Services {
+        local: Some(Arc::new(FakeRunner(log.clone()))),
+        ..Services::default()
+    };
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let observers: Vec<Box<dyn Observer>> = vec![Box::new(Collect(events.clone()))];
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let prior = Prior::default();
+    let mut shared = Shared::new(
+        Arc::new(rb),
+        Arc::new(inputs),
+        options(dir.path(), 4),
+        observers,
+        services,
+        Cancel(cancel_rx),
+        &prior,
+    );
+    let started = Arc::new(Mutex::new(Vec::new()));
+    shared.executor = Arc::new(Scripted(started.clone()));
+    let (tx, rx) = watch::channel(0u32);
+    let outcome = super::scheduler::drive(shared, cancel_tx, rx, prior).await;
+    drop(tx);
+    let events = events.lock().map(|e| e.clone()).unwrap_or_default();
+    let started = started.lock().map(|s| s.clone()).unwrap_or_default();
+    (
+        Run {
+            outcome,
+            log,
+            events,
+        },
+        started,
+    )
+}
+
+#[tokio::test]
+async fn the_scheduler_runs_steps_only_through_its_step_executor() {
+    let (r, started) = run_scripted(
+        r#"
+runbook: seam
+version: 1
+steps:
+  - { id: a, run: echo a, rollback: undo a }
+  - { id: b, run: echo b, needs: [a] }
+  - { id: c, run: echo c, needs: [a] }
+  - { id: bad, run: echo bad, needs: [b, c] }
+  - { id: d, run: echo d, needs: [bad] }
+finally:
+  - { id: fin, run: echo fin }
+"#,
+    )
+    .await;
+    // Wave order, the failed step's dependent never handed over, `finally` last.
+    assert_eq!(started.first().map(String::as_str), Some("a"));
+    assert_eq!(&started[3..], ["bad", "fin"]);
+    assert!(started[1..3].contains(&"b".to_string()) && started[1..3].contains(&"c".to_string()));
+    assert_eq!(r.outcome.status, ExitStatus::StepFailed);
+    assert_eq!(r.status("d"), Some(StepStatus::NotRun));
+    assert_eq!(r.kind("bad"), Some(StepErrorKind::Expectation));
+    // Nothing of the main steps reached the command runner: only the unwinding did.
+    assert_eq!(r.commands(), ["undo a"]);
+    assert_eq!(r.rollbacks(), [("a".to_string(), StepStatus::Succeeded)]);
 }
