@@ -294,7 +294,9 @@ impl Observer for Console {
                 need,
                 ..
             } => {
-                self.line(format!("{ts}   {step}: answered by {user} ({have} of {need})"));
+                self.line(format!(
+                    "{ts}   {step}: answered by {user} ({have} of {need})"
+                ));
             }
             Event::StepStarted {
                 step,

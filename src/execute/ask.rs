@@ -305,20 +305,30 @@ async fn collect(
         tokio::select! {
             t = async { match &mut terminal { Some((h, _)) => h.await, None => std::future::pending().await } } => {
                 terminal = None;
-                match t.ok().flatten() {
-                    Some(raw) => {
+                // None: an empty line ("not me"), end of input, or withdrawn: the others
+                // may still answer from elsewhere.
+                if let Some(raw) = t.ok().flatten() {
+                    let user = sh.opts.user.clone();
+                    // The prompt checked it already; taken as the operator's answer.
+                    if let Err(why) = take(sh, spec, &id, &mut taken, user, &raw, AnsweredBy::Terminal) {
+                        sh.emit(Event::Warning { message: why });
+                    }
+                }
+            }
+            Some(inc) = rx.recv() => {
+                // The terminal prompt holds the display while it is open: withdraw it before
+                // anything is printed (an answer just typed there is taken first), and open
+                // it again below while the operator may still answer.
+                let reopen = terminal.is_some();
+                if let Some((h, stop)) = terminal.take() {
+                    stop.store(true, Ordering::SeqCst);
+                    if let Some(raw) = h.await.ok().flatten() {
                         let user = sh.opts.user.clone();
-                        // The prompt checked it already; taken as the operator's answer.
                         if let Err(why) = take(sh, spec, &id, &mut taken, user, &raw, AnsweredBy::Terminal) {
                             sh.emit(Event::Warning { message: why });
                         }
                     }
-                    // An empty line ("not me"), end of input, or withdrawn: the others may
-                    // still answer from elsewhere.
-                    None => {}
                 }
-            }
-            Some(inc) = rx.recv() => {
                 let user = crate::sys::user_name(inc.uid);
                 let verdict = match take(sh, spec, &id, &mut taken, user, &inc.value, AnsweredBy::Remote) {
                     Ok(msg) => Verdict { ok: true, message: msg },
@@ -329,12 +339,11 @@ async fn collect(
                 };
                 have.store(taken.len() as u32, Ordering::SeqCst);
                 let _ = inc.verdict.send(verdict);
-                // An answer from elsewhere withdraws the terminal prompt when it completes
-                // the ask, or when it came from the operator themself.
-                if (taken.len() >= need || taken.iter().any(|t| t.user == sh.opts.user))
-                    && let Some((_, stop)) = &terminal
+                if reopen
+                    && taken.len() < need
+                    && !taken.iter().any(|t| t.user == sh.opts.user)
                 {
-                    stop.store(true, Ordering::SeqCst);
+                    terminal = terminal_prompt(sh, spec, &id, prompt, need, answer_cmd.as_deref());
                 }
             }
             () = tokio::time::sleep(deadline.saturating_duration_since(now).min(Duration::from_millis(500))) => {}

@@ -488,3 +488,63 @@ steps:
     );
     assert_eq!(s.read("ran"), "plain\n");
 }
+
+/// `from: 2` with the operator at a terminal: another OS user answers with `runbook answer`
+/// while the prompt is open (it is withdrawn and asked again, now 1 of 2 in), then the
+/// operator types their own share at the hidden prompt.
+#[test]
+fn operator_at_a_terminal_and_another_user_give_two_shares() {
+    ensure_test_user();
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: holders-tty
+version: 1
+steps:
+  - id: shares
+    ask: { prompt: "Your unseal share", secret: true, from: 2 }
+  - id: apply
+    needs: [shares]
+    read_only: true
+    for_each: "{{ steps.shares.outputs['values'] }}"
+    run: printf '%s\n' "{{ item }}" >> {D}/applied
+"#,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.arg("exec")
+        .arg(s.path("runbook.yaml"))
+        .args(["--progress", "plain", "--runs-dir"])
+        .arg(s.path("runs"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "dumb");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in pty");
+    let mut seen = String::new();
+    seen += &p.exp_string("answer (hidden): ").expect("hidden prompt");
+    let id = run_id(&s).expect("run");
+    let (theirs, mine) = ("RemoteShareCanary-1", "OperatorShareCanary-2");
+    let (code, out) = answer(
+        &s,
+        Some(TEST_USER),
+        &[&id, "shares", "--stdin"],
+        Some(theirs),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(1 of 2)"), "{out}");
+    seen += &p.exp_string("prompt withdrawn").expect("withdrawn");
+    seen += &p.exp_string("answer (hidden): ").expect("asked again");
+    p.send_line(mine).expect("type share");
+    seen += &p.exp_eof().expect("run ends");
+    let status = p.process.wait().expect("status");
+    assert!(format!("{status:?}").contains(", 0)"), "{status:?}\n{seen}");
+    assert_eq!(s.read("applied"), format!("{theirs}\n{mine}\n"));
+    assert!(seen.contains("answered by root (2 of 2)"), "{seen}");
+    for secret in [theirs, mine] {
+        assert_nowhere(
+            &s.path(&format!("runs/{id}")),
+            secret,
+            &[("terminal", &seen)],
+        );
+    }
+}
