@@ -175,6 +175,7 @@ pub(super) fn complete_step(r: &mut Reader, step: &mut Step) {
             }
         }
     }
-    // Asking changes nothing.
+    // Asking changes nothing, and asking again after a crash is safe (`resume` re-asks).
     step.read_only = true;
+    step.idempotent = true;
 }
