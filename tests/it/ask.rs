@@ -548,3 +548,21 @@ steps:
         );
     }
 }
+
+/// Headless with `--no-wait`, an ask pauses the run at once (exit 3, resumable) and says
+/// how to answer; `runbook answer` to a paused run says it is not waiting.
+#[test]
+fn no_wait_pauses_at_an_ask_like_at_a_gate() {
+    let s = Scratch::new();
+    s.runbook(TWO_ASKS);
+    let ran = s.exec(&["--no-wait", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    assert!(ran.stderr.contains("without --no-wait"), "{}", ran.stderr);
+    let id = run_id(&s).expect("run");
+    let (code, out) = answer(&s, None, &[&id, "count", "2"], None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("is not waiting for an answer to `count` now"),
+        "{out}"
+    );
+}
