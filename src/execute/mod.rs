@@ -11,6 +11,7 @@
 //! remote answers arrive through an [`AnswerSource`].
 
 mod ask;
+mod deadline;
 mod executor;
 mod fanout;
 mod gate;

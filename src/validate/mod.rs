@@ -8,8 +8,10 @@ mod ask;
 mod checks;
 mod compose;
 pub use checks::{RESULT_NAMES, step_var};
+pub(crate) use targets::METHODS as HTTP_METHODS;
 mod convert;
 pub(crate) mod reader;
+mod targets;
 
 use crate::diagnostic::Diagnostic;
 use crate::load::Loaded;
@@ -93,7 +95,7 @@ mod tests {
         let top = &s["properties"];
         let step = &top["steps"]["items"];
         let sp = &step["properties"];
-        let cases: [(&str, &[&str], &Value); 12] = [
+        let cases: [(&str, &[&str], &Value); 15] = [
             ("top level", TOP, &s),
             (
                 "input",
@@ -114,6 +116,9 @@ mod tests {
                 &sp["outputs"]["additionalProperties"]["oneOf"][1],
             ),
             ("for_each", FOR_EACH, &sp["for_each"]["oneOf"][2]),
+            ("on (run time)", super::targets::ON, &sp["on"]["oneOf"][1]),
+            ("order", super::targets::ORDER, &sp["order"]),
+            ("retry", super::targets::RETRY, &sp["retry"]),
         ];
         for (what, keys, schema) in cases {
             assert_eq!(listed(keys), properties(schema), "{what}");
