@@ -102,6 +102,16 @@ Your OS user is the approver (the owner of the answer file, not a claim in it)."
 Examples:
   runbook reject 20261126-090102-vault-crash-3f9a restart --comment \"not during peak hours\"")]
     Reject(AnswerArgs),
+    /// Answer an `ask:` step of a waiting run, as your own OS user (a secret is typed at a
+    /// hidden prompt or piped with --stdin, never given on the command line).
+    #[command(after_help = "\
+Examples:
+  runbook answer 20261126-090102-vault-sealed-3f9a unseal.shares      # hidden prompt
+  pass show vault/share-2 | runbook answer last unseal.shares --stdin
+  runbook answer last new-node-count 3
+
+With `from: N` each of the N answers must come from a different OS user.")]
+    Answer(super::answer::AskAnswerArgs),
     /// Show one run: its state (running, waiting at a gate for whom since when, interrupted,
     /// finished), each step, and the next command to type.
     #[command(after_help = "\

@@ -202,12 +202,23 @@ fn runbook_of(v: &RunView) -> Option<Runbook> {
     crate::validate::validate(&loaded).runbook
 }
 
+/// Whether step `id` is an `ask:` (answered with `runbook answer`, not approved).
+fn is_ask(rb: Option<&Runbook>, id: &str) -> bool {
+    rb.and_then(|rb| rb.steps.iter().chain(&rb.finally).find(|s| s.id.name == id))
+        .is_some_and(|s| matches!(s.body.action, crate::model::Action::Ask(_)))
+}
+
 /// The commands to type next, for a run in state `s`.
 pub(crate) fn next_commands(v: &RunView, flags: &str) -> Vec<String> {
     let id = &v.run_id;
     let f = flags;
     match &v.state {
         RunState::Running { .. } => vec![format!("runbook logs{f} {id} --follow")],
+        RunState::Waiting { gate, .. } if is_ask(runbook_of(v).as_ref(), gate) => {
+            vec![format!(
+                "runbook answer{f} {id} {gate}   (as yourself; a secret at a hidden prompt or with --stdin)"
+            )]
+        }
         RunState::Waiting { gate, .. } => vec![
             format!("runbook approve{f} {id} {gate} --comment \"…\""),
             format!("runbook reject{f} {id} {gate} --comment \"…\""),
@@ -350,8 +361,10 @@ fn state_text(v: &RunView, rb: Option<&Runbook>) -> String {
                 .filter(|d| !d.is_negative())
                 .map(|d| human(Some(d.unsigned_abs())))
                 .unwrap_or_default();
+            let ask = is_ask(rb, gate);
             let mut s = format!(
-                "waiting at gate `{gate}` since {} ({waited}) — engine pid {} ({}@{}) is live and takes an answer at once",
+                "waiting {} `{gate}` since {} ({waited}) — engine pid {} ({}@{}) is live and takes an answer at once",
+                if ask { "for an answer to" } else { "at gate" },
                 short_time(since),
                 engine.pid,
                 engine.user,
@@ -361,6 +374,7 @@ fn state_text(v: &RunView, rb: Option<&Runbook>) -> String {
                 .and_then(|rb| rb.step(gate))
                 .and_then(|s| s.confirm.as_ref());
             let who = match gate_spec {
+                _ if ask => "each answerer runs `runbook answer` as their own OS user (`from: N`: N distinct users), or the run's terminal prompt".into(),
                 Some(g) if g.other_approver => format!(
                     "{} user(s) other than {} (the operator), with `runbook approve`",
                     g.approvals.max(1),

@@ -1,6 +1,8 @@
 //! The command line: parse once, dispatch to a stage, print. The only module that prints.
 
+mod answer;
 mod args;
+mod ask_prompt;
 mod console;
 mod exec;
 mod inspect;
@@ -70,6 +72,7 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Exec(a) => exec::cmd_exec(&a, color),
         Command::Resume(a) => runs::cmd_resume(&a, color),
         Command::Approve(a) => runs::cmd_answer(&a, crate::event::Decision::Approved),
+        Command::Answer(a) => answer::cmd_ask_answer(&a),
         Command::Reject(a) => runs::cmd_answer(&a, crate::event::Decision::Declined),
         Command::Runs(a) => inspect::cmd_runs(&a),
         Command::Show(a) => inspect::cmd_show(&a),

@@ -117,6 +117,7 @@ fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
         Ok(crate::plan::PlannedAction::Checkpoint) => "(checkpoint)".into(),
         Ok(crate::plan::PlannedAction::Fail { message }) => format!("(fails: {message})"),
         Ok(crate::plan::PlannedAction::Uses { file }) => format!("(uses {file})"),
+        Ok(a @ crate::plan::PlannedAction::Ask { .. }) => crate::step::ask::plan_line(&a),
         Err(e) => e.to_string(),
     };
     (targets, sh.env.redactor.text(&text))

@@ -1877,3 +1877,5 @@ fn slow_storage_is_told_from_a_blocked_audit_device_and_leadership_moves() {
     let canary = lab.assert_serving("vault-2");
     lab.assert_no_secrets_anywhere(&[&tri, &audit, &ran], &[canary]);
 }
+#[path = "lab_sealed.rs"]
+mod sealed;

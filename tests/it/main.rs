@@ -2,6 +2,7 @@
 //! exec/ssh/lab modules, against real processes and servers).
 
 mod approvals;
+mod ask;
 mod exec;
 mod harness;
 mod hostile;
@@ -20,7 +21,7 @@ mod secrets;
 mod ssh;
 mod sshd;
 mod store;
-mod team;
 mod targets;
+mod team;
 mod uses;
 mod validate;

@@ -179,7 +179,7 @@ fn when_decided_by_inputs_is_shown() {
 /// Every runbook of the library validates with `--strict` and has a plan snapshot.
 #[test]
 fn library_runbooks_validate_strictly_and_plans_are_stable() {
-    let cases: [(&str, &[&str]); 12] = [
+    let cases: [(&str, &[&str]); 13] = [
         ("vault-crash", &["-i", "node=vault-2"]),
         ("vault-triage", &["-i", "node=vault-2"]),
         ("vault-audit", &["-i", "node=vault-1"]),
@@ -225,6 +225,7 @@ fn library_runbooks_validate_strictly_and_plans_are_stable() {
             "vault-slow-storage",
             &["-i", "vault_addr=https://vault-1:8200"],
         ),
+        ("vault-sealed", &["-i", "node=vault-2"]),
     ];
     for (name, inputs) in cases {
         let file = format!("runbooks/{name}.yaml");
