@@ -141,21 +141,6 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
     let mut t = empty(run_id, chain_verified);
     let mut rollback_gates = std::collections::HashSet::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let step_at = |t: &mut Transcript,
-                   index: &mut std::collections::HashMap<String, usize>,
-                   id: &str|
-     -> usize {
-        if let Some(&i) = index.get(id) {
-            return i;
-        }
-        t.steps.push(StepEntry {
-            id: id.to_string(),
-            status: "not-run".into(),
-            ..StepEntry::default()
-        });
-        index.insert(id.to_string(), t.steps.len() - 1);
-        t.steps.len() - 1
-    };
     for r in records {
         let at = r.stamped.at.clone();
         let event = &r.stamped.event;
@@ -267,6 +252,24 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
         }
     }
     t
+}
+
+/// The entry of step `id`, added (not run yet) the first time the step is named.
+fn step_at(
+    t: &mut Transcript,
+    index: &mut std::collections::HashMap<String, usize>,
+    id: &str,
+) -> usize {
+    if let Some(&i) = index.get(id) {
+        return i;
+    }
+    t.steps.push(StepEntry {
+        id: id.to_string(),
+        status: "not-run".into(),
+        ..StepEntry::default()
+    });
+    index.insert(id.to_string(), t.steps.len() - 1);
+    t.steps.len() - 1
 }
 
 /// The timeline's line for an event, if it has one.
