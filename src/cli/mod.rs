@@ -8,6 +8,8 @@ mod remember;
 mod runs;
 mod shared;
 mod store;
+mod team;
+mod transfer;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -76,6 +78,8 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Transcript(a) => runs::cmd_transcript(&a),
         Command::Attach(a) => runs::cmd_attach(&a),
         Command::Unlock(a) => runs::cmd_unlock(&a),
+        Command::Export(a) => transfer::cmd_export(&a),
+        Command::Import(a) => transfer::cmd_import(&a),
         Command::Store(a) => shared::cmd_store(&a),
         Command::List(a) => cmd_list(&a),
         Command::Schema => {
