@@ -20,7 +20,7 @@ mod secrets;
 mod ssh;
 mod sshd;
 mod store;
-mod team;
 mod targets;
+mod team;
 mod uses;
 mod validate;
