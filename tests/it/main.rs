@@ -20,6 +20,7 @@ mod secrets;
 mod ssh;
 mod sshd;
 mod store;
+mod targets;
 mod team;
 mod uses;
 mod validate;
