@@ -45,6 +45,8 @@ pub(crate) struct Holder {
     pub(crate) kept: bool,
     /// The server process of the session holding the advisory lock, if one does.
     pub(crate) backend: Option<i32>,
+    /// The server process that wrote the row (the row is current when it is `backend`).
+    pub(crate) row_backend: i32,
 }
 
 impl Holder {
@@ -206,7 +208,7 @@ pub(crate) fn acquire(
 }
 
 const HOLDER_COLUMNS: &str = "key, run_id, os_user, role, host, pid, \
-     to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), kept";
+     to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), kept, backend_pid";
 
 fn holder_of(row: &tokio_postgres::Row, backend: Option<i32>) -> Holder {
     Holder {
@@ -218,6 +220,7 @@ fn holder_of(row: &tokio_postgres::Row, backend: Option<i32>) -> Holder {
         pid: row.get(5),
         started: row.get(6),
         kept: row.get(7),
+        row_backend: row.get(8),
         backend,
     }
 }
@@ -259,6 +262,7 @@ pub(crate) async fn holder(
             started: "?".into(),
             kept: false,
             backend: Some(b),
+            row_backend: 0,
         }),
         (None, None) => None,
     })
@@ -284,7 +288,16 @@ async fn take(
         .map_err(q)?
         .get(0);
     if !got {
-        let h = holder(client, name).await.map_err(q)?;
+        // The winner writes its row just after taking the lock: give it a moment, so the
+        // refusal names it rather than a previous holder or nobody.
+        let mut h = holder(client, name).await.map_err(q)?;
+        for _ in 0..50 {
+            if h.as_ref().is_some_and(|h| h.backend == Some(h.row_backend)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            h = holder(client, name).await.map_err(q)?;
+        }
         let h = h.unwrap_or_else(|| Holder {
             key: name.to_string(),
             run_id: "?".into(),
@@ -295,6 +308,7 @@ async fn take(
             started: "?".into(),
             kept: false,
             backend: None,
+            row_backend: 0,
         });
         return Err(LockError::Live(Box::new(h)));
     }
