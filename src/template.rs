@@ -26,6 +26,8 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 mod analyse;
 mod functions;
+mod taint;
+pub(crate) use taint::json_leaves;
 use analyse::protect_dollar_hash;
 pub(crate) use analyse::{analyse_command, check_host_part, url_origin_values};
 pub(crate) use functions::{describe_error, expression_source};
@@ -156,6 +158,9 @@ fn start_render() {
 /// Whether the value just written was computed from a secret (records it if so).
 fn note_derived(text: &str) -> bool {
     let tainted = REVEALED.with(|c| c.replace(0)) > 0;
+    if tainted {
+        taint::wrote_secret();
+    }
     if tainted && !text.is_empty() {
         DERIVED.with(|d| d.borrow_mut().push(text.to_string()));
     }
@@ -269,6 +274,7 @@ impl Templates {
             }
             if let Some(secret) = value.downcast_object_ref::<Secret>() {
                 let text = if secrets == SecretDisplay::Reveal {
+                    taint::wrote_secret();
                     secret.value.as_str()
                 } else {
                     MASK

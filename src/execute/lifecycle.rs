@@ -158,15 +158,18 @@ pub(super) fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, S
         return Ok(vec![None]);
     };
     let ctx = sh.ctx().with(vec![]);
+    let prefix = crate::template::secret_env_name(&format!("{}_item", step.id.name), None);
     match sh
         .env
         .templates
-        .eval(expression_source(&fe.items.src), &ctx)
+        .eval_items_tainted(expression_source(&fe.items.src), &ctx, &prefix)
     {
-        Ok(v) => match v.try_iter() {
-            Ok(it) => Ok(it.map(Some).collect()),
-            Err(_) => Err("`for_each` is not a list".into()),
-        },
+        Ok(Some((items, learnt))) => {
+            // Items computed from a secret are secrets.
+            sh.env.redactor.add(&learnt);
+            Ok(items.into_iter().map(Some).collect())
+        }
+        Ok(None) => Err("`for_each` is not a list".into()),
         Err(e) => Err(format!(
             "`for_each`: {}",
             crate::template::describe_error(&e)
@@ -343,16 +346,22 @@ fn evaluate_outputs(
     outputs: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), String> {
     let mut failed = None;
+    // Output parsed out of text that held a secret is a secret too (`stdout | regex_search`).
+    let text = result.to_string();
+    let read_secret = sh.env.redactor.mask_text(&text) != text.as_str();
+    let mut tainted: Vec<String> = Vec::new();
+    let mut learnt: Vec<String> = Vec::new();
     for (name, expr) in &step.outputs {
-        match sh.env.templates.eval(
+        match sh.env.templates.eval_json_tainted(
             expression_source(&expr.src),
             &sh.ctx().with(result_entries(result, 1)),
         ) {
-            Ok(v) => {
-                outputs.insert(
-                    name.name.clone(),
-                    serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
-                );
+            Ok((v, from_secret)) => {
+                if from_secret || read_secret {
+                    crate::template::json_leaves(&v, &mut learnt);
+                    tainted.push(name.name.clone());
+                }
+                outputs.insert(name.name.clone(), v);
             }
             Err(e) => {
                 failed = Some(format!(
@@ -365,13 +374,16 @@ fn evaluate_outputs(
         }
     }
     // Secret outputs: masked from here on, everywhere (even those of a failed evaluation).
-    let learnt: Vec<String> = step
-        .secret_outputs
-        .iter()
-        .filter_map(|n| outputs.get(n))
-        .map(crate::step::context::json_text)
-        .collect();
+    learnt.extend(
+        step.secret_outputs
+            .iter()
+            .filter_map(|n| outputs.get(n))
+            .map(crate::step::context::json_text),
+    );
     sh.env.redactor.add(&learnt);
+    sh.env
+        .results
+        .mark_secret(&crate::validate::step_var(&step.id.name), tainted);
     failed.map_or(Ok(()), Err)
 }
 
