@@ -27,11 +27,11 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 mod analyse;
 mod functions;
 mod taint;
-pub(crate) use taint::json_leaves;
 use analyse::protect_dollar_hash;
 pub(crate) use analyse::{analyse_command, check_host_part, url_origin_values};
 pub(crate) use functions::{describe_error, expression_source};
 use functions::{regex_findall, regex_search};
+pub(crate) use taint::json_leaves;
 
 /// The text shown in place of a secret.
 pub(crate) const MASK: &str = "********";

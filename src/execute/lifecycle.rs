@@ -347,8 +347,13 @@ fn evaluate_outputs(
 ) -> Result<(), String> {
     let mut failed = None;
     // Output parsed out of text that held a secret is a secret too (`stdout | regex_search`).
+    // An output is such a value when it comes out different from the same expression over
+    // the result with its secrets masked.
     let text = result.to_string();
-    let read_secret = sh.env.redactor.mask_text(&text) != text.as_str();
+    let masked = match sh.env.redactor.mask_text(&text) {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(m) => Some(serde_json::from_str::<serde_json::Value>(&m).ok()),
+    };
     let mut tainted: Vec<String> = Vec::new();
     let mut learnt: Vec<String> = Vec::new();
     for (name, expr) in &step.outputs {
@@ -357,6 +362,18 @@ fn evaluate_outputs(
             &sh.ctx().with(result_entries(result, 1)),
         ) {
             Ok((v, from_secret)) => {
+                let read_secret = match &masked {
+                    None => false,
+                    Some(None) => true,
+                    Some(Some(m)) => sh
+                        .env
+                        .templates
+                        .eval_json_tainted(
+                            expression_source(&expr.src),
+                            &sh.ctx().with(result_entries(m, 1)),
+                        )
+                        .map_or(true, |(w, _)| w != v),
+                };
                 if from_secret || read_secret {
                     crate::template::json_leaves(&v, &mut learnt);
                     tainted.push(name.name.clone());

@@ -78,9 +78,32 @@ impl Templates {
         if REVEALED.with(|c| c.replace(0)) == 0 {
             return Ok(Some((items, Vec::new())));
         }
+        // Which items depend on a secret: those that come out different when secrets are
+        // masked (all of them when that evaluation fails or changes the list's length).
+        let masked: Option<Vec<String>> = {
+            let _mask = RevealGuard::set(false);
+            self.env
+                .compile_expression(src)
+                .and_then(|e| e.eval(ctx))
+                .ok()
+                .and_then(|v| {
+                    v.try_iter()
+                        .ok()
+                        .map(|it| it.map(|i| i.to_string()).collect())
+                })
+        };
+        let masked = masked.filter(|m: &Vec<String>| m.len() == items.len());
         let mut learnt = Vec::new();
         let mut out = Vec::with_capacity(items.len());
-        for (i, (item, (text, json))) in items.into_iter().zip(texts.into_iter().zip(jsons)).enumerate() {
+        for (i, (item, (text, json))) in items
+            .into_iter()
+            .zip(texts.into_iter().zip(jsons))
+            .enumerate()
+        {
+            if masked.as_ref().and_then(|m| m.get(i)) == Some(&text) {
+                out.push(item);
+                continue;
+            }
             if json.is_object() || json.is_array() {
                 json_leaves(&json, &mut learnt);
                 out.push(item);

@@ -19,5 +19,6 @@ mod secrets;
 mod ssh;
 mod sshd;
 mod store;
+mod taint;
 mod uses;
 mod validate;

@@ -1,0 +1,361 @@
+//! Values computed from a secret are secrets (attack report 12, findings 1, 2, 10 and
+//! minors): input defaults, step `outputs:`, a child's `outputs:` through `uses:`, `for_each`
+//! items, values parsed out of output that held a secret. Each is searched, in every
+//! encoding, in everything the engine writes: terminal, `--output json`, plan, every file of
+//! the run directory, `show` and the transcripts.
+
+use base64::Engine as _;
+
+use crate::exec::Scratch;
+use crate::harness::runbook;
+
+/// The encodings a program or the engine could write `v` in.
+pub(crate) fn encodings(v: &str) -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(v);
+    let url: String = v
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let json = serde_json::to_string(v).unwrap_or_default();
+    let ascii_json: String = v
+        .chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("\\u{:04x}", c as u32)
+            }
+        })
+        .collect();
+    let mut out = vec![
+        v.to_string(),
+        v.to_uppercase(),
+        v.to_lowercase(),
+        b64.trim_end_matches('=')[..b64.len().saturating_sub(4).max(4)].to_string(),
+        v.bytes().map(|b| format!("{b:02x}")).collect(),
+        url.clone(),
+        url.to_lowercase(),
+        json[1..json.len() - 1].to_string(),
+        ascii_json,
+    ];
+    out.retain(|f| f.len() >= 6);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Fails if any of `values`, in any encoding, is in `text`.
+pub(crate) fn assert_none(what: &str, text: &str, values: &[&str]) {
+    for v in values {
+        for f in encodings(v) {
+            assert!(
+                !text.contains(&f),
+                "{what} leaks `{f}` (a form of `{v}`):\n{}",
+                &text[..text.len().min(6000)]
+            );
+        }
+    }
+}
+
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs the scratch runbook every way (exec with JSON and plain progress, plan as text and
+/// JSON, show, both transcripts) with `env`, and checks that none of `values` leaks anywhere,
+/// run-directory files included. Returns the terminal text of the plain run.
+pub(crate) fn run_everywhere(
+    s: &Scratch,
+    env: &[(&str, &str)],
+    extra: &[&str],
+    want_code: i32,
+    values: &[&str],
+) -> String {
+    let rb = s.path("runbook.yaml").display().to_string();
+    let runs = s.path("runs").display().to_string();
+    let mut plain_text = String::new();
+    for mode in [
+        vec![
+            "exec",
+            &rb,
+            "--yes",
+            "--runs-dir",
+            &runs,
+            "--output",
+            "json",
+        ],
+        vec![
+            "exec",
+            &rb,
+            "--yes",
+            "--runs-dir",
+            &runs,
+            "--progress",
+            "plain",
+        ],
+        vec!["plan", &rb],
+        vec!["plan", &rb, "--format", "json"],
+    ] {
+        let mut args: Vec<&str> = mode.clone();
+        args.extend_from_slice(extra);
+        let mut cmd = runbook(args.iter().map(|a| a.to_string()));
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        let ran = cmd.run();
+        let what = mode[..2].join(" ");
+        if mode[0] == "exec" {
+            assert_eq!(
+                ran.code,
+                Some(want_code),
+                "{what}: {}{}",
+                ran.stdout,
+                ran.stderr
+            );
+        }
+        assert_none(&format!("{what} {mode:?} stdout"), &ran.stdout, values);
+        assert_none(&format!("{what} {mode:?} stderr"), &ran.stderr, values);
+        if mode.contains(&"plain") {
+            plain_text = format!("{}{}", ran.stdout, ran.stderr);
+        }
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(s.path("runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for id in &ids {
+        for cmd in [
+            vec!["show", id.as_str(), "--runs-dir", &runs],
+            vec!["transcript", id.as_str(), "--runs-dir", &runs],
+            vec![
+                "transcript",
+                id.as_str(),
+                "--runs-dir",
+                &runs,
+                "--format",
+                "json",
+            ],
+        ] {
+            let ran = runbook(cmd.iter().map(|a| a.to_string())).run();
+            assert_none(&format!("{cmd:?}"), &ran.stdout, values);
+            assert_none(&format!("{cmd:?} stderr"), &ran.stderr, values);
+        }
+    }
+    let mut all = Vec::new();
+    files(&s.path("runs"), &mut all);
+    assert!(all.len() > 4, "{all:?}");
+    for f in &all {
+        let data = std::fs::read(f).unwrap_or_default();
+        assert_none(
+            &f.display().to_string(),
+            &String::from_utf8_lossy(&data),
+            values,
+        );
+    }
+    assert!(
+        plain_text.contains("********"),
+        "nothing masked:\n{plain_text}"
+    );
+    plain_text
+}
+
+#[test]
+fn an_input_default_computed_from_a_secret_is_a_secret() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: def
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+  x: { default: "{{ tok }}" }
+  y: { default: "{{ tok | lower }}-sfx" }
+  auth: { default: "Bearer {{ tok }}" }
+  z: { type: list, default: ["{{ tok }}", "{{ tok | string | reverse }}"] }
+  plain: { default: "visible-{{ 'value' }}" }
+steps:
+  - id: a
+    title: "x is {{ x }}"
+    run: echo "{{ x }} {{ y }} {{ auth }} {{ z | join(',') }} {{ plain }}"
+"#,
+    );
+    let canary = "DefaultDerivedSecret-77";
+    let text = run_everywhere(
+        &s,
+        &[("TOK", canary)],
+        &[],
+        0,
+        &[
+            canary,
+            "defaultderivedsecret-77-sfx",
+            "77-terceSdevireDtluafeD",
+        ],
+    );
+    // Values not computed from a secret stay visible.
+    assert!(text.contains("visible-value"), "{text}");
+}
+
+#[test]
+fn outputs_items_and_child_outputs_computed_from_a_secret_are_secrets() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("lib")).expect("lib");
+    std::fs::write(
+        s.path("lib/child.yaml"),
+        r#"
+runbook: child
+version: 1
+inputs:
+  key: { secret: true }
+steps:
+  - id: s
+    run: "true"
+outputs:
+  hint: "(key | string)[:8] ~ '...'"
+  rev: key | string | reverse
+"#,
+    )
+    .expect("child");
+    s.runbook(
+        r#"
+runbook: out
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+steps:
+  - id: c
+    run: echo "got $TK"
+    env: { TK: "{{ tok }}" }
+    outputs:
+      r: tok | string | reverse
+      s: tok | string | list | join('.')
+      h: "(tok | string)[:9]"
+      part: stdout | regex_search('got (.{8})')
+      found: stdout | regex_findall('[A-Za-z0-9]{5}')
+      rev: (stdout | trim)[::-1]
+      shown: "'not-from-a-secret'"
+  - id: fe
+    for_each: "[(tok | string)[:9] ~ 'x', 'visible-item']"
+    title: "item {{ item }}"
+    run: echo "{{ item }}"
+  - id: call
+    uses: lib/child.yaml
+    with: { key: "{{ tok }}" }
+  - id: d
+    needs: [c, call]
+    title: "p={{ steps.c.outputs.h }} {{ steps.call.outputs.hint }}"
+    run: |
+      echo "R={{ steps.c.outputs.r }} S={{ steps.c.outputs.s }} P={{ steps.c.outputs.part }}"
+      echo "F={{ steps.c.outputs.found }} V={{ steps.c.outputs.rev }}"
+      echo "C={{ steps.call.outputs.rev }} {{ steps.c.outputs.shown }}"
+  - id: e
+    needs: [d]
+    fail: "bad: {{ steps.c.outputs.s }} {{ steps.call.outputs.rev }}"
+"#,
+    );
+    let canary = "OutputsSecretVal-31";
+    let text = run_everywhere(
+        &s,
+        &[("TOK", canary)],
+        &[],
+        1,
+        &[
+            canary,
+            "13-laVterceSstuptuO",
+            "O.u.t.p.u.t.s",
+            "OutputsSe",
+            "OutputsSex",
+            "OutputsS...",
+            "Outpu",
+            "tsSec",
+            "retVa",
+        ],
+    );
+    assert!(text.contains("not-from-a-secret"), "{text}");
+    assert!(text.contains("visible-item"), "{text}");
+}
+
+#[test]
+fn secret_inputs_obey_type_allowed_and_pattern_without_showing_the_value() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: pat
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK, pattern: "[a-z]+" }
+  tok2: { secret: true, from_env: TOK2, allowed: [aaaaaaaaaa, bbbbbbbbbbb] }
+  tok3: { secret: true, from_env: TOK3, type: int }
+  tok4: { type: list, secret: true, from_env: TOK4, pattern: "[a-z]+" }
+  url: { secret: true, from_env: URL, pattern: "http://127\\.0\\.0\\.1:[0-9]+" }
+steps:
+  - id: a
+    env: { T: "{{ tok }}{{ tok2 }}{{ tok3 }}{{ tok4 }}{{ url }}" }
+    run: echo hi
+"#,
+    );
+    let good = [
+        ("TOK", "abcdefghij"),
+        ("TOK2", "aaaaaaaaaa"),
+        ("TOK3", "1234567890"),
+        ("TOK4", "abcdefghij,klmnopqrst"),
+        ("URL", "http://127.0.0.1:9"),
+    ];
+    let bad = [
+        ("TOK", "Bad-Value-0001", "must match ^(?:[a-z]+)$"),
+        ("TOK2", "ccccccccccc", "must be one of the allowed values"),
+        ("TOK3", "notanumber-1", "must be int"),
+        (
+            "TOK4",
+            "abcdefghij,Bad-Item-0002",
+            "(item 2) must match ^(?:[a-z]+)$",
+        ),
+        ("URL", "http://localhost:9", "must match ^(?:http://127"),
+    ];
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = runbook([
+            "exec".to_string(),
+            s.path("runbook.yaml").display().to_string(),
+            "--yes".into(),
+            "--runs-dir".into(),
+            s.path("runs").display().to_string(),
+            "--output".into(),
+            "json".into(),
+        ]);
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        cmd.run()
+    };
+    let ran = run(&good);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    for (var, value, why) in bad {
+        let env: Vec<(&str, &str)> = good
+            .iter()
+            .map(|&(k, v)| if k == var { (k, value) } else { (k, v) })
+            .collect();
+        let ran = run(&env);
+        assert_eq!(ran.code, Some(2), "{var}: {}{}", ran.stdout, ran.stderr);
+        let text = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(text.contains(why), "{var}: {text}");
+        assert!(text.contains("the value is not shown"), "{var}: {text}");
+        assert_none(var, &text, &[value]);
+    }
+}
