@@ -359,3 +359,35 @@ steps:
         assert_none(var, &text, &[value]);
     }
 }
+
+#[test]
+fn a_non_ascii_secret_is_masked_json_escaped_and_upper_cased() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: uni
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+steps:
+  - id: a
+    env: { T: "{{ tok }}" }
+    run: |
+      python3 -c 'import os,json,urllib.parse;t=os.environ["T"];print(json.dumps({"k":t}));print(t.upper());print(t.lower());print(urllib.parse.quote(t.upper()))'
+      printf '%s\n' "$T"
+"#,
+    );
+    let canary = "Geheimnis-Schlüssel-Жук-😀-42";
+    run_everywhere(
+        &s,
+        &[("TOK", canary)],
+        &[],
+        0,
+        &[
+            canary,
+            "Schl\\u00fcssel-\\u0416",
+            "SCHLÜSSEL-ЖУК",
+            "\\ud83d\\ude00-42",
+        ],
+    );
+}
