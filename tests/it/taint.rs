@@ -391,3 +391,83 @@ steps:
         ],
     );
 }
+
+/// Fails if the first 8 characters of any encoding of `v` are in `text` (a cut secret).
+fn assert_no_prefix(what: &str, text: &str, v: &str) {
+    for f in encodings(v) {
+        let p: String = f.chars().take(8).collect();
+        assert!(
+            !text.contains(&p),
+            "{what} leaks the start `{p}` of `{f}`:\n{}",
+            &text[..text.len().min(6000)]
+        );
+    }
+}
+
+/// Everything a run left: its terminal text and every file of the runs directory.
+fn everything(s: &Scratch, ran: &crate::harness::Ran) -> String {
+    let mut text = format!("{}{}", ran.stdout, ran.stderr);
+    let mut all = Vec::new();
+    files(&s.path("runs"), &mut all);
+    for f in &all {
+        text.push_str(&String::from_utf8_lossy(
+            &std::fs::read(f).unwrap_or_default(),
+        ));
+    }
+    text
+}
+
+#[test]
+fn text_is_cut_only_after_its_secrets_are_masked() {
+    let canary = "Secret/Value with spaces+42";
+    let server = crate::httpd::Server::start(None, |req| crate::httpd::Response {
+        status: 200,
+        content_type: "text/plain",
+        body: format!("{}\nsecond line\n", req.path),
+        location: None,
+    });
+    for pad in [150, 160, 170, 180] {
+        let s = Scratch::new();
+        s.runbook(&format!(
+            r#"
+runbook: cut
+version: 1
+inputs:
+  tok: {{ secret: true, from_env: TOK }}
+steps:
+  - id: w
+    wait:
+      run: 'printf "%0{pad}d%s\n" 0 "$T"'
+      until: "false"
+      every: 200ms
+      timeout: 500ms
+    env: {{ T: "{{{{ tok }}}}" }}
+    on_failure: continue
+  - id: h
+    http:
+      get: "http://127.0.0.1:{port}/echo/{pads}"
+      query: {{ q: "{{{{ tok }}}}" }}
+"#,
+            port = server.port,
+            pads = "p".repeat(pad - 110),
+        ));
+        for mode in [["--output", "json"], ["--progress", "plain"]] {
+            let ran = runbook([
+                "exec",
+                &s.path("runbook.yaml").display().to_string(),
+                "--yes",
+                "--runs-dir",
+                &s.path("runs").display().to_string(),
+                mode[0],
+                mode[1],
+            ])
+            .env("TOK", canary)
+            .run();
+            let text = everything(&s, &ran);
+            assert!(text.contains("********"), "{text}");
+            assert!(text.contains("0000"), "{text}");
+            assert_no_prefix(&format!("pad {pad} {mode:?}"), &text, canary);
+        }
+    }
+    assert!(!server.requests().is_empty());
+}
