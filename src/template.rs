@@ -311,7 +311,14 @@ impl Templates {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(t)
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
-                .map_err(|e| bad(format!("b64decode: not base64: {e}")))?;
+                .map_err(|e| {
+                    // The error names a character and its offset: not those of a secret.
+                    if taint::read_secret() {
+                        bad("b64decode: not base64".into())
+                    } else {
+                        bad(format!("b64decode: not base64: {e}"))
+                    }
+                })?;
             String::from_utf8(bytes)
                 .map_err(|_| bad("b64decode: the bytes are not UTF-8 text".into()))
         });

@@ -19,6 +19,12 @@ thread_local! {
     static WROTE: Cell<u32> = const { Cell::new(0) };
 }
 
+/// Whether a secret was read since the current value started (a filter's arguments may hold
+/// one: its error must not quote them).
+pub(super) fn read_secret() -> bool {
+    REVEALED.with(Cell::get) > 0
+}
+
 /// Notes that a text render wrote a secret's value.
 pub(super) fn wrote_secret() {
     WROTE.with(|c| c.set(c.get() + 1));

@@ -471,3 +471,48 @@ steps:
     }
     assert!(!server.requests().is_empty());
 }
+
+#[test]
+fn an_error_over_a_secret_does_not_quote_it() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: rx
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+  b64: { secret: true, from_env: B64 }
+steps:
+  - id: a
+    env: { X: "{{ 'x' | regex_search(tok) }}" }
+    run: "true"
+    on_failure: continue
+  - id: b
+    env: { X: "{{ b64 | b64decode }}" }
+    run: "true"
+"#,
+    );
+    let canary = "Kx9-secretpart1\npw(Zq7-secretpart2";
+    for mode in [["--output", "json"], ["--progress", "plain"]] {
+        let ran = runbook([
+            "exec",
+            &s.path("runbook.yaml").display().to_string(),
+            "--yes",
+            "--runs-dir",
+            &s.path("runs").display().to_string(),
+            mode[0],
+            mode[1],
+        ])
+        .env("TOK", canary)
+        .env("B64", "QUJDREVGR0hJSktM$QUJD")
+        .run();
+        assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
+        let text = everything(&s, &ran);
+        assert!(text.contains("bad regular expression (not shown"), "{text}");
+        assert!(text.contains("b64decode: not base64"), "{text}");
+        for piece in ["secretpart1", "secretpart2", "Zq7-", "Kx9-", "offset", "symbol 36"] {
+            assert!(!text.contains(piece), "{mode:?} leaks `{piece}`:\n{text}");
+        }
+        assert_none("run", &text, &[canary, "QUJDREVGR0hJSktM$QUJD"]);
+    }
+}
