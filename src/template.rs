@@ -285,8 +285,17 @@ impl Templates {
             note_derived(&text);
             out.write_str(&text).map_err(Error::from)
         });
-        env.add_filter("raw", |v: Value| -> Value {
-            Value::from_safe_string(v.to_string())
+        env.add_filter("raw", |v: Value| -> Result<Value, Error> {
+            // However the secret was reached (`inputs['t' ~ 'ok']`, a derived value), `| raw`
+            // would put it in the command's text (argv): refused at run time too.
+            let text = v.to_string();
+            if v.downcast_object_ref::<Secret>().is_some() || taint::read_secret() {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "`| raw` cannot be applied to a secret or a value computed from one (it would be in the command's text); drop `| raw`",
+                ));
+            }
+            Ok(Value::from_safe_string(text))
         });
         env.add_filter("quote", |v: Value| -> Value {
             Value::from_safe_string(shell_quote(&v.to_string()))

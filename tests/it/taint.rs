@@ -516,3 +516,46 @@ steps:
         assert_none("run", &text, &[canary, "QUJDREVGR0hJSktM$QUJD"]);
     }
 }
+
+#[test]
+fn raw_on_a_secret_reached_any_way_is_refused_at_run_time() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: raw
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+steps:
+  - id: a
+    run: "echo {{ inputs['t' ~ 'ok'] | raw }} > {D}/a.out"
+    on_failure: continue
+  - id: b
+    run: "echo {{ (inputs['t' ~ 'ok'] ~ '-x') | raw }} > {D}/b.out"
+    on_failure: continue
+  - id: c
+    run: "echo {{ 'plain-fragment' | raw }} > {D}/c.out"
+"#,
+    );
+    let canary = "RawSecretValue-XYZ";
+    let ran = runbook([
+        "exec",
+        &s.path("runbook.yaml").display().to_string(),
+        "--yes",
+        "--runs-dir",
+        &s.path("runs").display().to_string(),
+        "--output",
+        "json",
+    ])
+    .env("TOK", canary)
+    .run();
+    // Both steps fail (`on_failure: continue`: the run goes on).
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.stdout.matches("cannot be applied to a secret").count(), 4);
+    let text = everything(&s, &ran);
+    assert!(text.contains("`| raw` cannot be applied to a secret"), "{text}");
+    assert_none("run", &text, &[canary]);
+    // Neither command ran (the secret never reached argv); the plain fragment did.
+    assert!(!s.path("a.out").exists() && !s.path("b.out").exists());
+    assert_eq!(s.read("c.out"), "plain-fragment\n");
+}
