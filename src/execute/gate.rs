@@ -59,6 +59,24 @@ fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
                 .collect()
         })
         .unwrap_or_default();
+    // Hosts chosen at run time: the ones the run will use, when they can be known now.
+    let targets = match &step.body.on {
+        Some(on) if step.targets.is_runtime() => {
+            let live = sh.ctx().with(vec![]);
+            crate::step::hosts::ssh_targets(&sh.env, on, &live)
+                .and_then(|all| crate::step::targets::select(&sh.env, step, all, &[]))
+                .map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            let d = crate::fmt::destination(t.user.as_deref(), &t.address, t.port);
+                            format!("{} ({d})", t.name)
+                        })
+                        .collect()
+                })
+                .unwrap_or(targets)
+        }
+        _ => targets,
+    };
     let action = crate::plan::plan_action(
         &sh.mask,
         &step.body.action,

@@ -317,10 +317,12 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
         && let Some(done) = completed_list(sh, step, "hosts_succeeded")
     {
         let names: Vec<String> = done.iter().map(|v| v.to_string()).collect();
-        let ran_on: Vec<SshTarget> = resolve(on)?
+        let mut ran_on: Vec<SshTarget> = resolve(on)?
             .into_iter()
             .filter(|t| names.contains(&t.name))
             .collect();
+        // In the order they ran (`order:` may differ from the group's).
+        ran_on.sort_by_key(|t| names.iter().position(|n| *n == t.name));
         let mut out = Vec::new();
         for h in ran_on.iter().rev() {
             let extra = vec![("host".to_string(), host_var(h))];

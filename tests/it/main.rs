@@ -20,5 +20,6 @@ mod ssh;
 mod sshd;
 mod store;
 mod taint;
+mod targets;
 mod uses;
 mod validate;
