@@ -510,7 +510,14 @@ steps:
         let text = everything(&s, &ran);
         assert!(text.contains("bad regular expression (not shown"), "{text}");
         assert!(text.contains("b64decode: not base64"), "{text}");
-        for piece in ["secretpart1", "secretpart2", "Zq7-", "Kx9-", "offset", "symbol 36"] {
+        for piece in [
+            "secretpart1",
+            "secretpart2",
+            "Zq7-",
+            "Kx9-",
+            "offset",
+            "symbol 36",
+        ] {
             assert!(!text.contains(piece), "{mode:?} leaks `{piece}`:\n{text}");
         }
         assert_none("run", &text, &[canary, "QUJDREVGR0hJSktM$QUJD"]);
@@ -551,11 +558,53 @@ steps:
     .run();
     // Both steps fail (`on_failure: continue`: the run goes on).
     assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
-    assert_eq!(ran.stdout.matches("cannot be applied to a secret").count(), 4);
+    assert_eq!(
+        ran.stdout.matches("cannot be applied to a secret").count(),
+        4
+    );
     let text = everything(&s, &ran);
-    assert!(text.contains("`| raw` cannot be applied to a secret"), "{text}");
+    assert!(
+        text.contains("`| raw` cannot be applied to a secret"),
+        "{text}"
+    );
     assert_none("run", &text, &[canary]);
     // Neither command ran (the secret never reached argv); the plain fragment did.
     assert!(!s.path("a.out").exists() && !s.path("b.out").exists());
     assert_eq!(s.read("c.out"), "plain-fragment\n");
+}
+
+#[test]
+fn a_skipped_steps_note_is_redacted_in_the_summary() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: skip
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+steps:
+  - id: a
+    when: "(tok | string) != 'SkipSecretNote-01'"
+    run: echo ran
+  - id: b
+    run: echo other
+"#,
+    );
+    for mode in [["--output", "json"], ["--progress", "plain"]] {
+        let ran = runbook([
+            "exec",
+            &s.path("runbook.yaml").display().to_string(),
+            "--yes",
+            "--runs-dir",
+            &s.path("runs").display().to_string(),
+            mode[0],
+            mode[1],
+        ])
+        .env("TOK", "SkipSecretNote-01")
+        .run();
+        assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+        let text = everything(&s, &ran);
+        assert!(text.contains("skipped"), "{text}");
+        assert_none(&format!("{mode:?}"), &text, &["SkipSecretNote-01"]);
+    }
 }
