@@ -14,6 +14,10 @@ use minijinja::value::Value;
 
 use super::{REVEALED, RevealGuard, Secret, SecretDisplay, Templates};
 
+/// The items of a list, and the texts the redactor must learn (the items computed from a
+/// secret).
+pub(crate) type TaintedItems = (Vec<Value>, Vec<String>);
+
 thread_local! {
     /// Secrets written as they are by text renders since the last reset.
     static WROTE: Cell<u32> = const { Cell::new(0) };
@@ -67,7 +71,7 @@ impl Templates {
         src: &str,
         ctx: &Value,
         env_prefix: &str,
-    ) -> Result<Option<(Vec<Value>, Vec<String>)>, Error> {
+    ) -> Result<Option<TaintedItems>, Error> {
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         REVEALED.with(|c| c.set(0));
         let v = self.env.compile_expression(src)?.eval(ctx)?;
