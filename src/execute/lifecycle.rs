@@ -35,6 +35,20 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         duration: Duration::ZERO,
         hosts: Vec::new(),
     };
+    if let Some(why) = crate::step::lazy::needs_missing(&sh.env.rb, &sh.env.inputs, &step) {
+        let e = StepError::new(K::Render, why);
+        return finish(
+            &sh,
+            run,
+            t0,
+            StepStatus::Failed,
+            serde_json::Value::Null,
+            Some(e),
+        );
+    }
+    if let Action::Ask(_) = step.body.action {
+        return super::ask::run_ask(&sh, i, run, t0).await;
+    }
     if let Action::Manual(_) = step.body.action {
         match gate::ask_gate(&sh, i, true).await {
             Some(Decision::Approved) => {}
@@ -160,6 +174,18 @@ pub(super) fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, S
         return Ok(vec![None]);
     };
     let ctx = sh.ctx().with(vec![]);
+    // An input asked for lazily and not provided: say so (it would iterate as an empty list).
+    if let Ok(v) = sh
+        .env
+        .templates
+        .eval(expression_source(&fe.items.src), &ctx)
+        && let Some(name) = crate::step::lazy::not_provided(&v)
+    {
+        return Err(format!(
+            "step `{}` needs input `{name}`, which was not provided: run on a terminal to be asked for it, or provide it",
+            step.id.name
+        ));
+    }
     let prefix = crate::template::secret_env_name(&format!("{}_item", step.id.name), None);
     match sh
         .env
@@ -376,7 +402,7 @@ async fn sequential_items(
 }
 
 /// Evaluates a succeeded step's `outputs`; secret outputs are masked from here on.
-fn evaluate_outputs(
+pub(super) fn evaluate_outputs(
     sh: &Shared,
     step: &Step,
     result: &serde_json::Value,
@@ -442,7 +468,7 @@ fn evaluate_outputs(
 }
 
 /// Announces how step `run.index` ended and completes its [`StepRun`].
-fn finish(
+pub(super) fn finish(
     sh: &Shared,
     mut run: StepRun,
     t0: Instant,

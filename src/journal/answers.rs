@@ -319,6 +319,7 @@ impl AnswerSource for AnswersDir {
                 host: a.file.host,
                 decision: a.file.decision,
                 comment: a.file.comment,
+                groups: None,
             })
             .collect();
         let refused = refused
