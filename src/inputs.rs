@@ -11,7 +11,7 @@ use minijinja::value::Value;
 
 use crate::diagnostic::did_you_mean;
 use crate::model::{Input, InputType, Runbook};
-use crate::template::{Secret, SecretDisplay, Target, Templates, secret_env_name};
+use crate::template::{Secret, SecretDisplay, Templates, secret_env_name};
 
 /// Where a value came from (shown in plans and transcripts).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -284,6 +284,10 @@ pub(crate) fn resolve(
                 ));
                 continue;
             }
+            if let Err(e) = check_secret_constraints(input, &values) {
+                errors.push(e);
+                continue;
+            }
             out.values.push(Resolved {
                 name: input.name.clone(),
                 value: InputValue::Secret(values),
@@ -315,7 +319,13 @@ pub(crate) fn resolve(
                     continue;
                 }
                 Err(_) => match default_value(input, &templates, &out) {
-                    Ok(v) => (Ok(v), InputSource::Default),
+                    Ok((v, false)) => (Ok(v), InputSource::Default),
+                    Ok((v, true)) => {
+                        if let Some(r) = derived_secret(input, v, &out, &mut errors, list) {
+                            out.values.push(r);
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         errors.push(e);
                         continue;
@@ -324,7 +334,13 @@ pub(crate) fn resolve(
             }
         } else if input.default.is_some() {
             match default_value(input, &templates, &out) {
-                Ok(v) => (Ok(v), InputSource::Default),
+                Ok((v, false)) => (Ok(v), InputSource::Default),
+                Ok((v, true)) => {
+                    if let Some(r) = derived_secret(input, v, &out, &mut errors, list) {
+                        out.values.push(r);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     errors.push(e);
                     continue;
@@ -445,16 +461,18 @@ fn coerce_json(input: &Input, v: serde_json::Value) -> Result<serde_json::Value,
     }
 }
 
+/// An input's default, and whether it was computed from a secret (then it is a secret).
 fn default_value(
     input: &Input,
     templates: &Templates,
     so_far: &Inputs,
-) -> Result<serde_json::Value, String> {
+) -> Result<(serde_json::Value, bool), String> {
     let Some(default) = &input.default else {
-        return Ok(serde_json::Value::Null);
+        return Ok((serde_json::Value::Null, false));
     };
     let ctx = crate::template::map(so_far.context_entries());
-    render_json(default, templates, &ctx)
+    let mut tainted = false;
+    render_json(default, templates, &ctx, &mut tainted)
         .map_err(|e| {
             format!(
                 "default of input `{}`: {}",
@@ -463,25 +481,106 @@ fn default_value(
             )
         })
         .and_then(|v| coerce_json(input, v))
+        .map(|v| (v, tainted))
 }
 
 fn render_json(
     v: &serde_json::Value,
     t: &Templates,
     ctx: &Value,
+    tainted: &mut bool,
 ) -> Result<serde_json::Value, minijinja::Error> {
     Ok(match v {
         serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
-            serde_json::Value::String(t.render(s, ctx, Target::Text)?)
+            let (text, from_secret) = t.render_text_tainted(s, ctx)?;
+            *tainted |= from_secret;
+            serde_json::Value::String(text)
         }
         serde_json::Value::Array(items) => serde_json::Value::Array(
             items
                 .iter()
-                .map(|i| render_json(i, t, ctx))
+                .map(|i| render_json(i, t, ctx, tainted))
                 .collect::<Result<_, _>>()?,
         ),
         other => other.clone(),
     })
+}
+
+/// An input whose default was computed from a secret: a secret itself (never shown, carried
+/// to commands in its own `RUNBOOK_SECRET_` variable, masked by the redactor). Its
+/// constraints are checked without showing the value.
+fn derived_secret(
+    input: &Input,
+    v: serde_json::Value,
+    so_far: &Inputs,
+    errors: &mut Vec<String>,
+    list: bool,
+) -> Option<Resolved> {
+    let values: Vec<String> = match &v {
+        serde_json::Value::Array(items) => items.iter().map(json_text).collect(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![json_text(other)],
+    };
+    if let Err(e) = check_secret_constraints(input, &values) {
+        errors.push(e);
+        return None;
+    }
+    // A plan does not know the secrets: neither does it know what is computed from them.
+    let unknown = so_far
+        .values
+        .iter()
+        .any(|r| matches!(r.value, InputValue::Unknown));
+    Some(Resolved {
+        name: input.name.clone(),
+        value: if unknown {
+            InputValue::Unknown
+        } else {
+            InputValue::Secret(values)
+        },
+        source: InputSource::Default,
+        secret: true,
+        list,
+    })
+}
+
+/// `type:`, `allowed:` and `pattern:` of a secret input (or one computed from a secret); the
+/// error names the rule, never the value.
+fn check_secret_constraints(input: &Input, values: &[String]) -> Result<(), String> {
+    for (i, t) in values.iter().enumerate() {
+        let which = if values.len() > 1 {
+            format!(" (item {})", i + 1)
+        } else {
+            String::new()
+        };
+        let ok_type = match input.ty {
+            InputType::Int => t.trim().parse::<i64>().is_ok(),
+            InputType::Bool => matches!(t.trim(), "true" | "yes" | "1" | "false" | "no" | "0"),
+            InputType::String | InputType::List => true,
+        };
+        if !ok_type {
+            return Err(format!(
+                "secret input `{}`{which} must be {} (the value is not shown)",
+                input.name,
+                input.ty.as_str()
+            ));
+        }
+        if !input.allowed.is_empty() && !input.allowed.contains(t) {
+            return Err(format!(
+                "secret input `{}`{which} must be one of the allowed values (the value is not shown)",
+                input.name
+            ));
+        }
+        if let Some(p) = &input.pattern
+            && !p.is_match(t)
+        {
+            return Err(format!(
+                "secret input `{}`{which} must match {} (the value is not shown)",
+                input.name,
+                p.as_str()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_constraints(input: &Input, v: serde_json::Value) -> Result<serde_json::Value, String> {

@@ -26,10 +26,12 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 mod analyse;
 mod functions;
+mod taint;
 use analyse::protect_dollar_hash;
 pub(crate) use analyse::{analyse_command, check_host_part, url_origin_values};
 pub(crate) use functions::{describe_error, expression_source};
 use functions::{regex_findall, regex_search};
+pub(crate) use taint::json_leaves;
 
 /// The text shown in place of a secret.
 pub(crate) const MASK: &str = "********";
@@ -156,6 +158,9 @@ fn start_render() {
 /// Whether the value just written was computed from a secret (records it if so).
 fn note_derived(text: &str) -> bool {
     let tainted = REVEALED.with(|c| c.replace(0)) > 0;
+    if tainted {
+        taint::wrote_secret();
+    }
     if tainted && !text.is_empty() {
         DERIVED.with(|d| d.borrow_mut().push(text.to_string()));
     }
@@ -269,6 +274,7 @@ impl Templates {
             }
             if let Some(secret) = value.downcast_object_ref::<Secret>() {
                 let text = if secrets == SecretDisplay::Reveal {
+                    taint::wrote_secret();
                     secret.value.as_str()
                 } else {
                     MASK
@@ -279,8 +285,17 @@ impl Templates {
             note_derived(&text);
             out.write_str(&text).map_err(Error::from)
         });
-        env.add_filter("raw", |v: Value| -> Value {
-            Value::from_safe_string(v.to_string())
+        env.add_filter("raw", |v: Value| -> Result<Value, Error> {
+            // However the secret was reached (`inputs['t' ~ 'ok']`, a derived value), `| raw`
+            // would put it in the command's text (argv): refused at run time too.
+            let text = v.to_string();
+            if v.downcast_object_ref::<Secret>().is_some() || taint::read_secret() {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "`| raw` cannot be applied to a secret or a value computed from one (it would be in the command's text); drop `| raw`",
+                ));
+            }
+            Ok(Value::from_safe_string(text))
         });
         env.add_filter("quote", |v: Value| -> Value {
             Value::from_safe_string(shell_quote(&v.to_string()))
@@ -305,7 +320,14 @@ impl Templates {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(t)
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
-                .map_err(|e| bad(format!("b64decode: not base64: {e}")))?;
+                .map_err(|e| {
+                    // The error names a character and its offset: not those of a secret.
+                    if taint::read_secret() {
+                        bad("b64decode: not base64".into())
+                    } else {
+                        bad(format!("b64decode: not base64: {e}"))
+                    }
+                })?;
             String::from_utf8(bytes)
                 .map_err(|_| bad("b64decode: the bytes are not UTF-8 text".into()))
         });

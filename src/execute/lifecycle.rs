@@ -174,20 +174,30 @@ pub(super) fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, S
         return Ok(vec![None]);
     };
     let ctx = sh.ctx().with(vec![]);
-    match sh
+    // An input asked for lazily and not provided: say so (it would iterate as an empty list).
+    if let Ok(v) = sh
         .env
         .templates
         .eval(expression_source(&fe.items.src), &ctx)
+        && let Some(name) = crate::step::lazy::not_provided(&v)
     {
-        Ok(v) if crate::step::lazy::not_provided(&v).is_some() => Err(format!(
-            "step `{}` needs input `{}`, which was not provided: run on a terminal to be asked for it, or provide it",
-            step.id.name,
-            crate::step::lazy::not_provided(&v).unwrap_or_default()
-        )),
-        Ok(v) => match v.try_iter() {
-            Ok(it) => Ok(it.map(Some).collect()),
-            Err(_) => Err("`for_each` is not a list".into()),
-        },
+        return Err(format!(
+            "step `{}` needs input `{name}`, which was not provided: run on a terminal to be asked for it, or provide it",
+            step.id.name
+        ));
+    }
+    let prefix = crate::template::secret_env_name(&format!("{}_item", step.id.name), None);
+    match sh
+        .env
+        .templates
+        .eval_items_tainted(expression_source(&fe.items.src), &ctx, &prefix)
+    {
+        Ok(Some((items, learnt))) => {
+            // Items computed from a secret are secrets.
+            sh.env.redactor.add(&learnt);
+            Ok(items.into_iter().map(Some).collect())
+        }
+        Ok(None) => Err("`for_each` is not a list".into()),
         Err(e) => Err(format!(
             "`for_each`: {}",
             crate::template::describe_error(&e)
@@ -399,16 +409,39 @@ pub(super) fn evaluate_outputs(
     outputs: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), String> {
     let mut failed = None;
+    // Output parsed out of text that held a secret is a secret too (`stdout | regex_search`).
+    // An output is such a value when it comes out different from the same expression over
+    // the result with its secrets masked.
+    let text = result.to_string();
+    let masked = match sh.env.redactor.mask_text(&text) {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(m) => Some(serde_json::from_str::<serde_json::Value>(&m).ok()),
+    };
+    let mut tainted: Vec<String> = Vec::new();
+    let mut learnt: Vec<String> = Vec::new();
     for (name, expr) in &step.outputs {
-        match sh.env.templates.eval(
+        match sh.env.templates.eval_json_tainted(
             expression_source(&expr.src),
             &sh.ctx().with(result_entries(result, 1)),
         ) {
-            Ok(v) => {
-                outputs.insert(
-                    name.name.clone(),
-                    serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
-                );
+            Ok((v, from_secret)) => {
+                let read_secret = match &masked {
+                    None => false,
+                    Some(None) => true,
+                    Some(Some(m)) => sh
+                        .env
+                        .templates
+                        .eval_json_tainted(
+                            expression_source(&expr.src),
+                            &sh.ctx().with(result_entries(m, 1)),
+                        )
+                        .map_or(true, |(w, _)| w != v),
+                };
+                if from_secret || read_secret {
+                    crate::template::json_leaves(&v, &mut learnt);
+                    tainted.push(name.name.clone());
+                }
+                outputs.insert(name.name.clone(), v);
             }
             Err(e) => {
                 failed = Some(format!(
@@ -421,13 +454,16 @@ pub(super) fn evaluate_outputs(
         }
     }
     // Secret outputs: masked from here on, everywhere (even those of a failed evaluation).
-    let learnt: Vec<String> = step
-        .secret_outputs
-        .iter()
-        .filter_map(|n| outputs.get(n))
-        .map(crate::step::context::json_text)
-        .collect();
+    learnt.extend(
+        step.secret_outputs
+            .iter()
+            .filter_map(|n| outputs.get(n))
+            .map(crate::step::context::json_text),
+    );
     sh.env.redactor.add(&learnt);
+    sh.env
+        .results
+        .mark_secret(&crate::validate::step_var(&step.id.name), tainted);
     failed.map_or(Ok(()), Err)
 }
 

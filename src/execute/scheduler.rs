@@ -168,6 +168,10 @@ impl Scheduler {
             if let Some((status, result)) = prior.done.get(&step.id.name)
                 && rerun != Some(true)
                 && step.secret_outputs.is_empty()
+                // Outputs computed from a secret are journaled masked too (template::taint).
+                && !result
+                    .get("outputs")
+                    .is_some_and(|o| o.to_string().contains(crate::template::MASK))
             {
                 sh.env.results.set(&step_var(&step.id.name), result);
                 s.settle(i, *status, "finished before resume");
@@ -409,6 +413,9 @@ impl Scheduler {
 
     /// A step whose `when` is false: skipped, and its result says so.
     fn skip(&mut self, sh: &Shared, i: usize, reason: &str) {
+        // The note reaches the summary table too, which no emitter redacts.
+        let reason = sh.env.redactor.text(reason);
+        let reason = reason.as_str();
         let id = self.rb.steps[i].id.name.clone();
         sh.emit(Event::StepSkipped {
             step: id.clone(),
@@ -422,6 +429,8 @@ impl Scheduler {
 
     /// A step that failed before running anything (its `when` could not be evaluated).
     fn finish_failed(&mut self, sh: &Shared, i: usize, reason: &str) {
+        let reason = sh.env.redactor.text(reason);
+        let reason = reason.as_str();
         sh.emit(Event::StepFinished {
             step: self.rb.steps[i].id.name.clone(),
             status: StepStatus::Failed,

@@ -84,6 +84,38 @@ fn byte_pattern(b: u8) -> String {
     format!("(?:{})", alts.join("|"))
 }
 
+/// A pattern that matches character `c` of a secret: an ASCII one as [`byte_pattern`]; any
+/// other as its UTF-8 bytes (raw or percent-encoded) or its JSON `\uXXXX` escape (Python's
+/// `json.dumps`, surrogate pairs beyond the BMP), in its own, upper and lower case.
+fn char_pattern(c: char) -> String {
+    if c.is_ascii() {
+        return byte_pattern(c as u8);
+    }
+    let mut forms: Vec<String> = vec![c.to_string()];
+    forms.push(c.to_uppercase().collect());
+    forms.push(c.to_lowercase().collect());
+    forms.sort();
+    forms.dedup();
+    let mut alts = Vec::new();
+    for f in &forms {
+        // Raw bytes, and percent-encoded byte by byte (each byte raw or `%XX`).
+        alts.push(
+            f.bytes()
+                .map(|b| format!("(?:\\x{b:02x}|%(?i:{b:02x}))"))
+                .collect::<String>(),
+        );
+        // JSON escape of each UTF-16 unit.
+        let mut units = [0u16; 2];
+        let escaped: String = f
+            .chars()
+            .flat_map(|ch| ch.encode_utf16(&mut units).to_vec())
+            .map(|u| format!("\\\\u(?i:{u:04x})"))
+            .collect();
+        alts.push(escaped);
+    }
+    format!("(?:{})", alts.join("|"))
+}
+
 /// The base64 characters that encode `s` whatever precedes it, for each alignment.
 fn base64_cores(s: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
@@ -178,7 +210,7 @@ impl Compiled {
                 continue;
             }
             // As it is or escaped, byte by byte, case-folded.
-            let escaped: String = bytes.iter().map(|&b| byte_pattern(b)).collect();
+            let escaped: String = s.chars().map(char_pattern).collect();
             full.push(format!("(?i:{escaped})"));
             // Hex, both cases.
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -10,12 +10,23 @@ use crate::template::{map, to_value};
 
 /// Results of finished steps, by template name (`halt_traffic`), shared with running steps.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Results(pub Arc<RwLock<HashMap<String, Value>>>);
+pub(crate) struct Results(
+    pub Arc<RwLock<HashMap<String, Value>>>,
+    /// Outputs computed from a secret, by step: secrets too (see `template::taint`).
+    Arc<RwLock<HashMap<String, Vec<String>>>>,
+);
 
 impl Results {
     /// A step's result as templates see it (`None` before it finished).
     pub(crate) fn get(&self, step_var: &str) -> Option<Value> {
         self.0.read().ok()?.get(step_var).cloned()
+    }
+
+    /// Records that outputs `names` of `step_var` were computed from a secret.
+    pub(crate) fn mark_secret(&self, step_var: &str, names: Vec<String>) {
+        if let Ok(mut m) = self.1.write() {
+            m.insert(step_var.to_string(), names);
+        }
     }
 
     pub(crate) fn set(&self, step_var: &str, result: &serde_json::Value) {
@@ -32,6 +43,14 @@ impl Results {
         result: &serde_json::Value,
         secret: &[String],
     ) {
+        let tainted = self
+            .1
+            .read()
+            .ok()
+            .and_then(|m| m.get(step_var).cloned())
+            .unwrap_or_default();
+        let secret: Vec<String> = secret.iter().cloned().chain(tainted).collect();
+        let secret = secret.as_slice();
         let serde_json::Value::Object(fields) = result else {
             return self.set(step_var, result);
         };

@@ -50,6 +50,7 @@ pub(crate) async fn run_http(
                 } else {
                     (
                         super::readable::http_summary(
+                            &env.redactor,
                             resp.status,
                             &resp.headers,
                             &resp.body,

@@ -5,13 +5,17 @@
 
 use minijinja::Value;
 
+use crate::redact::Redactor;
 use crate::template::Templates;
 
 /// Longest value shown for one field or sub-expression.
 const VALUE_CHARS: usize = 80;
 
-fn cut(s: &str, n: usize) -> String {
-    let s = s.trim();
+/// `s` cut to `n` characters, its secrets masked first: a cut must never leave a piece of a
+/// secret the redactor can no longer recognise.
+fn cut(r: &Redactor, s: &str, n: usize) -> String {
+    let masked = r.mask_text(s);
+    let s = masked.trim();
     if s.chars().count() > n {
         format!("{}…", s.chars().take(n).collect::<String>())
     } else {
@@ -54,6 +58,7 @@ fn unreachable_regex() -> regex::Regex {
 /// One line for an HTTP response: `HTTP 200 application/json, 1.2 KB: sealed=false, leader=…`.
 /// `fields` are dotted paths into the JSON body; without any, its top-level scalar fields.
 pub(crate) fn http_summary(
+    r: &Redactor,
     status: u16,
     headers: &[(String, String)],
     body: &str,
@@ -74,8 +79,9 @@ pub(crate) fn http_summary(
         Some(j) if !fields.is_empty() => fields
             .iter()
             .map(|p| {
-                let v = crate::step::expect::json_path(j, p)
-                    .map_or("(absent)".to_string(), |v| cut(&v.to_string(), VALUE_CHARS));
+                let v = crate::step::expect::json_path(j, p).map_or("(absent)".to_string(), |v| {
+                    cut(r, &v.to_string(), VALUE_CHARS)
+                });
                 format!("{p}={v}")
             })
             .collect::<Vec<_>>()
@@ -85,7 +91,7 @@ pub(crate) fn http_summary(
                 .iter()
                 .filter(|(_, v)| !v.is_object() && !v.is_array())
                 .take(6)
-                .map(|(k, v)| format!("{k}={}", cut(&v.to_string(), VALUE_CHARS)))
+                .map(|(k, v)| format!("{k}={}", cut(r, &v.to_string(), VALUE_CHARS)))
                 .collect();
             let nested = m.len() - scalars.len();
             let mut s = scalars.join(", ");
@@ -97,7 +103,7 @@ pub(crate) fn http_summary(
             }
             s
         }
-        Some(other) => cut(&other.to_string(), VALUE_CHARS),
+        Some(other) => cut(r, &other.to_string(), VALUE_CHARS),
         None if ctype.contains("html") => String::new(),
         None => {
             let first = body
@@ -107,7 +113,7 @@ pub(crate) fn http_summary(
             let more = body.lines().filter(|l| !l.trim().is_empty()).count() > 1;
             format!(
                 "{}{}",
-                cut(first, VALUE_CHARS),
+                cut(r, first, VALUE_CHARS),
                 if more { " …" } else { "" }
             )
         }
@@ -201,7 +207,7 @@ fn left_side(expr: &str) -> Option<&str> {
 /// `until` shown part by part: each top-level `and`/`or` operand with whether it held and, for
 /// a comparison, the value of its left side: ``status = 200 ✔; servers | … | length = 0 ✖``.
 /// `None` when the expression has a single part that is not a comparison (nothing to add).
-pub(crate) fn until_parts(t: &Templates, src: &str, ctx: &Value) -> Option<String> {
+pub(crate) fn until_parts(r: &Redactor, t: &Templates, src: &str, ctx: &Value) -> Option<String> {
     let parts = conjuncts(src);
     if parts.len() == 1 && left_side(&parts[0]).is_none() {
         return None;
@@ -219,11 +225,11 @@ pub(crate) fn until_parts(t: &Templates, src: &str, ctx: &Value) -> Option<Strin
                 Some(lhs) => {
                     let v = t
                         .eval(lhs, ctx)
-                        .map(|v| cut(&show_value(&v), VALUE_CHARS))
-                        .unwrap_or_else(|e| format!("(error: {})", cut(&e.to_string(), 60)));
-                    format!("{} = {v} {mark}", cut(lhs, 60))
+                        .map(|v| cut(r, &show_value(&v), VALUE_CHARS))
+                        .unwrap_or_else(|e| format!("(error: {})", cut(r, &e.to_string(), 60)));
+                    format!("{} = {v} {mark}", cut(r, lhs, 60))
                 }
-                None => format!("{} {mark}", cut(p, 60)),
+                None => format!("{} {mark}", cut(r, p, 60)),
             }
         })
         .collect();
@@ -285,14 +291,21 @@ mod tests {
         )];
         let body = j.to_string();
         assert_eq!(
-            http_summary(200, &h, &body, Some(&j), &[]),
+            http_summary(&Redactor::default(), 200, &h, &body, Some(&j), &[]),
             format!(
                 "HTTP 200 application/json, {} B: sealed=false, version=\"1.2\", +1 more field(s)",
                 body.len()
             )
         );
         assert_eq!(
-            http_summary(200, &h, &body, Some(&j), &["data.x".into(), "nope".into()]),
+            http_summary(
+                &Redactor::default(),
+                200,
+                &h,
+                &body,
+                Some(&j),
+                &["data.x".into(), "nope".into()]
+            ),
             format!(
                 "HTTP 200 application/json, {} B: data.x=1, nope=(absent)",
                 body.len()
@@ -300,7 +313,14 @@ mod tests {
         );
         let html = vec![("content-type".to_string(), "text/html".to_string())];
         assert_eq!(
-            http_summary(503, &html, "<html><body>down</body></html>", None, &[]),
+            http_summary(
+                &Redactor::default(),
+                503,
+                &html,
+                "<html><body>down</body></html>",
+                None,
+                &[]
+            ),
             "HTTP 503 text/html, 30 B"
         );
     }

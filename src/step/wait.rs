@@ -138,11 +138,11 @@ fn judge(
     let value = if is_sensitive(step) {
         let mut hidden = result.clone();
         hide_response(&mut hidden);
-        describe_probe(&hidden, &w.until.src)
+        describe_probe(&env.redactor, &hidden, &w.until.src)
     } else {
-        let value = describe_probe(result, &w.until.src);
+        let value = describe_probe(&env.redactor, result, &w.until.src);
         let ctx = env.ctx().with(ex.clone());
-        match super::readable::until_parts(&env.templates, until, &ctx) {
+        match super::readable::until_parts(&env.redactor, &env.templates, until, &ctx) {
             Some(parts) => format!("{value} — {parts}"),
             None => value,
         }
@@ -155,9 +155,15 @@ fn judge(
 }
 
 /// A short description of a probe result for progress and timeouts.
-pub(crate) fn describe_probe(r: &serde_json::Value, until: &str) -> String {
+pub(crate) fn describe_probe(
+    redactor: &crate::redact::Redactor,
+    r: &serde_json::Value,
+    until: &str,
+) -> String {
+    // Secrets are masked before the cut (a cut secret is no longer recognised).
     let cut = |s: &str| -> String {
-        let s = s.trim();
+        let masked = redactor.mask_text(s);
+        let s = masked.trim();
         if s.chars().count() > 200 {
             format!("{}…", s.chars().take(200).collect::<String>())
         } else {
@@ -178,6 +184,7 @@ pub(crate) fn describe_probe(r: &serde_json::Value, until: &str) -> String {
             })
             .unwrap_or_default();
         return super::readable::http_summary(
+            redactor,
             u16::try_from(status).unwrap_or(0),
             &headers,
             r.get("body").and_then(|b| b.as_str()).unwrap_or_default(),

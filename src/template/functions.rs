@@ -38,10 +38,14 @@ pub(super) fn compile_regex(pattern: &str) -> Result<regex::Regex, Error> {
         .size_limit(1 << 20)
         .build()
         .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("bad regular expression: {e}"),
-            )
+            // The regex error quotes the pattern (line by line, with a caret): not when the
+            // pattern or the text may be computed from a secret.
+            let detail = if super::taint::read_secret() {
+                "bad regular expression (not shown: it is computed from a secret)".to_string()
+            } else {
+                format!("bad regular expression: {e}")
+            };
+            Error::new(ErrorKind::InvalidOperation, detail)
         })
 }
 

@@ -21,6 +21,7 @@ mod secrets;
 mod ssh;
 mod sshd;
 mod store;
+mod taint;
 mod targets;
 mod team;
 mod uses;
