@@ -61,6 +61,7 @@ mod session;
 mod step;
 mod sys;
 mod template;
+mod term;
 mod transcript;
 pub mod validate;
 

@@ -15,6 +15,7 @@
 
 pub(crate) mod shell;
 pub(crate) mod url;
+pub(crate) mod optword;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -420,6 +421,24 @@ impl Templates {
         let derived_secrets = take_derived();
         let rendered = rendered?;
         let names: Vec<String> = slots.items.iter().map(|(n, _, _)| n.clone()).collect();
+        let values: Vec<(String, bool)> =
+            slots.items.iter().map(|(_, v, s)| (v.clone(), *s)).collect();
+        if let Some(i) = optword::option_word(&rendered, &values) {
+            let (v, secret) = &values[i];
+            let shown = if *secret || derived_secrets.contains(v) {
+                "(a secret)".to_string()
+            } else {
+                format!("`{}`", v.chars().take(40).collect::<String>())
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "the value {shown} starts with `-` and stands as a word of its own: the \
+                     program would read it as an option; put `--` before it in the command, \
+                     or join it to text (`./{{{{ x }}}}`, `--opt={{{{ x }}}}`)"
+                ),
+            ));
+        }
         let command = shell::place(&rendered, &names).map_err(|errs| {
             let first = errs
                 .first()

@@ -423,6 +423,10 @@ pub(crate) struct LogsArgs {
     /// Keep printing new lines until the run ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Write the recorded bytes unchanged (by default control characters such as ESC are
+    /// shown as `\e`, `\x07`, so a step's output cannot drive the terminal).
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub dir: RunsDirArg,
 }

@@ -338,6 +338,9 @@ fn taken_by_engine(
     })
 }
 
+/// The largest `--template` file read (a template is a few KiB; this bounds a mistake).
+const TEMPLATE_MAX: u64 = 1 << 20;
+
 pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
     let dir = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
@@ -405,20 +408,21 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         return ExitStatus::Success;
     }
     let text = match (a.format, &a.template) {
-        (_, Some(path)) => match std::fs::read_to_string(path) {
+        (_, Some(path)) => match crate::sys::read_regular_bounded(path, TEMPLATE_MAX) {
             Ok(tpl) => crate::transcript::render(&t, &tpl),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(format!("--template {}: {e}", path.display())),
         },
-        (TranscriptFormat::Json, None) => {
-            serde_json::to_string_pretty(&t).map_err(|e| e.to_string())
-        }
+        (TranscriptFormat::Json, None) => serde_json::to_string_pretty(&t)
+            .map(crate::term::json_safe)
+            .map_err(|e| e.to_string()),
         (TranscriptFormat::Md, None) => {
             crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE)
         }
     };
     match text {
         Ok(s) => {
-            println!("{}", s.trim_end());
+            // Untrusted text (output, comments, titles) never reaches the terminal raw.
+            println!("{}", crate::term::visible(s.trim_end()));
             ExitStatus::Success
         }
         Err(e) => {
