@@ -27,7 +27,14 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         rerun_in_doubt: a.rerun_in_doubt,
         skip_in_doubt: a.skip_in_doubt,
     };
-    continue_run(&dir, a.dir.runs_dir.as_deref(), &a.run, how, color)
+    continue_run(
+        &dir,
+        a.dir.runs_dir.as_deref(),
+        &a.run,
+        how,
+        color,
+        a.ignore_damaged_head,
+    )
 }
 
 pub(crate) fn cmd_rollback(a: &RollbackArgs, color: bool) -> ExitStatus {
@@ -41,6 +48,7 @@ pub(crate) fn cmd_rollback(a: &RollbackArgs, color: bool) -> ExitStatus {
         &a.run,
         Continue::Rollback,
         color,
+        a.ignore_damaged_head,
     )
 }
 
@@ -75,6 +83,7 @@ fn continue_run(
     given: &super::RunOpts,
     how: Continue,
     color: bool,
+    ignore_head: bool,
 ) -> ExitStatus {
     let run_id = run_id_of(dir);
     let runs = runs_dir(runs_flag_dir);
@@ -85,7 +94,7 @@ fn continue_run(
         file,
         sha,
         values,
-    } = match crate::session::resume::open(dir, &runs, rollback) {
+    } = match crate::session::resume::open(dir, &runs, rollback, ignore_head) {
         Ok(o) => o,
         Err(e) => {
             e.messages.into_iter().for_each(error_line);
@@ -394,7 +403,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         };
         let sealed = match (&loaded.head, ended) {
             (Some(h), true) if h.sealed => "sealed end present",
-            (None, true) => "ended (no head file: written before heads existed)",
+            (None, true) => "ended",
             (Some(_), true) => {
                 "ended, but the head was not sealed (the engine stopped between the two; `resume` seals it)"
             }
