@@ -189,7 +189,11 @@ pub fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> S
             severity: diag.severity,
             message: vis(&diag.message),
             span: diag.span.as_ref().map(|(r, l)| (r.clone(), vis(l))),
-            related: diag.related.iter().map(|(r, l)| (r.clone(), vis(l))).collect(),
+            related: diag
+                .related
+                .iter()
+                .map(|(r, l)| (r.clone(), vis(l)))
+                .collect(),
             help: diag.help.as_deref().map(vis),
         };
         let (line, col) = diag
@@ -202,8 +206,7 @@ pub fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> S
         };
         let drawable = Drawable {
             diag,
-            source: NamedSource::new(vis(&source.name), text.clone())
-                .with_language("yaml"),
+            source: NamedSource::new(vis(&source.name), text.clone()).with_language("yaml"),
             code: format!("{prefix}[{}]", diag.code),
         };
         if handler.render_report(&mut out, &drawable).is_err() {

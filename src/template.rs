@@ -13,9 +13,9 @@
 //!   a plan it renders masked; it is only revealed where the engine sends it itself (an HTTP
 //!   body or header), and the redactor masks it in everything shown.
 
+pub(crate) mod optword;
 pub(crate) mod shell;
 pub(crate) mod url;
-pub(crate) mod optword;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -421,8 +421,11 @@ impl Templates {
         let derived_secrets = take_derived();
         let rendered = rendered?;
         let names: Vec<String> = slots.items.iter().map(|(n, _, _)| n.clone()).collect();
-        let values: Vec<(String, bool)> =
-            slots.items.iter().map(|(_, v, s)| (v.clone(), *s)).collect();
+        let values: Vec<(String, bool)> = slots
+            .items
+            .iter()
+            .map(|(_, v, s)| (v.clone(), *s))
+            .collect();
         if let Some(i) = optword::option_word(&rendered, &values) {
             let (v, secret) = &values[i];
             let shown = if *secret || derived_secrets.contains(v) {

@@ -491,7 +491,10 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
         return ExitStatus::Success;
     }
     let rb = runbook_of(&v);
-    print!("{}", crate::term::visible(&show_text(&v, rb.as_ref(), &runs)));
+    print!(
+        "{}",
+        crate::term::visible(&show_text(&v, rb.as_ref(), &runs))
+    );
     ExitStatus::Success
 }
 

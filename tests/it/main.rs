@@ -3,6 +3,7 @@
 
 mod approvals;
 mod exec;
+mod hardening;
 mod harness;
 mod hostile;
 mod http;

@@ -67,22 +67,16 @@ pub(super) fn call(
     }
     if stack.len() >= MAX_DEPTH {
         diags.push(
-            Diagnostic::error(
-                "uses-invalid",
-                format!("{TOO_DEEP} {MAX_DEPTH} runbooks"),
-            )
-            .with_span(at, "too deep"),
+            Diagnostic::error("uses-invalid", format!("{TOO_DEEP} {MAX_DEPTH} runbooks"))
+                .with_span(at, "too deep"),
         );
         return None;
     }
     if EXPANDED.with(std::cell::Cell::get) > MAX_EXPANDED {
         diags.push(
-            Diagnostic::error(
-                "uses-invalid",
-                format!("{TOO_MANY} {MAX_EXPANDED} steps"),
-            )
-            .with_span(at, "too many steps")
-            .with_help("calls multiply: a runbook called N times inlines its steps N times"),
+            Diagnostic::error("uses-invalid", format!("{TOO_MANY} {MAX_EXPANDED} steps"))
+                .with_span(at, "too many steps")
+                .with_help("calls multiply: a runbook called N times inlines its steps N times"),
         );
         return None;
     }
@@ -103,8 +97,9 @@ pub(super) fn call(
     let child_root = match &loaded.root {
         Ok(Some(r)) => {
             // Each step this call inlines counts once (its own calls count where they are).
-            let own = steps_of(r)
-                .map_or(0, |s| s.iter().filter(|st| get(st, "uses").is_none()).count());
+            let own = steps_of(r).map_or(0, |s| {
+                s.iter().filter(|st| get(st, "uses").is_none()).count()
+            });
             EXPANDED.with(|c| c.set(c.get().saturating_add(own + 1)));
             stack.push((canon, display.clone()));
             let expanded = expand_in(r, &child_path, stack, &mut child_diags, &mut child_made);
