@@ -223,7 +223,7 @@ mod tests {
         assert!(p("http://h/a/@0@1?q", &[".", "."]).is_err());
         assert_eq!(
             p("http://h/a/@0.txt?q=@1", &["..", ".."]).ok(),
-            Some("http://h/a/%2E%2E.txt?q=..".into())
+            Some("http://h/a/%2E%2E.txt?q=%2E%2E".into())
         );
     }
 

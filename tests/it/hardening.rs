@@ -523,3 +523,25 @@ fn transcript_template_is_a_regular_bounded_file() {
     let raw = rb(&s, &["logs", "last", "--raw"]);
     assert!(raw.stdout.contains("x\u{1b}[2Jy"), "{:?}", raw.stdout);
 }
+
+/// A malformed `with:` template (`{{ `, `{{ v`, a trailing `{{`) is an error, not `()`.
+#[test]
+fn malformed_with_templates_are_refused() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("child.yaml"),
+        "runbook: child\nversion: 1\ninputs:\n  x: { required: true }\nsteps:\n  - id: a\n    run: echo {{ x }}\n",
+    )
+    .expect("write");
+    for with in ["'{{ '", "'{{ v'", "'a {{ v }} {{'", "'{{ }}'"] {
+        std::fs::write(
+            s.path("parent.yaml"),
+            format!(
+                "runbook: parent\nversion: 1\ninputs:\n  v: {{ default: val }}\nsteps:\n  - id: c\n    uses: child.yaml\n    with: {{ x: {with} }}\n"
+            ),
+        )
+        .expect("write");
+        let r = runbook(["validate", &s.path("parent.yaml").display().to_string()]).run();
+        assert_eq!(r.code, Some(2), "{with}: {}{}", r.stdout, r.stderr);
+    }
+}
