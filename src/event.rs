@@ -111,6 +111,9 @@ pub enum Event {
         /// What will run (rendered, secrets masked).
         preview: String,
         manual: bool,
+        /// A person confirms a manual rollback was done (`step` is then `ID (rollback)`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
     },
     GateWaiting {
         step: String,

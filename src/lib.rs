@@ -33,15 +33,20 @@
 //!   function (shared by plan and run), success rule (`expect.rs`) and readable results;
 //!   `hosts.rs` resolves `on:`, `context.rs` builds what templates see, `render.rs` is the
 //!   plan/run renderer seam.
-//! - `execute`: `scheduler.rs` (sole owner of run state), `lifecycle.rs` (one step's
+//! - `execute`: `scheduler.rs` (sole owner of run state), `executor.rs` (the `StepExecutor`
+//!   seam every step runs through; `lifecycle.rs` is the in-process one: one step's
 //!   attempts), `fanout.rs` (hosts and items), `gate.rs` (answers, incl. an
-//!   [`AnswerSource`] for remote ones), `unwind.rs` (LIFO rollback), `shared.rs` (the
-//!   emitter: the only way events, hence journal records, leave a run).
+//!   [`AnswerSource`] for remote ones, and manual rollbacks' confirmation), `unwind.rs` (LIFO
+//!   rollback), `shared.rs` (the emitter: the only way events, hence journal records, leave a
+//!   run).
 //! - `journal`: the hash-chained run journal, locks, remote answers, liveness, run state.
 //! - `session`: [`RunId`], `store.rs` (runs directory, finding a run), `prior.rs`.
 //! - `transcript`: transcripts and incident attachment.
 //! - `cli`: clap arguments, subcommands, console output, prompts.
 
+// `diagnostic`, `load` and `validate` are public for the integration tests' truncation test
+// (load → validate → render every cut of a file); everything else is reached through the
+// `pub use` set below.
 mod cli;
 pub mod diagnostic;
 mod event;

@@ -127,6 +127,8 @@ pub struct Host {
     /// Another declared host used as ProxyJump, or a literal `user@host:port`.
     pub jump: Option<Named>,
     pub known_hosts: Option<String>,
+    /// `vars:` — literal values `where:` and `order:` read as `host.vars.NAME`.
+    pub vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A named set of hosts.
@@ -210,6 +212,13 @@ pub struct Step {
     /// `uses:` — this step stands for a called runbook whose steps were inlined before it
     /// (ids `<this id>.<child id>`); it does nothing itself but carry the child's outputs.
     pub uses: Option<String>,
+    /// Which members of the `on:` group run, and in which order, decided at run time
+    /// (`on: { hosts, from }`, `where:`, `order:`).
+    pub targets: Targets,
+    /// Total time for the step: all attempts, retries and items (`timeout` is per attempt).
+    pub deadline: Option<Duration>,
+    /// `retry.when`: retry a failed attempt only when this is true over its result.
+    pub retry_when: Option<Tmpl>,
     /// Span of the whole step mapping.
     pub span: Range<usize>,
 }
@@ -302,6 +311,8 @@ pub enum HttpBody {
 #[derive(Debug, Clone)]
 pub struct HttpSpec {
     pub method: String,
+    /// `method: "{{ … }}"`: the method is rendered at run time (and checked then).
+    pub method_tmpl: Option<Tmpl>,
     pub url: Tmpl,
     pub headers: Vec<(String, Tmpl)>,
     pub query: Vec<(String, Tmpl)>,
@@ -364,4 +375,37 @@ pub struct ForEach {
     /// An expression evaluating to a list.
     pub items: Tmpl,
     pub until: Option<Tmpl>,
+    /// `on_item_failure: continue`: a failed item does not stop the loop (the step still
+    /// fails at the end).
+    pub continue_on_item_failure: bool,
+}
+
+/// Members of a group chosen at run time (see `docs/format.md`, "Targets at run time").
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// `on: { hosts: EXPR, from: GROUP }`: the members (names or addresses) the expression
+    /// gives; every one must be a member of the group.
+    pub hosts: Option<Tmpl>,
+    /// `where:` — keep the members for which this expression over `host` is true.
+    pub filter: Option<Tmpl>,
+    /// `order:` — the order in which the members run.
+    pub order: Option<Order>,
+}
+
+impl Targets {
+    pub fn is_runtime(&self) -> bool {
+        self.hosts.is_some() || self.filter.is_some() || self.order.is_some()
+    }
+}
+
+/// `order: { by, reverse, first, last }`.
+#[derive(Debug, Clone, Default)]
+pub struct Order {
+    /// A sort key: an expression over `host` (stable sort).
+    pub by: Option<Tmpl>,
+    pub reverse: bool,
+    /// Members (a name, an address, or a list of them) moved to the front, in that order.
+    pub first: Option<Tmpl>,
+    /// Members moved to the end, in that order (e.g. the leader last).
+    pub last: Option<Tmpl>,
 }

@@ -24,7 +24,10 @@ fn http() -> Value {
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "method": { "enum": ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST"] },
+            "method": { "oneOf": [
+                { "enum": ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST"] },
+                { "type": "string", "pattern": "\\{\\{", "description": "A template rendered at run time; must give one of the methods above" }
+            ] },
             "url": string(), "get": string(), "put": string(), "post": string(),
             "delete": string(), "patch": string(), "head": string(),
             "headers": string_map(), "query": string_map(),
@@ -105,7 +108,7 @@ fn step() -> Value {
         } ] } },
         "for_each": { "oneOf": [ string(), { "type": "array" }, {
             "type": "object", "additionalProperties": false, "required": ["items"],
-            "properties": { "items": {}, "until": string() }
+            "properties": { "items": {}, "until": string(), "on_item_failure": { "enum": ["stop", "continue"] } }
         } ] },
         "max_parallel": { "type": "integer", "minimum": 1 },
         "max_failures": { "oneOf": [ { "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+%$" } ] },
@@ -118,6 +121,34 @@ fn step() -> Value {
         "fail": { "type": "string", "description": "Fail the run here with this message (a template)" },
         "uses": { "type": "string", "description": "Call another runbook (path relative to this file); its steps run as part of this run" },
         "with": { "type": "object", "description": "Inputs of the called runbook (`uses`)" },
+        "on": { "oneOf": [
+            { "type": "string", "description": "A host or group; absent = local" },
+            { "type": "object", "additionalProperties": false, "required": ["from"],
+              "description": "Members of a group chosen at run time",
+              "properties": {
+                "hosts": { "description": "Expression giving member names or addresses (a list, or one string)" },
+                "from": { "type": "string", "description": "The declared group they must belong to" }
+              } }
+        ] },
+        "where": { "type": "string", "description": "Expression over `host` (name, address, user, port, vars): keep the members for which it is true" },
+        "order": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "by": { "type": "string", "description": "Sort key: an expression over `host`" },
+                "reverse": { "type": "boolean" },
+                "first": { "description": "Members (names or addresses; an expression) run first" },
+                "last": { "description": "Members (names or addresses; an expression) run last, e.g. the leader" }
+            }
+        },
+        "deadline": duration(),
+        "retry": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "retries": { "type": "integer", "minimum": 0, "maximum": 100 },
+                "backoff": duration(),
+                "when": { "type": "string", "description": "Expression over the failed attempt's result: retry only when true" }
+            }
+        },
         "rollback": { "oneOf": [ string(), { "type": "object", "additionalProperties": false, "properties": Value::Object(body_properties()) } ] }
     });
     if let Value::Object(m) = extra {
@@ -167,7 +198,8 @@ pub(crate) fn schema() -> Value {
                     "properties": {
                         "address": string(), "user": string(),
                         "port": { "type": "integer", "minimum": 1, "maximum": 65535 },
-                        "identity_file": string(), "jump": string(), "known_hosts": string()
+                        "identity_file": string(), "jump": string(), "known_hosts": string(),
+                        "vars": { "type": "object", "description": "Literal values `where:`/`order:` read as host.vars.NAME" }
                     }
                 }
             },

@@ -264,7 +264,62 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             }
         ),
     );
-    let state = match &v.state {
+    kv("state", state_text(v, rb));
+    // Steps: the runbook's order and titles when it can be read, else the journal's. Titles
+    // are rendered with the inputs as the journal shows them (secrets masked there).
+    let ctx = title_context(v);
+    let tpl = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
+    out.push_str(&steps_table(v, rb, &tpl, &ctx));
+    if !v.answers.is_empty() {
+        out.push_str("\nAnswers:\n");
+        for (step, d, user, comment) in &v.answers {
+            let c = comment
+                .as_deref()
+                .map(|c| format!(" — \"{c}\""))
+                .unwrap_or_default();
+            out.push_str(&format!("  {step}: {d} by {user}{c}\n"));
+        }
+    }
+    if !v.unrun_rollbacks.is_empty() {
+        out.push_str("\nUndos not done (newest first; `runbook rollback` runs them):\n");
+        for (step, why) in &v.unrun_rollbacks {
+            let cmd = rb
+                .and_then(|rb| rb.step(step))
+                .and_then(|s| s.rollback.as_ref())
+                .map(|b| rollback_preview(b, &tpl, &ctx))
+                .unwrap_or_default();
+            out.push_str(&format!("  {step}: {why}{cmd}\n"));
+        }
+    }
+    if matches!(v.state, RunState::Interrupted) {
+        let doubt: std::collections::HashSet<String> = v
+            .steps
+            .iter()
+            .filter(|s| s.status == "in-doubt")
+            .map(|s| s.id.clone())
+            .collect();
+        let orphans = crate::runner::local::orphaned_processes(&v.run_id, &doubt);
+        if !orphans.is_empty() {
+            out.push_str(
+                "\nStill running, started by the killed engine (resume waits for them):\n",
+            );
+            for (step, pgid, _) in orphans {
+                out.push_str(&format!(
+                    "  {step}: process group {pgid}   (stop it: kill -TERM -- -{pgid})\n"
+                ));
+            }
+        }
+    }
+    out.push_str("\nNext:\n");
+    for c in next_commands(v, runs) {
+        out.push_str(&format!("  {c}\n"));
+    }
+    out
+}
+
+/// The `state` line of `runbook show` (with `who` and `how` lines at a gate).
+fn state_text(v: &RunView, rb: Option<&Runbook>) -> String {
+    match &v.state {
         RunState::Running { engine } => format!(
             "running for {} (engine pid {}, {}@{})",
             human(duration(v)),
@@ -338,11 +393,12 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             "finished: {status} (exit {exit_code}) after {} — {reason}",
             human(duration(v))
         ),
-    };
-    kv("state", state);
-    // Steps: the runbook's order and titles when it can be read, else the journal's. Titles
-    // are rendered with the inputs as the journal shows them (secrets masked there).
-    let ctx = {
+    }
+}
+
+/// What step titles see: the inputs as the journal shows them (secrets masked there).
+fn title_context(v: &RunView) -> minijinja::Value {
+    {
         let entries: Vec<(String, minijinja::Value)> = v
             .inputs
             .iter()
@@ -351,8 +407,18 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         let mut all = entries.clone();
         all.push(("inputs".into(), crate::template::map(entries)));
         crate::template::map(all)
-    };
-    let tpl = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
+    }
+}
+
+/// The steps of `runbook show`: the runbook's order and titles when it can be read, else
+/// the journal's.
+fn steps_table(
+    v: &RunView,
+    rb: Option<&Runbook>,
+    tpl: &crate::template::Templates,
+    ctx: &minijinja::Value,
+) -> String {
+    let mut out = String::new();
     let mut ids: Vec<(String, String)> = match rb {
         Some(rb) => rb
             .steps
@@ -360,7 +426,7 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
             .chain(rb.finally.iter())
             .map(|s| {
                 let title = s.title.as_ref().map_or(String::new(), |t| {
-                    tpl.render(&t.src, &ctx, crate::template::Target::Text)
+                    tpl.render(&t.src, ctx, crate::template::Target::Text)
                         .unwrap_or_else(|_| t.src.clone())
                 });
                 (s.id.name.clone(), title)
@@ -401,50 +467,6 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
     for (id, status, time, note) in rows {
         out.push_str(format!("{id:<w$}  {status:<11}  {time:>7}  {note}").trim_end());
         out.push('\n');
-    }
-    if !v.answers.is_empty() {
-        out.push_str("\nAnswers:\n");
-        for (step, d, user, comment) in &v.answers {
-            let c = comment
-                .as_deref()
-                .map(|c| format!(" — \"{c}\""))
-                .unwrap_or_default();
-            out.push_str(&format!("  {step}: {d} by {user}{c}\n"));
-        }
-    }
-    if !v.unrun_rollbacks.is_empty() {
-        out.push_str("\nUndos not done (newest first; `runbook rollback` runs them):\n");
-        for (step, why) in &v.unrun_rollbacks {
-            let cmd = rb
-                .and_then(|rb| rb.step(step))
-                .and_then(|s| s.rollback.as_ref())
-                .map(|b| rollback_preview(b, &tpl, &ctx))
-                .unwrap_or_default();
-            out.push_str(&format!("  {step}: {why}{cmd}\n"));
-        }
-    }
-    if matches!(v.state, RunState::Interrupted) {
-        let doubt: std::collections::HashSet<String> = v
-            .steps
-            .iter()
-            .filter(|s| s.status == "in-doubt")
-            .map(|s| s.id.clone())
-            .collect();
-        let orphans = crate::runner::local::orphaned_processes(&v.run_id, &doubt);
-        if !orphans.is_empty() {
-            out.push_str(
-                "\nStill running, started by the killed engine (resume waits for them):\n",
-            );
-            for (step, pgid, _) in orphans {
-                out.push_str(&format!(
-                    "  {step}: process group {pgid}   (stop it: kill -TERM -- -{pgid})\n"
-                ));
-            }
-        }
-    }
-    out.push_str("\nNext:\n");
-    for c in next_commands(v, runs) {
-        out.push_str(&format!("  {c}\n"));
     }
     out
 }

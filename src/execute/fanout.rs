@@ -23,6 +23,8 @@ pub(super) struct Unit {
     pub(super) index: usize,
     /// The step has several items (their logs are told apart).
     pub(super) many: bool,
+    /// When the step's `deadline` passes (all attempts and items).
+    pub(super) deadline: Option<std::time::Instant>,
 }
 
 /// How one item ended (on all its hosts).
@@ -117,7 +119,9 @@ pub(super) async fn run_item(sh: &Arc<Shared>, step: &Step, unit: Unit) -> ItemO
     let ctx = sh.ctx().with(unit.extra.clone());
     let targets = match &step.body.on {
         None => None,
-        Some(on) => match hosts::ssh_targets(&sh.env, on, &ctx) {
+        Some(on) => match hosts::ssh_targets(&sh.env, on, &ctx)
+            .and_then(|all| crate::step::targets::select(&sh.env, step, all, &unit.extra))
+        {
             Ok(t) => Some(t),
             Err(e) => {
                 return ItemOutcome {
@@ -138,7 +142,13 @@ pub(super) async fn run_item(sh: &Arc<Shared>, step: &Step, unit: Unit) -> ItemO
         return ItemOutcome::of(a, Vec::new());
     };
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-    if targets.len() == 1 {
+    // A group's result is always per host (`hosts.<h>`), even with one member chosen.
+    let group = step
+        .body
+        .on
+        .as_ref()
+        .is_some_and(|o| sh.env.rb.group(&o.name).is_some());
+    if targets.len() == 1 && !group {
         let a = attempts(sh, step, &unit, targets.into_iter().next()).await;
         return ItemOutcome::of(a, names);
     }

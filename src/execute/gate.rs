@@ -59,6 +59,24 @@ fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
                 .collect()
         })
         .unwrap_or_default();
+    // Hosts chosen at run time: the ones the run will use, when they can be known now.
+    let targets = match &step.body.on {
+        Some(on) if step.targets.is_runtime() => {
+            let live = sh.ctx().with(vec![]);
+            crate::step::hosts::ssh_targets(&sh.env, on, &live)
+                .and_then(|all| crate::step::targets::select(&sh.env, step, all, &[]))
+                .map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            let d = crate::fmt::destination(t.user.as_deref(), &t.address, t.port);
+                            format!("{} ({d})", t.name)
+                        })
+                        .collect()
+                })
+                .unwrap_or(targets)
+        }
+        _ => targets,
+    };
     let action = crate::plan::plan_action(
         &sh.mask,
         &step.body.action,
@@ -91,6 +109,7 @@ pub(super) async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option
         targets: targets.clone(),
         preview: preview.clone(),
         manual,
+        rollback: false,
     });
     let gate = if manual { None } else { step.confirm.as_ref() };
     let rule = Rule {
@@ -167,6 +186,54 @@ pub(super) async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option
         });
     }
     wait_remote(sh, remote, &id, &rule, approvers, limit).await
+}
+
+/// The gate that confirms step `id`'s manual rollback: its name in events, prompts and
+/// answers given in advance (`--approve 'ID (rollback)'`, or the answers file).
+pub(super) fn rollback_gate(id: &str) -> String {
+    format!("{id} (rollback)")
+}
+
+/// Asks a person to confirm that step `i`'s manual rollback was done, through the gate path:
+/// an answer given in advance, else the terminal. Both the question and the answer are
+/// events, hence journaled. `None`: nobody can answer here (no terminal and no answer given
+/// in advance; answers from elsewhere are not taken for a rollback): not confirmed.
+pub(super) async fn ask_rollback(sh: &Shared, i: usize, message: String) -> Option<Decision> {
+    let id = rollback_gate(&sh.step(i).id.name);
+    let answered = preanswered(sh, &id, true);
+    if answered.is_none() && sh.services.prompter.is_none() {
+        return None;
+    }
+    sh.emit(Event::GateAsked {
+        step: id.clone(),
+        message: message.clone(),
+        targets: vec![],
+        preview: String::new(),
+        manual: true,
+        rollback: true,
+    });
+    let (decision, by) = match answered {
+        Some(a) => a,
+        None => {
+            let req = GateRequest {
+                step: id.clone(),
+                message: sh.env.redactor.text(&message),
+                targets: vec![],
+                preview: String::new(),
+                manual: true,
+            };
+            prompt(sh, req).await.0?
+        }
+    };
+    sh.emit(Event::GateAnswered {
+        step: id,
+        decision,
+        user: sh.opts.user.clone(),
+        from_host: sh.opts.host.clone(),
+        by,
+        comment: None,
+    });
+    Some(decision)
 }
 
 /// Sets a prompt's stop flag when dropped, so an abandoned prompt gives up.

@@ -55,10 +55,12 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         && step.body.on.is_none()
         && step.for_each.as_ref().is_some_and(|fe| fe.until.is_none())
         && items.len() > 1;
+    // `deadline`: all attempts and items of the step, from its start.
+    let deadline = step.deadline.map(|d| t0 + d);
     let mut done = if concurrent {
-        concurrent_items(&sh, &step, &items).await
+        concurrent_items(&sh, &step, &items, deadline).await
     } else {
-        sequential_items(&sh, &step, &items).await
+        sequential_items(&sh, &step, &items, deadline).await
     };
     let run = StepRun {
         operator: done.operator,
@@ -220,16 +222,30 @@ pub(super) fn item_vars(item: &Option<Value>, k: usize) -> Vec<(String, Value)> 
 }
 
 /// Runs items `max_parallel` at once; the first failure stops new items from starting.
-async fn concurrent_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]) -> ItemsRun {
+async fn concurrent_items(
+    sh: &Arc<Shared>,
+    step: &Step,
+    items: &[Option<Value>],
+    deadline: Option<Instant>,
+) -> ItemsRun {
     let limit = step.max_parallel.unwrap_or(1) as usize;
     let mut set: JoinSet<(usize, ItemOutcome)> = JoinSet::new();
     let mut results: Vec<Option<serde_json::Value>> = vec![None; items.len()];
     let mut out = ItemsRun::new();
     let mut next = 0;
+    // `on_item_failure: continue`: failed items do not stop new ones (an operator's answer does).
+    let go_on = step
+        .for_each
+        .as_ref()
+        .is_some_and(|fe| fe.continue_on_item_failure);
     loop {
         while set.len() < limit
             && next < items.len()
-            && out.status == StepStatus::Succeeded
+            && (out.status == StepStatus::Succeeded
+                || (go_on
+                    && deadline.is_none_or(|d| Instant::now() < d)
+                    && out.operator.is_none()
+                    && matches!(out.status, StepStatus::Failed | StepStatus::TimedOut)))
             && !sh.cancel.is_cancelled()
         {
             let k = next;
@@ -247,6 +263,7 @@ async fn concurrent_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
                     label,
                     index: k,
                     many: true,
+                    deadline,
                 };
                 let out = fanout::run_item(&sh2, &step2, unit).await;
                 fanout::unit_finished(&sh2, &step2.id.name, k, None, out.status, &out.result);
@@ -276,7 +293,12 @@ async fn concurrent_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
 }
 
 /// Runs items one after the other, until one fails or `for_each.until` holds.
-async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]) -> ItemsRun {
+async fn sequential_items(
+    sh: &Arc<Shared>,
+    step: &Step,
+    items: &[Option<Value>],
+    deadline: Option<Instant>,
+) -> ItemsRun {
     let mut out = ItemsRun::new();
     for (k, item) in items.iter().enumerate() {
         if sh.cancel.is_cancelled() {
@@ -295,6 +317,7 @@ async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
                     label: item.as_ref().map(|v| sh.env.redactor.text(&v.to_string())),
                     index: k,
                     many: items.len() > 1,
+                    deadline,
                 };
                 let o = fanout::run_item(sh, step, unit).await;
                 if step.for_each.is_some() {
@@ -309,9 +332,23 @@ async fn sequential_items(sh: &Arc<Shared>, step: &Step, items: &[Option<Value>]
             out.succeeded.push(k);
         }
         if o.status != StepStatus::Succeeded {
-            out.status = o.status;
-            out.error = o.error;
-            out.operator = o.operator;
+            // `on_item_failure: continue`: the next items still run; the step fails at the
+            // end with the first item's error. An operator's answer or a cancellation stops.
+            let go_on = step
+                .for_each
+                .as_ref()
+                .is_some_and(|fe| fe.continue_on_item_failure)
+                && o.operator.is_none()
+                && matches!(o.status, StepStatus::Failed | StepStatus::TimedOut)
+                && deadline.is_none_or(|d| Instant::now() < d);
+            if out.status == StepStatus::Succeeded {
+                out.status = o.status;
+                out.error = o.error;
+                out.operator = o.operator;
+            }
+            if go_on {
+                continue;
+            }
             break;
         }
         if let Some(u) = step.for_each.as_ref().and_then(|fe| fe.until.as_ref()) {
@@ -446,9 +483,22 @@ pub(super) async fn attempts(
         if attempt > 1 {
             log.push_str(&format!(".try{attempt}"));
         }
+        let left = unit
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            let a = super::deadline::passed(step, attempt - 1, None);
+            if let Some(h) = &host_name
+                && step.body.on.is_some()
+            {
+                host_finished(sh, step, h, &a);
+            }
+            return a;
+        }
+        let clamped = left.map(|l| super::deadline::clamp(&step.body, l));
         let call = Call {
             step,
-            body: &step.body,
+            body: clamped.as_ref().unwrap_or(&step.body),
             extra,
             target: target.clone(),
             item: unit.label.clone(),
@@ -457,17 +507,32 @@ pub(super) async fn attempts(
             cancel: sh.cancel.clone(),
         };
         let a = crate::step::run_body(&sh.env, &call).await;
+        let retry_extra = call.extra.clone();
         let a = if a.status == StepStatus::Succeeded {
             crate::step::expect::check_expect(&sh.env, step, &step.body, a, call.extra)
         } else {
             a
         };
+        let (a, stop) = super::deadline::after_attempt(sh, step, unit, a, retry_extra, attempt);
         if a.status == StepStatus::Succeeded
+            || stop
             || attempt >= max
             || a.operator.is_some()
             || a.status == StepStatus::Cancelled
             || sh.cancel.is_cancelled()
         {
+            if let Some(h) = &host_name
+                && step.body.on.is_some()
+            {
+                host_finished(sh, step, h, &a);
+            }
+            return a;
+        }
+        if let Some(d) = unit.deadline
+            && Instant::now() + delay >= d
+        {
+            // The pause would outlast the deadline: fail now, naming it.
+            let a = super::deadline::passed(step, attempt, Some(&a));
             if let Some(h) = &host_name
                 && step.body.on.is_some()
             {

@@ -10,6 +10,7 @@
 //! reach the journal); it prints nothing itself and knows nothing of the journal or the CLI:
 //! remote answers arrive through an [`AnswerSource`].
 
+mod deadline;
 mod executor;
 mod fanout;
 mod gate;

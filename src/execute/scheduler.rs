@@ -261,7 +261,10 @@ impl Scheduler {
             matches!(
                 self.state[d],
                 Some(StepStatus::Succeeded | StepStatus::Skipped)
-            ) || (self.state[d] == Some(StepStatus::Failed) && self.rb.steps[d].continue_on_failure)
+            ) || (matches!(
+                self.state[d],
+                Some(StepStatus::Failed | StepStatus::TimedOut)
+            ) && self.rb.steps[d].continue_on_failure)
         })
     }
 
@@ -382,7 +385,9 @@ impl Scheduler {
         {
             self.keep_changes = Some(step.id.name.clone());
         }
-        if self.stop.is_some() || (run.status == StepStatus::Failed && step.continue_on_failure) {
+        // A timed-out step (its `timeout` or `deadline`) failed too.
+        let failed = matches!(run.status, StepStatus::Failed | StepStatus::TimedOut);
+        if self.stop.is_some() || (failed && step.continue_on_failure) {
             return;
         }
         let why = run

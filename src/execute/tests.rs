@@ -485,8 +485,9 @@ impl StepExecutor for Scripted {
     }
 }
 
-/// Runs `yaml` with `Scripted` as the step executor (rollbacks go to the fake runner).
-async fn run_scripted(yaml: &str) -> (Run, Vec<String>) {
+/// Runs `yaml` with `Scripted` as the step executor (rollbacks go to the fake runner), with
+/// `--approve` for each of `approve`.
+async fn run_scripted(yaml: &str, approve: &[&str]) -> (Run, Vec<String>) {
     let rb = runbook(yaml);
     let inputs =
         crate::inputs::resolve(&rb, &crate::inputs::Provided::default(), None).expect("inputs");
@@ -500,10 +501,12 @@ async fn run_scripted(yaml: &str) -> (Run, Vec<String>) {
     let observers: Vec<Box<dyn Observer>> = vec![Box::new(Collect(events.clone()))];
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let prior = Prior::default();
+    let mut opts = options(dir.path(), 4);
+    opts.answers.approve = approve.iter().map(|s| s.to_string()).collect();
     let mut shared = Shared::new(
         Arc::new(rb),
         Arc::new(inputs),
-        options(dir.path(), 4),
+        opts,
         observers,
         services,
         Cancel(cancel_rx),
@@ -541,6 +544,7 @@ steps:
 finally:
   - { id: fin, run: echo fin }
 "#,
+        &[],
     )
     .await;
     // Wave order, the failed step's dependent never handed over, `finally` last.
@@ -553,4 +557,45 @@ finally:
     // Nothing of the main steps reached the command runner: only the unwinding did.
     assert_eq!(r.commands(), ["undo a"]);
     assert_eq!(r.rollbacks(), [("a".to_string(), StepStatus::Succeeded)]);
+}
+
+const MANUAL_UNDO: &str = r#"
+runbook: by-hand
+version: 1
+steps:
+  - { id: a, run: echo a, rollback: { manual: "put the disk back in {{ run.id }}" } }
+  - { id: bad, run: echo bad, needs: [a] }
+"#;
+
+#[tokio::test]
+async fn a_manual_rollback_is_confirmed_through_the_gate_and_journaled() {
+    let (r, _) = run_scripted(MANUAL_UNDO, &["a (rollback)"]).await;
+    assert_eq!(r.rollbacks(), [("a".to_string(), StepStatus::Succeeded)]);
+    let asked = r.events.iter().any(|e| {
+        matches!(e, Event::GateAsked { step, manual: true, rollback: true, message, .. }
+            if step == "a (rollback)" && message == "put the disk back in 0123456789abcdef")
+    });
+    assert!(asked, "{:?}", r.events);
+    let answered = r.events.iter().any(|e| {
+        matches!(e, Event::GateAnswered { step, decision: crate::event::Decision::Approved,
+            by: crate::event::AnsweredBy::ApproveFlag, .. } if step == "a (rollback)")
+    });
+    assert!(answered, "{:?}", r.events);
+    // `--approve a` answers the step's own gate, not its undo; `--yes` neither.
+    let (r, _) = run_scripted(MANUAL_UNDO, &["a"]).await;
+    assert_eq!(r.rollbacks(), [("a".to_string(), StepStatus::Failed)]);
+    assert_eq!(r.outcome.status, ExitStatus::RollbackIncomplete);
+}
+
+#[tokio::test]
+async fn a_manual_rollback_nobody_can_confirm_is_not_done_and_asks_nothing() {
+    let (r, _) = run_scripted(MANUAL_UNDO, &[]).await;
+    assert_eq!(r.rollbacks(), [("a".to_string(), StepStatus::Failed)]);
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| matches!(e, Event::GateAsked { .. } | Event::GateAnswered { .. })),
+        "{:?}",
+        r.events
+    );
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::gate::WithdrawOnDrop;
 use super::scheduler::Signals;
 use super::shared::{Shared, StopKind};
-use super::{GateRequest, Prior, RollbackSummary};
+use super::{Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
 use minijinja::value::Value;
 
@@ -237,7 +237,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             },
             Action::Http(h) => http::run_http(env, &call, h, &ctx, true).await,
             Action::Wait(w) => wait::run_wait(env, &call, w).await,
-            Action::Manual(_) | Action::Checkpoint => confirm_by_hand(sh, &step, &body, &ctx).await,
+            Action::Manual(_) | Action::Checkpoint => confirm_by_hand(sh, i, &body, &ctx).await,
             Action::Fail(_) => Attempt::failed(StepError::new(
                 K::Expectation,
                 "a rollback cannot be `fail`",
@@ -317,10 +317,12 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
         && let Some(done) = completed_list(sh, step, "hosts_succeeded")
     {
         let names: Vec<String> = done.iter().map(|v| v.to_string()).collect();
-        let ran_on: Vec<SshTarget> = resolve(on)?
+        let mut ran_on: Vec<SshTarget> = resolve(on)?
             .into_iter()
             .filter(|t| names.contains(&t.name))
             .collect();
+        // In the order they ran (`order:` may differ from the group's).
+        ran_on.sort_by_key(|t| names.iter().position(|n| *n == t.name));
         let mut out = Vec::new();
         for h in ran_on.iter().rev() {
             let extra = vec![("host".to_string(), host_var(h))];
@@ -348,30 +350,16 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
         .collect())
 }
 
-/// A manual rollback: a person confirms it was done (declined without a terminal).
-async fn confirm_by_hand(sh: &Shared, step: &Step, body: &Body, ctx: &Value) -> Attempt {
-    let decision = match &sh.services.prompter {
-        Some(p) => {
-            let p = p.clone();
-            let message = match &body.action {
-                Action::Manual(m) => {
-                    render(&sh.env, m, ctx, Target::Text, "manual").unwrap_or_default()
-                }
-                _ => String::new(),
-            };
-            let req = GateRequest {
-                step: format!("{} (rollback)", step.id.name),
-                message,
-                targets: vec![],
-                preview: String::new(),
-                manual: true,
-            };
-            tokio::task::spawn_blocking(move || p.ask(&req))
-                .await
-                .unwrap_or(Decision::Aborted)
-        }
-        None => Decision::Declined,
+/// A manual rollback: a person confirms it was done, through the gate path (declined when
+/// nobody can answer).
+async fn confirm_by_hand(sh: &Shared, i: usize, body: &Body, ctx: &Value) -> Attempt {
+    let message = match &body.action {
+        Action::Manual(m) => render(&sh.env, m, ctx, Target::Text, "manual").unwrap_or_default(),
+        _ => String::new(),
     };
+    let decision = super::gate::ask_rollback(sh, i, message)
+        .await
+        .unwrap_or(Decision::Declined);
     if decision == Decision::Approved {
         Attempt::succeeded(serde_json::Value::Null)
     } else {

@@ -131,7 +131,7 @@ fn set_status(steps: &mut Vec<StepView>, id: &str, status: &str) -> usize {
 
 /// The view from records and the engine lock's holder (pure: tested without processes).
 pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHolder>) -> RunView {
-    let mut v = RunView {
+    let v = RunView {
         run_id: run_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -150,13 +150,50 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
         unrun_rollbacks: Vec::new(),
         answers: Vec::new(),
     };
-    // Gates asked and not yet settled: step → (since, how to answer).
-    let mut pending: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
-    let mut finished: Option<(String, u8, String, bool)> = None;
-    let mut first_at: Option<jiff::Timestamp> = None;
+    let mut fold = Fold {
+        v,
+        pending: BTreeMap::new(),
+        finished: None,
+        first_at: None,
+        rollback_gates: Default::default(),
+    };
     for r in records {
-        let at = &r.stamped.at;
-        match &r.stamped.event {
+        fold.record(&r.stamped.at, &r.stamped.event);
+    }
+    fold.settle(engine)
+}
+
+/// A run's view while its records are read.
+struct Fold {
+    v: RunView,
+    /// Gates asked and not yet settled: step → (since, how to answer).
+    pending: BTreeMap<String, (String, Option<String>)>,
+    /// How the run finished (status, exit code, reason, resumable), if it did.
+    finished: Option<(String, u8, String, bool)>,
+    first_at: Option<jiff::Timestamp>,
+    /// Gates that confirm a manual rollback (not steps).
+    rollback_gates: std::collections::HashSet<String>,
+}
+
+impl Fold {
+    /// One record, stamped `at`.
+    fn record(&mut self, at: &str, event: &Event) {
+        if matches!(
+            event,
+            Event::RollbackNotRun { .. }
+                | Event::RollbackFinished { .. }
+                | Event::RunFinished { .. }
+        ) {
+            return self.ending(at, event);
+        }
+        let Fold {
+            v,
+            pending,
+            finished,
+            first_at,
+            rollback_gates,
+        } = self;
+        match event {
             Event::RunStarted {
                 runbook,
                 file,
@@ -170,17 +207,22 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
                 v.user = user.clone();
                 v.host = host.clone();
                 v.inputs = inputs.clone();
-                v.started = at.clone();
-                first_at = at.parse().ok();
+                v.started = at.to_string();
+                *first_at = at.parse().ok();
             }
             Event::RunResumed { .. } => {
-                finished = None;
+                *finished = None;
                 v.ended = None;
                 pending.clear();
             }
-            Event::GateAsked { step, .. } => {
-                pending.insert(step.clone(), (at.clone(), None));
-                set_status(&mut v.steps, step, "waiting");
+            Event::GateAsked { step, rollback, .. } => {
+                pending.insert(step.clone(), (at.to_string(), None));
+                // A manual rollback's confirmation (`ID (rollback)`) is not a step.
+                if *rollback {
+                    rollback_gates.insert(step.clone());
+                } else {
+                    set_status(&mut v.steps, step, "waiting");
+                }
             }
             Event::GateWaiting {
                 step,
@@ -188,7 +230,7 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
             } => {
                 pending
                     .entry(step.clone())
-                    .or_insert_with(|| (at.clone(), None))
+                    .or_insert_with(|| (at.to_string(), None))
                     .1 = Some(how_to_answer.clone());
                 set_status(&mut v.steps, step, "waiting");
             }
@@ -208,7 +250,7 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
                 v.answers
                     .push((step.clone(), word.into(), user.clone(), comment.clone()));
                 // A gate said no: the step did not run because of that answer.
-                if *decision != Decision::Approved {
+                if *decision != Decision::Approved && !rollback_gates.contains(step) {
                     set_status(&mut v.steps, step, word);
                 }
             }
@@ -241,6 +283,19 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
                 v.steps[i].duration_ms = Some(*duration_ms);
                 v.steps[i].error = error.clone();
             }
+            _ => {}
+        }
+    }
+
+    /// The unwinding's records and the run's end.
+    fn ending(&mut self, at: &str, event: &Event) {
+        let Fold {
+            v,
+            finished,
+            first_at,
+            ..
+        } = self;
+        match event {
             Event::RollbackNotRun { step, reason } => {
                 v.unrun_rollbacks.push((step.clone(), reason.clone()));
             }
@@ -271,9 +326,9 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                finished = Some((word, *exit_code, reason.clone(), *resumable));
-                v.ended = Some(at.clone());
-                v.duration_ms = match (first_at, at.parse::<jiff::Timestamp>().ok()) {
+                *finished = Some((word, *exit_code, reason.clone(), *resumable));
+                v.ended = Some(at.to_string());
+                v.duration_ms = match (*first_at, at.parse::<jiff::Timestamp>().ok()) {
                     (Some(a), Some(b)) => Some(
                         b.duration_since(a)
                             .as_millis()
@@ -286,48 +341,58 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
             _ => {}
         }
     }
-    v.state = match (finished, engine) {
-        // Stopped because the journal could not be written (exit 5): resumable once it can.
-        (Some((_, code, _, true)), None)
-            if code == crate::exit::ExitStatus::EngineFailed.code() =>
-        {
-            RunState::Interrupted
-        }
-        (Some((_, _, _, true)), _) => RunState::Paused {
-            gate: pending.keys().next_back().cloned(),
-        },
-        (Some((status, exit_code, reason, false)), _) => RunState::Finished {
-            status,
-            exit_code,
-            reason,
-        },
-        (None, Some(engine)) => match pending.iter().max_by(|a, b| a.1.0.cmp(&b.1.0)) {
-            Some((gate, (since, how))) => RunState::Waiting {
-                engine,
-                gate: gate.clone(),
-                since: since.clone(),
-                how: how.clone(),
+
+    /// Where the run stands once every record is read, given who holds its engine lock.
+    fn settle(self, engine: Option<LiveHolder>) -> RunView {
+        let Fold {
+            mut v,
+            pending,
+            finished,
+            ..
+        } = self;
+        v.state = match (finished, engine) {
+            // Stopped because the journal could not be written (exit 5): resumable once it can.
+            (Some((_, code, _, true)), None)
+                if code == crate::exit::ExitStatus::EngineFailed.code() =>
+            {
+                RunState::Interrupted
+            }
+            (Some((_, _, _, true)), _) => RunState::Paused {
+                gate: pending.keys().next_back().cloned(),
             },
-            None => RunState::Running { engine },
-        },
-        (None, None) if v.started.is_empty() => RunState::Damaged,
-        (None, None) => RunState::Interrupted,
-    };
-    if !matches!(v.state, RunState::Paused { .. } | RunState::Waiting { .. }) {
-        for s in &mut v.steps {
-            if s.status == "waiting" {
-                s.status = "not-run".into();
+            (Some((status, exit_code, reason, false)), _) => RunState::Finished {
+                status,
+                exit_code,
+                reason,
+            },
+            (None, Some(engine)) => match pending.iter().max_by(|a, b| a.1.0.cmp(&b.1.0)) {
+                Some((gate, (since, how))) => RunState::Waiting {
+                    engine,
+                    gate: gate.clone(),
+                    since: since.clone(),
+                    how: how.clone(),
+                },
+                None => RunState::Running { engine },
+            },
+            (None, None) if v.started.is_empty() => RunState::Damaged,
+            (None, None) => RunState::Interrupted,
+        };
+        if !matches!(v.state, RunState::Paused { .. } | RunState::Waiting { .. }) {
+            for s in &mut v.steps {
+                if s.status == "waiting" {
+                    s.status = "not-run".into();
+                }
             }
         }
-    }
-    if matches!(v.state, RunState::Interrupted) {
-        for s in &mut v.steps {
-            if s.status == "running" {
-                s.status = "in-doubt".into();
+        if matches!(v.state, RunState::Interrupted) {
+            for s in &mut v.steps {
+                if s.status == "running" {
+                    s.status = "in-doubt".into();
+                }
             }
         }
+        v
     }
-    v
 }
 
 /// Every run under `runs_dir`, oldest first by start time (then by id), so the newest is last

@@ -159,12 +159,8 @@ fn syntax_help(src: &str, at: usize) -> &'static str {
 pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
     let offsets = Offsets::new(src);
     let mut diags = Vec::new();
-    let mut stack: Vec<Open> = Vec::new();
-    let mut anchors: Vec<Option<Node>> = Vec::new();
-    let mut root: Option<Node> = None;
+    let mut tree = Tree::default();
     let mut documents = 0usize;
-    let mut total_nodes = 0usize;
-    let mut alias_bytes = 0usize;
 
     for item in Parser::new_from_str(src) {
         let (event, span) = match item {
@@ -181,11 +177,11 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
             }
         };
         let range = offsets.range(span);
-        let finished: Option<(Node, usize)> = match event {
+        let finished: Result<Option<(Node, usize)>, Box<Diagnostic>> = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    diags.push(
+                    Err(Box::new(
                         Diagnostic::error(
                             "multiple-documents",
                             "a runbook file holds exactly one YAML document",
@@ -195,12 +191,12 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                             "a second document starts here",
                         )
                         .with_help("put each runbook in its own file"),
-                    );
-                    return Err(diags);
+                    ))
+                } else {
+                    Ok(None)
                 }
-                None
             }
-            Event::Scalar(text, style, anchor, _tag) => Some((
+            Event::Scalar(text, style, anchor, _tag) => Ok(Some((
                 Node {
                     kind: NodeKind::Scalar {
                         text: text.into_owned(),
@@ -209,143 +205,178 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                     span: scalar_range(src, range, style),
                 },
                 anchor,
-            )),
-            Event::Alias(id) => match anchors.get(id).and_then(Option::as_ref) {
-                Some(anchored) => {
-                    total_nodes += anchored.weight();
-                    alias_bytes += anchored.text_bytes();
-                    if alias_bytes > MAX_ALIAS_BYTES {
-                        diags.push(
-                            Diagnostic::error(
-                                "alias-expansion",
-                                "aliases expand this document beyond 32 MiB of text",
-                            )
-                            .with_span(range, "this alias")
-                            .with_help("a runbook never needs this much text; this looks like an alias bomb"),
-                        );
-                        return Err(diags);
-                    }
-                    if total_nodes > MAX_NODES {
-                        diags.push(
-                            Diagnostic::error(
-                                "alias-expansion",
-                                "aliases expand this document beyond 1,000,000 values",
-                            )
-                            .with_span(range, "this alias")
-                            .with_help("a runbook never needs this many values; this looks like an alias bomb"),
-                        );
-                        return Err(diags);
-                    }
-                    let mut node = anchored.clone();
-                    node.span = range;
-                    Some((node, 0))
-                }
-                None => {
-                    diags.push(
-                        Diagnostic::error("yaml-syntax", "alias refers to an unknown anchor")
-                            .with_span(range, "unknown anchor"),
-                    );
-                    return Err(diags);
-                }
-            },
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if stack.len() >= MAX_DEPTH {
-                    diags.push(
-                        Diagnostic::error(
-                            "nesting-too-deep",
-                            format!("values are nested more than {MAX_DEPTH} levels deep"),
-                        )
-                        .with_span(range, "too deep here")
-                        .with_help("a runbook is a few levels deep; flatten this structure"),
-                    );
-                    return Err(diags);
-                }
-                stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Open::Seq {
-                        start: range.start,
-                        anchor,
-                        items: Vec::new(),
-                    }
-                } else {
-                    Open::Map {
-                        start: range.start,
-                        anchor,
-                        pairs: Vec::new(),
-                        key: None,
-                    }
-                });
-                None
-            }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Open::Seq {
-                    start,
-                    anchor,
-                    items,
-                }) => {
-                    let end = items
-                        .last()
-                        .map_or(range.end, |n| n.span.end.max(range.end));
-                    Some((
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            span: start..end.max(start),
-                        },
-                        anchor,
-                    ))
-                }
-                Some(Open::Map {
-                    start,
-                    anchor,
-                    pairs,
-                    ..
-                }) => {
-                    check_duplicate_keys(&pairs, &mut diags);
-                    let end = pairs
-                        .last()
-                        .map_or(range.end, |(_, v)| v.span.end.max(range.end));
-                    Some((
-                        Node {
-                            kind: NodeKind::Map(pairs),
-                            span: start..end.max(start),
-                        },
-                        anchor,
-                    ))
-                }
-                None => None,
-            },
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
+            ))),
+            Event::Alias(id) => tree.alias(id, range).map(|node| Some((node, 0))),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => tree
+                .open(matches!(event, Event::SequenceStart(..)), anchor, range)
+                .map(|()| None),
+            Event::SequenceEnd | Event::MappingEnd => Ok(tree.close(range, &mut diags)),
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => Ok(None),
         };
-
-        if let Some((node, anchor)) = finished {
-            total_nodes += 1;
-            if total_nodes > MAX_NODES {
-                diags.push(
-                    Diagnostic::error("alias-expansion", "document has more than 1,000,000 values")
-                        .with_span(node.span.clone(), "here"),
-                );
-                return Err(diags);
-            }
-            if anchor > 0 {
-                if anchors.len() <= anchor {
-                    anchors.resize(anchor + 1, None);
-                }
-                anchors[anchor] = Some(node.clone());
-            }
-            match stack.last_mut() {
-                Some(Open::Seq { items, .. }) => items.push(node),
-                Some(Open::Map { pairs, key, .. }) => match key.take() {
-                    Some(k) => pairs.push((k, node)),
-                    None => *key = Some(node),
-                },
-                None => root = Some(node),
-            }
+        let attached = match finished {
+            Ok(Some((node, anchor))) => tree.attach(node, anchor),
+            Ok(None) => Ok(()),
+            Err(d) => Err(d),
+        };
+        if let Err(d) = attached {
+            diags.push(*d);
+            return Err(diags);
         }
     }
 
     if diags.is_empty() {
-        Ok(root)
+        Ok(tree.root)
     } else {
         Err(diags)
+    }
+}
+
+/// The tree being built: the collections still open, the anchors, and what aliases expanded
+/// so far (bounded: an alias bomb is refused).
+#[derive(Default)]
+struct Tree {
+    stack: Vec<Open>,
+    anchors: Vec<Option<Node>>,
+    root: Option<Node>,
+    total_nodes: usize,
+    alias_bytes: usize,
+}
+
+impl Tree {
+    /// An alias: a copy of the node its anchor names, at the alias's place.
+    fn alias(&mut self, id: usize, range: Range<usize>) -> Result<Node, Box<Diagnostic>> {
+        let Some(anchored) = self.anchors.get(id).and_then(Option::as_ref) else {
+            return Err(Box::new(
+                Diagnostic::error("yaml-syntax", "alias refers to an unknown anchor")
+                    .with_span(range, "unknown anchor"),
+            ));
+        };
+        self.total_nodes += anchored.weight();
+        self.alias_bytes += anchored.text_bytes();
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "alias-expansion",
+                    "aliases expand this document beyond 32 MiB of text",
+                )
+                .with_span(range, "this alias")
+                .with_help("a runbook never needs this much text; this looks like an alias bomb"),
+            ));
+        }
+        if self.total_nodes > MAX_NODES {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "alias-expansion",
+                    "aliases expand this document beyond 1,000,000 values",
+                )
+                .with_span(range, "this alias")
+                .with_help("a runbook never needs this many values; this looks like an alias bomb"),
+            ));
+        }
+        let mut node = anchored.clone();
+        node.span = range;
+        Ok(node)
+    }
+
+    /// A sequence (`seq`) or mapping starts.
+    fn open(
+        &mut self,
+        seq: bool,
+        anchor: usize,
+        range: Range<usize>,
+    ) -> Result<(), Box<Diagnostic>> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "nesting-too-deep",
+                    format!("values are nested more than {MAX_DEPTH} levels deep"),
+                )
+                .with_span(range, "too deep here")
+                .with_help("a runbook is a few levels deep; flatten this structure"),
+            ));
+        }
+        self.stack.push(if seq {
+            Open::Seq {
+                start: range.start,
+                anchor,
+                items: Vec::new(),
+            }
+        } else {
+            Open::Map {
+                start: range.start,
+                anchor,
+                pairs: Vec::new(),
+                key: None,
+            }
+        });
+        Ok(())
+    }
+
+    /// The innermost open sequence or mapping ends: its node and anchor.
+    fn close(&mut self, range: Range<usize>, diags: &mut Vec<Diagnostic>) -> Option<(Node, usize)> {
+        match self.stack.pop() {
+            Some(Open::Seq {
+                start,
+                anchor,
+                items,
+            }) => {
+                let end = items
+                    .last()
+                    .map_or(range.end, |n| n.span.end.max(range.end));
+                Some((
+                    Node {
+                        kind: NodeKind::Seq(items),
+                        span: start..end.max(start),
+                    },
+                    anchor,
+                ))
+            }
+            Some(Open::Map {
+                start,
+                anchor,
+                pairs,
+                ..
+            }) => {
+                check_duplicate_keys(&pairs, diags);
+                let end = pairs
+                    .last()
+                    .map_or(range.end, |(_, v)| v.span.end.max(range.end));
+                Some((
+                    Node {
+                        kind: NodeKind::Map(pairs),
+                        span: start..end.max(start),
+                    },
+                    anchor,
+                ))
+            }
+            None => None,
+        }
+    }
+
+    /// A finished node: counted, remembered under its anchor, put where it belongs.
+    fn attach(&mut self, node: Node, anchor: usize) -> Result<(), Box<Diagnostic>> {
+        self.total_nodes += 1;
+        if self.total_nodes > MAX_NODES {
+            return Err(Box::new(
+                Diagnostic::error("alias-expansion", "document has more than 1,000,000 values")
+                    .with_span(node.span.clone(), "here"),
+            ));
+        }
+        if anchor > 0 {
+            if self.anchors.len() <= anchor {
+                self.anchors.resize(anchor + 1, None);
+            }
+            self.anchors[anchor] = Some(node.clone());
+        }
+        match self.stack.last_mut() {
+            Some(Open::Seq { items, .. }) => items.push(node),
+            Some(Open::Map { pairs, key, .. }) => match key.take() {
+                Some(k) => pairs.push((k, node)),
+                None => *key = Some(node),
+            },
+            None => self.root = Some(node),
+        }
+        Ok(())
     }
 }
 

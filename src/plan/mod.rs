@@ -63,11 +63,21 @@ pub struct PlannedStep {
     pub needs: Vec<String>,
     pub when: Option<PlannedCondition>,
     pub targets: Vec<PlanTarget>,
+    /// `on: { hosts, from }`, `where:`, `order:`: `targets` are the group's members, and
+    /// this says how the run chooses among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_at_run_time: Option<String>,
     pub action: PlannedAction,
     pub gate: Option<PlannedGate>,
     pub timeout: Option<String>,
+    /// Total time for all attempts and items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
     pub retries: u32,
     pub backoff: String,
+    /// `retry.when`: a failed attempt is retried only when this holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_when: Option<String>,
     pub for_each: Option<PlannedForEach>,
     pub max_parallel: Option<u32>,
     pub max_failures: Option<String>,
@@ -175,6 +185,9 @@ pub struct PlannedForEach {
     pub items: Option<Vec<String>>,
     pub expression: String,
     pub until: Option<String>,
+    /// `on_item_failure: continue`: a failed item does not stop the others.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub on_item_failure_continue: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -298,6 +311,32 @@ pub fn build(rb: &Runbook, inputs: &Inputs, file: &str) -> Result<Plan, PlanErro
         finally,
         rollback_order,
     })
+}
+
+/// A `for_each` as planned: its items when the inputs decide them.
+fn planned_for_each(t: &Templates, ctx: &Value, fe: &ForEach) -> PlannedForEach {
+    let expr = expression_source(&fe.items.src);
+    let items = if is_runtime_expr(t, expr) {
+        None
+    } else {
+        t.eval(expr, ctx)
+            .ok()
+            .filter(|v| v.downcast_object_ref::<Placeholder>().is_none())
+            .and_then(|v| {
+                v.try_iter()
+                    .ok()
+                    .map(|it| it.map(|x| x.to_string()).collect())
+            })
+    };
+    PlannedForEach {
+        items,
+        expression: expr.to_string(),
+        until: fe
+            .until
+            .as_ref()
+            .map(|u| expression_source(&u.src).to_string()),
+        on_item_failure_continue: fe.continue_on_item_failure,
+    }
 }
 
 /// Where a body runs: its `on:`, or for a wait whose probe names a host, the probe's.
@@ -453,32 +492,10 @@ fn plan_step(
         }
         None => None,
     };
-    let for_each = match &step.for_each {
-        Some(fe) => {
-            let expr = expression_source(&fe.items.src);
-            let items = if is_runtime_expr(t, expr) {
-                None
-            } else {
-                t.eval(expr, ctx)
-                    .ok()
-                    .filter(|v| v.downcast_object_ref::<Placeholder>().is_none())
-                    .and_then(|v| {
-                        v.try_iter()
-                            .ok()
-                            .map(|it| it.map(|x| x.to_string()).collect())
-                    })
-            };
-            Some(PlannedForEach {
-                items,
-                expression: expr.to_string(),
-                until: fe
-                    .until
-                    .as_ref()
-                    .map(|u| expression_source(&u.src).to_string()),
-            })
-        }
-        None => None,
-    };
+    let for_each = step
+        .for_each
+        .as_ref()
+        .map(|fe| planned_for_each(t, ctx, fe));
     let rollback = match &step.rollback {
         Some(b) => Some(PlannedRollback {
             targets: targets(rb, t, ctx, body_on(b))?,
@@ -500,6 +517,7 @@ fn plan_step(
         needs: step.needs.iter().map(|n| n.name.clone()).collect(),
         when,
         targets: targets(rb, t, ctx, body_on(&step.body))?,
+        chosen_at_run_time: crate::step::targets::describe(step),
         action: match &step.uses {
             Some(file) => PlannedAction::Uses { file: file.clone() },
             None => plan_action(t, &step.body.action, &step.body, ctx)?,
@@ -515,8 +533,13 @@ fn plan_step(
             None => None,
         },
         timeout: step.body.timeout.map(human_duration),
+        deadline: step.deadline.map(human_duration),
         retries: step.retries,
         backoff: human_duration(step.backoff),
+        retry_when: step
+            .retry_when
+            .as_ref()
+            .map(|w| expression_source(&w.src).to_string()),
         for_each,
         max_parallel: step.max_parallel,
         max_failures: step.max_failures.map(|m| match m {

@@ -178,6 +178,23 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
     }
 }
 
+fn for_each_lines(out: &mut String, fe: &crate::plan::PlannedForEach) {
+    let field = |name: &str| format!("      {name:<9} ");
+    let cont = format!("      {:<9} ", "");
+    let items = match &fe.items {
+        Some(items) => format!("[{}]", items.join(", ")),
+        None => format!("{} (at run time)", fe.expression),
+    };
+    wrap(out, &field("for each:"), &cont, &items, 80);
+    if let Some(u) = &fe.until {
+        wrap(out, &field("stop when:"), &cont, u, 80);
+    }
+    if fe.on_item_failure_continue {
+        let text = "a failed item does not stop the others (the step fails at the end)";
+        wrap(out, &field("items:"), &cont, text, 80);
+    }
+}
+
 fn step_text(out: &mut String, s: &PlannedStep) {
     let mut head = format!("  ● {}", s.id);
     if let Some(t) = &s.title {
@@ -203,7 +220,10 @@ fn step_text(out: &mut String, s: &PlannedStep) {
             80,
         );
     }
-    if !s.targets.is_empty() {
+    if let Some(how) = &s.chosen_at_run_time {
+        wrap(out, &field("on:"), &cont, how, 80);
+        wrap(out, &field("members:"), &cont, &target_line(&s.targets), 80);
+    } else if !s.targets.is_empty() {
         wrap(out, &field("on:"), &cont, &target_line(&s.targets), 80);
     }
     if let Some(g) = &s.gate {
@@ -220,22 +240,22 @@ fn step_text(out: &mut String, s: &PlannedStep) {
         wrap(out, &field("confirm:"), &cont, &text, 80);
     }
     if let Some(fe) = &s.for_each {
-        let items = match &fe.items {
-            Some(items) => format!("[{}]", items.join(", ")),
-            None => format!("{} (at run time)", fe.expression),
-        };
-        wrap(out, &field("for each:"), &cont, &items, 80);
-        if let Some(u) = &fe.until {
-            wrap(out, &field("stop when:"), &cont, u, 80);
-        }
+        for_each_lines(out, fe);
     }
     action_lines(out, &s.action, "      ");
     let mut limits = Vec::new();
     if let Some(t) = &s.timeout {
         limits.push(format!("timeout {t}"));
     }
+    if let Some(d) = &s.deadline {
+        limits.push(format!("deadline {d} (all attempts and items)"));
+    }
     if s.retries > 0 {
-        limits.push(format!("retries {} (backoff {})", s.retries, s.backoff));
+        let mut r = format!("retries {} (backoff {})", s.retries, s.backoff);
+        if let Some(w) = &s.retry_when {
+            r.push_str(&format!(" only when {w}"));
+        }
+        limits.push(r);
     }
     if let Some(p) = s.max_parallel {
         limits.push(format!("max_parallel {p}"));

@@ -111,6 +111,10 @@ fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError
 pub(crate) struct Shown<'a>(pub &'a Templates);
 
 impl Renderer for Shown<'_> {
+    fn is_plan(&self) -> bool {
+        true
+    }
+
     fn text(&self, t: &Tmpl, ctx: &Value, _what: &str) -> Result<String, String> {
         show(self.0, t, ctx, Target::Text).map_err(|e| e.0)
     }

@@ -9,193 +9,119 @@ use crate::event::Event;
 /// resume restores are never passed to the redactor: a secret equal to `vault` or `step`
 /// must not rewrite `"step":"halt-vault"` (secrets never enter those fields: they hold ids,
 /// host names and non-secret inputs only).
-pub(crate) fn redact_free_text(r: &Redactor, e: Event) -> Event {
+pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
     if r.is_empty() {
         return e;
     }
-    let t = |s: String| r.text(&s);
-    let o = |s: Option<String>| s.map(|s| r.text(&s));
-    match e {
+    let t = |s: &mut String| *s = r.text(s);
+    let o = |s: &mut Option<String>| {
+        if let Some(s) = s {
+            *s = r.text(s);
+        }
+    };
+    // Every field is named (`_`: never redacted), so a new field is a decision to make here.
+    match &mut e {
         Event::Output {
-            step,
-            host,
-            stream,
+            step: _,
+            host: _,
+            stream: _,
             line,
-        } => Event::Output {
-            step,
-            host,
-            stream,
-            line: t(line),
-        },
-        Event::StepSkipped { step, reason } => Event::StepSkipped {
-            step,
-            reason: t(reason),
-        },
+        } => t(line),
+        Event::StepSkipped { step: _, reason } => t(reason),
         Event::GateAsked {
-            step,
+            step: _,
             message,
-            targets,
+            targets: _,
             preview,
-            manual,
-        } => Event::GateAsked {
-            step,
-            message: t(message),
-            targets,
-            preview: t(preview),
-            manual,
-        },
+            manual: _,
+            rollback: _,
+        } => {
+            t(message);
+            t(preview);
+        }
         Event::GateAnswered {
-            step,
-            decision,
-            user,
-            from_host,
-            by,
+            step: _,
+            decision: _,
+            user: _,
+            from_host: _,
+            by: _,
             comment,
-        } => Event::GateAnswered {
-            step,
-            decision,
-            user,
-            from_host,
-            by,
-            comment: o(comment),
-        },
+        } => o(comment),
         Event::StepStarted {
-            step,
-            attempt,
-            host,
-            item,
+            step: _,
+            attempt: _,
+            host: _,
+            item: _,
             command,
-            item_index,
-        } => Event::StepStarted {
-            step,
-            attempt,
-            host,
-            item,
-            command: o(command),
-            item_index,
-        },
+            item_index: _,
+        } => o(command),
         Event::ProbeAttempt {
-            step,
-            attempt,
+            step: _,
+            attempt: _,
             value,
-            satisfied,
-        } => Event::ProbeAttempt {
-            step,
-            attempt,
-            value: t(value),
-            satisfied,
-        },
+            satisfied: _,
+        } => t(value),
         Event::Retry {
-            step,
-            attempt,
-            delay_ms,
+            step: _,
+            attempt: _,
+            delay_ms: _,
             reason,
-        } => Event::Retry {
-            step,
-            attempt,
-            delay_ms,
-            reason: t(reason),
-        },
+        } => t(reason),
         Event::HostFinished {
-            step,
-            host,
-            status,
-            exit_code,
-            duration_ms,
+            step: _,
+            host: _,
+            status: _,
+            exit_code: _,
+            duration_ms: _,
             error,
-        } => Event::HostFinished {
-            step,
-            host,
-            status,
-            exit_code,
-            duration_ms,
-            error: o(error),
-        },
+        } => o(error),
         Event::StepFinished {
-            step,
-            status,
-            exit_code,
-            duration_ms,
+            step: _,
+            status: _,
+            exit_code: _,
+            duration_ms: _,
             error,
-            mut outputs,
-            mut result,
+            outputs,
+            result,
         } => {
             for v in outputs.values_mut() {
                 r.json(v);
             }
-            redact_result(r, &mut result);
-            Event::StepFinished {
-                step,
-                status,
-                exit_code,
-                duration_ms,
-                error: o(error),
-                outputs,
-                result,
-            }
+            redact_result(r, result);
+            o(error);
         }
         Event::ItemFinished {
-            step,
-            item_index,
-            host,
-            status,
-            mut result,
-        } => {
-            redact_result(r, &mut result);
-            Event::ItemFinished {
-                step,
-                item_index,
-                host,
-                status,
-                result,
-            }
-        }
-        Event::RollbackStarted { step, reason } => Event::RollbackStarted {
-            step,
-            reason: t(reason),
-        },
+            step: _,
+            item_index: _,
+            host: _,
+            status: _,
+            result,
+        } => redact_result(r, result),
+        Event::RollbackStarted { step: _, reason } => t(reason),
         Event::RollbackFinished {
-            step,
-            status,
-            duration_ms,
+            step: _,
+            status: _,
+            duration_ms: _,
             error,
-        } => Event::RollbackFinished {
-            step,
-            status,
-            duration_ms,
-            error: o(error),
-        },
-        Event::RollbackNotRun { step, reason } => Event::RollbackNotRun {
-            step,
-            reason: t(reason),
-        },
-        Event::RollbacksDischarged { by, steps } => Event::RollbacksDischarged {
-            by: by.clone(),
-            steps: steps.clone(),
-        },
-        Event::Warning { message } => Event::Warning {
-            message: t(message),
-        },
+        } => o(error),
+        Event::RollbackNotRun { step: _, reason } => t(reason),
+        Event::Warning { message } => t(message),
         Event::RunFinished {
-            status,
-            exit_code,
+            status: _,
+            exit_code: _,
             reason,
-            duration_ms,
-            resumable,
-        } => Event::RunFinished {
-            status,
-            exit_code,
-            reason: t(reason),
-            duration_ms,
-            resumable,
-        },
+            duration_ms: _,
+            resumable: _,
+        } => t(reason),
         // Ids, user and host names, non-secret inputs (secret ones are already masked in
         // `inputs` and absent from `values`), the answer command built from ids.
-        e @ (Event::RunStarted { .. }
+        Event::RollbacksDischarged { .. }
+        | Event::RunStarted { .. }
         | Event::RunResumed { .. }
         | Event::GateWaiting { .. }
-        | Event::ItemStarted { .. }) => e,
+        | Event::ItemStarted { .. } => {}
     }
+    e
 }
 
 /// Keys of a step result that hold tags, not text: never redacted.

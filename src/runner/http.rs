@@ -275,14 +275,7 @@ impl HttpClient for ReqwestClient {
                     }
                     if !same_origin(&url, &next) {
                         // Credentials never follow a request to another origin.
-                        headers.retain(|(k, _)| {
-                            let k = k.to_ascii_lowercase();
-                            !CREDENTIAL_HEADERS.contains(&k.as_str())
-                                && !req
-                                    .secret_headers
-                                    .iter()
-                                    .any(|s| s.eq_ignore_ascii_case(&k))
-                        });
+                        drop_credentials(&mut headers, &req.secret_headers);
                         query.clear();
                     }
                     if !keeps_body {
@@ -291,33 +284,9 @@ impl HttpClient for ReqwestClient {
                     }
                     url = next;
                 };
-                let status = resp.status().as_u16();
-                let headers: Vec<(String, String)> = resp
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect();
-                let mut resp = resp;
-                let mut body = Vec::new();
-                while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&e, &req.url))? {
-                    let room = MAX_BODY.saturating_sub(body.len());
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                let body = String::from_utf8_lossy(&body).into_owned();
-                let json = serde_json::from_str(&body).ok();
-                Ok(HttpResponse {
-                    status,
-                    headers,
-                    body,
-                    json,
-                    duration: t0.elapsed(),
-                    redirected_to: (redirects > 0).then(|| strip_query(url.as_str())),
-                })
+                let mut r = read_response(resp, &req.url, t0).await?;
+                r.redirected_to = (redirects > 0).then(|| strip_query(url.as_str()));
+                Ok(r)
             };
             tokio::select! {
                 r = send => r,
@@ -328,4 +297,48 @@ impl HttpClient for ReqwestClient {
             }
         })
     }
+}
+
+/// Removes the headers that carry credentials (the usual ones and the runbook's secret ones).
+fn drop_credentials(headers: &mut Vec<(String, String)>, secret_headers: &[String]) {
+    headers.retain(|(k, _)| {
+        let k = k.to_ascii_lowercase();
+        !CREDENTIAL_HEADERS.contains(&k.as_str())
+            && !secret_headers.iter().any(|s| s.eq_ignore_ascii_case(&k))
+    });
+}
+
+/// Reads the final response of a request to `url` sent at `t0`: status, headers, and at most
+/// `MAX_BODY` bytes of its body.
+async fn read_response(
+    mut resp: reqwest::Response,
+    url: &str,
+    t0: Instant,
+) -> Result<HttpResponse, StepError> {
+    let status = resp.status().as_u16();
+    let headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&e, url))? {
+        let room = MAX_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let json = serde_json::from_str(&body).ok();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+        json,
+        duration: t0.elapsed(),
+        redirected_to: None,
+    })
 }

@@ -403,21 +403,7 @@ async fn run_remote(
             let _ = stdin.shutdown().await;
         });
     }
-    let log = |stream: &str| {
-        spec.log_base.as_ref().map(|b| {
-            let mut p = b.clone().into_os_string();
-            p.push(format!(".{stream}.log"));
-            PathBuf::from(p)
-        })
-    };
-    let out_cap = Arc::new(Mutex::new(Capture::with_redactor(
-        log("stdout"),
-        spec.redactor.clone(),
-    )));
-    let err_cap = Arc::new(Mutex::new(Capture::with_redactor(
-        log("stderr"),
-        spec.redactor.clone(),
-    )));
+    let (out_cap, err_cap) = (capture(&spec, "stdout"), capture(&spec, "stderr"));
     let (pgid_tx, pgid_rx) = tokio::sync::oneshot::channel::<u32>();
     let mut readers = tokio::task::JoinSet::new();
     if let Some(out) = child.stdout().take() {
@@ -429,34 +415,12 @@ async fn run_remote(
         ));
     }
     if let Some(err) = child.stderr().take() {
-        // The first stderr line is the process group id, not output.
-        let (cap, sink2) = (err_cap.clone(), sink.clone());
-        readers.spawn(async move {
-            let mut r = BufReader::new(err);
-            let mut first = String::new();
-            if r.read_line(&mut first).await.is_ok() {
-                match first
-                    .trim_end()
-                    .strip_prefix(PGID_MARK)
-                    .and_then(|p| p.trim().parse::<u32>().ok())
-                {
-                    Some(pgid) => {
-                        let _ = pgid_tx.send(pgid);
-                    }
-                    None if !first.is_empty() => {
-                        let lines = cap
-                            .lock()
-                            .map(|mut c| c.push(first.as_bytes()))
-                            .unwrap_or_default();
-                        for l in lines {
-                            sink2(Stream::Stderr, l);
-                        }
-                    }
-                    None => {}
-                }
-            }
-            super::local::pump(r, cap, Stream::Stderr, sink2).await;
-        });
+        readers.spawn(stderr_with_pgid(
+            err,
+            err_cap.clone(),
+            sink.clone(),
+            pgid_tx,
+        ));
     }
     let mut pgid_rx = pgid_rx;
     // Backstop: the remote `timeout` stops the command; this stops waiting for it.
@@ -487,20 +451,7 @@ async fn run_remote(
                 target.destination()
             ));
         }
-        None => {
-            // A signal may arrive before the bootstrap's process-group line was read: wait
-            // for it (briefly) rather than leave the remote command running.
-            let id = match pgid_rx.try_recv() {
-                Ok(p) => Some(p),
-                Err(_) => tokio::time::timeout(Duration::from_secs(5), &mut pgid_rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-            };
-            if let Some(id) = id {
-                kill_remote_group(&session, id).await;
-            }
-        }
+        None => stop_remote(&session, &mut pgid_rx).await,
     }
     let drained = tokio::time::timeout(Duration::from_secs(3), async {
         while readers.join_next().await.is_some() {}
@@ -513,4 +464,67 @@ async fn run_remote(
     outcome.stderr = err_cap.lock().map(|c| c.text()).unwrap_or_default();
     outcome.duration = started.elapsed();
     outcome
+}
+
+/// The bounded capture of one stream, its full log next to the step's log base.
+fn capture(spec: &CommandSpec, stream: &str) -> Arc<Mutex<Capture>> {
+    let log = spec.log_base.as_ref().map(|b| {
+        let mut p = b.clone().into_os_string();
+        p.push(format!(".{stream}.log"));
+        PathBuf::from(p)
+    });
+    Arc::new(Mutex::new(Capture::with_redactor(
+        log,
+        spec.redactor.clone(),
+    )))
+}
+
+/// Reads the remote command's stderr: its first line is the process group id (sent on
+/// `pgid`), not output; the rest is output.
+async fn stderr_with_pgid<R: tokio::io::AsyncRead + Unpin>(
+    err: R,
+    cap: Arc<Mutex<Capture>>,
+    sink: LineSink,
+    pgid: tokio::sync::oneshot::Sender<u32>,
+) {
+    let mut r = BufReader::new(err);
+    let mut first = String::new();
+    if r.read_line(&mut first).await.is_ok() {
+        match first
+            .trim_end()
+            .strip_prefix(PGID_MARK)
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            Some(id) => {
+                let _ = pgid.send(id);
+            }
+            None if !first.is_empty() => {
+                let lines = cap
+                    .lock()
+                    .map(|mut c| c.push(first.as_bytes()))
+                    .unwrap_or_default();
+                for l in lines {
+                    sink(Stream::Stderr, l);
+                }
+            }
+            None => {}
+        }
+    }
+    super::local::pump(r, cap, Stream::Stderr, sink).await;
+}
+
+/// Stops a remote command we stopped waiting for (cancelled, or past its time). A signal may
+/// arrive before the bootstrap's process-group line was read: wait for it (briefly) rather
+/// than leave the remote command running.
+async fn stop_remote(session: &Session, pgid: &mut tokio::sync::oneshot::Receiver<u32>) {
+    let id = match pgid.try_recv() {
+        Ok(p) => Some(p),
+        Err(_) => tokio::time::timeout(Duration::from_secs(5), &mut *pgid)
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    if let Some(id) = id {
+        kill_remote_group(session, id).await;
+    }
 }

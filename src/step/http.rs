@@ -155,7 +155,7 @@ pub(crate) fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rend
     };
     let headers = pairs(&h.headers, "header")?;
     Ok(Rendered {
-        method: h.method.clone(),
+        method: method(r, h, ctx)?,
         url: r.url(&h.url, ctx)?,
         headers,
         query: pairs(&h.query, "query")?,
@@ -165,6 +165,26 @@ pub(crate) fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rend
         client_cert: path(&h.client_cert, "client_cert")?,
         client_key: path(&h.client_key, "client_key")?,
     })
+}
+
+/// The request's method: literal, or a template rendered and checked against the methods
+/// allowed (the plan shows a run-time value as its placeholder).
+fn method(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<String, String> {
+    let Some(t) = &h.method_tmpl else {
+        return Ok(h.method.clone());
+    };
+    let text = r.text(t, ctx, "method")?;
+    let upper = text.trim().to_ascii_uppercase();
+    if crate::validate::HTTP_METHODS.contains(&upper.as_str()) {
+        return Ok(upper);
+    }
+    if r.is_plan() && text.contains('<') {
+        return Ok(text);
+    }
+    Err(format!(
+        "method: `{text}` is not an HTTP method (allowed: {})",
+        crate::validate::HTTP_METHODS.join(", ")
+    ))
 }
 
 /// Renders an `http` spec into a request (secrets revealed: only the client sees them).

@@ -15,6 +15,7 @@ pub(crate) mod manual;
 pub(crate) mod readable;
 pub(crate) mod render;
 pub(crate) mod run;
+pub(crate) mod targets;
 pub(crate) mod wait;
 
 use std::path::PathBuf;

@@ -46,6 +46,10 @@ pub(crate) trait Renderer {
     fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, String>;
     /// A host's user or address.
     fn host_part(&self, t: &Tmpl, ctx: &Value, part: HostPart) -> Result<String, String>;
+    /// The plan's renderer: run-time values are placeholders, not checked as values.
+    fn is_plan(&self) -> bool {
+        false
+    }
 }
 
 /// Renders with run-time values, for a run. Values derived from a secret become secrets of

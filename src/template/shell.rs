@@ -88,292 +88,357 @@ fn reference(frames: &[Frame], name: &str) -> String {
 /// Replaces every marker in `rendered` with a reference to `names[index]`, or returns every
 /// marker that stands in an unsafe context.
 pub(crate) fn place(rendered: &str, names: &[String]) -> Result<String, Vec<PlaceError>> {
-    let mut out = String::with_capacity(rendered.len());
-    let mut errors = Vec::new();
-    let chars: Vec<char> = rendered.chars().collect();
-    let mut frames = vec![Frame::Code {
-        parens: 0,
-        backtick: false,
-    }];
-    let mut heredocs: Vec<(String, bool, bool)> = Vec::new(); // delimiter, quoted, strip tabs
-    let mut i = 0;
-    let name_of = |idx: usize| names.get(idx).cloned().unwrap_or_default();
-    // Reads a marker at `i`; returns (index, next position).
-    let read_marker = |i: usize| -> Option<(usize, usize)> {
-        if chars.get(i) != Some(&OPEN) {
-            return None;
-        }
-        let mut j = i + 1;
-        let mut n = 0usize;
-        while let Some(c) = chars.get(j).and_then(|c| c.to_digit(10)) {
-            n = n.saturating_mul(10).saturating_add(c as usize);
-            j += 1;
-        }
-        (chars.get(j) == Some(&CLOSE)).then_some((n, j + 1))
+    let mut p = Placer {
+        chars: rendered.chars().collect(),
+        names,
+        out: String::with_capacity(rendered.len()),
+        errors: Vec::new(),
+        frames: vec![Frame::Code {
+            parens: 0,
+            backtick: false,
+        }],
+        heredocs: Vec::new(),
+        i: 0,
     };
-    while i < chars.len() {
-        let c = chars[i];
-        if let Some((idx, next)) = read_marker(i) {
-            match frames.last() {
-                Some(Frame::Arith(_)) => errors.push(PlaceError {
+    while p.i < p.chars.len() {
+        if p.step() {
+            p.i += 1;
+        }
+    }
+    if p.errors.is_empty() {
+        Ok(p.out)
+    } else {
+        Err(p.errors)
+    }
+}
+
+/// One [`place`] pass: where the shell's reading stands and what it is inside.
+struct Placer<'a> {
+    chars: Vec<char>,
+    names: &'a [String],
+    out: String,
+    errors: Vec<PlaceError>,
+    frames: Vec<Frame>,
+    /// Here-documents announced on the current line: delimiter, quoted, strip tabs.
+    heredocs: Vec<(String, bool, bool)>,
+    i: usize,
+}
+
+/// Reads a marker at `i`; returns (index, next position).
+fn read_marker(chars: &[char], i: usize) -> Option<(usize, usize)> {
+    if chars.get(i) != Some(&OPEN) {
+        return None;
+    }
+    let mut j = i + 1;
+    let mut n = 0usize;
+    while let Some(c) = chars.get(j).and_then(|c| c.to_digit(10)) {
+        n = n.saturating_mul(10).saturating_add(c as usize);
+        j += 1;
+    }
+    (chars.get(j) == Some(&CLOSE)).then_some((n, j + 1))
+}
+
+impl Placer<'_> {
+    fn name_of(&self, idx: usize) -> String {
+        self.names.get(idx).cloned().unwrap_or_default()
+    }
+
+    /// Reads what stands at `self.i`. `true`: `self.i` is on the last character consumed
+    /// (the caller moves past it); `false`: `self.i` is already on the next one.
+    fn step(&mut self) -> bool {
+        let c = self.chars[self.i];
+        if let Some((idx, next)) = read_marker(&self.chars, self.i) {
+            match self.frames.last() {
+                Some(Frame::Arith(_)) => self.errors.push(PlaceError {
                     index: idx,
                     context: Unsafe::Arithmetic,
                 }),
-                _ => out.push_str(&reference(&frames, &name_of(idx))),
+                _ => self
+                    .out
+                    .push_str(&reference(&self.frames, &self.name_of(idx))),
             }
-            i = next;
-            continue;
+            self.i = next;
+            return false;
         }
-        let next = chars.get(i + 1).copied();
-        let top = frames.last().copied().unwrap_or(Frame::Code {
+        let next = self.chars.get(self.i + 1).copied();
+        let top = self.frames.last().copied().unwrap_or(Frame::Code {
             parens: 0,
             backtick: false,
         });
         match top {
-            Frame::Code { parens, backtick } => match c {
-                '\\' => {
-                    out.push(c);
-                    if let Some(n) = next {
-                        out.push(n);
-                        i += 1;
-                    }
-                }
-                '\'' => {
-                    // Single quotes: nothing inside is special, nothing can be placed.
-                    out.push(c);
-                    i += 1;
-                    while i < chars.len() && chars[i] != '\'' {
-                        if let Some((idx, nx)) = read_marker(i) {
-                            errors.push(PlaceError {
-                                index: idx,
-                                context: Unsafe::SingleQuotes,
-                            });
-                            i = nx;
-                            continue;
-                        }
-                        out.push(chars[i]);
-                        i += 1;
-                    }
-                    if i < chars.len() {
-                        out.push('\'');
-                    }
-                }
-                '"' => {
-                    out.push(c);
-                    frames.push(Frame::Double);
-                }
-                '`' if backtick => {
-                    out.push(c);
-                    frames.pop();
-                }
-                '`' => {
-                    out.push(c);
-                    frames.push(Frame::Code {
-                        parens: 0,
-                        backtick: true,
-                    });
-                }
-                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
-                '(' => {
-                    out.push(c);
-                    set_parens(&mut frames, parens + 1);
-                }
-                ')' => {
-                    out.push(c);
-                    if parens == 0 {
-                        if frames.len() > 1 {
-                            frames.pop();
-                        }
-                    } else {
-                        set_parens(&mut frames, parens - 1);
-                    }
-                }
-                '#' if word_start(&chars, i) => {
-                    // A comment: nothing in it runs; keep it as written up to the newline.
-                    while i < chars.len() && chars[i] != '\n' {
-                        if let Some((idx, nx)) = read_marker(i) {
-                            out.push_str(&reference(&frames, &name_of(idx)));
-                            i = nx;
-                            continue;
-                        }
-                        out.push(chars[i]);
-                        i += 1;
-                    }
-                    continue;
-                }
-                '<' if next == Some('<') && chars.get(i + 2) == Some(&'<') => {
-                    // A here-string (`<<< word`): the word is an ordinary word.
-                    out.push_str("<<<");
-                    i += 3;
-                    continue;
-                }
-                '<' if next == Some('<') => {
-                    out.push_str("<<");
-                    i += 2;
-                    let strip = chars.get(i) == Some(&'-');
-                    if strip {
-                        out.push('-');
-                        i += 1;
-                    }
-                    while matches!(chars.get(i), Some(' ' | '\t')) {
-                        out.push(chars[i]);
-                        i += 1;
-                    }
-                    let mut delim = String::new();
-                    let mut quoted = false;
-                    while let Some(&d) = chars.get(i) {
-                        if d.is_whitespace() || ";&|<>()".contains(d) || d == OPEN {
-                            break;
-                        }
-                        if d == '\'' || d == '"' || d == '\\' {
-                            quoted = true;
-                        } else {
-                            delim.push(d);
-                        }
-                        out.push(d);
-                        i += 1;
-                    }
-                    if !delim.is_empty() {
-                        heredocs.push((delim, quoted, strip));
-                    }
-                    continue;
-                }
-                '\n' if !heredocs.is_empty() => {
-                    out.push('\n');
-                    i += 1;
-                    for (delim, quoted, strip) in std::mem::take(&mut heredocs) {
-                        // Body lines up to the delimiter line.
-                        loop {
-                            if i >= chars.len() {
-                                break;
-                            }
-                            let end = chars[i..]
-                                .iter()
-                                .position(|&c| c == '\n')
-                                .map_or(chars.len(), |p| i + p);
-                            let line: String = chars[i..end].iter().collect();
-                            let bare = if strip {
-                                line.trim_start_matches('\t')
-                            } else {
-                                line.as_str()
-                            };
-                            let is_end = bare == delim;
-                            let mut j = i;
-                            while j < end {
-                                if let Some((idx, nx)) = read_marker(j) {
-                                    if quoted {
-                                        errors.push(PlaceError {
-                                            index: idx,
-                                            context: Unsafe::QuotedHereDoc,
-                                        });
-                                    } else {
-                                        out.push_str(&format!("${{{}}}", name_of(idx)));
-                                    }
-                                    j = nx;
-                                    continue;
-                                }
-                                out.push(chars[j]);
-                                j += 1;
-                            }
-                            if end < chars.len() {
-                                out.push('\n');
-                            }
-                            i = end + 1;
-                            if is_end {
-                                break;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                _ => out.push(c),
-            },
-            Frame::Double => match c {
-                '\\' => {
-                    out.push(c);
-                    if let Some(n) = next {
-                        out.push(n);
-                        i += 1;
-                    }
-                }
-                '"' => {
-                    out.push(c);
-                    frames.pop();
-                }
-                '`' => {
-                    out.push(c);
-                    frames.push(Frame::Code {
-                        parens: 0,
-                        backtick: true,
-                    });
-                }
-                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
-                _ => out.push(c),
-            },
-            Frame::Param => match c {
-                '\\' => {
-                    out.push(c);
-                    if let Some(n) = next {
-                        out.push(n);
-                        i += 1;
-                    }
-                }
-                '}' => {
-                    out.push(c);
-                    frames.pop();
-                }
-                '"' => {
-                    out.push(c);
-                    frames.push(Frame::Double);
-                }
-                '\'' if !frames.iter().any(|f| matches!(f, Frame::Double)) => {
-                    out.push(c);
-                    i += 1;
-                    while i < chars.len() && chars[i] != '\'' {
-                        if let Some((idx, nx)) = read_marker(i) {
-                            errors.push(PlaceError {
-                                index: idx,
-                                context: Unsafe::SingleQuotes,
-                            });
-                            i = nx;
-                            continue;
-                        }
-                        out.push(chars[i]);
-                        i += 1;
-                    }
-                    if i < chars.len() {
-                        out.push('\'');
-                    }
-                }
-                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
-                _ => out.push(c),
-            },
-            Frame::Arith(depth) => match c {
-                '(' => {
-                    out.push(c);
-                    frames.pop();
-                    frames.push(Frame::Arith(depth + 1));
-                }
-                ')' if depth > 0 => {
-                    out.push(c);
-                    frames.pop();
-                    frames.push(Frame::Arith(depth - 1));
-                }
-                ')' if next == Some(')') => {
-                    out.push_str("))");
-                    i += 1;
-                    frames.pop();
-                }
-                '$' => i = dollar(&chars, i, &mut out, &mut frames, &mut errors, &read_marker),
-                _ => out.push(c),
-            },
+            Frame::Code { parens, backtick } => return self.code(c, next, parens, backtick),
+            Frame::Double => self.double(c, next),
+            Frame::Param => self.param(c, next),
+            Frame::Arith(depth) => self.arith(c, next, depth),
         }
-        i += 1;
+        true
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
+
+    /// Top level, `$( … )` or `` `…` ``.
+    fn code(&mut self, c: char, next: Option<char>, parens: u32, backtick: bool) -> bool {
+        match c {
+            '\\' => self.escaped(c, next),
+            // Single quotes: nothing inside is special, nothing can be placed.
+            '\'' => self.single_quoted(),
+            '"' => {
+                self.out.push(c);
+                self.frames.push(Frame::Double);
+            }
+            '`' if backtick => {
+                self.out.push(c);
+                self.frames.pop();
+            }
+            '`' => {
+                self.out.push(c);
+                self.frames.push(Frame::Code {
+                    parens: 0,
+                    backtick: true,
+                });
+            }
+            '$' => self.dollar(),
+            '(' => {
+                self.out.push(c);
+                set_parens(&mut self.frames, parens + 1);
+            }
+            ')' => {
+                self.out.push(c);
+                if parens == 0 {
+                    if self.frames.len() > 1 {
+                        self.frames.pop();
+                    }
+                } else {
+                    set_parens(&mut self.frames, parens - 1);
+                }
+            }
+            '#' if word_start(&self.chars, self.i) => {
+                self.comment();
+                return false;
+            }
+            '<' if next == Some('<') && self.chars.get(self.i + 2) == Some(&'<') => {
+                // A here-string (`<<< word`): the word is an ordinary word.
+                self.out.push_str("<<<");
+                self.i += 3;
+                return false;
+            }
+            '<' if next == Some('<') => {
+                self.heredoc_start();
+                return false;
+            }
+            '\n' if !self.heredocs.is_empty() => {
+                self.heredoc_bodies();
+                return false;
+            }
+            _ => self.out.push(c),
+        }
+        true
+    }
+
+    /// Inside double quotes.
+    fn double(&mut self, c: char, next: Option<char>) {
+        match c {
+            '\\' => self.escaped(c, next),
+            '"' => {
+                self.out.push(c);
+                self.frames.pop();
+            }
+            '`' => {
+                self.out.push(c);
+                self.frames.push(Frame::Code {
+                    parens: 0,
+                    backtick: true,
+                });
+            }
+            '$' => self.dollar(),
+            _ => self.out.push(c),
+        }
+    }
+
+    /// Inside `${ … }`.
+    fn param(&mut self, c: char, next: Option<char>) {
+        match c {
+            '\\' => self.escaped(c, next),
+            '}' => {
+                self.out.push(c);
+                self.frames.pop();
+            }
+            '"' => {
+                self.out.push(c);
+                self.frames.push(Frame::Double);
+            }
+            '\'' if !self.frames.iter().any(|f| matches!(f, Frame::Double)) => {
+                self.single_quoted();
+            }
+            '$' => self.dollar(),
+            _ => self.out.push(c),
+        }
+    }
+
+    /// Inside `$(( … ))`, `depth` open `(` deep.
+    fn arith(&mut self, c: char, next: Option<char>, depth: u32) {
+        match c {
+            '(' => {
+                self.out.push(c);
+                self.frames.pop();
+                self.frames.push(Frame::Arith(depth + 1));
+            }
+            ')' if depth > 0 => {
+                self.out.push(c);
+                self.frames.pop();
+                self.frames.push(Frame::Arith(depth - 1));
+            }
+            ')' if next == Some(')') => {
+                self.out.push_str("))");
+                self.i += 1;
+                self.frames.pop();
+            }
+            '$' => self.dollar(),
+            _ => self.out.push(c),
+        }
+    }
+
+    /// A backslash and the character it escapes.
+    fn escaped(&mut self, c: char, next: Option<char>) {
+        self.out.push(c);
+        if let Some(n) = next {
+            self.out.push(n);
+            self.i += 1;
+        }
+    }
+
+    /// A `$` at `self.i`.
+    fn dollar(&mut self) {
+        self.i = dollar(
+            &self.chars,
+            self.i,
+            &mut self.out,
+            &mut self.frames,
+            &mut self.errors,
+        );
+    }
+
+    /// `'…'` from its opening quote at `self.i` to its closing one: every marker inside is
+    /// refused.
+    fn single_quoted(&mut self) {
+        self.out.push('\'');
+        self.i += 1;
+        while self.i < self.chars.len() && self.chars[self.i] != '\'' {
+            if let Some((idx, nx)) = read_marker(&self.chars, self.i) {
+                self.errors.push(PlaceError {
+                    index: idx,
+                    context: Unsafe::SingleQuotes,
+                });
+                self.i = nx;
+                continue;
+            }
+            self.out.push(self.chars[self.i]);
+            self.i += 1;
+        }
+        if self.i < self.chars.len() {
+            self.out.push('\'');
+        }
+    }
+
+    /// A comment: nothing in it runs; kept as written up to the newline.
+    fn comment(&mut self) {
+        while self.i < self.chars.len() && self.chars[self.i] != '\n' {
+            if let Some((idx, nx)) = read_marker(&self.chars, self.i) {
+                self.out
+                    .push_str(&reference(&self.frames, &self.name_of(idx)));
+                self.i = nx;
+                continue;
+            }
+            self.out.push(self.chars[self.i]);
+            self.i += 1;
+        }
+    }
+
+    /// `<<` or `<<-` and the delimiter word: the body starts at the next line.
+    fn heredoc_start(&mut self) {
+        let chars = &self.chars;
+        let mut i = self.i;
+        self.out.push_str("<<");
+        i += 2;
+        let strip = chars.get(i) == Some(&'-');
+        if strip {
+            self.out.push('-');
+            i += 1;
+        }
+        while matches!(chars.get(i), Some(' ' | '\t')) {
+            self.out.push(chars[i]);
+            i += 1;
+        }
+        let mut delim = String::new();
+        let mut quoted = false;
+        while let Some(&d) = chars.get(i) {
+            if d.is_whitespace() || ";&|<>()".contains(d) || d == OPEN {
+                break;
+            }
+            if d == '\'' || d == '"' || d == '\\' {
+                quoted = true;
+            } else {
+                delim.push(d);
+            }
+            self.out.push(d);
+            i += 1;
+        }
+        if !delim.is_empty() {
+            self.heredocs.push((delim, quoted, strip));
+        }
+        self.i = i;
+    }
+
+    /// The newline at `self.i` ends a line that announced here-documents: their bodies, each
+    /// up to its delimiter line.
+    fn heredoc_bodies(&mut self) {
+        let chars = &self.chars;
+        let mut i = self.i;
+        self.out.push('\n');
+        i += 1;
+        for (delim, quoted, strip) in std::mem::take(&mut self.heredocs) {
+            // Body lines up to the delimiter line.
+            loop {
+                if i >= chars.len() {
+                    break;
+                }
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(chars.len(), |p| i + p);
+                let line: String = chars[i..end].iter().collect();
+                let bare = if strip {
+                    line.trim_start_matches('\t')
+                } else {
+                    line.as_str()
+                };
+                let is_end = bare == delim;
+                let mut j = i;
+                while j < end {
+                    if let Some((idx, nx)) = read_marker(chars, j) {
+                        if quoted {
+                            self.errors.push(PlaceError {
+                                index: idx,
+                                context: Unsafe::QuotedHereDoc,
+                            });
+                        } else {
+                            let name = self.names.get(idx).cloned().unwrap_or_default();
+                            self.out.push_str(&format!("${{{name}}}"));
+                        }
+                        j = nx;
+                        continue;
+                    }
+                    self.out.push(chars[j]);
+                    j += 1;
+                }
+                if end < chars.len() {
+                    self.out.push('\n');
+                }
+                i = end + 1;
+                if is_end {
+                    break;
+                }
+            }
+        }
+        self.i = i;
     }
 }
 
@@ -394,7 +459,6 @@ fn dollar(
     out: &mut String,
     frames: &mut Vec<Frame>,
     errors: &mut Vec<PlaceError>,
-    read_marker: &dyn Fn(usize) -> Option<(usize, usize)>,
 ) -> usize {
     let in_double = matches!(frames.last(), Some(Frame::Double));
     match (chars.get(i + 1), chars.get(i + 2)) {
@@ -420,7 +484,7 @@ fn dollar(
             out.push_str("$'");
             let mut j = i + 2;
             while j < chars.len() && chars[j] != '\'' {
-                if let Some((idx, nx)) = read_marker(j) {
+                if let Some((idx, nx)) = read_marker(chars, j) {
                     errors.push(PlaceError {
                         index: idx,
                         context: Unsafe::AnsiCQuotes,

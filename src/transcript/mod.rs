@@ -114,9 +114,9 @@ fn head_tail(text: &str) -> (String, String) {
     )
 }
 
-/// Builds the transcript of a run from its journal records.
-pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
-    let mut t = Transcript {
+/// A transcript before any record is read.
+fn empty(run_id: &str, chain_verified: bool) -> Transcript {
+    Transcript {
         transcript_version: TRANSCRIPT_VERSION,
         run_id: run_id.to_string(),
         runbook: String::new(),
@@ -133,7 +133,13 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
         steps: Vec::new(),
         rollbacks: Vec::new(),
         timeline: Vec::new(),
-    };
+    }
+}
+
+/// Builds the transcript of a run from its journal records.
+pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> Transcript {
+    let mut t = empty(run_id, chain_verified);
+    let mut rollback_gates = std::collections::HashSet::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let step_at = |t: &mut Transcript,
                    index: &mut std::collections::HashMap<String, usize>,
@@ -152,8 +158,11 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
     };
     for r in records {
         let at = r.stamped.at.clone();
-        let mut line = |text: String| t_line(&mut t.timeline, &at, text);
-        match &r.stamped.event {
+        let event = &r.stamped.event;
+        if let Some(text) = timeline_text(event) {
+            t_line(&mut t.timeline, &at, text);
+        }
+        match event {
             Event::RunStarted {
                 runbook,
                 file,
@@ -162,7 +171,6 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                 inputs,
                 ..
             } => {
-                line(format!("run started by {user}@{host}"));
                 t.runbook = runbook.clone();
                 t.file = file.clone();
                 t.user = user.clone();
@@ -176,48 +184,25 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                     })
                     .collect();
             }
-            Event::RunResumed {
-                user,
-                host,
-                in_doubt,
-            } => {
-                let extra = if in_doubt.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (in flight: {})",
-                        in_doubt
-                            .iter()
-                            .map(|(s, d)| format!("{s} {d}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                line(format!("run resumed by {user}@{host}{extra}"));
-                t.ended = None;
-            }
+            Event::RunResumed { .. } => t.ended = None,
             Event::StepSkipped { step, reason } => {
-                line(format!("`{step}` skipped: {reason}"));
                 let i = step_at(&mut t, &mut index, step);
                 t.steps[i].status = "skipped".into();
                 t.steps[i].skipped_reason = Some(reason.clone());
             }
+            // A manual rollback's confirmation (`ID (rollback)`) is not a step: the timeline
+            // tells it.
             Event::GateAsked {
                 step,
-                message,
-                manual,
+                rollback: true,
                 ..
             } => {
-                line(format!(
-                    "{} `{step}`: {message}",
-                    if *manual { "manual step" } else { "gate" }
-                ));
+                rollback_gates.insert(step.clone());
+            }
+            Event::GateAsked { step, .. } => {
                 step_at(&mut t, &mut index, step);
             }
-            Event::GateWaiting {
-                step,
-                how_to_answer,
-            } => line(format!("`{step}` waits for an answer: {how_to_answer}")),
+            Event::GateAnswered { step, .. } if rollback_gates.contains(step) => {}
             Event::GateAnswered {
                 step,
                 decision,
@@ -226,11 +211,6 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                 by,
                 comment,
             } => {
-                line(format!(
-                    "`{step}` {} by {user}@{from_host} ({})",
-                    word(decision),
-                    word(by)
-                ));
                 let i = step_at(&mut t, &mut index, step);
                 t.steps[i].gate.push(GateEntry {
                     decision: word(decision),
@@ -241,120 +221,13 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                     comment: comment.clone(),
                 });
             }
-            Event::StepStarted {
-                step,
-                attempt,
-                host,
-                command,
-                ..
-            } => {
-                let on = host
-                    .as_ref()
-                    .map(|h| format!(" on {h}"))
-                    .unwrap_or_default();
-                line(format!(
-                    "`{step}` started{on}{}",
-                    if *attempt > 1 {
-                        format!(" (attempt {attempt})")
-                    } else {
-                        String::new()
-                    }
-                ));
+            Event::StepStarted { step, .. } => {
                 let i = step_at(&mut t, &mut index, step);
-                let e = &mut t.steps[i];
-                // A rollback runs the step's id again: it must not make a finished step "running".
-                if e.status == "not-run" {
-                    e.status = "running".into();
-                }
-                e.attempts = e.attempts.max(*attempt);
-                if e.command.is_none() {
-                    e.command = command.clone();
-                }
-                if let Some(h) = host
-                    && !e.hosts.contains(h)
-                {
-                    e.hosts.push(h.clone());
-                }
+                step_started(&mut t.steps[i], event);
             }
-            Event::Retry {
-                step,
-                attempt,
-                reason,
-                ..
-            } => line(format!("`{step}` retry {attempt}: {reason}")),
-            Event::HostFinished {
-                step,
-                host,
-                status,
-                error,
-                ..
-            } => {
-                line(format!(
-                    "`{step}` on {host}: {}{}",
-                    status.as_str(),
-                    error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-                ));
-            }
-            Event::StepFinished {
-                step,
-                status,
-                exit_code,
-                duration_ms,
-                error,
-                outputs,
-                result,
-            } => {
-                line(format!(
-                    "`{step}` {}{}",
-                    status.as_str(),
-                    error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-                ));
+            Event::StepFinished { step, .. } => {
                 let i = step_at(&mut t, &mut index, step);
-                let e = &mut t.steps[i];
-                e.status = status.as_str().into();
-                e.exit_code = *exit_code;
-                e.duration_ms = *duration_ms;
-                e.duration =
-                    crate::fmt::human_duration(std::time::Duration::from_millis(*duration_ms));
-                e.error = error.clone();
-                e.outputs = outputs.clone();
-                e.attempts = e.attempts.max(1);
-                let text = result
-                    .get("stdout")
-                    .and_then(|s| s.as_str())
-                    .map(str::to_string)
-                    .or_else(|| {
-                        result
-                            .get("body")
-                            .and_then(|b| b.as_str())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default();
-                let stderr = result
-                    .get("stderr")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or_default();
-                let all = if stderr.trim().is_empty() {
-                    text
-                } else {
-                    format!(
-                        "{text}{}{stderr}",
-                        if text.ends_with('\n') || text.is_empty() {
-                            ""
-                        } else {
-                            "\n"
-                        }
-                    )
-                };
-                let (h, tl) = head_tail(all.trim_end());
-                e.output_head = h;
-                e.output_tail = tl;
-                if *status == StepStatus::Skipped {
-                    e.skipped_reason = error.clone();
-                }
-            }
-            Event::RollbackStarted { step, reason } => {
-                line(format!("rollback of `{step}` started ({reason})"))
+                step_finished(&mut t.steps[i], event);
             }
             Event::RollbackFinished {
                 step,
@@ -362,7 +235,6 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                 error,
                 ..
             } => {
-                line(format!("rollback of `{step}` {}", status.as_str()));
                 t.rollbacks.push(RollbackEntry {
                     command: None,
                     step: step.clone(),
@@ -372,7 +244,6 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                 });
             }
             Event::RollbackNotRun { step, reason } => {
-                line(format!("rollback of `{step}` NOT run: {reason}"));
                 t.rollbacks.push(RollbackEntry {
                     command: None,
                     step: step.clone(),
@@ -381,34 +252,234 @@ pub(crate) fn build(run_id: &str, records: &[Record], chain_verified: bool) -> T
                     at: at.clone(),
                 });
             }
-            Event::Warning { message } => line(format!("warning: {message}")),
-            Event::RollbacksDischarged { by, steps } => line(format!(
-                "commit `{by}`: rollbacks of {} discharged (they will not run)",
-                steps
-                    .iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
             Event::RunFinished {
                 status,
                 exit_code,
                 reason,
                 ..
             } => {
-                line(format!("run finished: {} (exit {exit_code})", word(status)));
                 t.ended = Some(at.clone());
                 t.status = word(status);
                 t.exit_code = Some(*exit_code);
                 t.reason = Some(reason.clone());
             }
-            Event::Output { .. }
-            | Event::ProbeAttempt { .. }
-            | Event::ItemStarted { .. }
-            | Event::ItemFinished { .. } => {}
+            _ => {}
         }
     }
     t
+}
+
+/// The timeline's line for an event, if it has one.
+fn timeline_text(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted { user, host, .. } => format!("run started by {user}@{host}"),
+        Event::RunResumed {
+            user,
+            host,
+            in_doubt,
+        } => format!("run resumed by {user}@{host}{}", in_flight(in_doubt)),
+        Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
+        Event::GateAsked {
+            step,
+            message,
+            manual,
+            rollback,
+            ..
+        } => format!(
+            "{} `{step}`: {message}",
+            if *rollback {
+                "rollback by hand"
+            } else if *manual {
+                "manual step"
+            } else {
+                "gate"
+            }
+        ),
+        Event::GateWaiting {
+            step,
+            how_to_answer,
+        } => format!("`{step}` waits for an answer: {how_to_answer}"),
+        Event::GateAnswered {
+            step,
+            decision,
+            user,
+            from_host,
+            by,
+            ..
+        } => format!(
+            "`{step}` {} by {user}@{from_host} ({})",
+            word(decision),
+            word(by)
+        ),
+        Event::StepStarted {
+            step,
+            attempt,
+            host,
+            ..
+        } => {
+            let on = host
+                .as_ref()
+                .map(|h| format!(" on {h}"))
+                .unwrap_or_default();
+            format!(
+                "`{step}` started{on}{}",
+                if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        Event::Retry {
+            step,
+            attempt,
+            reason,
+            ..
+        } => format!("`{step}` retry {attempt}: {reason}"),
+        Event::HostFinished {
+            step,
+            host,
+            status,
+            error,
+            ..
+        } => format!(
+            "`{step}` on {host}: {}{}",
+            status.as_str(),
+            error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+        Event::StepFinished {
+            step,
+            status,
+            error,
+            ..
+        } => format!(
+            "`{step}` {}{}",
+            status.as_str(),
+            error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+        Event::RollbackStarted { step, reason } => {
+            format!("rollback of `{step}` started ({reason})")
+        }
+        Event::RollbackFinished { step, status, .. } => {
+            format!("rollback of `{step}` {}", status.as_str())
+        }
+        Event::RollbackNotRun { step, reason } => {
+            format!("rollback of `{step}` NOT run: {reason}")
+        }
+        Event::Warning { message } => format!("warning: {message}"),
+        Event::RollbacksDischarged { by, steps } => format!(
+            "commit `{by}`: rollbacks of {} discharged (they will not run)",
+            steps
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Event::RunFinished {
+            status, exit_code, ..
+        } => format!("run finished: {} (exit {exit_code})", word(status)),
+        Event::Output { .. }
+        | Event::ProbeAttempt { .. }
+        | Event::ItemStarted { .. }
+        | Event::ItemFinished { .. } => return None,
+    })
+}
+
+/// What a resumed run says was in flight, as ` (in flight: a re-run, b done)`.
+fn in_flight(in_doubt: &[(String, String)]) -> String {
+    if in_doubt.is_empty() {
+        return String::new();
+    }
+    format!(
+        " (in flight: {})",
+        in_doubt
+            .iter()
+            .map(|(s, d)| format!("{s} {d}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A step (one of its hosts, an attempt, or its rollback) started.
+fn step_started(e: &mut StepEntry, event: &Event) {
+    let Event::StepStarted {
+        attempt,
+        host,
+        command,
+        ..
+    } = event
+    else {
+        return;
+    };
+    // A rollback runs the step's id again: it must not make a finished step "running".
+    if e.status == "not-run" {
+        e.status = "running".into();
+    }
+    e.attempts = e.attempts.max(*attempt);
+    if e.command.is_none() {
+        e.command = command.clone();
+    }
+    if let Some(h) = host
+        && !e.hosts.contains(h)
+    {
+        e.hosts.push(h.clone());
+    }
+}
+
+/// A step ended: its status, timings, outputs, and the head and tail of what it printed.
+fn step_finished(e: &mut StepEntry, event: &Event) {
+    let Event::StepFinished {
+        status,
+        exit_code,
+        duration_ms,
+        error,
+        outputs,
+        result,
+        ..
+    } = event
+    else {
+        return;
+    };
+    e.status = status.as_str().into();
+    e.exit_code = *exit_code;
+    e.duration_ms = *duration_ms;
+    e.duration = crate::fmt::human_duration(std::time::Duration::from_millis(*duration_ms));
+    e.error = error.clone();
+    e.outputs = outputs.clone();
+    e.attempts = e.attempts.max(1);
+    let text = result
+        .get("stdout")
+        .and_then(|s| s.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            result
+                .get("body")
+                .and_then(|b| b.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let stderr = result
+        .get("stderr")
+        .and_then(|s| s.as_str())
+        .unwrap_or_default();
+    let all = if stderr.trim().is_empty() {
+        text
+    } else {
+        format!(
+            "{text}{}{stderr}",
+            if text.ends_with('\n') || text.is_empty() {
+                ""
+            } else {
+                "\n"
+            }
+        )
+    };
+    let (h, tl) = head_tail(all.trim_end());
+    e.output_head = h;
+    e.output_tail = tl;
+    if *status == StepStatus::Skipped {
+        e.skipped_reason = error.clone();
+    }
 }
 
 fn t_line(timeline: &mut Vec<TimelineEntry>, at: &str, text: String) {

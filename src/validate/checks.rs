@@ -9,6 +9,7 @@ use crate::graph;
 use crate::model::*;
 use crate::template::{SecretDisplay, Templates, describe_error, expression_source};
 
+mod runtime;
 mod templates;
 mod variables;
 
@@ -52,6 +53,9 @@ struct Scope<'a> {
     result: bool,
     /// Any step may be referenced (finally steps).
     any_step: bool,
+    /// Over the combined result of a group step (its `outputs`): per-host fields only
+    /// under `hosts.<h>`.
+    group: bool,
     /// Inputs visible (all, or only the first n for defaults).
     inputs: &'a [Input],
 }
@@ -293,19 +297,38 @@ impl<'a> Checker<'a> {
         for step in rb.steps.iter() {
             self.secret_outputs(step);
             let remote = step.body.on.is_some() && matches!(step.body.action, Action::Run(_));
-            if remote && step.confirm.is_none() && step.rollback.is_none() && !step.read_only {
+            // A request that changes things (not GET/HEAD/OPTIONS/LIST) changes a remote
+            // service; `idempotent: true` says repeating it is harmless (an unseal share).
+            let http = match &step.body.action {
+                Action::Http(h) if super::targets::http_changes(h) && !step.idempotent => Some(h),
+                _ => None,
+            };
+            if (remote || http.is_some())
+                && step.confirm.is_none()
+                && step.rollback.is_none()
+                && !step.read_only
+            {
+                let what = match http {
+                    Some(h) if h.method_tmpl.is_some() => {
+                        "sends a request (method chosen at run time)".to_string()
+                    }
+                    Some(h) => format!("sends a {} request", h.method),
+                    None => "changes a remote host".to_string(),
+                };
                 self.push(
                     Diagnostic::warning(
                         "remote-step-unguarded",
                         format!(
-                            "step `{}` changes a remote host without a gate or a rollback",
+                            "step `{}` {what} without a gate or a rollback",
                             step.id.name
                         ),
                     )
                     .with_span(step.id.span.clone(), "no `confirm` and no `rollback`")
-                    .with_help(
-                        "add `confirm:` or `rollback:`, or `read_only: true` if it only inspects",
-                    ),
+                    .with_help(if http.is_some() {
+                        "add `confirm:` or `rollback:`, `read_only: true` if the request only reads (a login), or `idempotent: true` if repeating it is harmless"
+                    } else {
+                        "add `confirm:` or `rollback:`, or `read_only: true` if it only inspects"
+                    }),
                 );
             }
         }

@@ -25,7 +25,11 @@ use call::{call, relocate};
 use scope::{Scope, template_expr};
 
 /// Keys whose string values are expressions (written without braces).
-const EXPR_KEYS: &[&str] = &["when", "until", "that", "for_each", "items"];
+/// (`where`, `by`, `first`, `last`, `hosts`: targets chosen at run time, under a step or
+/// its `on:`/`order:`.)
+const EXPR_KEYS: &[&str] = &[
+    "when", "until", "that", "for_each", "items", "where", "by", "first", "last", "hosts",
+];
 /// Fields a calling step may have besides `uses`.
 const CALL_FIELDS: &[&str] = &["id", "title", "needs", "when", "uses", "with"];
 /// Deepest chain of calls.

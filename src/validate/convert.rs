@@ -51,6 +51,7 @@ pub(super) const HOST: &[&str] = &[
     "identity_file",
     "jump",
     "known_hosts",
+    "vars",
 ];
 pub(super) const DEFAULTS: &[&str] = &["timeout", "retries", "backoff", "gate_timeout"];
 pub(super) const STEP: &[&str] = &[
@@ -84,6 +85,10 @@ pub(super) const STEP: &[&str] = &[
     "with",
     "commit",
     "on_failure",
+    "where",
+    "order",
+    "deadline",
+    "retry",
 ];
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
@@ -129,7 +134,7 @@ pub(super) const EXPECT: &[&str] = &[
     "body_contains",
     "that",
 ];
-pub(super) const FOR_EACH: &[&str] = &["items", "until"];
+pub(super) const FOR_EACH: &[&str] = &["items", "until", "on_item_failure"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
 /// YAML tree → [`Runbook`]; `composed` are the dotted names `uses:` expansion made.
@@ -322,6 +327,7 @@ fn read_hosts(r: &mut Reader, node: &Node) -> Vec<Host> {
             known_hosts: f
                 .get("known_hosts")
                 .and_then(|n| r.string(n, &what("known_hosts"))),
+            vars: super::targets::read_vars(r, f.get("vars"), &what("vars")),
             name,
         });
     }

@@ -7,8 +7,10 @@
 mod checks;
 mod compose;
 pub use checks::{RESULT_NAMES, step_var};
+pub(crate) use targets::METHODS as HTTP_METHODS;
 mod convert;
 pub(crate) mod reader;
+mod targets;
 
 use crate::diagnostic::Diagnostic;
 use crate::load::Loaded;
@@ -92,7 +94,7 @@ mod tests {
         let top = &s["properties"];
         let step = &top["steps"]["items"];
         let sp = &step["properties"];
-        let cases: [(&str, &[&str], &Value); 12] = [
+        let cases: [(&str, &[&str], &Value); 15] = [
             ("top level", TOP, &s),
             (
                 "input",
@@ -113,6 +115,9 @@ mod tests {
                 &sp["outputs"]["additionalProperties"]["oneOf"][1],
             ),
             ("for_each", FOR_EACH, &sp["for_each"]["oneOf"][2]),
+            ("on (run time)", super::targets::ON, &sp["on"]["oneOf"][1]),
+            ("order", super::targets::ORDER, &sp["order"]),
+            ("retry", super::targets::RETRY, &sp["retry"]),
         ];
         for (what, keys, schema) in cases {
             assert_eq!(listed(keys), properties(schema), "{what}");

@@ -20,5 +20,6 @@ mod secrets;
 mod ssh;
 mod sshd;
 mod store;
+mod targets;
 mod uses;
 mod validate;

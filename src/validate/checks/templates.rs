@@ -12,6 +12,7 @@ impl<'a> Checker<'a> {
             item: false,
             result: false,
             any_step: false,
+            group: false,
             inputs: &rb.inputs,
         };
         for (i, input) in rb.inputs.iter().enumerate() {
@@ -54,6 +55,7 @@ impl<'a> Checker<'a> {
                 item: step.for_each.is_some(),
                 result: false,
                 any_step: i >= main,
+                group: false,
                 inputs: &rb.inputs,
             };
             if let Some(t) = &step.title {
@@ -99,15 +101,7 @@ impl<'a> Checker<'a> {
                     },
                 );
             }
-            for (_, expr) in &step.outputs {
-                self.expression(
-                    expr,
-                    Scope {
-                        result: true,
-                        ..scope
-                    },
-                );
-            }
+            self.runtime(step, scope);
             if let Some(rbk) = &step.rollback {
                 // A fan-out's rollback runs once per host that completed, with `host` bound.
                 let rscope = Scope {

@@ -44,10 +44,17 @@ impl<'a> Checker<'a> {
                 "run" => continue,
                 "host" if scope.remote => continue,
                 "item" | "item_index" if scope.item => continue,
+                r if scope.group && crate::validate::targets::PER_HOST.contains(&r) => {
+                    self.own_group_result(t, r, scope);
+                    continue;
+                }
                 r if scope.result && RESULT_NAMES.contains(&r) => continue,
                 "steps" if scope.step.is_some() => {
                     let Some(id) = parts.next() else { continue };
                     self.step_reference(t, id, scope);
+                    if let Some(field) = parts.next() {
+                        self.group_result(t, id, field);
+                    }
                     continue;
                 }
                 _ => {}

@@ -10,6 +10,8 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Expands one step with `uses:` into the called runbook's steps (renamed `call.step`), its
+/// hosts and groups, and the call step itself; `None` after reporting why not.
 pub(super) fn call(
     step: &Node,
     path: &Path,
@@ -30,6 +32,79 @@ pub(super) fn call(
         );
         return None;
     };
+    if !call_fields_only(step, diags) {
+        return None;
+    }
+    let Callee {
+        root: child_root,
+        model,
+        display,
+    } = callee(rel, &at, path, stack, diags)?;
+    let subst = bind_inputs(step, &model.inputs, &display, diags)?;
+    let mut names: HashSet<String> = model.hosts.iter().map(|h| h.name.clone()).collect();
+    names.extend(model.groups.iter().map(|g| g.name.clone()));
+    let scope = Scope {
+        call: id.to_string(),
+        inputs: subst,
+        hosts: names,
+        span: at.clone(),
+    };
+    let mut out = Expanded {
+        steps: Vec::new(),
+        hosts: Vec::new(),
+        groups: Vec::new(),
+    };
+    for (key, target) in [("hosts", &mut out.hosts), ("groups", &mut out.groups)] {
+        if let Some(Node {
+            kind: NodeKind::Map(pairs),
+            ..
+        }) = get(&child_root, key)
+        {
+            for (k, v) in pairs {
+                let name = format!("{}.{}", scope.call, k.as_str().unwrap_or_default());
+                made.insert(name.clone());
+                let v = if key == "groups" {
+                    scope.hosts_in(v)
+                } else {
+                    scope.rewrite(v, "")
+                };
+                target.push((scalar(name, &at), v));
+            }
+        }
+    }
+    let ids = renamed_steps(step, &child_root, &scope, made, &mut out.steps);
+    // The call itself: done when every child step is, with the child's outputs.
+    let mut call_step = vec![
+        (scalar("id", &at), get(step, "id").cloned()?),
+        pair("uses", uses.clone(), &at),
+        pair(
+            "needs",
+            Node {
+                kind: NodeKind::Seq(ids.iter().map(|i| scalar(i.clone(), &at)).collect()),
+                span: at.clone(),
+            },
+            &at,
+        ),
+    ];
+    let title = get(step, "title")
+        .cloned()
+        .unwrap_or_else(|| scalar(format!("{rel} done"), &at));
+    call_step.push(pair("title", title, &at));
+    if let Some(w) = get(step, "when") {
+        call_step.push(pair("when", w.clone(), &at));
+    }
+    if let Some(outputs) = get(&child_root, "outputs") {
+        call_step.push(pair("outputs", scope.rewrite(outputs, "outputs"), &at));
+    }
+    out.steps.push(Node {
+        kind: NodeKind::Map(call_step),
+        span: step.span.clone(),
+    });
+    Some(out)
+}
+
+/// Whether a call has only the fields a call may have (reports the first other one).
+fn call_fields_only(step: &Node, diags: &mut Vec<Diagnostic>) -> bool {
     if let NodeKind::Map(pairs) = &step.kind {
         for (k, _) in pairs {
             let key = k.as_str().unwrap_or_default();
@@ -44,10 +119,32 @@ pub(super) fn call(
                         "a call has only `id`, `title`, `needs`, `when`, `uses` and `with`; put the rest in the called runbook",
                     ),
                 );
-                return None;
+                return false;
             }
         }
     }
+    true
+}
+
+/// A called runbook, read, expanded and valid.
+pub(super) struct Callee {
+    /// Its tree, its own calls expanded.
+    root: Node,
+    model: crate::model::Runbook,
+    /// Its path as messages show it.
+    display: String,
+}
+
+/// Reads, expands and validates the runbook `rel` (relative to the caller at `path`) that a
+/// call at `at` names; `None` after reporting why it cannot be called.
+fn callee(
+    rel: &str,
+    at: &Range<usize>,
+    path: &Path,
+    stack: &mut Vec<(PathBuf, String)>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Callee> {
+    let at = at.clone();
     let base = path.parent().unwrap_or(Path::new(""));
     let child_path = tidy(&base.join(rel));
     let display = child_path.display().to_string();
@@ -155,18 +252,8 @@ pub(super) fn call(
     } else if child_diags.is_empty() {
         child_diags.push(Diagnostic::error("empty-runbook", "the file is empty"));
     }
-    let errors: Vec<String> = child_diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| {
-            let (l, c) = d
-                .span
-                .as_ref()
-                .map_or((1, 1), |(r, _)| line_col(&child_text, r.start));
-            format!("{display}:{l}:{c}: [{}] {}", d.code, d.message)
-        })
-        .collect();
-    let (Some(child_root), Some(model), true) = (child_root, model, errors.is_empty()) else {
+    let errors = error_lines(&child_diags, &child_text, &display);
+    let (Some(root), Some(model), true) = (child_root, model, errors.is_empty()) else {
         diags.push(
             Diagnostic::error(
                 "uses-invalid",
@@ -180,41 +267,41 @@ pub(super) fn call(
         );
         return None;
     };
-    let subst = bind_inputs(step, &model.inputs, &display, diags)?;
-    let mut names: HashSet<String> = model.hosts.iter().map(|h| h.name.clone()).collect();
-    names.extend(model.groups.iter().map(|g| g.name.clone()));
-    let scope = Scope {
-        call: id.to_string(),
-        inputs: subst,
-        hosts: names,
-        span: at.clone(),
-    };
-    let mut out = Expanded {
-        steps: Vec::new(),
-        hosts: Vec::new(),
-        groups: Vec::new(),
-    };
-    for (key, target) in [("hosts", &mut out.hosts), ("groups", &mut out.groups)] {
-        if let Some(Node {
-            kind: NodeKind::Map(pairs),
-            ..
-        }) = get(&child_root, key)
-        {
-            for (k, v) in pairs {
-                let name = format!("{}.{}", scope.call, k.as_str().unwrap_or_default());
-                made.insert(name.clone());
-                let v = if key == "groups" {
-                    scope.hosts_in(v)
-                } else {
-                    scope.rewrite(v, "")
-                };
-                target.push((scalar(name, &at), v));
-            }
-        }
-    }
+    Some(Callee {
+        root,
+        model,
+        display,
+    })
+}
+
+/// The called runbook's errors, one `file:line:col: [code] message` line each.
+fn error_lines(diags: &[Diagnostic], text: &str, display: &str) -> Vec<String> {
+    diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| {
+            let (l, c) = d
+                .span
+                .as_ref()
+                .map_or((1, 1), |(r, _)| line_col(text, r.start));
+            format!("{display}:{l}:{c}: [{}] {}", d.code, d.message)
+        })
+        .collect()
+}
+
+/// The called runbook's steps, renamed into the call's scope (ids `call.step`, the call's
+/// `needs` and `when` added), pushed to `out`; returns their ids.
+fn renamed_steps(
+    step: &Node,
+    child_root: &Node,
+    scope: &Scope,
+    made: &mut HashSet<String>,
+    out: &mut Vec<Node>,
+) -> Vec<String> {
+    let at = &scope.span;
     let call_needs = get(step, "needs").cloned();
     let call_when = get(step, "when").and_then(Node::as_str).map(str::to_string);
-    let child_steps = steps_of(&child_root).cloned().unwrap_or_default();
+    let child_steps = steps_of(child_root).cloned().unwrap_or_default();
     let mut ids = Vec::new();
     for s in &child_steps {
         let NodeKind::Map(pairs) = &s.kind else {
@@ -230,7 +317,7 @@ pub(super) fn call(
                     let full = format!("{}.{}", scope.call, v.as_str().unwrap_or_default());
                     made.insert(full.clone());
                     ids.push(full.clone());
-                    scalar(full, &at)
+                    scalar(full, at)
                 }
                 "needs" => {
                     has_needs = true;
@@ -247,54 +334,27 @@ pub(super) fn call(
                                 crate::template::expression_source(p),
                                 crate::template::expression_source(c)
                             ),
-                            &at,
+                            at,
                         ),
                         _ => own,
                     }
                 }
                 _ => scope.rewrite(v, key),
             };
-            new.push((scalar(key, &at), v));
+            new.push((scalar(key, at), v));
         }
         if !has_needs && let Some(n) = &call_needs {
-            new.push(pair("needs", relocate(n, &at), &at));
+            new.push(pair("needs", relocate(n, at), at));
         }
         if !has_when && let Some(p) = &call_when {
-            new.push(pair("when", scalar(p.clone(), &at), &at));
+            new.push(pair("when", scalar(p.clone(), at), at));
         }
-        out.steps.push(Node {
+        out.push(Node {
             kind: NodeKind::Map(new),
             span: at.clone(),
         });
     }
-    // The call itself: done when every child step is, with the child's outputs.
-    let mut call_step = vec![
-        (scalar("id", &at), get(step, "id").cloned()?),
-        pair("uses", uses.clone(), &at),
-        pair(
-            "needs",
-            Node {
-                kind: NodeKind::Seq(ids.iter().map(|i| scalar(i.clone(), &at)).collect()),
-                span: at.clone(),
-            },
-            &at,
-        ),
-    ];
-    let title = get(step, "title")
-        .cloned()
-        .unwrap_or_else(|| scalar(format!("{rel} done"), &at));
-    call_step.push(pair("title", title, &at));
-    if let Some(w) = get(step, "when") {
-        call_step.push(pair("when", w.clone(), &at));
-    }
-    if let Some(outputs) = get(&child_root, "outputs") {
-        call_step.push(pair("outputs", scope.rewrite(outputs, "outputs"), &at));
-    }
-    out.steps.push(Node {
-        kind: NodeKind::Map(call_step),
-        span: step.span.clone(),
-    });
-    Some(out)
+    ids
 }
 
 /// `a/b/../c` as `a/c` (for messages; the file system is not asked).

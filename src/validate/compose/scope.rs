@@ -79,7 +79,7 @@ impl Scope {
                     self.template(text)
                 } else if EXPR_KEYS.contains(&key) || key == "outputs" {
                     self.expression(text)
-                } else if key == "on" && self.hosts.contains(text) {
+                } else if (key == "on" || key == "from") && self.hosts.contains(text) {
                     format!("{}.{text}", self.call)
                 } else {
                     text.clone()

@@ -7,13 +7,13 @@ pub(super) fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpS
     let verbs: Vec<&str> = HTTP_VERBS.iter().copied().filter(|v| f.has(v)).collect();
     let (method, url) = match (verbs.as_slice(), f.get("url")) {
         ([verb], None) => (
-            verb.to_ascii_uppercase(),
+            (verb.to_ascii_uppercase(), None),
             f.get(verb).and_then(|n| r.tmpl(n, what)),
         ),
         ([], Some(u)) => {
             let method = match f.get("method") {
-                Some(m) => r.string(m, what).unwrap_or_default().to_ascii_uppercase(),
-                None => "GET".to_string(),
+                Some(m) => crate::validate::targets::read_method(r, m, what),
+                None => ("GET".to_string(), None),
             };
             (method, r.tmpl(u, what))
         }
@@ -26,11 +26,8 @@ pub(super) fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpS
             return None;
         }
     };
-    if ![
-        "GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "LIST",
-    ]
-    .contains(&method.as_str())
-    {
+    let (method, method_tmpl) = method;
+    if method_tmpl.is_none() && !crate::validate::targets::METHODS.contains(&method.as_str()) {
         r.push(
             Diagnostic::error("invalid-value", format!("`{method}` is not an HTTP method"))
                 .with_span(
@@ -78,6 +75,7 @@ pub(super) fn read_http(r: &mut Reader, node: &Node, what: &str) -> Option<HttpS
     }
     Some(HttpSpec {
         method,
+        method_tmpl,
         url: url?,
         headers: f
             .get("headers")

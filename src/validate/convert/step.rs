@@ -67,7 +67,9 @@ pub(super) fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Opt
             }
             Body {
                 action: Action::Checkpoint,
-                on: f.get("on").and_then(|n| r.named(n, &what("on"))),
+                on: f
+                    .get("on")
+                    .and_then(|n| crate::validate::targets::read_on(r, n, &what("on"), true)),
                 timeout: None,
                 env: Vec::new(),
                 stdin: None,
@@ -128,9 +130,13 @@ pub(super) fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Opt
             .unwrap_or(false),
         rollback: None,
         uses: f.get("uses").and_then(|n| r.string(n, &what("uses"))),
+        targets: Targets::default(),
+        deadline: None,
+        retry_when: None,
         span: node.span.clone(),
         id,
     };
+    crate::validate::targets::read_step_fields(r, &f, &mut step, defaults);
     step.continue_on_failure = step.on_failure == OnFailure::Continue;
     // The run-wide timeout bounds commands and requests; waits carry their own, and a
     // manual step or a gate waits for a person, which no default should cut short.
@@ -230,7 +236,7 @@ pub(super) fn read_body(
     r: &mut Reader,
     f: &Fields<'_>,
     what: &dyn Fn(&str) -> String,
-    _is_step: bool,
+    is_step: bool,
 ) -> Option<Body> {
     let present: Vec<&str> = KINDS.iter().copied().filter(|k| f.has(k)).collect();
     if present.len() > 1 {
@@ -261,7 +267,9 @@ pub(super) fn read_body(
     };
     Some(Body {
         action,
-        on: f.get("on").and_then(|n| r.named(n, &what("on"))),
+        on: f
+            .get("on")
+            .and_then(|n| crate::validate::targets::read_on(r, n, &what("on"), is_step)),
         timeout: f
             .get("timeout")
             .and_then(|n| r.duration(n, &what("timeout"))),
@@ -316,6 +324,7 @@ pub(super) fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<F
         NodeKind::Scalar { .. } => Some(ForEach {
             items: r.tmpl(node, what)?,
             until: None,
+            continue_on_item_failure: false,
         }),
         NodeKind::Seq(_) => Some(ForEach {
             items: Tmpl {
@@ -323,6 +332,7 @@ pub(super) fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<F
                 span: node.span.clone(),
             },
             until: None,
+            continue_on_item_failure: false,
         }),
         NodeKind::Map(_) => {
             let f = r.fields(node, what, FOR_EACH)?;
@@ -333,9 +343,28 @@ pub(super) fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<F
                     return None;
                 }
             };
+            let continue_on_item_failure = match f.get("on_item_failure") {
+                None => false,
+                Some(n) => match n.as_str() {
+                    Some("continue") => true,
+                    Some("stop") => false,
+                    _ => {
+                        r.push(
+                            Diagnostic::error(
+                                "invalid-value",
+                                format!("`on_item_failure` of {what} must be `stop` or `continue`"),
+                            )
+                            .with_span(n.span.clone(), "not one of them")
+                            .with_help("`stop` (the default) ends the loop at the first failed item; `continue` runs the rest"),
+                        );
+                        false
+                    }
+                },
+            };
             Some(ForEach {
                 items,
                 until: f.get("until").and_then(|n| r.tmpl(n, what)),
+                continue_on_item_failure,
             })
         }
     }
