@@ -489,6 +489,10 @@ pub(crate) struct Loaded {
     pub head_problem: Option<String>,
 }
 
+/// How an empty head reads: created, but never written (the engine was killed before its first
+/// head write, or the disk was full): `resume` accepts it, `--verify` does not.
+const NEVER_WRITTEN: &str = "the head file was never written: a removed tail cannot be ruled out";
+
 /// Reads `journal.head`: the head, or why it cannot be used.
 fn read_head(run_dir: &Path) -> Result<Head, String> {
     let bytes = match read_file_nofollow(&run_dir.join(HEAD_FILE)) {
@@ -500,6 +504,9 @@ fn read_head(run_dir: &Path) -> Result<Head, String> {
         }
         Err(e) => return Err(format!("the head file {HEAD_FILE} cannot be read ({e})")),
     };
+    if bytes.trim_ascii().is_empty() {
+        return Err(format!("{NEVER_WRITTEN} ({HEAD_FILE} is empty)"));
+    }
     let head: Head = serde_json::from_slice(bytes.trim_ascii())
         .map_err(|_| format!("the head file {HEAD_FILE} is not a head record (damaged)"))?;
     let hex = head.last.len() == 64 && head.last.bytes().all(|b| b.is_ascii_hexdigit());
@@ -577,7 +584,9 @@ pub(crate) fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
 /// head file counts but the journal no longer has, or a head whose last hash differs.
 /// `strict` = false only counts records that were fsynced (a power loss can lose the others).
 pub(crate) fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
-    if let Some(why) = &l.head_problem {
+    if let Some(why) = &l.head_problem
+        && (strict || !why.starts_with(NEVER_WRITTEN))
+    {
         return Some(why.clone());
     }
     let head = l.head.as_ref()?;
