@@ -21,9 +21,7 @@ pub(crate) fn option_word(rendered: &str, values: &[(String, bool)]) -> Option<u
             i += 1;
             continue;
         }
-        let Some(len) = chars[i..].iter().position(|c| *c == CLOSE) else {
-            return None;
-        };
+        let len = chars[i..].iter().position(|c| *c == CLOSE)?;
         let end = i + len;
         let idx: Option<usize> = chars[i + 1..end].iter().collect::<String>().parse().ok();
         // The word around the marker, quotes removed: just the marker → its own word.
