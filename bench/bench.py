@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """runbook benchmarks: each figure is a ratio against a baseline measured in the same run.
 
-Usage: bench/bench.py [validate|exec|output|journal|ssh|all]   (default: all that can run here)
+Usage: bench/bench.py [validate|exec|output|journal|ssh|store|team|all]   (default: all that can run here)
 Builds the release binary first. Figures are printed as a table; nothing is asserted.
 """
 import os, resource, shutil, subprocess, sys, tempfile, time
@@ -115,6 +115,14 @@ def main():
             sys.path.insert(0, os.path.join(ROOT, "bench"))
             import ssh  # noqa: E402
             rows += ssh.bench(BIN, tmp)
+        if what in ("store", "all"):
+            sys.path.insert(0, os.path.join(ROOT, "bench"))
+            import pg  # noqa: E402
+            rows += pg.bench(BIN, tmp)
+        if what in ("team", "all"):
+            sys.path.insert(0, os.path.join(ROOT, "bench"))
+            import team  # noqa: E402
+            rows += team.bench(BIN, tmp)
     w = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{w}}  {value}")

@@ -120,6 +120,15 @@ pub enum Event {
         /// Exactly how to answer from elsewhere.
         how_to_answer: String,
     },
+    /// Someone answered an `ask:` step (who, never what).
+    AskAnswered {
+        step: String,
+        user: String,
+        by: AnsweredBy,
+        /// Answers taken so far, and needed in all.
+        have: u32,
+        need: u32,
+    },
     GateAnswered {
         step: String,
         decision: Decision,

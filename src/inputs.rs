@@ -36,7 +36,9 @@ impl std::fmt::Display for InputSource {
             InputSource::File(p) => write!(f, "file {p}"),
             InputSource::Default => f.write_str("default"),
             InputSource::Prompt => f.write_str("prompt"),
-            InputSource::NotProvided => f.write_str("not provided: will prompt"),
+            InputSource::NotProvided => f.write_str(
+                "not provided: prompted at start on a terminal; headless, asked when needed (a step that uses it fails)",
+            ),
         }
     }
 }
@@ -234,6 +236,18 @@ pub(crate) fn resolve(
                 Ok(None) => match prompt.as_mut().and_then(|p| p(input)) {
                     Some(v) => (v, InputSource::Prompt),
                     None if prompt.is_none() => {
+                        out.values.push(Resolved {
+                            name: input.name.clone(),
+                            value: InputValue::Unknown,
+                            source: InputSource::NotProvided,
+                            secret: true,
+                            list,
+                        });
+                        continue;
+                    }
+                    // Not required: maybe no step that runs needs it (a skipped branch). It is
+                    // left unknown; a step that uses it fails naming the step and the input.
+                    None if !input.required => {
                         out.values.push(Resolved {
                             name: input.name.clone(),
                             value: InputValue::Unknown,

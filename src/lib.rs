@@ -74,8 +74,8 @@ pub use cli::main;
 pub use diagnostic::Diagnostic;
 pub use event::{Event, Observer, Stamped, StepStatus};
 pub use execute::{
-    AnswerSource, Options, Prompter, RemoteAnswer, RollbackSummary, RunOutcome, Services,
-    StepSummary, execute,
+    AnswerSource, AskCheck, AskRequest, Options, Prompter, RemoteAnswer, RollbackSummary,
+    RunOutcome, Services, StepSummary, execute,
 };
 pub use exit::ExitStatus;
 pub use model::Runbook;

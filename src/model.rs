@@ -274,6 +274,8 @@ pub enum Action {
     Checkpoint,
     /// Stop here: the step fails with this message (a template).
     Fail(Tmpl),
+    /// Ask people for a value mid-run (`ask:`); the answer is the step's output.
+    Ask(Box<AskSpec>),
 }
 
 impl Action {
@@ -285,8 +287,29 @@ impl Action {
             Action::Manual(_) => "manual",
             Action::Checkpoint => "checkpoint",
             Action::Fail(_) => "fail",
+            Action::Ask(_) => "ask",
         }
     }
+}
+
+/// `ask:` — a value asked of people while the run goes on (see docs/format.md).
+#[derive(Debug, Clone)]
+pub struct AskSpec {
+    /// What the person is asked (a template).
+    pub prompt: Tmpl,
+    /// `string`, `int` or `bool`: an answer that does not parse is asked again.
+    pub ty: InputType,
+    /// Hidden input; never journaled or shown; asked again on resume.
+    pub secret: bool,
+    /// The whole answer must match (anchored).
+    pub pattern: Option<regex::Regex>,
+    /// How many answers, each from a distinct OS user (1: one answer from anyone).
+    pub from: u32,
+    /// `from: "{{ expr }}"`: the count, known at run time (e.g. the threshold a server
+    /// reports); `from` is then 1 until it is evaluated.
+    pub from_expr: Option<Tmpl>,
+    /// How long to wait for answers from elsewhere (default: `defaults.gate_timeout`).
+    pub timeout: Option<Duration>,
 }
 
 /// A JSON value whose strings are templates.

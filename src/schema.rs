@@ -119,6 +119,18 @@ fn step() -> Value {
         "on_failure": { "enum": ["unwind", "stop", "continue"], "description": "unwind (default): undo completed steps; stop: stop without undoing (exit 4); continue: go on" },
         "commit": { "type": "boolean", "description": "Point of no return: once this step succeeds, earlier steps' rollbacks are discharged" },
         "fail": { "type": "string", "description": "Fail the run here with this message (a template)" },
+        "ask": { "description": "Ask people for a value mid-run (a terminal, or `runbook answer RUN STEP`); the answer is steps.<id>.outputs.value (all answers: .values)",
+            "oneOf": [ string(), {
+            "type": "object", "additionalProperties": false, "required": ["prompt"],
+            "properties": {
+                "prompt": string(),
+                "type": { "enum": ["string", "int", "bool"] },
+                "secret": { "type": "boolean", "description": "Hidden input; never journaled or shown; asked again on resume" },
+                "pattern": { "type": "string", "description": "Regular expression the whole answer must match (asked again otherwise)" },
+                "from": { "oneOf": [ { "type": "integer", "minimum": 1, "maximum": 50 }, string() ], "description": "Collect this many answers, each from a distinct OS user (an expression: known at run time)" },
+                "timeout": string()
+            }
+        } ] },
         "uses": { "type": "string", "description": "Call another runbook (path relative to this file); its steps run as part of this run" },
         "with": { "type": "object", "description": "Inputs of the called runbook (`uses`)" },
         "on": { "oneOf": [

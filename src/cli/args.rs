@@ -102,6 +102,16 @@ Your OS user is the approver (the owner of the answer file, not a claim in it)."
 Examples:
   runbook reject 20261126-090102-vault-crash-3f9a restart --comment \"not during peak hours\"")]
     Reject(AnswerArgs),
+    /// Answer an `ask:` step of a waiting run, as your own OS user (a secret is typed at a
+    /// hidden prompt or piped with --stdin, never given on the command line).
+    #[command(after_help = "\
+Examples:
+  runbook answer 20261126-090102-vault-sealed-3f9a unseal.shares      # hidden prompt
+  pass show vault/share-2 | runbook answer last unseal.shares --stdin
+  runbook answer last new-node-count 3
+
+With `from: N` each of the N answers must come from a different OS user.")]
+    Answer(super::answer::AskAnswerArgs),
     /// Show one run: its state (running, waiting at a gate for whom since when, interrupted,
     /// finished), each step, and the next command to type.
     #[command(after_help = "\
@@ -161,6 +171,22 @@ Examples:
   runbook unlock vault-vault-2
   runbook unlock vault-vault-2 --force   # only if you are sure no run holds it")]
     Unlock(UnlockArgs),
+    /// Write a run in the file format (journal, head, options) to DIR/<run id>.
+    #[command(after_help = "\
+Examples:
+  runbook export RUN ./evidence --store postgres://alice@db.example/runbook
+  runbook transcript --verify --runs-dir ./evidence RUN
+
+The hash chain is verified first; the copy verifies with `transcript --verify` like the
+original. Works from either store (docs/store.md).")]
+    Export(ExportArgs),
+    /// Add a run exported in the file format (a directory holding journal.jsonl) to the store.
+    #[command(after_help = "\
+Examples:
+  runbook import ./evidence/vault-crash-1a2b3c4d5e6f7a8b --store postgres://alice@db.example/runbook
+
+The hash chain is verified first; a run already in the store is refused.")]
+    Import(ImportArgs),
     /// The shared PostgreSQL store (team mode): create or migrate its schema, check it.
     #[command(after_help = "\
 Examples:
@@ -169,8 +195,9 @@ Examples:
 
 The connection string is a libpq URL or key=value string; its password is never printed
 (prefer a ~/.pgpass-style secret outside the string, or PGPASSWORD-free roles with peer or
-certificate authentication). Today the store holds the schema only: runs are still recorded
-in the local run directory (docs/store.md).
+certificate authentication). With `--store`/`RUNBOOK_STORE` on exec, resume, runs, show,
+transcript, approve, reject, unlock, attach, export and import, runs are kept in it
+(docs/store.md).
 
 Exit codes:
   0  reachable, schema current (init: migrations applied)
@@ -262,6 +289,15 @@ pub(crate) struct ExecArgs {
     /// $XDG_STATE_HOME/runbook/runs, i.e. ~/.local/state/runbook/runs].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
+    /// Keep runs in a shared PostgreSQL store (team mode): postgres://user@host:port/db or
+    /// key=value. The password is never printed. See docs/store.md.
+    #[arg(
+        long = "store",
+        env = "RUNBOOK_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     #[command(flatten)]
     pub run: RunOpts,
     /// Run without a journal (benchmarks only: no resume, no remote approval, no transcript).
@@ -354,6 +390,15 @@ pub(crate) struct RunsDirArg {
     /// $XDG_STATE_HOME/runbook/runs, i.e. ~/.local/state/runbook/runs].
     #[arg(long, value_name = "DIR", global = false)]
     pub runs_dir: Option<PathBuf>,
+    /// Keep runs in a shared PostgreSQL store (team mode): postgres://user@host:port/db or
+    /// key=value. The password is never printed. See docs/store.md.
+    #[arg(
+        long = "store",
+        env = "RUNBOOK_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -482,6 +527,27 @@ pub(crate) struct AttachArgs {
     /// pagerduty:INCIDENT_ID, jira:ISSUE-KEY or webhook:URL
     #[arg(long, value_name = "TARGET", required = true)]
     pub to: Vec<String>,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The run: its id, a unique prefix of it, or `last`.
+    #[arg(value_name = "RUN")]
+    pub run_id: String,
+    /// Where to write it (the run goes to DIR/<run id>; DIR is created).
+    #[arg(value_name = "DIR")]
+    pub dest: PathBuf,
+    #[command(flatten)]
+    pub dir: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The exported run's directory (it holds journal.jsonl; its name is the run id).
+    #[arg(value_name = "RUN_DIR")]
+    pub path: PathBuf,
     #[command(flatten)]
     pub dir: RunsDirArg,
 }

@@ -17,7 +17,7 @@ use crate::execute::{GateRequest, Prompter, RunOutcome};
 mod events;
 mod prompt;
 mod summary;
-pub(crate) use prompt::TtyPrompter;
+pub(crate) use prompt::{TtyPrompter, read_line_until};
 pub(crate) use summary::summary;
 
 /// Styles, or none when colour is off.
@@ -225,6 +225,7 @@ impl Observer for Console {
                 self.gate_event(&ts, &e.event)
             }
             Event::StepSkipped { .. }
+            | Event::AskAnswered { .. }
             | Event::StepStarted { .. }
             | Event::ProbeAttempt { .. }
             | Event::Retry { .. }

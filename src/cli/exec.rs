@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use super::console::{Console, JsonLines, TtyPrompter, summary};
-use super::store::{runs_dir, runs_flag};
 use super::{
     ExecArgs, OutputFormat, ProgressMode, error_line, input_errors, load_runbook, provided,
 };
@@ -18,6 +17,8 @@ use crate::execute::{self, Answers, Options, Services};
 use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::session::RunId;
+use crate::session::request::RunRequest;
+use crate::session::store::Store;
 use crate::sys::{current_host, current_user};
 
 /// Most steps running at once unless `--parallel` says otherwise.
@@ -127,20 +128,21 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
     let bytes = crate::load::read_bounded(&a.file).unwrap_or_default();
     let file_abs = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
     let run_id = RunId::new(&rb.name).to_string();
-    let runs = runs_dir(a.runs_dir.as_deref());
-    launch(
+    let store = match super::store::open(a.store.as_deref(), a.runs_dir.as_deref()) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let req = RunRequest {
         rb,
-        resolved,
-        file_abs,
-        crate::journal::sha256_hex(&bytes),
+        inputs: resolved,
+        file: file_abs,
+        file_sha256: crate::journal::sha256_hex(&bytes),
         run_id,
-        &runs,
-        &a.run,
-        a.no_journal,
-        execute::Prior::default(),
-        color,
-        None,
-    )
+        prior: execute::Prior::default(),
+        live: None,
+        no_journal: a.no_journal,
+    };
+    launch(req, store.as_ref(), &a.run, color)
 }
 
 /// Every step's title rendered with the run's inputs (secrets masked); the raw text if it
@@ -164,21 +166,25 @@ pub(crate) fn step_titles(
         .collect()
 }
 
-/// Runs (or resumes) a run: lock, journal, observers, services, engine, transcript, attach.
-#[allow(clippy::too_many_arguments)]
+/// Runs (or resumes) a run in `store`: lock, journal, observers, services, engine,
+/// transcript, attach.
 pub(crate) fn launch(
-    rb: crate::model::Runbook,
-    resolved: inputs::Inputs,
-    file: PathBuf,
-    file_sha256: String,
-    run_id: String,
-    runs: &Path,
+    req: RunRequest,
+    store: &dyn Store,
     f: &super::RunOpts,
-    no_journal: bool,
-    prior: execute::Prior,
     color: bool,
-    live: Option<crate::journal::live::LiveGuard>,
 ) -> ExitStatus {
+    let meta = req.meta();
+    let RunRequest {
+        rb,
+        inputs: resolved,
+        file,
+        file_sha256,
+        run_id,
+        prior,
+        live,
+        no_journal,
+    } = req;
     let answers = match checked_options(&rb, f) {
         Ok(a) => a,
         Err(e) => {
@@ -187,7 +193,7 @@ pub(crate) fn launch(
         }
     };
     let user = current_user();
-    let started = match crate::session::start::start(&rb, &resolved, runs, &run_id, &user, live) {
+    let started = match crate::session::start::start(&rb, &resolved, store, &run_id, &user, live) {
         Ok(s) => s,
         Err(e) => {
             error_line(e.message);
@@ -216,9 +222,24 @@ pub(crate) fn launch(
         color,
         rb.steps.len() + rb.finally.len(),
         titles.clone(),
-        format!("runbook logs{} {run_id}", runs_flag(runs)),
+        format!("runbook logs{} {run_id}", store.flags()),
     );
-    let observers = match observers(console, f.output, (!no_journal).then_some(&run_dir)) {
+    let journal = if no_journal {
+        None
+    } else {
+        match store.begin(&meta, &run_dir) {
+            Ok(sink) => Some((run_dir.as_path(), sink)),
+            Err(e) if e.busy => {
+                error_line(e.message);
+                return ExitStatus::Busy;
+            }
+            Err(e) => {
+                error_line(format!("cannot record run {run_id}: {}", e.message));
+                return ExitStatus::EngineFailed;
+            }
+        }
+    };
+    let observers = match observers(console, f.output, journal) {
         Ok(o) => o,
         Err(e) => {
             error_line(e);
@@ -250,7 +271,20 @@ pub(crate) fn launch(
     } else {
         None
     };
-    let runs_flag = runs_flag(runs);
+    let runs_flag = store.flags();
+    // A store that authenticates people (PostgreSQL): the operator is the database role.
+    let user = store.identity().unwrap_or(user);
+    let remote_answers = if no_journal {
+        None
+    } else {
+        match store.answers(&run_dir, &run_id) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::EngineFailed;
+            }
+        }
+    };
     let opts = Options {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -262,11 +296,9 @@ pub(crate) fn launch(
         user,
         host: current_host(),
         file_sha256,
-        lock: lock_key,
-        remote: (!no_journal).then(|| execute::RemoteGates {
-            answers: Arc::new(crate::journal::answers::AnswersDir {
-                run_dir: run_dir.clone(),
-            }),
+        lock: lock_key.clone(),
+        remote: remote_answers.map(|answers| execute::RemoteGates {
+            answers,
             wait: !f.no_wait,
             approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
         }),
@@ -313,6 +345,14 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
+    if let Some(l) = &lock
+        && l.lost()
+    {
+        eprintln!(
+            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
+            lock_key.as_deref().unwrap_or("?")
+        );
+    }
     if outcome.resumable {
         // Resumable: keep the lock for `runbook resume`.
         if let Some(l) = &mut lock {
@@ -368,14 +408,14 @@ fn transcribe_and_attach(
 fn observers(
     console: Console,
     output: OutputFormat,
-    journal_in: Option<&PathBuf>,
+    journal_in: Option<(&Path, Option<Box<dyn crate::journal::RecordSink>>)>,
 ) -> Result<Vec<Box<dyn Observer>>, String> {
     let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
     if output == OutputFormat::Json {
         observers.push(Box::new(JsonLines));
     }
-    if let Some(run_dir) = journal_in {
-        let j = crate::journal::Journal::open(run_dir)
+    if let Some((run_dir, sink)) = journal_in {
+        let j = crate::journal::Journal::open_with(run_dir, sink)
             .map_err(|e| format!("cannot open the journal in {}: {e}", run_dir.display()))?;
         observers.push(Box::new(j));
     }

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::store::{resolve, run_id_of, runs_dir, runs_flag};
+use super::store::{run_id_of, runs_dir};
 use super::{LogsArgs, RunsArgs, ShowArgs, error_line};
 use crate::exit::ExitStatus;
 use crate::journal::state::{self, RunState, RunView};
@@ -101,7 +101,10 @@ fn canonical_state(s: &str) -> &str {
 }
 
 pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
-    let dir = runs_dir(a.dir.runs_dir.as_deref());
+    let store = match super::store::open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
     for s in &a.state {
         if !STATES.contains(&s.as_str()) {
             let hint = crate::diagnostic::did_you_mean(s, STATES.iter().copied())
@@ -121,7 +124,14 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    let runs: Vec<RunView> = state::list(&dir)
+    let all = match store.list() {
+        Ok(v) => v,
+        Err(e) => {
+            error_line(e);
+            return ExitStatus::EngineFailed;
+        }
+    };
+    let runs: Vec<RunView> = all
         .into_iter()
         .filter(|v| {
             let label = v.state.label();
@@ -130,7 +140,7 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
         .filter(|v| from.is_none_or(|f| v.started_at().is_some_and(|t| t >= f)))
         .collect();
     if runs.is_empty() {
-        println!("no runs in {}", dir.display());
+        println!("no runs in {}", store.describe());
         return ExitStatus::Success;
     }
     print!("{}", crate::term::visible(&runs_table(&runs)));
@@ -192,12 +202,23 @@ fn runbook_of(v: &RunView) -> Option<Runbook> {
     crate::validate::validate(&loaded).runbook
 }
 
+/// Whether step `id` is an `ask:` (answered with `runbook answer`, not approved).
+fn is_ask(rb: Option<&Runbook>, id: &str) -> bool {
+    rb.and_then(|rb| rb.steps.iter().chain(&rb.finally).find(|s| s.id.name == id))
+        .is_some_and(|s| matches!(s.body.action, crate::model::Action::Ask(_)))
+}
+
 /// The commands to type next, for a run in state `s`.
-pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
+pub(crate) fn next_commands(v: &RunView, flags: &str) -> Vec<String> {
     let id = &v.run_id;
-    let f = runs_flag(runs);
+    let f = flags;
     match &v.state {
         RunState::Running { .. } => vec![format!("runbook logs{f} {id} --follow")],
+        RunState::Waiting { gate, .. } if is_ask(runbook_of(v).as_ref(), gate) => {
+            vec![format!(
+                "runbook answer{f} {id} {gate}   (as yourself; a secret at a hidden prompt or with --stdin)"
+            )]
+        }
         RunState::Waiting { gate, .. } => vec![
             format!("runbook approve{f} {id} {gate} --comment \"…\""),
             format!("runbook reject{f} {id} {gate} --comment \"…\""),
@@ -244,7 +265,7 @@ pub(crate) fn next_commands(v: &RunView, runs: &Path) -> Vec<String> {
 }
 
 /// `runbook show` as text.
-pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> String {
+pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, flags: &str) -> String {
     let mut out = String::new();
     let mut kv = |k: &str, val: String| out.push_str(&format!("{k:<9}{val}\n"));
     kv("run", v.run_id.clone());
@@ -311,7 +332,7 @@ pub(crate) fn show_text(v: &RunView, rb: Option<&Runbook>, runs: &Path) -> Strin
         }
     }
     out.push_str("\nNext:\n");
-    for c in next_commands(v, runs) {
+    for c in next_commands(v, flags) {
         out.push_str(&format!("  {c}\n"));
     }
     out
@@ -340,8 +361,10 @@ fn state_text(v: &RunView, rb: Option<&Runbook>) -> String {
                 .filter(|d| !d.is_negative())
                 .map(|d| human(Some(d.unsigned_abs())))
                 .unwrap_or_default();
+            let ask = is_ask(rb, gate);
             let mut s = format!(
-                "waiting at gate `{gate}` since {} ({waited}) — engine pid {} ({}@{}) is live and takes an answer at once",
+                "waiting {} `{gate}` since {} ({waited}) — engine pid {} ({}@{}) is live and takes an answer at once",
+                if ask { "for an answer to" } else { "at gate" },
                 short_time(since),
                 engine.pid,
                 engine.user,
@@ -351,6 +374,7 @@ fn state_text(v: &RunView, rb: Option<&Runbook>) -> String {
                 .and_then(|rb| rb.step(gate))
                 .and_then(|s| s.confirm.as_ref());
             let who = match gate_spec {
+                _ if ask => "each answerer runs `runbook answer` as their own OS user (`from: N`: N distinct users), or the run's terminal prompt".into(),
                 Some(g) if g.other_approver => format!(
                     "{} user(s) other than {} (the operator), with `runbook approve`",
                     g.approvals.max(1),
@@ -489,7 +513,11 @@ fn rollback_preview(
 }
 
 pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
-    let dir = match resolve(a.dir.runs_dir.as_deref(), &a.run_id) {
+    let store = match super::store::open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let dir = match super::store::resolve_in(store.as_ref(), &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -500,11 +528,11 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    let runs = runs_dir(a.dir.runs_dir.as_deref());
+    let flags = store.flags();
     if a.json {
         let mut j = serde_json::to_value(&v).unwrap_or_default();
         if let Some(m) = j.as_object_mut() {
-            m.insert("next".into(), serde_json::json!(next_commands(&v, &runs)));
+            m.insert("next".into(), serde_json::json!(next_commands(&v, &flags)));
         }
         println!(
             "{}",
@@ -515,7 +543,7 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
     let rb = runbook_of(&v);
     print!(
         "{}",
-        crate::term::visible(&show_text(&v, rb.as_ref(), &runs))
+        crate::term::visible(&show_text(&v, rb.as_ref(), &flags))
     );
     ExitStatus::Success
 }

@@ -1,6 +1,8 @@
 //! The command line: parse once, dispatch to a stage, print. The only module that prints.
 
+mod answer;
 mod args;
+mod ask_prompt;
 mod console;
 mod exec;
 mod inspect;
@@ -8,6 +10,8 @@ mod remember;
 mod runs;
 mod shared;
 mod store;
+mod team;
+mod transfer;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -68,6 +72,7 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Exec(a) => exec::cmd_exec(&a, color),
         Command::Resume(a) => runs::cmd_resume(&a, color),
         Command::Approve(a) => runs::cmd_answer(&a, crate::event::Decision::Approved),
+        Command::Answer(a) => answer::cmd_ask_answer(&a),
         Command::Reject(a) => runs::cmd_answer(&a, crate::event::Decision::Declined),
         Command::Runs(a) => inspect::cmd_runs(&a),
         Command::Show(a) => inspect::cmd_show(&a),
@@ -76,6 +81,8 @@ fn run(cli: Cli) -> ExitStatus {
         Command::Transcript(a) => runs::cmd_transcript(&a),
         Command::Attach(a) => runs::cmd_attach(&a),
         Command::Unlock(a) => runs::cmd_unlock(&a),
+        Command::Export(a) => transfer::cmd_export(&a),
+        Command::Import(a) => transfer::cmd_import(&a),
         Command::Store(a) => shared::cmd_store(&a),
         Command::List(a) => cmd_list(&a),
         Command::Schema => {

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::exec::launch;
-use super::store::{resolve, run_id_of, runs_dir, runs_flag};
+use super::store::{Store, open_for, resolve_in, run_id_of};
 use super::{
     AnswerArgs, AttachArgs, ResumeArgs, RollbackArgs, TranscriptArgs, TranscriptFormat, UnlockArgs,
     error_line, input_errors, load_runbook,
@@ -14,12 +14,15 @@ use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::journal;
 
-fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<PathBuf, ExitStatus> {
-    resolve(dir.runs_dir.as_deref(), run_id)
+/// The store the flags select, and the local directory of the run named `run_id` in it.
+fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<(Box<dyn Store>, PathBuf), ExitStatus> {
+    let store = open_for(dir)?;
+    let d = resolve_in(store.as_ref(), run_id)?;
+    Ok((store, d))
 }
 
 pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
-    let dir = match run_dir(&a.dir, &a.run_id) {
+    let (store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -29,7 +32,7 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
     };
     continue_run(
         &dir,
-        a.dir.runs_dir.as_deref(),
+        store.as_ref(),
         &a.run,
         how,
         color,
@@ -38,13 +41,13 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
 }
 
 pub(crate) fn cmd_rollback(a: &RollbackArgs, color: bool) -> ExitStatus {
-    let dir = match run_dir(&a.dir, &a.run_id) {
+    let (store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
     continue_run(
         &dir,
-        a.dir.runs_dir.as_deref(),
+        store.as_ref(),
         &a.run,
         Continue::Rollback,
         color,
@@ -79,14 +82,14 @@ fn printable(s: &str) -> String {
 
 fn continue_run(
     dir: &std::path::Path,
-    runs_flag_dir: Option<&std::path::Path>,
+    store: &dyn Store,
     given: &super::RunOpts,
     how: Continue,
     color: bool,
     ignore_head: bool,
 ) -> ExitStatus {
     let run_id = run_id_of(dir);
-    let runs = runs_dir(runs_flag_dir);
+    let runs = store.runs_dir().to_path_buf();
     let rollback = matches!(how, Continue::Rollback);
     let crate::session::resume::Opened {
         live,
@@ -176,29 +179,29 @@ fn continue_run(
         return ExitStatus::Aborted;
     }
     prior.resumed = true;
-    launch(
+    let req = crate::session::request::RunRequest {
         rb,
-        resolved,
-        path,
-        sha,
+        inputs: resolved,
+        file: path,
+        file_sha256: sha,
         run_id,
-        &runs,
-        &f,
-        false,
         prior,
-        color,
-        Some(live),
-    )
+        live: Some(live),
+        no_journal: false,
+    };
+    launch(req, store, &f, color)
 }
 
 pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
-    let dir = match run_dir(&a.dir, &a.run_id) {
+    if let Some(conn) = a.dir.store.as_deref().filter(|c| !c.trim().is_empty()) {
+        return super::team::answer(conn, a, decision);
+    }
+    let (store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
     let run_id = run_id_of(&dir);
-    let runs = runs_dir(a.dir.runs_dir.as_deref());
-    let flag = runs_flag(&runs);
+    let flag = store.flags();
     // Another user may not read the journal (0600): then we cannot check, and say so.
     let view = journal::state::view(&dir).ok();
     if let Some(v) = &view {
@@ -259,7 +262,7 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
         }
     }
     let written_at = jiff::Timestamp::now();
-    if let Err(e) = journal::answers::write(&dir, &a.gate, decision, a.comment.clone()) {
+    if let Err(e) = store.answer(&dir, &run_id, &a.gate, decision, a.comment.clone()) {
         error_line(e);
         return ExitStatus::Invalid;
     }
@@ -351,7 +354,7 @@ fn taken_by_engine(
 const TEMPLATE_MAX: u64 = 1 << 20;
 
 pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
-    let dir = match run_dir(&a.dir, &a.run_id) {
+    let (_store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -442,7 +445,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
 }
 
 pub(crate) fn cmd_attach(a: &AttachArgs) -> ExitStatus {
-    let dir = match run_dir(&a.dir, &a.run_id) {
+    let (_store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };
@@ -474,8 +477,11 @@ pub(crate) fn cmd_attach(a: &AttachArgs) -> ExitStatus {
 }
 
 pub(crate) fn cmd_unlock(a: &UnlockArgs) -> ExitStatus {
-    let dir = runs_dir(a.dir.runs_dir.as_deref());
-    match journal::lock::break_lock(&dir, &a.key, a.force) {
+    let store = match open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    match store.unlock(&a.key, a.force) {
         Ok(h) => {
             println!(
                 "broke lock `{}` held by run {} ({}@{}, pid {})",

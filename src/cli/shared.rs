@@ -42,6 +42,7 @@ pub(super) fn cmd_store(a: &StoreArgs) -> ExitStatus {
                     println!("server:   PostgreSQL {}", s.server_version);
                     println!("role:     {}", s.role);
                     println!("database: {}", s.database);
+                    println!("tls:      {}", s.tls);
                     match s.schema_version {
                         Some(v) if s.current() => println!("schema:   version {v} (current)"),
                         Some(v) => println!(

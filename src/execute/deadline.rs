@@ -25,7 +25,7 @@ pub(super) fn clamp(body: &Body, left: Duration) -> Body {
         Action::Run(_) => b.timeout = cut(b.timeout),
         Action::Http(h) => h.timeout = cut(h.timeout.or(body.timeout)),
         Action::Wait(w) => w.timeout = w.timeout.min(left),
-        Action::Manual(_) | Action::Checkpoint | Action::Fail(_) => {}
+        Action::Manual(_) | Action::Checkpoint | Action::Fail(_) | Action::Ask(_) => {}
     }
     b
 }

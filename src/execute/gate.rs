@@ -23,6 +23,28 @@ pub trait AnswerSource: Send + Sync + std::fmt::Debug {
     /// The answers for `step` not in `seen` (which records what was taken), and warnings
     /// about what was refused.
     fn take(&self, step: &str, seen: &mut HashSet<PathBuf>) -> (Vec<RemoteAnswer>, Vec<String>);
+    /// A channel that changes when new answers may have arrived (a store with notifications):
+    /// waiting gates wake at once instead of at their next poll.
+    fn subscribe(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// The engine starts waiting at gate `step` (a store shows it to approvers).
+    fn waiting(&self, _step: &str, _needed: usize, _other_approver: bool, _approvers: &[String]) {}
+    /// The gate `step` is decided (`decided`), or the engine stops waiting without a decision.
+    fn settled(&self, _step: &str, _decided: bool) {}
+}
+
+/// Waits until `sub` changes; forever without one.
+async fn changed(sub: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match sub {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                *sub = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// One answer from elsewhere, its author checked by the source.
@@ -32,6 +54,9 @@ pub struct RemoteAnswer {
     pub host: String,
     pub decision: Decision,
     pub comment: Option<String>,
+    /// The groups the author is a member of, as the source knows them (database roles), for
+    /// `approvers: [group:NAME]`; `None`: the OS groups of `user`.
+    pub groups: Option<Vec<String>>,
 }
 
 /// The answer given in advance for step `id`, if any.
@@ -92,13 +117,33 @@ fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
         Ok(crate::plan::PlannedAction::Checkpoint) => "(checkpoint)".into(),
         Ok(crate::plan::PlannedAction::Fail { message }) => format!("(fails: {message})"),
         Ok(crate::plan::PlannedAction::Uses { file }) => format!("(uses {file})"),
+        Ok(a @ crate::plan::PlannedAction::Ask { .. }) => crate::step::ask::plan_line(&a),
         Err(e) => e.to_string(),
     };
     (targets, sh.env.redactor.text(&text))
 }
 
-/// Asks the gate (or manual step) of step `i`. `None`: nobody can answer now.
+/// Asks the gate (or manual step) of step `i`. `None`: nobody can answer now. The answer
+/// source is told while the gate waits (a shared store shows it to approvers).
 pub(super) async fn ask_gate(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> {
+    let Some(remote) = sh.opts.remote.clone() else {
+        return ask_gate_inner(sh, i, manual).await;
+    };
+    let step = sh.step(i);
+    let gate = if manual { None } else { step.confirm.as_ref() };
+    remote.answers.waiting(
+        &step.id.name,
+        gate.map_or(1, |g| g.approvals.max(1)) as usize,
+        gate.is_some_and(|g| g.other_approver),
+        gate.map_or(&[], |g| g.approvers.as_slice()),
+    );
+    let id = step.id.name.clone();
+    let d = ask_gate_inner(sh, i, manual).await;
+    remote.answers.settled(&id, d.is_some());
+    d
+}
+
+async fn ask_gate_inner(sh: &Arc<Shared>, i: usize, manual: bool) -> Option<Decision> {
     let step = sh.step(i);
     let id = step.id.name.clone();
     let message = message(sh, step, manual);
@@ -302,8 +347,12 @@ async fn prompt(sh: &Shared, req: GateRequest) -> (Option<(Decision, AnsweredBy)
         let Some(answers) = answers else {
             return std::future::pending::<()>().await;
         };
+        let mut sub = answers.subscribe();
         while !answers.present(&id) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = changed(&mut sub) => {}
+            }
         }
     };
     let mut remote_first = false;
@@ -378,6 +427,7 @@ async fn wait_remote(
     let deadline = Instant::now() + limit;
     let mut seen = HashSet::new();
     let mut cancel = sh.cancel.clone();
+    let mut sub = remote.answers.subscribe();
     while Instant::now() < deadline {
         let (answers, refused) = remote.answers.take(id, &mut seen);
         for message in refused {
@@ -393,6 +443,7 @@ async fn wait_remote(
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = changed(&mut sub) => {}
             () = cancel.cancelled() => return Some(Decision::Aborted),
         }
     }
@@ -414,7 +465,18 @@ fn count_answer(
     a: RemoteAnswer,
 ) -> Option<Decision> {
     let decision = a.decision;
-    if !crate::sys::may_answer(rule.allowed, &a.user) {
+    let allowed = match &a.groups {
+        // Roles of the store: a name is a role, `group:NAME` a role the author is a member of.
+        Some(groups) => {
+            rule.allowed.is_empty()
+                || rule.allowed.iter().any(|x| match x.strip_prefix("group:") {
+                    Some(g) => groups.iter().any(|m| m == g),
+                    None => *x == a.user,
+                })
+        }
+        None => crate::sys::may_answer(rule.allowed, &a.user),
+    };
+    if !allowed {
         sh.emit(Event::Warning {
             message: format!(
                 "{} answered `{id}` but is not among its approvers ({}): ignored",

@@ -35,6 +35,20 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         duration: Duration::ZERO,
         hosts: Vec::new(),
     };
+    if let Some(why) = crate::step::lazy::needs_missing(&sh.env.rb, &sh.env.inputs, &step) {
+        let e = StepError::new(K::Render, why);
+        return finish(
+            &sh,
+            run,
+            t0,
+            StepStatus::Failed,
+            serde_json::Value::Null,
+            Some(e),
+        );
+    }
+    if let Action::Ask(_) = step.body.action {
+        return super::ask::run_ask(&sh, i, run, t0).await;
+    }
     if let Action::Manual(_) = step.body.action {
         match gate::ask_gate(&sh, i, true).await {
             Some(Decision::Approved) => {}
@@ -165,6 +179,11 @@ pub(super) fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, S
         .templates
         .eval(expression_source(&fe.items.src), &ctx)
     {
+        Ok(v) if crate::step::lazy::not_provided(&v).is_some() => Err(format!(
+            "step `{}` needs input `{}`, which was not provided: run on a terminal to be asked for it, or provide it",
+            step.id.name,
+            crate::step::lazy::not_provided(&v).unwrap_or_default()
+        )),
         Ok(v) => match v.try_iter() {
             Ok(it) => Ok(it.map(Some).collect()),
             Err(_) => Err("`for_each` is not a list".into()),
@@ -373,7 +392,7 @@ async fn sequential_items(
 }
 
 /// Evaluates a succeeded step's `outputs`; secret outputs are masked from here on.
-fn evaluate_outputs(
+pub(super) fn evaluate_outputs(
     sh: &Shared,
     step: &Step,
     result: &serde_json::Value,
@@ -413,7 +432,7 @@ fn evaluate_outputs(
 }
 
 /// Announces how step `run.index` ended and completes its [`StepRun`].
-fn finish(
+pub(super) fn finish(
     sh: &Shared,
     mut run: StepRun,
     t0: Instant,

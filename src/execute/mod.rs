@@ -10,6 +10,7 @@
 //! reach the journal); it prints nothing itself and knows nothing of the journal or the CLI:
 //! remote answers arrive through an [`AnswerSource`].
 
+mod ask;
 mod deadline;
 mod executor;
 mod fanout;
@@ -82,8 +83,35 @@ pub struct GateRequest {
     pub manual: bool,
 }
 
+/// What an `ask:` step asks on the terminal.
+#[derive(Debug, Clone)]
+pub struct AskRequest {
+    pub step: String,
+    pub prompt: String,
+    /// Read without echo.
+    pub secret: bool,
+    /// Type, pattern, "hidden".
+    pub notes: String,
+    /// How others answer (`runbook answer …`), or empty.
+    pub elsewhere: String,
+}
+
+/// Checks an answer typed at the terminal (type, pattern): `Err` says why it is asked again.
+pub type AskCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// Asks a person (on a terminal). Blocking; the engine calls it off the async threads.
 pub trait Prompter: Send + Sync {
+    /// An `ask:` step: a value, asked again until `check` accepts it. `None`: an empty line
+    /// (not this person: others answer), end of input, or withdrawn (`stop` was set).
+    fn ask_value(
+        &self,
+        req: &AskRequest,
+        check: &AskCheck,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<String> {
+        let _ = (req, check, stop);
+        None
+    }
     /// A gate or manual step: yes/done, no, abort.
     fn ask(&self, req: &GateRequest) -> Decision;
     /// Like [`Prompter::ask`], but gives up (`None`) soon after `stop` is set: an answer came

@@ -242,6 +242,9 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
                 K::Expectation,
                 "a rollback cannot be `fail`",
             )),
+            Action::Ask(_) => {
+                Attempt::failed(StepError::new(K::Expectation, "a rollback cannot be `ask`"))
+            }
         };
         let a = rollback_rule(a, &body);
         if a.status != StepStatus::Succeeded {

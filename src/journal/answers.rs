@@ -330,6 +330,7 @@ impl AnswerSource for AnswersDir {
                 host: crate::sys::current_host(),
                 decision: a.file.decision,
                 comment: a.file.comment,
+                groups: None,
             })
             .collect();
         let refused = refused

@@ -100,6 +100,16 @@ pub(crate) fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
     Ok(LiveGuard { _file: f })
 }
 
+/// A working copy's note that the run's engine is live on another machine (written by a
+/// shared store when it brings the copy up to date, removed when that engine is gone).
+pub(crate) const REMOTE_ENGINE: &str = "engine.remote";
+
+/// The engine live elsewhere, as a shared store last saw it (see [`REMOTE_ENGINE`]).
+pub(crate) fn remote_holder(run_dir: &Path) -> Option<LiveHolder> {
+    let bytes = std::fs::read(run_dir.join(REMOTE_ENGINE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The live engine of `run_dir`, if one holds its lock now.
 pub(crate) fn holder(run_dir: &Path) -> Option<LiveHolder> {
     let mut f = open(run_dir, false).ok()?;

@@ -11,6 +11,7 @@
 //!   `docs/journal.md`.
 
 pub(crate) mod answers;
+pub(crate) mod ask_socket;
 pub(crate) mod live;
 pub(crate) mod lock;
 pub(crate) mod state;
@@ -28,7 +29,7 @@ pub(crate) const JOURNAL_VERSION: u32 = 1;
 /// The journal's file name inside a run directory.
 pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
 /// `prev` of the first record.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,8 +91,27 @@ pub(crate) struct Head {
 /// record never changes the file's size (its `fdatasync` then writes no metadata).
 const RESERVE: u64 = 64 * 1024;
 
+/// Where a run's records go besides its local file (a shared store): each record's exact line,
+/// handed over *before* the local file gets it, so the copy never lags the file. A failing sink
+/// fails the record (the run stops before its next step, as on a full disk).
+pub(crate) trait RecordSink: Send {
+    /// Stores record `seq` (`line`, without its newline; `hash` is its SHA-256). `durable`: the
+    /// record announces work and must be committed before this returns; `sealed`: it is the
+    /// run's end.
+    fn append(
+        &mut self,
+        seq: u64,
+        line: &str,
+        hash: &str,
+        durable: bool,
+        sealed: bool,
+    ) -> Result<(), String>;
+}
+
 /// The journal as an observer of a run.
 pub(crate) struct Journal {
+    /// The shared store's copy, if the run is kept in one.
+    sink: Option<Box<dyn RecordSink>>,
     file: std::fs::File,
     head: Option<std::fs::File>,
     path: PathBuf,
@@ -139,6 +159,14 @@ impl Journal {
     /// Creates the journal of a new run, or opens an existing one to append (resume). A torn
     /// last record is cut off, and the repair is itself journaled.
     pub(crate) fn open(run_dir: &Path) -> std::io::Result<Journal> {
+        Journal::open_with(run_dir, None)
+    }
+
+    /// [`Journal::open`], every record also handed to `sink` (before the local file).
+    pub(crate) fn open_with(
+        run_dir: &Path,
+        sink: Option<Box<dyn RecordSink>>,
+    ) -> std::io::Result<Journal> {
         let path = run_dir.join(JOURNAL_FILE);
         // Written with `pwrite` at the end of the used part (not `O_APPEND`): the file is
         // preallocated ahead of its records, so a record's `fdatasync` does not have to commit
@@ -166,6 +194,7 @@ impl Journal {
         }
         let head = open_nofollow(&run_dir.join(HEAD_FILE), false).ok();
         let mut j = Journal {
+            sink,
             file,
             head,
             path,
@@ -331,6 +360,13 @@ impl Journal {
         };
         let mut line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
         let hash = sha256_hex(line.as_bytes());
+        let sealed = matches!(stamped.event, Event::RunFinished { .. });
+        if let Some(sink) = &mut self.sink
+            && let Err(e) = sink.append(self.seq, &line, &hash, durable, sealed)
+        {
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
         line.push('\n');
         let result = {
             use std::os::unix::fs::FileExt;
@@ -351,7 +387,6 @@ impl Journal {
                 if durable {
                     self.durable = self.seq;
                 }
-                let sealed = matches!(stamped.event, Event::RunFinished { .. });
                 if sealed {
                     self.trim();
                 }
@@ -572,6 +607,88 @@ pub(crate) fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
         head,
         head_problem,
     })
+}
+
+/// Checks that `lines` are records chained from the genesis; the hash of the last one.
+pub(crate) fn check_chain(lines: &[String]) -> Result<String, String> {
+    let mut prev = GENESIS.to_string();
+    for (i, line) in lines.iter().enumerate() {
+        let rec: Record = serde_json::from_str(line)
+            .map_err(|e| format!("record {}: not a journal record: {e}", i + 1))?;
+        if rec.prev != prev || rec.seq != i as u64 {
+            return Err(format!(
+                "record {}: the hash chain is broken: {}",
+                i + 1,
+                chain_culprit(i + 1)
+            ));
+        }
+        prev = sha256_hex(line.as_bytes());
+    }
+    Ok(prev)
+}
+
+/// Writes a verified copy of a journal from its lines (an export): `lines` must form a valid
+/// chain (checked here, so nothing broken is written); the head counts them all.
+pub(crate) fn write_copy(run_dir: &Path, lines: &[String], sealed: bool) -> Result<(), String> {
+    let last = check_chain(lines)?;
+    let count = lines.len() as u64;
+    let head = Head {
+        v: JOURNAL_VERSION,
+        count,
+        last,
+        durable: count,
+        sealed,
+    };
+    write_lines(run_dir, lines, &head)
+}
+
+/// Writes a run's journal file and head as given (a working copy of a run kept in a shared
+/// store: what it holds is written as it is, so `transcript --verify` judges it), each file
+/// replaced at once (written beside it, fsynced, renamed).
+pub(crate) fn write_lines(run_dir: &Path, lines: &[String], head: &Head) -> Result<(), String> {
+    let mut body = String::new();
+    for l in lines {
+        body.push_str(l);
+        body.push('\n');
+    }
+    let mut head_text = serde_json::to_string(head).map_err(|e| e.to_string())?;
+    while head_text.len() < HEAD_WIDTH - 1 {
+        head_text.push(' ');
+    }
+    head_text.push('\n');
+    for (name, text) in [(JOURNAL_FILE, body), (HEAD_FILE, head_text)] {
+        let tmp = run_dir.join(format!(".{name}.copy"));
+        let _ = std::fs::remove_file(&tmp);
+        let written = open_nofollow(&tmp, false).and_then(|f| {
+            use std::io::Write;
+            (&f).write_all(text.as_bytes())?;
+            f.sync_data()
+        });
+        written
+            .and_then(|()| std::fs::rename(&tmp, run_dir.join(name)))
+            .map_err(|e| format!("cannot write {}: {e}", run_dir.join(name).display()))?;
+    }
+    Ok(())
+}
+
+/// The lines of a journal file (complete records, chain verified) and whether its head says
+/// sealed: what an export or an import copies.
+pub(crate) fn lines(run_dir: &Path) -> Result<(Vec<String>, bool), JournalError> {
+    let loaded = load(run_dir)?;
+    let bytes = read_file_nofollow(&run_dir.join(JOURNAL_FILE))
+        .map_err(|e| JournalError::Io(run_dir.display().to_string(), e))?;
+    let (complete, _) = complete_part(&bytes);
+    let lines = complete
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let sealed = loaded.head.is_some_and(|h| h.sealed)
+        || loaded
+            .records
+            .last()
+            .is_some_and(|l| matches!(l.stamped.event, Event::RunFinished { .. }));
+    Ok((lines, sealed))
 }
 
 /// Reads every complete record of a journal, verifying the chain (a torn tail is ignored: it

@@ -108,7 +108,8 @@ fn read_lenient(run_dir: &Path) -> std::io::Result<Vec<Record>> {
 /// The view of the run in `run_dir`.
 pub(crate) fn view(run_dir: &Path) -> std::io::Result<RunView> {
     let records = read_lenient(run_dir)?;
-    Ok(view_of(run_dir, &records, live::holder(run_dir)))
+    let engine = live::holder(run_dir).or_else(|| live::remote_holder(run_dir));
+    Ok(view_of(run_dir, &records, engine))
 }
 
 fn set_status(steps: &mut Vec<StepView>, id: &str, status: &str) -> usize {

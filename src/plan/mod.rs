@@ -144,6 +144,18 @@ pub enum PlannedAction {
     Fail {
         message: String,
     },
+    /// A value asked of people (`ask:`).
+    Ask {
+        prompt: String,
+        #[serde(rename = "type")]
+        ty: String,
+        secret: bool,
+        pattern: Option<String>,
+        from: u32,
+        /// `from:` known at run time (the expression).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_expr: Option<String>,
+    },
     /// A called runbook (`uses:`), whose steps are listed before it as `<id>.<step>`.
     Uses {
         file: String,
@@ -400,6 +412,7 @@ pub(crate) fn plan_action(
         Action::Fail(m) => PlannedAction::Fail {
             message: crate::step::fail::render(&r, m, ctx).map_err(PlanError)?,
         },
+        Action::Ask(a) => crate::step::ask::planned(&r, a, ctx).map_err(PlanError)?,
     })
 }
 

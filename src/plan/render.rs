@@ -168,6 +168,13 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
         }
         PlannedAction::Checkpoint => wrap(out, &field("checkpoint"), &cont, "(gate only)", 80),
         PlannedAction::Fail { message } => wrap(out, &field("fail:"), &cont, message, 80),
+        PlannedAction::Ask { .. } => wrap(
+            out,
+            &field("ask:"),
+            &cont,
+            &crate::step::ask::plan_line(action),
+            80,
+        ),
         PlannedAction::Uses { file } => wrap(
             out,
             &field("uses:"),

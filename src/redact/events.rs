@@ -47,6 +47,13 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             by: _,
             comment,
         } => o(comment),
+        Event::AskAnswered {
+            step: _,
+            user: _,
+            by: _,
+            have: _,
+            need: _,
+        } => {}
         Event::StepStarted {
             step: _,
             attempt: _,

@@ -6,6 +6,7 @@
 mod dirs;
 mod id;
 pub(crate) mod prior;
+pub(crate) mod request;
 pub(crate) mod resume;
 pub(crate) mod shared;
 pub(crate) mod start;

@@ -65,6 +65,17 @@ pub(crate) fn open(
             format!("cannot continue run {run_id}: {e}"),
         ),
     })?;
+    // A shared store saw the run's engine live on another machine when it brought this
+    // copy up to date (the store refuses a second engine anyway, see `Store::begin`).
+    if let Some(h) = live::remote_holder(dir) {
+        return Err(refused(
+            ExitStatus::Busy,
+            format!(
+                "cannot continue run {run_id}: its engine {}@{} (pid {}) runs it from another machine",
+                h.user, h.host, h.pid
+            ),
+        ));
+    }
     let untrusted = "refusing to continue from a journal that cannot be trusted";
     let records = match journal::load(dir) {
         Ok(l) => match journal::missing_tail(&l, false) {

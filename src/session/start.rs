@@ -2,12 +2,12 @@
 //! the runbook's lock, the run's private directory, and the liveness claim that `show`,
 //! `runs` and `approve` test. A refused run creates nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
 use crate::journal::live::{self, LiveError, LiveGuard};
-use crate::journal::lock::{self, Lock, LockError};
+use crate::journal::lock::{self, LockError};
 use crate::model::Runbook;
 
 /// Why a run could not start, and the exit status that says so.
@@ -32,22 +32,24 @@ pub(crate) struct Started {
     /// The rendered lock key, if the runbook has one (journaled; `resume` checks it).
     pub(crate) lock_key: Option<String>,
     /// The runbook's lock; `keep()` it for a run that `resume` will continue.
-    pub(crate) lock: Option<Lock>,
+    pub(crate) lock: Option<Box<dyn super::store::RunLock>>,
     /// Liveness, held for the whole run.
     pub(crate) live: LiveGuard,
 }
 
-/// Prepares run `run_id` of `rb` under `runs`: checks ownership, takes the lock (before the
+/// Prepares run `run_id` of `rb` in `store` (its local run directory under the store's runs
+/// directory): checks ownership, takes the lock (before the
 /// run directory exists), creates the directory and claims liveness. `live`: a claim the
 /// caller already holds (`resume` takes it before reading the journal).
 pub(crate) fn start(
     rb: &Runbook,
     inputs: &Inputs,
-    runs: &Path,
+    store: &dyn super::store::Store,
     run_id: &str,
     user: &str,
     live: Option<LiveGuard>,
 ) -> Result<Started, StartError> {
+    let runs = store.runs_dir();
     let run_dir = runs.join(run_id);
     // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
     // answer into a waiting run's `answers/` (see `journal::answers`).
@@ -82,7 +84,7 @@ pub(crate) fn start(
         .unwrap_or_else(|_| l.src.clone())
     });
     let lock = match &lock_key {
-        Some(key) => match lock::acquire(runs, key, run_id, user) {
+        Some(key) => match store.lock(key, run_id, user) {
             Ok(l) => Some(l),
             Err(e @ LockError::Held(..)) => {
                 return Err(StartError::new(ExitStatus::Busy, e.to_string()));
@@ -105,7 +107,7 @@ pub(crate) fn start(
             Err(e @ LiveError::Held(_)) => {
                 let m = format!(
                     "{e}: watch it with `runbook show{} {run_id}`",
-                    super::store::runs_flag(runs)
+                    store.flags()
                 );
                 return Err(StartError::new(ExitStatus::Busy, m));
             }

@@ -109,3 +109,330 @@ pub(crate) fn run_id_of(dir: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// Which kind of store a [`Store`] is.
+#[allow(dead_code)] // read by the locks and approvals built on the store (issue 17)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// The local run directory (the default).
+    File,
+    /// The shared PostgreSQL store (team mode).
+    Postgres,
+}
+
+/// What a store records about a run when it starts (or continues): never secrets.
+#[derive(Debug, Clone)]
+pub(crate) struct RunMeta {
+    pub(crate) run_id: String,
+    /// The runbook's name.
+    pub(crate) runbook: String,
+    /// The runbook file's absolute path.
+    pub(crate) file: String,
+}
+
+/// A runbook lock held by a run; dropping it releases it unless [`RunLock::keep`] was called
+/// (a resumable run keeps its lock for `resume`).
+pub(crate) trait RunLock: Send {
+    /// Keeps the lock after this process ends (the run will be resumed).
+    fn keep(&mut self);
+    /// Whether the lock stopped protecting the run while held (a shared store's session
+    /// ended: the server restarted, the network failed).
+    fn lost(&self) -> bool {
+        false
+    }
+}
+
+impl RunLock for journal::lock::Lock {
+    fn keep(&mut self) {
+        journal::lock::Lock::keep(self);
+    }
+}
+
+/// Why a run could not be claimed by its engine ([`Store::begin`]).
+#[derive(Debug, Clone)]
+pub(crate) struct LockRefused {
+    /// Another engine runs it (exit 6, busy), rather than the store failing (exit 5).
+    pub(crate) busy: bool,
+    pub(crate) message: String,
+}
+
+/// Where runs are kept: the local run directory ([`FileStore`]) or a shared PostgreSQL store
+/// ([`crate::session::shared::journal::PgStore`]). Front ends reach runs only through this;
+/// the engine never sees it (its records reach the store through the journal observer, see
+/// [`journal::RecordSink`]).
+///
+/// Every store keeps a local run directory per run (step logs, the `answers/` drop box, a
+/// copy of the journal): for the file store it *is* the run; for a shared store it is a
+/// working copy, brought up to date from the store by [`Store::resolve`] and [`Store::list`].
+pub(crate) trait Store: Send + Sync {
+    /// Which store this is (for what only one kind supports).
+    #[allow(dead_code)] // read by the locks and approvals built on the store (issue 17)
+    fn kind(&self) -> StoreKind;
+    /// The store as shown to the operator (a connection string with its password masked).
+    fn describe(&self) -> String;
+    /// The local runs directory (working copies of the runs).
+    fn runs_dir(&self) -> &Path;
+    /// The flags that select this store, for commands printed for the operator
+    /// (` --runs-dir DIR`, ` --store URL` with the password masked), or "".
+    fn flags(&self) -> String;
+    /// The local run directory of run `id` (exact id, unique prefix, or `last`), its journal
+    /// brought up to date from the store. Why not (a usage error) otherwise.
+    fn resolve(&self, id: &str) -> Result<PathBuf, String>;
+    /// Every run, oldest first (working copies brought up to date).
+    fn list(&self) -> Result<Vec<journal::state::RunView>, String>;
+    /// Registers a run about to start or continue (its options from `run_dir`), claims it for
+    /// this engine (refused, `busy`, while an engine on another machine runs it), and returns
+    /// where its records go besides the local journal (`None`: only there).
+    fn begin(
+        &self,
+        meta: &RunMeta,
+        run_dir: &Path,
+    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused>;
+    /// Writes run `id` in the file format under `dest` (`dest/<run id>`), returning that path.
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String>;
+    /// Adds a run exported in the file format (`run_dir` holds its `journal.jsonl`) to this
+    /// store, its chain verified first; returns its id.
+    fn import(&self, run_dir: &Path) -> Result<String, String>;
+    /// Takes the runbook lock `key` for `run_id` (a lock held by the same run is taken over).
+    fn lock(
+        &self,
+        key: &str,
+        run_id: &str,
+        user: &str,
+    ) -> Result<Box<dyn RunLock>, journal::lock::LockError>;
+    /// Breaks lock `key` (`force`: even if its holder looks alive); who held it.
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String>;
+    /// Where the engine of run `run_id` reads answers given from elsewhere.
+    /// Fails when the store cannot be reached.
+    fn answers(
+        &self,
+        run_dir: &Path,
+        run_id: &str,
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String>;
+    /// Gives an answer to gate `gate` of a run (`runbook approve` / `reject`).
+    fn answer(
+        &self,
+        run_dir: &Path,
+        run_id: &str,
+        gate: &str,
+        decision: crate::event::Decision,
+        comment: Option<String>,
+    ) -> Result<(), String>;
+    /// Who the operator is to this store, when the store authenticates people (the
+    /// PostgreSQL role): gates' `other_approver` and `approvers:` compare answers with it.
+    /// `None`: the OS user.
+    fn identity(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The store named by `--store` / `RUNBOOK_STORE` (`conn`), else the file store; `runs`: the
+/// `--runs-dir` flag (the local working directory either way).
+pub(crate) fn open(conn: Option<&str>, runs: Option<&Path>) -> Result<Box<dyn Store>, String> {
+    let runs = runs_dir(runs);
+    match conn.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(Box::new(FileStore { runs })),
+        Some(c) => {
+            let store = super::shared::journal::PgStore::open(c, runs)?;
+            Ok(Box::new(store))
+        }
+    }
+}
+
+/// The local run directory as the store (the default).
+#[derive(Debug, Clone)]
+pub(crate) struct FileStore {
+    pub(crate) runs: PathBuf,
+}
+
+/// Copies the run in `src` (journal, head, options) to `dest/<run id>`, the chain verified.
+pub(crate) fn copy_run(src: &Path, dest_runs: &Path) -> Result<PathBuf, String> {
+    let id = run_id_of(src);
+    check_id(&id)?;
+    let (lines, sealed) = journal::lines(src).map_err(|e| e.to_string())?;
+    let dest = dest_runs.join(&id);
+    create_run_dir(dest_runs, &dest)?;
+    journal::write_copy(&dest, &lines, sealed)?;
+    if let Ok(opts) = std::fs::read(src.join(OPTIONS_FILE)) {
+        write_private(&dest.join(OPTIONS_FILE), &opts)
+            .map_err(|e| format!("cannot write {}: {e}", dest.join(OPTIONS_FILE).display()))?;
+    }
+    Ok(dest)
+}
+
+/// Refuses what cannot be a run id (it names a directory under the runs directory).
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && !id.starts_with('.')
+        && id.len() <= 200
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a run id", id.escape_debug()))
+    }
+}
+
+/// Writes a private (0600) file, replacing it.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut f = crate::sys::open_private(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
+/// The file in a run directory that keeps the options `resume` reuses (see
+/// `cli::remember`).
+pub(crate) const OPTIONS_FILE: &str = "options.json";
+
+/// Creates the runs directory (0711) and a private run directory with its `answers/`.
+pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), String> {
+    for (dir, follow) in [(runs, true), (run_dir, false)] {
+        check_owned(dir, follow)?;
+    }
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(runs)
+    }
+    .map_err(|e| format!("cannot create the runs directory {}: {e}", runs.display()))?;
+    crate::sys::create_private_dir(run_dir)
+        .and_then(|()| journal::answers::prepare(run_dir))
+        .map_err(|e| format!("cannot create the run directory {}: {e}", run_dir.display()))
+}
+
+impl Store for FileStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::File
+    }
+
+    fn describe(&self) -> String {
+        format!("runs directory {}", self.runs.display())
+    }
+
+    fn runs_dir(&self) -> &Path {
+        &self.runs
+    }
+
+    fn flags(&self) -> String {
+        runs_flag(&self.runs)
+    }
+
+    fn resolve(&self, id: &str) -> Result<PathBuf, String> {
+        resolve(Some(&self.runs), id)
+    }
+
+    fn list(&self) -> Result<Vec<journal::state::RunView>, String> {
+        Ok(journal::state::list(&self.runs))
+    }
+
+    fn begin(
+        &self,
+        _meta: &RunMeta,
+        _run_dir: &Path,
+    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused> {
+        Ok(None)
+    }
+
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String> {
+        copy_run(&self.resolve(id)?, dest)
+    }
+
+    fn import(&self, run_dir: &Path) -> Result<String, String> {
+        let id = run_id_of(run_dir);
+        if self.runs.join(&id).join(journal::JOURNAL_FILE).exists() {
+            return Err(format!("run {id} is already in {}", self.runs.display()));
+        }
+        copy_run(run_dir, &self.runs)?;
+        Ok(id)
+    }
+
+    fn lock(
+        &self,
+        key: &str,
+        run_id: &str,
+        user: &str,
+    ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
+        let l = journal::lock::acquire(&self.runs, key, run_id, user)?;
+        Ok(Box::new(l))
+    }
+
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
+        journal::lock::break_lock(&self.runs, key, force)
+    }
+
+    fn answers(
+        &self,
+        run_dir: &Path,
+        _run_id: &str,
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String> {
+        Ok(std::sync::Arc::new(journal::answers::AnswersDir {
+            run_dir: run_dir.to_path_buf(),
+        }))
+    }
+
+    fn answer(
+        &self,
+        run_dir: &Path,
+        _run_id: &str,
+        gate: &str,
+        decision: crate::event::Decision,
+        comment: Option<String>,
+    ) -> Result<(), String> {
+        journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Stamped};
+
+    fn journal_of(dir: &Path, n: usize) {
+        let mut j = journal::Journal::open(dir).unwrap();
+        for i in 0..n {
+            let e = Stamped {
+                at: crate::event::now(),
+                event: Event::Warning {
+                    message: format!("record {i}"),
+                },
+            };
+            crate::event::Observer::on_event(&mut j, &e).unwrap();
+        }
+    }
+
+    #[test]
+    fn run_ids_cannot_leave_the_runs_directory() {
+        assert!(check_id("20261129-040509-held-3bb73e8b6137cd57").is_ok());
+        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "a\nb", "a b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_copy_has_the_same_bytes_and_a_broken_chain_is_not_copied() {
+        let src = tempfile::tempdir().unwrap();
+        let run = src.path().join("run-1");
+        std::fs::create_dir(&run).unwrap();
+        journal_of(&run, 5);
+        let dest = tempfile::tempdir().unwrap();
+        let copy = copy_run(&run, dest.path()).unwrap();
+        assert_eq!(
+            std::fs::read(run.join(journal::JOURNAL_FILE)).unwrap(),
+            std::fs::read(copy.join(journal::JOURNAL_FILE)).unwrap()
+        );
+        let loaded = journal::load(&copy).unwrap();
+        assert_eq!(loaded.records.len(), 5);
+        assert!(journal::missing_tail(&loaded, true).is_none());
+
+        let (mut lines, _) = journal::lines(&run).unwrap();
+        lines.swap(1, 2);
+        assert!(journal::check_chain(&lines).is_err());
+        assert!(journal::write_copy(dest.path(), &lines, false).is_err());
+    }
+}

@@ -44,7 +44,27 @@ impl Results {
                 && let serde_json::Value::Object(outs) = v
             {
                 let outs = outs.iter().map(|(name, value)| {
-                    let v = if secret.contains(name) {
+                    let v = if secret.contains(name)
+                        && let serde_json::Value::Array(items) = value
+                    {
+                        // A list of secrets (`ask: { secret: true, from: N }`): each item is
+                        // a secret of its own, so `for_each` can go over them.
+                        Value::from(
+                            items
+                                .iter()
+                                .enumerate()
+                                .map(|(i, item)| {
+                                    Value::from_object(crate::template::Secret {
+                                        env_name: crate::template::secret_env_name(
+                                            &format!("{step_var}_{name}_{i}"),
+                                            None,
+                                        ),
+                                        value: json_text(item),
+                                    })
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    } else if secret.contains(name) {
                         Value::from_object(crate::template::Secret {
                             env_name: crate::template::secret_env_name(
                                 &format!("{step_var}_{name}"),

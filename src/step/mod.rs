@@ -6,11 +6,13 @@
 //! redactor, runners, an event sink) and returns an [`Attempt`]; it never touches the run's
 //! state or the journal: the scheduler in `execute/` owns those.
 
+pub(crate) mod ask;
 pub(crate) mod context;
 pub(crate) mod expect;
 pub(crate) mod fail;
 pub(crate) mod hosts;
 pub(crate) mod http;
+pub(crate) mod lazy;
 pub(crate) mod manual;
 pub(crate) mod readable;
 pub(crate) mod render;
@@ -176,6 +178,8 @@ pub(crate) async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
         Action::Manual(_) | Action::Checkpoint => {
             Attempt::succeeded(serde_json::json!({ "confirmed": true }))
         }
+        // Asked by the engine before the body would run (execute/ask.rs): never here.
+        Action::Ask(_) => Attempt::failed(StepError::new(K::Render, "an ask is not a body")),
         Action::Fail(m) => match fail::render(&render::Live(env), m, &ctx) {
             Ok(text) => Attempt::failed(StepError::new(K::Expectation, text)),
             Err(e) => Attempt::failed(StepError::new(K::Render, e)),

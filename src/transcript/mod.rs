@@ -295,6 +295,16 @@ fn timeline_text(event: &Event) -> Option<String> {
                 "gate"
             }
         ),
+        Event::AskAnswered {
+            step,
+            user,
+            by,
+            have,
+            need,
+        } => format!(
+            "`{step}` answered by {user} ({}; {have} of {need})",
+            word(by)
+        ),
         Event::GateWaiting {
             step,
             how_to_answer,

@@ -26,6 +26,10 @@ pub const RESULT_NAMES: &[&str] = &[
     "headers",
     "attempt",
     "hosts",
+    // `ask:` steps.
+    "value",
+    "values",
+    "answered_by",
 ];
 
 /// Where a template sits, which decides what it may refer to and how it is treated.

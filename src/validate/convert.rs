@@ -64,6 +64,7 @@ pub(super) const STEP: &[&str] = &[
     "wait",
     "manual",
     "fail",
+    "ask",
     "on",
     "confirm",
     "timeout",
@@ -93,7 +94,7 @@ pub(super) const STEP: &[&str] = &[
 pub(super) const BODY: &[&str] = &[
     "run", "http", "wait", "manual", "on", "timeout", "env", "stdin",
 ];
-pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual", "fail"];
+pub(super) const KINDS: &[&str] = &["run", "http", "wait", "manual", "fail", "ask"];
 pub(super) const GATE: &[&str] = &[
     "message",
     "approvals",

@@ -4,6 +4,7 @@
 //! meaning (ids, dependencies, cycles, hosts, templates, secrets) is checked in `checks`.
 //! Each problem is a [`Diagnostic`] with a stable code; `docs/diagnostics.md` lists them all.
 
+mod ask;
 mod checks;
 mod compose;
 pub use checks::{RESULT_NAMES, step_var};

@@ -73,6 +73,11 @@ impl Runbook {
         self
     }
 
+    pub(crate) fn env_remove(mut self, k: &str) -> Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
     pub(crate) fn current_dir(mut self, dir: &std::path::Path) -> Self {
         self.cmd.current_dir(dir);
         self

@@ -2,6 +2,7 @@
 //! exec/ssh/lab modules, against real processes and servers).
 
 mod approvals;
+mod ask;
 mod exec;
 mod hardening;
 mod harness;
@@ -13,6 +14,7 @@ mod journal;
 mod lab;
 mod operator;
 mod pg;
+mod pgstore;
 mod plan;
 mod runsafety;
 mod scoped;
@@ -21,5 +23,6 @@ mod ssh;
 mod sshd;
 mod store;
 mod targets;
+mod team;
 mod uses;
 mod validate;

@@ -40,10 +40,18 @@ fn test_ids() -> (u32, u32) {
 pub(crate) struct Pg {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) port: u16,
+    /// Extra server options (`-c k=v …`) from [`Pg::start_with`].
+    options: String,
 }
 
 impl Pg {
     pub(crate) fn start() -> Pg {
+        Pg::start_with(|_| String::new())
+    }
+
+    /// [`Pg::start`], after `setup` wrote what it needs into the server's directory (files
+    /// there are handed to the server's user) and returned extra server options (`-c k=v …`).
+    pub(crate) fn start_with(setup: impl FnOnce(&std::path::Path) -> String) -> Pg {
         assert!(
             bin("initdb").exists() || Command::new("initdb").arg("--version").output().is_ok(),
             "missing initdb: install postgresql (as root, scripts/test does it)"
@@ -88,16 +96,39 @@ impl Pg {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "initdb failed");
-        let port = free_port();
-        let ok = as_test("pg_ctl")
+        let options = setup(dir.path());
+        for e in std::fs::read_dir(dir.path()).expect("readdir").flatten() {
+            chown(&e.path());
+        }
+        let pg = Pg {
+            dir,
+            port: free_port(),
+            options,
+        };
+        pg.start_server();
+        pg
+    }
+
+    /// Starts the server on its data directory (again, after [`Pg::stop`]).
+    pub(crate) fn start_server(&self) {
+        let (uid, gid) = test_ids();
+        let ok = Command::new(bin("pg_ctl"))
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", self.dir.path())
+            .env_remove("PGDATA")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-l")
-            .arg(dir.path().join("log"))
+            .arg(self.dir.path().join("log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                dir.path().display()
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
+                self.port,
+                self.dir.path().display(),
+                self.options
             ))
             .args(["-w", "-t", "60", "start"])
             .status()
@@ -105,15 +136,107 @@ impl Pg {
         assert!(
             ok,
             "pg_ctl start failed: {}",
-            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
         );
-        Pg { dir, port }
+    }
+
+    /// Runs SQL statements as the superuser.
+    pub(crate) fn sql(&self, sql: &str) {
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.expect("sql");
+        });
+    }
+
+    /// Every row of every table in the `public` schema, each cast to text (all its columns).
+    pub(crate) fn all_rows_as_text(&self) -> Vec<String> {
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            let tables: Vec<String> = client
+                .query(
+                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'",
+                    &[],
+                )
+                .await
+                .expect("tables")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(!tables.is_empty(), "no tables");
+            let mut out = Vec::new();
+            for t in tables {
+                for r in client
+                    .query(&format!("SELECT t::text FROM {t} t"), &[])
+                    .await
+                    .expect("rows")
+                {
+                    out.push(format!("{t}: {}", r.get::<_, String>(0)));
+                }
+            }
+            out
+        })
     }
 
     /// The superuser's URL with its password.
     pub(crate) fn url(&self) -> String {
         format!(
             "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// Runs `sql` as the superuser with `psql` (over the Unix socket); panics on failure.
+    /// Returns the rows, one a line, fields separated by `|`.
+    pub(crate) fn query(&self, sql: &str) -> String {
+        let (uid, gid) = test_ids();
+        let out = Command::new(bin("psql"))
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", self.dir.path())
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .current_dir(self.dir.path())
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The URL of login role `role` with password `password`.
+    pub(crate) fn url_as(&self, role: &str, password: &str) -> String {
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/postgres",
             self.port
         )
     }

@@ -179,7 +179,7 @@ fn when_decided_by_inputs_is_shown() {
 /// Every runbook of the library validates with `--strict` and has a plan snapshot.
 #[test]
 fn library_runbooks_validate_strictly_and_plans_are_stable() {
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 13] = [
         ("vault-crash", &["-i", "node=vault-2"]),
         ("vault-triage", &["-i", "node=vault-2"]),
         ("vault-audit", &["-i", "node=vault-1"]),
@@ -207,6 +207,25 @@ fn library_runbooks_validate_strictly_and_plans_are_stable() {
             ],
         ),
         ("vault-raft-peers-json", &["-i", "node=vault-1"]),
+        (
+            "vault-oom",
+            &[
+                "-i",
+                "node=vault-2",
+                "-i",
+                "memory_max=4G",
+                "-i",
+                "cache_size=32768",
+            ],
+        ),
+        ("vault-storage", &["-i", "node=vault-2"]),
+        ("vault-config", &["-i", "node=vault-2"]),
+        ("vault-listener", &["-i", "node=vault-2"]),
+        (
+            "vault-slow-storage",
+            &["-i", "vault_addr=https://vault-1:8200"],
+        ),
+        ("vault-sealed", &["-i", "node=vault-2"]),
     ];
     for (name, inputs) in cases {
         let file = format!("runbooks/{name}.yaml");

@@ -116,6 +116,17 @@ impl Console {
                     self.st.dim.apply_to("⊘ skip")
                 ));
             }
+            Event::AskAnswered {
+                step,
+                user,
+                have,
+                need,
+                ..
+            } => {
+                self.line(format!(
+                    "{ts}   {step}: answered by {user} ({have} of {need})"
+                ));
+            }
             Event::StepStarted {
                 step,
                 attempt,

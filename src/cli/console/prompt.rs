@@ -22,7 +22,7 @@ impl TtyPrompter {
 
 /// Reads one line from stdin, giving up (`None`) soon after `stop` is set. The terminal is in
 /// canonical mode, so once stdin is readable a whole line (or end of input) is there.
-fn read_line_until(stop: Option<&AtomicBool>) -> Option<String> {
+pub(crate) fn read_line_until(stop: Option<&AtomicBool>) -> Option<String> {
     use std::io::BufRead;
     loop {
         if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
@@ -116,6 +116,15 @@ impl TtyPrompter {
 }
 
 impl Prompter for TtyPrompter {
+    fn ask_value(
+        &self,
+        req: &crate::execute::AskRequest,
+        check: &crate::execute::AskCheck,
+        stop: &AtomicBool,
+    ) -> Option<String> {
+        self.with_suspended(|| crate::cli::ask_prompt::ask_value(self.color, req, check, stop))
+    }
+
     fn ask(&self, req: &GateRequest) -> Decision {
         self.ask_inner(req, None).unwrap_or(Decision::Aborted)
     }

@@ -32,7 +32,11 @@ pub(super) fn label_of(p: &Path) -> String {
 }
 
 pub(crate) fn cmd_logs(a: &LogsArgs) -> ExitStatus {
-    let dir = match resolve(a.dir.runs_dir.as_deref(), &a.run_id) {
+    let store = match crate::cli::store::open_for(&a.dir) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let dir = match crate::cli::store::resolve_in(store.as_ref(), &a.run_id) {
         Ok(d) => d,
         Err(s) => return s,
     };

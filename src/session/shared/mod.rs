@@ -1,11 +1,19 @@
 //! Where runs are kept when not (only) in the local run directory: the shared PostgreSQL store
 //! selected by `--store postgres://…` / `RUNBOOK_STORE` (team mode, issue 17).
 //!
-//! What exists today: connecting (password never printed), the versioned schema
-//! (`runbook store init`) and its check (`runbook store check`). The engine still writes the
-//! file journal only; see docs/store.md.
+//! Connecting (password never printed, TLS: [`tls`]), the versioned schema ([`pg`]: `runbook
+//! store init` / `store check`), runs and their journals ([`journal`]: the [`Store`]
+//! implementation), runbook locks across machines ([`lock`]) and gates answered from anywhere
+//! ([`approvals`]). See docs/store.md.
+//!
+//! [`Store`]: crate::session::store::Store
 
+pub(crate) mod approvals;
+pub(crate) mod journal;
+pub(crate) mod lock;
 pub(crate) mod pg;
+pub(crate) mod team;
+pub(crate) mod tls;
 
 /// A connection string with its password replaced by `***`, for every message that names it.
 /// Handles the URL form (`postgres://user:pw@host/db?password=pw`) and the key=value form

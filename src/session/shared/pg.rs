@@ -6,18 +6,21 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_postgres::{Client, NoTls, Notification};
 
 use super::redact;
 
 /// The schema version this binary writes and reads.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// (version, name, SQL). Never edit an applied migration: add the next one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "journal",
-    "CREATE TABLE runbook_run (
+/// (version, name, SQL). Never edit an applied migration: add the next one. (Issue 17: the
+/// journal is 1-2 (branch u17); locks, approvals and roles take 3 onwards (branch u17b).)
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "journal",
+        "CREATE TABLE runbook_run (
          run_id     text PRIMARY KEY,
          runbook    text NOT NULL,
          created_at timestamptz NOT NULL DEFAULT now(),
@@ -29,7 +32,80 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
          line     text NOT NULL,
          PRIMARY KEY (run_id, seq)
      );",
-)];
+    ),
+    (
+        2,
+        "journal head and run options",
+        "ALTER TABLE runbook_run
+             ADD COLUMN file       text NOT NULL DEFAULT '',
+             ADD COLUMN options    text,
+             ADD COLUMN head_count bigint NOT NULL DEFAULT 0,
+             ADD COLUMN head_last  text NOT NULL
+                 DEFAULT '0000000000000000000000000000000000000000000000000000000000000000',
+             ADD COLUMN sealed     boolean NOT NULL DEFAULT false,
+             ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
+             ADD COLUMN engine_user    text,
+             ADD COLUMN engine_host    text,
+             ADD COLUMN engine_pid     integer,
+             ADD COLUMN engine_started text;
+         CREATE INDEX runbook_run_created ON runbook_run (created_at);",
+    ),
+    // Cross-machine coordination (docs/store.md): who holds a runbook `lock` (the lock itself
+    // is a session advisory lock, see `lock.rs`), gates waiting for an answer, and answers
+    // (their author stamped by the server: the authenticated role, never the client's word),
+    // each insert announced with NOTIFY.
+    (
+        3,
+        "coordination",
+        "CREATE TABLE runbook_lock (
+         key         text PRIMARY KEY,
+         run_id      text NOT NULL,
+         os_user     text NOT NULL,
+         role        text NOT NULL DEFAULT session_user,
+         host        text NOT NULL,
+         pid         integer NOT NULL,
+         backend_pid integer NOT NULL DEFAULT pg_backend_pid(),
+         started     timestamptz NOT NULL DEFAULT now(),
+         kept        boolean NOT NULL DEFAULT false
+     );
+     CREATE TABLE runbook_gate (
+         run_id         text NOT NULL,
+         step           text NOT NULL,
+         operator       text NOT NULL DEFAULT session_user,
+         host           text NOT NULL,
+         pid            integer NOT NULL,
+         needed         integer NOT NULL,
+         other_approver boolean NOT NULL,
+         approvers      text[] NOT NULL,
+         waiting        boolean NOT NULL DEFAULT true,
+         asked_at       timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (run_id, step)
+     );
+     CREATE TABLE runbook_answer (
+         id       bigserial PRIMARY KEY,
+         run_id   text NOT NULL,
+         step     text NOT NULL,
+         decision text NOT NULL CHECK (decision IN ('approved', 'rejected')),
+         comment  text,
+         host     text NOT NULL,
+         role     text NOT NULL DEFAULT session_user,
+         groups   text[] NOT NULL DEFAULT '{}',
+         at       timestamptz NOT NULL DEFAULT now()
+     );
+     CREATE FUNCTION runbook_answer_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         NEW.role := session_user;
+         NEW.groups := ARRAY(SELECT r.rolname::text FROM pg_roles r
+                             WHERE r.rolname <> session_user
+                               AND pg_has_role(session_user, r.oid, 'MEMBER'));
+         NEW.at := now();
+         PERFORM pg_notify('runbook_answer', NEW.run_id);
+         RETURN NEW;
+     END $$;
+     CREATE TRIGGER runbook_answer_stamp BEFORE INSERT OR UPDATE ON runbook_answer
+         FOR EACH ROW EXECUTE FUNCTION runbook_answer_stamp();",
+    ),
+];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
 const INIT_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
@@ -56,6 +132,9 @@ pub(crate) struct Status {
     /// The authenticated role (the identity approvals will carry).
     pub(crate) role: String,
     pub(crate) database: String,
+    /// The connection's protection as the server reports it, e.g. `TLSv1.3, certificate
+    /// and host name verified`, or `none`.
+    pub(crate) tls: String,
     /// The highest applied migration, `None` before `store init`.
     pub(crate) schema_version: Option<i32>,
     /// The version this binary expects.
@@ -69,7 +148,7 @@ impl Status {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -79,36 +158,80 @@ fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
         })
 }
 
-/// Connects (10 s connect timeout unless the string sets `connect_timeout`). The connection's
-/// driver runs on the current runtime.
-async fn connect(conn: &str) -> Result<Client, StoreError> {
+/// Connects (10 s connect timeout unless the string sets `connect_timeout`), with TLS when
+/// `sslmode` asks for it ([`super::tls`]). The connection's driver runs on the current runtime.
+pub(crate) async fn connect(conn: &str) -> Result<Client, StoreError> {
+    connect_listening(conn).await.map(|(client, _)| client)
+}
+
+/// [`connect`], also returning the connection's notifications (LISTEN/NOTIFY); the receiver
+/// ends when the connection does (so it also tells a held session lock is gone).
+pub(crate) async fn connect_listening(
+    conn: &str,
+) -> Result<(Client, UnboundedReceiver<Notification>), StoreError> {
     let url = redact(conn);
-    let mut config: tokio_postgres::Config =
-        conn.parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Connect {
-                url: url.clone(),
-                msg: format!("invalid connection string: {e}"),
-            })?;
+    let err = |msg: String| StoreError::Connect {
+        url: url.clone(),
+        msg,
+    };
+    let super::tls::Prepared {
+        mut config, tls, ..
+    } = super::tls::prepare(conn).map_err(err)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // A peer that vanishes without closing (a dead machine) is noticed within a minute.
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(20));
     config.application_name("runbook");
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| StoreError::Connect {
-            url: url.clone(),
-            msg: describe(&e),
-        })?;
-    tokio::spawn(async move {
-        // Errors surface on the client's next query.
-        let _ = connection.await;
-    });
-    Ok(client)
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tls_err = |e: tokio_postgres::Error| {
+        let m = describe(&e);
+        if m.contains("invalid peer certificate") {
+            err(format!(
+                "{m} (the server's certificate must be signed by the CA in sslrootcert and, with verify-full, name the host connected to)"
+            ))
+        } else {
+            err(m)
+        }
+    };
+    let client = match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(tls_err)?;
+            tokio::spawn(drive(connection, tx));
+            client
+        }
+        None => {
+            let (client, connection) =
+                config.connect(NoTls).await.map_err(|e| err(describe(&e)))?;
+            tokio::spawn(drive(connection, tx));
+            client
+        }
+    };
+    Ok((client, rx))
+}
+
+/// Runs a connection, forwarding its notifications; errors surface on the client's next query.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: tokio::sync::mpsc::UnboundedSender<Notification>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                let _ = tx.send(n);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
 }
 
 /// An error's message with its cause (tokio-postgres puts the useful part in the source).
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_string();
     }
@@ -118,7 +241,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, StoreError> {
+pub(super) async fn applied_version(client: &Client, url: &str) -> Result<Option<i32>, StoreError> {
     let q = |e: tokio_postgres::Error| StoreError::Query {
         url: url.to_string(),
         msg: describe(&e),
@@ -156,11 +279,32 @@ pub(crate) fn check(conn: &str) -> Result<Status, StoreError> {
             .await
             .map_err(q)?;
         let schema_version = applied_version(&client, &url).await?;
+        let ssl = client
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .await
+            .map_err(q)?
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default());
+        let mode = super::tls::prepare(conn).map(|p| p.mode).ok();
+        let tls = match (ssl, mode) {
+            (None, _) => "none".to_string(),
+            (Some(v), m) => format!(
+                "{v}, {}",
+                match m {
+                    Some(super::tls::Mode::VerifyFull) => "certificate and host name verified",
+                    Some(super::tls::Mode::VerifyCa) => "certificate verified (host name not checked)",
+                    _ => "certificate not verified",
+                }
+            ),
+        };
         Ok(Status {
             store: url.clone(),
             server_version: row.get(0),
             role: row.get(1),
             database: row.get(2),
+            tls,
             schema_version,
             expected_version: SCHEMA_VERSION,
         })

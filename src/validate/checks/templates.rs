@@ -118,6 +118,12 @@ impl<'a> Checker<'a> {
         match &body.action {
             Action::Run(cmd) => self.template(cmd, Use::Shell, scope),
             Action::Manual(text) | Action::Fail(text) => self.template(text, Use::Display, scope),
+            Action::Ask(a) => {
+                self.template(&a.prompt, Use::Display, scope);
+                if let Some(f) = &a.from_expr {
+                    self.template(f, Use::Display, scope);
+                }
+            }
             Action::Http(h) => self.http(h, scope),
             Action::Wait(w) => {
                 match &w.probe {

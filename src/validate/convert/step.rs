@@ -188,6 +188,7 @@ pub(super) fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Opt
             b.on = step.body.on.clone();
         }
     }
+    crate::validate::ask::complete_step(r, &mut step);
     Some(step)
 }
 
@@ -262,6 +263,11 @@ pub(super) fn read_body(
         "run" => Action::Run(r.tmpl(node, &what("run"))?),
         "manual" => Action::Manual(r.tmpl(node, &what("manual"))?),
         "fail" => Action::Fail(r.tmpl(node, &what("fail"))?),
+        "ask" => Action::Ask(Box::new(crate::validate::ask::read_ask(
+            r,
+            node,
+            &what("ask"),
+        )?)),
         "http" => Action::Http(Box::new(read_http(r, node, &what("http"))?)),
         _ => Action::Wait(Box::new(read_wait(r, node, &what("wait"))?)),
     };

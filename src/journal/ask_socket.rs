@@ -1,0 +1,152 @@
+//! The channel `runbook answer RUN STEP` uses to give a waiting `ask:` its value.
+//!
+//! Answers to an ask never touch a file: while a step waits, the engine listens on a Unix
+//! socket in the abstract namespace (no path, so nothing in the run directory, nothing to
+//! clean up, no `sun_path` length limit), named from a hash of the run id and step id. Both
+//! ends check who is on the other side with `SO_PEERCRED`, which the kernel fills in:
+//!
+//! - the engine attributes each answer to the connecting process's OS user (what `from: N`
+//!   counts distinct users with), never to anything the answerer claims;
+//! - `runbook answer` sends nothing unless the listening process belongs to the owner of
+//!   the run directory: another user who grabbed the name first gets no share.
+//!
+//! One exchange per connection, one JSON line each way at most [`MAX_LINE`] bytes: the
+//! engine says what it asks ([`Hello`]), the answerer sends the value ([`Reply`]), the engine
+//! says whether it was taken ([`Verdict`]).
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest line either side reads.
+pub(crate) const MAX_LINE: u64 = 64 * 1024;
+
+/// What the engine says first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub run: String,
+    pub step: String,
+    pub prompt: String,
+    pub secret: bool,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub pattern: Option<String>,
+    /// Answers needed in all, and already taken.
+    pub need: u32,
+    pub have: u32,
+}
+
+/// The answerer's value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Reply {
+    pub value: String,
+}
+
+/// Taken or not, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Verdict {
+    pub ok: bool,
+    pub message: String,
+}
+
+/// The abstract socket name for `step` of run `run_id`.
+pub(crate) fn name(run_id: &str, step: &str) -> String {
+    let h = crate::journal::sha256_hex(format!("{run_id}\0{step}").as_bytes());
+    format!("runbook-ask-{}", &h[..32])
+}
+
+fn addr(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+/// Listens for answers to `step` (the engine side).
+pub(crate) fn listen(run_id: &str, step: &str) -> std::io::Result<tokio::net::UnixListener> {
+    let l = std::os::unix::net::UnixListener::bind_addr(&addr(&name(run_id, step))?)?;
+    l.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(l)
+}
+
+/// The uid of the process at the other end of a connected socket (`SO_PEERCRED`).
+pub(crate) fn peer_uid(fd: std::os::fd::RawFd) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for the call; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// The answerer's side: connects, checks the listener is the run's owner (`owner_uid`), and
+/// returns the connection with the engine's [`Hello`].
+pub(crate) fn connect(
+    run_id: &str,
+    step: &str,
+    owner_uid: u32,
+) -> Result<(std::os::unix::net::UnixStream, Hello), String> {
+    use std::os::fd::AsRawFd;
+    let s = std::os::unix::net::UnixStream::connect_addr(
+        &addr(&name(run_id, step)).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => format!(
+            "run {run_id} is not waiting for an answer to `{step}` now (is the run at that step? a paused run asks again when resumed)"
+        ),
+        _ => format!("cannot reach run {run_id}: {e}"),
+    })?;
+    let uid = peer_uid(s.as_raw_fd()).map_err(|e| format!("cannot check who listens: {e}"))?;
+    if uid != owner_uid && uid != 0 {
+        return Err(format!(
+            "the process listening for `{step}` of run {run_id} belongs to {}, not to the run's owner ({}): refusing to send it anything",
+            crate::sys::user_name(uid),
+            crate::sys::user_name(owner_uid)
+        ));
+    }
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut reader = std::io::BufReader::new(&s);
+    let hello: Hello = read_json(&mut reader)?;
+    if hello.run != run_id || hello.step != step {
+        return Err("the listener answered for another run or step: refusing".into());
+    }
+    Ok((s, hello))
+}
+
+/// Sends the value and reads the verdict (the answerer's side).
+pub(crate) fn send(s: &std::os::unix::net::UnixStream, value: String) -> Result<Verdict, String> {
+    let mut line = serde_json::to_vec(&Reply { value }).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    (&*s)
+        .write_all(&line)
+        .map_err(|e| format!("cannot send the answer: {e}"))?;
+    // Wipe our copy of the value (best effort: the line held it).
+    line.iter_mut().for_each(|b| *b = 0);
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(120)));
+    let mut reader = std::io::BufReader::new(s);
+    read_json(&mut reader)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> Result<T, String> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    r.take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("the run did not answer: {e}"))?;
+    if line.is_empty() {
+        return Err("the run closed the connection (it stopped waiting?)".into());
+    }
+    serde_json::from_slice(&line).map_err(|_| "the run sent something unexpected".to_string())
+}
