@@ -179,7 +179,23 @@ pub fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> S
         .with_links(false)
         .with_context_lines(1);
     let mut out = String::new();
+    // The source and the messages (which quote values) never reach a terminal with control
+    // characters in them; `?` keeps the byte offsets the spans point at.
+    let text = crate::term::same_offsets(&source.text).into_owned();
+    let vis = |s: &str| crate::term::visible(s).into_owned();
     for diag in diags {
+        let diag = &Diagnostic {
+            code: diag.code,
+            severity: diag.severity,
+            message: vis(&diag.message),
+            span: diag.span.as_ref().map(|(r, l)| (r.clone(), vis(l))),
+            related: diag
+                .related
+                .iter()
+                .map(|(r, l)| (r.clone(), vis(l)))
+                .collect(),
+            help: diag.help.as_deref().map(vis),
+        };
         let (line, col) = diag
             .span
             .as_ref()
@@ -190,8 +206,7 @@ pub fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> S
         };
         let drawable = Drawable {
             diag,
-            source: NamedSource::new(source.name.clone(), source.text.clone())
-                .with_language("yaml"),
+            source: NamedSource::new(vis(&source.name), text.clone()).with_language("yaml"),
             code: format!("{prefix}[{}]", diag.code),
         };
         if handler.render_report(&mut out, &drawable).is_err() {

@@ -66,6 +66,7 @@ mod session;
 mod step;
 mod sys;
 mod template;
+mod term;
 mod transcript;
 pub mod validate;
 

@@ -82,3 +82,32 @@ pub(crate) fn may_answer(allowed: &[String], user: &str) -> bool {
         }),
     })
 }
+
+/// Reads a regular file of at most `max` bytes as text: a FIFO, a device (`/dev/zero`), a
+/// directory or a bigger file is refused with a one-line reason, never read or waited on.
+pub(crate) fn read_regular_bounded(path: &std::path::Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on the
+    // opened file (no swap between the check and the read).
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !m.is_file() {
+        return Err("not a regular file".into());
+    }
+    if m.len() > max {
+        return Err(format!("{} bytes, more than the {max} allowed", m.len()));
+    }
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > max {
+        return Err(format!("more than the {max} bytes allowed"));
+    }
+    String::from_utf8(buf).map_err(|_| "not UTF-8 text".into())
+}

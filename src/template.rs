@@ -13,6 +13,7 @@
 //!   a plan it renders masked; it is only revealed where the engine sends it itself (an HTTP
 //!   body or header), and the redactor masks it in everything shown.
 
+pub(crate) mod optword;
 pub(crate) mod shell;
 pub(crate) mod url;
 
@@ -442,6 +443,27 @@ impl Templates {
         let derived_secrets = take_derived();
         let rendered = rendered?;
         let names: Vec<String> = slots.items.iter().map(|(n, _, _)| n.clone()).collect();
+        let values: Vec<(String, bool)> = slots
+            .items
+            .iter()
+            .map(|(_, v, s)| (v.clone(), *s))
+            .collect();
+        if let Some(i) = optword::option_word(&rendered, &values) {
+            let (v, secret) = &values[i];
+            let shown = if *secret || derived_secrets.contains(v) {
+                "(a secret)".to_string()
+            } else {
+                format!("`{}`", v.chars().take(40).collect::<String>())
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "the value {shown} starts with `-` and stands as a word of its own: the \
+                     program would read it as an option; put `--` before it in the command, \
+                     or join it to text (`./{{{{ x }}}}`, `--opt={{{{ x }}}}`)"
+                ),
+            ));
+        }
         let command = shell::place(&rendered, &names).map_err(|errs| {
             let first = errs
                 .first()

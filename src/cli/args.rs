@@ -414,6 +414,10 @@ pub(crate) struct ResumeArgs {
     /// Treat steps that were in flight as done.
     #[arg(long)]
     pub skip_in_doubt: bool,
+    /// Continue although `journal.head` is missing or damaged: then a removed tail of the
+    /// journal cannot be ruled out (steps or rollbacks that already ran may run again).
+    #[arg(long)]
+    pub ignore_damaged_head: bool,
     #[command(flatten)]
     pub run: RunOpts,
 }
@@ -468,6 +472,10 @@ pub(crate) struct LogsArgs {
     /// Keep printing new lines until the run ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Write the recorded bytes unchanged (by default control characters such as ESC are
+    /// shown as `\e`, `\x07`, so a step's output cannot drive the terminal).
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub dir: RunsDirArg,
 }
@@ -477,6 +485,10 @@ pub(crate) struct RollbackArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
+    /// Continue although `journal.head` is missing or damaged: then a removed tail of the
+    /// journal cannot be ruled out (steps or rollbacks that already ran may run again).
+    #[arg(long)]
+    pub ignore_damaged_head: bool,
     #[command(flatten)]
     pub dir: RunsDirArg,
     #[command(flatten)]

@@ -212,6 +212,9 @@ impl Console {
 
 impl Observer for Console {
     fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+        // Untrusted text (output, titles, values, comments) never reaches the terminal raw.
+        let clean = crate::term::visible_event(e);
+        let e = &clean;
         let ts = self.stamp(&e.at);
         match &e.event {
             Event::RunStarted { .. }
@@ -254,7 +257,7 @@ pub(crate) struct JsonLines;
 
 impl Observer for JsonLines {
     fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
-        let line = serde_json::to_string(e).map_err(|e| e.to_string())?;
+        let line = crate::term::json_safe(serde_json::to_string(e).map_err(|e| e.to_string())?);
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())

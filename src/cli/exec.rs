@@ -161,7 +161,7 @@ pub(crate) fn step_titles(
             let text = t
                 .render(&title.src, &ctx, crate::template::Target::Text)
                 .unwrap_or_else(|_| title.src.clone());
-            Some((s.id.name.clone(), text))
+            Some((s.id.name.clone(), crate::term::visible(&text).into_owned()))
         })
         .collect()
 }

@@ -143,7 +143,7 @@ pub(crate) fn cmd_runs(a: &RunsArgs) -> ExitStatus {
         println!("no runs in {}", store.describe());
         return ExitStatus::Success;
     }
-    print!("{}", runs_table(&runs));
+    print!("{}", crate::term::visible(&runs_table(&runs)));
     ExitStatus::Success
 }
 
@@ -534,11 +534,17 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
         if let Some(m) = j.as_object_mut() {
             m.insert("next".into(), serde_json::json!(next_commands(&v, &flags)));
         }
-        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        println!(
+            "{}",
+            crate::term::json_safe(serde_json::to_string_pretty(&j).unwrap_or_default())
+        );
         return ExitStatus::Success;
     }
     let rb = runbook_of(&v);
-    print!("{}", show_text(&v, rb.as_ref(), &flags));
+    print!(
+        "{}",
+        crate::term::visible(&show_text(&v, rb.as_ref(), &flags))
+    );
     ExitStatus::Success
 }
 
@@ -576,7 +582,7 @@ pub(crate) fn cmd_complete(what: &str, run: Option<&str>) -> ExitStatus {
         _ => Vec::new(),
     };
     for w in words {
-        println!("{w}");
+        println!("{}", crate::term::visible(&w));
     }
     ExitStatus::Success
 }

@@ -235,7 +235,10 @@ fn cmd_validate(a: &ValidateArgs, color: bool) -> ExitStatus {
     }
     if a.format == DiagFormat::Json {
         let doc = serde_json::json!({ "version": 1, "valid": !failed, "diagnostics": json });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        println!(
+            "{}",
+            crate::term::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default())
+        );
     }
     if failed {
         ExitStatus::Invalid
@@ -293,6 +296,11 @@ fn cmd_plan(a: &PlanArgs, color: bool) -> ExitStatus {
     match plan::build(&rb, &resolved, &a.file.display().to_string()) {
         Ok(p) => {
             let text = plan::render::render(&p, a.format);
+            // Titles, descriptions and commands come from the file: never raw to a terminal.
+            let text = match a.format {
+                plan::render::Format::Json => crate::term::json_safe(text),
+                _ => crate::term::visible(&text).into_owned(),
+            };
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());
             ExitStatus::Success
@@ -339,7 +347,8 @@ fn cmd_list(a: &ListArgs) -> ExitStatus {
     }
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (path, name, desc) in rows {
-        println!("{path:<w$}  {name}: {}", first_sentence(&desc, 100));
+        let line = format!("{path:<w$}  {name}: {}", first_sentence(&desc, 100));
+        println!("{}", crate::term::visible(&line));
     }
     ExitStatus::Success
 }

@@ -30,7 +30,14 @@ pub(crate) fn cmd_resume(a: &ResumeArgs, color: bool) -> ExitStatus {
         rerun_in_doubt: a.rerun_in_doubt,
         skip_in_doubt: a.skip_in_doubt,
     };
-    continue_run(&dir, store.as_ref(), &a.run, how, color)
+    continue_run(
+        &dir,
+        store.as_ref(),
+        &a.run,
+        how,
+        color,
+        a.ignore_damaged_head,
+    )
 }
 
 pub(crate) fn cmd_rollback(a: &RollbackArgs, color: bool) -> ExitStatus {
@@ -38,7 +45,14 @@ pub(crate) fn cmd_rollback(a: &RollbackArgs, color: bool) -> ExitStatus {
         Ok(d) => d,
         Err(s) => return s,
     };
-    continue_run(&dir, store.as_ref(), &a.run, Continue::Rollback, color)
+    continue_run(
+        &dir,
+        store.as_ref(),
+        &a.run,
+        Continue::Rollback,
+        color,
+        a.ignore_damaged_head,
+    )
 }
 
 /// How a recorded run is continued.
@@ -72,6 +86,7 @@ fn continue_run(
     given: &super::RunOpts,
     how: Continue,
     color: bool,
+    ignore_head: bool,
 ) -> ExitStatus {
     let run_id = run_id_of(dir);
     let runs = store.runs_dir().to_path_buf();
@@ -82,7 +97,7 @@ fn continue_run(
         file,
         sha,
         values,
-    } = match crate::session::resume::open(dir, &runs, rollback) {
+    } = match crate::session::resume::open(dir, &runs, rollback, ignore_head) {
         Ok(o) => o,
         Err(e) => {
             e.messages.into_iter().for_each(error_line);
@@ -335,6 +350,9 @@ fn taken_by_engine(
     })
 }
 
+/// The largest `--template` file read (a template is a few KiB; this bounds a mistake).
+const TEMPLATE_MAX: u64 = 1 << 20;
+
 pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
     let (_store, dir) = match run_dir(&a.dir, &a.run_id) {
         Ok(d) => d,
@@ -388,7 +406,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         };
         let sealed = match (&loaded.head, ended) {
             (Some(h), true) if h.sealed => "sealed end present",
-            (None, true) => "ended (no head file: written before heads existed)",
+            (None, true) => "ended",
             (Some(_), true) => {
                 "ended, but the head was not sealed (the engine stopped between the two; `resume` seals it)"
             }
@@ -402,20 +420,21 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         return ExitStatus::Success;
     }
     let text = match (a.format, &a.template) {
-        (_, Some(path)) => match std::fs::read_to_string(path) {
+        (_, Some(path)) => match crate::sys::read_regular_bounded(path, TEMPLATE_MAX) {
             Ok(tpl) => crate::transcript::render(&t, &tpl),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(format!("--template {}: {e}", path.display())),
         },
-        (TranscriptFormat::Json, None) => {
-            serde_json::to_string_pretty(&t).map_err(|e| e.to_string())
-        }
+        (TranscriptFormat::Json, None) => serde_json::to_string_pretty(&t)
+            .map(crate::term::json_safe)
+            .map_err(|e| e.to_string()),
         (TranscriptFormat::Md, None) => {
             crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE)
         }
     };
     match text {
         Ok(s) => {
-            println!("{}", s.trim_end());
+            // Untrusted text (output, comments, titles) never reaches the terminal raw.
+            println!("{}", crate::term::visible(s.trim_end()));
             ExitStatus::Success
         }
         Err(e) => {

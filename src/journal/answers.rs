@@ -110,7 +110,14 @@ pub(crate) fn write(
             }
         })
         .collect();
-    let name = format!("{safe}.{}.{}.json", sanitize(&user), std::process::id());
+    // The name carries the answer's random nonce: other users cannot list the 1733 directory,
+    // and cannot guess the name to read the (0644, readable by the engine's owner) file.
+    let name = format!(
+        "{safe}.{}.{}.{}.json",
+        sanitize(&user),
+        std::process::id(),
+        a.nonce
+    );
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
     use std::io::Write;
@@ -316,7 +323,11 @@ impl AnswerSource for AnswersDir {
             .into_iter()
             .map(|a| RemoteAnswer {
                 user: a.user,
-                host: a.file.host,
+                // The answer was dropped into this machine's directory and its author is the
+                // file's owner: the host is this one. The `host` the file claims is the
+                // answerer's own text and is never shown (it could be forged or carry
+                // terminal escapes).
+                host: crate::sys::current_host(),
                 decision: a.file.decision,
                 comment: a.file.comment,
                 groups: None,

@@ -519,6 +519,39 @@ pub(crate) struct Loaded {
     pub hashes: Vec<String>,
     pub torn: usize,
     pub head: Option<Head>,
+    /// Why the head file cannot vouch for the journal's length (missing, unreadable, not a
+    /// head, inconsistent): then a removed tail cannot be ruled out.
+    pub head_problem: Option<String>,
+}
+
+/// How an empty head reads: created, but never written (the engine was killed before its first
+/// head write, or the disk was full): `resume` accepts it, `--verify` does not.
+const NEVER_WRITTEN: &str = "the head file was never written: a removed tail cannot be ruled out";
+
+/// Reads `journal.head`: the head, or why it cannot be used.
+fn read_head(run_dir: &Path) -> Result<Head, String> {
+    let bytes = match read_file_nofollow(&run_dir.join(HEAD_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the head file {HEAD_FILE} is missing: a removed tail cannot be ruled out"
+            ));
+        }
+        Err(e) => return Err(format!("the head file {HEAD_FILE} cannot be read ({e})")),
+    };
+    if bytes.trim_ascii().is_empty() {
+        return Err(format!("{NEVER_WRITTEN} ({HEAD_FILE} is empty)"));
+    }
+    let head: Head = serde_json::from_slice(bytes.trim_ascii())
+        .map_err(|_| format!("the head file {HEAD_FILE} is not a head record (damaged)"))?;
+    let hex = head.last.len() == 64 && head.last.bytes().all(|b| b.is_ascii_hexdigit());
+    if head.v != JOURNAL_VERSION || head.durable > head.count || (head.count > 0 && !hex) {
+        return Err(format!(
+            "the head file {HEAD_FILE} is inconsistent (count {}, durable {}): damaged",
+            head.count, head.durable
+        ));
+    }
+    Ok(head)
 }
 
 fn read_file_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -563,14 +596,16 @@ pub(crate) fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
         hashes.push(prev.clone());
         out.push(rec);
     }
-    let head = read_file_nofollow(&run_dir.join(HEAD_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Head>(b.trim_ascii()).ok());
+    let (head, head_problem) = match read_head(run_dir) {
+        Ok(h) => (Some(h), None),
+        Err(why) => (None, Some(why)),
+    };
     Ok(Loaded {
         records: out,
         hashes,
         torn,
         head,
+        head_problem,
     })
 }
 
@@ -666,6 +701,11 @@ pub(crate) fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
 /// head file counts but the journal no longer has, or a head whose last hash differs.
 /// `strict` = false only counts records that were fsynced (a power loss can lose the others).
 pub(crate) fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
+    if let Some(why) = &l.head_problem
+        && (strict || !why.starts_with(NEVER_WRITTEN))
+    {
+        return Some(why.clone());
+    }
     let head = l.head.as_ref()?;
     let have = l.records.len() as u64;
     let need = if strict { head.count } else { head.durable };

@@ -262,21 +262,31 @@ impl HttpClient for ReqwestClient {
                             strip_query(&req.url)
                         )));
                     }
+                    let status = resp.status().as_u16();
+                    let keeps_body = !(status == 303
+                        || (matches!(status, 301 | 302) && method == reqwest::Method::POST));
+                    if !same_origin(&url, &next) && keeps_body && body.is_some() {
+                        // A body (a password, a token) is never re-sent to another origin.
+                        return Err(unreachable(format!(
+                            "{}: redirected (HTTP {status}) to another origin, {}: the request body is not sent there",
+                            strip_query(url.as_str()),
+                            strip_query(next.as_str())
+                        )));
+                    }
                     if !same_origin(&url, &next) {
                         // Credentials never follow a request to another origin.
                         drop_credentials(&mut headers, &req.secret_headers);
                         query.clear();
                     }
-                    let status = resp.status().as_u16();
-                    if status == 303
-                        || (matches!(status, 301 | 302) && method == reqwest::Method::POST)
-                    {
+                    if !keeps_body {
                         method = reqwest::Method::GET;
                         body = None;
                     }
                     url = next;
                 };
-                read_response(resp, &req.url, t0).await
+                let mut r = read_response(resp, &req.url, t0).await?;
+                r.redirected_to = (redirects > 0).then(|| strip_query(url.as_str()));
+                Ok(r)
             };
             tokio::select! {
                 r = send => r,
@@ -329,5 +339,6 @@ async fn read_response(
         body,
         json,
         duration: t0.elapsed(),
+        redirected_to: None,
     })
 }

@@ -185,6 +185,8 @@ pub struct HttpResponse {
     pub body: String,
     pub json: Option<serde_json::Value>,
     pub duration: Duration,
+    /// Where the response came from when redirects were followed (without the query).
+    pub redirected_to: Option<String>,
 }
 
 /// Sends HTTP requests. The error is one line naming the URL and the cause.

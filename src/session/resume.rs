@@ -42,7 +42,12 @@ pub(crate) struct Opened {
 /// Opens run directory `dir` (under `runs`) to continue it: ownership, liveness, a journal
 /// that can be trusted, and a run in a state that can be continued (`rollback`: one that
 /// ended with rollbacks left; else one that has not finished).
-pub(crate) fn open(dir: &Path, runs: &Path, rollback: bool) -> Result<Opened, OpenError> {
+pub(crate) fn open(
+    dir: &Path,
+    runs: &Path,
+    rollback: bool,
+    ignore_head: bool,
+) -> Result<Opened, OpenError> {
     let run_id = super::store::run_id_of(dir);
     let flag = super::store::runs_flag(runs);
     for (d, follow) in [(runs, true), (dir, false)] {
@@ -74,6 +79,16 @@ pub(crate) fn open(dir: &Path, runs: &Path, rollback: bool) -> Result<Opened, Op
     let untrusted = "refusing to continue from a journal that cannot be trusted";
     let records = match journal::load(dir) {
         Ok(l) => match journal::missing_tail(&l, false) {
+            // A missing/damaged head only if the operator says so (`--ignore-damaged-head`).
+            Some(_) if ignore_head && l.head_problem.is_some() => l.records,
+            Some(why) if l.head_problem.is_some() => {
+                let path = dir.join(journal::JOURNAL_FILE);
+                let m = format!(
+                    "{}: {why}; {untrusted} (continue anyway with --ignore-damaged-head)",
+                    path.display()
+                );
+                return Err(refused(ExitStatus::Invalid, m));
+            }
             Some(why) => {
                 let path = dir.join(journal::JOURNAL_FILE);
                 let m = format!("{}: {why}; {untrusted}", path.display());

@@ -60,11 +60,16 @@ pub(crate) async fn run_http(
                         http_body_log(env, step, attempt, &resp.body),
                     )
                 };
+                let went = resp
+                    .redirected_to
+                    .as_ref()
+                    .map(|u| format!("(redirected to {u}) "))
+                    .unwrap_or_default();
                 env.emit(Event::Output {
                     step: step.id.name.clone(),
                     host: None,
                     stream: Stream::Stdout,
-                    line: format!("{summary}{log}"),
+                    line: format!("{went}{summary}{log}"),
                 });
             }
             let headers: serde_json::Map<_, _> = resp

@@ -9,7 +9,9 @@
 //!   must be a host name, address or port — letters, digits, `.`, `-`, `_`, `:`, `[ ]` — so it
 //!   cannot move the request to another host (`127.0.0.1:9/steal#`);
 //! - in the path, a value is one segment: everything but `A-Z a-z 0-9 - . _ ~` is
-//!   percent-encoded (`/` too), and `.`/`..` are encoded so they cannot climb;
+//!   percent-encoded (`/` too); a value that makes a whole segment `.` or `..` (alone or
+//!   with the text next to it) is refused: servers and proxies normalise dot segments, even
+//!   percent-encoded (`%2E%2E`), so the request would climb to another path;
 //! - in the query and the fragment, everything but those characters is percent-encoded
 //!   (`&`, `=`, `+`, `#` included).
 
@@ -134,8 +136,46 @@ pub(crate) fn walk(
     Ok(out)
 }
 
+/// Brackets a path value in the output while [`place`] checks the segments.
+const SEG_OPEN: char = '\u{E002}';
+const SEG_CLOSE: char = '\u{E003}';
+
 /// Replaces each marker with its value, encoded for where it stands.
 pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String> {
+    let out = place_marked(rendered, values)?;
+    check_dot_segments(&out)?;
+    Ok(out.replace([SEG_OPEN, SEG_CLOSE], ""))
+}
+
+/// Refuses a path segment that a value made `.` or `..` (percent-encoded dots count).
+fn check_dot_segments(marked: &str) -> Result<(), String> {
+    let Some(after_scheme) = marked.find("://").map(|i| i + 3) else {
+        return Ok(());
+    };
+    let rest = &marked[after_scheme..];
+    let Some(path_start) = rest.find('/') else {
+        return Ok(());
+    };
+    let path = &rest[path_start..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    for seg in path.split('/') {
+        if !seg.contains(SEG_OPEN) {
+            continue;
+        }
+        let plain = seg
+            .replace([SEG_OPEN, SEG_CLOSE], "")
+            .replace("%2E", ".")
+            .replace("%2e", ".");
+        if plain == "." || plain == ".." {
+            return Err(format!(
+                "a value makes the URL path segment `{plain}`: servers resolve it to another path; refused"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn place_marked(rendered: &str, values: &[String]) -> Result<String, String> {
     walk(rendered, |i, part| {
         let v = values.get(i).map(String::as_str).unwrap_or_default();
         match part {
@@ -148,7 +188,8 @@ pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String>
                 "`{}` is not a host name, address or port and cannot stand in the URL's host",
                 v.escape_debug()
             )),
-            Part::Path | Part::Query | Part::Fragment => Ok(encode(v)),
+            Part::Path => Ok(format!("{SEG_OPEN}{}{SEG_CLOSE}", encode(v))),
+            Part::Query | Part::Fragment => Ok(encode(v)),
         }
     })
 }
@@ -176,9 +217,13 @@ mod tests {
             .ok(),
             Some("http://vault-2:8200/v1/a%2Fb%20c?x=1%26y%3D2%2B3#f%23g".into())
         );
+        assert!(p("@0/v1/sys/@1", &["https://127.0.0.1:8201", ".."]).is_err());
+        assert!(p("http://h/a/@0/x", &["."]).is_err());
+        assert!(p("http://h/a/.@0/x", &["."]).is_err());
+        assert!(p("http://h/a/@0@1?q", &[".", "."]).is_err());
         assert_eq!(
-            p("@0/v1/sys/@1", &["https://127.0.0.1:8201", ".."]).ok(),
-            Some("https://127.0.0.1:8201/v1/sys/%2E%2E".into())
+            p("http://h/a/@0.txt?q=@1", &["..", ".."]).ok(),
+            Some("http://h/a/%2E%2E.txt?q=%2E%2E".into())
         );
     }
 

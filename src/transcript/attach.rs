@@ -74,7 +74,10 @@ fn cap(s: String, limit: usize) -> String {
 }
 
 /// One request, retried with backoff on connection errors, 429 and 5xx.
-async fn send(build: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<u16, String> {
+async fn send(
+    build: impl Fn() -> reqwest::RequestBuilder,
+    what: &str,
+) -> Result<(u16, String), String> {
     let mut delay = Duration::from_millis(500);
     let mut last = String::new();
     for attempt in 1..=4 {
@@ -82,7 +85,8 @@ async fn send(build: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 if resp.status().is_success() {
-                    return Ok(status);
+                    let at = resp.url().as_str();
+                    return Ok((status, at.split('?').next().unwrap_or(at).to_string()));
                 }
                 let body: String = resp
                     .text()
@@ -95,6 +99,16 @@ async fn send(build: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result
                 if status != 429 && status < 500 {
                     return Err(last);
                 }
+            }
+            Err(e) if e.is_redirect() => {
+                // Not retried: the redirect (to another origin) is the answer.
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why = s.to_string();
+                    src = s.source();
+                }
+                return Err(format!("{what}: {why}"));
             }
             Err(e) => {
                 last = format!(
@@ -125,6 +139,24 @@ pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, S
         .use_rustls_tls()
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+        // The transcript (and the token) never follow a redirect to another origin.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let Some(first) = attempt.previous().first() else {
+                return attempt.follow();
+            };
+            let (from, to) = (first.origin(), attempt.url().origin());
+            if from != to {
+                let msg = format!(
+                    "redirected to another origin, {}: not followed (the transcript is not sent there)",
+                    to.ascii_serialization()
+                );
+                attempt.error(msg)
+            } else if attempt.previous().len() > 5 {
+                attempt.error("more than 5 redirects")
+            } else {
+                attempt.follow()
+            }
+        }))
         .build()
         .map_err(|e| e.to_string())?;
     match target {
@@ -215,7 +247,7 @@ pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, S
                 .ok()
                 .filter(|v| !v.is_empty());
             let shown = url.split('?').next().unwrap_or(&url).to_string();
-            send(
+            let at = send(
                 || {
                     let rb = client
                         .post(&url)
@@ -228,8 +260,14 @@ pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, S
                 },
                 &format!("webhook {shown}"),
             )
-            .await?;
-            Ok(format!("attached: transcript posted to {shown}"))
+            .await
+            .map(|(_, at)| at)?;
+            let went = if at == shown {
+                String::new()
+            } else {
+                format!(" (redirected to {at})")
+            };
+            Ok(format!("attached: transcript posted to {shown}{went}"))
         }
     }
 }

@@ -593,8 +593,9 @@ pub(crate) fn write_files_with(
     rb: Option<&crate::model::Runbook>,
 ) -> Result<Vec<PathBuf>, String> {
     let t = load_with(run_dir, rb).map_err(|e| e.to_string())?;
-    let md = render(&t, MARKDOWN_TEMPLATE)?;
-    let json = serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?;
+    // Both files are read in terminals (`cat`, `less -R`): control characters made visible.
+    let md = crate::term::visible(&render(&t, MARKDOWN_TEMPLATE)?).into_owned();
+    let json = crate::term::json_safe(serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?);
     let mut out = Vec::new();
     for (name, body) in [("transcript.md", md), ("transcript.json", json)] {
         let p = run_dir.join(name);

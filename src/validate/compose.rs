@@ -34,6 +34,17 @@ const EXPR_KEYS: &[&str] = &[
 const CALL_FIELDS: &[&str] = &["id", "title", "needs", "when", "uses", "with"];
 /// Deepest chain of calls.
 const MAX_DEPTH: usize = 16;
+/// Most steps all the calls of one runbook may expand to (calls nest: 4 calls a level, 7
+/// levels deep already make 38,000 steps).
+const MAX_EXPANDED: usize = 2000;
+/// The message starts of the limits, re-reported at the top call site.
+const TOO_DEEP: &str = "calls nest deeper than";
+const TOO_MANY: &str = "calls expand to more than";
+
+thread_local! {
+    /// Steps expanded so far by the current [`expand`].
+    static EXPANDED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// Expands every `uses:` step of `root` (a runbook read from `file`).
 /// `None` when nothing calls another runbook (the tree is used as it is); else the expanded
@@ -50,6 +61,7 @@ pub(super) fn expand(
     let canon = std::fs::canonicalize(&path).unwrap_or(path.clone());
     let mut stack = vec![(canon, file.to_string())];
     let mut names = HashSet::new();
+    EXPANDED.with(|c| c.set(0));
     let node = expand_in(root, &path, &mut stack, diags, &mut names);
     Some((node, names))
 }

@@ -83,6 +83,11 @@ impl Runbook {
         self
     }
 
+    pub(crate) fn stdin(mut self, data: Vec<u8>) -> Self {
+        self.stdin = Some(data);
+        self
+    }
+
     pub(crate) fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self

@@ -4,6 +4,7 @@
 mod approvals;
 mod ask;
 mod exec;
+mod hardening;
 mod harness;
 mod hostile;
 mod http;

@@ -60,14 +60,17 @@ impl TtyPrompter {
             let kind = if req.manual { "MANUAL STEP" } else { "GATE" };
             let _ = term.write_line(&format!(
                 "\n{} {}",
-                st.warn.apply_to(format!("── {kind}: {} ──", req.step)),
+                st.warn.apply_to(format!("── {kind}: {} ──", crate::term::visible(&req.step))),
                 ""
             ));
             for l in req.message.lines() {
-                let _ = term.write_line(&format!("  {l}"));
+                let _ = term.write_line(&format!("  {}", crate::term::visible(l)));
             }
             if !req.targets.is_empty() {
-                let _ = term.write_line(&format!("  on: {}", req.targets.join(", ")));
+                let _ = term.write_line(&format!(
+                    "  on: {}",
+                    crate::term::visible(&req.targets.join(", "))
+                ));
             }
             let choices = if req.manual {
                 "[d]one / [n]ot done / [s]how details / [a]bort"
@@ -99,7 +102,7 @@ impl TtyPrompter {
                     "s" | "show" | "details" => {
                         let _ = term.write_line(&format!("  {}", st.dim.apply_to("will run:")));
                         for l in req.preview.lines() {
-                            let _ = term.write_line(&format!("    {l}"));
+                            let _ = term.write_line(&format!("    {}", crate::term::visible(l)));
                         }
                     }
                     _ => {
@@ -135,12 +138,13 @@ impl Prompter for TtyPrompter {
         self.with_suspended(|| {
             let term = Term::stderr();
             let _ = term.write_line(&format!(
-                "\n{} {reason}",
-                st.bad.apply_to("── the run is stopping:")
+                "\n{} {}",
+                st.bad.apply_to("── the run is stopping:"),
+                crate::term::visible(reason)
             ));
             let _ = term.write_line(&format!(
                 "  completed steps to undo, in this order: {}",
-                steps.join(" ← ")
+                crate::term::visible(&steps.join(" ← "))
             ));
             loop {
                 let _ = term.write_str(&format!(

@@ -101,7 +101,11 @@ pub(crate) fn cmd_logs(a: &LogsArgs) -> ExitStatus {
                 let _ = writeln!(out, "==> {} <==", label_of(&p));
                 last_header = Some(p.clone());
             }
-            let _ = out.write_all(&buf[..take]);
+            if a.raw {
+                let _ = out.write_all(&buf[..take]);
+            } else {
+                let _ = out.write_all(crate::term::visible_bytes(&buf[..take]).as_bytes());
+            }
             if take == buf.len() && buf.last() != Some(&b'\n') {
                 let _ = out.write_all(b"\n");
             }

@@ -24,7 +24,8 @@ pub(super) fn call(
     let Some(id) = get(step, "id").and_then(Node::as_str) else {
         return None; // convert reports the missing id
     };
-    let Some(rel) = uses.as_str().filter(|s| !s.is_empty()) else {
+    // `-` is not a file (it must never mean standard input).
+    let Some(rel) = uses.as_str().filter(|s| !s.is_empty() && *s != "-") else {
         diags.push(
             Diagnostic::error("uses-invalid", "`uses` must name a runbook file")
                 .with_span(at, "not a file name"),
@@ -163,11 +164,16 @@ fn callee(
     }
     if stack.len() >= MAX_DEPTH {
         diags.push(
-            Diagnostic::error(
-                "uses-invalid",
-                format!("calls nest deeper than {MAX_DEPTH} runbooks"),
-            )
-            .with_span(at, "too deep"),
+            Diagnostic::error("uses-invalid", format!("{TOO_DEEP} {MAX_DEPTH} runbooks"))
+                .with_span(at, "too deep"),
+        );
+        return None;
+    }
+    if EXPANDED.with(std::cell::Cell::get) > MAX_EXPANDED {
+        diags.push(
+            Diagnostic::error("uses-invalid", format!("{TOO_MANY} {MAX_EXPANDED} steps"))
+                .with_span(at, "too many steps")
+                .with_help("calls multiply: a runbook called N times inlines its steps N times"),
         );
         return None;
     }
@@ -187,6 +193,11 @@ fn callee(
     let mut child_made = HashSet::new();
     let child_root = match &loaded.root {
         Ok(Some(r)) => {
+            // Each step this call inlines counts once (its own calls count where they are).
+            let own = steps_of(r).map_or(0, |s| {
+                s.iter().filter(|st| get(st, "uses").is_none()).count()
+            });
+            EXPANDED.with(|c| c.set(c.get().saturating_add(own + 1)));
             stack.push((canon, display.clone()));
             let expanded = expand_in(r, &child_path, stack, &mut child_diags, &mut child_made);
             stack.pop();
@@ -204,6 +215,20 @@ fn callee(
             Diagnostic::error("uses-cycle", cycle.message.clone())
                 .with_span(at, "calls a runbook already being called")
                 .with_help("a runbook cannot call itself, directly or through others"),
+        );
+        return None;
+    }
+    // A limit reached further down is reported here, at this call, as what it is.
+    if let Some(limit) = child_diags
+        .iter()
+        .find(|d| d.message.starts_with(TOO_DEEP) || d.message.starts_with(TOO_MANY))
+    {
+        diags.push(
+            Diagnostic::error("uses-invalid", limit.message.clone())
+                .with_span(at, "the calls made through here")
+                .with_help(format!(
+                    "reached through {display}; calls nest at most {MAX_DEPTH} deep and expand to at most {MAX_EXPANDED} steps"
+                )),
         );
         return None;
     }

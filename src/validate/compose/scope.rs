@@ -32,9 +32,15 @@ pub(super) fn template_expr(src: &str) -> Result<String, String> {
                 while j < toks.len() && !matches!(toks[j].0, Token::VariableEnd) {
                     j += 1;
                 }
-                let end = toks.get(j).map_or(src.len(), |t| t.1.start_offset as usize);
+                let Some(close) = toks.get(j) else {
+                    return Err("`{{` is not closed by `}}`".into());
+                };
+                let end = close.1.start_offset as usize;
                 let inner = src.get(start..end).unwrap_or_default().trim();
                 let inner = inner.trim_start_matches('-').trim_end_matches('-').trim();
+                if inner.is_empty() {
+                    return Err("`{{ }}` holds no expression".into());
+                }
                 parts.push(format!("({inner})"));
                 i = j;
             }

@@ -1,0 +1,547 @@
+//! Attacker-style tests for the `uterm` hardening: terminal escapes at every sink (on a real
+//! PTY, and from another OS user's `approve --comment`), option injection through a value,
+//! URL dot segments, redirects to another origin, a removed/damaged `journal.head`, `uses:`
+//! fan-out, `transcript --template` on a device or a FIFO.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::exec::Scratch;
+use crate::harness::{Ran, runbook};
+use crate::httpd::{Response, Server};
+use crate::sshd::{TEST_USER, ensure_test_user};
+
+/// The bytes that must never reach a terminal from untrusted text.
+fn raw_controls(s: &str) -> Vec<char> {
+    s.chars()
+        .filter(|c| {
+            (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+                || ('\u{80}'..='\u{9f}').contains(c)
+        })
+        .collect()
+}
+
+fn rb(s: &Scratch, args: &[&str]) -> Ran {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push("--runs-dir".into());
+    all.push(s.path("runs").display().to_string());
+    runbook(all).run()
+}
+
+fn run_id(s: &Scratch) -> Option<String> {
+    std::fs::read_dir(s.path("runs"))
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+}
+
+fn wait_journal(s: &Scratch, needle: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Some(id) = run_id(s) {
+            let j = std::fs::read_to_string(s.path(&format!("runs/{id}/journal.jsonl")))
+                .unwrap_or_default();
+            if j.contains(needle) {
+                return id;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the journal never contained {needle}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("uid")
+}
+
+const OSC52: &str = "\u{1b}]52;c;cm0gLXJmIH4=\u{7}";
+
+/// Escapes in the description, a title, a gate, an input value, step stdout/stderr, another
+/// user's approval comment and a forged answer `host`: none reaches the PTY raw, nor the
+/// output of show, runs, logs, transcript, plan, list or validate.
+#[test]
+fn terminal_escapes_never_reach_a_terminal() {
+    ensure_test_user();
+    let s = Scratch::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let yaml = format!(
+        r#"runbook: esc
+version: 1
+description: "desc \e]52;c;ZWNobyBwd25lZA==\a \e[31mRED\e[0m \x9b31m"
+inputs:
+  v: {{ required: true }}
+steps:
+  - id: g
+    title: "title {{{{ v }}}} \e[2J"
+    confirm: {{ message: "gate {{{{ v }}}} \e]0;TITLE\a ?", approvers: [{TEST_USER}] }}
+    run: printf 'out \033]52;c;SGVsbG8=\007 \033[31mred\033[0m \302\233 2J\n'; printf 'err \033[2J\n' >&2
+  - id: h
+    needs: [g]
+    confirm: "second gate"
+    run: "true"
+"#
+    );
+    s.runbook(&yaml);
+    let value = format!("val{OSC52}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.arg("exec")
+        .arg(s.path("runbook.yaml"))
+        .args(["-i", &format!("v={value}"), "--progress", "plain"])
+        .arg("--runs-dir")
+        .arg(s.path("runs"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "dumb")
+        .env("XDG_STATE_HOME", s.path("state"));
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).expect("spawn in pty");
+    p.exp_string("(then Enter)").expect("first prompt");
+    // Another OS user (an allowed approver) approves with a hostile comment.
+    let runs = s.path("runs").display().to_string();
+    let comment = format!("ok {OSC52}\u{1b}[2J\u{9b}2J");
+    let id = wait_journal(&s, "\"event\":\"gate-asked\"");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "approve",
+            &id,
+            "g",
+            "--comment",
+            &comment,
+            "--runs-dir",
+            &runs,
+        ])
+        .uid(uid_of(TEST_USER))
+        .env("USER", TEST_USER)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("approve as the test user");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The second gate: a hand-written answer whose `host` carries an escape and a lie.
+    wait_journal(&s, "second gate");
+    let answer = serde_json::json!({
+        "run": id, "nonce": "forged-nonce-1", "step": "h", "decision": "approved",
+        "comment": "fine", "host": format!("bastion.prod.example{OSC52}"), "at": "t"
+    });
+    std::fs::write(
+        s.path(&format!("runs/{id}/answers/h.forged.json")),
+        answer.to_string(),
+    )
+    .expect("write answer");
+    // rexpect hands back one char per byte: decode the bytes as UTF-8.
+    let live = p.exp_eof().expect("run ends");
+    let live: Vec<u8> = live.chars().map(|c| c as u32 as u8).collect();
+    let live = String::from_utf8_lossy(&live).into_owned();
+    assert!(live.contains("out \\e]52;c;SGVsbG8=\\x07"), "{live}");
+    assert!(live.contains("err \\e[2J"), "{live}");
+    assert_eq!(
+        raw_controls(&live),
+        Vec::<char>::new(),
+        "raw controls on the PTY:\n{live:?}"
+    );
+    assert!(
+        !live.contains("bastion.prod.example"),
+        "forged host shown: {live}"
+    );
+
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["show", "last"],
+        vec!["show", "last", "--json"],
+        vec!["runs"],
+        vec!["logs", "last"],
+        vec!["transcript", "last"],
+        vec!["transcript", "last", "--format", "json"],
+    ] {
+        let r = rb(&s, &args);
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stderr);
+        outputs.push((format!("{args:?}"), r.stdout + &r.stderr));
+    }
+    let file = s.path("runbook.yaml").display().to_string();
+    for args in [
+        vec![
+            "plan".to_string(),
+            file.clone(),
+            "-i".into(),
+            format!("v={value}"),
+        ],
+        vec!["list".to_string(), s.dir.path().display().to_string()],
+        vec!["validate".to_string(), file.clone()],
+        vec![
+            "validate".to_string(),
+            file.clone(),
+            "--format".into(),
+            "json".into(),
+        ],
+    ] {
+        let r = runbook(&args).run();
+        outputs.push((format!("{args:?}"), r.stdout + &r.stderr));
+    }
+    // A validate error whose snippet holds escapes.
+    std::fs::write(
+        s.path("bad.yaml"),
+        "runbook: bad\nversion: 1\nsteps:\n  - id: a\n    run: \"x \\e]52;c;eA==\\a\"\n    needs: [nope\u{1b}[2J]\n",
+    )
+    .expect("write");
+    let r = runbook(["validate", &s.path("bad.yaml").display().to_string()]).run();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    outputs.push(("validate bad".into(), r.stdout + &r.stderr));
+    let md = std::fs::read_to_string(s.path(&format!("runs/{id}/transcript.md"))).expect("md");
+    assert!(md.contains("ok \\e]52;c;cm0gLXJmIH4=\\x07"), "{md}");
+    outputs.push(("transcript.md".into(), md));
+    outputs.push((
+        "transcript.json".into(),
+        std::fs::read_to_string(s.path(&format!("runs/{id}/transcript.json"))).expect("json"),
+    ));
+    for (what, text) in &outputs {
+        assert_eq!(raw_controls(text), Vec::<char>::new(), "{what}:\n{text:?}");
+        assert!(
+            !text.contains("bastion.prod.example"),
+            "{what}: forged host: {text}"
+        );
+    }
+    // The comment is there, visible, attributed to the real user.
+    let show = &outputs[0].1;
+    assert!(show.contains(TEST_USER), "{show}");
+    // `logs --raw` gives the recorded bytes (for a pipe, not a terminal).
+    let raw = rb(&s, &["logs", "last", "g", "--raw"]);
+    assert!(
+        raw.stdout.contains("out \u{1b}]52;c;SGVsbG8=\u{7}"),
+        "{:?}",
+        raw.stdout
+    );
+}
+
+/// A value that is a word of its own and starts with `-` is refused (it would be an option):
+/// `tar -xf a.tar {{ member }}` with `--to-command=…` runs nothing.
+#[test]
+fn a_value_cannot_become_an_option() {
+    let s = Scratch::new();
+    std::fs::write(s.path("f"), "x").expect("write");
+    assert!(
+        Command::new("tar")
+            .args(["-cf", "a.tar", "f"])
+            .current_dir(s.dir.path())
+            .status()
+            .is_ok_and(|st| st.success())
+    );
+    s.runbook(
+        "runbook: opt\nversion: 1\ninputs:\n  member: { required: true }\nsteps:\n  - id: restore\n    run: cd {D} && tar -xf a.tar {{ member }}\n",
+    );
+    let pwn = s.path("PWN");
+    let ran = s.exec(&[
+        "-i",
+        &format!("member=--to-command=touch {}", pwn.display()),
+        "--yes",
+    ]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(!pwn.exists(), "the value became a tar option");
+    assert!(
+        ran.stderr
+            .contains("starts with `-` and stands as a word of its own"),
+        "{}",
+        ran.stderr
+    );
+    // After `--`, joined to text, or a number: accepted.
+    s.runbook(
+        "runbook: opt\nversion: 1\ninputs:\n  v: { required: true }\n  n: { type: int, default: -2 }\nsteps:\n  - id: a\n    run: echo joined=x{{ v }} -- {{ v }}; expr {{ n }} + 1\n",
+    );
+    let ok = s.exec(&["-i", "v=-rf", "--yes"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(ok.stderr.contains("joined=x-rf -- -rf"), "{}", ok.stderr);
+    assert!(ok.stderr.contains("-1"), "{}", ok.stderr);
+}
+
+/// `.`/`..` as a whole path segment from a value are refused before anything is sent (a
+/// server resolves them, even as %2E%2E).
+#[test]
+fn dot_segments_from_a_value_are_refused() {
+    let server = Server::start(None, |_| Response::json(200, serde_json::json!({})));
+    let s = Scratch::new();
+    s.runbook(&format!(
+        "runbook: dot\nversion: 1\ninputs:\n  v: {{ required: true }}\nsteps:\n  - id: h\n    http:\n      get: \"http://127.0.0.1:{}/echo/{{{{ v }}}}/x\"\n",
+        server.port
+    ));
+    for v in ["..", ".", "%2E%2E"] {
+        let ran = s.exec(&["-i", &format!("v={v}"), "--yes"]);
+        if v == "%2E%2E" {
+            // A literal `%2E%2E` value is encoded (`%252E%252E`): a plain segment, sent.
+            assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+            continue;
+        }
+        assert_eq!(ran.code, Some(1), "{v}: {}", ran.stderr);
+        assert!(ran.stderr.contains("URL path segment"), "{}", ran.stderr);
+    }
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/echo/%252E%252E/x".to_string()]);
+    // The shipped KV-policy runbook no longer accepts `..` for a path segment input.
+    let ran = runbook([
+        "plan",
+        "runbooks/vault-kv-policy.yaml",
+        "-i",
+        "policy=..",
+        "-i",
+        "client_token_file=/dev/null",
+        "-i",
+        "check_path=secret/../sys",
+    ])
+    .run();
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+}
+
+/// A 307 to another origin never re-sends the body: the step fails naming the redirect. The
+/// webhook attach does not follow it either; a same-origin redirect says where it went.
+#[test]
+fn bodies_never_follow_a_redirect_to_another_origin() {
+    let other = Server::start(None, |_| {
+        Response::json(200, serde_json::json!({"landed": true}))
+    });
+    let other_url = format!("http://localhost:{}/landed", other.port);
+    let to = other_url.clone();
+    let origin = Server::start(None, move |req| match req.path.as_str() {
+        "/r307" => Response::redirect(307, to.clone()),
+        "/same" => Response::redirect(308, "/hook2".into()),
+        _ => Response::json(200, serde_json::json!({})),
+    });
+    let s = Scratch::new();
+    s.runbook(&format!(
+        "runbook: redir\nversion: 1\ninputs:\n  tok: {{ secret: true, from_env: TOK }}\nsteps:\n  - id: h\n    http:\n      post: \"http://127.0.0.1:{}/r307\"\n      follow_redirects: true\n      json: {{ password: \"{{{{ tok }}}}\" }}\n",
+        origin.port
+    ));
+    let ran = runbook([
+        "exec",
+        &s.path("runbook.yaml").display().to_string(),
+        "--yes",
+        "--runs-dir",
+        &s.path("runs").display().to_string(),
+    ])
+    .env("TOK", "RedirectSecret-1234")
+    .run();
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        other.requests().is_empty(),
+        "the body followed the redirect"
+    );
+    assert!(
+        ran.stderr
+            .contains("redirected (HTTP 307) to another origin")
+            && ran.stderr.contains(&other_url),
+        "{}",
+        ran.stderr
+    );
+    // attach: cross-origin refused (nothing posted there), same-origin followed and named.
+    for (path, ok) in [("r307", false), ("same", true)] {
+        let url = format!("webhook:http://127.0.0.1:{}/{path}", origin.port);
+        let r = rb(&s, &["attach", "last", "--to", &url]);
+        if ok {
+            assert_eq!(r.code, Some(0), "{}", r.stderr);
+            assert!(
+                r.stdout.contains("(redirected to http://127.0.0.1:"),
+                "{}",
+                r.stdout
+            );
+            assert!(r.stdout.contains("/hook2"), "{}", r.stdout);
+        } else {
+            assert_ne!(r.code, Some(0), "{}", r.stdout);
+            assert!(
+                r.stderr.contains("redirected to another origin"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    assert!(
+        other.requests().is_empty(),
+        "the transcript followed the redirect"
+    );
+}
+
+/// A cut journal with its head removed, garbage or out of range is not "intact", and resume
+/// does not redo rollbacks from it (unless told to).
+#[test]
+fn a_missing_or_damaged_head_fails_verify_and_resume() {
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: cut\nversion: 1\nsteps:\n  - id: a\n    run: \"true\"\n    rollback: echo rolled-a >> {D}/rolled\n  - id: b\n    needs: [a]\n    run: \"true\"\n    rollback: echo rolled-b >> {D}/rolled\n  - id: c\n    needs: [b]\n    run: \"false\"\n",
+    );
+    let ran = s.exec(&["--yes"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert_eq!(s.read("rolled"), "rolled-b\nrolled-a\n");
+    let id = run_id(&s).expect("run");
+    let dir = s.path(&format!("runs/{id}"));
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
+    // Cut the tail (the rollbacks and the end) off.
+    let keep: Vec<&str> = journal
+        .lines()
+        .take_while(|l| !l.contains("rollback"))
+        .collect();
+    std::fs::write(dir.join("journal.jsonl"), keep.join("\n") + "\n").expect("cut");
+    let head = dir.join("journal.head");
+    for (content, why) in [
+        (None, "is missing"),
+        (Some("garbage".to_string()), "not a head record"),
+        (
+            Some(r#"{"v":1,"count":3,"last":"x","durable":99999999999,"sealed":true}"#.into()),
+            "inconsistent",
+        ),
+    ] {
+        match &content {
+            None => {
+                let _ = std::fs::remove_file(&head);
+            }
+            Some(c) => std::fs::write(&head, c).expect("head"),
+        }
+        let v = rb(&s, &["transcript", &id, "--verify"]);
+        assert_eq!(v.code, Some(1), "{why}: {}{}", v.stdout, v.stderr);
+        assert!(!v.stdout.contains("intact"), "{}", v.stdout);
+        assert!(v.stderr.contains(why), "{why}: {}", v.stderr);
+        let r = rb(&s, &["resume", &id, "--yes"]);
+        assert_eq!(r.code, Some(2), "{}", r.stderr);
+        assert!(r.stderr.contains("--ignore-damaged-head"), "{}", r.stderr);
+        assert_eq!(
+            s.read("rolled"),
+            "rolled-b\nrolled-a\n",
+            "rollbacks ran again"
+        );
+    }
+}
+
+/// `uses:` that multiplies (4 calls a level) stops with a diagnostic at the call site, fast;
+/// a chain deeper than 16 says so; `uses: "-"` is not standard input.
+#[test]
+fn uses_fan_out_and_depth_are_capped() {
+    let s = Scratch::new();
+    for level in 0..8 {
+        let body = if level == 7 {
+            "steps:\n  - id: s\n    run: \"true\"\n".to_string()
+        } else {
+            let mut b = String::from("steps:\n");
+            for i in 0..4 {
+                b.push_str(&format!("  - id: c{i}\n    uses: l{}.yaml\n", level + 1));
+            }
+            b
+        };
+        std::fs::write(
+            s.path(&format!("l{level}.yaml")),
+            format!("runbook: l{level}\nversion: 1\n{body}"),
+        )
+        .expect("write");
+    }
+    let r = runbook(["validate", &s.path("l0.yaml").display().to_string()])
+        .timeout(Duration::from_secs(30))
+        .run();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("calls expand to more than 2000 steps"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("l0.yaml:5:11]"), "{}", r.stderr);
+    for level in 0..18 {
+        let body = if level == 17 {
+            "  - id: s\n    run: \"true\"\n".to_string()
+        } else {
+            format!("  - id: c\n    uses: d{}.yaml\n", level + 1)
+        };
+        std::fs::write(
+            s.path(&format!("d{level}.yaml")),
+            format!("runbook: d{level}\nversion: 1\nsteps:\n{body}"),
+        )
+        .expect("write");
+    }
+    let r = runbook(["validate", &s.path("d0.yaml").display().to_string()]).run();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("calls nest deeper than 16 runbooks"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        s.path("stdin.yaml"),
+        "runbook: st\nversion: 1\nsteps:\n  - id: c\n    uses: \"-\"\n",
+    )
+    .expect("write");
+    let r = runbook(["validate", &s.path("stdin.yaml").display().to_string()])
+        .stdin(b"runbook: x\nversion: 1\nsteps:\n  - id: a\n    run: \"true\"\n".to_vec())
+        .run();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`uses` must name a runbook file"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `transcript --template` reads regular files only, bounded: /dev/zero and a FIFO are
+/// refused at once; `logs` shows control characters visibly unless `--raw`.
+#[test]
+fn transcript_template_is_a_regular_bounded_file() {
+    let s = Scratch::new();
+    s.runbook("runbook: t\nversion: 1\nsteps:\n  - id: a\n    run: printf 'x\\033[2Jy\\n'\n");
+    assert_eq!(s.exec(&["--yes"]).code, Some(0));
+    let fifo = s.path("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|st| st.success())
+    );
+    for (t, why) in [
+        ("/dev/zero".to_string(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+    ] {
+        let r = rb(&s, &["transcript", "last", "--template", &t]);
+        assert_eq!(r.code, Some(2), "{}", r.stderr);
+        assert!(r.stderr.contains(why), "{}", r.stderr);
+    }
+    let big = s.path("big.j2");
+    std::fs::write(&big, vec![b'x'; 2 << 20]).expect("big");
+    let r = rb(
+        &s,
+        &[
+            "transcript",
+            "last",
+            "--template",
+            &big.display().to_string(),
+        ],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("more than"), "{}", r.stderr);
+    let logs = rb(&s, &["logs", "last"]);
+    assert!(logs.stdout.contains("x\\e[2Jy"), "{:?}", logs.stdout);
+    let raw = rb(&s, &["logs", "last", "--raw"]);
+    assert!(raw.stdout.contains("x\u{1b}[2Jy"), "{:?}", raw.stdout);
+}
+
+/// A malformed `with:` template (`{{ `, `{{ v`, a trailing `{{`) is an error, not `()`.
+#[test]
+fn malformed_with_templates_are_refused() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("child.yaml"),
+        "runbook: child\nversion: 1\ninputs:\n  x: { required: true }\nsteps:\n  - id: a\n    run: echo {{ x }}\n",
+    )
+    .expect("write");
+    for with in ["'{{ '", "'{{ v'", "'a {{ v }} {{'", "'{{ }}'"] {
+        std::fs::write(
+            s.path("parent.yaml"),
+            format!(
+                "runbook: parent\nversion: 1\ninputs:\n  v: {{ default: val }}\nsteps:\n  - id: c\n    uses: child.yaml\n    with: {{ x: {with} }}\n"
+            ),
+        )
+        .expect("write");
+        let r = runbook(["validate", &s.path("parent.yaml").display().to_string()]).run();
+        assert_eq!(r.code, Some(2), "{with}: {}{}", r.stdout, r.stderr);
+    }
+}
