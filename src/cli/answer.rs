@@ -39,6 +39,26 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
         Err(s) => return s,
     };
     let run_id = run_id_of(&dir);
+    if a.value.is_some() && a.stdin {
+        error_line("give the value either on the command line or with --stdin, not both");
+        return ExitStatus::Invalid;
+    }
+    // The shared store: the answer goes through the database, identity = the role.
+    if let Some(conn) = a.dir.store.as_deref().filter(|c| !c.is_empty()) {
+        let hello = match crate::session::shared::ask::hello(conn, &run_id, &a.step) {
+            Ok(h) => h,
+            Err(e) => {
+                error_line(e);
+                return ExitStatus::Invalid;
+            }
+        };
+        let Some(value) = read_value(a, &hello, &run_id) else {
+            return ExitStatus::Invalid;
+        };
+        return verdict(crate::session::shared::ask::send(
+            conn, &run_id, &a.step, &value,
+        ));
+    }
     let owner = match std::fs::metadata(&dir) {
         Ok(m) => m.uid(),
         Err(e) => {
@@ -46,10 +66,6 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    if a.value.is_some() && a.stdin {
-        error_line("give the value either on the command line or with --stdin, not both");
-        return ExitStatus::Invalid;
-    }
     let (conn, hello) = match ask_socket::connect(&run_id, &a.step, owner) {
         Ok(c) => c,
         Err(e) => {
@@ -57,12 +73,38 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
+    let Some(value) = read_value(a, &hello, &run_id) else {
+        return ExitStatus::Invalid;
+    };
+    verdict(ask_socket::send(&conn, value))
+}
+
+/// The engine's verdict as the command's output and exit status.
+fn verdict<E: std::fmt::Display>(v: Result<ask_socket::Verdict, E>) -> ExitStatus {
+    match v {
+        Ok(v) if v.ok => {
+            eprintln!("{}", v.message);
+            ExitStatus::Success
+        }
+        Ok(v) => {
+            error_line(v.message);
+            ExitStatus::Invalid
+        }
+        Err(e) => {
+            error_line(e);
+            ExitStatus::EngineFailed
+        }
+    }
+}
+
+/// The value: from the command line, stdin or a (hidden) prompt, checked against the ask.
+fn read_value(a: &AskAnswerArgs, hello: &ask_socket::Hello, run_id: &str) -> Option<String> {
     if hello.secret && a.value.is_some() {
         error_line(format!(
             "`{}` asks for a secret: it is never taken from the command line (shell history, `ps`); run `runbook answer {run_id} {}` to type it at a hidden prompt, or pipe it with --stdin",
             a.step, a.step
         ));
-        return ExitStatus::Invalid;
+        return None;
     }
     let spec = spec_of(&hello);
     let interactive = !a.stdin && a.value.is_none() && std::io::stdin().is_terminal();
@@ -101,7 +143,7 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
         };
         let Some(raw) = raw.map(|r| r.trim_end_matches(['\r', '\n']).to_string()) else {
             error_line("no answer given (end of input)");
-            return ExitStatus::Invalid;
+            return None;
         };
         // Checked here first, so a typo is asked again at once; the run checks it again.
         match crate::step::ask::parse_answer(&spec, &raw) {
@@ -109,24 +151,11 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
             Err(why) if interactive => eprintln!("{why}; asked again"),
             Err(why) => {
                 error_line(why);
-                return ExitStatus::Invalid;
+                return None;
             }
         }
     };
-    match ask_socket::send(&conn, value) {
-        Ok(v) if v.ok => {
-            eprintln!("{}", v.message);
-            ExitStatus::Success
-        }
-        Ok(v) => {
-            error_line(v.message);
-            ExitStatus::Invalid
-        }
-        Err(e) => {
-            error_line(e);
-            ExitStatus::EngineFailed
-        }
-    }
+    Some(value)
 }
 
 /// The ask as the run described it (for checking the answer before sending it).

@@ -35,7 +35,7 @@ struct Taken {
 /// An answer from `runbook answer`: the OS user (from the kernel), the raw value, and where
 /// to send the verdict.
 struct Incoming {
-    uid: u32,
+    user: String,
     value: String,
     verdict: oneshot::Sender<Verdict>,
 }
@@ -219,16 +219,20 @@ async fn collect(
         None => None,
     };
     let wait = sh.opts.remote.as_ref().is_some_and(|r| r.wait);
-    let remote_open = listener.is_some();
+    let store = sh.opts.remote.as_ref().and_then(|r| r.answers.store());
+    let remote_open = listener.is_some() || store.is_some();
     let how = match (&answer_cmd, need) {
         (Some(c), 1) => format!("answer with `{c}` from another terminal"),
+        (Some(c), n) if store.is_some() => format!(
+            "{n} answers from {n} distinct database roles needed: each runs `{c}` with their own role"
+        ),
         (Some(c), n) => {
             format!("{n} answers from {n} distinct OS users needed: each runs `{c}` as themselves")
         }
         (None, _) => "run on a terminal to answer".to_string(),
     };
     // Nobody at a terminal and nobody may answer from elsewhere now: pause like a gate.
-    if sh.services.prompter.is_none() && (listener.is_none() || !wait) {
+    if sh.services.prompter.is_none() && (!remote_open || !wait) {
         let how = match &answer_cmd {
             Some(c) => format!(
                 "resume the run (`{}`) without --no-wait and answer with `{c}`, or resume on a terminal",
@@ -285,6 +289,39 @@ async fn collect(
         })
     });
     let _abort = AbortOnDrop(accept_task);
+    // With the shared store: answers from any machine, each from its database role.
+    let _feed = match &store {
+        Some(conn) if wait => {
+            let (stx, mut srx) = mpsc::channel::<crate::session::shared::ask::StoreAnswer>(16);
+            match crate::session::shared::ask::feed(conn, &hello, stx) {
+                Ok(f) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        while let Some(a) = srx.recv().await {
+                            let inc = Incoming {
+                                user: a.role,
+                                value: a.value,
+                                verdict: a.verdict,
+                            };
+                            if tx.send(inc).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    Some(f)
+                }
+                Err(e) => {
+                    sh.emit(Event::Warning {
+                        message: format!(
+                            "cannot publish `{id}` in the store ({e}): only this machine can answer"
+                        ),
+                    });
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     // The terminal: the operator's own answer (one of the N), racing the others.
     let mut terminal = terminal_prompt(sh, spec, &id, prompt, need, answer_cmd.as_deref());
     let mut cancel = sh.cancel.clone();
@@ -329,7 +366,7 @@ async fn collect(
                         }
                     }
                 }
-                let user = crate::sys::user_name(inc.uid);
+                let user = inc.user;
                 let verdict = match take(sh, spec, &id, &mut taken, user, &inc.value, AnsweredBy::Remote) {
                     Ok(msg) => Verdict { ok: true, message: msg },
                     Err(why) => {
@@ -491,7 +528,7 @@ async fn serve(mut conn: tokio::net::UnixStream, hello: Hello, tx: mpsc::Sender<
                 let (vtx, vrx) = oneshot::channel();
                 if tx
                     .send(Incoming {
-                        uid,
+                        user: crate::sys::user_name(uid),
                         value: reply.value,
                         verdict: vtx,
                     })

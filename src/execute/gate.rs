@@ -32,6 +32,11 @@ pub trait AnswerSource: Send + Sync + std::fmt::Debug {
     fn waiting(&self, _step: &str, _needed: usize, _other_approver: bool, _approvers: &[String]) {}
     /// The gate `step` is decided (`decided`), or the engine stops waiting without a decision.
     fn settled(&self, _step: &str, _decided: bool) {}
+    /// The shared store's connection string, when answers come through one (`ask:` answers
+    /// then come through it too).
+    fn store(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Waits until `sub` changes; forever without one.

@@ -64,6 +64,8 @@ pub(crate) struct PgAnswers {
     done: Mutex<std::sync::mpsc::Receiver<()>>,
     /// The engine's authenticated role (the operator, for `other_approver`).
     pub(crate) role: String,
+    /// The store's connection string (for `ask:` answers given through it).
+    conn: String,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -105,6 +107,7 @@ impl PgAnswers {
             cmds: Some(cmds),
             done: Mutex::new(done),
             role,
+            conn: conn.to_string(),
         })
     }
 
@@ -313,6 +316,10 @@ async fn refresh(
 }
 
 impl AnswerSource for PgAnswers {
+    fn store(&self) -> Option<String> {
+        Some(self.conn.clone())
+    }
+
     fn present(&self, step: &str) -> bool {
         self.cache
             .lock()

@@ -9,6 +9,7 @@
 //! [`Store`]: crate::session::store::Store
 
 pub(crate) mod approvals;
+pub(crate) mod ask;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod pg;

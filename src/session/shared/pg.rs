@@ -105,6 +105,42 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
      CREATE TRIGGER runbook_answer_stamp BEFORE INSERT OR UPDATE ON runbook_answer
          FOR EACH ROW EXECUTE FUNCTION runbook_answer_stamp();",
     ),
+    // `ask:` answered from any machine (issue 17): the ask waiting (no secret), the answers in
+    // transit (deleted by the engine in the statement that reads them), and the verdicts.
+    (
+        4,
+        "asks",
+        "CREATE TABLE runbook_ask (
+         run_id   text NOT NULL,
+         step     text NOT NULL,
+         hello    text NOT NULL,
+         operator text NOT NULL DEFAULT session_user,
+         asked_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (run_id, step)
+     );
+     CREATE TABLE runbook_ask_reply (
+         id     bigserial PRIMARY KEY,
+         run_id text NOT NULL,
+         step   text NOT NULL,
+         role   text NOT NULL DEFAULT session_user,
+         value  text NOT NULL,
+         at     timestamptz NOT NULL DEFAULT now()
+     );
+     CREATE TABLE runbook_ask_verdict (
+         id      bigint PRIMARY KEY,
+         ok      boolean NOT NULL,
+         message text NOT NULL
+     );
+     CREATE FUNCTION runbook_ask_reply_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         NEW.role := session_user;
+         NEW.at := now();
+         PERFORM pg_notify('runbook_ask', NEW.id::text);
+         RETURN NEW;
+     END $$;
+     CREATE TRIGGER runbook_ask_reply_stamp BEFORE INSERT OR UPDATE ON runbook_ask_reply
+         FOR EACH ROW EXECUTE FUNCTION runbook_ask_reply_stamp();",
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
