@@ -538,3 +538,102 @@ fn tls_with_a_ca_verify_full_works_and_a_wrong_ca_is_refused() {
         plain.snapshot()
     );
 }
+
+/// `runbook answer RUN STEP --store …` as database role `url`, from a "machine" with no run
+/// directory of its own (a fresh, empty `--runs-dir`), the value piped on stdin.
+fn answer_from_elsewhere(url: &str, id: &str, step: &str, value: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let elsewhere = Scratch::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["answer", id, step, "--stdin", "--runs-dir"])
+        .arg(elsewhere.path("runs"))
+        .env("RUNBOOK_STORE", url)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn runbook answer");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = writeln!(i, "{value}");
+    }
+    let out = child.wait_with_output().expect("runbook answer");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Key holders give their unseal shares from any machine: each answer goes through the
+/// database with the authenticated role as identity, the same role twice is refused, and the
+/// secret is in no table while the engine waits (one share in) nor after the run.
+#[test]
+fn ask_from_two_roles_through_the_store_and_no_share_in_any_table() {
+    let pg = team_store();
+    let (alice, bob, carol) = (
+        pg.url_as("alice", "alice-pw"),
+        pg.url_as("bob", "bob-pw"),
+        pg.url_as("carol", "carol-pw"),
+    );
+    let m = Scratch::new();
+    m.runbook(
+        r#"
+runbook: holders
+version: 1
+steps:
+  - id: shares
+    ask: { prompt: "Your unseal share", secret: true, from: 2 }
+  - id: apply
+    needs: [shares]
+    read_only: true
+    for_each: "{{ steps.shares.outputs.values }}"
+    run: printf '%s\n' "{{ item }}" >> {D}/applied
+"#,
+    );
+    let mut e = engine(&m, &alice);
+    eventually("the ask is published in the store", || {
+        pg.query("SELECT step, operator FROM runbook_ask") == "shares|alice"
+    });
+    let id = run_id(&m).expect("run id");
+    let (one, two) = ("ShareOneCanary-7f3a", "ShareTwoCanary-91bc");
+    let (code, out) = answer_from_elsewhere(&bob, &id, "shares", one);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("accepted from bob (1 of 2)"), "{out}");
+    // bob again: the same role is one person.
+    let (code, twice) = answer_from_elsewhere(&bob, &id, "shares", two);
+    assert_eq!(code, Some(2), "{twice}");
+    assert!(twice.contains("bob already answered `shares`"), "{twice}");
+    // The engine still waits with one share in: no table holds it.
+    assert!(!m.path("applied").exists());
+    assert_eq!(
+        pg.query("SELECT hello::json->>'have' FROM runbook_ask"),
+        "1"
+    );
+    for row in pg.all_rows_as_text() {
+        assert!(!row.contains(one), "share in a row while waiting: {row}");
+    }
+    let (code, out) = answer_from_elsewhere(&carol, &id, "shares", two);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("accepted from carol (2 of 2)"), "{out}");
+    let (code, err) = crate::exec::wait_output(&mut e, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(m.read("applied"), format!("{one}\n{two}\n"));
+    assert!(err.contains("answered by bob (1 of 2)"), "{err}");
+    let j = journal(&m);
+    assert!(j.contains("\"user\":\"carol\""), "{j}");
+    for row in pg.all_rows_as_text() {
+        for secret in [one, two] {
+            assert!(!row.contains(secret), "share in a row after the run: {row}");
+        }
+    }
+    assert!(!j.contains(one) && !j.contains(two));
+    for t in ["runbook_ask", "runbook_ask_reply", "runbook_ask_verdict"] {
+        assert_eq!(pg.query(&format!("SELECT count(*) FROM {t}")), "0", "{t}");
+    }
+    // The run is over: nobody waits, an answer is refused and nothing is stored.
+    let (code, late) = answer_from_elsewhere(&carol, &id, "shares", one);
+    assert_eq!(code, Some(2), "{late}");
+    assert!(late.contains("no engine of run"), "{late}");
+}
