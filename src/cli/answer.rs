@@ -106,7 +106,7 @@ fn read_value(a: &AskAnswerArgs, hello: &ask_socket::Hello, run_id: &str) -> Opt
         ));
         return None;
     }
-    let spec = spec_of(&hello);
+    let spec = spec_of(hello);
     let interactive = !a.stdin && a.value.is_none() && std::io::stdin().is_terminal();
     if interactive {
         eprintln!("run {run_id} asks `{}`:", hello.step);

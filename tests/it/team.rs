@@ -614,6 +614,33 @@ steps:
     for row in pg.all_rows_as_text() {
         assert!(!row.contains(one), "share in a row while waiting: {row}");
     }
+    // An answer in transit is visible to its author and the waiting engine's role only
+    // (row-level security), and nobody can take over the engine's ask.
+    let as_role = |url: &str, sql: &str| {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(url)
+            .args(["-c", sql])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    as_role(
+        &bob,
+        "INSERT INTO runbook_ask_reply (run_id, step, value) VALUES ('elsewhere', 's', 'InTransit')",
+    );
+    assert_eq!(
+        as_role(&bob, "SELECT value FROM runbook_ask_reply"),
+        "InTransit"
+    );
+    assert_eq!(
+        as_role(&carol, "SELECT count(*) FROM runbook_ask_reply"),
+        "0"
+    );
+    as_role(&bob, "DELETE FROM runbook_ask_reply");
+    as_role(&carol, "UPDATE runbook_ask SET hello = '{}'");
+    assert_eq!(pg.query("SELECT operator FROM runbook_ask"), "alice");
+    assert_ne!(pg.query("SELECT hello FROM runbook_ask"), "{}");
     let (code, out) = answer_from_elsewhere(&carol, &id, "shares", two);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("accepted from carol (2 of 2)"), "{out}");

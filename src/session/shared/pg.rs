@@ -139,7 +139,29 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
          RETURN NEW;
      END $$;
      CREATE TRIGGER runbook_ask_reply_stamp BEFORE INSERT OR UPDATE ON runbook_ask_reply
-         FOR EACH ROW EXECUTE FUNCTION runbook_ask_reply_stamp();",
+         FOR EACH ROW EXECUTE FUNCTION runbook_ask_reply_stamp();
+     CREATE FUNCTION runbook_ask_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         NEW.operator := session_user;
+         RETURN NEW;
+     END $$;
+     CREATE TRIGGER runbook_ask_stamp BEFORE INSERT OR UPDATE ON runbook_ask
+         FOR EACH ROW EXECUTE FUNCTION runbook_ask_stamp();
+     ALTER TABLE runbook_ask ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY runbook_ask_read ON runbook_ask FOR SELECT USING (true);
+     CREATE POLICY runbook_ask_add ON runbook_ask FOR INSERT WITH CHECK (true);
+     CREATE POLICY runbook_ask_own ON runbook_ask FOR UPDATE USING (operator = session_user);
+     CREATE POLICY runbook_ask_end ON runbook_ask FOR DELETE USING (operator = session_user);
+     ALTER TABLE runbook_ask_reply ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY runbook_ask_reply_give ON runbook_ask_reply FOR INSERT WITH CHECK (true);
+     CREATE POLICY runbook_ask_reply_see ON runbook_ask_reply FOR SELECT USING (
+         role = session_user OR EXISTS (SELECT 1 FROM runbook_ask a
+             WHERE a.run_id = runbook_ask_reply.run_id AND a.step = runbook_ask_reply.step
+               AND a.operator = session_user));
+     CREATE POLICY runbook_ask_reply_take ON runbook_ask_reply FOR DELETE USING (
+         role = session_user OR EXISTS (SELECT 1 FROM runbook_ask a
+             WHERE a.run_id = runbook_ask_reply.run_id AND a.step = runbook_ask_reply.step
+               AND a.operator = session_user));",
     ),
 ];
 
