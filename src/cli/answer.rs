@@ -1,6 +1,7 @@
 //! `runbook answer RUN STEP [VALUE]`: give a waiting `ask:` step its value from another
 //! terminal, as your own OS user. A secret is read from a hidden prompt or from stdin,
-//! never from the command line.
+//! never from the command line. With the PostgreSQL store (`--store`), from any machine
+//! through the database, as the authenticated role (`session::shared::ask`).
 
 use std::io::{BufRead, IsTerminal};
 use std::os::unix::fs::MetadataExt;

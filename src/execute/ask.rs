@@ -206,8 +206,11 @@ async fn collect(
     });
     // The channel other users answer through (only for a journaled run: it has an owner
     // the answerer can check).
+    // With the shared store every answer comes through it (identity = database role), so
+    // the local socket (identity = OS user) stays closed.
+    let store = sh.opts.remote.as_ref().and_then(|r| r.answers.store());
     let listener = match &answer_cmd {
-        Some(_) => match ask_socket::listen(&sh.opts.run_id, &id) {
+        Some(_) if store.is_none() => match ask_socket::listen(&sh.opts.run_id, &id) {
             Ok(l) => Some(l),
             Err(e) => {
                 sh.emit(Event::Warning {
@@ -216,10 +219,9 @@ async fn collect(
                 None
             }
         },
-        None => None,
+        _ => None,
     };
     let wait = sh.opts.remote.as_ref().is_some_and(|r| r.wait);
-    let store = sh.opts.remote.as_ref().and_then(|r| r.answers.store());
     let remote_open = listener.is_some() || store.is_some();
     let how = match (&answer_cmd, need) {
         (Some(c), 1) => format!("answer with `{c}` from another terminal"),
