@@ -476,8 +476,12 @@ fn take(
         return Err(format!("`{id}` already has its {need} answer(s)"));
     }
     if spec.from > 1 && taken.iter().any(|t| t.user == user) {
+        let who = match sh.opts.remote.as_ref().and_then(|r| r.answers.store()) {
+            Some(_) => "database role",
+            None => "OS user",
+        };
         return Err(format!(
-            "{user} already answered `{id}`: each of the {need} answers must come from a different OS user ({} more needed from others)",
+            "{user} already answered `{id}`: each of the {need} answers must come from a different {who} ({} more needed from others)",
             need - taken.len()
         ));
     }

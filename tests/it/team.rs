@@ -604,7 +604,11 @@ steps:
     // bob again: the same role is one person.
     let (code, twice) = answer_from_elsewhere(&bob, &id, "shares", two);
     assert_eq!(code, Some(2), "{twice}");
-    assert!(twice.contains("bob already answered `shares`"), "{twice}");
+    assert!(
+        twice.contains("bob already answered `shares`")
+            && twice.contains("different database role"),
+        "{twice}"
+    );
     // The engine still waits with one share in: no table holds it.
     assert!(!m.path("applied").exists());
     assert_eq!(
@@ -656,6 +660,7 @@ steps:
         }
     }
     assert!(!j.contains(one) && !j.contains(two));
+    assert!(!err.contains(one) && !err.contains(two), "{err}");
     for t in ["runbook_ask", "runbook_ask_reply", "runbook_ask_verdict"] {
         assert_eq!(pg.query(&format!("SELECT count(*) FROM {t}")), "0", "{t}");
     }
