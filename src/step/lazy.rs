@@ -5,8 +5,12 @@
 use crate::inputs::{InputValue, Inputs};
 use crate::model::{Runbook, Step};
 
-/// Why `step` cannot run: it uses an input nobody provided. `None`: it can run.
-pub(crate) fn needs_missing(rb: &Runbook, inputs: &Inputs, step: &Step) -> Option<String> {
+/// The first input `step` uses that nobody provided, and why the step cannot run without it.
+pub(crate) fn missing_input(
+    rb: &Runbook,
+    inputs: &Inputs,
+    step: &Step,
+) -> Option<(String, String)> {
     let missing: Vec<&str> = inputs
         .values
         .iter()
@@ -30,9 +34,12 @@ pub(crate) fn needs_missing(rb: &Runbook, inputs: &Inputs, step: &Step) -> Optio
         .input(name)
         .and_then(|i| i.from_env.as_ref())
         .map_or(String::new(), |v| format!(" (set {v})"));
-    Some(format!(
-        "step `{}` needs input `{name}`, which was not provided{how}: run on a terminal to be asked for it, or provide it",
-        step.id.name
+    Some((
+        name.to_string(),
+        format!(
+            "step `{}` needs input `{name}`, which was not provided{how}: run on a terminal to be asked for it, or provide it",
+            step.id.name
+        ),
     ))
 }
 
