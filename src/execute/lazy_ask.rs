@@ -12,12 +12,18 @@ use super::shared::Shared;
 use super::{AskCheck, AskRequest};
 use crate::model::Step;
 
-/// Asks, one by one, every input `step` uses that nobody provided. `Err`: why the step cannot
-/// run (no terminal, nobody answered, or the prompt was withdrawn by a signal).
-pub(super) async fn ask_missing(sh: &Arc<Shared>, step: &Step) -> Result<(), String> {
+/// Asks, one by one, every input `step` uses that nobody provided (`only`: in this template
+/// source of the step, its `when`). `Err`: why the step cannot run (no terminal, nobody
+/// answered, or the prompt was withdrawn by a signal).
+pub(super) async fn ask_missing(
+    sh: &Arc<Shared>,
+    step: &Step,
+    only: Option<&str>,
+) -> Result<(), String> {
     loop {
         let inputs = sh.env.inputs_now();
-        let Some((name, why)) = crate::step::lazy::missing_input(&sh.env.rb, &inputs, step) else {
+        let Some((name, why)) = crate::step::lazy::missing_input(&sh.env.rb, &inputs, step, only)
+        else {
             return Ok(());
         };
         let (Some(p), Some(input)) = (sh.services.prompter.clone(), sh.env.rb.input(&name)) else {

@@ -108,3 +108,33 @@ fn the_input_of_a_skipped_step_is_never_asked_and_the_running_branch_s_is() {
     assert!(!s.path("token").exists());
     assert_eq!(s.read("unused"), "unused-key-value-1");
 }
+
+/// A step whose `when` uses the input needs it to decide: asked then, before the decision.
+#[test]
+fn an_input_used_by_a_when_is_asked_before_the_when_is_decided() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: lazy-when
+version: 1
+inputs:
+  token: { secret: true }
+steps:
+  - id: decide
+    when: "token != 'skip-this-step'"
+    read_only: true
+    run: echo ran > {D}/ran
+"#,
+    );
+    let secret = "s.WhenCanary4Kp9Lm";
+    let mut p = spawn(&s, &[]);
+    let mut seen = String::new();
+    seen += &p.exp_string("ASK: decide").expect("asked for the when");
+    seen += &p.exp_string("answer (hidden): ").expect("hidden prompt");
+    p.send_line(secret).expect("type secret");
+    seen += &p.exp_eof().expect("run ends");
+    let status = p.process.wait().expect("status");
+    assert!(format!("{status:?}").contains(", 0)"), "{status:?}\n{seen}");
+    assert_eq!(s.read("ran"), "ran\n");
+    assert!(!seen.contains(secret), "{seen}");
+}
