@@ -37,7 +37,7 @@ impl std::fmt::Display for InputSource {
             InputSource::Default => f.write_str("default"),
             InputSource::Prompt => f.write_str("prompt"),
             InputSource::NotProvided => f.write_str(
-                "not provided: prompted at start on a terminal; headless, asked when needed (a step that uses it fails)",
+                "not provided: asked when needed (on a terminal a hidden prompt, at the start if required, else right before the first step that uses it; headless, that step fails)",
             ),
         }
     }
@@ -643,4 +643,32 @@ pub(crate) fn read_inputs_file(path: &Path) -> Result<Vec<(String, serde_json::V
             path.display()
         )),
     }
+}
+
+/// A secret input asked when first needed (at a terminal, right before the step that uses
+/// it): checked like one asked at the start (length, constraints).
+pub(crate) fn late_secret(input: &Input, raw: &str) -> Result<Resolved, String> {
+    let list = input.ty == InputType::List;
+    let values = if list {
+        split_list(raw)
+    } else {
+        vec![raw.trim_end_matches(['\n', '\r']).to_string()]
+    };
+    if values.is_empty() || values.iter().all(String::is_empty) {
+        return Err("an answer is needed".into());
+    }
+    let min = input.min_length.unwrap_or(crate::model::MIN_SECRET_LEN);
+    if let Some(short) = values.iter().map(|v| v.chars().count()).find(|&n| n < min) {
+        return Err(format!(
+            "the secret is {short} characters, shorter than {min} (secret-too-short)"
+        ));
+    }
+    check_secret_constraints(input, &values)?;
+    Ok(Resolved {
+        name: input.name.clone(),
+        value: InputValue::Secret(values),
+        source: InputSource::Prompt,
+        secret: true,
+        list,
+    })
 }

@@ -86,12 +86,14 @@ pub(crate) fn ssh_options(a: &super::SshArgs) -> crate::runner::ssh::SshOptions 
     }
 }
 
-/// Asks for a secret with a hidden prompt (terminal only).
+/// Asks for a secret with a hidden prompt (terminal only). An input that is not `required`
+/// is not asked here: the engine asks it right before the first step that uses it (never,
+/// if that step is skipped).
 pub(crate) fn secret_prompter(
     interactive: bool,
 ) -> impl FnMut(&crate::model::Input) -> Option<String> {
     move |input: &crate::model::Input| {
-        if !interactive {
+        if !interactive || !input.required {
             return None;
         }
         let label = if input.description.is_empty() {

@@ -81,7 +81,7 @@ fn preanswered(sh: &Shared, id: &str, manual: bool) -> Option<(Decision, Answere
 
 /// Renders what a step will do, for the gate's "show details" (secrets masked).
 fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
-    let ctx = crate::plan::plan_context(&sh.env.inputs);
+    let ctx = crate::plan::plan_context(&sh.env.inputs_now());
     let targets = crate::plan::targets(&sh.env.rb, &sh.mask, &ctx, step.body.on.as_ref())
         .map(|ts| {
             ts.iter()

@@ -35,7 +35,7 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         duration: Duration::ZERO,
         hosts: Vec::new(),
     };
-    if let Some(why) = crate::step::lazy::needs_missing(&sh.env.rb, &sh.env.inputs, &step) {
+    if let Err(why) = super::lazy_ask::ask_missing(&sh, &step, None).await {
         let e = StepError::new(K::Render, why);
         return finish(
             &sh,

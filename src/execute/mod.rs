@@ -15,6 +15,7 @@ mod deadline;
 mod executor;
 mod fanout;
 mod gate;
+mod lazy_ask;
 mod lifecycle;
 mod scheduler;
 mod shared;

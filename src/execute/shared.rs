@@ -148,6 +148,7 @@ impl Shared {
             sink: Arc::new(Emitter::new(observers, redactor.clone())),
             rb,
             inputs,
+            late: std::sync::Mutex::default(),
             results: Results::default(),
             run_json,
             templates: Templates::new(SecretDisplay::Reveal),

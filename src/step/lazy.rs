@@ -5,8 +5,14 @@
 use crate::inputs::{InputValue, Inputs};
 use crate::model::{Runbook, Step};
 
-/// Why `step` cannot run: it uses an input nobody provided. `None`: it can run.
-pub(crate) fn needs_missing(rb: &Runbook, inputs: &Inputs, step: &Step) -> Option<String> {
+/// The first input `step` uses that nobody provided, and why the step cannot run without it.
+/// `only`: look in this template source of the step only (its `when`, decided first).
+pub(crate) fn missing_input(
+    rb: &Runbook,
+    inputs: &Inputs,
+    step: &Step,
+    only: Option<&str>,
+) -> Option<(String, String)> {
     let missing: Vec<&str> = inputs
         .values
         .iter()
@@ -19,10 +25,13 @@ pub(crate) fn needs_missing(rb: &Runbook, inputs: &Inputs, step: &Step) -> Optio
     // `for_each` items are checked when evaluated (`not_provided`): an expression may pick
     // another branch (`a if mode == 'x' else missing_input`).
     let items = step.for_each.as_ref().map(|f| f.items.src.as_str());
-    let sources: Vec<String> = template_sources(step)
-        .into_iter()
-        .filter(|s| Some(unescape(s).as_str()) != items && Some(s.as_str()) != items)
-        .collect();
+    let sources: Vec<String> = match only {
+        Some(src) => vec![without_string_literals(src)],
+        None => template_sources(step)
+            .into_iter()
+            .filter(|s| Some(unescape(s).as_str()) != items && Some(s.as_str()) != items)
+            .collect(),
+    };
     let name = missing
         .into_iter()
         .find(|name| sources.iter().any(|src| uses_word(src, name)))?;
@@ -30,9 +39,12 @@ pub(crate) fn needs_missing(rb: &Runbook, inputs: &Inputs, step: &Step) -> Optio
         .input(name)
         .and_then(|i| i.from_env.as_ref())
         .map_or(String::new(), |v| format!(" (set {v})"));
-    Some(format!(
-        "step `{}` needs input `{name}`, which was not provided{how}: run on a terminal to be asked for it, or provide it",
-        step.id.name
+    Some((
+        name.to_string(),
+        format!(
+            "step `{}` needs input `{name}`, which was not provided{how}: run on a terminal to be asked for it, or provide it",
+            step.id.name
+        ),
     ))
 }
 
@@ -70,6 +82,36 @@ pub(crate) fn not_provided(v: &minijinja::value::Value) -> Option<String> {
     p.0.strip_suffix(": not provided yet").map(str::to_string)
 }
 
+/// An expression with its string literals blanked: `mode == 'token'` does not use `token`.
+fn without_string_literals(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in src.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    out.push(c);
+                    continue;
+                }
+                out.push(' ');
+            }
+            None => {
+                if c == '\'' || c == '"' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 /// Undoes the debug form's escaping of `"` and `\`.
 fn unescape(s: &str) -> String {
     s.replace("\\\"", "\"").replace("\\\\", "\\")
@@ -88,7 +130,14 @@ fn uses_word(src: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::uses_word;
+    use super::{uses_word, without_string_literals};
+
+    #[test]
+    fn a_string_literal_in_an_expression_is_not_a_use() {
+        let e = without_string_literals("mode == 'token' and x != \"a\\\"token\"");
+        assert!(!uses_word(&e, "token"), "{e}");
+        assert!(uses_word(&without_string_literals("token != 'x'"), "token"));
+    }
 
     #[test]
     fn an_input_is_found_as_a_whole_identifier_only() {

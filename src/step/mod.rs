@@ -48,6 +48,9 @@ pub(crate) trait EventSink: Send + Sync {
 pub(crate) struct Env {
     pub rb: Arc<Runbook>,
     pub inputs: Arc<Inputs>,
+    /// Secret inputs not provided up front and asked at a terminal when a step first needed
+    /// them (`execute::lazy_ask`): they replace the unknown ones in `inputs`.
+    pub late: std::sync::Mutex<Vec<crate::inputs::Resolved>>,
     /// Results of finished steps, for templates.
     pub results: Results,
     /// `run.*` in templates.
@@ -92,7 +95,45 @@ impl Env {
 
     /// The template context as it stands now.
     pub(crate) fn ctx(&self) -> Ctx {
-        Ctx::new(&self.inputs, &self.results, self.run_json.clone())
+        Ctx::new(&self.inputs_now(), &self.results, self.run_json.clone())
+    }
+
+    /// The inputs as they stand now: those resolved at the start, with the ones asked when
+    /// first needed filled in.
+    pub(crate) fn inputs_now(&self) -> Arc<Inputs> {
+        let late = match self.late.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if late.is_empty() {
+            return self.inputs.clone();
+        }
+        let mut now = (*self.inputs).clone();
+        for r in now.values.iter_mut() {
+            if let Some(l) = late.iter().find(|l| l.name == r.name) {
+                *r = l.clone();
+            }
+        }
+        Arc::new(now)
+    }
+
+    /// `RUNBOOK_SECRET_*` variables, with those of inputs asked when first needed.
+    pub(crate) fn secret_env_now(&self) -> Vec<(String, String)> {
+        let late = match self.late.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if late.is_empty() {
+            return self.secret_env.clone();
+        }
+        let mut out = self.secret_env.clone();
+        out.extend(
+            Inputs {
+                values: late.clone(),
+            }
+            .secret_env(),
+        );
+        out
     }
 
     /// Evaluates a boolean expression with `extra` variables (secrets masked in the error).

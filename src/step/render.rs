@@ -76,7 +76,7 @@ impl Renderer for Live<'_> {
         env.redactor.add(&cmd.derived_secrets);
         // The command also gets the secrets it names literally (`$RUNBOOK_SECRET_X`), and no
         // others.
-        for (k, v) in &env.secret_env {
+        for (k, v) in &env.secret_env_now() {
             if t.src.contains(k.as_str()) && !cmd.env.iter().any(|(n, _)| n == k) {
                 cmd.env.push((k.clone(), v.clone()));
             }

@@ -132,7 +132,7 @@ fn encodings(secret: &str) -> Vec<String> {
 }
 
 /// Asserts no file under `dir` (recursively) holds `secret` in any encoding.
-fn assert_nowhere(dir: &std::path::Path, secret: &str, also: &[(&str, &str)]) {
+pub(crate) fn assert_nowhere(dir: &std::path::Path, secret: &str, also: &[(&str, &str)]) {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod ask;
+mod ask_lazy;
 mod exec;
 mod hardening;
 mod harness;
