@@ -12,7 +12,7 @@ use clap::Args;
 use super::store::{open_for, resolve_in, run_id_of};
 use super::{RunsDirArg, error_line};
 use crate::exit::ExitStatus;
-use crate::journal::ask_socket;
+use crate::runner::ask_socket;
 
 #[derive(Debug, Args)]
 pub(crate) struct AskAnswerArgs {

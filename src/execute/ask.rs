@@ -1,5 +1,5 @@
 //! `ask:` steps at run time: the value comes from the operator's terminal or from
-//! `runbook answer RUN STEP` in another terminal (through `journal::ask_socket`), and with
+//! `runbook answer RUN STEP` in another terminal (through `runner::ask_socket`), and with
 //! `from: N` from N distinct OS users. A secret answer is added to the redactor the moment
 //! it is taken, so it is masked in every event, log and journal line after that; the
 //! answer itself is never an event (only who answered).
@@ -18,10 +18,18 @@ use super::gate::WithdrawOnDrop;
 use super::shared::{Shared, StepRun};
 use super::{AskCheck, AskRequest};
 use crate::event::{AnsweredBy, Event, StepStatus};
-use crate::journal::ask_socket::{self, Hello, Verdict};
 use crate::model::*;
+use crate::runner::ask_socket::{self, Hello, Verdict};
 use crate::runner::{StepError, StepErrorKind as K};
 use crate::template::Target;
+
+/// One answer that came through the shared store: its database role, the value, and where
+/// to send the engine's verdict.
+pub struct StoreAnswer {
+    pub role: String,
+    pub value: String,
+    pub verdict: tokio::sync::oneshot::Sender<Verdict>,
+}
 
 /// How long one connected answerer may take to send a value.
 const ANSWER_WAIT: Duration = Duration::from_secs(15 * 60);
@@ -294,8 +302,12 @@ async fn collect(
     // With the shared store: answers from any machine, each from its database role.
     let _feed = match &store {
         Some(conn) if wait => {
-            let (stx, mut srx) = mpsc::channel::<crate::session::shared::ask::StoreAnswer>(16);
-            match crate::session::shared::ask::feed(conn, &hello, stx) {
+            let (stx, mut srx) = mpsc::channel::<StoreAnswer>(16);
+            let fed = match sh.opts.remote.as_ref() {
+                Some(r) => r.answers.ask_feed(&hello, stx),
+                None => Err(format!("no store for {conn}")),
+            };
+            match fed {
                 Ok(f) => {
                     let tx = tx.clone();
                     tokio::spawn(async move {

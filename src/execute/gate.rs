@@ -37,6 +37,15 @@ pub trait AnswerSource: Send + Sync + std::fmt::Debug {
     fn store(&self) -> Option<String> {
         None
     }
+    /// Publishes a waiting `ask:` in the shared store; answers arrive on `tx` until the
+    /// returned guard is dropped (which withdraws the ask). Only sources with a store have it.
+    fn ask_feed(
+        &self,
+        _hello: &crate::runner::ask_socket::Hello,
+        _tx: tokio::sync::mpsc::Sender<super::ask::StoreAnswer>,
+    ) -> Result<Box<dyn std::any::Any + Send>, String> {
+        Err("this run has no shared store".into())
+    }
 }
 
 /// Waits until `sub` changes; forever without one.
@@ -122,7 +131,7 @@ fn preview(sh: &Shared, step: &Step) -> (Vec<String>, String) {
         Ok(crate::plan::PlannedAction::Checkpoint) => "(checkpoint)".into(),
         Ok(crate::plan::PlannedAction::Fail { message }) => format!("(fails: {message})"),
         Ok(crate::plan::PlannedAction::Uses { file }) => format!("(uses {file})"),
-        Ok(a @ crate::plan::PlannedAction::Ask { .. }) => crate::step::ask::plan_line(&a),
+        Ok(a @ crate::plan::PlannedAction::Ask { .. }) => crate::plan::ask_line(&a),
         Err(e) => e.to_string(),
     };
     (targets, sh.env.redactor.text(&text))

@@ -11,7 +11,6 @@
 //!   `docs/journal.md`.
 
 pub(crate) mod answers;
-pub(crate) mod ask_socket;
 pub(crate) mod live;
 pub(crate) mod lock;
 pub(crate) mod state;

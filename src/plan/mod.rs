@@ -6,6 +6,8 @@
 //! process, no network. A value only known at run time is shown as a placeholder naming its
 //! source (`<steps.inspect_logs.stdout>`).
 
+mod ask;
+pub(crate) use ask::plan_line as ask_line;
 pub(crate) mod render;
 mod show;
 
@@ -412,7 +414,7 @@ pub(crate) fn plan_action(
         Action::Fail(m) => PlannedAction::Fail {
             message: crate::step::fail::render(&r, m, ctx).map_err(PlanError)?,
         },
-        Action::Ask(a) => crate::step::ask::planned(&r, a, ctx).map_err(PlanError)?,
+        Action::Ask(a) => ask::planned(&r, a, ctx).map_err(PlanError)?,
     })
 }
 

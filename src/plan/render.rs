@@ -172,7 +172,7 @@ fn action_lines(out: &mut String, action: &PlannedAction, indent: &str) {
             out,
             &field("ask:"),
             &cont,
-            &crate::step::ask::plan_line(action),
+            &crate::plan::ask_line(action),
             80,
         ),
         PlannedAction::Uses { file } => wrap(

@@ -1,6 +1,7 @@
 //! Step runners: one per way of running a command (local shell, SSH) behind one interface,
 //! plus the HTTP client. The engine decides *what* to run; runners only run it.
 
+pub(crate) mod ask_socket;
 pub(crate) mod capture;
 pub(crate) mod http;
 pub(crate) mod local;

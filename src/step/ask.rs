@@ -1,76 +1,23 @@
 //! `ask:` steps: how the plan shows them and how an answer is checked (type, pattern,
 //! length of a secret). Asking itself (the terminal, `runbook answer`) is in
-//! `execute/ask.rs`; the channel other users answer through in `journal/ask_socket.rs`.
+//! `execute/ask.rs`; the channel other users answer through in `runner/ask_socket.rs`.
 
 use minijinja::value::Value;
 
 use super::render::Renderer;
 use crate::model::{AskSpec, InputType, MIN_SECRET_LEN};
-use crate::plan::PlannedAction;
 
 /// Renders the prompt.
 pub(crate) fn prompt(r: &dyn Renderer, spec: &AskSpec, ctx: &Value) -> Result<String, String> {
     r.text(&spec.prompt, ctx, "ask")
 }
 
-/// The plan's view of an ask.
-pub(crate) fn planned(
-    r: &dyn Renderer,
-    spec: &AskSpec,
-    ctx: &Value,
-) -> Result<PlannedAction, String> {
-    Ok(PlannedAction::Ask {
-        prompt: prompt(r, spec, ctx)?,
-        ty: spec.ty.as_str().into(),
-        secret: spec.secret,
-        pattern: spec.pattern.as_ref().map(|p| unanchored(p.as_str())),
-        from: spec.from,
-        from_expr: spec
-            .from_expr
-            .as_ref()
-            .map(|t| crate::template::expression_source(&t.src).to_string()),
-    })
-}
-
 /// The pattern as the author wrote it (without the anchors validation added).
-fn unanchored(p: &str) -> String {
+pub(crate) fn unanchored(p: &str) -> String {
     p.strip_prefix("^(?:")
         .and_then(|p| p.strip_suffix(")$"))
         .unwrap_or(p)
         .to_string()
-}
-
-/// One line describing an ask (plan, gate preview).
-pub(crate) fn plan_line(a: &PlannedAction) -> String {
-    let PlannedAction::Ask {
-        prompt,
-        ty,
-        secret,
-        pattern,
-        from,
-        from_expr,
-    } = a
-    else {
-        return String::new();
-    };
-    let mut s = format!("\"{prompt}\" ({ty}");
-    if *secret {
-        s.push_str(", secret: hidden, never recorded");
-    }
-    if let Some(p) = pattern {
-        s.push_str(&format!(", must match /{p}/"));
-    }
-    s.push(')');
-    if let Some(e) = from_expr {
-        s.push_str(&format!(
-            "; as many answers as `{e}` says (at run time), each from a distinct OS user"
-        ));
-    } else if *from > 1 {
-        s.push_str(&format!(
-            "; {from} answers from {from} distinct OS users (`runbook answer RUN STEP`)"
-        ));
-    }
-    s
 }
 
 /// Checks one answer: the typed value, or why it is refused (never quoting a secret).

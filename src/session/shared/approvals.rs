@@ -320,6 +320,15 @@ impl AnswerSource for PgAnswers {
         Some(self.conn.clone())
     }
 
+    fn ask_feed(
+        &self,
+        hello: &crate::runner::ask_socket::Hello,
+        tx: tokio::sync::mpsc::Sender<crate::execute::StoreAnswer>,
+    ) -> Result<Box<dyn std::any::Any + Send>, String> {
+        super::ask::feed(&self.conn, hello, tx)
+            .map(|f| Box::new(f) as Box<dyn std::any::Any + Send>)
+    }
+
     fn present(&self, step: &str) -> bool {
         self.cache
             .lock()

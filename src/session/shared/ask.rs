@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::pg::{self, describe};
 use super::redact;
-use crate::journal::ask_socket::{Hello, Verdict};
+use crate::execute::StoreAnswer;
+use crate::runner::ask_socket::{Hello, Verdict};
 
 /// The NOTIFY channel of new answers (payload: the answer row's id).
 pub(crate) const CHANNEL: &str = "runbook_ask";
@@ -27,13 +28,6 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// How long `runbook answer` waits for the engine's verdict before taking its answer back.
 const VERDICT_WAIT: Duration = Duration::from_secs(60);
-
-/// One answer from the store: the authenticated role, the raw value, where the verdict goes.
-pub(crate) struct StoreAnswer {
-    pub role: String,
-    pub value: String,
-    pub verdict: oneshot::Sender<Verdict>,
-}
 
 /// The engine's side while one `ask:` step waits; dropping it withdraws the ask (its row and
 /// any answer not taken are deleted).

@@ -23,7 +23,7 @@ pub(crate) const MAX_LINE: u64 = 64 * 1024;
 
 /// What the engine says first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Hello {
+pub struct Hello {
     pub run: String,
     pub step: String,
     pub prompt: String,
@@ -44,15 +44,17 @@ pub(crate) struct Reply {
 
 /// Taken or not, and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Verdict {
+pub struct Verdict {
     pub ok: bool,
     pub message: String,
 }
 
 /// The abstract socket name for `step` of run `run_id`.
 pub(crate) fn name(run_id: &str, step: &str) -> String {
-    let h = crate::journal::sha256_hex(format!("{run_id}\0{step}").as_bytes());
-    format!("runbook-ask-{}", &h[..32])
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{run_id}\0{step}").as_bytes());
+    let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("runbook-ask-{h}")
 }
 
 fn addr(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
