@@ -1574,7 +1574,7 @@ fn triage_with_recover_calls_the_kv_policy_runbook_after_a_confirm() {
         &extra,
         &[
             "--approve",
-            "confirm-recovery",
+            "confirm-kv-policy",
             "--approve",
             "recover-kv-policy.write-policy",
         ],
