@@ -1574,7 +1574,7 @@ fn triage_with_recover_calls_the_kv_policy_runbook_after_a_confirm() {
         &extra,
         &[
             "--approve",
-            "confirm-recovery",
+            "confirm-kv-policy",
             "--approve",
             "recover-kv-policy.write-policy",
         ],
@@ -1879,3 +1879,74 @@ fn slow_storage_is_told_from_a_blocked_audit_device_and_leadership_moves() {
 }
 #[path = "lab_sealed.rs"]
 mod sealed;
+
+#[test]
+fn triage_with_recover_restores_a_broken_config_through_vault_config() {
+    let lab = lab();
+    lab.fault("vault-2", "config");
+    let extra = [
+        "kernel_log_cmd: dmesg".to_string(),
+        "recover: true".to_string(),
+        format!(
+            "good_config: {}",
+            lab.path("vault-2/vault.hcl.good").display()
+        ),
+        format!(
+            "check_file_cmd: {} operator diagnose -skip=storage -skip=listener -config",
+            lab.path("bao").display()
+        ),
+    ];
+    let keys = [
+        "node",
+        "vault_addr",
+        "peer_addrs",
+        "ca_cert",
+        "lb_host",
+        "lb_socket",
+        "lb_backend",
+        "unit",
+        "service_cmd",
+        "log_cmd",
+        "config_file",
+        "config_check_cmd",
+        "raft_path",
+    ];
+    let t0 = Instant::now();
+    let ran = lab.exec_lib(
+        "runbooks/vault-triage.yaml",
+        "vault-2",
+        &keys,
+        &extra,
+        &[
+            "--approve",
+            "confirm-config",
+            "--approve",
+            "recover-config.halt-traffic.disable",
+            "--approve",
+            "recover-config.restore-config",
+            "--approve",
+            "recover-config.restart.restart",
+            "--approve",
+            "recover-config.restore-traffic.enable",
+        ],
+    );
+    eprintln!(
+        "vault-triage recover=true (config): exit {:?} in {:.1} s",
+        ran.code,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(conclusion(&ran).0, "config", "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("vault.hcl.good loads"),
+        "{}",
+        ran.stderr
+    );
+    for other in ["recover-crash", "recover-listener", "recover-kv-policy"] {
+        assert_eq!(status_of(&ran, other), "skipped", "{}", ran.stderr);
+    }
+    let after = lab.triage_k("vault-2");
+    assert_eq!(conclusion(&after).0, "healthy", "{}", after.stderr);
+    let canary = lab.assert_serving("vault-2");
+    lab.assert_no_secrets_anywhere(&[&ran, &after], &[canary]);
+}
