@@ -724,7 +724,11 @@ fn secrets_are_prompted_for_without_echo() {
     let mut cmd = s.command(&["--progress", "plain"]);
     cmd.env("TERM", "dumb");
     let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in pty");
-    p.exp_string("token (the API token)").expect("prompt");
+    // A secret that is not `required` is asked right before the step that uses it.
+    p.exp_string("input `token` (the API token)")
+        .expect("prompt");
+    p.exp_string("hidden input, never recorded")
+        .expect("hidden");
     p.send_line("typed-canary-4242").expect("type");
     let rest = p.exp_eof().expect("exit");
     assert!(!rest.contains("typed-canary-4242"), "{rest}");

@@ -1811,7 +1811,7 @@ fn slow_storage_is_told_from_a_blocked_audit_device_and_leadership_moves() {
     let writer = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "for i in 1 2 3 4 5 6 7 8; do printf 'X-Vault-Token: %s\\n' \"$T\" | curl -s -o /dev/null --max-time 8 --cacert {} -H @- -X POST --data '{{\"data\": {{\"n\": 1}}}}' https://127.0.0.1:{lb}/v1/secret/data/client; done",
+            "for i in $(seq 20); do printf 'X-Vault-Token: %s\\n' \"$T\" | curl -s -o /dev/null --max-time 8 --cacert {} -H @- -X POST --data '{{\"data\": {{\"n\": 1}}}}' https://127.0.0.1:{lb}/v1/secret/data/client; done",
             lab.path("tls/ca.pem").display()
         ))
         .env("T", &token)
@@ -1819,7 +1819,33 @@ fn slow_storage_is_told_from_a_blocked_audit_device_and_leadership_moves() {
         .stderr(Stdio::null())
         .spawn()
         .expect("writer");
-    std::thread::sleep(Duration::from_secs(6));
+    // The server's telemetry shows the previous complete 10 s interval: wait until it holds
+    // slow raft writes (the fault is observable), rather than for a fixed time.
+    let key = format!("API_{}=", slow.replace('-', "_"));
+    let port = ports
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .expect("port")
+        .to_string();
+    let observable = (0..60).any(|_| {
+        let seen = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf 'X-Vault-Token: %s\\n' \"$T\" | curl -s --max-time 5 --cacert {} -H @- https://127.0.0.2:{port}/v1/sys/metrics | jq -e '[.Samples[]? | select(.Name == \"vault.raft.boltdb.storeLogs\" and .Mean >= 500)] | length > 0' >/dev/null",
+                lab.path("tls/ca.pem").display()
+            ))
+            .env("T", &token)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !seen {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        seen
+    });
+    assert!(
+        observable,
+        "the slow node's telemetry never showed slow raft writes"
+    );
     let tri = lab.triage_k("vault-2");
     let (cause, evidence, next) = conclusion(&tri);
     assert_eq!(cause, "slow-storage", "{}", tri.stderr);
