@@ -1,4 +1,4 @@
-//! How durations and SSH destinations are shown, the same way in plans, progress, errors
+//! How durations, SSH destinations and digests are shown, the same way in plans, progress, errors
 //! and transcripts.
 
 use std::time::Duration;
@@ -44,4 +44,17 @@ pub(crate) fn human_duration(d: Duration) -> String {
         }
     }
     parts.join(" ")
+}
+
+/// Hex SHA-256 of bytes (the journal chain, answer-channel names).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }

@@ -18,7 +18,6 @@ pub(crate) mod state;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::event::Observer;
 use crate::event::{Event, Stamped};
@@ -51,17 +50,7 @@ struct RecordOut<'a> {
     stamped: &'a Stamped,
 }
 
-/// Hex SHA-256 of bytes.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let d = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
-}
+pub(crate) use crate::fmt::sha256_hex;
 
 /// The head file beside the journal: the count and last hash, rewritten after every record
 /// and fsynced when the run's end is sealed. It makes a missing tail evident.

@@ -51,10 +51,8 @@ pub struct Verdict {
 
 /// The abstract socket name for `step` of run `run_id`.
 pub(crate) fn name(run_id: &str, step: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(format!("{run_id}\0{step}").as_bytes());
-    let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("runbook-ask-{h}")
+    let h = crate::fmt::sha256_hex(format!("{run_id}\0{step}").as_bytes());
+    format!("runbook-ask-{}", &h[..32])
 }
 
 fn addr(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
