@@ -545,3 +545,99 @@ fn malformed_with_templates_are_refused() {
         assert_eq!(r.code, Some(2), "{with}: {}{}", r.stdout, r.stderr);
     }
 }
+
+/// Attack report 13, D4: the live lines were escaped but the end-of-run table, the `run
+/// ended:` line and the one-line `error:` still carried a host's stderr and an input value
+/// raw (OSC title, clear screen, C1 CSI).
+#[test]
+fn the_summary_and_the_final_lines_escape_text_from_outside() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: esc
+version: 1
+inputs:
+  f: { default: "x" }
+steps:
+  - id: use
+    run: printf 'boom \033]0;pwned\007\033[2J \302\233x\n' >&2; exit 1
+  - id: opt
+    needs: [use]
+    run: echo {{ f }}
+"#,
+    );
+    let rbp = s.path("runbook.yaml").display().to_string();
+    let ran = rb(&s, &["exec", &rbp, "--yes", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(all.contains("run ended"), "{all}");
+    assert!(all.contains("\\e]0;pwned"), "not shown visibly:\n{all}");
+    assert!(raw_controls(&all).is_empty(), "raw controls in:\n{all:?}");
+    // A value refused as an option is quoted in the failure reason: escaped too.
+    s.runbook(
+        r#"
+runbook: esc2
+version: 1
+inputs:
+  f: { default: "x" }
+steps:
+  - id: opt
+    run: echo {{ f }}
+"#,
+    );
+    let hostile = "-X\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}Y";
+    let ran = rb(
+        &s,
+        &[
+            "exec",
+            &rbp,
+            "--yes",
+            "--progress",
+            "plain",
+            "-i",
+            &format!("f={hostile}"),
+        ],
+    );
+    assert_ne!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(raw_controls(&all).is_empty(), "raw controls in:\n{all:?}");
+}
+
+/// Attack report 13, D7: a literal `from:` out of range (0, 51, -1, 1.5, text) was accepted
+/// by `validate` (a YAML number is also a string in the tree, so it was taken for an
+/// expression) and failed only at run time, after earlier steps had run.
+#[test]
+fn a_literal_ask_from_out_of_range_is_a_validate_error() {
+    let s = Scratch::new();
+    for bad in ["0", "51", "-1", "1.5", "abc", "99999999999"] {
+        s.runbook(&format!(
+            "runbook: b\nversion: 1\nsteps:\n  - id: a1\n    ask: {{ prompt: x, from: {bad} }}\n"
+        ));
+        let ran = runbook([
+            "validate".to_string(),
+            s.path("runbook.yaml").display().to_string(),
+        ])
+        .run();
+        assert_eq!(
+            ran.code,
+            Some(2),
+            "from: {bad}\n{}{}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains(":5:"),
+            "from: {bad}: no line:column\n{}",
+            ran.stderr
+        );
+    }
+    s.runbook(
+        "runbook: b\nversion: 1\nsteps:\n  - id: a1\n    ask: { prompt: x, from: \"{{ 1 + 1 }}\" }\n",
+    );
+    let ran = runbook([
+        "validate".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+}
