@@ -641,3 +641,111 @@ fn a_literal_ask_from_out_of_range_is_a_validate_error() {
     .run();
     assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
 }
+
+/// Attack report 13, D1: the answer channel's name is predictable, so another local user
+/// who learnt the run id could bind it first and every `ask:` of the run paused at once
+/// (resume too). Now the engine listens under a random suffix then, and `runbook answer`
+/// passes over the foreign listener (sending it nothing) to the run owner's.
+#[test]
+fn a_squatted_answer_channel_does_not_stop_the_ask() {
+    crate::ask::ensure_second_user();
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: squat
+version: 1
+steps:
+  - id: hold
+    read_only: true
+    run: while [ ! -f {D}/go ]; do sleep 0.05; done
+  - id: q
+    needs: [hold]
+    ask: { prompt: "Your share", secret: true, timeout: 60s }
+  - id: use
+    needs: [q]
+    read_only: true
+    run: printf '%s' "{{ steps.q.outputs.value }}" | wc -c > {D}/len
+"#,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .unwrap_or_default();
+    let child = s
+        .command(&["--progress", "plain"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    let id = loop {
+        let found = std::fs::read_dir(s.path("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| !n.starts_with('.'));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no run started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Another OS user takes the predictable name before the run reaches its ask.
+    let uid: u32 = String::from_utf8_lossy(
+        &Command::new("id")
+            .args(["-u", crate::ask::SECOND_USER])
+            .output()
+            .expect("id")
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .expect("uid");
+    let script = format!(
+        "import hashlib,socket,sys,time\n\
+         n='runbook-ask-'+hashlib.sha256(b'{id}\\0q').hexdigest()[:32]\n\
+         s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM)\n\
+         s.bind('\\0'+n)\ns.listen(8)\nprint('bound',flush=True)\ntime.sleep(120)\n"
+    );
+    let mut squatter = Command::new("python3")
+        .args(["-c", &script])
+        .uid(uid)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = squatter.stdout.take().expect("stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .unwrap_or_default();
+    }
+    assert_eq!(line.trim(), "bound");
+    std::fs::write(s.path("go"), "").expect("go");
+    let journal = s.path(&format!("runs/{id}/journal.jsonl"));
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("\"gate-waiting\"")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the ask never waited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out) = crate::ask::answer_in(
+        &s.path("runs"),
+        None,
+        &[&id, "q", "--stdin"],
+        Some("SquatProofShare-1234"),
+    );
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert_eq!(code, 0, "{out}");
+    let done = child.wait_with_output().expect("run");
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert_eq!(s.read("len").trim(), "20");
+}
