@@ -749,3 +749,55 @@ steps:
     assert_eq!(done.status.code(), Some(0), "{stderr}");
     assert_eq!(s.read("len").trim(), "20");
 }
+
+/// Attack report 13, D6: `when:` and `confirm:` of `finally` steps were ignored: the plan
+/// said "will be SKIPPED" and the engine ran them, and a finally gate approved itself
+/// headless. Now a false `when:` skips, and a gate nobody answers keeps its step from running.
+#[test]
+fn finally_steps_obey_when_and_their_gates() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: fin
+version: 1
+inputs:
+  mode: { default: a }
+steps:
+  - id: s
+    read_only: true
+    run: "true"
+finally:
+  - id: only-on-b
+    when: mode == 'b'
+    run: echo "only-on-b {{ mode }}" >> {D}/m
+  - id: gated
+    confirm: "re-enable traffic?"
+    run: echo gated >> {D}/m
+  - id: always
+    run: echo always >> {D}/m
+"#,
+    );
+    let rbp = s.path("runbook.yaml").display().to_string();
+    let plan = runbook(["plan".to_string(), rbp.clone()]).run();
+    assert!(plan.stdout.contains("SKIPPED"), "{}", plan.stdout);
+    let ran = rb(&s, &["exec", &rbp, "--no-wait", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(s.read("m"), "always\n", "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("finally step `gated` not run"),
+        "{}",
+        ran.stderr
+    );
+    std::fs::remove_file(s.path("m")).unwrap_or_default();
+    let ran = rb(
+        &s,
+        &["exec", &rbp, "--yes", "-i", "mode=b", "--progress", "plain"],
+    );
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        s.read("m"),
+        "only-on-b b\ngated\nalways\n",
+        "{}",
+        ran.stderr
+    );
+}
