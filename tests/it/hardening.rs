@@ -801,3 +801,62 @@ finally:
         ran.stderr
     );
 }
+
+/// Attack report 13, D18: `resume` checked only the top runbook's hash, so an edited
+/// `uses:` child (new commands, swapped rollbacks) ran in a resumed run. The run now records
+/// the fingerprint of the runbook with every file it calls.
+#[test]
+fn resume_refuses_a_changed_child_runbook() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("lib")).expect("lib");
+    let child = "runbook: c\nversion: 1\nsteps:\n  - id: c1\n    read_only: true\n    run: echo c1 >> {D}/m\n";
+    let write_child = |text: &str| {
+        std::fs::write(
+            s.path("lib/c.yaml"),
+            text.replace("{D}", &s.dir.path().display().to_string()),
+        )
+        .expect("child")
+    };
+    write_child(child);
+    s.runbook(
+        r#"
+runbook: p
+version: 1
+steps:
+  - id: g
+    confirm: "go?"
+    read_only: true
+    run: echo g >> {D}/m
+  - id: call
+    needs: [g]
+    uses: lib/c.yaml
+"#,
+    );
+    let paused = s.exec(&["--no-wait"]);
+    assert_eq!(paused.code, Some(3), "{}{}", paused.stdout, paused.stderr);
+    let id = std::fs::read_dir(s.path("runs"))
+        .expect("runs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+        .expect("run id");
+    write_child(&child.replace("echo c1", "echo INJECTED"));
+    let refused = rb(&s, &["resume", &id, "--yes"]);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("a runbook it calls"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(s.read("m"), "", "nothing may run");
+    write_child(child);
+    let done = rb(&s, &["resume", &id, "--yes"]);
+    assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
+    assert_eq!(s.read("m"), "g\nc1\n");
+}
