@@ -13,132 +13,17 @@
 //! working copy up to date from the database first ([`PgStore::resolve`]), so a run started on
 //! one machine is shown, transcribed and resumed on another.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
-use tokio_postgres::Client;
-
-use super::pg::{self, SCHEMA_VERSION};
-use super::redact;
+use super::conn::PgConn;
+use super::pg::SCHEMA_VERSION;
+use super::sink::PgSink;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
     LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir,
     write_private,
 };
-
-type Job = Box<dyn FnOnce(Arc<Client>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
-
-/// One connection to the store, driven by its own thread (its own runtime), so it is usable
-/// from synchronous code and from inside the engine's runtime alike. Calls are serialised.
-pub(crate) struct PgConn {
-    tx: mpsc::Sender<Job>,
-    /// The connection string, password masked.
-    url: String,
-}
-
-impl PgConn {
-    /// Connects to `conn` (10 s timeout unless the string sets one).
-    pub(crate) fn connect(conn: &str) -> Result<Arc<PgConn>, String> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let conn_s = conn.to_string();
-        let spawned = std::thread::Builder::new()
-            .name("runbook-store".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("cannot start a runtime: {e}")));
-                        return;
-                    }
-                };
-                let client = match rt.block_on(pg::connect(&conn_s)) {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                while let Ok(job) = rx.recv() {
-                    rt.block_on(job(client.clone()));
-                }
-            });
-        if let Err(e) = spawned {
-            return Err(format!("cannot start the store's connection thread: {e}"));
-        }
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Arc::new(PgConn {
-                tx,
-                url: redact(conn),
-            })),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("cannot connect to the store {}", redact(conn))),
-        }
-    }
-
-    /// Runs `f` on the connection and waits for its result.
-    pub(crate) fn call<T, F, Fut>(&self, f: F) -> Result<T, String>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, tokio_postgres::Error>> + 'static,
-    {
-        let (rtx, rrx) = mpsc::channel();
-        let job: Job = Box::new(move |c| {
-            Box::pin(async move {
-                let r = f(c).await;
-                let _ = rtx.send(r.map_err(|e| pg::describe(&e)));
-            })
-        });
-        let gone = || format!("store {}: the connection is gone", self.url);
-        self.tx.send(job).map_err(|_| gone())?;
-        rrx.recv()
-            .map_err(|_| gone())?
-            .map_err(|m| format!("store {}: {m}", self.url))
-    }
-
-    /// Queues `f` on the connection without waiting: its failure is written to `failed`
-    /// (calls run in order, so a later [`PgConn::call`] returns after it).
-    fn send<F, Fut>(
-        &self,
-        f: F,
-        failed: Arc<std::sync::Mutex<Option<String>>>,
-    ) -> Result<(), String>
-    where
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), String>> + 'static,
-    {
-        let url = self.url.clone();
-        let job: Job = Box::new(move |c| {
-            Box::pin(async move {
-                if let Err(e) = f(c).await
-                    && let Ok(mut slot) = failed.lock()
-                    && slot.is_none()
-                {
-                    *slot = Some(if e.starts_with("store ") {
-                        e
-                    } else {
-                        format!("store {url}: {e}")
-                    });
-                }
-            })
-        });
-        self.tx
-            .send(job)
-            .map_err(|_| format!("store {}: the connection is gone", self.url))
-    }
-
-    /// The connection string, password masked.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-}
 
 /// The run's row as read back.
 #[derive(Debug, Clone)]
@@ -615,97 +500,5 @@ impl Store for PgStore {
                 Ok(row.get::<_, String>(0))
             })
             .ok()
-    }
-}
-
-/// A run's records on their way to the database.
-struct PgSink {
-    conn: Arc<PgConn>,
-    run_id: String,
-    /// The first failure of a record sent without waiting.
-    failed: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-/// Adds record `seq` where the head says the journal ends, moving the head with it (one
-/// autocommitted statement); whether it was added.
-async fn append_row(
-    c: Arc<Client>,
-    (id, seq, line, hash, sealed): (String, i64, String, String, bool),
-) -> Result<bool, tokio_postgres::Error> {
-    let n = c
-        .execute(
-            "WITH up AS (
-                 UPDATE runbook_run
-                    SET head_count = $2 + 1, head_last = $4, sealed = $5, updated_at = now()
-                  WHERE run_id = $1 AND head_count = $2
-                  RETURNING run_id)
-             INSERT INTO runbook_record (run_id, seq, line) SELECT run_id, $2, $3 FROM up",
-            &[&id, &seq, &line, &hash, &sealed],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-impl PgSink {
-    fn moved_on(&self, seq: i64) -> String {
-        format!(
-            "store {}: run {} has records the engine did not write (another engine continues it?): not writing record {}",
-            self.conn.url(),
-            self.run_id,
-            seq + 1
-        )
-    }
-
-    fn earlier_failure(&self) -> Option<String> {
-        self.failed.lock().ok().and_then(|f| f.clone())
-    }
-}
-
-impl RecordSink for PgSink {
-    fn append(
-        &mut self,
-        seq: u64,
-        line: &str,
-        hash: &str,
-        durable: bool,
-        sealed: bool,
-    ) -> Result<(), String> {
-        if let Some(e) = self.earlier_failure() {
-            return Err(e);
-        }
-        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
-        let row = (
-            self.run_id.clone(),
-            seq,
-            line.to_string(),
-            hash.to_string(),
-            sealed,
-        );
-        if durable || sealed {
-            // Announces work (or ends the run): committed before the engine goes on. Calls run
-            // in order, so every record sent before is committed (or failed) by now.
-            let added = self.conn.call(move |c| append_row(c, row))?;
-            if let Some(e) = self.earlier_failure() {
-                return Err(e);
-            }
-            return if added {
-                Ok(())
-            } else {
-                Err(self.moved_on(seq))
-            };
-        }
-        // Like the file journal's unsynced records: on its way at once, confirmed by the
-        // next announcing record (a failure stops the run there).
-        let moved_on = self.moved_on(seq);
-        self.conn.send(
-            move |c| async move {
-                match append_row(c, row).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(moved_on),
-                    Err(e) => Err(super::pg::describe(&e)),
-                }
-            },
-            self.failed.clone(),
-        )
     }
 }
