@@ -78,6 +78,8 @@ pub(crate) fn feed(
     })
 }
 
+/// The engine's side of one ask in the store: publishes it, passes every answer to `tx` and
+/// writes the verdict back until `stop`, then withdraws it.
 async fn serve(
     conn: String,
     run: String,
@@ -87,27 +89,7 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let setup = async {
-        let (client, notes) = pg::connect_listening(&conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(|e| describe(&e))?;
-        client
-            .execute(
-                "INSERT INTO runbook_ask (run_id, step, hello) VALUES ($1, $2, $3)
-                 ON CONFLICT (run_id, step) DO UPDATE SET hello = EXCLUDED.hello,
-                   operator = session_user, asked_at = now()",
-                &[&run, &step, &hello],
-            )
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok::<_, String>((client, notes))
-    }
-    .await;
-    let (client, mut notes) = match setup {
+    let (client, mut notes) = match publish(&conn, &run, &step, &hello).await {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -117,6 +99,12 @@ async fn serve(
             return;
         }
     };
+    let ask = Published {
+        client: &client,
+        run: &run,
+        step: &step,
+        hello: &hello,
+    };
     let mut have: u32 = 0;
     let mut tick = tokio::time::interval(POLL);
     loop {
@@ -125,61 +113,114 @@ async fn serve(
             n = notes.recv() => if n.is_none() { break },
             _ = tick.tick() => {}
         }
-        // Read and remove in one statement: the value leaves the table as it is read.
-        let rows = match client
-            .query(
-                "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2
-                 RETURNING id, role, value",
-                &[&run, &step],
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => continue,
+        take_replies(&ask, &tx, &mut have).await;
+    }
+    withdraw(&ask).await;
+}
+
+/// Connects (listening for new answers) and publishes the ask's row.
+async fn publish(
+    conn: &str,
+    run: &str,
+    step: &str,
+    hello: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ),
+    String,
+> {
+    let (client, notes) = pg::connect_listening(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| describe(&e))?;
+    client
+        .execute(
+            "INSERT INTO runbook_ask (run_id, step, hello) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id, step) DO UPDATE SET hello = EXCLUDED.hello,
+               operator = session_user, asked_at = now()",
+            &[&run, &step, &hello],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok((client, notes))
+}
+
+/// An ask published in the store.
+struct Published<'a> {
+    client: &'a tokio_postgres::Client,
+    run: &'a str,
+    step: &'a str,
+    /// The ask's row as published (JSON of a [`Hello`]).
+    hello: &'a str,
+}
+
+/// Takes the answers given so far (each read and removed in one statement), hands each to
+/// the engine through `tx` and writes its verdict; `have` counts the answers accepted.
+async fn take_replies(ask: &Published<'_>, tx: &mpsc::Sender<StoreAnswer>, have: &mut u32) {
+    let (client, run, step) = (ask.client, ask.run, ask.step);
+    // Read and remove in one statement: the value leaves the table as it is read.
+    let rows = match client
+        .query(
+            "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2
+             RETURNING id, role, value",
+            &[&run, &step],
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    for r in rows {
+        let id: i64 = r.get(0);
+        let (vtx, vrx) = oneshot::channel();
+        let answer = StoreAnswer {
+            role: r.get(1),
+            value: r.get(2),
+            verdict: vtx,
         };
-        for r in rows {
-            let id: i64 = r.get(0);
-            let (vtx, vrx) = oneshot::channel();
-            let answer = StoreAnswer {
-                role: r.get(1),
-                value: r.get(2),
-                verdict: vtx,
-            };
-            let verdict = if tx.send(answer).await.is_err() {
-                Verdict {
-                    ok: false,
-                    message: "the run stopped asking before taking the answer".into(),
-                }
-            } else {
-                vrx.await.unwrap_or(Verdict {
-                    ok: false,
-                    message: "the run stopped asking before taking the answer".into(),
-                })
-            };
-            if verdict.ok {
-                have += 1;
-                if let Ok(mut h) = serde_json::from_str::<Hello>(&hello) {
-                    h.have = have;
-                    if let Ok(j) = serde_json::to_string(&h) {
-                        let _ = client
-                            .execute(
-                                "UPDATE runbook_ask SET hello = $3 WHERE run_id = $1 AND step = $2",
-                                &[&run, &step, &j],
-                            )
-                            .await;
-                    }
+        let verdict = if tx.send(answer).await.is_err() {
+            Verdict {
+                ok: false,
+                message: "the run stopped asking before taking the answer".into(),
+            }
+        } else {
+            vrx.await.unwrap_or(Verdict {
+                ok: false,
+                message: "the run stopped asking before taking the answer".into(),
+            })
+        };
+        if verdict.ok {
+            *have += 1;
+            if let Ok(mut h) = serde_json::from_str::<Hello>(ask.hello) {
+                h.have = *have;
+                if let Ok(j) = serde_json::to_string(&h) {
+                    let _ = client
+                        .execute(
+                            "UPDATE runbook_ask SET hello = $3 WHERE run_id = $1 AND step = $2",
+                            &[&run, &step, &j],
+                        )
+                        .await;
                 }
             }
-            let _ = client
-                .execute(
-                    "INSERT INTO runbook_ask_verdict (id, ok, message) VALUES ($1, $2, $3)
-                     ON CONFLICT (id) DO NOTHING",
-                    &[&id, &verdict.ok, &verdict.message],
-                )
-                .await;
         }
+        let _ = client
+            .execute(
+                "INSERT INTO runbook_ask_verdict (id, ok, message) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &verdict.ok, &verdict.message],
+            )
+            .await;
     }
-    // Withdraw: the ask, and any answer that came too late (refused, never kept).
+}
+
+/// Withdraws the ask: its row, and any answer that came too late (refused, never kept).
+async fn withdraw(ask: &Published<'_>) {
+    let (client, run, step) = (ask.client, ask.run, ask.step);
     if let Ok(rows) = client
         .query(
             "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2 RETURNING id",
