@@ -417,7 +417,8 @@ fn observers(
         observers.push(Box::new(JsonLines));
     }
     if let Some((run_dir, sink)) = journal_in {
-        let j = crate::journal::Journal::open_with(run_dir, sink)
+        let files = crate::session::store::RunDir::new(run_dir).files();
+        let j = crate::journal::Journal::open_with(&files, sink)
             .map_err(|e| format!("cannot open the journal in {}: {e}", run_dir.display()))?;
         observers.push(Box::new(j));
     }

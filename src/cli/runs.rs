@@ -13,6 +13,7 @@ use crate::event::{Decision, Event};
 use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::journal;
+use crate::session::store::RunDir;
 
 /// The store the flags select, and the local directory of the run named `run_id` in it.
 fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<(Box<dyn Store>, PathBuf), ExitStatus> {
@@ -203,7 +204,7 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
     let run_id = run_id_of(&dir);
     let flag = store.flags();
     // Another user may not read the journal (0600): then we cannot check, and say so.
-    let view = journal::state::view(&dir).ok();
+    let view = journal::state::view(&RunDir::new(&dir).files()).ok();
     if let Some(why) = view
         .as_ref()
         .and_then(|v| answer_refused(v, &a.gate, &run_id, &flag))
@@ -378,7 +379,7 @@ fn taken_by_engine(
     user: &str,
     since: jiff::Timestamp,
 ) -> Option<()> {
-    let records = journal::read(dir).ok()?;
+    let records = journal::read(&RunDir::new(dir).files()).ok()?;
     records.iter().rev().find_map(|r| {
         let at: jiff::Timestamp = r.stamped.at.parse().ok()?;
         if at < since.checked_sub(jiff::SignedDuration::from_secs(1)).ok()? {
@@ -418,8 +419,8 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         }
     };
     if a.verify {
-        let path = dir.join(journal::JOURNAL_FILE);
-        let loaded = match journal::load(&dir) {
+        let path = RunDir::new(&dir).journal();
+        let loaded = match journal::load(&RunDir::new(&dir).files()) {
             Ok(l) => l,
             Err(e) => {
                 error_line(e);

@@ -1,30 +1,32 @@
 //! Writing a verified copy of a journal (export, import, a shared store's working copy).
 
-use std::path::Path;
-
-use super::{
-    HEAD_FILE, HEAD_WIDTH, Head, JOURNAL_FILE, JOURNAL_VERSION, check_chain, open_nofollow,
-};
+use super::{HEAD_WIDTH, Head, JOURNAL_VERSION, RunFiles, check_chain, file_name, open_nofollow};
 
 /// Writes a verified copy of a journal from its lines (an export): `lines` must form a valid
 /// chain (checked here, so nothing broken is written); the head counts them all.
-pub(crate) fn write_copy(run_dir: &Path, lines: &[String], sealed: bool) -> Result<(), String> {
+#[cfg(test)]
+pub(crate) fn write_copy(files: &RunFiles, lines: &[String], sealed: bool) -> Result<(), String> {
+    write_lines(files, lines, &verified_head(lines, sealed)?)
+}
+
+/// The head of a verified copy of a journal's `lines`: they must form a valid chain (checked
+/// here, so nothing broken is copied); it counts them all.
+pub(crate) fn verified_head(lines: &[String], sealed: bool) -> Result<Head, String> {
     let last = check_chain(lines)?;
     let count = lines.len() as u64;
-    let head = Head {
+    Ok(Head {
         v: JOURNAL_VERSION,
         count,
         last,
         durable: count,
         sealed,
-    };
-    write_lines(run_dir, lines, &head)
+    })
 }
 
 /// Writes a run's journal file and head as given (a working copy of a run kept in a shared
 /// store: what it holds is written as it is, so `transcript --verify` judges it), each file
 /// replaced at once (written beside it, fsynced, renamed).
-pub(crate) fn write_lines(run_dir: &Path, lines: &[String], head: &Head) -> Result<(), String> {
+pub(crate) fn write_lines(files: &RunFiles, lines: &[String], head: &Head) -> Result<(), String> {
     let mut body = String::new();
     for l in lines {
         body.push_str(l);
@@ -35,8 +37,9 @@ pub(crate) fn write_lines(run_dir: &Path, lines: &[String], head: &Head) -> Resu
         head_text.push(' ');
     }
     head_text.push('\n');
-    for (name, text) in [(JOURNAL_FILE, body), (HEAD_FILE, head_text)] {
-        let tmp = run_dir.join(format!(".{name}.copy"));
+    for (path, text) in [(&files.journal, body), (&files.head, head_text)] {
+        let name = file_name(path);
+        let tmp = path.with_file_name(format!(".{name}.copy"));
         let _ = std::fs::remove_file(&tmp);
         let written = open_nofollow(&tmp, false).and_then(|f| {
             use std::io::Write;
@@ -44,8 +47,8 @@ pub(crate) fn write_lines(run_dir: &Path, lines: &[String], head: &Head) -> Resu
             f.sync_data()
         });
         written
-            .and_then(|()| std::fs::rename(&tmp, run_dir.join(name)))
-            .map_err(|e| format!("cannot write {}: {e}", run_dir.join(name).display()))?;
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }

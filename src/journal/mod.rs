@@ -19,22 +19,51 @@ mod read;
 pub(crate) mod state;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::Stamped;
 
-pub(crate) use copy::{write_copy, write_lines};
+#[cfg(test)]
+pub(crate) use copy::write_copy;
+pub(crate) use copy::{verified_head, write_lines};
 pub(crate) use read::{JournalError, check_chain, lines, load, missing_tail, read};
 pub(crate) use writer::{Journal, RecordSink};
 
 /// Version of the record format.
 pub(crate) const JOURNAL_VERSION: u32 = 1;
-/// The journal's file name inside a run directory.
-pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
 /// `prev` of the first record.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where one run's files are. Only `session::store::RunDir` builds it: the run-directory
+/// layout (file names included) is known there alone; the journal, its readers, the engine's
+/// liveness and the answers drop box are given their files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunFiles {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The run's id (the directory's name).
+    pub id: String,
+    /// The journal (JSONL records).
+    pub journal: PathBuf,
+    /// The head file beside the journal: the count and last hash, rewritten after every
+    /// record and fsynced when the run's end is sealed. It makes a missing tail evident.
+    pub head: PathBuf,
+    /// The engine's liveness lock (see [`live`]).
+    pub engine_lock: PathBuf,
+    /// The engine live on another machine, as a shared store last saw it.
+    pub engine_remote: PathBuf,
+    /// The drop box of answers given with `runbook approve` (see [`answers`]).
+    pub answers: PathBuf,
+}
+
+/// A file's name as shown in messages (`journal.head`).
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,9 +78,6 @@ pub(crate) struct Record {
 
 pub(crate) use crate::fmt::sha256_hex;
 
-/// The head file beside the journal: the count and last hash, rewritten after every record
-/// and fsynced when the run's end is sealed. It makes a missing tail evident.
-pub(crate) const HEAD_FILE: &str = "journal.head";
 /// Fixed width of the head record (padded), so it is rewritten in place with one `pwrite`.
 pub(super) const HEAD_WIDTH: usize = 256;
 

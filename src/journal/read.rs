@@ -1,11 +1,9 @@
 //! Reading a journal back: its records with the chain verified, its head, and what is
 //! missing at its end.
 
-use std::path::Path;
-
 use super::{
-    GENESIS, HEAD_FILE, Head, JOURNAL_FILE, JOURNAL_VERSION, Record, complete_part,
-    read_file_nofollow, sha256_hex,
+    GENESIS, Head, JOURNAL_VERSION, Record, RunFiles, complete_part, file_name, read_file_nofollow,
+    sha256_hex,
 };
 use crate::event::Event;
 
@@ -57,25 +55,26 @@ pub(crate) struct Loaded {
 const NEVER_WRITTEN: &str = "the head file was never written: a removed tail cannot be ruled out";
 
 /// Reads `journal.head`: the head, or why it cannot be used.
-fn read_head(run_dir: &Path) -> Result<Head, String> {
-    let bytes = match read_file_nofollow(&run_dir.join(HEAD_FILE)) {
+fn read_head(files: &RunFiles) -> Result<Head, String> {
+    let name = file_name(&files.head);
+    let bytes = match read_file_nofollow(&files.head) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
-                "the head file {HEAD_FILE} is missing: a removed tail cannot be ruled out"
+                "the head file {name} is missing: a removed tail cannot be ruled out"
             ));
         }
-        Err(e) => return Err(format!("the head file {HEAD_FILE} cannot be read ({e})")),
+        Err(e) => return Err(format!("the head file {name} cannot be read ({e})")),
     };
     if bytes.trim_ascii().is_empty() {
-        return Err(format!("{NEVER_WRITTEN} ({HEAD_FILE} is empty)"));
+        return Err(format!("{NEVER_WRITTEN} ({name} is empty)"));
     }
     let head: Head = serde_json::from_slice(bytes.trim_ascii())
-        .map_err(|_| format!("the head file {HEAD_FILE} is not a head record (damaged)"))?;
+        .map_err(|_| format!("the head file {name} is not a head record (damaged)"))?;
     let hex = head.last.len() == 64 && head.last.bytes().all(|b| b.is_ascii_hexdigit());
     if head.v != JOURNAL_VERSION || head.durable > head.count || (head.count > 0 && !hex) {
         return Err(format!(
-            "the head file {HEAD_FILE} is inconsistent (count {}, durable {}): damaged",
+            "the head file {name} is inconsistent (count {}, durable {}): damaged",
             head.count, head.durable
         ));
     }
@@ -84,10 +83,10 @@ fn read_head(run_dir: &Path) -> Result<Head, String> {
 
 /// Reads every complete record of a journal, verifying the chain. A torn tail is not a
 /// record (it is reported in `torn`); a broken chain or a bad complete line is an error.
-pub(crate) fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
-    let path = run_dir.join(JOURNAL_FILE);
+pub(crate) fn load(files: &RunFiles) -> Result<Loaded, JournalError> {
+    let path = &files.journal;
     let name = path.display().to_string();
-    let bytes = read_file_nofollow(&path).map_err(|e| JournalError::Io(name.clone(), e))?;
+    let bytes = read_file_nofollow(path).map_err(|e| JournalError::Io(name.clone(), e))?;
     let (complete, torn) = complete_part(&bytes);
     let mut prev = GENESIS.to_string();
     let mut out = Vec::new();
@@ -112,7 +111,7 @@ pub(crate) fn load(run_dir: &Path) -> Result<Loaded, JournalError> {
         hashes.push(prev.clone());
         out.push(rec);
     }
-    let (head, head_problem) = match read_head(run_dir) {
+    let (head, head_problem) = match read_head(files) {
         Ok(h) => (Some(h), None),
         Err(why) => (None, Some(why)),
     };
@@ -145,10 +144,10 @@ pub(crate) fn check_chain(lines: &[String]) -> Result<String, String> {
 
 /// The lines of a journal file (complete records, chain verified) and whether its head says
 /// sealed: what an export or an import copies.
-pub(crate) fn lines(run_dir: &Path) -> Result<(Vec<String>, bool), JournalError> {
-    let loaded = load(run_dir)?;
-    let bytes = read_file_nofollow(&run_dir.join(JOURNAL_FILE))
-        .map_err(|e| JournalError::Io(run_dir.display().to_string(), e))?;
+pub(crate) fn lines(files: &RunFiles) -> Result<(Vec<String>, bool), JournalError> {
+    let loaded = load(files)?;
+    let bytes = read_file_nofollow(&files.journal)
+        .map_err(|e| JournalError::Io(files.dir.display().to_string(), e))?;
     let (complete, _) = complete_part(&bytes);
     let lines = complete
         .split(|b| *b == b'\n')
@@ -165,8 +164,8 @@ pub(crate) fn lines(run_dir: &Path) -> Result<(Vec<String>, bool), JournalError>
 
 /// Reads every complete record of a journal, verifying the chain (a torn tail is ignored: it
 /// was never written).
-pub(crate) fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
-    load(run_dir).map(|l| l.records)
+pub(crate) fn read(files: &RunFiles) -> Result<Vec<Record>, JournalError> {
+    load(files).map(|l| l.records)
 }
 
 /// What `transcript --verify` found missing at the journal's end, if anything: records the

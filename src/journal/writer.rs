@@ -1,15 +1,14 @@
 //! The journal as an observer of a run: records chained, written and fsynced, the head
 //! rewritten after each, space reserved ahead, and a shared store's copy handed each line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::bound::bounded;
 use super::read::load;
 use super::{
-    GENESIS, HEAD_FILE, HEAD_WIDTH, Head, JOURNAL_FILE, JOURNAL_VERSION, complete_part,
-    open_nofollow, sha256_hex,
+    GENESIS, HEAD_WIDTH, Head, JOURNAL_VERSION, RunFiles, complete_part, open_nofollow, sha256_hex,
 };
 use crate::event::Observer;
 use crate::event::{Event, Stamped};
@@ -70,16 +69,16 @@ pub(crate) struct Journal {
 impl Journal {
     /// Creates the journal of a new run, or opens an existing one to append (resume). A torn
     /// last record is cut off, and the repair is itself journaled.
-    pub(crate) fn open(run_dir: &Path) -> std::io::Result<Journal> {
-        Journal::open_with(run_dir, None)
+    pub(crate) fn open(files: &RunFiles) -> std::io::Result<Journal> {
+        Journal::open_with(files, None)
     }
 
     /// [`Journal::open`], every record also handed to `sink` (before the local file).
     pub(crate) fn open_with(
-        run_dir: &Path,
+        files: &RunFiles,
         sink: Option<Box<dyn RecordSink>>,
     ) -> std::io::Result<Journal> {
-        let path = run_dir.join(JOURNAL_FILE);
+        let path = files.journal.clone();
         // Written with `pwrite` at the end of the used part (not `O_APPEND`): the file is
         // preallocated ahead of its records, so a record's `fdatasync` does not have to commit
         // a new file size too.
@@ -104,7 +103,7 @@ impl Journal {
             file.set_len(complete.len() as u64)?;
             file.sync_data()?;
         }
-        let head = open_nofollow(&run_dir.join(HEAD_FILE), false).ok();
+        let head = open_nofollow(&files.head, false).ok();
         let mut j = Journal {
             sink,
             file,
@@ -208,8 +207,8 @@ impl Journal {
 
     /// Seals a run whose last record is its end but whose head was not written (the engine
     /// was killed between the two). A no-op for any other run.
-    pub(crate) fn reseal_if_ended(run_dir: &Path) -> std::io::Result<()> {
-        let Ok(loaded) = load(run_dir) else {
+    pub(crate) fn reseal_if_ended(files: &RunFiles) -> std::io::Result<()> {
+        let Ok(loaded) = load(files) else {
             return Ok(());
         };
         let ended = loaded.torn == 0
@@ -219,7 +218,7 @@ impl Journal {
                 .is_some_and(|l| matches!(l.stamped.event, Event::RunFinished { .. }));
         let sealed = loaded.head.as_ref().is_some_and(|h| h.sealed);
         if ended && !sealed {
-            let mut j = Journal::open(run_dir)?;
+            let mut j = Journal::open(files)?;
             j.write_head(true);
         }
         Ok(())

@@ -1,9 +1,126 @@
 //! Where runs live and how the operator names one: the per-user runs directory, run ids by
 //! unique prefix, and `last`. Front ends find runs through here, never by building paths.
+//!
+//! The run-directory layout is known here alone ([`RunDir`], [`locks`]): every other module
+//! is given the paths it reads or writes.
 
 use std::path::{Path, PathBuf};
 
 use crate::journal;
+use crate::journal::state::RunView;
+
+/// A run directory: `<runs dir>/<run id>/`, and the name of every file in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunDir(PathBuf);
+
+impl RunDir {
+    /// The run directory at `dir`.
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> RunDir {
+        RunDir(dir.into())
+    }
+
+    /// Run `id`'s directory under the runs directory `runs`.
+    pub(crate) fn in_runs(runs: &Path, id: &str) -> RunDir {
+        RunDir(runs.join(id))
+    }
+
+    /// The directory itself.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The run's id: the directory's name.
+    pub(crate) fn id(&self) -> String {
+        run_id_of(&self.0)
+    }
+
+    /// The hash-chained journal.
+    pub(crate) fn journal(&self) -> PathBuf {
+        self.0.join("journal.jsonl")
+    }
+
+    /// The journal's head (count, last hash, sealed).
+    pub(crate) fn head(&self) -> PathBuf {
+        self.0.join("journal.head")
+    }
+
+    /// The lock a live engine holds.
+    pub(crate) fn engine_lock(&self) -> PathBuf {
+        self.0.join("engine.lock")
+    }
+
+    /// A shared store's note that the run's engine is live on another machine.
+    pub(crate) fn engine_remote(&self) -> PathBuf {
+        self.0.join("engine.remote")
+    }
+
+    /// The drop box of `runbook approve` / `reject` answers.
+    pub(crate) fn answers(&self) -> PathBuf {
+        self.0.join("answers")
+    }
+
+    /// The options `resume` reuses (see `cli::remember`).
+    pub(crate) fn options(&self) -> PathBuf {
+        self.0.join("options.json")
+    }
+
+    /// The step logs (`<step>.<host>.log`, …).
+    pub(crate) fn step_logs(&self) -> PathBuf {
+        self.0.join("steps")
+    }
+
+    /// The transcripts written at the end of a run: Markdown, then JSON.
+    pub(crate) fn transcripts(&self) -> [PathBuf; 2] {
+        [self.0.join("transcript.md"), self.0.join("transcript.json")]
+    }
+
+    /// The files the journal, liveness and answers modules are given.
+    pub(crate) fn files(&self) -> journal::RunFiles {
+        journal::RunFiles {
+            dir: self.0.clone(),
+            id: self.id(),
+            journal: self.journal(),
+            head: self.head(),
+            engine_lock: self.engine_lock(),
+            engine_remote: self.engine_remote(),
+            answers: self.answers(),
+        }
+    }
+}
+
+/// The runbook locks of the runs directory `runs` (`<runs>/.locks/`).
+pub(crate) fn locks(runs: &Path) -> journal::lock::Locks {
+    journal::lock::Locks {
+        dir: runs.join(".locks"),
+        runs: runs.to_path_buf(),
+        run_files: |runs, id| RunDir::in_runs(runs, id).files(),
+    }
+}
+
+/// Whether `dir` is a run directory (it has a journal).
+pub(crate) fn is_run(dir: &Path) -> bool {
+    RunDir::new(dir).journal().is_file()
+}
+
+/// Every run under `runs_dir`, oldest first by start time (then by id), so the newest is last
+/// and runs started within the same second keep the order they started in.
+pub(crate) fn list_runs(runs_dir: &Path) -> Vec<RunView> {
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<RunView> = entries
+        .flatten()
+        .map(|e| RunDir::new(e.path()))
+        .filter(|r| r.journal().is_file())
+        .filter_map(|r| journal::state::view(&r.files()).ok())
+        .collect();
+    runs.sort_by(|a, b| {
+        a.started_at()
+            .cmp(&b.started_at())
+            .then_with(|| a.run_id.cmp(&b.run_id))
+    });
+    runs
+}
 
 pub(crate) use super::dirs::check_owned;
 
@@ -58,11 +175,11 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
         return Err(format!("`{id}` is not a run id"));
     }
     let exact = runs.join(id);
-    if exact.join(journal::JOURNAL_FILE).is_file() {
+    if is_run(&exact) {
         return Ok(exact);
     }
     if id == "last" {
-        return match journal::state::list(&runs).pop() {
+        return match list_runs(&runs).pop() {
             Some(v) => Ok(v.dir),
             None => Err(format!("no runs in {}", runs.display())),
         };
@@ -70,7 +187,7 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
     let ids: Vec<String> = std::fs::read_dir(&runs)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.path().join(journal::JOURNAL_FILE).is_file())
+                .filter(|e| is_run(&e.path()))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -249,13 +366,30 @@ pub(crate) struct FileStore {
 pub(crate) fn copy_run(src: &Path, dest_runs: &Path) -> Result<PathBuf, String> {
     let id = run_id_of(src);
     check_id(&id)?;
-    let (lines, sealed) = journal::lines(src).map_err(|e| e.to_string())?;
-    let dest = dest_runs.join(&id);
-    create_run_dir(dest_runs, &dest)?;
-    journal::write_copy(&dest, &lines, sealed)?;
-    if let Ok(opts) = std::fs::read(src.join(OPTIONS_FILE)) {
-        write_private(&dest.join(OPTIONS_FILE), &opts)
-            .map_err(|e| format!("cannot write {}: {e}", dest.join(OPTIONS_FILE).display()))?;
+    let src = RunDir::new(src);
+    let (lines, sealed) = journal::lines(&src.files()).map_err(|e| e.to_string())?;
+    let head = journal::verified_head(&lines, sealed)?;
+    let options = std::fs::read(src.options()).ok();
+    let dest = write_run(dest_runs, &id, &lines, &head, options.as_deref())?;
+    Ok(dest.path().to_path_buf())
+}
+
+/// Writes run `id` under `runs` from its journal's lines: its private run directory, the
+/// journal and head as given, and its options if any. What a copy of a run (export, import)
+/// and a shared store's working copy have in common.
+pub(crate) fn write_run(
+    runs: &Path,
+    id: &str,
+    lines: &[String],
+    head: &journal::Head,
+    options: Option<&[u8]>,
+) -> Result<RunDir, String> {
+    let dest = RunDir::in_runs(runs, id);
+    create_run_dir(runs, dest.path())?;
+    journal::write_lines(&dest.files(), lines, head)?;
+    if let Some(opts) = options {
+        write_private(&dest.options(), opts)
+            .map_err(|e| format!("cannot write {}: {e}", dest.options().display()))?;
     }
     Ok(dest)
 }
@@ -284,10 +418,6 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_data()
 }
 
-/// The file in a run directory that keeps the options `resume` reuses (see
-/// `cli::remember`).
-pub(crate) const OPTIONS_FILE: &str = "options.json";
-
 /// Creates the runs directory (0711) and a private run directory with its `answers/`.
 pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), String> {
     for (dir, follow) in [(runs, true), (run_dir, false)] {
@@ -302,7 +432,7 @@ pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), String> 
     }
     .map_err(|e| format!("cannot create the runs directory {}: {e}", runs.display()))?;
     crate::sys::create_private_dir(run_dir)
-        .and_then(|()| journal::answers::prepare(run_dir))
+        .and_then(|()| journal::answers::prepare(&RunDir::new(run_dir).files()))
         .map_err(|e| format!("cannot create the run directory {}: {e}", run_dir.display()))
 }
 
@@ -328,7 +458,7 @@ impl Store for FileStore {
     }
 
     fn list(&self) -> Result<Vec<journal::state::RunView>, String> {
-        Ok(journal::state::list(&self.runs))
+        Ok(list_runs(&self.runs))
     }
 
     fn begin(
@@ -345,7 +475,7 @@ impl Store for FileStore {
 
     fn import(&self, run_dir: &Path) -> Result<String, String> {
         let id = run_id_of(run_dir);
-        if self.runs.join(&id).join(journal::JOURNAL_FILE).exists() {
+        if RunDir::in_runs(&self.runs, &id).journal().exists() {
             return Err(format!("run {id} is already in {}", self.runs.display()));
         }
         copy_run(run_dir, &self.runs)?;
@@ -358,12 +488,12 @@ impl Store for FileStore {
         run_id: &str,
         user: &str,
     ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
-        let l = journal::lock::acquire(&self.runs, key, run_id, user)?;
+        let l = journal::lock::acquire(&locks(&self.runs), key, run_id, user)?;
         Ok(Box::new(l))
     }
 
     fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
-        journal::lock::break_lock(&self.runs, key, force)
+        journal::lock::break_lock(&locks(&self.runs), key, force)
     }
 
     fn answers(
@@ -372,7 +502,7 @@ impl Store for FileStore {
         _run_id: &str,
     ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String> {
         Ok(std::sync::Arc::new(journal::answers::AnswersDir {
-            run_dir: run_dir.to_path_buf(),
+            run: RunDir::new(run_dir).files(),
         }))
     }
 
@@ -384,7 +514,7 @@ impl Store for FileStore {
         decision: crate::event::Decision,
         comment: Option<String>,
     ) -> Result<(), String> {
-        journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
+        journal::answers::write(&RunDir::new(run_dir).files(), gate, decision, comment).map(|_| ())
     }
 }
 
@@ -394,7 +524,7 @@ mod tests {
     use crate::event::{Event, Stamped};
 
     fn journal_of(dir: &Path, n: usize) {
-        let mut j = journal::Journal::open(dir).unwrap();
+        let mut j = journal::Journal::open(&RunDir::new(dir).files()).unwrap();
         for i in 0..n {
             let e = Stamped {
                 at: crate::event::now(),
@@ -422,17 +552,18 @@ mod tests {
         journal_of(&run, 5);
         let dest = tempfile::tempdir().unwrap();
         let copy = copy_run(&run, dest.path()).unwrap();
+        let (run, copy) = (RunDir::new(&run), RunDir::new(&copy));
         assert_eq!(
-            std::fs::read(run.join(journal::JOURNAL_FILE)).unwrap(),
-            std::fs::read(copy.join(journal::JOURNAL_FILE)).unwrap()
+            std::fs::read(run.journal()).unwrap(),
+            std::fs::read(copy.journal()).unwrap()
         );
-        let loaded = journal::load(&copy).unwrap();
+        let loaded = journal::load(&copy.files()).unwrap();
         assert_eq!(loaded.records.len(), 5);
         assert!(journal::missing_tail(&loaded, true).is_none());
 
-        let (mut lines, _) = journal::lines(&run).unwrap();
+        let (mut lines, _) = journal::lines(&run.files()).unwrap();
         lines.swap(1, 2);
         assert!(journal::check_chain(&lines).is_err());
-        assert!(journal::write_copy(dest.path(), &lines, false).is_err());
+        assert!(journal::write_copy(&RunDir::new(dest.path()).files(), &lines, false).is_err());
     }
 }

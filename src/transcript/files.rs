@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{MARKDOWN_TEMPLATE, Transcript, build};
 use crate::journal;
+use crate::session::store::RunDir;
 
 /// Renders with a template (the built-in Markdown one unless `template` is given).
 pub(crate) fn render(t: &Transcript, template: &str) -> Result<String, String> {
@@ -27,11 +28,9 @@ fn load_with(
     run_dir: &Path,
     rb: Option<&crate::model::Runbook>,
 ) -> Result<Transcript, journal::JournalError> {
-    let records = journal::read(run_dir)?;
-    let run_id = run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let run = RunDir::new(run_dir);
+    let records = journal::read(&run.files())?;
+    let run_id = run.id();
     let mut t = build(&run_id, &records, true);
     match rb {
         Some(rb) => from_runbook(&mut t, rb),
@@ -101,8 +100,8 @@ pub(crate) fn write_files_with(
     let md = crate::term::visible(&render(&t, MARKDOWN_TEMPLATE)?).into_owned();
     let json = crate::term::json_safe(serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?);
     let mut out = Vec::new();
-    for (name, body) in [("transcript.md", md), ("transcript.json", json)] {
-        let p = run_dir.join(name);
+    let [md_path, json_path] = RunDir::new(run_dir).transcripts();
+    for (p, body) in [(md_path, md), (json_path, json)] {
         let _ = std::fs::remove_file(&p);
         use std::io::Write;
         let mut f = crate::sys::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;

@@ -1,6 +1,7 @@
 //! Shell completion of run ids, gates and steps (`runbook complete`).
 
 use super::*;
+use crate::session::store::{RunDir, list_runs};
 
 /// `runbook __complete runs|gates RUN|steps RUN`: one word a line, nothing on errors (a
 /// completion must never print an error into the operator's command line).
@@ -8,7 +9,7 @@ pub(crate) fn cmd_complete(what: &str, run: Option<&str>) -> ExitStatus {
     let runs = runs_dir(None);
     let words: Vec<String> = match (what, run) {
         ("runs", _) => {
-            let mut ids: Vec<String> = state::list(&runs)
+            let mut ids: Vec<String> = list_runs(&runs)
                 .into_iter()
                 .rev()
                 .map(|v| v.run_id)
@@ -44,7 +45,7 @@ pub(crate) fn cmd_complete(what: &str, run: Option<&str>) -> ExitStatus {
 /// The runbook of the run `run` names (id, unique prefix or `last`), quietly.
 fn runbook_for_completion(runs: &Path, run: &str) -> Option<Runbook> {
     let dir = if run == "last" {
-        state::list(runs).pop()?.dir
+        list_runs(runs).pop()?.dir
     } else {
         let mut m: Vec<PathBuf> = std::fs::read_dir(runs)
             .ok()?
@@ -57,5 +58,5 @@ fn runbook_for_completion(runs: &Path, run: &str) -> Option<Runbook> {
         }
         m.pop()?
     };
-    runbook_of(&state::view(&dir).ok()?)
+    runbook_of(&state::view(&RunDir::new(dir).files()).ok()?)
 }

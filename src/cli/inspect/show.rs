@@ -327,7 +327,7 @@ pub(crate) fn cmd_show(a: &ShowArgs) -> ExitStatus {
         Ok(d) => d,
         Err(s) => return s,
     };
-    let v = match state::view(&dir) {
+    let v = match state::view(&crate::session::store::RunDir::new(&dir).files()) {
         Ok(v) => v,
         Err(e) => {
             error_line(format!("cannot read run {}: {e}", run_id_of(&dir)));

@@ -21,8 +21,7 @@ use super::pg::SCHEMA_VERSION;
 use super::sink::PgSink;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
-    LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir,
-    write_private,
+    LockRefused, RunDir, RunLock, RunMeta, Store, StoreKind, check_id, write_private, write_run,
 };
 
 /// The run's row as read back.
@@ -228,8 +227,6 @@ impl PgStore {
                 ));
             }
         }
-        let dir = runs.join(run_id);
-        create_run_dir(runs, &dir)?;
         let head = journal::Head {
             v: journal::JOURNAL_VERSION,
             count: u64::try_from(row.head_count).unwrap_or(0),
@@ -237,13 +234,10 @@ impl PgStore {
             durable: u64::try_from(row.head_count).unwrap_or(0),
             sealed: row.sealed,
         };
-        journal::write_lines(&dir, &lines, &head)?;
-        if let Some(opts) = &row.options {
-            write_private(&dir.join(OPTIONS_FILE), opts.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(OPTIONS_FILE).display()))?;
-        }
+        let options = row.options.as_ref().map(String::as_bytes);
+        let dir = write_run(runs, run_id, &lines, &head, options)?;
         // An engine live on another machine: `show` and `runs` say so (see `state::view`).
-        let remote = dir.join(journal::live::REMOTE_ENGINE);
+        let remote = dir.engine_remote();
         match (&row.engine, row.live && !verify) {
             (Some(engine), true) => {
                 let text = serde_json::to_string(engine).map_err(|e| e.to_string())?;
@@ -254,15 +248,15 @@ impl PgStore {
                 let _ = std::fs::remove_file(&remote);
             }
         }
-        Ok(dir)
+        Ok(dir.path().to_path_buf())
     }
 
     /// The working copy of `run_id`, brought up to date unless an engine on this machine is
     /// writing it (then it is current: the database gets each record just before it).
     fn sync(&self, run_id: &str) -> Result<PathBuf, String> {
-        let dir = self.runs.join(run_id);
-        if journal::live::holder(&dir).is_some() {
-            return Ok(dir);
+        let dir = RunDir::in_runs(&self.runs, run_id);
+        if journal::live::holder(&dir.engine_lock()).is_some() {
+            return Ok(dir.path().to_path_buf());
         }
         self.copy_out(run_id, &self.runs, false)
     }
@@ -311,7 +305,7 @@ impl Store for PgStore {
                 continue;
             }
             let dir = self.sync(&id)?;
-            if let Ok(v) = journal::state::view(&dir) {
+            if let Ok(v) = journal::state::view(&RunDir::new(&dir).files()) {
                 views.push(v);
             }
         }
@@ -333,7 +327,7 @@ impl Store for PgStore {
             message,
         };
         check_id(&meta.run_id).map_err(failed)?;
-        let options = std::fs::read_to_string(run_dir.join(OPTIONS_FILE)).ok();
+        let options = std::fs::read_to_string(RunDir::new(run_dir).options()).ok();
         let (id, name, file) = (meta.run_id.clone(), meta.runbook.clone(), meta.file.clone());
         let key = run_lock_key(&meta.run_id);
         let me = (
@@ -406,9 +400,10 @@ impl Store for PgStore {
     fn import(&self, run_dir: &Path) -> Result<String, String> {
         let id = crate::session::store::run_id_of(run_dir);
         check_id(&id)?;
-        let (lines, sealed) = journal::lines(run_dir).map_err(|e| e.to_string())?;
+        let rd = RunDir::new(run_dir);
+        let (lines, sealed) = journal::lines(&rd.files()).map_err(|e| e.to_string())?;
         let last = journal::check_chain(&lines)?;
-        let (runbook, file) = journal::read(run_dir)
+        let (runbook, file) = journal::read(&rd.files())
             .ok()
             .and_then(|r| {
                 r.into_iter().find_map(|r| match r.stamped.event {
@@ -417,7 +412,7 @@ impl Store for PgStore {
                 })
             })
             .ok_or_else(|| format!("{}: the journal has no run start", run_dir.display()))?;
-        let options = std::fs::read_to_string(run_dir.join(OPTIONS_FILE)).ok();
+        let options = std::fs::read_to_string(rd.options()).ok();
         let count = lines.len() as i64;
         let seqs: Vec<i64> = (0..count).collect();
         let run_id = id.clone();
