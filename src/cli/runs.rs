@@ -409,7 +409,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
             let damaged = match e {
                 journal::JournalError::Chain { .. } => true,
                 journal::JournalError::Parse { .. } => a.verify,
-                journal::JournalError::Io(..) => false,
+                _ => false,
             };
             return if damaged {
                 ExitStatus::StepFailed

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::RunFiles;
+use super::{JournalError, RunFiles};
 use crate::event::Decision;
 use crate::execute::{AnswerSource, RemoteAnswer};
 
@@ -71,13 +71,10 @@ pub(crate) fn write(
     step: &str,
     decision: Decision,
     comment: Option<String>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, JournalError> {
     let dir = &run.answers;
     if !dir.is_dir() {
-        return Err(format!(
-            "{} has no answers directory: is the run id right, and is it waiting at a gate?",
-            run.dir.display()
-        ));
+        return Err(JournalError::NoAnswers(run.dir.display().to_string()));
     }
     let user = crate::sys::current_user();
     let a = AnswerFile {
@@ -116,11 +113,11 @@ pub(crate) fn write(
         .create_new(true)
         .mode(0o644)
         .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        .map_err(|e| JournalError::Write(tmp.display().to_string(), e))?;
     f.write_all(&serde_json::to_vec(&a).unwrap_or_default())
         .and_then(|()| f.sync_all())
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+        .map_err(JournalError::System)?;
+    std::fs::rename(&tmp, &path).map_err(JournalError::System)?;
     Ok(path)
 }
 

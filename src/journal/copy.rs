@@ -1,17 +1,24 @@
 //! Writing a verified copy of a journal (export, import, a shared store's working copy).
 
-use super::{HEAD_WIDTH, Head, JOURNAL_VERSION, RunFiles, check_chain, file_name, open_nofollow};
+use super::{
+    HEAD_WIDTH, Head, JOURNAL_VERSION, JournalError, RunFiles, check_chain, file_name,
+    open_nofollow,
+};
 
 /// Writes a verified copy of a journal from its lines (an export): `lines` must form a valid
 /// chain (checked here, so nothing broken is written); the head counts them all.
 #[cfg(test)]
-pub(crate) fn write_copy(files: &RunFiles, lines: &[String], sealed: bool) -> Result<(), String> {
+pub(crate) fn write_copy(
+    files: &RunFiles,
+    lines: &[String],
+    sealed: bool,
+) -> Result<(), JournalError> {
     write_lines(files, lines, &verified_head(lines, sealed)?)
 }
 
 /// The head of a verified copy of a journal's `lines`: they must form a valid chain (checked
 /// here, so nothing broken is copied); it counts them all.
-pub(crate) fn verified_head(lines: &[String], sealed: bool) -> Result<Head, String> {
+pub(crate) fn verified_head(lines: &[String], sealed: bool) -> Result<Head, JournalError> {
     let last = check_chain(lines)?;
     let count = lines.len() as u64;
     Ok(Head {
@@ -26,13 +33,18 @@ pub(crate) fn verified_head(lines: &[String], sealed: bool) -> Result<Head, Stri
 /// Writes a run's journal file and head as given (a working copy of a run kept in a shared
 /// store: what it holds is written as it is, so `transcript --verify` judges it), each file
 /// replaced at once (written beside it, fsynced, renamed).
-pub(crate) fn write_lines(files: &RunFiles, lines: &[String], head: &Head) -> Result<(), String> {
+pub(crate) fn write_lines(
+    files: &RunFiles,
+    lines: &[String],
+    head: &Head,
+) -> Result<(), JournalError> {
     let mut body = String::new();
     for l in lines {
         body.push_str(l);
         body.push('\n');
     }
-    let mut head_text = serde_json::to_string(head).map_err(|e| e.to_string())?;
+    let mut head_text =
+        serde_json::to_string(head).map_err(|e| JournalError::Encode(e.to_string()))?;
     while head_text.len() < HEAD_WIDTH - 1 {
         head_text.push(' ');
     }
@@ -48,7 +60,7 @@ pub(crate) fn write_lines(files: &RunFiles, lines: &[String], head: &Head) -> Re
         });
         written
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(|e| JournalError::Write(path.display().to_string(), e))?;
     }
     Ok(())
 }

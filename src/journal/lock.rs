@@ -189,23 +189,39 @@ pub(crate) fn acquire(
     }
 }
 
+/// Why a lock was not broken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnlockError {
+    #[error("no lock named `{key}` in {dir}")]
+    NotFound { key: String, dir: String },
+    #[error("run {} (pid {} on {}) is running and holds `{key}`; it cannot be unlocked while its engine is alive", .holder.run_id, .holder.pid, .holder.host)]
+    Live { key: String, holder: Box<Holder> },
+    #[error("run {} holds `{key}` and can be resumed (`runbook resume {}`); pass --force to abandon it", .holder.run_id, .holder.run_id)]
+    Resumable { key: String, holder: Box<Holder> },
+    #[error("{0}")]
+    Remove(std::io::Error),
+}
+
 /// Breaks lock `key` (only a stale one unless `force`). Returns the holder it removed.
-pub(crate) fn break_lock(locks: &Locks, key: &str, force: bool) -> Result<Holder, String> {
+pub(crate) fn break_lock(locks: &Locks, key: &str, force: bool) -> Result<Holder, UnlockError> {
     let Some((h, state)) = holder(locks, key) else {
-        return Err(format!("no lock named `{key}` in {}", locks.dir.display()));
+        return Err(UnlockError::NotFound {
+            key: key.to_string(),
+            dir: locks.dir.display().to_string(),
+        });
     };
     if state == HolderState::Live {
-        return Err(format!(
-            "run {} (pid {} on {}) is running and holds `{key}`; it cannot be unlocked while its engine is alive",
-            h.run_id, h.pid, h.host
-        ));
+        return Err(UnlockError::Live {
+            key: key.to_string(),
+            holder: Box::new(h),
+        });
     }
     if state == HolderState::Resumable && !force {
-        return Err(format!(
-            "run {} holds `{key}` and can be resumed (`runbook resume {}`); pass --force to abandon it",
-            h.run_id, h.run_id
-        ));
+        return Err(UnlockError::Resumable {
+            key: key.to_string(),
+            holder: Box::new(h),
+        });
     }
-    std::fs::remove_file(locks.dir.join(file_name(key))).map_err(|e| e.to_string())?;
+    std::fs::remove_file(locks.dir.join(file_name(key))).map_err(UnlockError::Remove)?;
     Ok(h)
 }

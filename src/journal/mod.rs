@@ -29,7 +29,7 @@ use crate::event::Stamped;
 pub(crate) use copy::write_copy;
 pub(crate) use copy::{verified_head, write_lines};
 pub(crate) use read::{JournalError, check_chain, lines, load, missing_tail, read};
-pub(crate) use writer::{Journal, RecordSink};
+pub(crate) use writer::{Journal, RecordSink, SinkError};
 
 /// Version of the record format.
 pub(crate) const JOURNAL_VERSION: u32 = 1;

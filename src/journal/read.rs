@@ -20,6 +20,37 @@ pub(crate) enum JournalError {
     },
     #[error("{path}:{line}: the hash chain is broken: {}", chain_culprit(*.line))]
     Chain { path: String, line: usize },
+    /// Record `record` of lines given (an export, a store's rows) is not a record.
+    #[error("record {record}: not a journal record: {why}")]
+    Record { record: usize, why: String },
+    /// The chain of lines given breaks at record `record`.
+    #[error("record {record}: the hash chain is broken: {}", chain_culprit(*.record))]
+    RecordChain { record: usize },
+    #[error("cannot write {0}: {1}")]
+    Write(String, std::io::Error),
+    /// A value could not be encoded (JSON).
+    #[error("{0}")]
+    Encode(String),
+    /// A run without the drop box for answers.
+    #[error("{0} has no answers directory: is the run id right, and is it waiting at a gate?")]
+    NoAnswers(String),
+    /// A write whose failure is reported as the system's message alone.
+    #[error("{0}")]
+    System(std::io::Error),
+}
+
+impl JournalError {
+    /// Whether the journal cannot be trusted (not records, a broken chain), rather than a file
+    /// that could not be read or written.
+    pub(crate) fn damaged(&self) -> bool {
+        matches!(
+            self,
+            JournalError::Parse { .. }
+                | JournalError::Chain { .. }
+                | JournalError::Record { .. }
+                | JournalError::RecordChain { .. }
+        )
+    }
 }
 
 /// Which record the break at `line` points to. Record `line` holds the hash of record
@@ -125,17 +156,15 @@ pub(crate) fn load(files: &RunFiles) -> Result<Loaded, JournalError> {
 }
 
 /// Checks that `lines` are records chained from the genesis; the hash of the last one.
-pub(crate) fn check_chain(lines: &[String]) -> Result<String, String> {
+pub(crate) fn check_chain(lines: &[String]) -> Result<String, JournalError> {
     let mut prev = GENESIS.to_string();
     for (i, line) in lines.iter().enumerate() {
-        let rec: Record = serde_json::from_str(line)
-            .map_err(|e| format!("record {}: not a journal record: {e}", i + 1))?;
+        let rec: Record = serde_json::from_str(line).map_err(|e| JournalError::Record {
+            record: i + 1,
+            why: e.to_string(),
+        })?;
         if rec.prev != prev || rec.seq != i as u64 {
-            return Err(format!(
-                "record {}: the hash chain is broken: {}",
-                i + 1,
-                chain_culprit(i + 1)
-            ));
+            return Err(JournalError::RecordChain { record: i + 1 });
         }
         prev = sha256_hex(line.as_bytes());
     }

@@ -43,8 +43,14 @@ pub(crate) trait RecordSink: Send {
         hash: &str,
         durable: bool,
         sealed: bool,
-    ) -> Result<(), String>;
+    ) -> Result<(), SinkError>;
 }
+
+/// Why a shared store did not take a record (its message names the store): the record fails,
+/// so the run stops before its next step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct SinkError(pub(crate) String);
 
 /// The journal as an observer of a run.
 pub(crate) struct Journal {
@@ -275,8 +281,8 @@ impl Journal {
         if let Some(sink) = &mut self.sink
             && let Err(e) = sink.append(self.seq, &line, &hash, durable, sealed)
         {
-            self.broken = Some(e.clone());
-            return Err(e);
+            self.broken = Some(e.to_string());
+            return Err(e.to_string());
         }
         line.push('\n');
         let result = {

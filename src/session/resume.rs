@@ -51,7 +51,8 @@ pub(crate) fn open(
     let run_id = super::store::run_id_of(dir);
     let flag = super::store::runs_flag(runs);
     for (d, follow) in [(runs, true), (dir, false)] {
-        super::store::check_owned(d, follow).map_err(|e| refused(ExitStatus::Invalid, e))?;
+        super::store::check_owned(d, follow)
+            .map_err(|e| refused(ExitStatus::Invalid, e.message))?;
     }
     let rd = super::store::RunDir::new(dir);
     let live = live::hold(&rd.engine_lock()).map_err(|e| match e {

@@ -61,7 +61,7 @@ pub(crate) fn start(
         (run_dir.as_path(), false),
     ] {
         super::store::check_owned(dir, follow)
-            .map_err(|e| StartError::new(ExitStatus::Invalid, e))?;
+            .map_err(|e| StartError::new(ExitStatus::Invalid, e.message))?;
     }
     let traversable = {
         use std::os::unix::fs::DirBuilderExt;

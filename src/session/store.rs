@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use super::error::{ErrorKind, SessionError};
 use crate::journal;
 use crate::journal::state::RunView;
 
@@ -169,10 +170,10 @@ pub(crate) fn runs_flag(runs: &Path) -> String {
 
 /// The run directory named by `id`: an exact run id, a unique prefix of one, or `last` (the
 /// most recently started run). Otherwise why not (with the candidates): a usage error.
-pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> {
+pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, SessionError> {
     let runs = runs_dir(flag);
     if id.contains('/') || id.contains("..") || id.is_empty() {
-        return Err(format!("`{id}` is not a run id"));
+        return Err(SessionError::usage(format!("`{id}` is not a run id")));
     }
     let exact = runs.join(id);
     if is_run(&exact) {
@@ -181,7 +182,10 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
     if id == "last" {
         return match list_runs(&runs).pop() {
             Some(v) => Ok(v.dir),
-            None => Err(format!("no runs in {}", runs.display())),
+            None => Err(SessionError::usage(format!(
+                "no runs in {}",
+                runs.display()
+            ))),
         };
     }
     let ids: Vec<String> = std::fs::read_dir(&runs)
@@ -200,22 +204,22 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
             let hint = crate::diagnostic::did_you_mean(id, ids.iter().map(String::as_str))
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
-            Err(format!(
+            Err(SessionError::usage(format!(
                 "no run `{}` in {}{hint} (see `runbook runs{}`)",
                 id.escape_debug(),
                 runs.display(),
                 runs_flag(&runs)
-            ))
+            )))
         }
         many => {
             let shown: Vec<&str> = many.iter().take(5).map(|s| s.as_str()).collect();
-            Err(format!(
+            Err(SessionError::usage(format!(
                 "`{}` matches {} runs ({}{}): type more of the id",
                 id.escape_debug(),
                 many.len(),
                 shown.join(", "),
                 if many.len() > 5 { ", …" } else { "" }
-            ))
+            )))
         }
     }
 }
@@ -294,9 +298,9 @@ pub(crate) trait Store: Send + Sync {
     fn flags(&self) -> String;
     /// The local run directory of run `id` (exact id, unique prefix, or `last`), its journal
     /// brought up to date from the store. Why not (a usage error) otherwise.
-    fn resolve(&self, id: &str) -> Result<PathBuf, String>;
+    fn resolve(&self, id: &str) -> Result<PathBuf, SessionError>;
     /// Every run, oldest first (working copies brought up to date).
-    fn list(&self) -> Result<Vec<journal::state::RunView>, String>;
+    fn list(&self) -> Result<Vec<journal::state::RunView>, SessionError>;
     /// Registers a run about to start or continue (its options from `run_dir`), claims it for
     /// this engine (refused, `busy`, while an engine on another machine runs it), and returns
     /// where its records go besides the local journal (`None`: only there).
@@ -306,10 +310,10 @@ pub(crate) trait Store: Send + Sync {
         run_dir: &Path,
     ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused>;
     /// Writes run `id` in the file format under `dest` (`dest/<run id>`), returning that path.
-    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String>;
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, SessionError>;
     /// Adds a run exported in the file format (`run_dir` holds its `journal.jsonl`) to this
     /// store, its chain verified first; returns its id.
-    fn import(&self, run_dir: &Path) -> Result<String, String>;
+    fn import(&self, run_dir: &Path) -> Result<String, SessionError>;
     /// Takes the runbook lock `key` for `run_id` (a lock held by the same run is taken over).
     fn lock(
         &self,
@@ -318,14 +322,14 @@ pub(crate) trait Store: Send + Sync {
         user: &str,
     ) -> Result<Box<dyn RunLock>, journal::lock::LockError>;
     /// Breaks lock `key` (`force`: even if its holder looks alive); who held it.
-    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String>;
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, SessionError>;
     /// Where the engine of run `run_id` reads answers given from elsewhere.
     /// Fails when the store cannot be reached.
     fn answers(
         &self,
         run_dir: &Path,
         run_id: &str,
-    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String>;
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, SessionError>;
     /// Gives an answer to gate `gate` of a run (`runbook approve` / `reject`).
     fn answer(
         &self,
@@ -334,7 +338,7 @@ pub(crate) trait Store: Send + Sync {
         gate: &str,
         decision: crate::event::Decision,
         comment: Option<String>,
-    ) -> Result<(), String>;
+    ) -> Result<(), SessionError>;
     /// Who the operator is to this store, when the store authenticates people (the
     /// PostgreSQL role): gates' `other_approver` and `approvers:` compare answers with it.
     /// `None`: the OS user.
@@ -345,7 +349,10 @@ pub(crate) trait Store: Send + Sync {
 
 /// The store named by `--store` / `RUNBOOK_STORE` (`conn`), else the file store; `runs`: the
 /// `--runs-dir` flag (the local working directory either way).
-pub(crate) fn open(conn: Option<&str>, runs: Option<&Path>) -> Result<Box<dyn Store>, String> {
+pub(crate) fn open(
+    conn: Option<&str>,
+    runs: Option<&Path>,
+) -> Result<Box<dyn Store>, SessionError> {
     let runs = runs_dir(runs);
     match conn.map(str::trim).filter(|c| !c.is_empty()) {
         None => Ok(Box::new(FileStore { runs })),
@@ -363,11 +370,11 @@ pub(crate) struct FileStore {
 }
 
 /// Copies the run in `src` (journal, head, options) to `dest/<run id>`, the chain verified.
-pub(crate) fn copy_run(src: &Path, dest_runs: &Path) -> Result<PathBuf, String> {
+pub(crate) fn copy_run(src: &Path, dest_runs: &Path) -> Result<PathBuf, SessionError> {
     let id = run_id_of(src);
     check_id(&id)?;
     let src = RunDir::new(src);
-    let (lines, sealed) = journal::lines(&src.files()).map_err(|e| e.to_string())?;
+    let (lines, sealed) = journal::lines(&src.files())?;
     let head = journal::verified_head(&lines, sealed)?;
     let options = std::fs::read(src.options()).ok();
     let dest = write_run(dest_runs, &id, &lines, &head, options.as_deref())?;
@@ -383,19 +390,20 @@ pub(crate) fn write_run(
     lines: &[String],
     head: &journal::Head,
     options: Option<&[u8]>,
-) -> Result<RunDir, String> {
+) -> Result<RunDir, SessionError> {
     let dest = RunDir::in_runs(runs, id);
     create_run_dir(runs, dest.path())?;
     journal::write_lines(&dest.files(), lines, head)?;
     if let Some(opts) = options {
-        write_private(&dest.options(), opts)
-            .map_err(|e| format!("cannot write {}: {e}", dest.options().display()))?;
+        write_private(&dest.options(), opts).map_err(|e| {
+            SessionError::io(format!("cannot write {}: {e}", dest.options().display()))
+        })?;
     }
     Ok(dest)
 }
 
 /// Refuses what cannot be a run id (it names a directory under the runs directory).
-pub(crate) fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), SessionError> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
         && id.len() <= 200
@@ -405,7 +413,10 @@ pub(crate) fn check_id(id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{}` is not a run id", id.escape_debug()))
+        Err(SessionError::usage(format!(
+            "`{}` is not a run id",
+            id.escape_debug()
+        )))
     }
 }
 
@@ -419,7 +430,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Creates the runs directory (0711) and a private run directory with its `answers/`.
-pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), String> {
+pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), SessionError> {
     for (dir, follow) in [(runs, true), (run_dir, false)] {
         check_owned(dir, follow)?;
     }
@@ -430,10 +441,20 @@ pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), String> 
             .mode(0o711)
             .create(runs)
     }
-    .map_err(|e| format!("cannot create the runs directory {}: {e}", runs.display()))?;
+    .map_err(|e| {
+        SessionError::io(format!(
+            "cannot create the runs directory {}: {e}",
+            runs.display()
+        ))
+    })?;
     crate::sys::create_private_dir(run_dir)
         .and_then(|()| journal::answers::prepare(&RunDir::new(run_dir).files()))
-        .map_err(|e| format!("cannot create the run directory {}: {e}", run_dir.display()))
+        .map_err(|e| {
+            SessionError::io(format!(
+                "cannot create the run directory {}: {e}",
+                run_dir.display()
+            ))
+        })
 }
 
 impl Store for FileStore {
@@ -453,11 +474,11 @@ impl Store for FileStore {
         runs_flag(&self.runs)
     }
 
-    fn resolve(&self, id: &str) -> Result<PathBuf, String> {
+    fn resolve(&self, id: &str) -> Result<PathBuf, SessionError> {
         resolve(Some(&self.runs), id)
     }
 
-    fn list(&self) -> Result<Vec<journal::state::RunView>, String> {
+    fn list(&self) -> Result<Vec<journal::state::RunView>, SessionError> {
         Ok(list_runs(&self.runs))
     }
 
@@ -469,14 +490,17 @@ impl Store for FileStore {
         Ok(None)
     }
 
-    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String> {
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, SessionError> {
         copy_run(&self.resolve(id)?, dest)
     }
 
-    fn import(&self, run_dir: &Path) -> Result<String, String> {
+    fn import(&self, run_dir: &Path) -> Result<String, SessionError> {
         let id = run_id_of(run_dir);
         if RunDir::in_runs(&self.runs, &id).journal().exists() {
-            return Err(format!("run {id} is already in {}", self.runs.display()));
+            return Err(SessionError::usage(format!(
+                "run {id} is already in {}",
+                self.runs.display()
+            )));
         }
         copy_run(run_dir, &self.runs)?;
         Ok(id)
@@ -492,15 +516,15 @@ impl Store for FileStore {
         Ok(Box::new(l))
     }
 
-    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
-        journal::lock::break_lock(&locks(&self.runs), key, force)
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, SessionError> {
+        Ok(journal::lock::break_lock(&locks(&self.runs), key, force)?)
     }
 
     fn answers(
         &self,
         run_dir: &Path,
         _run_id: &str,
-    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String> {
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, SessionError> {
         Ok(std::sync::Arc::new(journal::answers::AnswersDir {
             run: RunDir::new(run_dir).files(),
         }))
@@ -513,8 +537,9 @@ impl Store for FileStore {
         gate: &str,
         decision: crate::event::Decision,
         comment: Option<String>,
-    ) -> Result<(), String> {
-        journal::answers::write(&RunDir::new(run_dir).files(), gate, decision, comment).map(|_| ())
+    ) -> Result<(), SessionError> {
+        journal::answers::write(&RunDir::new(run_dir).files(), gate, decision, comment)?;
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use super::pg::{self, describe};
 use super::redact;
 use crate::execute::StoreAnswer;
 use crate::runner::ask_socket::{Hello, Verdict};
+use crate::session::error::SessionError;
 
 /// The NOTIFY channel of new answers (payload: the answer row's id).
 pub(crate) const CHANNEL: &str = "runbook_ask";
@@ -51,8 +52,9 @@ pub(crate) fn feed(
     conn: &str,
     hello: &Hello,
     tx: mpsc::Sender<StoreAnswer>,
-) -> Result<AskFeed, String> {
-    let hello_json = serde_json::to_string(hello).map_err(|e| e.to_string())?;
+) -> Result<AskFeed, SessionError> {
+    let hello_json =
+        serde_json::to_string(hello).map_err(|e| SessionError::store(e.to_string()))?;
     let (conn, run, step) = (conn.to_string(), hello.run.clone(), hello.step.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -68,10 +70,11 @@ pub(crate) fn feed(
             }
             let _ = done_tx.send(());
         })
-        .map_err(|e| format!("cannot start the ask thread: {e}"))?;
+        .map_err(|e| SessionError::io(format!("cannot start the ask thread: {e}")))?;
     ready_rx
         .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| "no answer from the store".to_string())??;
+        .map_err(|_| SessionError::store("no answer from the store"))?
+        .map_err(SessionError::store)?;
     Ok(AskFeed {
         stop: Some(stop_tx),
         done,
@@ -248,34 +251,46 @@ async fn withdraw(ask: &Published<'_>) {
 }
 
 /// What the engine of `run_id` asks at `step`, from the store; `Err` when no engine waits there.
-pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, String> {
-    let rt = pg::runtime().map_err(|e| e.to_string())?;
+pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, SessionError> {
+    let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
     rt.block_on(async {
-        let client = pg::connect(conn).await.map_err(|e| e.to_string())?;
+        let client = pg::connect(conn)
+            .await
+            .map_err(|e| SessionError::store(e.to_string()))?;
         let row = client
             .query_opt(
                 "SELECT hello FROM runbook_ask WHERE run_id = $1 AND step = $2",
                 &[&run_id, &step],
             )
             .await
-            .map_err(|e| format!("store {}: {}", redact(conn), describe(&e)))?;
+            .map_err(|e| {
+                SessionError::store(format!("store {}: {}", redact(conn), describe(&e)))
+            })?;
         let Some(row) = row else {
-            return Err(format!(
+            return Err(SessionError::usage(format!(
                 "no engine of run {run_id} is waiting at an `ask:` step `{step}` in the store"
-            ));
+            )));
         };
         let text: String = row.get(0);
-        serde_json::from_str(&text).map_err(|e| format!("the store's ask is unreadable: {e}"))
+        serde_json::from_str(&text)
+            .map_err(|e| SessionError::store(format!("the store's ask is unreadable: {e}")))
     })
 }
 
 /// Gives `value` to the engine waiting at `step` of `run_id` and waits for its verdict. An
 /// answer not taken within [`VERDICT_WAIT`] is deleted again.
-pub(crate) fn send(conn: &str, run_id: &str, step: &str, value: &str) -> Result<Verdict, String> {
-    let rt = pg::runtime().map_err(|e| e.to_string())?;
-    let q = |e: tokio_postgres::Error| format!("store {}: {}", redact(conn), describe(&e));
+pub(crate) fn send(
+    conn: &str,
+    run_id: &str,
+    step: &str,
+    value: &str,
+) -> Result<Verdict, SessionError> {
+    let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
+    let q = |e: tokio_postgres::Error| {
+        SessionError::store(format!("store {}: {}", redact(conn), describe(&e)))
+    };
     rt.block_on(async {
-        let client = pg::connect(conn).await.map_err(|e| e.to_string())?;
+        let client = pg::connect(conn).await.map_err(|e| SessionError::store(e.to_string()))?;
         let id: i64 = client
             .query_one(
                 "INSERT INTO runbook_ask_reply (run_id, step, value) VALUES ($1, $2, $3) RETURNING id",
@@ -305,10 +320,10 @@ pub(crate) fn send(conn: &str, run_id: &str, step: &str, value: &str) -> Result<
                     .await
                     .map_err(q)?;
                 if gone == 1 {
-                    return Err(format!(
+                    return Err(SessionError::refused(format!(
                         "the engine of run {run_id} did not take the answer within {} s: it was taken back",
                         VERDICT_WAIT.as_secs()
-                    ));
+                    )));
                 }
                 // Taken meanwhile: its verdict follows.
             }

@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 
 use super::pg;
 use super::redact;
+use crate::session::error::SessionError;
 
 type Job = Box<dyn FnOnce(Arc<Client>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
@@ -21,7 +22,7 @@ pub(crate) struct PgConn {
 
 impl PgConn {
     /// Connects to `conn` (10 s timeout unless the string sets one).
-    pub(crate) fn connect(conn: &str) -> Result<Arc<PgConn>, String> {
+    pub(crate) fn connect(conn: &str) -> Result<Arc<PgConn>, SessionError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let conn_s = conn.to_string();
@@ -51,20 +52,25 @@ impl PgConn {
                 }
             });
         if let Err(e) = spawned {
-            return Err(format!("cannot start the store's connection thread: {e}"));
+            return Err(SessionError::store(format!(
+                "cannot start the store's connection thread: {e}"
+            )));
         }
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Arc::new(PgConn {
                 tx,
                 url: redact(conn),
             })),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("cannot connect to the store {}", redact(conn))),
+            Ok(Err(e)) => Err(SessionError::store(e)),
+            Err(_) => Err(SessionError::store(format!(
+                "cannot connect to the store {}",
+                redact(conn)
+            ))),
         }
     }
 
     /// Runs `f` on the connection and waits for its result.
-    pub(crate) fn call<T, F, Fut>(&self, f: F) -> Result<T, String>
+    pub(crate) fn call<T, F, Fut>(&self, f: F) -> Result<T, SessionError>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
@@ -77,11 +83,11 @@ impl PgConn {
                 let _ = rtx.send(r.map_err(|e| pg::describe(&e)));
             })
         });
-        let gone = || format!("store {}: the connection is gone", self.url);
+        let gone = || SessionError::store(format!("store {}: the connection is gone", self.url));
         self.tx.send(job).map_err(|_| gone())?;
         rrx.recv()
             .map_err(|_| gone())?
-            .map_err(|m| format!("store {}: {m}", self.url))
+            .map_err(|m| SessionError::store(format!("store {}: {m}", self.url)))
     }
 
     /// Queues `f` on the connection without waiting: its failure is written to `failed`
@@ -90,7 +96,7 @@ impl PgConn {
         &self,
         f: F,
         failed: Arc<std::sync::Mutex<Option<String>>>,
-    ) -> Result<(), String>
+    ) -> Result<(), SessionError>
     where
         F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), String>> + 'static,
@@ -112,7 +118,7 @@ impl PgConn {
         });
         self.tx
             .send(job)
-            .map_err(|_| format!("store {}: the connection is gone", self.url))
+            .map_err(|_| SessionError::store(format!("store {}: the connection is gone", self.url)))
     }
 
     /// The connection string, password masked.

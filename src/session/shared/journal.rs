@@ -21,7 +21,8 @@ use super::pg::SCHEMA_VERSION;
 use super::sink::PgSink;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
-    LockRefused, RunDir, RunLock, RunMeta, Store, StoreKind, check_id, write_private, write_run,
+    LockRefused, RunDir, RunLock, RunMeta, SessionError, Store, StoreKind, check_id, write_private,
+    write_run,
 };
 
 /// The run's row as read back.
@@ -58,7 +59,7 @@ pub(crate) struct PgStore {
 
 impl PgStore {
     /// Connects and checks that the schema is the one this binary writes.
-    pub(crate) fn open(conn: &str, runs: PathBuf) -> Result<PgStore, String> {
+    pub(crate) fn open(conn: &str, runs: PathBuf) -> Result<PgStore, SessionError> {
         let c = PgConn::connect(conn)?;
         let url = c.url().to_string();
         let version = {
@@ -85,17 +86,17 @@ impl PgStore {
                 runs,
                 dsn: conn.to_string(),
             }),
-            Some(v) => Err(format!(
+            Some(v) => Err(SessionError::store(format!(
                 "store {url} has schema version {v}, this runbook uses {SCHEMA_VERSION}: {}",
                 if v < SCHEMA_VERSION {
                     "run `runbook store init` to migrate it"
                 } else {
                     "upgrade runbook"
                 }
-            )),
-            None => Err(format!(
+            ))),
+            None => Err(SessionError::store(format!(
                 "store {url} has no schema: run `runbook store init` first"
-            )),
+            ))),
         }
     }
 
@@ -106,7 +107,7 @@ impl PgStore {
     }
 
     /// The ids of the runs named by `id`: exact, by prefix, or `last`.
-    fn find(&self, id: &str) -> Result<String, String> {
+    fn find(&self, id: &str) -> Result<String, SessionError> {
         if id == "last" {
             let last = self.conn.call(|c| async move {
                 let rows = c
@@ -117,7 +118,9 @@ impl PgStore {
                     .await?;
                 Ok(rows.first().map(|r| r.get::<_, String>(0)))
             })?;
-            return last.ok_or_else(|| format!("no runs in the store {}", self.conn.url()));
+            return last.ok_or_else(|| {
+                SessionError::usage(format!("no runs in the store {}", self.conn.url()))
+            });
         }
         check_id(id)?;
         let want = id.to_string();
@@ -135,25 +138,25 @@ impl PgStore {
         match ids.as_slice() {
             [first, ..] if first == id => Ok(first.clone()),
             [one] => Ok(one.clone()),
-            [] => Err(format!(
+            [] => Err(SessionError::usage(format!(
                 "no run `{id}` in the store {} (see `runbook runs{}`)",
                 self.conn.url(),
                 self.flags()
-            )),
+            ))),
             many => {
                 let shown: Vec<&str> = many.iter().take(5).map(String::as_str).collect();
-                Err(format!(
+                Err(SessionError::usage(format!(
                     "`{id}` matches {} runs ({}{}): type more of the id",
                     many.len().min(5),
                     shown.join(", "),
                     if many.len() > 5 { ", …" } else { "" }
-                ))
+                )))
             }
         }
     }
 
     /// A run's row and its records' lines, in order.
-    fn fetch(&self, run_id: &str) -> Result<(RunRow, Vec<String>), String> {
+    fn fetch(&self, run_id: &str) -> Result<(RunRow, Vec<String>), SessionError> {
         let id = run_id.to_string();
         let key = run_lock_key(run_id);
         self.conn.call(move |c| async move {
@@ -214,17 +217,18 @@ impl PgStore {
     }
 
     /// Writes run `run_id` from the database into `runs/<run_id>` (journal, head, options).
-    fn copy_out(&self, run_id: &str, runs: &Path, verify: bool) -> Result<PathBuf, String> {
+    fn copy_out(&self, run_id: &str, runs: &Path, verify: bool) -> Result<PathBuf, SessionError> {
         check_id(run_id)?;
         let (row, lines) = self.fetch(run_id)?;
         if verify {
-            journal::check_chain(&lines).map_err(|e| format!("run {run_id}: {e}"))?;
+            journal::check_chain(&lines)
+                .map_err(|e| SessionError::from(e).prefixed(&format!("run {run_id}: ")))?;
             if row.head_count != lines.len() as i64 {
-                return Err(format!(
+                return Err(SessionError::refused(format!(
                     "run {run_id}: the store's head counts {} record(s) but {} are there: records were removed",
                     row.head_count,
                     lines.len()
-                ));
+                )));
             }
         }
         let head = journal::Head {
@@ -240,9 +244,11 @@ impl PgStore {
         let remote = dir.engine_remote();
         match (&row.engine, row.live && !verify) {
             (Some(engine), true) => {
-                let text = serde_json::to_string(engine).map_err(|e| e.to_string())?;
-                write_private(&remote, text.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", remote.display()))?;
+                let text =
+                    serde_json::to_string(engine).map_err(|e| SessionError::io(e.to_string()))?;
+                write_private(&remote, text.as_bytes()).map_err(|e| {
+                    SessionError::io(format!("cannot write {}: {e}", remote.display()))
+                })?;
             }
             _ => {
                 let _ = std::fs::remove_file(&remote);
@@ -253,7 +259,7 @@ impl PgStore {
 
     /// The working copy of `run_id`, brought up to date unless an engine on this machine is
     /// writing it (then it is current: the database gets each record just before it).
-    fn sync(&self, run_id: &str) -> Result<PathBuf, String> {
+    fn sync(&self, run_id: &str) -> Result<PathBuf, SessionError> {
         let dir = RunDir::in_runs(&self.runs, run_id);
         if journal::live::holder(&dir.engine_lock()).is_some() {
             return Ok(dir.path().to_path_buf());
@@ -287,12 +293,12 @@ impl Store for PgStore {
         )
     }
 
-    fn resolve(&self, id: &str) -> Result<PathBuf, String> {
+    fn resolve(&self, id: &str) -> Result<PathBuf, SessionError> {
         let run_id = self.find(id)?;
         self.sync(&run_id)
     }
 
-    fn list(&self) -> Result<Vec<journal::state::RunView>, String> {
+    fn list(&self) -> Result<Vec<journal::state::RunView>, SessionError> {
         let ids: Vec<String> = self.conn.call(|c| async move {
             let rows = c
                 .query("SELECT run_id FROM runbook_run ORDER BY created_at", &[])
@@ -322,9 +328,9 @@ impl Store for PgStore {
         meta: &RunMeta,
         run_dir: &Path,
     ) -> Result<Option<Box<dyn RecordSink>>, LockRefused> {
-        let failed = |message: String| LockRefused {
+        let failed = |e: SessionError| LockRefused {
             busy: false,
-            message,
+            message: e.message,
         };
         check_id(&meta.run_id).map_err(failed)?;
         let options = std::fs::read_to_string(RunDir::new(run_dir).options()).ok();
@@ -392,16 +398,16 @@ impl Store for PgStore {
         })))
     }
 
-    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String> {
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, SessionError> {
         let run_id = self.find(id)?;
         self.copy_out(&run_id, dest, true)
     }
 
-    fn import(&self, run_dir: &Path) -> Result<String, String> {
+    fn import(&self, run_dir: &Path) -> Result<String, SessionError> {
         let id = crate::session::store::run_id_of(run_dir);
         check_id(&id)?;
         let rd = RunDir::new(run_dir);
-        let (lines, sealed) = journal::lines(&rd.files()).map_err(|e| e.to_string())?;
+        let (lines, sealed) = journal::lines(&rd.files())?;
         let last = journal::check_chain(&lines)?;
         let (runbook, file) = journal::read(&rd.files())
             .ok()
@@ -411,7 +417,12 @@ impl Store for PgStore {
                     _ => None,
                 })
             })
-            .ok_or_else(|| format!("{}: the journal has no run start", run_dir.display()))?;
+            .ok_or_else(|| {
+                SessionError::refused(format!(
+                    "{}: the journal has no run start",
+                    run_dir.display()
+                ))
+            })?;
         let options = std::fs::read_to_string(rd.options()).ok();
         let count = lines.len() as i64;
         let seqs: Vec<i64> = (0..count).collect();
@@ -440,10 +451,10 @@ impl Store for PgStore {
         });
         match inserted {
             Ok(true) => Ok(id),
-            Ok(false) => Err(format!(
+            Ok(false) => Err(SessionError::usage(format!(
                 "run {id} is already in the store {}",
                 self.conn.url()
-            )),
+            ))),
             Err(e) => {
                 // A failed statement leaves the transaction open on this connection.
                 let _ = self
@@ -465,7 +476,7 @@ impl Store for PgStore {
         super::team::lock(&self.dsn, key, run_id, user)
     }
 
-    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, SessionError> {
         super::team::unlock(&self.dsn, key, force)
     }
 
@@ -473,7 +484,7 @@ impl Store for PgStore {
         &self,
         _run_dir: &Path,
         run_id: &str,
-    ) -> Result<Arc<dyn crate::execute::AnswerSource>, String> {
+    ) -> Result<Arc<dyn crate::execute::AnswerSource>, SessionError> {
         super::team::answers(&self.dsn, run_id).map(|(a, _)| a)
     }
 
@@ -484,7 +495,7 @@ impl Store for PgStore {
         gate: &str,
         decision: crate::event::Decision,
         comment: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         super::approvals::give(&self.dsn, run_id, gate, decision, comment.as_deref()).map(|_| ())
     }
 

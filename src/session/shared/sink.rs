@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use super::conn::PgConn;
-use crate::journal::RecordSink;
+use crate::journal::{RecordSink, SinkError};
 
 /// A run's records on their way to the database.
 pub(super) struct PgSink {
@@ -59,11 +59,11 @@ impl RecordSink for PgSink {
         hash: &str,
         durable: bool,
         sealed: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
         if let Some(e) = self.earlier_failure() {
-            return Err(e);
+            return Err(SinkError(e));
         }
-        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
+        let seq = i64::try_from(seq).map_err(|e| SinkError(e.to_string()))?;
         let row = (
             self.run_id.clone(),
             seq,
@@ -74,28 +74,33 @@ impl RecordSink for PgSink {
         if durable || sealed {
             // Announces work (or ends the run): committed before the engine goes on. Calls run
             // in order, so every record sent before is committed (or failed) by now.
-            let added = self.conn.call(move |c| append_row(c, row))?;
+            let added = self
+                .conn
+                .call(move |c| append_row(c, row))
+                .map_err(|e| SinkError(e.message))?;
             if let Some(e) = self.earlier_failure() {
-                return Err(e);
+                return Err(SinkError(e));
             }
             return if added {
                 Ok(())
             } else {
-                Err(self.moved_on(seq))
+                Err(SinkError(self.moved_on(seq)))
             };
         }
         // Like the file journal's unsynced records: on its way at once, confirmed by the
         // next announcing record (a failure stops the run there).
         let moved_on = self.moved_on(seq);
-        self.conn.send(
-            move |c| async move {
-                match append_row(c, row).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(moved_on),
-                    Err(e) => Err(super::pg::describe(&e)),
-                }
-            },
-            self.failed.clone(),
-        )
+        self.conn
+            .send(
+                move |c| async move {
+                    match append_row(c, row).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(moved_on),
+                        Err(e) => Err(super::pg::describe(&e)),
+                    }
+                },
+                self.failed.clone(),
+            )
+            .map_err(|e| SinkError(e.message))
     }
 }
