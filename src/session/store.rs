@@ -591,4 +591,62 @@ mod tests {
         assert!(journal::check_chain(&lines).is_err());
         assert!(journal::write_copy(&RunDir::new(dest.path()).files(), &lines, false).is_err());
     }
+
+    #[test]
+    fn the_journal_writes_where_run_dir_says_and_runs_are_listed_from_there() {
+        let runs = tempfile::tempdir().unwrap();
+        let run = RunDir::in_runs(runs.path(), "run-1");
+        create_run_dir(runs.path(), run.path()).unwrap();
+        journal_of(run.path(), 3);
+        assert!(run.journal().is_file());
+        assert!(run.head().is_file());
+        assert!(run.answers().is_dir());
+        assert_eq!(run.id(), "run-1");
+        let listed = list_runs(runs.path());
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].dir, run.path());
+        assert_eq!(resolve(Some(runs.path()), "run").unwrap(), run.path());
+        assert_eq!(resolve(Some(runs.path()), "last").unwrap(), run.path());
+    }
+
+    #[test]
+    fn errors_carry_a_kind_a_front_end_classifies_by() {
+        let runs = tempfile::tempdir().unwrap();
+        // A name that is not a run id, or no such run: the operator's mistake.
+        for id in ["../x", "nope"] {
+            let e = resolve(Some(runs.path()), id).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Usage, "{e}");
+        }
+        // A runs directory others can write to: refused, to protect the runs.
+        let open = runs.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let e = create_run_dir(&open, &open.join("r")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+        assert!(
+            e.to_string().contains("is writable by group or others"),
+            "{e}"
+        );
+        // A journal whose chain is broken is refused, not merely unreadable.
+        let src = runs.path().join("run-2");
+        std::fs::create_dir(&src).unwrap();
+        journal_of(&src, 3);
+        let journal = RunDir::new(&src).journal();
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(0, 1);
+        std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let e = copy_run(&src, dest.path()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+        // Importing a run that is already there: the operator's mistake.
+        let store = FileStore {
+            runs: runs.path().to_path_buf(),
+        };
+        let e = store.import(&RunDir::in_runs(runs.path(), "run-2").path().to_path_buf());
+        assert_eq!(e.unwrap_err().kind, ErrorKind::Usage);
+    }
 }
