@@ -646,7 +646,7 @@ mod tests {
         let store = FileStore {
             runs: runs.path().to_path_buf(),
         };
-        let e = store.import(&RunDir::in_runs(runs.path(), "run-2").path().to_path_buf());
+        let e = store.import(RunDir::in_runs(runs.path(), "run-2").path());
         assert_eq!(e.unwrap_err().kind, ErrorKind::Usage);
     }
 }
