@@ -42,8 +42,9 @@
 //! - `journal`: the hash-chained run journal (`writer.rs` the observer, `read.rs` load and
 //!   verify, `copy.rs` verified copies), locks, remote answers, liveness, run state; it is
 //!   given the files it works on (`RunFiles`).
-//! - `session`: [`RunId`], `store.rs` (the `Store` trait, runs directory, finding a run, and
-//!   `RunDir`: the only place that knows the run-directory layout), `error.rs`
+//! - `session`: [`RunId`], `store.rs` (the `Store` trait, runs directory, finding a run;
+//!   `store/layout.rs`: `RunDir`, the only place that knows the run-directory layout;
+//!   `store/file.rs`: the file store), `error.rs`
 //!   (`SessionError { kind, message }`), `prior.rs`, the PostgreSQL store in `shared/`.
 //! - `transcript`: transcripts (`timeline.rs`, `files.rs`), typed `TranscriptError`, and
 //!   incident attachment.
