@@ -79,7 +79,7 @@ fn check_origin(value: &str) -> Result<(), String> {
 
 /// Reads the parts of `rendered`; calls `each(index, part)` for every marker, which returns
 /// the text to put there.
-pub(crate) fn walk(
+pub(super) fn walk(
     rendered: &str,
     mut each: impl FnMut(usize, Part) -> Result<String, String>,
 ) -> Result<String, String> {
@@ -141,7 +141,7 @@ const SEG_OPEN: char = '\u{E002}';
 const SEG_CLOSE: char = '\u{E003}';
 
 /// Replaces each marker with its value, encoded for where it stands.
-pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String> {
+pub(super) fn place(rendered: &str, values: &[String]) -> Result<String, String> {
     let out = place_marked(rendered, values)?;
     check_dot_segments(&out)?;
     Ok(out.replace([SEG_OPEN, SEG_CLOSE], ""))
