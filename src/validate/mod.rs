@@ -7,7 +7,7 @@
 mod ask;
 mod checks;
 mod compose;
-pub use checks::{RESULT_NAMES, step_var};
+pub(crate) use checks::{RESULT_NAMES, step_var};
 pub(crate) use targets::METHODS as HTTP_METHODS;
 mod convert;
 pub(crate) mod reader;
@@ -19,19 +19,19 @@ use crate::model::Runbook;
 
 /// The result of validation: the runbook if it has no errors, and every diagnostic found.
 #[derive(Debug)]
-pub struct Validated {
+pub(crate) struct Validated {
     pub runbook: Option<Runbook>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl Validated {
-    pub fn has_errors(&self, strict: bool) -> bool {
+    pub(crate) fn has_errors(&self, strict: bool) -> bool {
         self.diagnostics.iter().any(|d| d.is_error() || strict)
     }
 }
 
 /// Validates a loaded runbook.
-pub fn validate(loaded: &Loaded) -> Validated {
+pub(crate) fn validate(loaded: &Loaded) -> Validated {
     let root = match &loaded.root {
         Err(diags) => {
             return Validated {
