@@ -202,7 +202,7 @@ pub(crate) fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                         text: text.into_owned(),
                         plain: style == ScalarStyle::Plain,
                     },
-                    span: scalar_range(src, range, style),
+                    span: scalar_range(src, range),
                 },
                 anchor,
             ))),
@@ -400,7 +400,7 @@ fn check_duplicate_keys(pairs: &[(Node, Node)], diags: &mut Vec<Diagnostic>) {
 
 /// The span of a scalar's *value*: for quoted scalars the parser's span covers the quotes;
 /// carets look best under the text itself, so keep it as is (quotes included) but never empty.
-fn scalar_range(src: &str, range: Range<usize>, _style: ScalarStyle) -> Range<usize> {
+fn scalar_range(src: &str, range: Range<usize>) -> Range<usize> {
     if range.start >= range.end {
         range.start..next_char_boundary(src, range.start)
     } else {

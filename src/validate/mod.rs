@@ -95,7 +95,7 @@ mod tests {
         let top = &s["properties"];
         let step = &top["steps"]["items"];
         let sp = &step["properties"];
-        let cases: [(&str, &[&str], &Value); 15] = [
+        let cases: [(&str, &[&str], &Value); 16] = [
             ("top level", TOP, &s),
             (
                 "input",
@@ -119,6 +119,7 @@ mod tests {
             ("on (run time)", super::targets::ON, &sp["on"]["oneOf"][1]),
             ("order", super::targets::ORDER, &sp["order"]),
             ("retry", super::targets::RETRY, &sp["retry"]),
+            ("ask", super::ask::ASK, &sp["ask"]["oneOf"][1]),
         ];
         for (what, keys, schema) in cases {
             assert_eq!(listed(keys), properties(schema), "{what}");
@@ -128,5 +129,8 @@ mod tests {
         assert!(HTTP_VERBS.iter().all(|v| http.contains(*v)));
         let steps = properties(step);
         assert!(KINDS.iter().all(|k| steps.contains(*k)));
+        // A call (`uses:`) has only step fields.
+        let call = super::compose::CALL_FIELDS;
+        assert!(call.iter().all(|k| steps.contains(*k)), "{call:?}");
     }
 }
