@@ -53,3 +53,33 @@ pub fn check_source(name: &str, text: impl Into<Vec<u8>>) -> Checked {
         source: loaded.source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_runbook_is_returned_and_an_invalid_one_rendered_like_validate() {
+        let ok = check_source(
+            "ok.yaml",
+            "runbook: ok\nversion: 1\nsteps:\n  - id: a\n    run: \"true\"\n",
+        );
+        assert!(!ok.has_errors(false), "{}", ok.render(false));
+        assert_eq!(ok.runbook().map(|rb| rb.steps.len()), Some(1));
+
+        let bad = check_source(
+            "bad.yaml",
+            "runbook: bad\nversion: 1\nsteps:\n  - id: a\n    run: \"true\"\n    needs: [nope]\n",
+        );
+        assert!(bad.has_errors(false));
+        assert!(bad.runbook().is_none());
+        let shown = bad.render(false);
+        assert!(shown.contains("bad.yaml:6:"), "{shown}");
+        assert!(shown.contains("nope"), "{shown}");
+        let codes: Vec<&str> = bad.diagnostics().iter().map(|d| d.code).collect();
+        let Err(diags) = bad.into_result() else {
+            panic!("an invalid runbook came back as valid");
+        };
+        assert_eq!(diags.iter().map(|d| d.code).collect::<Vec<_>>(), codes);
+    }
+}
