@@ -6,20 +6,20 @@
 //! turns it into a [`Runbook`] or a list of [`Diagnostic`]s (every problem at once, with
 //! line:column and a caret; [`check_source`] is that first half as a library call); `plan`
 //! resolves inputs and builds the wave-ordered step graph (the dry run *is* this value,
-//! rendered: [`build_plan`]); [`execute`] runs the runbook over the same graph, each step
-//! through its kind's module in `step/` (the same render function the plan used), emitting
-//! [`Event`]s that [`Observer`]s consume (the console, the JSON stream, and the journal,
-//! which `resume` replays) and ending in a [`RunOutcome`] whose failed steps carry a typed
-//! [`StepError`]; `session` is what a run needs around the engine for any front end (run
+//! rendered: [`build_plan`], or a [`PlanError`]); [`execute`] runs the runbook over the same
+//! graph, each step through its kind's module in `step/` (the same render function the plan
+//! used), emitting [`Event`]s that [`Observer`]s consume (the console, the JSON stream, and the
+//! journal, which `resume` replays) and ending in a [`RunOutcome`] whose failed steps carry a
+//! typed [`StepError`]; `session` is what a run needs around the engine for any front end (run
 //! ids, where runs live, what a resumed run already knows); `transcript` tells a run from its
-//! journal and attaches it to incidents. Only `cli` knows about command-line flags and only
-//! it prints.
+//! journal and attaches it to incidents. Only `cli` knows about command-line flags and only it
+//! prints.
 //!
 //! Every module is private; the public API is the `pub use` set at the end of this file:
-//! [`main`] (the binary), [`check_source`]/[`Checked`] (load → validate), [`build_plan`],
-//! [`execute`] with its [`Options`], [`Services`], [`Prompter`], [`AnswerSource`] and
-//! [`RunOutcome`], the [`Event`] contract and [`Observer`], [`StepError`], [`ExitStatus`]
-//! and [`RunId`].
+//! [`main`] (the binary), [`check_source`]/[`Checked`] (load → validate), [`build_plan`] and
+//! [`PlanError`], [`execute`] with its [`Options`], [`Services`], [`Prompter`],
+//! [`AnswerSource`] and [`RunOutcome`], the [`Event`] contract and [`Observer`], [`StepError`],
+//! [`ExitStatus`] and [`RunId`].
 //!
 //! Module map (leaves first; no module imports a later stage, and none imports `cli`):
 //! - `event`: the [`Event`] contract and the [`Observer`] trait (journal, transcript,
@@ -37,7 +37,8 @@
 //! - `graph`: waves and cycle paths.
 //! - `inputs`: resolved inputs (read by plan and execute).
 //! - `plan`: the [`Plan`] and its text/json/dot/mermaid renderers.
-//! - `runner`: one runner per way of running (`local.rs`, `ssh.rs`) and the HTTP client.
+//! - `runner`: one runner per way of running (`local.rs`, `ssh.rs`), the HTTP client, and
+//!   [`StepError`], a step's failure classified by kind (what `step/` returns too).
 //! - `step`: one module per step kind (`run`, `http`, `wait`, `manual`) with its render
 //!   function (shared by plan and run), success rule (`expect.rs`) and readable results;
 //!   `hosts.rs` resolves `on:`, `context.rs` builds what templates see, `render.rs` is the
@@ -87,6 +88,6 @@ pub use execute::{
 };
 pub use exit::ExitStatus;
 pub use model::Runbook;
-pub use plan::{Plan, build as build_plan};
+pub use plan::{Plan, PlanError, build as build_plan};
 pub use runner::{StepError, StepErrorKind};
 pub use session::RunId;
