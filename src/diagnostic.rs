@@ -73,14 +73,14 @@ impl Diagnostic {
 
 /// A source file as diagnostics see it: its display name and (lossless or lossy) text.
 #[derive(Debug, Clone)]
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     pub name: String,
     pub text: String,
 }
 
 impl SourceFile {
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
@@ -168,7 +168,7 @@ impl miette::Diagnostic for Drawable<'_> {
 }
 
 /// Renders diagnostics rustc-style, with a caret under each span. `color` picks the theme.
-pub fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> String {
+pub(crate) fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> String {
     let theme = if color {
         GraphicalTheme::unicode()
     } else {
@@ -222,7 +222,7 @@ pub fn render_human(source: &SourceFile, diags: &[Diagnostic], color: bool) -> S
 
 /// One diagnostic as JSON (schema documented in `docs/diagnostics.md`).
 #[derive(Debug, Serialize)]
-pub struct JsonDiagnostic<'a> {
+pub(crate) struct JsonDiagnostic<'a> {
     pub file: &'a str,
     pub code: &'static str,
     pub severity: Severity,
@@ -236,7 +236,10 @@ pub struct JsonDiagnostic<'a> {
 }
 
 /// Converts diagnostics to their JSON shape for `--format json`.
-pub fn to_json<'a>(source: &'a SourceFile, diags: &'a [Diagnostic]) -> Vec<JsonDiagnostic<'a>> {
+pub(crate) fn to_json<'a>(
+    source: &'a SourceFile,
+    diags: &'a [Diagnostic],
+) -> Vec<JsonDiagnostic<'a>> {
     diags
         .iter()
         .map(|d| {
@@ -261,7 +264,7 @@ pub fn to_json<'a>(source: &'a SourceFile, diags: &'a [Diagnostic]) -> Vec<JsonD
 }
 
 /// "did you mean `x`?" for a misspelt name, when one candidate is close enough.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {

@@ -2,16 +2,24 @@
 //! rollback and transcripts.
 //!
 //! The pipeline is **load → validate → plan → execute → transcript**, and every stage only
-//! depends on earlier ones: [`load`] reads a file into a span-carrying YAML tree; [`validate`]
+//! depends on earlier ones: `load` reads a file into a span-carrying YAML tree; `validate`
 //! turns it into a [`Runbook`] or a list of [`Diagnostic`]s (every problem at once, with
-//! line:column and a caret); `plan` resolves inputs and builds the wave-ordered step graph
-//! (the dry run *is* this value, rendered); `execute` runs the runbook over the same graph,
-//! each step through its kind's module in `step/` (the same render function the plan used),
-//! emitting [`Event`]s that observers consume (the console, the JSON stream, and the journal,
-//! which `resume` replays); `session` is what a run needs around the engine for any front
-//! end (run ids, where runs live, what a resumed run already knows); `transcript` tells a
-//! run from its journal and attaches it to incidents. Only `cli` knows about command-line
-//! flags and only it prints.
+//! line:column and a caret; [`check_source`] is that first half as a library call); `plan`
+//! resolves inputs and builds the wave-ordered step graph (the dry run *is* this value,
+//! rendered: [`build_plan`], or a [`PlanError`]); [`execute`] runs the runbook over the same
+//! graph, each step through its kind's module in `step/` (the same render function the plan
+//! used), emitting [`Event`]s that [`Observer`]s consume (the console, the JSON stream, and the
+//! journal, which `resume` replays) and ending in a [`RunOutcome`] whose failed steps carry a
+//! typed [`StepError`]; `session` is what a run needs around the engine for any front end (run
+//! ids, where runs live, what a resumed run already knows); `transcript` tells a run from its
+//! journal and attaches it to incidents. Only `cli` knows about command-line flags and only it
+//! prints.
+//!
+//! Every module is private; the public API is the `pub use` set at the end of this file:
+//! [`main`] (the binary), [`check_source`]/[`Checked`] (load → validate), [`build_plan`] and
+//! [`PlanError`], [`execute`] with its [`Options`], [`Services`], [`Prompter`],
+//! [`AnswerSource`] and [`RunOutcome`], the [`Event`] contract and [`Observer`], [`StepError`],
+//! [`ExitStatus`] and [`RunId`].
 //!
 //! Module map (leaves first; no module imports a later stage, and none imports `cli`):
 //! - `event`: the [`Event`] contract and the [`Observer`] trait (journal, transcript,
@@ -20,15 +28,17 @@
 //! - `sys`: current user and host, approver rules, files and directories only their owner reads.
 //! - `fmt`: durations and SSH destinations as people see them.
 //! - `exit`: outcome → process exit code, in one place.
-//! - [`load`]: bytes → YAML tree with spans (duplicate keys refused).
-//! - [`validate`]: tree → [`Runbook`]; structural reading and semantic checks.
-//! - [`diagnostic`]: problems in a runbook and their renderers.
+//! - `load`: bytes → YAML tree with spans (duplicate keys refused).
+//! - `validate`: tree → [`Runbook`]; structural reading and semantic checks.
+//! - `diagnostic`: problems in a runbook and their renderers.
+//! - `check`: load → validate as one library call ([`check_source`]), diagnostics rendered.
 //! - `model`: the validated runbook types. `schema`: the JSON Schema of the format.
 //! - `template`: minijinja, strict undefined, shell quoting, URLs, secrets, placeholders.
 //! - `graph`: waves and cycle paths.
 //! - `inputs`: resolved inputs (read by plan and execute).
 //! - `plan`: the [`Plan`] and its text/json/dot/mermaid renderers.
-//! - `runner`: one runner per way of running (`local.rs`, `ssh.rs`) and the HTTP client.
+//! - `runner`: one runner per way of running (`local.rs`, `ssh.rs`), the HTTP client, and
+//!   [`StepError`], a step's failure classified by kind (what `step/` returns too).
 //! - `step`: one module per step kind (`run`, `http`, `wait`, `manual`) with its render
 //!   function (shared by plan and run), success rule (`expect.rs`) and readable results;
 //!   `hosts.rs` resolves `on:`, `context.rs` builds what templates see, `render.rs` is the
@@ -50,11 +60,9 @@
 //!   incident attachment.
 //! - `cli`: clap arguments, subcommands, console output, prompts.
 
-// `diagnostic`, `load` and `validate` are public for the integration tests' truncation test
-// (load → validate → render every cut of a file); everything else is reached through the
-// `pub use` set below.
+mod check;
 mod cli;
-pub mod diagnostic;
+mod diagnostic;
 mod event;
 mod execute;
 mod exit;
@@ -62,7 +70,7 @@ mod fmt;
 mod graph;
 mod inputs;
 mod journal;
-pub mod load;
+mod load;
 mod model;
 mod plan;
 mod redact;
@@ -74,8 +82,9 @@ mod sys;
 mod template;
 mod term;
 mod transcript;
-pub mod validate;
+mod validate;
 
+pub use check::{Checked, check_source};
 pub use cli::main;
 pub use diagnostic::Diagnostic;
 pub use event::{Event, Observer, Stamped, StepStatus};
@@ -85,6 +94,6 @@ pub use execute::{
 };
 pub use exit::ExitStatus;
 pub use model::Runbook;
-pub use plan::{Plan, build as build_plan};
+pub use plan::{Plan, PlanError, build as build_plan};
 pub use runner::{StepError, StepErrorKind};
 pub use session::RunId;

@@ -83,9 +83,34 @@ pub(crate) fn may_answer(allowed: &[String], user: &str) -> bool {
     })
 }
 
+/// Why [`read_regular_bounded`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BoundedReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    /// A FIFO, a device, a directory…
+    #[error("not a regular file")]
+    NotRegular,
+    /// Bigger than allowed (`size`: its size when known beforehand).
+    #[error("{}", too_big(*.size, *.max))]
+    TooBig { size: Option<u64>, max: u64 },
+    #[error("not UTF-8 text")]
+    NotText,
+}
+
+fn too_big(size: Option<u64>, max: u64) -> String {
+    match size {
+        Some(n) => format!("{n} bytes, more than the {max} allowed"),
+        None => format!("more than the {max} bytes allowed"),
+    }
+}
+
 /// Reads a regular file of at most `max` bytes as text: a FIFO, a device (`/dev/zero`), a
 /// directory or a bigger file is refused with a one-line reason, never read or waited on.
-pub(crate) fn read_regular_bounded(path: &std::path::Path, max: u64) -> Result<String, String> {
+pub(crate) fn read_regular_bounded(
+    path: &std::path::Path,
+    max: u64,
+) -> Result<String, BoundedReadError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on the
@@ -93,21 +118,19 @@ pub(crate) fn read_regular_bounded(path: &std::path::Path, max: u64) -> Result<S
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let m = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+        .open(path)?;
+    let m = f.metadata()?;
     if !m.is_file() {
-        return Err("not a regular file".into());
+        return Err(BoundedReadError::NotRegular);
     }
     if m.len() > max {
-        return Err(format!("{} bytes, more than the {max} allowed", m.len()));
+        let size = Some(m.len());
+        return Err(BoundedReadError::TooBig { size, max });
     }
     let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    f.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
-        return Err(format!("more than the {max} bytes allowed"));
+        return Err(BoundedReadError::TooBig { size: None, max });
     }
-    String::from_utf8(buf).map_err(|_| "not UTF-8 text".into())
+    String::from_utf8(buf).map_err(|_| BoundedReadError::NotText)
 }

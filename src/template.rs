@@ -503,7 +503,8 @@ impl Templates {
         let slots = SLOTS.with(|s| s.replace(previous)).unwrap_or_default();
         let rendered = rendered?;
         let values: Vec<String> = slots.items.into_iter().map(|(_, v, _)| v).collect();
-        url::place(&rendered, &values).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))
+        url::place(&rendered, &values)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
     }
 
     /// Evaluates an expression against `ctx`.

@@ -176,6 +176,18 @@ pub(crate) fn launch(
     f: &super::RunOpts,
     color: bool,
 ) -> ExitStatus {
+    match launch_or_refuse(req, store, f, color) {
+        Ok(status) | Err(status) => status,
+    }
+}
+
+/// [`launch`]; `Err`: the run could not be set up (the reason already printed).
+fn launch_or_refuse(
+    req: RunRequest,
+    store: &dyn Store,
+    f: &super::RunOpts,
+    color: bool,
+) -> Result<ExitStatus, ExitStatus> {
     let meta = req.meta();
     let RunRequest {
         rb,
@@ -187,21 +199,16 @@ pub(crate) fn launch(
         live,
         no_journal,
     } = req;
-    let answers = match checked_options(&rb, f) {
-        Ok(a) => a,
-        Err(e) => {
-            error_line(e);
-            return ExitStatus::Invalid;
-        }
-    };
+    let answers = checked_options(&rb, f).map_err(|e| {
+        error_line(e);
+        ExitStatus::Invalid
+    })?;
     let user = current_user();
-    let started = match crate::session::start::start(&rb, &resolved, store, &run_id, &user, live) {
-        Ok(s) => s,
-        Err(e) => {
+    let started = crate::session::start::start(&rb, &resolved, store, &run_id, &user, live)
+        .map_err(|e| {
             error_line(e.message);
-            return e.status;
-        }
-    };
+            e.status
+        })?;
     let crate::session::start::Started {
         run_dir,
         lock_key,
@@ -209,61 +216,24 @@ pub(crate) fn launch(
         live: _live,
     } = started;
     if let Err(e) = super::remember::save(&run_dir, f) {
-        error_line(format!("cannot record the run's options: {e}"));
-        return ExitStatus::EngineFailed;
+        return Err(engine_failed(format!(
+            "cannot record the run's options: {e}"
+        )));
     }
     let interactive = interactive();
-    let tty_progress = match f.progress {
-        ProgressMode::Auto => std::io::stderr().is_terminal(),
-        ProgressMode::Tty => true,
-        ProgressMode::Plain => false,
-    };
     let titles = step_titles(&rb, &resolved);
-    let (console, mp) = Console::new(
-        tty_progress,
-        color,
-        rb.steps.len() + rb.finally.len(),
-        titles.clone(),
-        format!("runbook logs{} {run_id}", store.flags()),
-    );
+    let logs_cmd = format!("runbook logs{} {run_id}", store.flags());
+    let (console, mp) = console(f.progress, color, &rb, titles.clone(), logs_cmd);
     let journal = if no_journal {
         None
     } else {
-        match store.begin(&meta, &run_dir) {
-            Ok(sink) => Some((run_dir.as_path(), sink)),
-            Err(e) if e.busy => {
-                error_line(e.message);
-                return ExitStatus::Busy;
-            }
-            Err(e) => {
-                error_line(format!("cannot record run {run_id}: {}", e.message));
-                return ExitStatus::EngineFailed;
-            }
-        }
+        Some((
+            run_dir.as_path(),
+            begin_journal(store, &meta, &run_dir, &run_id)?,
+        ))
     };
-    let observers = match observers(console, f.output, journal) {
-        Ok(o) => o,
-        Err(e) => {
-            error_line(e);
-            return ExitStatus::EngineFailed;
-        }
-    };
-    let st = super::console::Styles::new(color);
-    if f.no_rollback {
-        eprintln!(
-            "{}",
-            st.bad
-                .apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!")
-        );
-    }
-    if no_journal {
-        eprintln!(
-            "{}",
-            st.warn.apply_to(
-                "--no-journal: this run cannot be resumed, approved remotely or transcribed"
-            )
-        );
-    }
+    let observers = observers(console, f.output, journal).map_err(engine_failed)?;
+    warn_of_what_is_off(f.no_rollback, no_journal, color);
     let prompter: Option<Arc<dyn execute::Prompter>> = if interactive {
         Some(Arc::new(TtyPrompter {
             mp,
@@ -276,16 +246,10 @@ pub(crate) fn launch(
     let runs_flag = store.flags();
     // A store that authenticates people (PostgreSQL): the operator is the database role.
     let user = store.identity().unwrap_or(user);
-    let remote_answers = if no_journal {
+    let remote = if no_journal {
         None
     } else {
-        match store.answers(&run_dir, &run_id) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                error_line(e);
-                return ExitStatus::EngineFailed;
-            }
-        }
+        Some(remote_gates(store, f, &run_dir, &run_id)?)
     };
     let opts = Options {
         run_id: run_id.clone(),
@@ -299,39 +263,13 @@ pub(crate) fn launch(
         host: current_host(),
         file_sha256,
         lock: lock_key.clone(),
-        remote: remote_answers.map(|answers| execute::RemoteGates {
-            answers,
-            wait: !f.no_wait,
-            approve_cmd: format!("runbook approve{runs_flag} {run_id}"),
-        }),
+        remote,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            error_line(format!("cannot start the async runtime: {e}"));
-            return ExitStatus::EngineFailed;
-        }
-    };
-    let remote: Option<Arc<dyn crate::runner::RemoteRunners>> = if rb.hosts.is_empty() {
-        None
-    } else {
-        match crate::runner::ssh::SshPool::new(ssh_options(&f.ssh)) {
-            Ok(p) => Some(Arc::new(p)),
-            Err(e) => {
-                error_line(format!("cannot prepare SSH control sockets: {e}"));
-                return ExitStatus::EngineFailed;
-            }
-        }
-    };
-    let services = Services {
-        local: None,
-        prompter,
-        remote,
-        http: Some(Arc::new(crate::runner::http::ReqwestClient::default())),
-    };
+        .map_err(|e| engine_failed(format!("cannot start the async runtime: {e}")))?;
+    let services = services(&rb, &f.ssh, prompter)?;
     let rb = Arc::new(rb);
     let outcome = runtime.block_on(async {
         let signals = signal_counter();
@@ -347,21 +285,8 @@ pub(crate) fn launch(
         .await
     });
     eprint!("{}", summary(&outcome, &titles, color));
-    if let Some(l) = &lock
-        && l.lost()
-    {
-        eprintln!(
-            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
-            lock_key.as_deref().unwrap_or("?")
-        );
-    }
-    if outcome.resumable {
-        // Resumable: keep the lock for `runbook resume`.
-        if let Some(l) = &mut lock {
-            l.keep();
-        }
-        eprintln!("resume with: runbook resume{runs_flag} {run_id}");
-    }
+    let lock_key = lock_key.as_deref();
+    settle_lock(&outcome, &mut lock, lock_key, &runs_flag, &run_id);
     if outcome.status == ExitStatus::RollbackIncomplete && !no_journal {
         eprintln!(
             "finish the unwinding with: runbook rollback{runs_flag} {run_id}   (see what is left: runbook show{runs_flag} {run_id})"
@@ -371,7 +296,132 @@ pub(crate) fn launch(
         transcribe_and_attach(&runtime, &run_dir, &rb, &f.attach, &runs_flag, &run_id);
     }
     runtime.shutdown_background();
-    outcome.status
+    Ok(outcome.status)
+}
+
+/// The live console: progress bars on a terminal (or as `--progress` says), else lines.
+fn console(
+    progress: ProgressMode,
+    color: bool,
+    rb: &crate::model::Runbook,
+    titles: HashMap<String, String>,
+    logs_cmd: String,
+) -> (Console, Option<indicatif::MultiProgress>) {
+    let tty_progress = match progress {
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+        ProgressMode::Tty => true,
+        ProgressMode::Plain => false,
+    };
+    let steps = rb.steps.len() + rb.finally.len();
+    Console::new(tty_progress, color, steps, titles, logs_cmd)
+}
+
+/// Prints `msg` as an error: the run cannot go on (exit 5).
+fn engine_failed(msg: impl std::fmt::Display) -> ExitStatus {
+    error_line(msg);
+    ExitStatus::EngineFailed
+}
+
+/// Registers the run with the store; where its records go besides the local journal.
+fn begin_journal(
+    store: &dyn Store,
+    meta: &crate::session::store::RunMeta,
+    run_dir: &Path,
+    run_id: &str,
+) -> Result<Option<Box<dyn crate::journal::RecordSink>>, ExitStatus> {
+    match store.begin(meta, run_dir) {
+        Ok(sink) => Ok(sink),
+        Err(e) if e.busy => {
+            error_line(e.message);
+            Err(ExitStatus::Busy)
+        }
+        Err(e) => Err(engine_failed(format!(
+            "cannot record run {run_id}: {}",
+            e.message
+        ))),
+    }
+}
+
+/// Says loudly what the operator turned off: rollback, the journal.
+fn warn_of_what_is_off(no_rollback: bool, no_journal: bool, color: bool) {
+    let st = super::console::Styles::new(color);
+    if no_rollback {
+        eprintln!(
+            "{}",
+            st.bad
+                .apply_to("!!! --no-rollback: if this run fails, NOTHING will be undone !!!")
+        );
+    }
+    if no_journal {
+        eprintln!(
+            "{}",
+            st.warn.apply_to(
+                "--no-journal: this run cannot be resumed, approved remotely or transcribed"
+            )
+        );
+    }
+}
+
+/// Where the run's gates read answers given from elsewhere (`runbook approve`).
+fn remote_gates(
+    store: &dyn Store,
+    f: &super::RunOpts,
+    run_dir: &Path,
+    run_id: &str,
+) -> Result<execute::RemoteGates, ExitStatus> {
+    let answers = store.answers(run_dir, run_id).map_err(engine_failed)?;
+    Ok(execute::RemoteGates {
+        answers,
+        wait: !f.no_wait,
+        approve_cmd: format!("runbook approve{} {run_id}", store.flags()),
+    })
+}
+
+/// What the engine runs things with: SSH (when the runbook has hosts), HTTP, the prompter.
+fn services(
+    rb: &crate::model::Runbook,
+    ssh: &super::SshArgs,
+    prompter: Option<Arc<dyn execute::Prompter>>,
+) -> Result<Services, ExitStatus> {
+    let remote: Option<Arc<dyn crate::runner::RemoteRunners>> = if rb.hosts.is_empty() {
+        None
+    } else {
+        let pool = crate::runner::ssh::SshPool::new(ssh_options(ssh))
+            .map_err(|e| engine_failed(format!("cannot prepare SSH control sockets: {e}")))?;
+        Some(Arc::new(pool))
+    };
+    Ok(Services {
+        local: None,
+        prompter,
+        remote,
+        http: Some(Arc::new(crate::runner::http::ReqwestClient::default())),
+    })
+}
+
+/// After the engine: whether the lock held, and for a resumable run, keeps the lock for
+/// `runbook resume` and says how to resume.
+fn settle_lock(
+    outcome: &execute::RunOutcome,
+    lock: &mut Option<Box<dyn crate::session::store::RunLock>>,
+    lock_key: Option<&str>,
+    runs_flag: &str,
+    run_id: &str,
+) {
+    if let Some(l) = lock
+        && l.lost()
+    {
+        eprintln!(
+            "warning: the store's session holding lock `{}` ended during the run: the lock did not protect it from then on",
+            lock_key.unwrap_or("?")
+        );
+    }
+    if outcome.resumable {
+        // Resumable: keep the lock for `runbook resume`.
+        if let Some(l) = lock {
+            l.keep();
+        }
+        eprintln!("resume with: runbook resume{runs_flag} {run_id}");
+    }
 }
 
 /// After a run: writes its transcript and attaches it where `--attach` said, printing where

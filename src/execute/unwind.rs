@@ -233,7 +233,7 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             Action::Run(cmd) => match run::render(&Live(env), cmd, &body, &ctx, "rollback command")
             {
                 Ok(c) => run::run_command(env, &call, &ctx, c).await,
-                Err(e) => Attempt::failed(StepError::new(K::Render, e)),
+                Err(e) => Attempt::failed(e),
             },
             Action::Http(h) => http::run_http(env, &call, h, &ctx, true).await,
             Action::Wait(w) => wait::run_wait(env, &call, w).await,

@@ -3,23 +3,23 @@
 //! Owns: reading bytes, rejecting non-UTF-8 with a pointed diagnostic, and YAML parsing
 //! ([`yaml`]). It knows nothing about what a runbook means; that is `validate`'s job.
 
-pub mod yaml;
+pub(crate) mod yaml;
 
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, SourceFile};
 
-pub use yaml::{Node, NodeKind};
+pub(crate) use yaml::{Node, NodeKind};
 
 /// Largest file the tool reads: runbooks (a 10,000-step runbook is about 1 MiB), inputs
 /// files and `from_file` inputs.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads a whole file, refusing what is not a regular file (a FIFO, `/dev/zero`, a
 /// directory) and anything over [`MAX_FILE_BYTES`]; `-` reads standard input, also capped.
 /// The file is opened non-blocking, so a FIFO cannot hang the tool, and read through a cap,
 /// so a file that grows while read cannot exhaust memory.
-pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let too_big = || {
@@ -57,14 +57,14 @@ pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// [`read_bounded`], as UTF-8 text.
-pub fn read_bounded_text(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_bounded_text(path: &Path) -> std::io::Result<String> {
     String::from_utf8(read_bounded(path)?)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
 /// A loaded runbook: its source text and parsed tree (or the problems that stopped parsing).
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub source: SourceFile,
     pub root: Result<Option<Node>, Vec<Diagnostic>>,
 }
@@ -72,14 +72,14 @@ pub struct Loaded {
 /// The tool could not read the file at all (as opposed to a problem inside it).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {path}: {source}")]
-pub struct LoadError {
+pub(crate) struct LoadError {
     pub path: String,
     #[source]
     pub source: std::io::Error,
 }
 
 /// Reads and parses the runbook at `path`.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+pub(crate) fn load(path: &Path) -> Result<Loaded, LoadError> {
     let name = path.display().to_string();
     let err = |source| LoadError {
         path: name.clone(),
@@ -90,7 +90,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 }
 
 /// Parses runbook text already in memory (`name` is used in diagnostics).
-pub fn load_bytes(name: String, bytes: Vec<u8>) -> Loaded {
+pub(crate) fn load_bytes(name: String, bytes: Vec<u8>) -> Loaded {
     match String::from_utf8(bytes) {
         Ok(text) => {
             let root = yaml::parse(&text);

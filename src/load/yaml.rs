@@ -20,14 +20,14 @@ const MAX_ALIAS_BYTES: usize = 32 * 1024 * 1024;
 
 /// One YAML value with the byte range it occupies in the source.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     pub kind: NodeKind,
     pub span: Range<usize>,
 }
 
 /// The shape of a [`Node`]. Scalars stay text: the reader decides what type it expects.
 #[derive(Debug, Clone)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     /// A scalar; `plain` is false for quoted and block scalars (which are always strings).
     Scalar {
         text: String,
@@ -39,13 +39,13 @@ pub enum NodeKind {
 
 impl Node {
     /// True for `~`, `null`, `Null`, `NULL` and the empty plain scalar.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.kind, NodeKind::Scalar { text, plain: true }
             if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
     /// The scalar's text, if this is a scalar.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match &self.kind {
             NodeKind::Scalar { text, .. } => Some(text),
             _ => None,
@@ -53,7 +53,7 @@ impl Node {
     }
 
     /// What the node is, for "expected X, found Y" messages.
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match &self.kind {
             NodeKind::Scalar { .. } if self.is_null() => "null",
             NodeKind::Scalar { .. } => "a scalar",
@@ -156,7 +156,7 @@ fn syntax_help(src: &str, at: usize) -> &'static str {
 ///
 /// Returns every problem found: a syntax error ends parsing, but duplicate keys are all reported.
 /// An empty document yields `Ok(None)`.
-pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
+pub(crate) fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
     let offsets = Offsets::new(src);
     let mut diags = Vec::new();
     let mut tree = Tree::default();
@@ -202,7 +202,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, Vec<Diagnostic>> {
                         text: text.into_owned(),
                         plain: style == ScalarStyle::Plain,
                     },
-                    span: scalar_range(src, range, style),
+                    span: scalar_range(src, range),
                 },
                 anchor,
             ))),
@@ -400,7 +400,7 @@ fn check_duplicate_keys(pairs: &[(Node, Node)], diags: &mut Vec<Diagnostic>) {
 
 /// The span of a scalar's *value*: for quoted scalars the parser's span covers the quotes;
 /// carets look best under the text itself, so keep it as is (quotes included) but never empty.
-fn scalar_range(src: &str, range: Range<usize>, _style: ScalarStyle) -> Range<usize> {
+fn scalar_range(src: &str, range: Range<usize>) -> Range<usize> {
     if range.start >= range.end {
         range.start..next_char_boundary(src, range.start)
     } else {

@@ -12,7 +12,7 @@ pub(crate) fn planned(
     r: &dyn Renderer,
     spec: &AskSpec,
     ctx: &Value,
-) -> Result<PlannedAction, String> {
+) -> Result<PlannedAction, super::PlanError> {
     Ok(PlannedAction::Ask {
         prompt: ask::prompt(r, spec, ctx)?,
         ty: spec.ty.as_str().into(),

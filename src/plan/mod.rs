@@ -224,6 +224,12 @@ pub struct PlannedRollback {
 #[error("{0}")]
 pub struct PlanError(pub String);
 
+impl From<crate::runner::StepError> for PlanError {
+    fn from(e: crate::runner::StepError) -> PlanError {
+        PlanError(e.message)
+    }
+}
+
 /// Dependencies of the main steps as indices.
 pub(crate) fn step_deps(rb: &Runbook) -> Vec<Vec<usize>> {
     let index: std::collections::HashMap<String, usize> = rb
@@ -374,7 +380,7 @@ pub(crate) fn targets(
     on: Option<&Named>,
 ) -> Result<Vec<PlanTarget>, PlanError> {
     let Some(on) = on else { return Ok(Vec::new()) };
-    let resolved = crate::step::hosts::resolve(&Shown(t), rb, on, ctx).map_err(PlanError)?;
+    let resolved = crate::step::hosts::resolve(&Shown(t), rb, on, ctx)?;
     Ok(resolved
         .into_iter()
         .map(|h| PlanTarget {
@@ -410,13 +416,13 @@ pub(crate) fn plan_action(
             timeout: human_duration(w.timeout),
         },
         Action::Manual(text) => PlannedAction::Manual {
-            instructions: crate::step::manual::render(&r, text, ctx).map_err(PlanError)?,
+            instructions: crate::step::manual::render(&r, text, ctx)?,
         },
         Action::Checkpoint => PlannedAction::Checkpoint,
         Action::Fail(m) => PlannedAction::Fail {
-            message: crate::step::fail::render(&r, m, ctx).map_err(PlanError)?,
+            message: crate::step::fail::render(&r, m, ctx)?,
         },
-        Action::Ask(a) => ask::planned(&r, a, ctx).map_err(PlanError)?,
+        Action::Ask(a) => ask::planned(&r, a, ctx)?,
     })
 }
 
@@ -430,7 +436,7 @@ fn planned_run(
     probe: bool,
 ) -> Result<PlannedAction, PlanError> {
     let what = if probe { "probe" } else { "command" };
-    let rendered = crate::step::run::render(r, cmd, body, ctx, what).map_err(PlanError)?;
+    let rendered = crate::step::run::render(r, cmd, body, ctx, what)?;
     Ok(PlannedAction::Run {
         env: rendered.all_env(),
         command: rendered.command,
@@ -439,7 +445,7 @@ fn planned_run(
 }
 
 fn plan_request(r: &Shown, h: &HttpSpec, ctx: &Value) -> Result<PlannedRequest, PlanError> {
-    let rendered = crate::step::http::render(r, h, ctx).map_err(PlanError)?;
+    let rendered = crate::step::http::render(r, h, ctx)?;
     Ok(PlannedRequest {
         method: rendered.method,
         url: rendered.url,

@@ -7,6 +7,7 @@ use minijinja::value::Value;
 
 use super::PlanError;
 use crate::model::Tmpl;
+use crate::runner::StepError;
 use crate::step::render::{HostPart, Renderer};
 use crate::template::{Target, Templates};
 
@@ -139,8 +140,8 @@ impl Renderer for Shown<'_> {
         true
     }
 
-    fn text(&self, t: &Tmpl, ctx: &Value, _what: &str) -> Result<String, String> {
-        show(self.0, t, ctx, Target::Text).map_err(|e| e.0)
+    fn text(&self, t: &Tmpl, ctx: &Value, _what: &str) -> Result<String, StepError> {
+        show(self.0, t, ctx, Target::Text).map_err(|e| StepError::render(e.0))
     }
 
     fn command(
@@ -148,18 +149,18 @@ impl Renderer for Shown<'_> {
         t: &Tmpl,
         ctx: &Value,
         _what: &str,
-    ) -> Result<(String, Vec<(String, String)>), String> {
-        show_command(self.0, t, ctx).map_err(|e| e.0)
+    ) -> Result<(String, Vec<(String, String)>), StepError> {
+        show_command(self.0, t, ctx).map_err(|e| StepError::render(e.0))
     }
 
-    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, String> {
-        show_url(self.0, t, ctx).map_err(|e| e.0)
+    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, StepError> {
+        show_url(self.0, t, ctx).map_err(|e| StepError::render(e.0))
     }
 
-    fn host_part(&self, t: &Tmpl, ctx: &Value, _part: HostPart) -> Result<String, String> {
+    fn host_part(&self, t: &Tmpl, ctx: &Value, _part: HostPart) -> Result<String, StepError> {
         self.0
             .render(&t.src, ctx, Target::Text)
-            .map_err(|e| crate::template::describe_error(&e))
+            .map_err(|e| StepError::render(crate::template::describe_error(&e)))
     }
 }
 

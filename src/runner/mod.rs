@@ -113,6 +113,16 @@ impl StepError {
             message: message.into(),
         }
     }
+
+    /// A template that could not be rendered or evaluated.
+    pub fn render(message: impl Into<String>) -> StepError {
+        StepError::new(StepErrorKind::Render, message)
+    }
+
+    /// Hosts of `on:` that could not be resolved.
+    pub fn hosts(message: impl Into<String>) -> StepError {
+        StepError::new(StepErrorKind::Hosts, message)
+    }
 }
 
 /// A boxed future, for runners behind `dyn`.

@@ -113,8 +113,8 @@ impl PoolInner {
             loop {
                 match self.connect(t).await {
                     Ok(s) => return Ok(Arc::new(s)),
-                    Err((msg, transient)) if transient && attempt < CONNECT_ATTEMPTS => {
-                        let _ = msg;
+                    // A transient failure is retried; its message is not needed.
+                    Err((_, true)) if attempt < CONNECT_ATTEMPTS => {
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                         attempt += 1;

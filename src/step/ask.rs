@@ -8,7 +8,11 @@ use super::render::Renderer;
 use crate::model::{AskSpec, InputType, MIN_SECRET_LEN};
 
 /// Renders the prompt.
-pub(crate) fn prompt(r: &dyn Renderer, spec: &AskSpec, ctx: &Value) -> Result<String, String> {
+pub(crate) fn prompt(
+    r: &dyn Renderer,
+    spec: &AskSpec,
+    ctx: &Value,
+) -> Result<String, crate::runner::StepError> {
     r.text(&spec.prompt, ctx, "ask")
 }
 

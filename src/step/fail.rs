@@ -4,8 +4,9 @@ use minijinja::value::Value;
 
 use super::render::Renderer;
 use crate::model::Tmpl;
+use crate::runner::StepError;
 
 /// Renders a fail step's message.
-pub(crate) fn render(r: &dyn Renderer, message: &Tmpl, ctx: &Value) -> Result<String, String> {
+pub(crate) fn render(r: &dyn Renderer, message: &Tmpl, ctx: &Value) -> Result<String, StepError> {
     r.text(message, ctx, "fail")
 }

@@ -5,7 +5,7 @@ use minijinja::value::Value;
 
 use super::render::{HostPart, Renderer};
 use crate::model::*;
-use crate::runner::SshTarget;
+use crate::runner::{SshTarget, StepError};
 
 /// Resolves the hosts of `on:` (a host or a group) with `r`.
 pub(crate) fn resolve(
@@ -13,12 +13,12 @@ pub(crate) fn resolve(
     rb: &Runbook,
     on: &Named,
     ctx: &Value,
-) -> Result<Vec<SshTarget>, String> {
+) -> Result<Vec<SshTarget>, StepError> {
     let part = |h: &Host, t: &Tmpl, p: HostPart| {
         r.host_part(t, ctx, p)
-            .map_err(|e| format!("{} of host `{}`: {e}", p.as_str(), h.name))
+            .map_err(|e| StepError::hosts(format!("{} of host `{}`: {e}", p.as_str(), h.name)))
     };
-    let resolve = |h: &Host| -> Result<SshTarget, String> {
+    let resolve = |h: &Host| -> Result<SshTarget, StepError> {
         let address = part(h, &h.address, HostPart::Address)?;
         let user = match &h.user {
             Some(u) => Some(part(h, u, HostPart::User)?),
@@ -56,6 +56,6 @@ pub(crate) fn ssh_targets(
     env: &super::Env,
     on: &Named,
     ctx: &Value,
-) -> Result<Vec<SshTarget>, String> {
+) -> Result<Vec<SshTarget>, StepError> {
     resolve(&super::render::Live(env), &env.rb, on, ctx)
 }

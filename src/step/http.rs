@@ -24,7 +24,7 @@ pub(crate) async fn run_http(
     };
     let req = match http_request(env, h, ctx) {
         Ok(r) => r,
-        Err(e) => return Attempt::failed(StepError::new(K::Render, e)),
+        Err(e) => return Attempt::failed(e),
     };
     env.emit(Event::StepStarted {
         step: step.id.name.clone(),
@@ -142,8 +142,8 @@ pub(crate) struct Rendered {
 
 /// Renders an `http:` spec: the one render function of `http` steps (and HTTP probes),
 /// used by the plan and by a run.
-pub(crate) fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rendered, String> {
-    let pairs = |list: &[(String, Tmpl)], what: &str| -> Result<Vec<(String, String)>, String> {
+pub(crate) fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rendered, StepError> {
+    let pairs = |list: &[(String, Tmpl)], what: &str| -> Result<Vec<(String, String)>, StepError> {
         list.iter()
             .map(|(k, v)| Ok((k.clone(), r.text(v, ctx, &format!("{what} {k}"))?)))
             .collect()
@@ -170,7 +170,7 @@ pub(crate) fn render(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<Rend
 
 /// The request's method: literal, or a template rendered and checked against the methods
 /// allowed (the plan shows a run-time value as its placeholder).
-fn method(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<String, String> {
+fn method(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<String, StepError> {
     let Some(t) = &h.method_tmpl else {
         return Ok(h.method.clone());
     };
@@ -182,14 +182,14 @@ fn method(r: &dyn Renderer, h: &HttpSpec, ctx: &Value) -> Result<String, String>
     if r.is_plan() && text.contains('<') {
         return Ok(text);
     }
-    Err(format!(
+    Err(StepError::render(format!(
         "method: `{text}` is not an HTTP method (allowed: {})",
         crate::validate::HTTP_METHODS.join(", ")
-    ))
+    )))
 }
 
 /// Renders an `http` spec into a request (secrets revealed: only the client sees them).
-pub(crate) fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, String> {
+pub(crate) fn http_request(env: &Env, h: &HttpSpec, ctx: &Value) -> Result<HttpRequest, StepError> {
     let r = render(&Live(env), h, ctx)?;
     // A header whose value the redactor would mask holds a secret (or a value derived from one).
     let secret_headers = r
@@ -220,7 +220,7 @@ pub(crate) fn json_body(
     r: &dyn Renderer,
     j: &JsonTmpl,
     ctx: &Value,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, StepError> {
     Ok(match j {
         JsonTmpl::Null => serde_json::Value::Null,
         JsonTmpl::Bool(b) => serde_json::Value::Bool(*b),
@@ -236,7 +236,7 @@ pub(crate) fn json_body(
             pairs
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), json_body(r, v, ctx)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, StepError>>()?,
         ),
     })
 }

@@ -141,12 +141,14 @@ impl Env {
         &self,
         expr: &Tmpl,
         extra: Vec<(String, Value)>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StepError> {
         let ctx = self.ctx().with(extra);
         self.templates
             .eval(crate::template::expression_source(&expr.src), &ctx)
             .map(|v| v.is_true())
-            .map_err(|e| self.redactor.text(&crate::template::describe_error(&e)))
+            .map_err(|e| {
+                StepError::render(self.redactor.text(&crate::template::describe_error(&e)))
+            })
     }
 }
 
@@ -210,7 +212,7 @@ pub(crate) async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
         Action::Run(cmd) => {
             let spec = match run::render(&render::Live(env), cmd, call.body, &ctx, "command") {
                 Ok(c) => c,
-                Err(e) => return Attempt::failed(StepError::new(K::Render, e)),
+                Err(e) => return Attempt::failed(e),
             };
             run::run_command(env, call, &ctx, spec).await
         }
@@ -223,7 +225,7 @@ pub(crate) async fn run_body(env: &Arc<Env>, call: &Call<'_>) -> Attempt {
         Action::Ask(_) => Attempt::failed(StepError::new(K::Render, "an ask is not a body")),
         Action::Fail(m) => match fail::render(&render::Live(env), m, &ctx) {
             Ok(text) => Attempt::failed(StepError::new(K::Expectation, text)),
-            Err(e) => Attempt::failed(StepError::new(K::Render, e)),
+            Err(e) => Attempt::failed(e),
         },
     }
 }
@@ -282,12 +284,11 @@ pub(crate) fn render(
     ctx: &Value,
     target: Target,
     what: &str,
-) -> Result<String, String> {
+) -> Result<String, StepError> {
     let Target::Text = target;
-    let (text, derived) = env
-        .templates
-        .render_text(&t.src, ctx)
-        .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+    let (text, derived) = env.templates.render_text(&t.src, ctx).map_err(|e| {
+        StepError::render(format!("{what}: {}", crate::template::describe_error(&e)))
+    })?;
     // Values computed from a secret are secrets: masked wherever they show up.
     env.redactor.add(&derived);
     Ok(text)

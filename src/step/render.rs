@@ -11,6 +11,7 @@ use minijinja::value::Value;
 
 use super::Env;
 use crate::model::Tmpl;
+use crate::runner::StepError;
 use crate::template::Target;
 
 /// Which part of a host a template renders.
@@ -30,10 +31,10 @@ impl HostPart {
     }
 }
 
-/// How one template becomes text. Errors are one line, secrets masked.
+/// How one template becomes text. Errors are one line, secrets masked, of kind `render`.
 pub(crate) trait Renderer {
     /// Text: an environment value, stdin, a header, a JSON string, instructions.
-    fn text(&self, t: &Tmpl, ctx: &Value, what: &str) -> Result<String, String>;
+    fn text(&self, t: &Tmpl, ctx: &Value, what: &str) -> Result<String, StepError>;
     /// A shell command: its text (values referenced, never inserted) and the environment
     /// variables that carry the values.
     fn command(
@@ -41,11 +42,11 @@ pub(crate) trait Renderer {
         t: &Tmpl,
         ctx: &Value,
         what: &str,
-    ) -> Result<(String, Vec<(String, String)>), String>;
+    ) -> Result<(String, Vec<(String, String)>), StepError>;
     /// A URL, values percent-encoded by component.
-    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, String>;
+    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, StepError>;
     /// A host's user or address.
-    fn host_part(&self, t: &Tmpl, ctx: &Value, part: HostPart) -> Result<String, String>;
+    fn host_part(&self, t: &Tmpl, ctx: &Value, part: HostPart) -> Result<String, StepError>;
     /// The plan's renderer: run-time values are placeholders, not checked as values.
     fn is_plan(&self) -> bool {
         false
@@ -57,7 +58,7 @@ pub(crate) trait Renderer {
 pub(crate) struct Live<'a>(pub &'a Env);
 
 impl Renderer for Live<'_> {
-    fn text(&self, t: &Tmpl, ctx: &Value, what: &str) -> Result<String, String> {
+    fn text(&self, t: &Tmpl, ctx: &Value, what: &str) -> Result<String, StepError> {
         super::render(self.0, t, ctx, Target::Text, what)
     }
 
@@ -66,12 +67,11 @@ impl Renderer for Live<'_> {
         t: &Tmpl,
         ctx: &Value,
         what: &str,
-    ) -> Result<(String, Vec<(String, String)>), String> {
+    ) -> Result<(String, Vec<(String, String)>), StepError> {
         let env = self.0;
-        let mut cmd = env
-            .templates
-            .render_command(&t.src, ctx)
-            .map_err(|e| format!("{what}: {}", crate::template::describe_error(&e)))?;
+        let mut cmd = env.templates.render_command(&t.src, ctx).map_err(|e| {
+            StepError::render(format!("{what}: {}", crate::template::describe_error(&e)))
+        })?;
         // Values computed from a secret are secrets: masked before anything can print them.
         env.redactor.add(&cmd.derived_secrets);
         // The command also gets the secrets it names literally (`$RUNBOOK_SECRET_X`), and no
@@ -84,31 +84,29 @@ impl Renderer for Live<'_> {
         Ok((cmd.command, cmd.env))
     }
 
-    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, String> {
-        let url = self
-            .0
-            .templates
-            .render_url(&t.src, ctx)
-            .map_err(|e| format!("url: {}", crate::template::describe_error(&e)))?;
+    fn url(&self, t: &Tmpl, ctx: &Value) -> Result<String, StepError> {
+        let url = self.0.templates.render_url(&t.src, ctx).map_err(|e| {
+            StepError::render(format!("url: {}", crate::template::describe_error(&e)))
+        })?;
         self.0
             .redactor
             .add(&crate::template::take_derived_secrets());
         Ok(url)
     }
 
-    fn host_part(&self, t: &Tmpl, ctx: &Value, part: HostPart) -> Result<String, String> {
+    fn host_part(&self, t: &Tmpl, ctx: &Value, part: HostPart) -> Result<String, StepError> {
         let v = self
             .0
             .templates
             .render(&t.src, ctx, Target::Text)
-            .map_err(|e| crate::template::describe_error(&e))?;
+            .map_err(|e| StepError::render(crate::template::describe_error(&e)))?;
         // A rendered address or user must stay one host name: never an option or a second
         // host.
         let what = match part {
             HostPart::User => "user",
             HostPart::Address => "host address",
         };
-        crate::template::check_host_part(what, &v)?;
+        crate::template::check_host_part(what, &v).map_err(|e| StepError::render(e.to_string()))?;
         Ok(v)
     }
 }

@@ -35,13 +35,13 @@ pub(crate) fn render(
     body: &Body,
     ctx: &Value,
     what: &str,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, StepError> {
     let (command, vars) = r.command(command, ctx, what)?;
     let env = body
         .env
         .iter()
         .map(|(k, v)| Ok((k.clone(), r.text(v, ctx, &format!("env {k}"))?)))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, StepError>>()?;
     let stdin = body
         .stdin
         .as_ref()

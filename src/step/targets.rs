@@ -7,7 +7,7 @@ use minijinja::value::Value;
 
 use super::Env;
 use crate::model::*;
-use crate::runner::SshTarget;
+use crate::runner::{SshTarget, StepError};
 use crate::template::{describe_error, expression_source, to_value};
 
 /// `host` as `where:` and `order.by` see it.
@@ -24,21 +24,23 @@ pub(crate) fn select(
     step: &Step,
     all: Vec<SshTarget>,
     extra: &[(String, Value)],
-) -> Result<Vec<SshTarget>, String> {
+) -> Result<Vec<SshTarget>, StepError> {
     let tg = &step.targets;
     if !tg.is_runtime() {
         return Ok(all);
     }
     let group = step.body.on.as_ref().map_or("", |o| o.name.as_str());
-    let eval = |e: &Tmpl, more: Vec<(String, Value)>, what: &str| -> Result<Value, String> {
+    let eval = |e: &Tmpl, more: Vec<(String, Value)>, what: &str| -> Result<Value, StepError> {
         let mut names = extra.to_vec();
         names.extend(more);
         let ctx = env.ctx().with(names);
         env.templates
             .eval(expression_source(&e.src), &ctx)
             .map_err(|err| {
-                env.redactor
-                    .text(&format!("`{what}`: {}", describe_error(&err)))
+                StepError::hosts(
+                    env.redactor
+                        .text(&format!("`{what}`: {}", describe_error(&err))),
+                )
             })
     };
     let mut chosen: Vec<SshTarget> = match &tg.hosts {
@@ -80,7 +82,7 @@ pub(crate) fn select(
     if order.reverse {
         chosen.reverse();
     }
-    let pick = |e: &Tmpl, what: &str| -> Result<Vec<String>, String> {
+    let pick = |e: &Tmpl, what: &str| -> Result<Vec<String>, StepError> {
         let v = eval(e, Vec::new(), what)?;
         names_of(&v)
             .iter()
@@ -107,7 +109,7 @@ pub(crate) fn select(
 /// The member of the group named (or addressed) `name`, or an error naming it.
 /// In a called runbook (`uses:`) hosts are prefixed with the call (`unseal.vault1`): the
 /// child's own names match too.
-fn member(all: &[SshTarget], name: &str, group: &str, expr: &str) -> Result<SshTarget, String> {
+fn member(all: &[SshTarget], name: &str, group: &str, expr: &str) -> Result<SshTarget, StepError> {
     let prefixed = group
         .rsplit_once('.')
         .map(|(call, _)| format!("{call}.{name}"));
@@ -117,10 +119,10 @@ fn member(all: &[SshTarget], name: &str, group: &str, expr: &str) -> Result<SshT
         .cloned()
         .ok_or_else(|| {
             let members: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
-            format!(
+            StepError::hosts(format!(
                 "host `{name}` (from `{expr}`) is not a member of group `{group}` (members: {})",
                 members.join(", ")
-            )
+            ))
         })
 }
 

@@ -29,7 +29,7 @@ pub(crate) async fn run_wait(env: &Env, call: &Call<'_>, w: &WaitSpec) -> Attemp
             Probe::Run { command, on } => {
                 let cmd = match run::render(&Live(env), command, call.body, &ctx, "probe") {
                     Ok(c) => c,
-                    Err(e) => return Attempt::failed(StepError::new(K::Render, e)),
+                    Err(e) => return Attempt::failed(e),
                 };
                 let target = match on {
                     Some(on) => match hosts::ssh_targets(env, on, &ctx) {

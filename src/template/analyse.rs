@@ -5,7 +5,7 @@ use super::*;
 /// Checks a rendered host address (`host`, `1.2.3.4`, `[::1]`) or user name: a value that
 /// could be read as an option (`-oProxyCommand=…`) or change the destination (`a@b`, `a/b`,
 /// spaces) is refused.
-pub(crate) fn check_host_part(what: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_host_part(what: &'static str, value: &str) -> Result<(), BadHostPart> {
     let allowed = |c: char| {
         c.is_ascii_alphanumeric()
             || matches!(c, '.' | '-' | '_')
@@ -16,18 +16,39 @@ pub(crate) fn check_host_part(what: &str, value: &str) -> Result<(), String> {
         || value.starts_with('-')
         || !value.chars().all(allowed)
     {
-        return Err(format!(
+        return Err(BadHostPart {
+            what,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A rendered user or address that is not one host name (an option, a second host…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadHostPart {
+    /// `user` or `host address`.
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl std::fmt::Display for BadHostPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = self.what;
+        write!(
+            f,
             "the {what} `{}` is not a valid {what} (letters, digits, `.`, `-`, `_`{})",
-            value.escape_debug(),
+            self.value.escape_debug(),
             if what == "user" {
                 ""
             } else {
                 ", `:` and `[ ]`"
             }
-        ));
+        )
     }
-    Ok(())
 }
+
+impl std::error::Error for BadHostPart {}
 
 /// What `validate` needs to know about a command template, read from its tokens.
 #[derive(Debug, Default)]

@@ -31,6 +31,36 @@ pub(crate) enum Part {
     Fragment,
 }
 
+/// Why a value cannot stand where it is in a URL: the request would go somewhere else, or
+/// could not be sent at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UrlError {
+    /// A value begins the URL but has no `scheme://`.
+    #[error("`{0}` begins the URL but is not an address like https://host:port")]
+    NoScheme(String),
+    #[error("`{0}`: only http and https URLs are sent")]
+    NotHttp(String),
+    /// A value begins the URL with user info, a query, a fragment or spaces.
+    #[error(
+        "`{0}` begins the URL but is not an address like https://host:port (no user info, query or fragment)"
+    )]
+    NotAnOrigin(String),
+    #[error("a value (`{0}`) stands in the URL's scheme; write the scheme literally")]
+    InScheme(String),
+    #[error(
+        "`{}` is not a host name, address or port and cannot stand in the URL's host",
+        .0.escape_debug()
+    )]
+    NotAHost(String),
+    /// A value makes a path segment `.` or `..`.
+    #[error(
+        "a value makes the URL path segment `{0}`: servers resolve it to another path; refused"
+    )]
+    DotSegment(String),
+    #[error("malformed URL template")]
+    Malformed,
+}
+
 /// Percent-encodes everything but the unreserved characters.
 fn encode(value: &str) -> String {
     if value == "." || value == ".." {
@@ -55,14 +85,12 @@ fn host_chars(value: &str) -> bool {
 }
 
 /// Checks a value that begins a URL: an http(s) origin, optionally with a path.
-fn check_origin(value: &str) -> Result<(), String> {
+fn check_origin(value: &str) -> Result<(), UrlError> {
     let Some((scheme, rest)) = value.split_once("://") else {
-        return Err(format!(
-            "`{value}` begins the URL but is not an address like https://host:port"
-        ));
+        return Err(UrlError::NoScheme(value.to_string()));
     };
     if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-        return Err(format!("`{value}`: only http and https URLs are sent"));
+        return Err(UrlError::NotHttp(value.to_string()));
     }
     let authority = rest.split('/').next().unwrap_or_default();
     let path = &rest[authority.len()..];
@@ -70,19 +98,17 @@ fn check_origin(value: &str) -> Result<(), String> {
         || path.contains(['?', '#', '\\'])
         || value.contains(char::is_whitespace)
     {
-        return Err(format!(
-            "`{value}` begins the URL but is not an address like https://host:port (no user info, query or fragment)"
-        ));
+        return Err(UrlError::NotAnOrigin(value.to_string()));
     }
     Ok(())
 }
 
 /// Reads the parts of `rendered`; calls `each(index, part)` for every marker, which returns
 /// the text to put there.
-pub(crate) fn walk(
+pub(super) fn walk(
     rendered: &str,
-    mut each: impl FnMut(usize, Part) -> Result<String, String>,
-) -> Result<String, String> {
+    mut each: impl FnMut(usize, Part) -> Result<String, UrlError>,
+) -> Result<String, UrlError> {
     let mut out = String::with_capacity(rendered.len());
     let mut part = Part::Start;
     let mut chars = rendered.char_indices().peekable();
@@ -100,7 +126,7 @@ pub(crate) fn walk(
                     .saturating_add(d.to_digit(10).unwrap_or(0) as usize);
             }
             if !closed {
-                return Err("malformed URL template".into());
+                return Err(UrlError::Malformed);
             }
             out.push_str(&each(n, part)?);
             if part == Part::Start {
@@ -141,14 +167,14 @@ const SEG_OPEN: char = '\u{E002}';
 const SEG_CLOSE: char = '\u{E003}';
 
 /// Replaces each marker with its value, encoded for where it stands.
-pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String> {
+pub(super) fn place(rendered: &str, values: &[String]) -> Result<String, UrlError> {
     let out = place_marked(rendered, values)?;
     check_dot_segments(&out)?;
     Ok(out.replace([SEG_OPEN, SEG_CLOSE], ""))
 }
 
 /// Refuses a path segment that a value made `.` or `..` (percent-encoded dots count).
-fn check_dot_segments(marked: &str) -> Result<(), String> {
+fn check_dot_segments(marked: &str) -> Result<(), UrlError> {
     let Some(after_scheme) = marked.find("://").map(|i| i + 3) else {
         return Ok(());
     };
@@ -167,27 +193,20 @@ fn check_dot_segments(marked: &str) -> Result<(), String> {
             .replace("%2E", ".")
             .replace("%2e", ".");
         if plain == "." || plain == ".." {
-            return Err(format!(
-                "a value makes the URL path segment `{plain}`: servers resolve it to another path; refused"
-            ));
+            return Err(UrlError::DotSegment(plain));
         }
     }
     Ok(())
 }
 
-fn place_marked(rendered: &str, values: &[String]) -> Result<String, String> {
+fn place_marked(rendered: &str, values: &[String]) -> Result<String, UrlError> {
     walk(rendered, |i, part| {
         let v = values.get(i).map(String::as_str).unwrap_or_default();
         match part {
             Part::Start => check_origin(v).map(|()| v.to_string()),
-            Part::Scheme => Err(format!(
-                "a value (`{v}`) stands in the URL's scheme; write the scheme literally"
-            )),
+            Part::Scheme => Err(UrlError::InScheme(v.to_string())),
             Part::Authority if host_chars(v) => Ok(v.to_string()),
-            Part::Authority => Err(format!(
-                "`{}` is not a host name, address or port and cannot stand in the URL's host",
-                v.escape_debug()
-            )),
+            Part::Authority => Err(UrlError::NotAHost(v.to_string())),
             Part::Path => Ok(format!("{SEG_OPEN}{}{SEG_CLOSE}", encode(v))),
             Part::Query | Part::Fragment => Ok(encode(v)),
         }
@@ -199,7 +218,7 @@ mod tests {
     use super::super::shell::marker;
     use super::*;
 
-    fn p(t: &str, vals: &[&str]) -> Result<String, String> {
+    fn p(t: &str, vals: &[&str]) -> Result<String, UrlError> {
         let mut s = t.to_string();
         for i in 0..vals.len() {
             s = s.replace(&format!("@{i}"), &marker(i));

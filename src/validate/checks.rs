@@ -14,7 +14,7 @@ mod templates;
 mod variables;
 
 /// Names an expression over a step's own result may use (`until`, `expect.that`, `outputs`).
-pub const RESULT_NAMES: &[&str] = &[
+pub(crate) const RESULT_NAMES: &[&str] = &[
     "result",
     "response",
     "stdout",
@@ -106,7 +106,7 @@ pub(super) fn check(rb: &Runbook, src: &str, diags: &mut Vec<Diagnostic>) {
 }
 
 /// The variable name a step id is reachable under in templates.
-pub fn step_var(id: &str) -> String {
+pub(crate) fn step_var(id: &str) -> String {
     id.replace('-', "_")
 }
 

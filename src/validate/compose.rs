@@ -31,7 +31,7 @@ const EXPR_KEYS: &[&str] = &[
     "when", "until", "that", "for_each", "items", "where", "by", "first", "last", "hosts",
 ];
 /// Fields a calling step may have besides `uses`.
-const CALL_FIELDS: &[&str] = &["id", "title", "needs", "when", "uses", "with"];
+pub(super) const CALL_FIELDS: &[&str] = &["id", "title", "needs", "when", "uses", "with"];
 /// Deepest chain of calls.
 const MAX_DEPTH: usize = 16;
 /// Most steps all the calls of one runbook may expand to (calls nest: 4 calls a level, 7

@@ -9,7 +9,7 @@ mod called;
 pub(crate) use called::composition_sha256;
 mod checks;
 mod compose;
-pub use checks::{RESULT_NAMES, step_var};
+pub(crate) use checks::{RESULT_NAMES, step_var};
 pub(crate) use targets::METHODS as HTTP_METHODS;
 mod convert;
 pub(crate) mod reader;
@@ -21,19 +21,19 @@ use crate::model::Runbook;
 
 /// The result of validation: the runbook if it has no errors, and every diagnostic found.
 #[derive(Debug)]
-pub struct Validated {
+pub(crate) struct Validated {
     pub runbook: Option<Runbook>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl Validated {
-    pub fn has_errors(&self, strict: bool) -> bool {
+    pub(crate) fn has_errors(&self, strict: bool) -> bool {
         self.diagnostics.iter().any(|d| d.is_error() || strict)
     }
 }
 
 /// Validates a loaded runbook.
-pub fn validate(loaded: &Loaded) -> Validated {
+pub(crate) fn validate(loaded: &Loaded) -> Validated {
     let root = match &loaded.root {
         Err(diags) => {
             return Validated {
@@ -97,7 +97,7 @@ mod tests {
         let top = &s["properties"];
         let step = &top["steps"]["items"];
         let sp = &step["properties"];
-        let cases: [(&str, &[&str], &Value); 15] = [
+        let cases: [(&str, &[&str], &Value); 16] = [
             ("top level", TOP, &s),
             (
                 "input",
@@ -121,6 +121,7 @@ mod tests {
             ("on (run time)", super::targets::ON, &sp["on"]["oneOf"][1]),
             ("order", super::targets::ORDER, &sp["order"]),
             ("retry", super::targets::RETRY, &sp["retry"]),
+            ("ask", super::ask::ASK, &sp["ask"]["oneOf"][1]),
         ];
         for (what, keys, schema) in cases {
             assert_eq!(listed(keys), properties(schema), "{what}");
@@ -130,5 +131,8 @@ mod tests {
         assert!(HTTP_VERBS.iter().all(|v| http.contains(*v)));
         let steps = properties(step);
         assert!(KINDS.iter().all(|k| steps.contains(*k)));
+        // A call (`uses:`) has only step fields.
+        let call = super::compose::CALL_FIELDS;
+        assert!(call.iter().all(|k| steps.contains(*k)), "{call:?}");
     }
 }

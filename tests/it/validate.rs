@@ -147,7 +147,7 @@ fn shipped_runbooks_are_valid_strictly() {
 }
 
 /// Every fixture and shipped runbook, cut at every byte offset, goes through the library's
-/// load and validate without a panic: each prefix is either a valid runbook or yields at
+/// load and validate (`runbook::check_source`) without a panic: each prefix is either a valid runbook or yields at
 /// least one error diagnostic. A sample of prefixes also goes through the real binary, which
 /// must exit 0 or 2 (never crash, never hang).
 #[test]
@@ -175,15 +175,14 @@ fn truncated_input_never_panics() {
         let edge = |cut: usize| cut < 256 || cut + 256 > bytes.len();
         for cut in (0..=bytes.len()).filter(|c| edge(*c) || c % stride == 0) {
             let prefix = bytes[..cut].to_vec();
-            let loaded = runbook::load::load_bytes("cut.yaml".into(), prefix.clone());
-            let v = runbook::validate::validate(&loaded);
+            let v = runbook::check_source("cut.yaml", prefix.clone());
             assert!(
-                v.runbook.is_some() || v.diagnostics.iter().any(|d| d.is_error()),
+                v.runbook().is_some() || v.diagnostics().iter().any(|d| d.is_error()),
                 "{} cut at {cut}: invalid but no error",
                 path.display()
             );
             // Rendering must not panic either (spans at the very end, multibyte boundaries).
-            let _ = runbook::diagnostic::render_human(&loaded.source, &v.diagnostics, false);
+            let _ = v.render(false);
             if cut % 97 == 0 {
                 let f = tmp.path().join("cut.yaml");
                 std::fs::write(&f, &prefix).expect("write");

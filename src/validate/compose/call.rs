@@ -149,32 +149,7 @@ fn callee(
     let child_path = tidy(&base.join(rel));
     let display = child_path.display().to_string();
     let canon = std::fs::canonicalize(&child_path).unwrap_or(child_path.clone());
-    if let Some(pos) = stack.iter().position(|(p, _)| *p == canon) {
-        let mut chain: Vec<&str> = stack[pos..].iter().map(|(_, d)| d.as_str()).collect();
-        chain.push(&display);
-        diags.push(
-            Diagnostic::error(
-                "uses-cycle",
-                format!("runbooks call each other in a cycle: {}", chain.join(" → ")),
-            )
-            .with_span(at, "calls a runbook already being called")
-            .with_help("a runbook cannot call itself, directly or through others"),
-        );
-        return None;
-    }
-    if stack.len() >= MAX_DEPTH {
-        diags.push(
-            Diagnostic::error("uses-invalid", format!("{TOO_DEEP} {MAX_DEPTH} runbooks"))
-                .with_span(at, "too deep"),
-        );
-        return None;
-    }
-    if EXPANDED.with(std::cell::Cell::get) > MAX_EXPANDED {
-        diags.push(
-            Diagnostic::error("uses-invalid", format!("{TOO_MANY} {MAX_EXPANDED} steps"))
-                .with_span(at, "too many steps")
-                .with_help("calls multiply: a runbook called N times inlines its steps N times"),
-        );
+    if !may_call(&canon, &display, &at, stack, diags) {
         return None;
     }
     let loaded = match crate::load::load(&child_path) {
@@ -209,47 +184,13 @@ fn callee(
             None
         }
     };
-    // A cycle found further down is reported here, as the path it is.
-    if let Some(cycle) = child_diags.iter().find(|d| d.code == "uses-cycle") {
-        diags.push(
-            Diagnostic::error("uses-cycle", cycle.message.clone())
-                .with_span(at, "calls a runbook already being called")
-                .with_help("a runbook cannot call itself, directly or through others"),
-        );
+    if stopped_further_down(&child_diags, &display, &at, diags) {
         return None;
     }
-    // A limit reached further down is reported here, at this call, as what it is.
-    if let Some(limit) = child_diags
-        .iter()
-        .find(|d| d.message.starts_with(TOO_DEEP) || d.message.starts_with(TOO_MANY))
-    {
-        diags.push(
-            Diagnostic::error("uses-invalid", limit.message.clone())
-                .with_span(at, "the calls made through here")
-                .with_help(format!(
-                    "reached through {display}; calls nest at most {MAX_DEPTH} deep and expand to at most {MAX_EXPANDED} steps"
-                )),
-        );
-        return None;
-    }
-    let mut model = None;
-    if let Some(root) = &child_root {
-        let (rb, mut d) = super::super::convert::convert_composed(root, child_made);
-        if let Some(rb) = &rb {
-            super::super::checks::check(rb, &child_text, &mut d);
-        }
-        child_diags.extend(d);
-        model = rb;
-        if get(root, "finally").is_some() {
-            child_diags.push(
-                Diagnostic::error(
-                    "uses-invalid",
-                    "a called runbook cannot have `finally` steps",
-                )
-                .with_span(0..0, "finally"),
-            );
-        }
-    } else if child_diags.is_empty() {
+    let model = child_root
+        .as_ref()
+        .and_then(|root| read_child(root, child_made, &child_text, &mut child_diags));
+    if child_root.is_none() && child_diags.is_empty() {
         child_diags.push(Diagnostic::error("empty-runbook", "the file is empty"));
     }
     let errors = error_lines(&child_diags, &child_text, &display);
@@ -272,6 +213,107 @@ fn callee(
         model,
         display,
     })
+}
+
+/// Whether the runbook at `canon` may be called from here: not one already being called (a
+/// cycle), not deeper than [`MAX_DEPTH`], not past [`MAX_EXPANDED`] inlined steps. Reports
+/// why not at `at`.
+fn may_call(
+    canon: &Path,
+    display: &str,
+    at: &Range<usize>,
+    stack: &[(PathBuf, String)],
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let at = at.clone();
+    if let Some(pos) = stack.iter().position(|(p, _)| p == canon) {
+        let mut chain: Vec<&str> = stack[pos..].iter().map(|(_, d)| d.as_str()).collect();
+        chain.push(display);
+        diags.push(
+            Diagnostic::error(
+                "uses-cycle",
+                format!("runbooks call each other in a cycle: {}", chain.join(" → ")),
+            )
+            .with_span(at, "calls a runbook already being called")
+            .with_help("a runbook cannot call itself, directly or through others"),
+        );
+        return false;
+    }
+    if stack.len() >= MAX_DEPTH {
+        diags.push(
+            Diagnostic::error("uses-invalid", format!("{TOO_DEEP} {MAX_DEPTH} runbooks"))
+                .with_span(at, "too deep"),
+        );
+        return false;
+    }
+    if EXPANDED.with(std::cell::Cell::get) > MAX_EXPANDED {
+        diags.push(
+            Diagnostic::error("uses-invalid", format!("{TOO_MANY} {MAX_EXPANDED} steps"))
+                .with_span(at, "too many steps")
+                .with_help("calls multiply: a runbook called N times inlines its steps N times"),
+        );
+        return false;
+    }
+    true
+}
+
+/// Whether expanding the called runbook (`display`) hit a cycle or a limit in its own calls;
+/// if so, reports it here, at the call at `at`, as what it is.
+fn stopped_further_down(
+    child_diags: &[Diagnostic],
+    display: &str,
+    at: &Range<usize>,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    // A cycle found further down is reported here, as the path it is.
+    if let Some(cycle) = child_diags.iter().find(|d| d.code == "uses-cycle") {
+        diags.push(
+            Diagnostic::error("uses-cycle", cycle.message.clone())
+                .with_span(at.clone(), "calls a runbook already being called")
+                .with_help("a runbook cannot call itself, directly or through others"),
+        );
+        return true;
+    }
+    // A limit reached further down is reported here, at this call, as what it is.
+    if let Some(limit) = child_diags
+        .iter()
+        .find(|d| d.message.starts_with(TOO_DEEP) || d.message.starts_with(TOO_MANY))
+    {
+        diags.push(
+            Diagnostic::error("uses-invalid", limit.message.clone())
+                .with_span(at.clone(), "the calls made through here")
+                .with_help(format!(
+                    "reached through {display}; calls nest at most {MAX_DEPTH} deep and expand to at most {MAX_EXPANDED} steps"
+                )),
+        );
+        return true;
+    }
+    false
+}
+
+/// Reads and checks the called runbook's expanded tree as a runbook of its own (a called
+/// runbook has no `finally`); its problems go to `child_diags`.
+fn read_child(
+    root: &Node,
+    made: HashSet<String>,
+    text: &str,
+    child_diags: &mut Vec<Diagnostic>,
+) -> Option<crate::model::Runbook> {
+    let (rb, mut d) = super::super::convert::convert_composed(root, made);
+    if let Some(rb) = &rb {
+        super::super::checks::check(rb, text, &mut d);
+    }
+    child_diags.extend(d);
+    if get(root, "finally").is_some() {
+        child_diags.push(
+            Diagnostic::error(
+                "uses-invalid",
+                "a called runbook cannot have `finally` steps",
+            )
+            .with_span(0..0, "finally"),
+        );
+    }
+    rb
 }
 
 /// The called runbook's errors, one `file:line:col: [code] message` line each.

@@ -19,64 +19,14 @@ pub(super) fn read_steps(
 
 pub(super) fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Option<Step> {
     let f = r.fields(node, "a step", STEP)?;
-    let id = match f.get("id") {
-        Some(n) => r.named(n, "a step `id`")?,
-        None => {
-            r.missing(&f, "id", "every step");
-            return None;
-        }
-    };
-    let valid_id = r.composed.contains(&id.name)
-        || id.name.len() <= 100
-            && id
-                .name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-            && id
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid_id {
-        r.push(
-            Diagnostic::error("invalid-id", format!("step id `{}` is not valid", id.name))
-                .with_span(id.span.clone(), "letters, digits, `-` and `_` only")
-                .with_help("use a short kebab-case name such as `halt-traffic`"),
-        );
-    }
+    let id = read_id(r, &f)?;
     let id_name = id.name.clone();
     let what = |field: &str| format!("`{field}` of step `{id_name}`");
     let body = read_body(r, &f, &what, true);
     let confirm = f
         .get("confirm")
         .and_then(|n| read_gate(r, n, &what("confirm")));
-    let body = match body {
-        Some(b) => b,
-        None => {
-            if f.has("uses") {
-                // A call: its work is the inlined steps before it.
-            } else if confirm.is_none() && !f.pairs_empty_of(KINDS) {
-                // A kind was given but failed to read: already reported.
-            } else if confirm.is_none() {
-                let span = id.span.clone();
-                r.push(
-                    Diagnostic::error("missing-step-kind", format!("step `{}` does nothing", id.name))
-                        .with_span(span, "this step")
-                        .with_help("give it one of `run`, `http`, `wait` or `manual` (or only a `confirm` for a checkpoint)"),
-                );
-            }
-            Body {
-                action: Action::Checkpoint,
-                on: f
-                    .get("on")
-                    .and_then(|n| crate::validate::targets::read_on(r, n, &what("on"), true)),
-                timeout: None,
-                env: Vec::new(),
-                stdin: None,
-                span: node.span.clone(),
-            }
-        }
-    };
+    let body = body.unwrap_or_else(|| checkpoint(r, &f, node, &id, confirm.is_some(), &what));
     let mut step = Step {
         title: f.get("title").and_then(|n| r.tmpl(n, &what("title"))),
         needs: f
@@ -144,40 +94,7 @@ pub(super) fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Opt
         step.body.timeout = defaults.timeout;
     }
     if let Some(n) = f.get("outputs") {
-        for (k, v) in map_pairs(r, n, &what("outputs")) {
-            // `name: expression`, or `name: { value: expression, secret: true }`.
-            let fields = if matches!(v.kind, crate::load::NodeKind::Map(_)) {
-                r.fields(v, "an output", OUTPUT)
-            } else {
-                None
-            };
-            let (v, secret) = match fields {
-                Some(f) => {
-                    let secret = f
-                        .get("secret")
-                        .and_then(|n| r.boolean(n, "`secret` of an output"))
-                        .unwrap_or(false);
-                    match f.get("value") {
-                        Some(value) => (value, secret),
-                        None => {
-                            r.missing(&f, "value", "an output");
-                            continue;
-                        }
-                    }
-                }
-                None => (v, false),
-            };
-            if let (Some(name), Some(expr)) = (
-                r.named(k, "an output name"),
-                r.tmpl(v, "an output expression"),
-            ) {
-                check_identifier(r, &name.name, k, "output name");
-                if secret {
-                    step.secret_outputs.push(name.name.clone());
-                }
-                step.outputs.push((name, expr));
-            }
-        }
+        read_outputs(r, n, &mut step, &what("outputs"));
     }
     if let Some(n) = f.get("rollback") {
         step.rollback = read_rollback(r, n, &step.id.name);
@@ -190,6 +107,107 @@ pub(super) fn read_step(r: &mut Reader, node: &Node, defaults: &Defaults) -> Opt
     }
     crate::validate::ask::complete_step(r, &mut step);
     Some(step)
+}
+
+/// A step's `id` (reported when missing or not a valid id; a missing one ends the step).
+fn read_id(r: &mut Reader, f: &Fields<'_>) -> Option<Named> {
+    let id = match f.get("id") {
+        Some(n) => r.named(n, "a step `id`")?,
+        None => {
+            r.missing(f, "id", "every step");
+            return None;
+        }
+    };
+    let valid_id = r.composed.contains(&id.name)
+        || id.name.len() <= 100
+            && id
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && id
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_id {
+        r.push(
+            Diagnostic::error("invalid-id", format!("step id `{}` is not valid", id.name))
+                .with_span(id.span.clone(), "letters, digits, `-` and `_` only")
+                .with_help("use a short kebab-case name such as `halt-traffic`"),
+        );
+    }
+    Some(id)
+}
+
+/// The body of a step without a kind: a checkpoint (only a `confirm`), or a call (`uses`);
+/// a step with neither is reported as doing nothing.
+fn checkpoint(
+    r: &mut Reader,
+    f: &Fields<'_>,
+    node: &Node,
+    id: &Named,
+    has_confirm: bool,
+    what: &dyn Fn(&str) -> String,
+) -> Body {
+    if f.has("uses") {
+        // A call: its work is the inlined steps before it.
+    } else if !has_confirm && !f.pairs_empty_of(KINDS) {
+        // A kind was given but failed to read: already reported.
+    } else if !has_confirm {
+        let span = id.span.clone();
+        r.push(
+            Diagnostic::error("missing-step-kind", format!("step `{}` does nothing", id.name))
+                .with_span(span, "this step")
+                .with_help("give it one of `run`, `http`, `wait` or `manual` (or only a `confirm` for a checkpoint)"),
+        );
+    }
+    Body {
+        action: Action::Checkpoint,
+        on: f
+            .get("on")
+            .and_then(|n| crate::validate::targets::read_on(r, n, &what("on"), true)),
+        timeout: None,
+        env: Vec::new(),
+        stdin: None,
+        span: node.span.clone(),
+    }
+}
+
+/// A step's `outputs:`: `name: expression`, or `name: { value: expression, secret: true }`.
+fn read_outputs(r: &mut Reader, n: &Node, step: &mut Step, what: &str) {
+    for (k, v) in map_pairs(r, n, what) {
+        let fields = if matches!(v.kind, crate::load::NodeKind::Map(_)) {
+            r.fields(v, "an output", OUTPUT)
+        } else {
+            None
+        };
+        let (v, secret) = match fields {
+            Some(f) => {
+                let secret = f
+                    .get("secret")
+                    .and_then(|n| r.boolean(n, "`secret` of an output"))
+                    .unwrap_or(false);
+                match f.get("value") {
+                    Some(value) => (value, secret),
+                    None => {
+                        r.missing(&f, "value", "an output");
+                        continue;
+                    }
+                }
+            }
+            None => (v, false),
+        };
+        if let (Some(name), Some(expr)) = (
+            r.named(k, "an output name"),
+            r.tmpl(v, "an output expression"),
+        ) {
+            check_identifier(r, &name.name, k, "output name");
+            if secret {
+                step.secret_outputs.push(name.name.clone());
+            }
+            step.outputs.push((name, expr));
+        }
+    }
 }
 
 impl Fields<'_> {
