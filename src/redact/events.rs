@@ -54,6 +54,13 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             have: _,
             need: _,
         } => {}
+        // `value` is a plain input's (a secret's is never in the event).
+        Event::InputGiven {
+            input: _,
+            step: _,
+            secret: _,
+            value: _,
+        } => {}
         Event::StepStarted {
             step: _,
             attempt: _,

@@ -308,6 +308,9 @@ fn timeline_text(event: &Event) -> Option<String> {
             "`{step}` answered by {user} ({}; {have} of {need})",
             word(by)
         ),
+        Event::InputGiven { input, step, .. } => {
+            format!("input `{input}` given at a prompt, needed by `{step}`")
+        }
         Event::GateWaiting {
             step,
             how_to_answer,
