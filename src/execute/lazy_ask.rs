@@ -68,7 +68,11 @@ pub(super) async fn ask_missing(
                 step.id.name
             )
         } else {
-            format!("needed now by step `{}`; {}", step.id.name, rules.join(", "))
+            format!(
+                "needed now by step `{}`; {}",
+                step.id.name,
+                rules.join(", ")
+            )
         };
         let req = AskRequest {
             step: step.id.name.clone(),

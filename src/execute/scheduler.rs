@@ -294,7 +294,9 @@ impl Scheduler {
             if let Some(w) = &step.when {
                 // An input its `when` uses and nobody provided is needed now (at a terminal:
                 // asked, withdrawn on a signal; headless: the step fails naming it).
-                if let Err(e) = super::lazy_ask::ask_or_withdraw(sh, step, Some(&w.src), signals).await {
+                if let Err(e) =
+                    super::lazy_ask::ask_or_withdraw(sh, step, Some(&w.src), signals).await
+                {
                     let reason =
                         format!("`when` of step `{}` cannot be evaluated: {e}", step.id.name);
                     self.finish_failed(sh, i, &reason);

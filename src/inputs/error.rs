@@ -25,7 +25,11 @@ pub enum InputError {
         from_env: Option<String>,
     },
     /// A secret shorter than its `min_length` (it could not be masked reliably).
-    SecretTooShort { name: String, len: usize, min: usize },
+    SecretTooShort {
+        name: String,
+        len: usize,
+        min: usize,
+    },
     /// A value that breaks the input's `type`, `allowed` or `pattern`; the message names the
     /// rule (and never a secret's value).
     Invalid { name: String, message: String },

@@ -35,7 +35,10 @@ pub enum InputSource {
     Prompt,
     /// Not provided. `by`: the steps that read it (`exec` asks for it right before the first
     /// of them that runs); `at_start`: a required secret asked before any step runs.
-    NotProvided { by: Vec<String>, at_start: bool },
+    NotProvided {
+        by: Vec<String>,
+        at_start: bool,
+    },
 }
 
 impl std::fmt::Display for InputSource {
@@ -54,7 +57,13 @@ impl std::fmt::Display for InputSource {
                 f.write_str("not provided: no step reads it")
             }
             InputSource::NotProvided { by, .. } => {
-                let steps: Vec<String> = by.iter().map(|s| format!("`{s}`")).collect();
+                // A long list (a triage calling every recovery) names the first few.
+                let shown = if by.len() > 4 { 3 } else { by.len() };
+                let mut steps: Vec<String> =
+                    by.iter().take(shown).map(|s| format!("`{s}`")).collect();
+                if by.len() > shown {
+                    steps.push(format!("{} more", by.len() - shown));
+                }
                 write!(
                     f,
                     "not provided: asked when needed (by step {}), right before the first of them that runs, never if they are skipped; headless, that step fails",
@@ -211,7 +220,7 @@ pub(crate) fn read_inputs_file(
     match crate::validate::reader::to_json(&root) {
         serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
         _ => Err(bad(
-            "an inputs file is a mapping of input names to values".into(),
+            "an inputs file is a mapping of input names to values".into()
         )),
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use super::lazy::{Readers, readers};
 use super::value::{
-    check_constraints, check_secret_constraints, check_secret_length, coerce_json,
-    default_value, derived_secret, parse_text, secret_source, secret_values,
+    check_constraints, check_secret_constraints, check_secret_length, coerce_json, default_value,
+    derived_secret, parse_text, secret_source, secret_values,
 };
 use super::{InputError, InputSource, InputValue, Inputs, Provided, Resolved};
 use crate::diagnostic::did_you_mean;
