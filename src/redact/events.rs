@@ -54,13 +54,7 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             have: _,
             need: _,
         } => {}
-        // `value` is a plain input's (a secret's is never in the event).
-        Event::InputGiven {
-            input: _,
-            step: _,
-            secret: _,
-            value: _,
-        } => {}
+        Event::InputGiven { .. } => {} // names, and a plain input's value: never a secret
         Event::StepStarted {
             step: _,
             attempt: _,

@@ -221,11 +221,7 @@ pub(crate) fn subscript_paths(src: &str, expr: bool, root: &str) -> Vec<(Vec<Str
                     subscript = true;
                     j += 3;
                 }
-                (
-                    Some(Token::BracketOpen),
-                    Some(Token::String(key)),
-                    Some(Token::BracketClose),
-                ) => {
+                (Some(Token::BracketOpen), Some(Token::String(key)), Some(Token::BracketClose)) => {
                     written.push_str(&format!("['{key}']"));
                     path.push(key.to_string());
                     subscript = true;

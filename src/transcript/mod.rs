@@ -308,9 +308,7 @@ fn timeline_text(event: &Event) -> Option<String> {
             "`{step}` answered by {user} ({}; {have} of {need})",
             word(by)
         ),
-        Event::InputGiven { input, step, .. } => {
-            format!("input `{input}` given at a prompt, needed by `{step}`")
-        }
+        Event::InputGiven { input, step, .. } => format!("input `{input}` given for `{step}`"),
         Event::GateWaiting {
             step,
             how_to_answer,
