@@ -8,8 +8,8 @@
 //! (`execute::lazy_ask`), never if they are all skipped.
 //!
 //! Read "at the start" (never deferrable): the `lock`, host addresses and users, the
-//! top-level `outputs`, every input's `default`, and every step — in `steps` or `finally` —
-//! without a `when`. The reads are found in the template sources as written, over-
+//! top-level `outputs`, every input's `default`, every step in `steps` without a `when`, and
+//! every `finally` step (they always run). The reads are found in the template sources as written, over-
 //! approximating: an identifier equal to the input's name outside an attribute, `inputs.NAME`,
 //! `inputs['NAME']`, and any other use of `inputs` as a whole (`inputs[k]`, `inputs | items`)
 //! counts as reading every input. A spurious read can only make an input needed earlier, never
@@ -46,11 +46,19 @@ pub(crate) fn readers(rb: &Runbook) -> HashMap<String, Readers> {
             start.push(d.to_string());
         }
     }
-    let steps: Vec<(&Step, Vec<String>)> = rb
+    // A `finally` step always runs (its `when` is not decided by the scheduler).
+    let steps: Vec<(&Step, bool, Vec<String>)> = rb
         .steps
         .iter()
-        .chain(rb.finally.iter())
-        .map(|s| (s, template_sources(s).iter().map(|t| unescape(t)).collect()))
+        .map(|s| (s, s.when.is_none()))
+        .chain(rb.finally.iter().map(|s| (s, true)))
+        .map(|(s, always)| {
+            (
+                s,
+                always,
+                template_sources(s).iter().map(|t| unescape(t)).collect(),
+            )
+        })
         .collect();
     rb.inputs
         .iter()
@@ -60,9 +68,9 @@ pub(crate) fn readers(rb: &Runbook) -> HashMap<String, Readers> {
                 up_front: start.iter().any(|src| reads_input(src, name)),
                 steps: Vec::new(),
             };
-            for (step, sources) in &steps {
+            for (step, always, sources) in &steps {
                 if sources.iter().any(|src| reads_input(src, name)) {
-                    r.up_front |= step.when.is_none();
+                    r.up_front |= *always;
                     r.steps.push(step.id.name.clone());
                 }
             }
@@ -213,7 +221,57 @@ fn reads_through_inputs(src: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{expression_reads_input, reads_input, uses_word, without_string_literals};
+    use super::{
+        Readers, expression_reads_input, readers, reads_input, uses_word, without_string_literals,
+    };
+
+    fn readers_of(yaml: &str) -> std::collections::HashMap<String, Readers> {
+        let loaded = crate::load::load_bytes("test.yaml".into(), yaml.as_bytes().to_vec());
+        let v = crate::validate::validate(&loaded);
+        assert!(!v.has_errors(false), "{:?}", v.diagnostics);
+        readers(&v.runbook.expect("validated"))
+    }
+
+    #[test]
+    fn only_steps_under_a_when_leave_an_input_deferrable() {
+        let r = readers_of(
+            r#"
+runbook: r
+version: 1
+inputs:
+  a: { required: true }
+  b: { required: true }
+  c: { required: true }
+  d: { required: true }
+  e: { default: "x-{{ d }}" }
+  f: { required: true }
+  g: { required: true }
+hosts:
+  h: { address: "{{ c }}" }
+steps:
+  - id: always
+    read_only: true
+    run: echo {{ a }}
+  - id: maybe
+    when: "a == 'x'"
+    read_only: true
+    run: echo {{ b }} {{ inputs['g'] }}
+    on: h
+finally:
+  - id: end
+    when: "a == 'y'"
+    read_only: true
+    run: echo {{ inputs.f }}
+"#,
+        );
+        let up = |n: &str| r[n].up_front;
+        assert!(up("a"), "read by a step that always runs");
+        assert!(!up("b") && r["b"].steps == ["maybe"], "{:?}", r["b"]);
+        assert!(!up("g") && r["g"].steps == ["maybe"], "{:?}", r["g"]);
+        assert!(up("c"), "a host address is read up front");
+        assert!(up("d"), "a default is computed at the start");
+        assert!(up("f"), "a finally step always runs");
+    }
 
     #[test]
     fn a_string_literal_in_an_expression_is_not_a_use() {

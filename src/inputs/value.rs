@@ -166,11 +166,16 @@ pub(super) fn derived_secret(
         other => vec![json_text(other)],
     };
     check_secret_constraints(input, &values)?;
-    // A plan does not know the secrets: neither does it know what is computed from them.
-    let unknown = so_far
-        .values
-        .iter()
-        .any(|r| matches!(r.value, InputValue::Unknown));
+    // What is computed from a secret not known yet (in a plan, or asked later) is not known
+    // either.
+    let default = input
+        .default
+        .as_ref()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    let unknown = so_far.values.iter().any(|r| {
+        matches!(r.value, InputValue::Unknown) && super::lazy::reads_input(&default, &r.name)
+    });
     Ok(Resolved {
         name: input.name.clone(),
         value: if unknown {
