@@ -2,7 +2,8 @@
 //! read (or a secret that is not `required`) is not asked at the start (`inputs::lazy`); it
 //! is asked here, through the same prompter as gates, right before the first step (or `when`)
 //! that reads it, and never if that step is skipped — hidden for a secret, echoed otherwise,
-//! its type, `allowed` and `pattern` checked and asked again on a bad answer. A plain answer
+//! its type, `allowed` and `pattern` checked and asked again on a bad answer. A `when` that
+//! is decided without it (`false and x`) does not ask it. A plain answer
 //! is journaled (`input-given`, so `resume` does not ask again); a secret's never is. Without
 //! a terminal the step fails naming itself and the input (`step::lazy`).
 
@@ -40,6 +41,11 @@ pub(super) async fn ask_missing(
     step: &Step,
     only: Option<&str>,
 ) -> Result<(), String> {
+    if let Some(when) = only
+        && decided_without_missing(sh, when)
+    {
+        return Ok(());
+    }
     loop {
         let inputs = sh.env.inputs_now();
         let Some((name, why)) = crate::step::lazy::missing_input(&sh.env.rb, &inputs, step, only)
@@ -122,4 +128,31 @@ pub(super) async fn ask_missing(
             Err(p) => p.into_inner().push(resolved),
         }
     }
+}
+
+/// Whether a `when` is decided without the inputs nobody gave yet: evaluated with them absent
+/// (reading an absent one is an error), `mode == 'repair' and ticket != ''` with another mode,
+/// or a call's `(call's when) and (step's own)` with the call's false, never reads `ticket`.
+/// Then nothing is asked for it; the step asks before it runs, if it runs.
+fn decided_without_missing(sh: &Shared, when: &str) -> bool {
+    let now = sh.env.inputs_now();
+    let known = crate::inputs::Inputs {
+        values: now
+            .values
+            .iter()
+            .filter(|r| !matches!(r.value, InputValue::Unknown))
+            .cloned()
+            .collect(),
+    };
+    if known.values.len() == now.values.len() {
+        return true;
+    }
+    let ctx = crate::step::context::Ctx::new(&known, &sh.env.results, sh.env.run_json.clone());
+    sh.env
+        .templates
+        .eval(
+            crate::template::expression_source(when),
+            &ctx.with(Vec::new()),
+        )
+        .is_ok()
 }

@@ -256,6 +256,40 @@ steps:
     assert_eq!(s.read("ran"), "ran\n");
 }
 
+/// A `when` decided without the input (`mode == 'repair' and …` with another mode, as a call's
+/// `when` joined to its steps' own) needs nothing: headless, the step is skipped.
+#[test]
+fn a_when_decided_without_the_input_does_not_need_it() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: lazy-short-circuit
+version: 1
+inputs:
+  mode: { default: check, allowed: [check, repair] }
+  ticket: { required: true }
+steps:
+  - id: repair
+    when: "mode == 'repair' and ticket != 'none'"
+    read_only: true
+    run: echo "{{ ticket }}" > {D}/repair
+"#,
+    );
+    let skipped = s.exec(&["--progress", "plain"]);
+    assert_eq!(skipped.code, Some(0), "{}", skipped.stderr);
+    assert!(skipped.stderr.contains("skipped"), "{}", skipped.stderr);
+    assert!(!s.path("repair").exists());
+    let needed = s.exec(&["-i", "mode=repair", "--progress", "plain"]);
+    assert_eq!(needed.code, Some(1), "{}", needed.stderr);
+    assert!(
+        needed
+            .stderr
+            .contains("step `repair` needs input `ticket`, which was not provided"),
+        "{}",
+        needed.stderr
+    );
+}
+
 #[test]
 fn the_plan_says_which_step_asks_a_lazy_input() {
     let s = Scratch::new();
