@@ -8,8 +8,8 @@
 //! (`execute::lazy_ask`), never if they are all skipped.
 //!
 //! Read "at the start" (never deferrable): the `lock`, host addresses and users, the
-//! top-level `outputs`, every input's `default`, every step in `steps` without a `when`, and
-//! every `finally` step (they always run). The reads are found in the template sources as written, over-
+//! top-level `outputs`, every input's `default`, and every step — in `steps` or `finally` —
+//! without a `when`. The reads are found in the template sources as written, over-
 //! approximating: an identifier equal to the input's name outside an attribute, `inputs.NAME`,
 //! `inputs['NAME']`, and any other use of `inputs` as a whole (`inputs[k]`, `inputs | items`)
 //! counts as reading every input. A spurious read can only make an input needed earlier, never
@@ -46,18 +46,13 @@ pub(crate) fn readers(rb: &Runbook) -> HashMap<String, Readers> {
             start.push(d.to_string());
         }
     }
-    // A `finally` step always runs (its `when` is not decided by the scheduler).
     let steps: Vec<(&Step, bool, Vec<String>)> = rb
         .steps
         .iter()
-        .map(|s| (s, s.when.is_none()))
-        .chain(rb.finally.iter().map(|s| (s, true)))
-        .map(|(s, always)| {
-            (
-                s,
-                always,
-                template_sources(s).iter().map(|t| unescape(t)).collect(),
-            )
+        .chain(rb.finally.iter())
+        .map(|s| {
+            let sources = template_sources(s).iter().map(|t| unescape(t)).collect();
+            (s, s.when.is_none(), sources)
         })
         .collect();
     rb.inputs
@@ -270,7 +265,10 @@ finally:
         assert!(!up("g") && r["g"].steps == ["maybe"], "{:?}", r["g"]);
         assert!(up("c"), "a host address is read up front");
         assert!(up("d"), "a default is computed at the start");
-        assert!(up("f"), "a finally step always runs");
+        assert!(
+            !up("f") && r["f"].steps == ["end"],
+            "a finally step may be skipped too"
+        );
     }
 
     #[test]

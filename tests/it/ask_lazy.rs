@@ -422,3 +422,43 @@ steps:
         );
     }
 }
+
+/// A `finally` step under a `when:` may be skipped too: its input is not needed up front;
+/// headless, when it runs, it fails naming the input (a warning: finally steps do not change
+/// the exit code).
+#[test]
+fn a_finally_step_under_a_when_reads_an_input_lazily() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: lazy-finally
+version: 1
+inputs:
+  mode: { default: check, allowed: [check, repair] }
+  ticket: { required: true }
+steps:
+  - id: main
+    read_only: true
+    run: "true"
+finally:
+  - id: note
+    when: "mode == 'repair'"
+    read_only: true
+    run: echo "{{ ticket }}" > {D}/note
+"#,
+    );
+    let skipped = s.exec(&["--progress", "plain"]);
+    assert_eq!(skipped.code, Some(0), "{}", skipped.stderr);
+    assert!(!skipped.stderr.contains("ticket"), "{}", skipped.stderr);
+    assert!(!s.path("note").exists());
+    let ran = s.exec(&["-i", "mode=repair", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(
+            "warning: finally step `note` failed: step `note` needs input `ticket`, which was not provided"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(!s.path("note").exists());
+}
