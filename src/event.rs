@@ -129,6 +129,15 @@ pub enum Event {
         have: u32,
         need: u32,
     },
+    /// An input nobody gave at the start was asked when a step first needed it (`value`: a
+    /// plain input's answer, restored on resume; never a secret's, asked again instead).
+    InputGiven {
+        input: String,
+        step: String,
+        secret: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<serde_json::Value>,
+    },
     GateAnswered {
         step: String,
         decision: Decision,

@@ -32,7 +32,7 @@ pub(crate) use functions::expression_display;
 mod functions;
 mod taint;
 use analyse::protect_dollar_hash;
-pub(crate) use analyse::{analyse_command, check_host_part, url_origin_values};
+pub(crate) use analyse::{analyse_command, check_host_part, subscript_paths, url_origin_values};
 pub(crate) use functions::{describe_error, expression_source};
 use functions::{regex_findall, regex_search};
 pub(crate) use taint::json_leaves;

@@ -236,7 +236,8 @@ impl Observer for Console {
             | Event::RollbackFinished { .. }
             | Event::RollbackNotRun { .. }
             | Event::RollbacksDischarged { .. } => self.rollback_event(&ts, &e.event),
-            Event::ItemStarted { .. } | Event::ItemFinished { .. } => {}
+            // The prompt itself was on the terminal.
+            Event::ItemStarted { .. } | Event::ItemFinished { .. } | Event::InputGiven { .. } => {}
         }
         Ok(())
     }

@@ -274,7 +274,7 @@ pub(crate) fn provided(a: &InputArgs) -> Result<inputs::Provided, ExitStatus> {
 }
 
 /// Prints every input problem and returns the usage exit status.
-pub(crate) fn input_errors(errors: &[String]) -> ExitStatus {
+pub(crate) fn input_errors(errors: &[impl std::fmt::Display]) -> ExitStatus {
     for e in errors {
         error_line(e);
     }

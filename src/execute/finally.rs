@@ -96,23 +96,15 @@ async fn finally_guard(sh: &Arc<Shared>, i: usize, signals: &mut Signals) -> Opt
         error_kind: None,
     };
     if let Some(w) = &step.when {
-        if sh.services.prompter.is_some() {
-            let asked = tokio::select! {
-                r = super::lazy_ask::ask_missing(sh, &step, Some(&w.src)) => r,
-                _ = signals.changed() => {
-                    signals.take_new();
-                    Err("the prompt was withdrawn: the run is stopping".to_string())
-                }
-            };
-            if let Err(e) = asked {
-                return Some(finally_not_run(
-                    sh,
-                    &id,
-                    StepStatus::Failed,
-                    &format!("`when` of step `{id}` cannot be evaluated: {e}"),
-                    ended,
-                ));
-            }
+        // An input it reads that nobody gave: asked now (headless: the step fails naming it).
+        if let Err(e) = super::lazy_ask::ask_or_withdraw(sh, &step, Some(&w.src), signals).await {
+            return Some(finally_not_run(
+                sh,
+                &id,
+                StepStatus::Failed,
+                &format!("`when` of step `{id}` cannot be evaluated: {e}"),
+                ended,
+            ));
         }
         match sh.env.eval_bool(w, Vec::new()) {
             Ok(true) => {}
@@ -142,6 +134,10 @@ async fn finally_guard(sh: &Arc<Shared>, i: usize, signals: &mut Signals) -> Opt
         }
     }
     if step.confirm.is_some() {
+        // The gate shows what will run: the inputs it reads are asked first.
+        if let Err(e) = super::lazy_ask::ask_or_withdraw(sh, &step, None, signals).await {
+            return Some(finally_not_run(sh, &id, StepStatus::Failed, &e, ended));
+        }
         let decision = tokio::select! {
             d = gate::ask_gate(sh, i, false) => d,
             _ = signals.changed() => {

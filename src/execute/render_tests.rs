@@ -149,7 +149,7 @@ proptest! {
             file: Vec::new(),
         };
         let inputs = crate::inputs::resolve(&rb, &provided, None)
-            .map_err(|e| TestCaseError::fail(e.join("; ")))?;
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         // A plan that refuses a value (e.g. one that would become an option) must be matched
         // by an engine that refuses it too, before anything runs.
         let plan = crate::plan::build(&rb, &inputs, "prop.yaml").ok();

@@ -293,22 +293,15 @@ impl Scheduler {
             let step = &rb.steps[i];
             if let Some(w) = &step.when {
                 // An input its `when` uses and nobody provided is needed now (at a terminal:
-                // asked, withdrawn on a signal; headless: the expression sees it missing).
-                if sh.services.prompter.is_some() {
-                    let asked = tokio::select! {
-                        r = super::lazy_ask::ask_missing(sh, step, Some(&w.src)) => r,
-                        _ = signals.changed() => {
-                            signals.take_new();
-                            Err("the prompt was withdrawn: the run is stopping".to_string())
-                        }
-                    };
-                    if let Err(e) = asked {
-                        let reason =
-                            format!("`when` of step `{}` cannot be evaluated: {e}", step.id.name);
-                        self.finish_failed(sh, i, &reason);
-                        self.stop = Some((StopKind::Failed, reason));
-                        break;
-                    }
+                // asked, withdrawn on a signal; headless: the step fails naming it).
+                if let Err(e) =
+                    super::lazy_ask::ask_or_withdraw(sh, step, Some(&w.src), signals).await
+                {
+                    let reason =
+                        format!("`when` of step `{}` cannot be evaluated: {e}", step.id.name);
+                    self.finish_failed(sh, i, &reason);
+                    self.stop = Some((StopKind::Failed, reason));
+                    break;
                 }
                 match sh.env.eval_bool(w, Vec::new()) {
                     Ok(true) => {}
@@ -327,6 +320,12 @@ impl Scheduler {
                 }
             }
             if step.confirm.is_some() && !prior.approved.contains(&step.id.name) {
+                // The gate shows what will run: the inputs it reads are asked first.
+                if let Err(e) = super::lazy_ask::ask_or_withdraw(sh, step, None, signals).await {
+                    self.finish_failed(sh, i, &e);
+                    self.stop = Some((StopKind::Failed, e));
+                    break;
+                }
                 let decision = tokio::select! {
                     d = gate::ask_gate(sh, i, false) => d,
                     _ = signals.changed() => {

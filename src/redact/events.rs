@@ -38,6 +38,8 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
         | Event::RunResumed { .. }
         | Event::GateWaiting { .. }
         | Event::ItemStarted { .. } => {}
+        // Names, and a plain input's value: never a secret.
+        Event::InputGiven { .. } => {}
     }
     e
 }

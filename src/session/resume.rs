@@ -113,12 +113,22 @@ pub(crate) fn open(
         return Err(refused(ExitStatus::Invalid, m));
     };
     continuable(dir, &records, &run_id, &flag, rollback)?;
+    // Plain inputs asked when a step first needed them are restored too (secrets never are).
+    let mut values: Vec<(String, serde_json::Value)> = values.into_iter().collect();
+    values.extend(records.iter().filter_map(|r| match &r.stamped.event {
+        Event::InputGiven {
+            input,
+            value: Some(v),
+            ..
+        } => Some((input.clone(), v.clone())),
+        _ => None,
+    }));
     Ok(Opened {
         live,
         records,
         file,
         sha,
-        values: values.into_iter().collect(),
+        values,
     })
 }
 

@@ -207,3 +207,53 @@ pub(super) fn protect_dollar_hash(src: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
+
+/// Paths under `root` read with at least one literal subscript, as lists of names and as
+/// written: `steps.x['stdout']` and `steps['x'].stdout` are both `[x, stdout]` (a plain
+/// dotted path is what `undeclared_variables` already reports). `expr`: `src` is an
+/// expression.
+pub(crate) fn subscript_paths(src: &str, expr: bool, root: &str) -> Vec<(Vec<String>, String)> {
+    use minijinja::machinery::{Token, tokenize};
+    let src = protect_dollar_hash(src);
+    let Ok(tokens) = tokenize(&src, expr, Default::default())
+        .map(|t| t.map(|(tok, _)| tok))
+        .collect::<Result<Vec<Token<'_>>, _>>()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for i in 0..tokens.len() {
+        let is_root = matches!(tokens[i], Token::Ident(r) if r == root);
+        if !is_root || (i > 0 && matches!(tokens[i - 1], Token::Dot)) {
+            continue;
+        }
+        let (mut path, mut subscript, mut j) = (Vec::new(), false, i + 1);
+        let mut written = root.to_string();
+        loop {
+            match (tokens.get(j), tokens.get(j + 1), tokens.get(j + 2)) {
+                (Some(Token::Dot), Some(Token::Ident(name)), _) => {
+                    written.push_str(&format!(".{name}"));
+                    path.push(name.to_string());
+                    j += 2;
+                }
+                (Some(Token::BracketOpen), Some(Token::Str(key)), Some(Token::BracketClose)) => {
+                    written.push_str(&format!("['{key}']"));
+                    path.push(key.to_string());
+                    subscript = true;
+                    j += 3;
+                }
+                (Some(Token::BracketOpen), Some(Token::String(key)), Some(Token::BracketClose)) => {
+                    written.push_str(&format!("['{key}']"));
+                    path.push(key.to_string());
+                    subscript = true;
+                    j += 3;
+                }
+                _ => break,
+            }
+        }
+        if subscript && !path.is_empty() {
+            out.push((path, written));
+        }
+    }
+    out
+}

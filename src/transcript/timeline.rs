@@ -13,6 +13,7 @@ pub(super) fn timeline_text(event: &Event) -> Option<String> {
         | Event::RunFinished { .. } => run_text(event),
         Event::GateAsked { .. }
         | Event::AskAnswered { .. }
+        | Event::InputGiven { .. }
         | Event::GateWaiting { .. }
         | Event::GateAnswered { .. } => gate_text(event),
         Event::StepSkipped { .. }
@@ -84,6 +85,7 @@ fn gate_text(event: &Event) -> Option<String> {
             "`{step}` answered by {user} ({}; {have} of {need})",
             word(by)
         ),
+        Event::InputGiven { input, step, .. } => format!("input `{input}` given for `{step}`"),
         Event::GateWaiting {
             step,
             how_to_answer,

@@ -7,6 +7,12 @@ use crate::validate::targets as tg;
 impl Checker<'_> {
     /// `steps.X.stdout` where X runs on a group: its result is per host.
     pub(super) fn group_result(&mut self, t: &Tmpl, id: &str, field: &str) {
+        self.group_result_written(t, id, field, None);
+    }
+
+    /// [`Self::group_result`]; `written`: the reference as written with a subscript
+    /// (`steps.X['stdout']`).
+    fn group_result_written(&mut self, t: &Tmpl, id: &str, field: &str, written: Option<&str>) {
         let Some(&j) = self.by_var.get(id) else {
             return;
         };
@@ -14,10 +20,31 @@ impl Checker<'_> {
             return;
         };
         if tg::PER_HOST.contains(&field) && tg::is_group_step(self.rb, step) {
-            let reference = format!("steps.{id}.{field}");
+            let reference = match written {
+                Some(w) => w.to_string(),
+                None => format!("steps.{id}.{field}"),
+            };
             let span = self.find_in(t, field);
             let d = tg::group_result_error(self.rb, step, field, &reference, false, span);
             self.push(d);
+        }
+    }
+
+    /// `steps.X['stdout']`, `steps['X'].stdout` (any literal subscript) where X runs on a
+    /// group: the same `group-step-result` as the dotted form.
+    pub(super) fn subscript_group_results(&mut self, t: &Tmpl, expr: bool, scope: Scope<'_>) {
+        if scope.step.is_none() {
+            return;
+        }
+        let src = if expr {
+            crate::template::expression_source(&t.src)
+        } else {
+            &t.src
+        };
+        for (path, written) in crate::template::subscript_paths(src, expr, "steps") {
+            if let [id, field, ..] = path.as_slice() {
+                self.group_result_written(t, id, field, Some(&written));
+            }
         }
     }
 

@@ -232,6 +232,7 @@ impl<'a> Checker<'a> {
         match self.templates.template_variables(&t.src) {
             Ok(vars) => {
                 self.variables(t, &vars, usage, scope);
+                self.subscript_group_results(t, false, scope);
                 self.unknown_filters(t, false);
             }
             Err(e) => {
@@ -278,6 +279,7 @@ impl<'a> Checker<'a> {
         match self.templates.expression_variables(src) {
             Ok(vars) => {
                 self.variables(t, &vars, Use::Expr, scope);
+                self.subscript_group_results(t, true, scope);
                 self.unknown_filters(t, true);
             }
             Err(e) => {
