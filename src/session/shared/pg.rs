@@ -163,6 +163,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
              WHERE a.run_id = runbook_ask_reply.run_id AND a.step = runbook_ask_reply.step
                AND a.operator = session_user));",
     ),
+    // Attack 13 (D0): an ask belongs to the run's engine, not to whoever inserts it first.
+    (5, "ask owned by the run's engine", super::ask_schema::ASK_OWNER),
 ];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
