@@ -261,15 +261,6 @@ async fn collect(
     }
     let limit = spec.timeout.unwrap_or(sh.env.rb.defaults.gate_timeout);
     let deadline = Instant::now() + limit;
-    if remote_open && wait {
-        sh.emit(Event::GateWaiting {
-            step: id.clone(),
-            how_to_answer: format!(
-                "{how} (waiting up to {})",
-                crate::fmt::human_duration(limit)
-            ),
-        });
-    }
     let (tx, mut rx) = mpsc::channel::<Incoming>(16);
     let hello = Hello {
         run: sh.opts.run_id.clone(),
@@ -324,18 +315,30 @@ async fn collect(
                     });
                     Some(f)
                 }
+                // Nobody may answer an ask that is not in the store under this engine's
+                // role (attack 13, D0): the run stops at it, like a gate nobody answers.
                 Err(e) => {
                     sh.emit(Event::Warning {
-                        message: format!(
-                            "cannot publish `{id}` in the store ({e}): only this machine can answer"
-                        ),
+                        message: format!("cannot publish `{id}` in the store: {e}"),
                     });
-                    None
+                    return Err(Stopped::Paused(format!(
+                        "step `{id}` cannot be answered: its ask is not in the store"
+                    )));
                 }
             }
         }
         _ => None,
     };
+    // Announced once answers can be given (attack 13, D8: the ask is in the store by now).
+    if remote_open && wait {
+        sh.emit(Event::GateWaiting {
+            step: id.clone(),
+            how_to_answer: format!(
+                "{how} (waiting up to {})",
+                crate::fmt::human_duration(limit)
+            ),
+        });
+    }
     // The terminal: the operator's own answer (one of the N), racing the others.
     let mut terminal = terminal_prompt(sh, spec, &id, prompt, need, answer_cmd.as_deref());
     let mut cancel = sh.cancel.clone();

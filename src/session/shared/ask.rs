@@ -157,7 +157,12 @@ async fn publish(
 
 /// Why the store refused to publish the ask, naming the roles involved: the row-level
 /// security of migration 5 lets only the run's engine role publish (docs/store.md).
-async fn refused_publish(client: &tokio_postgres::Client, run: &str, step: &str, why: &str) -> String {
+async fn refused_publish(
+    client: &tokio_postgres::Client,
+    run: &str,
+    step: &str,
+    why: &str,
+) -> String {
     let me = client
         .query_one("SELECT session_user::text, runbook_run_engine($1)", &[&run])
         .await
@@ -182,9 +187,7 @@ async fn refused_publish(client: &tokio_postgres::Client, run: &str, step: &str,
         (_, Some(e)) if e != me => format!(
             "the run is held in the store by role `{e}`, not by this engine's role `{me}` ({why})"
         ),
-        (_, None) => format!(
-            "no session of role `{me}` holds the run's lock in the store ({why})"
-        ),
+        (_, None) => format!("no session of role `{me}` holds the run's lock in the store ({why})"),
         _ => why.to_string(),
     }
 }

@@ -40,7 +40,7 @@ CREATE FUNCTION runbook_run_engine(run text) RETURNS text LANGUAGE sql VOLATILE 
      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
        AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
                           WHERE d.datname = pg_catalog.current_database())
-       AND l.classid = 1920261632::oid
+       AND l.classid = (x'72756e00'::integer)::oid
        AND l.objid = (('x' || lpad(substr(encode(sha256(convert_to(run, 'UTF8')), 'hex'),
                                          1, 7), 8, '0'))::bit(32)::integer)::oid
      LIMIT 1

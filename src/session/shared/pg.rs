@@ -164,7 +164,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
                AND a.operator = session_user));",
     ),
     // Attack 13 (D0): an ask belongs to the run's engine, not to whoever inserts it first.
-    (5, "ask owned by the run's engine", super::ask_schema::ASK_OWNER),
+    (
+        5,
+        "ask owned by the run's engine",
+        super::ask_schema::ASK_OWNER,
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
