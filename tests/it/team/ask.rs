@@ -192,3 +192,46 @@ fn an_ask_the_engine_cannot_publish_pauses_the_run_naming_the_other_role() {
     assert!(!m.path("applied").exists());
     assert_eq!(pg.query("SELECT operator FROM runbook_ask"), "bob");
 }
+
+/// D8: the engine prints its waiting line (with the `runbook answer` command) only once the
+/// ask is in the store, so an answer given as soon as that line appears is taken.
+#[test]
+fn an_answer_given_as_soon_as_the_waiting_line_appears_is_taken() {
+    let pg = team_store();
+    let (alice, carol) = (
+        pg.url_as("alice", "alice-pw"),
+        pg.url_as("carol", "carol-pw"),
+    );
+    let m = Scratch::new();
+    m.runbook(
+        r#"
+runbook: early
+version: 1
+steps:
+  - id: shares
+    ask: { prompt: "Your unseal share", secret: true }
+  - id: apply
+    needs: [shares]
+    read_only: true
+    run: printf '%s\n' "{{ steps.shares.outputs.value }}" > {D}/applied
+"#,
+    );
+    let log = std::fs::File::create(m.path("engine.err")).expect("log");
+    let mut e = m
+        .command(&["--progress", "plain"])
+        .env("RUNBOOK_STORE", &alice)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn engine");
+    eventually("the engine prints its waiting line", || {
+        m.read("engine.err").contains("runbook answer")
+    });
+    let id = run_id(&m).expect("run id");
+    let (code, out) = answer_from_elsewhere(&carol, &id, "shares", "EarlyShare-0b9d");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("accepted from carol"), "{out}");
+    let (code, _) = crate::exec::wait_output(&mut e, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{}", m.read("engine.err"));
+    assert_eq!(m.read("applied"), "EarlyShare-0b9d\n");
+}
