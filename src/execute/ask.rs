@@ -290,7 +290,7 @@ async fn collect(
         })
     });
     let _abort = AbortOnDrop(accept_task);
-    // With the shared store: answers from any machine, each from its database role.
+    // Shared store: answers from any machine by role; "waiting" is printed once published (D8).
     let _feed = match &store {
         Some(conn) if wait => {
             let (stx, mut srx) = mpsc::channel::<StoreAnswer>(16);
@@ -315,21 +315,18 @@ async fn collect(
                     });
                     Some(f)
                 }
-                // Nobody may answer an ask that is not in the store under this engine's
-                // role (attack 13, D0): the run stops at it, like a gate nobody answers.
+                // Not in the store under this engine's role (attack 13, D0): a pause.
                 Err(e) => {
-                    sh.emit(Event::Warning {
-                        message: format!("cannot publish `{id}` in the store: {e}"),
-                    });
+                    let message = format!("cannot publish `{id}` in the store: {e}");
+                    sh.emit(Event::Warning { message });
                     return Err(Stopped::Paused(format!(
-                        "step `{id}` cannot be answered: its ask is not in the store"
+                        "step `{id}`: its ask is not in the store"
                     )));
                 }
             }
         }
         _ => None,
     };
-    // Announced once answers can be given (attack 13, D8: the ask is in the store by now).
     if remote_open && wait {
         sh.emit(Event::GateWaiting {
             step: id.clone(),
