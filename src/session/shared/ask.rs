@@ -164,7 +164,10 @@ async fn refused_publish(
     why: &str,
 ) -> String {
     let me = client
-        .query_one("SELECT session_user::text, runbook_run_engine($1)", &[&run])
+        .query_one(
+            "SELECT session_user::text, runbook_run_operator($1)",
+            &[&run],
+        )
         .await
         .ok()
         .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)));
@@ -312,7 +315,7 @@ pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<StoreAsk, Se
             .map_err(|e| SessionError::store(e.to_string()))?;
         let row = client
             .query_opt(
-                "SELECT hello, operator, runbook_run_engine(run_id) FROM runbook_ask
+                "SELECT hello, operator, runbook_run_operator(run_id) FROM runbook_ask
                   WHERE run_id = $1 AND step = $2",
                 &[&run_id, &step],
             )
