@@ -190,7 +190,9 @@ async fn refused_publish(
         (_, Some(e)) if e != me => format!(
             "the run is held in the store by role `{e}`, not by this engine's role `{me}` ({why})"
         ),
-        (_, None) => format!("no session of role `{me}` holds the run's lock in the store ({why})"),
+        (_, None) => format!(
+            "role `{me}` does not both hold the run's lock and own the run in the store ({why})"
+        ),
         _ => why.to_string(),
     }
 }
@@ -341,7 +343,7 @@ pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<StoreAsk, Se
             None => {
                 return Err(SessionError::usage(format!(
                     "no engine of run {run_id} is waiting at an `ask:` step `{step}` in the store \
-                     (an ask by role `{operator}` is left there, but no engine runs the run)"
+                     (an ask by role `{operator}` is left there, but no engine of the run's owner runs it)"
                 )));
             }
         }

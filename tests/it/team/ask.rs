@@ -191,6 +191,22 @@ fn an_ask_the_engine_cannot_publish_pauses_the_run_naming_the_other_role() {
     assert!(!err.contains("each runs `runbook answer"), "{err}");
     assert!(!m.path("applied").exists());
     assert_eq!(pg.query("SELECT operator FROM runbook_ask"), "bob");
+    // The run is paused: bob takes its engine lock with plain SQL and publishes an ask in the
+    // same session. Holding the lock is not enough: bob does not own the run.
+    let key = format!(
+        "('x' || lpad(substr(encode(sha256(convert_to('{id}', 'UTF8')), 'hex'), 1, 7), 8, '0'))::bit(32)::integer"
+    );
+    let (ok, out, err) = psql_as(
+        &pg.url_as("bob", "bob-pw"),
+        &format!(
+            "SELECT pg_advisory_lock(x'72756e00'::integer, {key});
+             SELECT runbook_run_engine('{id}');
+             INSERT INTO runbook_ask (run_id, step, hello) VALUES ('{id}', 'apply', '{{}}')"
+        ),
+    );
+    assert!(out.contains("bob"), "bob holds the run's lock: {out}");
+    assert!(!ok && err.contains("row-level security"), "{err}");
+    assert_eq!(pg.query("SELECT count(*) FROM runbook_ask"), "1");
 }
 
 /// D8: the engine prints its waiting line (with the `runbook answer` command) only once the
