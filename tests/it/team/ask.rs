@@ -10,12 +10,18 @@ use crate::exec::Scratch;
 
 /// `sql` as the role of `url` through `psql`: (succeeded, stdout, stderr).
 fn psql_as(url: &str, sql: &str) -> (bool, String, String) {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-        .arg(url)
-        .args(["-c", sql])
-        .output()
-        .expect("psql");
+    psql_session(url, &[sql])
+}
+
+/// Each of `sqls` in turn in one `psql` session as the role of `url`, stopping at an error.
+fn psql_session(url: &str, sqls: &[&str]) -> (bool, String, String) {
+    let mut c = Command::new("psql");
+    c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg(url);
+    for sql in sqls {
+        c.args(["-c", sql]);
+    }
+    let out = c.output().expect("psql");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -196,15 +202,19 @@ fn an_ask_the_engine_cannot_publish_pauses_the_run_naming_the_other_role() {
     let key = format!(
         "('x' || lpad(substr(encode(sha256(convert_to('{id}', 'UTF8')), 'hex'), 1, 7), 8, '0'))::bit(32)::integer"
     );
-    let (ok, out, err) = psql_as(
+    let (ok, out, err) = psql_session(
         &pg.url_as("bob", "bob-pw"),
-        &format!(
-            "WITH l AS (SELECT pg_advisory_lock(x'72756e00'::integer, {key}))
-             INSERT INTO runbook_ask (run_id, step, hello)
-             SELECT '{id}', 'apply', runbook_run_engine('{id}') FROM l"
-        ),
+        &[
+            &format!(
+                "SELECT runbook_run_engine('{id}') \
+                   FROM (SELECT pg_advisory_lock(x'72756e00'::integer, {key})) l"
+            ),
+            &format!(
+                "INSERT INTO runbook_ask (run_id, step, hello) VALUES ('{id}', 'apply', '{{}}')"
+            ),
+        ],
     );
-    assert!(out.is_empty(), "{out}");
+    assert_eq!(out, "bob", "bob holds the run's lock");
     assert!(!ok && err.contains("row-level security"), "{err}");
     assert_eq!(pg.query("SELECT count(*) FROM runbook_ask"), "1");
 }
