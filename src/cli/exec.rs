@@ -453,7 +453,7 @@ fn checked_options(rb: &crate::model::Runbook, f: &super::RunOpts) -> Result<Ans
         }
     }
     for target in &f.attach {
-        crate::transcript::attach::Target::parse(target)?;
+        crate::transcript::attach::Target::parse(target).map_err(|e| e.to_string())?;
     }
     Ok(answers)
 }

@@ -463,7 +463,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
     }
     let text = match (a.format, &a.template) {
         (_, Some(path)) => match crate::sys::read_regular_bounded(path, TEMPLATE_MAX) {
-            Ok(tpl) => crate::transcript::render(&t, &tpl),
+            Ok(tpl) => crate::transcript::render(&t, &tpl).map_err(|e| e.to_string()),
             Err(e) => Err(format!("--template {}: {e}", path.display())),
         },
         (TranscriptFormat::Json, None) => serde_json::to_string_pretty(&t)
@@ -471,6 +471,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
             .map_err(|e| e.to_string()),
         (TranscriptFormat::Md, None) => {
             crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE)
+                .map_err(|e| e.to_string())
         }
     };
     match text {

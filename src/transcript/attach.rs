@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::{MARKDOWN_TEMPLATE, NOTE_TEMPLATE, Transcript, load, render};
+use super::{
+    ErrorKind, MARKDOWN_TEMPLATE, NOTE_TEMPLATE, Transcript, TranscriptError, load, render,
+};
 
 /// Where to attach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +25,14 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    pub(crate) fn parse(s: &str) -> Result<Target, String> {
+    pub(crate) fn parse(s: &str) -> Result<Target, TranscriptError> {
         let (kind, rest) = s.split_once(':').ok_or_else(|| {
-            format!("`{s}` is not pagerduty:INCIDENT, jira:ISSUE-KEY or webhook:URL")
+            usage(format!(
+                "`{s}` is not pagerduty:INCIDENT, jira:ISSUE-KEY or webhook:URL"
+            ))
         })?;
         if rest.is_empty() {
-            return Err(format!("`{s}` names no incident, issue or URL"));
+            return Err(usage(format!("`{s}` names no incident, issue or URL")));
         }
         match kind {
             "pagerduty" if rest.chars().all(|c| c.is_ascii_alphanumeric()) => {
@@ -40,20 +44,24 @@ impl Target {
             "webhook" if rest.starts_with("http://") || rest.starts_with("https://") => {
                 Ok(Target::Webhook(rest.into()))
             }
-            "pagerduty" | "jira" => Err(format!("`{rest}` is not a valid {kind} id")),
-            "webhook" => Err(format!("`{rest}` is not an http(s) URL")),
-            _ => Err(format!(
+            "pagerduty" | "jira" => Err(usage(format!("`{rest}` is not a valid {kind} id"))),
+            "webhook" => Err(usage(format!("`{rest}` is not an http(s) URL"))),
+            _ => Err(usage(format!(
                 "unknown attachment target `{kind}`: use pagerduty:, jira: or webhook:"
-            )),
+            ))),
         }
     }
 }
 
-fn env(name: &str) -> Result<String, String> {
+fn usage(message: String) -> TranscriptError {
+    TranscriptError::new(ErrorKind::Usage, message)
+}
+
+fn env(name: &str) -> Result<String, TranscriptError> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("{name} is not set"))
+        .ok_or_else(|| TranscriptError::new(ErrorKind::Credentials, format!("{name} is not set")))
 }
 
 /// PagerDuty notes are limited in size: keep the summary well inside.
@@ -74,10 +82,14 @@ fn cap(s: String, limit: usize) -> String {
 }
 
 /// One request, retried with backoff on connection errors, 429 and 5xx.
+fn delivery(message: String) -> TranscriptError {
+    TranscriptError::new(ErrorKind::Delivery, message)
+}
+
 async fn send(
     build: impl Fn() -> reqwest::RequestBuilder,
     what: &str,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), TranscriptError> {
     let mut delay = Duration::from_millis(500);
     let mut last = String::new();
     for attempt in 1..=4 {
@@ -97,7 +109,7 @@ async fn send(
                     .collect();
                 last = format!("{what}: HTTP {status} {body}");
                 if status != 429 && status < 500 {
-                    return Err(last);
+                    return Err(delivery(last));
                 }
             }
             Err(e) if e.is_redirect() => {
@@ -108,7 +120,7 @@ async fn send(
                     why = s.to_string();
                     src = s.source();
                 }
-                return Err(format!("{what}: {why}"));
+                return Err(delivery(format!("{what}: {why}")));
             }
             Err(e) => {
                 last = format!(
@@ -128,13 +140,13 @@ async fn send(
             delay *= 2;
         }
     }
-    Err(format!("{last} (after 4 attempts)"))
+    Err(delivery(format!("{last} (after 4 attempts)")))
 }
 
 /// Attaches run `run_dir`'s transcript to `target`. Returns a one-line confirmation.
-pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, String> {
+pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, TranscriptError> {
     let target = Target::parse(target)?;
-    let t = load(run_dir).map_err(|e| e.to_string())?;
+    let t = load(run_dir)?;
     let client = client()?;
     match target {
         Target::PagerDuty(id) => to_pagerduty(&client, &t, &id).await,
@@ -144,7 +156,7 @@ pub(crate) async fn attach_run(run_dir: &Path, target: &str) -> Result<String, S
 }
 
 /// The HTTP client of attachments: rustls, 30 s, same-origin redirects only.
-fn client() -> Result<reqwest::Client, String> {
+fn client() -> Result<reqwest::Client, TranscriptError> {
     reqwest::Client::builder()
     .use_rustls_tls()
     .timeout(Duration::from_secs(30))
@@ -168,7 +180,7 @@ fn client() -> Result<reqwest::Client, String> {
         }
     }))
     .build()
-    .map_err(|e| e.to_string())
+    .map_err(|e| delivery(e.to_string()))
 }
 
 /// A note on PagerDuty incident `id`.
@@ -176,7 +188,7 @@ async fn to_pagerduty(
     client: &reqwest::Client,
     t: &Transcript,
     id: &str,
-) -> Result<String, String> {
+) -> Result<String, TranscriptError> {
     let token = env("PAGERDUTY_TOKEN")?;
     let from = env("PAGERDUTY_FROM")?;
     let base = std::env::var("RUNBOOK_PAGERDUTY_URL")
@@ -201,7 +213,11 @@ async fn to_pagerduty(
 }
 
 /// The Markdown transcript attached to Jira issue `key`, and a comment.
-async fn to_jira(client: &reqwest::Client, t: &Transcript, key: &str) -> Result<String, String> {
+async fn to_jira(
+    client: &reqwest::Client,
+    t: &Transcript,
+    key: &str,
+) -> Result<String, TranscriptError> {
     let base = env("JIRA_BASE_URL")?;
     let token = env("JIRA_TOKEN")?;
     let auth = match std::env::var("JIRA_USER").ok().filter(|u| !u.is_empty()) {
@@ -261,8 +277,12 @@ async fn to_jira(client: &reqwest::Client, t: &Transcript, key: &str) -> Result<
 }
 
 /// The JSON transcript posted to a webhook.
-async fn to_webhook(client: &reqwest::Client, t: &Transcript, url: &str) -> Result<String, String> {
-    let body = serde_json::to_string(t).map_err(|e| e.to_string())?;
+async fn to_webhook(
+    client: &reqwest::Client,
+    t: &Transcript,
+    url: &str,
+) -> Result<String, TranscriptError> {
+    let body = serde_json::to_string(t).map_err(|e| delivery(e.to_string()))?;
     let token = std::env::var("RUNBOOK_WEBHOOK_TOKEN")
         .ok()
         .filter(|v| !v.is_empty());

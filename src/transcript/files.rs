@@ -3,17 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{MARKDOWN_TEMPLATE, Transcript, build};
+use super::{ErrorKind, MARKDOWN_TEMPLATE, Transcript, TranscriptError, build};
 use crate::journal;
 use crate::session::store::RunDir;
 
 /// Renders with a template (the built-in Markdown one unless `template` is given).
-pub(crate) fn render(t: &Transcript, template: &str) -> Result<String, String> {
+pub(crate) fn render(t: &Transcript, template: &str) -> Result<String, TranscriptError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.set_fuel(Some(50_000_000));
     env.render_str(template, crate::template::to_value(t))
-        .map_err(|e| format!("template: {}", crate::template::describe_error(&e)))
+        .map_err(|e| {
+            TranscriptError::new(
+                ErrorKind::Template,
+                format!("template: {}", crate::template::describe_error(&e)),
+            )
+        })
 }
 
 /// Reads a run's journal and builds its transcript. A broken chain is reported (and the
@@ -94,19 +99,24 @@ fn from_runbook(t: &mut Transcript, rb: &crate::model::Runbook) {
 pub(crate) fn write_files_with(
     run_dir: &Path,
     rb: Option<&crate::model::Runbook>,
-) -> Result<Vec<PathBuf>, String> {
-    let t = load_with(run_dir, rb).map_err(|e| e.to_string())?;
+) -> Result<Vec<PathBuf>, TranscriptError> {
+    let t = load_with(run_dir, rb)?;
     // Both files are read in terminals (`cat`, `less -R`): control characters made visible.
     let md = crate::term::visible(&render(&t, MARKDOWN_TEMPLATE)?).into_owned();
-    let json = crate::term::json_safe(serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?);
+    let json = crate::term::json_safe(
+        serde_json::to_string_pretty(&t)
+            .map_err(|e| TranscriptError::new(ErrorKind::Io, e.to_string()))?,
+    );
     let mut out = Vec::new();
     let [md_path, json_path] = RunDir::new(run_dir).transcripts();
     for (p, body) in [(md_path, md), (json_path, json)] {
         let _ = std::fs::remove_file(&p);
         use std::io::Write;
-        let mut f = crate::sys::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        f.write_all(body.as_bytes())
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let failed = |e: std::io::Error| {
+            TranscriptError::new(ErrorKind::Io, format!("{}: {e}", p.display()))
+        };
+        let mut f = crate::sys::open_private(&p).map_err(failed)?;
+        f.write_all(body.as_bytes()).map_err(failed)?;
         out.push(p);
     }
     Ok(out)

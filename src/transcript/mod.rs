@@ -5,9 +5,11 @@
 //! secret can appear here that the journal did not have.
 
 pub(crate) mod attach;
+mod error;
 mod files;
 mod timeline;
 
+pub(crate) use error::{ErrorKind, TranscriptError};
 pub(crate) use files::{load, render, write_files_with};
 use timeline::timeline_text;
 
