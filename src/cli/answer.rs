@@ -46,18 +46,23 @@ pub(crate) fn cmd_ask_answer(a: &AskAnswerArgs) -> ExitStatus {
     }
     // The shared store: the answer goes through the database, identity = the role.
     if let Some(conn) = a.dir.store.as_deref().filter(|c| !c.is_empty()) {
-        let hello = match crate::session::shared::ask::hello(conn, &run_id, &a.step) {
+        // Refused (exit 2) unless the ask was published by the run's engine role.
+        let ask = match crate::session::shared::ask::hello(conn, &run_id, &a.step) {
             Ok(h) => h,
             Err(e) => {
                 error_line(e);
                 return ExitStatus::Invalid;
             }
         };
-        let Some(value) = read_value(a, &hello, &run_id) else {
+        let Some(value) = read_value(a, &ask.hello, &run_id) else {
             return ExitStatus::Invalid;
         };
         return verdict(crate::session::shared::ask::send(
-            conn, &run_id, &a.step, &value,
+            conn,
+            &run_id,
+            &a.step,
+            &ask.operator,
+            &value,
         ));
     }
     let owner = match std::fs::metadata(&dir) {

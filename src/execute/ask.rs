@@ -261,15 +261,6 @@ async fn collect(
     }
     let limit = spec.timeout.unwrap_or(sh.env.rb.defaults.gate_timeout);
     let deadline = Instant::now() + limit;
-    if remote_open && wait {
-        sh.emit(Event::GateWaiting {
-            step: id.clone(),
-            how_to_answer: format!(
-                "{how} (waiting up to {})",
-                crate::fmt::human_duration(limit)
-            ),
-        });
-    }
     let (tx, mut rx) = mpsc::channel::<Incoming>(16);
     let hello = Hello {
         run: sh.opts.run_id.clone(),
@@ -299,7 +290,7 @@ async fn collect(
         })
     });
     let _abort = AbortOnDrop(accept_task);
-    // With the shared store: answers from any machine, each from its database role.
+    // Shared store: answers from any machine by role; "waiting" is printed once published (D8).
     let _feed = match &store {
         Some(conn) if wait => {
             let (stx, mut srx) = mpsc::channel::<StoreAnswer>(16);
@@ -324,18 +315,27 @@ async fn collect(
                     });
                     Some(f)
                 }
+                // Not in the store under this engine's role (attack 13, D0): a pause.
                 Err(e) => {
-                    sh.emit(Event::Warning {
-                        message: format!(
-                            "cannot publish `{id}` in the store ({e}): only this machine can answer"
-                        ),
-                    });
-                    None
+                    let message = format!("cannot publish `{id}` in the store: {e}");
+                    sh.emit(Event::Warning { message });
+                    return Err(Stopped::Paused(format!(
+                        "step `{id}`: its ask is not in the store"
+                    )));
                 }
             }
         }
         _ => None,
     };
+    if remote_open && wait {
+        sh.emit(Event::GateWaiting {
+            step: id.clone(),
+            how_to_answer: format!(
+                "{how} (waiting up to {})",
+                crate::fmt::human_duration(limit)
+            ),
+        });
+    }
     // The terminal: the operator's own answer (one of the N), racing the others.
     let mut terminal = terminal_prompt(sh, spec, &id, prompt, need, answer_cmd.as_deref());
     let mut cancel = sh.cancel.clone();

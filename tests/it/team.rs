@@ -16,6 +16,8 @@ use crate::harness::runbook;
 use crate::pg::{PASSWORD, Pg};
 use crate::sshd::{TEST_USER, ensure_test_user};
 
+mod ask;
+
 /// A store with the schema and three engineers: alice, bob, carol (carol also a key holder).
 fn team_store() -> Pg {
     let pg = Pg::start();

@@ -141,7 +141,7 @@ async fn publish(
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(|e| describe(&e))?;
-    client
+    if let Err(e) = client
         .execute(
             "INSERT INTO runbook_ask (run_id, step, hello) VALUES ($1, $2, $3)
              ON CONFLICT (run_id, step) DO UPDATE SET hello = EXCLUDED.hello,
@@ -149,8 +149,52 @@ async fn publish(
             &[&run, &step, &hello],
         )
         .await
-        .map_err(|e| describe(&e))?;
+    {
+        return Err(refused_publish(&client, run, step, &describe(&e)).await);
+    }
     Ok((client, notes))
+}
+
+/// Why the store refused to publish the ask, naming the roles involved: the row-level
+/// security of migration 5 lets only the run's engine role publish (docs/store.md).
+async fn refused_publish(
+    client: &tokio_postgres::Client,
+    run: &str,
+    step: &str,
+    why: &str,
+) -> String {
+    let me = client
+        .query_one(
+            "SELECT session_user::text, runbook_run_operator($1)",
+            &[&run],
+        )
+        .await
+        .ok()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)));
+    let other = client
+        .query_opt(
+            "SELECT operator FROM runbook_ask WHERE run_id = $1 AND step = $2",
+            &[&run, &step],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get::<_, String>(0));
+    let Some((me, engine)) = me else {
+        return why.to_string();
+    };
+    match (other, engine) {
+        (Some(o), _) if o != me => format!(
+            "its ask is already in the store, published by role `{o}`, not by this engine's role `{me}` ({why})"
+        ),
+        (_, Some(e)) if e != me => format!(
+            "the run is held in the store by role `{e}`, not by this engine's role `{me}` ({why})"
+        ),
+        (_, None) => format!(
+            "role `{me}` does not both hold the run's lock and own the run in the store ({why})"
+        ),
+        _ => why.to_string(),
+    }
 }
 
 /// An ask published in the store.
@@ -180,9 +224,10 @@ async fn take_replies(ask: &Published<'_>, tx: &mpsc::Sender<StoreAnswer>, have:
     };
     for r in rows {
         let id: i64 = r.get(0);
+        let role: String = r.get(1);
         let (vtx, vrx) = oneshot::channel();
         let answer = StoreAnswer {
-            role: r.get(1),
+            role: role.clone(),
             value: r.get(2),
             verdict: vtx,
         };
@@ -213,9 +258,9 @@ async fn take_replies(ask: &Published<'_>, tx: &mpsc::Sender<StoreAnswer>, have:
         }
         let _ = client
             .execute(
-                "INSERT INTO runbook_ask_verdict (id, ok, message) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO NOTHING",
-                &[&id, &verdict.ok, &verdict.message],
+                "INSERT INTO runbook_ask_verdict (id, run_id, step, answerer, ok, message)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id, engine) DO NOTHING",
+                &[&id, &run, &step, &role, &verdict.ok, &verdict.message],
             )
             .await;
     }
@@ -226,18 +271,20 @@ async fn withdraw(ask: &Published<'_>) {
     let (client, run, step) = (ask.client, ask.run, ask.step);
     if let Ok(rows) = client
         .query(
-            "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2 RETURNING id",
+            "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2 RETURNING id, role",
             &[&run, &step],
         )
         .await
     {
         for r in rows {
-            let id: i64 = r.get(0);
+            let (id, role): (i64, String) = (r.get(0), r.get(1));
             let _ = client
                 .execute(
-                    "INSERT INTO runbook_ask_verdict (id, ok, message) VALUES ($1, false,
-                     'the run stopped asking before taking the answer') ON CONFLICT (id) DO NOTHING",
-                    &[&id],
+                    "INSERT INTO runbook_ask_verdict (id, run_id, step, answerer, ok, message)
+                     VALUES ($1, $2, $3, $4, false,
+                     'the run stopped asking before taking the answer')
+                     ON CONFLICT (id, engine) DO NOTHING",
+                    &[&id, &run, &step, &role],
                 )
                 .await;
         }
@@ -250,8 +297,19 @@ async fn withdraw(ask: &Published<'_>) {
         .await;
 }
 
-/// What the engine of `run_id` asks at `step`, from the store; `Err` when no engine waits there.
-pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, SessionError> {
+/// An ask as `runbook answer` found it in the store.
+pub(crate) struct StoreAsk {
+    /// What the engine asks.
+    pub(crate) hello: Hello,
+    /// The role that published it: the run's engine role (checked), the only role whose
+    /// verdict is believed.
+    pub(crate) operator: String,
+}
+
+/// What the engine of `run_id` asks at `step`, from the store; `Err` when no engine waits
+/// there, or when the ask was not published by the role whose engine runs the run (someone
+/// else's row: nothing may be sent to it).
+pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<StoreAsk, SessionError> {
     let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
     rt.block_on(async {
         let client = pg::connect(conn)
@@ -259,7 +317,8 @@ pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, Sessi
             .map_err(|e| SessionError::store(e.to_string()))?;
         let row = client
             .query_opt(
-                "SELECT hello FROM runbook_ask WHERE run_id = $1 AND step = $2",
+                "SELECT hello, operator, runbook_run_operator(run_id) FROM runbook_ask
+                  WHERE run_id = $1 AND step = $2",
                 &[&run_id, &step],
             )
             .await
@@ -271,18 +330,37 @@ pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, Sessi
                 "no engine of run {run_id} is waiting at an `ask:` step `{step}` in the store"
             )));
         };
-        let text: String = row.get(0);
-        serde_json::from_str(&text)
-            .map_err(|e| SessionError::store(format!("the store's ask is unreadable: {e}")))
+        let (text, operator, engine): (String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        match engine {
+            Some(e) if e == operator => {}
+            Some(e) => {
+                return Err(SessionError::refused(format!(
+                    "the ask `{step}` of run {run_id} in the store was published by role `{operator}`, \
+                     but the run's engine runs as role `{e}`: refusing to answer (nothing was sent)"
+                )));
+            }
+            None => {
+                return Err(SessionError::usage(format!(
+                    "no engine of run {run_id} is waiting at an `ask:` step `{step}` in the store \
+                     (an ask by role `{operator}` is left there, but no engine of the run's owner runs it)"
+                )));
+            }
+        }
+        let hello = serde_json::from_str(&text)
+            .map_err(|e| SessionError::store(format!("the store's ask is unreadable: {e}")))?;
+        Ok(StoreAsk { hello, operator })
     })
 }
 
-/// Gives `value` to the engine waiting at `step` of `run_id` and waits for its verdict. An
-/// answer not taken within [`VERDICT_WAIT`] is deleted again.
+/// Gives `value` to the engine waiting at `step` of `run_id` (whose role is `operator`, as
+/// [`hello`] checked) and waits for its verdict. An answer not taken within [`VERDICT_WAIT`]
+/// is deleted again.
 pub(crate) fn send(
     conn: &str,
     run_id: &str,
     step: &str,
+    operator: &str,
     value: &str,
 ) -> Result<Verdict, SessionError> {
     let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
@@ -303,8 +381,12 @@ pub(crate) fn send(
         loop {
             let v = client
                 .query_opt(
-                    "DELETE FROM runbook_ask_verdict WHERE id = $1 RETURNING ok, message",
-                    &[&id],
+                    // Only the verdict of the engine's role counts (migration 5 also keeps
+                    // any other role from writing one about this ask).
+                    "DELETE FROM runbook_ask_verdict
+                      WHERE id = $1 AND run_id = $2 AND step = $3 AND engine = $4
+                      RETURNING ok, message",
+                    &[&id, &run_id, &step, &operator],
                 )
                 .await
                 .map_err(q)?;

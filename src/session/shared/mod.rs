@@ -10,6 +10,7 @@
 
 pub(crate) mod approvals;
 pub(crate) mod ask;
+mod ask_schema;
 pub(crate) mod conn;
 pub(crate) mod journal;
 pub(crate) mod lock;

@@ -210,6 +210,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
      CREATE POLICY runbook_answer_give ON runbook_answer FOR INSERT WITH CHECK (true);
      CREATE POLICY runbook_answer_take ON runbook_answer FOR DELETE USING (runbook_owns_run(run_id));",
     ),
+    // Attack 13 (D0): an ask belongs to the run's engine, not to whoever inserts it first.
+    (
+        6,
+        "ask owned by the run's engine",
+        super::ask_schema::ASK_OWNER,
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
