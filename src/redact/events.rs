@@ -53,7 +53,13 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             by: _,
             have: _,
             need: _,
-        } => {}
+            streamed,
+        } => {
+            // A plain answer (a secret one is never here) may still hold a secret's text.
+            if let Some(crate::event::Streamed { value: Some(v), .. }) = streamed {
+                r.json(v);
+            }
+        }
         Event::StepStarted {
             step: _,
             attempt: _,

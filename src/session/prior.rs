@@ -96,6 +96,21 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
                     p.unwind_cause = Some(cause);
                 }
             }
+            // Answers a step consumed as they arrived: not asked again for items done.
+            Event::AskAnswered {
+                step,
+                user,
+                streamed: Some(s),
+                ..
+            } => p
+                .answers
+                .entry(step.clone())
+                .or_default()
+                .push(crate::execute::PriorAnswer {
+                    index: s.index,
+                    user: user.clone(),
+                    value: s.value.clone(),
+                }),
             Event::RollbackStarted { .. } => p.unwinding = true,
             // Only an undo that worked is done: a failed or interrupted one runs again.
             Event::RollbackFinished {

@@ -304,6 +304,7 @@ fn timeline_text(event: &Event) -> Option<String> {
             by,
             have,
             need,
+            ..
         } => format!(
             "`{step}` answered by {user} ({}; {have} of {need})",
             word(by)

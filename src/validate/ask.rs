@@ -179,3 +179,9 @@ pub(super) fn complete_step(r: &mut Reader, step: &mut Step) {
     step.read_only = true;
     step.idempotent = true;
 }
+
+/// Reads `for_each: { answers: ASK }`: the id of the `ask:` step whose answers the step
+/// consumes as they arrive (checked against the runbook in `checks/answers.rs`).
+pub(super) fn read_answers(r: &mut Reader, node: &Node, what: &str) -> Option<Named> {
+    r.named(node, what)
+}
