@@ -55,7 +55,11 @@ pub(super) async fn run_ask(sh: &Arc<Shared>, i: usize, run: StepRun, t0: Instan
         super::lifecycle::finish(sh, run, t0, StepStatus::Failed, null, Some(e))
     };
     let ctx = sh.ctx().with(vec![]);
-    let prompt = match sh.env.templates.render(&spec.prompt.src, &ctx, Target::Text) {
+    let prompt = match sh
+        .env
+        .templates
+        .render(&spec.prompt.src, &ctx, Target::Text)
+    {
         Ok(p) => sh.env.redactor.text(&p),
         Err(e) => return failed(run, crate::template::describe_error(&e)),
     };

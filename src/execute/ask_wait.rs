@@ -130,8 +130,21 @@ struct Waiting<'a> {
 }
 
 impl Waiting<'_> {
-    fn take(&self, taken: &mut Vec<Taken>, user: String, raw: &str, by: AnsweredBy) -> Result<String, String> {
-        take(self.sh, self.spec, &self.id, taken, self.stream, (user, raw, by))
+    fn take(
+        &self,
+        taken: &mut Vec<Taken>,
+        user: String,
+        raw: &str,
+        by: AnsweredBy,
+    ) -> Result<String, String> {
+        take(
+            self.sh,
+            self.spec,
+            &self.id,
+            taken,
+            self.stream,
+            (user, raw, by),
+        )
     }
 
     /// Takes what was typed at the terminal (the prompt checked it already), if anything.
@@ -161,7 +174,8 @@ impl Waiting<'_> {
             let now = Instant::now();
             if now >= deadline {
                 let (limit, have) = (crate::fmt::human_duration(self.limit), taken.len());
-                let message = format!("nobody answered `{id}` within {limit} ({have} of {need} answers)");
+                let message =
+                    format!("nobody answered `{id}` within {limit} ({have} of {need} answers)");
                 sh.emit(Event::Warning { message });
                 return Err(paused());
             }
@@ -223,7 +237,14 @@ impl Waiting<'_> {
     /// Starts the terminal prompt, if there is a terminal.
     fn terminal(&self) -> Option<TerminalTask> {
         let need = self.spec.from as usize;
-        terminal_prompt(self.sh, self.spec, &self.id, self.prompt, need, self.answer_cmd.as_deref())
+        terminal_prompt(
+            self.sh,
+            self.spec,
+            &self.id,
+            self.prompt,
+            need,
+            self.answer_cmd.as_deref(),
+        )
     }
 }
 
@@ -235,7 +256,6 @@ async fn changed(sub: &mut Option<tokio::sync::watch::Receiver<u64>>) {
         return;
     }
     std::future::pending().await
-
 }
 
 type TerminalTask = (tokio::task::JoinHandle<Option<String>>, Arc<AtomicBool>);

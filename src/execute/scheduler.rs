@@ -268,9 +268,9 @@ impl Scheduler {
                 Some(StepStatus::Succeeded | StepStatus::Skipped)
             ) || (Some(d) == streams_from && self.state[d] == Some(StepStatus::Running))
                 || (matches!(
-                self.state[d],
-                Some(StepStatus::Failed | StepStatus::TimedOut)
-            ) && self.rb.steps[d].continue_on_failure)
+                    self.state[d],
+                    Some(StepStatus::Failed | StepStatus::TimedOut)
+                ) && self.rb.steps[d].continue_on_failure)
         })
     }
 

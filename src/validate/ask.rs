@@ -65,7 +65,8 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
         .and_then(|re| regex::Regex::new(&format!("^(?:{})$", re.as_str())).ok());
     let from_expr = f
         .get("from")
-        .filter(|n| n.as_str().is_some())
+        // A number written as such is a count; anything else is an expression.
+        .filter(|n| n.as_str().is_some_and(|t| t.trim().parse::<u64>().is_err()))
         .and_then(|n| r.tmpl(n, what));
     let from = match f.get("from") {
         Some(_) if from_expr.is_some() => 1,
@@ -134,7 +135,7 @@ pub(super) fn complete_step(r: &mut Reader, step: &mut Step) {
     if step.for_each.is_some() {
         problems.push(bad(
             "for_each",
-            "collect several answers with `from: N`, then loop over `steps.<id>.outputs.values` in a later step",
+            "collect several answers with `from: N` and consume them in a later step with `for_each: { answers: <id> }` (as they arrive) or over `steps.<id>.outputs.values`",
         ));
     }
     if step.rollback.is_some() {

@@ -26,7 +26,10 @@ impl Checker<'_> {
                 let help = did_you_mean(&a.name, names).unwrap_or_else(|| {
                     "`answers:` names the `ask:` step whose answers this step consumes".into()
                 });
-                let msg = format!("step `{this}` consumes the answers of `{}`, which is not a step", a.name);
+                let msg = format!(
+                    "step `{this}` consumes the answers of `{}`, which is not a step",
+                    a.name
+                );
                 self.push(bad(msg, "no step with this id", help));
                 continue;
             };
@@ -47,7 +50,10 @@ impl Checker<'_> {
             }
             let needed = i < main
                 && j < main
-                && step.needs.iter().any(|n| step_var(&n.name) == step_var(&ask_id));
+                && step
+                    .needs
+                    .iter()
+                    .any(|n| step_var(&n.name) == step_var(&ask_id));
             if !needed {
                 let msg = format!(
                     "step `{this}` consumes the answers of `{ask_id}`, which is not one of its `needs`"
@@ -55,7 +61,9 @@ impl Checker<'_> {
                 let help = if i >= main || j >= main {
                     "`finally` steps cannot consume answers as they arrive: loop over `steps.<id>.outputs.values` instead".to_string()
                 } else {
-                    format!("add `{ask_id}` to the `needs` of `{this}`: the step starts as soon as `{ask_id}` starts asking")
+                    format!(
+                        "add `{ask_id}` to the `needs` of `{this}`: the step starts as soon as `{ask_id}` starts asking"
+                    )
                 };
                 self.push(bad(msg, "not before this step", help));
                 continue;
@@ -83,7 +91,11 @@ impl Checker<'_> {
                 let msg = format!(
                     "step `{this}` consumes answers one at a time, in the order they arrive: it cannot have `max_parallel`"
                 );
-                self.push(bad(msg, "items run in arrival order", "remove `max_parallel`".into()));
+                self.push(bad(
+                    msg,
+                    "items run in arrival order",
+                    "remove `max_parallel`".into(),
+                ));
             }
             if let Some(w) = &step.when
                 && reads_step(&w.src, &ask_id)
@@ -94,7 +106,7 @@ impl Checker<'_> {
                 let d = Diagnostic::error("invalid-answers", msg)
                     .with_span(w.span.clone(), "evaluated when the ask starts")
                     .with_help(format!(
-                        "decide per answer with `for_each.until`, or test `{ask_id}`'s own inputs"
+                        "decide per answer with `for_each.until`; this `when` may read only what is known before `{ask_id}` is answered"
                     ));
                 self.push(d);
             }
