@@ -197,7 +197,7 @@ fn for_each_lines(out: &mut String, fe: &crate::plan::PlannedForEach) {
             let text = format!("one item per answer to `{a}`, as they arrive");
             wrap(out, &field("for each:"), &cont, &text, 80);
             if fe.items.as_ref().is_none_or(|i| !i.is_empty()) {
-                let text = format!("{items} if `{a}` is skipped");
+                let text = format!("if `{a}` is skipped: {items}");
                 wrap(out, &field("else:"), &cont, &text, 80);
             }
         }

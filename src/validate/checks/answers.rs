@@ -42,9 +42,7 @@ impl Checker<'_> {
                     "step `{this}` consumes the answers of `{ask_id}`, which is a `{}` step, not an `ask:`",
                     ask.body.action.kind()
                 );
-                let help = format!(
-                    "loop over a list with `for_each: {{ items: … }}`; `answers:` is only for `ask:` steps (one item per answer, as each arrives)"
-                );
+                let help = "loop over a list with `for_each: { items: … }`; `answers:` is only for `ask:` steps (one item per answer, as each arrives)".to_string();
                 self.push(bad(msg, "not an ask step", help));
                 continue;
             }
