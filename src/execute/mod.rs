@@ -17,6 +17,7 @@ mod consume;
 mod deadline;
 mod executor;
 mod fanout;
+mod finally;
 mod gate;
 mod items;
 mod lazy_ask;
@@ -38,9 +39,9 @@ use std::sync::Arc;
 use crate::event::{self, Decision, StepStatus};
 
 pub(crate) use ask::StoreAnswer;
+pub(crate) use finally::partly_done;
 pub use gate::{AnswerSource, RemoteAnswer};
 pub use scheduler::execute;
-pub(crate) use scheduler::partly_done;
 
 /// What a resumed run already knows (empty for a fresh run).
 #[derive(Debug, Clone, Default)]

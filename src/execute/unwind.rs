@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::finally::Signals;
 use super::gate::WithdrawOnDrop;
-use super::scheduler::Signals;
 use super::shared::{Shared, StopKind};
 use super::{Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
