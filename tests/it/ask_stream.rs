@@ -429,3 +429,35 @@ steps:
         ran.stderr
     );
 }
+
+/// The consuming step's `deadline` covers the time spent waiting for answers: when it passes
+/// the step fails (naming the ask), the ask stops waiting, and the run fails.
+#[test]
+fn the_consumers_deadline_counts_the_wait_for_answers() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: streamed-deadline
+version: 1
+steps:
+  - id: names
+    ask: { prompt: "Your name", from: 2, timeout: 1h }
+  - id: greet
+    needs: [names]
+    read_only: true
+    deadline: 10s
+    for_each: { answers: names }
+    run: echo "{{ item }}" >> {D}/greeted
+"#,
+    );
+    let mut child = start(&s);
+    let id = wait_journal(&s, "\"gate-waiting\"", 1);
+    give(&s, None, &id, "names", "erin");
+    let (code, stderr) = wait_output(&mut child, LIMIT);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deadline passed while waiting for answers to `names` (1 item(s) done)"),
+        "{stderr}"
+    );
+    assert_eq!(s.read("greeted"), "erin\n");
+}
