@@ -1,35 +1,16 @@
-//! The end of a run's main steps: the `finally` steps (in order, whatever happened), the
-//! signals that interrupt them, and what a failed step left done (for its rollback).
+//! The `finally` steps: run in order after the main steps and any rollback, each decided by
+//! its `when:` and gate like a main step, and never twice (a resumed run skips those done).
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::scheduler::Signals;
 use super::shared::Shared;
-use super::{Prior, StepSummary};
-use crate::event::{Event, StepStatus};
-
-/// Signals (Ctrl-C, SIGTERM, SIGHUP) as a counter: each new one bumps it.
-pub(super) struct Signals {
-    pub(super) rx: watch::Receiver<u32>,
-    /// The count already acted on.
-    pub(super) seen: u32,
-}
-
-impl Signals {
-    /// Waits for the next change; `false` when nobody can send any more.
-    pub(super) async fn changed(&mut self) -> bool {
-        self.rx.changed().await.is_ok()
-    }
-
-    /// Whether a signal arrived since the last one acted on (and marks it seen).
-    pub(super) fn take_new(&mut self) -> bool {
-        let now = *self.rx.borrow_and_update();
-        let new = now > self.seen;
-        self.seen = self.seen.max(now);
-        new
-    }
-}
+use super::{Prior, StepSummary, gate};
+use crate::event::{Decision, Event, StepStatus};
+use crate::template::expression_source;
+use crate::validate::step_var;
 
 /// Runs the `finally` steps in order; a new signal cancels the one running.
 pub(super) async fn run_finally(
@@ -54,6 +35,11 @@ pub(super) async fn run_finally(
                 error: None,
                 error_kind: None,
             });
+            continue;
+        }
+        // `when:` and `confirm:` hold for finally steps too (the plan says so).
+        if let Some(skipped) = finally_guard(sh, n + k, signals).await {
+            summaries.push(skipped);
             continue;
         }
         let fut = sh.executor.run_step(sh.clone(), n + k);
@@ -96,12 +82,115 @@ pub(super) async fn run_finally(
     summaries
 }
 
-/// Whether a failed step's result shows hosts or items that completed.
-pub(crate) fn partly_done(result: &serde_json::Value) -> bool {
-    ["hosts_succeeded", "items_succeeded"].iter().any(|k| {
-        result
-            .get(k)
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    })
+/// Decides a finally step's `when:` and asks its gate. `Some`: the step does not run, and
+/// how it ended; `None`: run it.
+async fn finally_guard(sh: &Arc<Shared>, i: usize, signals: &mut Signals) -> Option<StepSummary> {
+    let step = sh.step(i).clone();
+    let id = step.id.name.clone();
+    let ended = |status: StepStatus, note: String| StepSummary {
+        id: id.clone(),
+        status,
+        duration_ms: 0,
+        hosts: Vec::new(),
+        error: Some(note),
+        error_kind: None,
+    };
+    if let Some(w) = &step.when {
+        if sh.services.prompter.is_some() {
+            let asked = tokio::select! {
+                r = super::lazy_ask::ask_missing(sh, &step, Some(&w.src)) => r,
+                _ = signals.changed() => {
+                    signals.take_new();
+                    Err("the prompt was withdrawn: the run is stopping".to_string())
+                }
+            };
+            if let Err(e) = asked {
+                return Some(finally_not_run(
+                    sh,
+                    &id,
+                    StepStatus::Failed,
+                    &format!("`when` of step `{id}` cannot be evaluated: {e}"),
+                    ended,
+                ));
+            }
+        }
+        match sh.env.eval_bool(w, Vec::new()) {
+            Ok(true) => {}
+            Ok(false) => {
+                let reason = sh
+                    .env
+                    .redactor
+                    .text(&format!("`{}` is false", expression_source(&w.src)));
+                sh.emit(Event::StepSkipped {
+                    step: id.clone(),
+                    reason: reason.clone(),
+                });
+                sh.env
+                    .results
+                    .set(&step_var(&id), &crate::event::skipped_result(&reason));
+                return Some(ended(StepStatus::Skipped, reason));
+            }
+            Err(e) => {
+                return Some(finally_not_run(
+                    sh,
+                    &id,
+                    StepStatus::Failed,
+                    &format!("`when` of step `{id}` cannot be evaluated: {e}"),
+                    ended,
+                ));
+            }
+        }
+    }
+    if step.confirm.is_some() {
+        let decision = tokio::select! {
+            d = gate::ask_gate(sh, i, false) => d,
+            _ = signals.changed() => {
+                signals.take_new();
+                Some(Decision::Aborted)
+            }
+        };
+        let why = match decision {
+            Some(Decision::Approved) => return None,
+            Some(Decision::Declined) => "its gate was declined",
+            Some(Decision::Aborted) => "the operator aborted at its gate",
+            None => "nobody answered its gate and the run is ending",
+        };
+        let reason = format!("finally step `{id}` not run: {why}");
+        sh.emit(Event::StepSkipped {
+            step: id.clone(),
+            reason: reason.clone(),
+        });
+        sh.env
+            .results
+            .set(&step_var(&id), &crate::event::skipped_result(&reason));
+        sh.emit(Event::Warning {
+            message: reason.clone(),
+        });
+        return Some(ended(StepStatus::NotRun, reason));
+    }
+    None
+}
+
+/// A finally step that could not even be decided: said as a warning, summarised as `status`.
+fn finally_not_run(
+    sh: &Shared,
+    id: &str,
+    status: StepStatus,
+    reason: &str,
+    ended: impl Fn(StepStatus, String) -> StepSummary,
+) -> StepSummary {
+    let reason = sh.env.redactor.text(reason);
+    sh.emit(Event::StepFinished {
+        step: id.to_string(),
+        status,
+        exit_code: None,
+        duration_ms: 0,
+        error: Some(reason.clone()),
+        outputs: serde_json::Map::new(),
+        result: serde_json::Value::Null,
+    });
+    sh.emit(Event::Warning {
+        message: format!("finally step `{id}` failed: {reason}"),
+    });
+    ended(status, reason)
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use crate::event::{self, Decision, StepStatus};
 
 pub(crate) use ask::StoreAnswer;
-pub(crate) use finally::partly_done;
+pub(crate) use scheduler::partly_done;
 pub use gate::{AnswerSource, RemoteAnswer};
 pub use scheduler::execute;
 

@@ -15,7 +15,6 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::finally::{Signals, partly_done, run_finally};
 use super::shared::{Shared, StepRun, StopKind};
 use super::{Options, Prior, RunOutcome, Services, StepSummary, gate, unwind};
 use crate::event::{Decision, Event, Observer, StepStatus};
@@ -25,6 +24,28 @@ use crate::model::*;
 use crate::runner::{Cancel, StepErrorKind};
 use crate::template::expression_source;
 use crate::validate::step_var;
+
+/// Signals (Ctrl-C, SIGTERM, SIGHUP) as a counter: each new one bumps it.
+pub(super) struct Signals {
+    pub(super) rx: watch::Receiver<u32>,
+    /// The count already acted on.
+    pub(super) seen: u32,
+}
+
+impl Signals {
+    /// Waits for the next change; `false` when nobody can send any more.
+    pub(super) async fn changed(&mut self) -> bool {
+        self.rx.changed().await.is_ok()
+    }
+
+    /// Whether a signal arrived since the last one acted on (and marks it seen).
+    pub(super) fn take_new(&mut self) -> bool {
+        let now = *self.rx.borrow_and_update();
+        let new = now > self.seen;
+        self.seen = self.seen.max(now);
+        new
+    }
+}
 
 /// Runs the runbook. Never panics on bad input; a failed step is an outcome, not an error.
 pub async fn execute(
@@ -97,7 +118,7 @@ pub(super) async fn drive(
     } else {
         // The main steps' cancellation must not cancel these: a new signal does.
         let _ = cancel_tx.send(false);
-        run_finally(&shared, &prior, &mut signals, &cancel_tx).await
+        super::finally::run_finally(&shared, &prior, &mut signals, &cancel_tx).await
     };
 
     if let Some(remote) = &shared.services.remote {
@@ -539,4 +560,14 @@ impl Scheduler {
             run_id: sh.opts.run_id.clone(),
         }
     }
+}
+
+/// Whether a failed step's result shows hosts or items that completed.
+pub(crate) fn partly_done(result: &serde_json::Value) -> bool {
+    ["hosts_succeeded", "items_succeeded"].iter().any(|k| {
+        result
+            .get(k)
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::finally::Signals;
+use super::scheduler::Signals;
 use super::gate::WithdrawOnDrop;
 use super::shared::{Shared, StopKind};
 use super::{Prior, RollbackSummary};
