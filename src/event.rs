@@ -55,6 +55,16 @@ pub enum Decision {
     Aborted,
 }
 
+/// An answer to an `ask:` that a step consumes as the answers arrive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Streamed {
+    /// The consuming step's item (`item_index`) this answer is.
+    pub index: usize,
+    /// The answer; never for a secret ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+}
+
 /// How an answer was given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -128,6 +138,11 @@ pub enum Event {
         /// Answers taken so far, and needed in all.
         have: u32,
         need: u32,
+        /// For an ask whose answers a step consumes as they arrive (`for_each.answers`):
+        /// which item this answer is, and the answer when it is not secret (a resumed run
+        /// takes it back from here).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        streamed: Option<Streamed>,
     },
     /// An input nobody gave at the start was asked when a step first needed it (`value`: a
     /// plain input's answer, restored on resume; never a secret's, asked again instead).

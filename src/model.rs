@@ -401,6 +401,10 @@ pub struct ForEach {
     /// `on_item_failure: continue`: a failed item does not stop the loop (the step still
     /// fails at the end).
     pub continue_on_item_failure: bool,
+    /// `answers: ASK`: one item per answer to that `ask:` step, run as each arrives, while
+    /// the ask goes on collecting; `items` is then the list used when the ask was skipped
+    /// (`[]` when absent: the step is skipped too).
+    pub answers: Option<Named>,
 }
 
 /// Members of a group chosen at run time (see `docs/format.md`, "Targets at run time").

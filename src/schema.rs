@@ -107,8 +107,10 @@ fn step() -> Value {
             "properties": { "value": string(), "secret": { "type": "boolean" } }
         } ] } },
         "for_each": { "oneOf": [ string(), { "type": "array" }, {
-            "type": "object", "additionalProperties": false, "required": ["items"],
-            "properties": { "items": {}, "until": string(), "on_item_failure": { "enum": ["stop", "continue"] } }
+            "type": "object", "additionalProperties": false,
+            "anyOf": [ { "required": ["items"] }, { "required": ["answers"] } ],
+            "properties": { "items": {}, "until": string(), "on_item_failure": { "enum": ["stop", "continue"] },
+                "answers": { "type": "string", "description": "An earlier `ask:` step (in `needs`): one item per answer, run as each arrives while the ask goes on collecting; `items` is then the list used when that step was skipped" } }
         } ] },
         "max_parallel": { "type": "integer", "minimum": 1 },
         "max_failures": { "oneOf": [ { "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+%$" } ] },

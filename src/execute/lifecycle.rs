@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::value::Value;
-use tokio::task::JoinSet;
 
-use super::fanout::{self, ItemOutcome, Unit};
+use super::consume::Source;
+use super::fanout::Unit;
 use super::gate;
+use super::items::{ItemsRun, concurrent_items, items_of, sequential_items};
 use super::shared::{Shared, StepRun};
 use crate::event::{Decision, Event, StepStatus};
 use crate::model::*;
@@ -55,27 +56,43 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
             other => return manual_not_done(&sh, run, other, t0),
         }
     }
-    let items = match items_of(&sh, &step) {
-        Ok(items) => items,
-        Err(e) => {
-            let null = serde_json::Value::Null;
-            let e = StepError::new(K::Render, e);
-            return finish(&sh, run, t0, StepStatus::Failed, null, Some(e));
-        }
-    };
-    // `max_parallel` on a local `for_each` without `until` runs items concurrently; with
-    // `until` they must run in order (each decides whether the next is needed).
-    let concurrent = step.max_parallel.filter(|&p| p > 1).is_some()
-        && step.body.on.is_none()
-        && step.for_each.as_ref().is_some_and(|fe| fe.until.is_none())
-        && items.len() > 1;
     // `deadline`: all attempts and items of the step, from its start.
     let deadline = step.deadline.map(|d| t0 + d);
-    let mut done = if concurrent {
-        concurrent_items(&sh, &step, &items, deadline).await
-    } else {
-        sequential_items(&sh, &step, &items, deadline).await
+    let source = super::consume::source(&sh, &step);
+    let (mut done, count) = match source {
+        Some(Source::Stream(stream)) => {
+            let done = super::consume::streamed_items(&sh, &step, &stream, deadline).await;
+            let n = done.results.len();
+            (done, n)
+        }
+        source => {
+            let skipped = matches!(source, Some(Source::Skipped));
+            let items = match source {
+                Some(Source::Answers(answers)) => answers,
+                _ => match items_of(&sh, &step) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        let null = serde_json::Value::Null;
+                        let e = StepError::new(K::Render, e);
+                        return finish(&sh, run, t0, StepStatus::Failed, null, Some(e));
+                    }
+                },
+            };
+            if skipped && items.is_empty() {
+                return skipped_with_ask(&sh, run, t0);
+            }
+            let n = items.len();
+            (run_items(&sh, &step, &items, deadline).await, n)
+        }
     };
+    if let Some(why) = done.paused.take() {
+        let e = StepError::new(K::Operator, why);
+        let null = serde_json::Value::Null;
+        let mut run = finish(&sh, run, t0, StepStatus::NotRun, null, Some(e));
+        run.operator = Some(Decision::Aborted);
+        run.paused = true;
+        return run;
+    }
     let run = StepRun {
         operator: done.operator,
         hosts: std::mem::take(&mut done.hosts),
@@ -90,7 +107,7 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         let why = format!(
             "ran out of items after {} of {} without `{}` becoming true",
             done.results.len(),
-            items.len(),
+            count,
             expression_source(&u.src)
         );
         done.error = Some(StepError::new(K::Expectation, why));
@@ -123,6 +140,49 @@ pub(super) async fn run_step(sh: Arc<Shared>, i: usize) -> StepRun {
         m.insert("skipped".into(), serde_json::Value::Bool(false));
     }
     finish(&sh, run, t0, done.status, result, done.error)
+}
+
+/// Runs a step's items: concurrently with `max_parallel` on a local `for_each` without
+/// `until` (with `until` they must run in order: each decides whether the next is needed),
+/// else one after the other.
+async fn run_items(
+    sh: &Arc<Shared>,
+    step: &Step,
+    items: &[Option<Value>],
+    deadline: Option<Instant>,
+) -> ItemsRun {
+    let concurrent = step.max_parallel.filter(|&p| p > 1).is_some()
+        && step.body.on.is_none()
+        && step.for_each.as_ref().is_some_and(|fe| fe.until.is_none())
+        && items.len() > 1;
+    if concurrent {
+        concurrent_items(sh, step, items, deadline).await
+    } else {
+        sequential_items(sh, step, items, deadline).await
+    }
+}
+
+/// A step consuming the answers of an ask that was skipped, with no `items` instead: it is
+/// skipped too.
+fn skipped_with_ask(sh: &Shared, run: StepRun, t0: Instant) -> StepRun {
+    let step = sh.step(run.index);
+    let ask = step
+        .for_each
+        .as_ref()
+        .and_then(|fe| fe.answers.as_ref())
+        .map_or("", |a| a.name.as_str());
+    let reason = format!("`{ask}` was skipped: no answers to consume");
+    let result = crate::event::skipped_result(&reason);
+    sh.emit(Event::StepSkipped {
+        step: step.id.name.clone(),
+        reason,
+    });
+    StepRun {
+        status: StepStatus::Skipped,
+        result,
+        duration: t0.elapsed(),
+        ..run
+    }
 }
 
 /// A manual step nobody confirmed: declined (failed), aborted, or waiting for a person
@@ -166,239 +226,6 @@ fn manual_not_done(
     });
     run.duration = t0.elapsed();
     run
-}
-
-/// The items of a step: `[None]` without `for_each`.
-pub(super) fn items_of(sh: &Shared, step: &Step) -> Result<Vec<Option<Value>>, String> {
-    let Some(fe) = &step.for_each else {
-        return Ok(vec![None]);
-    };
-    let ctx = sh.ctx().with(vec![]);
-    // An input asked for lazily and not provided: say so (it would iterate as an empty list).
-    if let Ok(v) = sh
-        .env
-        .templates
-        .eval(expression_source(&fe.items.src), &ctx)
-        && let Some(name) = crate::step::lazy::not_provided(&v)
-    {
-        return Err(format!(
-            "step `{}` needs input `{name}`, which was not provided: run on a terminal to be asked for it, or provide it",
-            step.id.name
-        ));
-    }
-    let prefix = crate::template::secret_env_name(&format!("{}_item", step.id.name), None);
-    match sh
-        .env
-        .templates
-        .eval_items_tainted(expression_source(&fe.items.src), &ctx, &prefix)
-    {
-        Ok(Some((items, learnt))) => {
-            // Items computed from a secret are secrets.
-            sh.env.redactor.add(&learnt);
-            Ok(items.into_iter().map(Some).collect())
-        }
-        Ok(None) => Err("`for_each` is not a list".into()),
-        Err(e) => Err(format!(
-            "`for_each`: {}",
-            crate::template::describe_error(&e)
-        )),
-    }
-}
-
-/// How a step's items went.
-struct ItemsRun {
-    /// Results of the items that ran (or were done before a resume), in item order.
-    results: Vec<serde_json::Value>,
-    status: StepStatus,
-    error: Option<StepError>,
-    operator: Option<Decision>,
-    /// The hosts of the last item.
-    hosts: Vec<String>,
-    /// `for_each.until` became true.
-    until_met: bool,
-    /// Indices of the items that succeeded (a rollback undoes exactly these).
-    succeeded: Vec<usize>,
-}
-
-impl ItemsRun {
-    fn new() -> ItemsRun {
-        ItemsRun {
-            results: Vec::new(),
-            status: StepStatus::Succeeded,
-            error: None,
-            operator: None,
-            hosts: Vec::new(),
-            until_met: false,
-            succeeded: Vec::new(),
-        }
-    }
-
-    fn cancelled(&mut self) {
-        self.status = StepStatus::Cancelled;
-        self.error = Some(StepError::new(K::Cancelled, "cancelled"));
-    }
-}
-
-/// `item` and `item_index` for templates.
-pub(super) fn item_vars(item: &Option<Value>, k: usize) -> Vec<(String, Value)> {
-    match item {
-        Some(item) => vec![
-            ("item".to_string(), item.clone()),
-            ("item_index".to_string(), Value::from(k)),
-        ],
-        None => Vec::new(),
-    }
-}
-
-/// Runs items `max_parallel` at once; the first failure stops new items from starting.
-async fn concurrent_items(
-    sh: &Arc<Shared>,
-    step: &Step,
-    items: &[Option<Value>],
-    deadline: Option<Instant>,
-) -> ItemsRun {
-    let limit = step.max_parallel.unwrap_or(1) as usize;
-    let mut set: JoinSet<(usize, ItemOutcome)> = JoinSet::new();
-    let mut results: Vec<Option<serde_json::Value>> = vec![None; items.len()];
-    let mut out = ItemsRun::new();
-    let mut next = 0;
-    // `on_item_failure: continue`: failed items do not stop new ones (an operator's answer does).
-    let go_on = step
-        .for_each
-        .as_ref()
-        .is_some_and(|fe| fe.continue_on_item_failure);
-    loop {
-        while set.len() < limit
-            && next < items.len()
-            && (out.status == StepStatus::Succeeded
-                || (go_on
-                    && deadline.is_none_or(|d| Instant::now() < d)
-                    && out.operator.is_none()
-                    && matches!(out.status, StepStatus::Failed | StepStatus::TimedOut)))
-            && !sh.cancel.is_cancelled()
-        {
-            let k = next;
-            next += 1;
-            if let Some(done) = fanout::item_done(sh, &step.id.name, k) {
-                results[k] = Some(done);
-                continue;
-            }
-            let (sh2, step2, item) = (sh.clone(), step.clone(), items[k].clone());
-            set.spawn(async move {
-                let label = item.as_ref().map(|v| sh2.env.redactor.text(&v.to_string()));
-                fanout::unit_started(&sh2, &step2.id.name, k, None);
-                let unit = Unit {
-                    extra: item_vars(&item, k),
-                    label,
-                    index: k,
-                    many: true,
-                    deadline,
-                };
-                let out = fanout::run_item(&sh2, &step2, unit).await;
-                fanout::unit_finished(&sh2, &step2.id.name, k, None, out.status, &out.result);
-                (k, out)
-            });
-        }
-        let Some(joined) = set.join_next().await else {
-            break;
-        };
-        if let Ok((k, o)) = joined {
-            if o.status == StepStatus::Succeeded {
-                out.succeeded.push(k);
-            }
-            results[k] = Some(o.result);
-            if o.status != StepStatus::Succeeded && out.status == StepStatus::Succeeded {
-                out.status = o.status;
-                out.error = o.error;
-                out.operator = o.operator;
-            }
-        }
-    }
-    if out.status == StepStatus::Succeeded && next < items.len() {
-        out.cancelled();
-    }
-    out.results = results.into_iter().flatten().collect();
-    out
-}
-
-/// Runs items one after the other, until one fails or `for_each.until` holds.
-async fn sequential_items(
-    sh: &Arc<Shared>,
-    step: &Step,
-    items: &[Option<Value>],
-    deadline: Option<Instant>,
-) -> ItemsRun {
-    let mut out = ItemsRun::new();
-    for (k, item) in items.iter().enumerate() {
-        if sh.cancel.is_cancelled() {
-            out.cancelled();
-            break;
-        }
-        let extra = item_vars(item, k);
-        let o = match fanout::item_done(sh, &step.id.name, k) {
-            Some(done) => ItemOutcome::done(done),
-            None => {
-                if step.for_each.is_some() {
-                    fanout::unit_started(sh, &step.id.name, k, None);
-                }
-                let unit = Unit {
-                    extra: extra.clone(),
-                    label: item.as_ref().map(|v| sh.env.redactor.text(&v.to_string())),
-                    index: k,
-                    many: items.len() > 1,
-                    deadline,
-                };
-                let o = fanout::run_item(sh, step, unit).await;
-                if step.for_each.is_some() {
-                    fanout::unit_finished(sh, &step.id.name, k, None, o.status, &o.result);
-                }
-                o
-            }
-        };
-        out.hosts = o.hosts;
-        out.results.push(o.result.clone());
-        if o.status == StepStatus::Succeeded {
-            out.succeeded.push(k);
-        }
-        if o.status != StepStatus::Succeeded {
-            // `on_item_failure: continue`: the next items still run; the step fails at the
-            // end with the first item's error. An operator's answer or a cancellation stops.
-            let go_on = step
-                .for_each
-                .as_ref()
-                .is_some_and(|fe| fe.continue_on_item_failure)
-                && o.operator.is_none()
-                && matches!(o.status, StepStatus::Failed | StepStatus::TimedOut)
-                && deadline.is_none_or(|d| Instant::now() < d);
-            if out.status == StepStatus::Succeeded {
-                out.status = o.status;
-                out.error = o.error;
-                out.operator = o.operator;
-            }
-            if go_on {
-                continue;
-            }
-            break;
-        }
-        if let Some(u) = step.for_each.as_ref().and_then(|fe| fe.until.as_ref()) {
-            let mut ex = extra;
-            ex.extend(result_entries(&o.result, 1));
-            match sh.env.eval_bool(u, ex) {
-                Ok(true) => {
-                    out.until_met = true;
-                    break;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    out.status = StepStatus::Failed;
-                    let e = format!("`for_each.until`: {e}");
-                    out.error = Some(StepError::new(K::Render, e));
-                    break;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Evaluates a succeeded step's `outputs`; secret outputs are masked from here on.

@@ -11,15 +11,20 @@
 //! remote answers arrive through an [`AnswerSource`].
 
 mod ask;
+mod ask_channels;
+mod ask_wait;
+mod consume;
 mod deadline;
 mod executor;
 mod fanout;
 mod finally;
 mod gate;
+mod items;
 mod lazy_ask;
 mod lifecycle;
 mod scheduler;
 mod shared;
+mod stream;
 mod unwind;
 
 #[cfg(test)]
@@ -34,9 +39,9 @@ use std::sync::Arc;
 use crate::event::{self, Decision, StepStatus};
 
 pub(crate) use ask::StoreAnswer;
+pub(crate) use scheduler::partly_done;
 pub use gate::{AnswerSource, RemoteAnswer};
 pub use scheduler::execute;
-pub(crate) use scheduler::partly_done;
 
 /// What a resumed run already knows (empty for a fresh run).
 #[derive(Debug, Clone, Default)]
@@ -62,6 +67,19 @@ pub struct Prior {
     /// doubt and treated as done). Items not listed run.
     /// Keyed by item index and, for one host of a fan-out, the host.
     pub items_done: HashMap<String, HashMap<(usize, Option<String>), serde_json::Value>>,
+    /// Answers to asks whose answers a step consumes as they arrive, by ask step, in journal
+    /// order (a later answer for the same item replaces an earlier one).
+    pub answers: HashMap<String, Vec<PriorAnswer>>,
+}
+
+/// One answer to a streamed ask, as the journal has it.
+#[derive(Debug, Clone)]
+pub struct PriorAnswer {
+    /// The consuming step's item it is.
+    pub index: usize,
+    pub user: String,
+    /// The answer (`None`: a secret, never journaled).
+    pub value: Option<serde_json::Value>,
 }
 
 /// Answers given before the run (flags and answers file), consulted before any prompt.

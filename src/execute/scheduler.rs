@@ -261,15 +261,24 @@ impl Scheduler {
     /// Whether step `i` may start: every step it needs succeeded, was skipped, or failed
     /// with `continue_on_failure`.
     fn ready(&self, i: usize) -> bool {
+        let streams_from = self.streams_from(i);
         self.deps[i].iter().all(|&d| {
             matches!(
                 self.state[d],
                 Some(StepStatus::Succeeded | StepStatus::Skipped)
-            ) || (matches!(
-                self.state[d],
-                Some(StepStatus::Failed | StepStatus::TimedOut)
-            ) && self.rb.steps[d].continue_on_failure)
+            ) || (Some(d) == streams_from && self.state[d] == Some(StepStatus::Running))
+                || (matches!(
+                    self.state[d],
+                    Some(StepStatus::Failed | StepStatus::TimedOut)
+                ) && self.rb.steps[d].continue_on_failure)
         })
+    }
+
+    /// The ask step whose answers step `i` consumes as they arrive (`for_each.answers`): it
+    /// may start as soon as that ask started.
+    fn streams_from(&self, i: usize) -> Option<usize> {
+        let a = self.rb.steps[i].for_each.as_ref()?.answers.as_ref()?;
+        self.rb.steps.iter().position(|s| s.id.name == a.name)
     }
 
     /// Starts the steps that are ready, in wave order, deciding `when` and asking gates.
@@ -284,10 +293,18 @@ impl Scheduler {
         let rb = self.rb.clone();
         for k in 0..self.order.len() {
             let i = self.order[k];
-            if running.len() >= parallel || self.stop.is_some() {
+            if self.stop.is_some() {
                 break;
             }
             if self.state[i].is_some() || !self.ready(i) {
+                continue;
+            }
+            // A step consuming the answers of a running ask does not wait for a free slot:
+            // the ask only waits for people.
+            let streaming = self
+                .streams_from(i)
+                .is_some_and(|a| self.state[a] == Some(StepStatus::Running));
+            if running.len() >= parallel && !streaming {
                 continue;
             }
             let step = &rb.steps[i];
@@ -354,6 +371,7 @@ impl Scheduler {
                 }
             }
             self.state[i] = Some(StepStatus::Running);
+            sh.open_stream(i);
             running.spawn(sh.executor.run_step(sh.clone(), i));
         }
     }
@@ -376,6 +394,13 @@ impl Scheduler {
             &run.result,
             &step.secret_outputs,
         );
+        // Skipped once started (it consumes the answers of an ask that was skipped).
+        if run.status == StepStatus::Skipped {
+            if let Some(Some(s)) = self.summaries.get_mut(run.index) {
+                s.error = run.result["reason"].as_str().map(str::to_string);
+            }
+            return;
+        }
         if run.status == StepStatus::Succeeded {
             if step.commit {
                 let discharged: Vec<String> = self

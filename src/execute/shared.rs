@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::executor::{Local, StepExecutor};
+use super::stream::AnswerStream;
 use super::{Options, Prior, Services};
 use crate::event::{Decision, Event, Observer, Stamped, StepStatus, now};
 use crate::inputs::{InputSource, InputValue, Inputs};
@@ -105,6 +106,11 @@ pub(super) struct Shared {
     pub(super) mask: Templates,
     pub(super) cancel: Cancel,
     pub(super) items_done: DoneUnits,
+    /// Answers to streamed asks a resumed run already has (see `ask::prefill`).
+    pub(super) prior_answers: HashMap<String, Vec<super::PriorAnswer>>,
+    /// The answer streams of asks whose answers a step consumes as they arrive, by step
+    /// index; opened by the scheduler when it starts the ask.
+    streams: Mutex<HashMap<usize, Arc<AnswerStream>>>,
     /// Runs the steps the scheduler starts (this process, unless a test or a distributed
     /// front end says otherwise).
     pub(super) executor: Arc<dyn StepExecutor>,
@@ -170,6 +176,8 @@ impl Shared {
             mask: Templates::new(SecretDisplay::Mask),
             cancel,
             items_done: prior.items_done.clone(),
+            prior_answers: prior.answers.clone(),
+            streams: Mutex::default(),
             executor: Arc::new(Local),
         }
     }
@@ -235,6 +243,40 @@ impl Shared {
 
     pub(super) fn ctx(&self) -> Ctx {
         self.env.ctx()
+    }
+
+    /// The step that consumes the answers of ask `id` as they arrive, if any.
+    pub(super) fn consumer_of(&self, id: &str) -> Option<String> {
+        self.env
+            .rb
+            .steps
+            .iter()
+            .find(|s| {
+                s.for_each
+                    .as_ref()
+                    .and_then(|fe| fe.answers.as_ref())
+                    .is_some_and(|a| a.name == id)
+            })
+            .map(|s| s.id.name.clone())
+    }
+
+    /// Opens the answer stream of ask step `i` if a step consumes its answers (the
+    /// scheduler, as it starts the ask).
+    pub(super) fn open_stream(&self, i: usize) {
+        let Some(step) = self.env.rb.steps.get(i) else {
+            return;
+        };
+        if matches!(step.body.action, crate::model::Action::Ask(_))
+            && self.consumer_of(&step.id.name).is_some()
+            && let Ok(mut m) = self.streams.lock()
+        {
+            m.insert(i, Arc::new(AnswerStream::new()));
+        }
+    }
+
+    /// The answer stream of ask step `i`, once opened.
+    pub(super) fn stream(&self, i: usize) -> Option<Arc<AnswerStream>> {
+        self.streams.lock().ok().and_then(|m| m.get(&i).cloned())
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::gate::WithdrawOnDrop;
 use super::scheduler::Signals;
+use super::gate::WithdrawOnDrop;
 use super::shared::{Shared, StopKind};
 use super::{Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
@@ -297,7 +297,7 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
     if step.for_each.is_some()
         && let Some(done) = completed_list(sh, step, "items_succeeded")
     {
-        let items = super::lifecycle::items_of(sh, step)?;
+        let items = super::consume::undo_items(sh, step)?;
         let mut out = Vec::new();
         for k in done
             .iter()
@@ -306,7 +306,7 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
         {
             let item = items.get(k).cloned().flatten();
             for t in &own {
-                let mut extra = super::lifecycle::item_vars(&item, k);
+                let mut extra = super::items::item_vars(&item, k);
                 if let Some(t) = t.as_ref().filter(|_| same_place) {
                     extra.push(("host".into(), host_var(t)));
                 }

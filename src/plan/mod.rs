@@ -204,6 +204,9 @@ pub struct PlannedForEach {
     /// `on_item_failure: continue`: a failed item does not stop the others.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub on_item_failure_continue: bool,
+    /// `answers: ASK`: one item per answer to that step, as they arrive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -358,6 +361,7 @@ fn planned_for_each(t: &Templates, ctx: &Value, fe: &ForEach) -> PlannedForEach 
             .as_ref()
             .map(|u| expression_display(&u.src).to_string()),
         on_item_failure_continue: fe.continue_on_item_failure,
+        answers: fe.answers.as_ref().map(|a| a.name.clone()),
     }
 }
 

@@ -192,7 +192,17 @@ fn for_each_lines(out: &mut String, fe: &crate::plan::PlannedForEach) {
         Some(items) => format!("[{}]", items.join(", ")),
         None => format!("{} (at run time)", fe.expression),
     };
-    wrap(out, &field("for each:"), &cont, &items, 80);
+    match &fe.answers {
+        Some(a) => {
+            let text = format!("one item per answer to `{a}`, as they arrive");
+            wrap(out, &field("for each:"), &cont, &text, 80);
+            if fe.items.as_ref().is_none_or(|i| !i.is_empty()) {
+                let text = format!("if `{a}` is skipped: {items}");
+                wrap(out, &field("else:"), &cont, &text, 80);
+            }
+        }
+        None => wrap(out, &field("for each:"), &cont, &items, 80),
+    }
     if let Some(u) = &fe.until {
         wrap(out, &field("stop when:"), &cont, u, 80);
     }

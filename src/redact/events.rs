@@ -148,7 +148,8 @@ fn gate_text(r: &Redactor, e: &mut Event) {
             by: _,
             have: _,
             need: _,
-        } => {}
+            streamed,
+        } => streamed_value(r, streamed),
         _ => {}
     }
 }
@@ -198,5 +199,12 @@ fn redact_result(r: &Redactor, v: &mut serde_json::Value) {
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact_result(r, v)),
         other => r.json(other),
+    }
+}
+
+/// A plain streamed answer (a secret one is never journaled) may still hold a secret's text.
+fn streamed_value(r: &Redactor, s: &mut Option<crate::event::Streamed>) {
+    if let Some(v) = s.as_mut().and_then(|s| s.value.as_mut()) {
+        r.json(v);
     }
 }

@@ -96,6 +96,12 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
                     p.unwind_cause = Some(cause);
                 }
             }
+            Event::AskAnswered {
+                step,
+                user,
+                streamed: Some(s),
+                ..
+            } => streamed(&mut p, step, user, s),
             Event::RollbackStarted { .. } => p.unwinding = true,
             // Only an undo that worked is done: a failed or interrupted one runs again.
             Event::RollbackFinished {
@@ -121,6 +127,16 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
         }
     }
     p
+}
+
+/// An answer a step consumed as it arrived: not asked again for an item done.
+fn streamed(p: &mut Prior, step: &str, user: &str, s: &crate::event::Streamed) {
+    let a = crate::execute::PriorAnswer {
+        index: s.index,
+        user: user.to_string(),
+        value: s.value.clone(),
+    };
+    p.answers.entry(step.to_string()).or_default().push(a);
 }
 
 /// Why a run that ended was unwinding (`true`: declined or aborted), for a later

@@ -81,6 +81,7 @@ fn gate_text(event: &Event) -> Option<String> {
             by,
             have,
             need,
+            ..
         } => format!(
             "`{step}` answered by {user} ({}; {have} of {need})",
             word(by)

@@ -138,7 +138,7 @@ pub(super) fn complete_step(r: &mut Reader, step: &mut Step) {
     if step.for_each.is_some() {
         problems.push(bad(
             "for_each",
-            "collect several answers with `from: N`, then loop over `steps.<id>.outputs.values` in a later step",
+            "collect several answers with `from: N` and consume them in a later step with `for_each: { answers: <id> }` (as they arrive) or over `steps.<id>.outputs.values`",
         ));
     }
     if step.rollback.is_some() {
@@ -182,4 +182,10 @@ pub(super) fn complete_step(r: &mut Reader, step: &mut Step) {
     // Asking changes nothing, and asking again after a crash is safe (`resume` re-asks).
     step.read_only = true;
     step.idempotent = true;
+}
+
+/// Reads `for_each: { answers: ASK }`: the id of the `ask:` step whose answers the step
+/// consumes as they arrive (checked against the runbook in `checks/answers.rs`).
+pub(super) fn read_answers(r: &mut Reader, node: &Node, what: &str) -> Option<Named> {
+    r.named(node, what)
 }

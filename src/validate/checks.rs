@@ -9,6 +9,7 @@ use crate::graph;
 use crate::model::*;
 use crate::template::{SecretDisplay, Templates, describe_error, expression_source};
 
+mod answers;
 mod runtime;
 mod templates;
 mod variables;
@@ -100,6 +101,7 @@ pub(super) fn check(rb: &Runbook, src: &str, diags: &mut Vec<Diagnostic>) {
     };
     c.ids();
     c.graph();
+    c.answers();
     c.hosts();
     c.templates();
     c.lints();

@@ -135,7 +135,7 @@ pub(super) const EXPECT: &[&str] = &[
     "body_contains",
     "that",
 ];
-pub(super) const FOR_EACH: &[&str] = &["items", "until", "on_item_failure"];
+pub(super) const FOR_EACH: &[&str] = &["items", "until", "on_item_failure", "answers"];
 
 /// Reads the whole document. `None` only when the root is not a runbook mapping at all.
 /// YAML tree → [`Runbook`]; `composed` are the dotted names `uses:` expansion made.

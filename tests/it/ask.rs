@@ -46,7 +46,7 @@ fn uid_of(user: &str) -> u32 {
 }
 
 /// The one run in the scratch's runs directory.
-fn run_id(s: &Scratch) -> Option<String> {
+pub(crate) fn run_id(s: &Scratch) -> Option<String> {
     std::fs::read_dir(s.path("runs"))
         .ok()?
         .flatten()
@@ -54,12 +54,12 @@ fn run_id(s: &Scratch) -> Option<String> {
         .find(|n| !n.starts_with('.'))
 }
 
-fn journal(s: &Scratch, id: &str) -> String {
+pub(crate) fn journal(s: &Scratch, id: &str) -> String {
     std::fs::read_to_string(s.path(&format!("runs/{id}/journal.jsonl"))).unwrap_or_default()
 }
 
 /// Waits until the journal holds `needle` `times` times; returns the run id.
-fn wait_journal(s: &Scratch, needle: &str, times: usize) -> String {
+pub(crate) fn wait_journal(s: &Scratch, needle: &str, times: usize) -> String {
     let t0 = Instant::now();
     loop {
         if let Some(id) = run_id(s)
@@ -76,7 +76,12 @@ fn wait_journal(s: &Scratch, needle: &str, times: usize) -> String {
 }
 
 /// `runbook answer …` as `user` (None: this user), with `stdin` piped in.
-fn answer(s: &Scratch, user: Option<&str>, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+pub(crate) fn answer(
+    s: &Scratch,
+    user: Option<&str>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String) {
     answer_in(&s.path("runs"), user, args, stdin)
 }
 

@@ -2,6 +2,7 @@
 //! holders (`ask: { secret: true, from: <what the node still needs> }` in lib/unseal.yaml),
 //! and three different OS users (root, rbtest, rbask2) each enter their own share with
 //! `runbook answer`, as themselves, from their own process; the same user twice is refused.
+//! Each share is submitted to `sys/unseal` as it is given (`for_each: { answers: shares }`).
 
 use std::process::Stdio;
 
@@ -74,6 +75,29 @@ fn sealed_after_restart_is_unsealed_by_three_key_holders_as_different_os_users()
     let (code, out) = answer_in(&runs, None, &[&id, step, "--stdin"], Some(keys[0]));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("(1 of 3)"), "{out}");
+    // Streamed: the first share is submitted to sys/unseal before the second holder answers.
+    let journal = runs.join(&id).join("journal.jsonl");
+    let submitted = |k: usize| {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|e| {
+                e["event"] == "item-finished"
+                    && e["step"] == "unseal.submit"
+                    && e["item_index"] == k
+                    && e["status"] == "succeeded"
+            })
+    };
+    let t0 = Instant::now();
+    while !submitted(0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "share 1 never submitted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!submitted(1));
     let (code, out) = answer_in(
         &runs,
         Some(TEST_USER),

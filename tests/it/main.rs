@@ -4,6 +4,7 @@
 mod approvals;
 mod ask;
 mod ask_lazy;
+mod ask_stream;
 mod exec;
 mod hardening;
 mod harness;

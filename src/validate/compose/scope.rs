@@ -79,6 +79,9 @@ impl Scope {
                     self.template(text)
                 } else if EXPR_KEYS.contains(&key) || key == "outputs" {
                     self.expression(text)
+                } else if key == "answers" {
+                    // `for_each.answers`: a child step id, like `needs`.
+                    format!("{}.{text}", self.call)
                 } else if (key == "on" || key == "from") && self.hosts.contains(text) {
                     format!("{}.{text}", self.call)
                 } else {

@@ -349,6 +349,7 @@ pub(super) fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<F
             items: r.tmpl(node, what)?,
             until: None,
             continue_on_item_failure: false,
+            answers: None,
         }),
         NodeKind::Seq(_) => Some(ForEach {
             items: Tmpl {
@@ -357,11 +358,21 @@ pub(super) fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<F
             },
             until: None,
             continue_on_item_failure: false,
+            answers: None,
         }),
         NodeKind::Map(_) => {
             let f = r.fields(node, what, FOR_EACH)?;
+            let answers = match f.get("answers") {
+                Some(n) => Some(crate::validate::ask::read_answers(r, n, what)?),
+                None => None,
+            };
             let items = match f.get("items") {
                 Some(n) => read_for_each(r, n, what)?.items,
+                // `answers:` alone: nothing to loop over when the ask was skipped.
+                None if answers.is_some() => Tmpl {
+                    src: "[]".into(),
+                    span: node.span.clone(),
+                },
                 None => {
                     r.missing(&f, "items", what);
                     return None;
@@ -389,6 +400,7 @@ pub(super) fn read_for_each(r: &mut Reader, node: &Node, what: &str) -> Option<F
                 items,
                 until: f.get("until").and_then(|n| r.tmpl(n, what)),
                 continue_on_item_failure,
+                answers,
             })
         }
     }
