@@ -57,6 +57,9 @@ pub struct Prior {
     pub unwinding: bool,
     /// Rollbacks that already ran.
     pub rolled_back: std::collections::HashSet<String>,
+    /// Units of per-item / per-host rollbacks that already ran (or were in doubt and treated
+    /// as done), by step: not run again. Keyed by the `unit` of `rollback-item-started`.
+    pub rollback_units_done: HashMap<String, HashSet<String>>,
     /// Why the run started unwinding (`true`: declined or aborted, exit 3; `false`: a step
     /// failed, exit 1), when the journal says.
     pub unwind_cause: Option<(bool, String)>,

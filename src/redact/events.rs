@@ -132,7 +132,9 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
         | Event::RunStarted { .. }
         | Event::RunResumed { .. }
         | Event::GateWaiting { .. }
-        | Event::ItemStarted { .. } => {}
+        | Event::ItemStarted { .. }
+        | Event::RollbackItemStarted { .. }
+        | Event::RollbackItemFinished { .. } => {}
     }
     e
 }

@@ -123,6 +123,7 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
             _ => {}
         }
     }
+    p.rollback_units_done = rollback_units_done(records);
     for (step, users) in approvers {
         let Some(gate) = rb.step(&step).and_then(|s| s.confirm.as_ref()) else {
             continue;
@@ -136,6 +137,23 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
         }
     }
     p
+}
+
+/// Units of per-item / per-host rollbacks that succeeded, by step: they do not run again
+/// (a failed or interrupted unit does).
+fn rollback_units_done(records: &[journal::Record]) -> HashMap<String, HashSet<String>> {
+    let mut done: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in records {
+        if let Event::RollbackItemFinished {
+            step,
+            unit,
+            status: StepStatus::Succeeded,
+        } = &r.stamped.event
+        {
+            done.entry(step.clone()).or_default().insert(unit.clone());
+        }
+    }
+    done
 }
 
 /// Why a run that ended was unwinding (`true`: declined or aborted), for a later

@@ -395,7 +395,9 @@ fn timeline_text(event: &Event) -> Option<String> {
         Event::Output { .. }
         | Event::ProbeAttempt { .. }
         | Event::ItemStarted { .. }
-        | Event::ItemFinished { .. } => return None,
+        | Event::ItemFinished { .. }
+        | Event::RollbackItemStarted { .. }
+        | Event::RollbackItemFinished { .. } => return None,
     })
 }
 
