@@ -21,6 +21,7 @@ mod gate;
 mod items;
 mod lazy_ask;
 mod lifecycle;
+mod reask;
 mod scheduler;
 mod shared;
 mod stream;

@@ -302,14 +302,25 @@ struct UnitKey {
 
 impl UnitKey {
     /// `what` (`item 2`, `host h1`, or empty), run on `on` (a target of the rollback's own).
-    fn new(what: String, item_index: Option<usize>, host: Option<&str>, on: Option<&SshTarget>) -> UnitKey {
+    fn new(
+        what: String,
+        item_index: Option<usize>,
+        host: Option<&str>,
+        on: Option<&SshTarget>,
+    ) -> UnitKey {
         let unit = match (what.is_empty(), on) {
             (_, None) => what,
             (true, Some(t)) => format!("on {}", t.name),
             (false, Some(t)) => format!("{what} on {}", t.name),
         };
-        let host = host.map(str::to_string).or_else(|| on.map(|t| t.name.clone()));
-        UnitKey { unit, item_index, host }
+        let host = host
+            .map(str::to_string)
+            .or_else(|| on.map(|t| t.name.clone()));
+        UnitKey {
+            unit,
+            item_index,
+            host,
+        }
     }
 }
 

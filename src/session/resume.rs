@@ -484,7 +484,9 @@ impl InFlight {
             match unit {
                 // The rollback runs again, without the units that ran (or are treated so).
                 Some(u) => {
-                    prior.in_doubt.insert(format!("rollback of {id} {u}"), rerun);
+                    prior
+                        .in_doubt
+                        .insert(format!("rollback of {id} {u}"), rerun);
                     if !rerun {
                         prior.rollback_units_done.entry(id).or_default().insert(u);
                     }
