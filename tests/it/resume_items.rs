@@ -282,3 +282,44 @@ fn runbook_child(args: &[&str]) -> Child {
         .spawn()
         .expect("spawn")
 }
+
+/// `runbook rollback` after exit 4 (one item's undo failed): only that item's undo runs
+/// again; the undos that worked are not run twice.
+#[test]
+fn runbook_rollback_after_exit_4_reruns_only_the_failed_item_undo() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: undo-fail
+version: 1
+steps:
+  - id: fe
+    for_each: [i1, i2, i3]
+    run: echo "do {{ item }}" >> {D}/do
+    rollback: echo "rb {{ item }}" >> {D}/rb; if [ {{ item }} = i2 ] && [ ! -e {D}/go ]; then exit 7; fi
+  - id: boom
+    needs: [fe]
+    run: exit 1
+"#,
+    );
+    let dir = s.dir.path();
+    let runs = s.path("runs");
+    let first = s.exec(&["--progress", "plain"]);
+    assert_eq!(first.code, Some(4), "{}", first.stderr);
+    let id = the_run(&runs);
+    std::fs::write(dir.join("go"), "").expect("go");
+    let r = runbook([
+        "rollback".to_string(),
+        id,
+        "--runs-dir".into(),
+        runs.display().to_string(),
+        "--progress".into(),
+        "plain".into(),
+    ])
+    .run();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let rb = read(dir, "rb");
+    assert_eq!(times(dir, "rb", "rb i1"), 1, "{rb}");
+    assert_eq!(times(dir, "rb", "rb i3"), 1, "{rb}");
+    assert_eq!(times(dir, "rb", "rb i2"), 2, "{rb}");
+}
