@@ -17,6 +17,7 @@ mod consume;
 mod deadline;
 mod executor;
 mod fanout;
+mod finally;
 mod gate;
 mod items;
 mod lazy_ask;
