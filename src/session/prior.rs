@@ -11,6 +11,13 @@ use crate::model::Runbook;
 
 /// What a journal says already happened.
 pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
+    let mut p = steps_and_rollbacks(rb, records);
+    p.rollback_units_done = rollback_units_done(records);
+    p
+}
+
+/// What a journal says about steps, gates, answers and whole rollbacks.
+fn steps_and_rollbacks(rb: &Runbook, records: &[journal::Record]) -> Prior {
     let mut p = Prior::default();
     let mut approvers: HashMap<String, HashSet<String>> = HashMap::new();
     let mut operator = String::new();
@@ -123,7 +130,6 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
             _ => {}
         }
     }
-    p.rollback_units_done = rollback_units_done(records);
     for (step, users) in approvers {
         let Some(gate) = rb.step(&step).and_then(|s| s.confirm.as_ref()) else {
             continue;
