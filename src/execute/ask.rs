@@ -163,17 +163,29 @@ pub(super) fn pattern_text(spec: &AskSpec) -> Option<String> {
 /// A resumed run's answers to a streamed ask that are not asked again: those whose item
 /// is done (a secret's value is not kept: `null`), and plain ones from the journal (their
 /// item runs again). A secret whose item is not done is asked again.
+/// If the consuming step finished before the resume, it needs no more answers: the stream
+/// says so and the ask asks nobody.
 pub(super) fn prefill(sh: &Shared, id: &str, stream: Option<&AnswerStream>) -> Vec<Taken> {
-    let (Some(stream), Some(prior)) = (stream, sh.prior_answers.get(id)) else {
+    let Some(stream) = stream else {
         return Vec::new();
     };
     let consumer = sh.consumer_of(id);
+    let finished = consumer
+        .as_deref()
+        .is_some_and(|c| sh.env.results.get(&crate::validate::step_var(c)).is_some());
+    if let (true, Some(c)) = (finished, &consumer) {
+        stream.consumer_done(format!("`{c}` finished before the resume"));
+    }
+    let Some(prior) = sh.prior_answers.get(id) else {
+        return Vec::new();
+    };
     let done = |k: usize| {
-        consumer.as_deref().is_some_and(|c| {
-            sh.items_done
-                .get(c)
-                .is_some_and(|m| m.contains_key(&(k, None)))
-        })
+        finished
+            || consumer.as_deref().is_some_and(|c| {
+                sh.items_done
+                    .get(c)
+                    .is_some_and(|m| m.contains_key(&(k, None)))
+            })
     };
     // The latest answer for each item.
     let mut latest: std::collections::BTreeMap<usize, &super::PriorAnswer> = Default::default();

@@ -30,7 +30,7 @@ pub(super) async fn collect(
     let id = step.id.name.clone();
     let need = spec.from as usize;
     let taken = prefill(sh, &id, stream);
-    if taken.len() >= need {
+    if taken.len() >= need || stream.and_then(AnswerStream::consumer_is_done).is_some() {
         return Ok(taken);
     }
     let answer_cmd = sh.opts.remote.as_ref().map(|r| {

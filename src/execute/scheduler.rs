@@ -402,6 +402,9 @@ impl Scheduler {
         );
         // Skipped once started (it consumes the answers of an ask that was skipped).
         if run.status == StepStatus::Skipped {
+            if let Some(Some(s)) = self.summaries.get_mut(run.index) {
+                s.error = run.result["reason"].as_str().map(str::to_string);
+            }
             return;
         }
         if run.status == StepStatus::Succeeded {

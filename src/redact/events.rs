@@ -54,12 +54,7 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             have: _,
             need: _,
             streamed,
-        } => {
-            // A plain answer (a secret one is never here) may still hold a secret's text.
-            if let Some(crate::event::Streamed { value: Some(v), .. }) = streamed {
-                r.json(v);
-            }
-        }
+        } => streamed_value(r, streamed),
         Event::StepStarted {
             step: _,
             attempt: _,
@@ -155,5 +150,12 @@ fn redact_result(r: &Redactor, v: &mut serde_json::Value) {
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact_result(r, v)),
         other => r.json(other),
+    }
+}
+
+/// A plain streamed answer (a secret one is never journaled) may still hold a secret's text.
+fn streamed_value(r: &Redactor, s: &mut Option<crate::event::Streamed>) {
+    if let Some(v) = s.as_mut().and_then(|s| s.value.as_mut()) {
+        r.json(v);
     }
 }

@@ -103,21 +103,12 @@ fn steps_and_rollbacks(rb: &Runbook, records: &[journal::Record]) -> Prior {
                     p.unwind_cause = Some(cause);
                 }
             }
-            // Answers a step consumed as they arrived: not asked again for items done.
             Event::AskAnswered {
                 step,
                 user,
                 streamed: Some(s),
                 ..
-            } => p
-                .answers
-                .entry(step.clone())
-                .or_default()
-                .push(crate::execute::PriorAnswer {
-                    index: s.index,
-                    user: user.clone(),
-                    value: s.value.clone(),
-                }),
+            } => streamed(&mut p, step, user, s),
             Event::RollbackStarted { .. } => p.unwinding = true,
             // Only an undo that worked is done: a failed or interrupted one runs again.
             Event::RollbackFinished {
@@ -160,6 +151,16 @@ fn rollback_units_done(records: &[journal::Record]) -> HashMap<String, HashSet<S
         }
     }
     done
+}
+
+/// An answer a step consumed as it arrived: not asked again for an item done.
+fn streamed(p: &mut Prior, step: &str, user: &str, s: &crate::event::Streamed) {
+    let a = crate::execute::PriorAnswer {
+        index: s.index,
+        user: user.to_string(),
+        value: s.value.clone(),
+    };
+    p.answers.entry(step.to_string()).or_default().push(a);
 }
 
 /// Why a run that ended was unwinding (`true`: declined or aborted), for a later

@@ -339,3 +339,125 @@ steps:
     assert_eq!(s.read("all"), "alice,bob\n");
     assert_eq!(run_id(&s).as_deref(), Some(id.as_str()));
 }
+
+/// Nobody gives the second answer in time: the ask pauses the run (exit 3) and so does the
+/// consuming step, with item 0 done; `resume` asks only for the missing answer (the first
+/// comes back from the journal) and does not run item 0 again.
+#[test]
+fn an_ask_that_times_out_pauses_its_consumer_and_resume_goes_on_from_there() {
+    let s = shared_scratch(
+        r#"
+runbook: streamed-pause
+version: 1
+steps:
+  - id: names
+    ask: { prompt: "Your name", from: 2, timeout: 5s }
+  - id: greet
+    needs: [names]
+    read_only: true
+    for_each: { answers: names }
+    run: echo "{{ item }}" >> {D}/greeted
+"#,
+    );
+    let mut child = start(&s);
+    let id = wait_journal(&s, "\"gate-waiting\"", 1);
+    give(&s, None, &id, "names", "carol");
+    let (code, stderr) = wait_output(&mut child, LIMIT);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("resume with"), "{stderr}");
+    assert_eq!(s.read("greeted"), "carol\n");
+    let runs = s.path("runs").display().to_string();
+    let mut resumed = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["resume", &id, "--runs-dir", &runs, "--progress", "plain"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("resume");
+    wait_journal(&s, "\"gate-waiting\"", 2);
+    let out = give(&s, Some(SECOND_USER), &id, "names", "dave");
+    assert!(out.contains("(2 of 2)"), "{out}");
+    let (code, stderr) = wait_output(&mut resumed, LIMIT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(s.read("greeted"), "carol\ndave\n");
+}
+
+/// The ask is skipped: the consuming step runs over its `items` instead, or, with none, is
+/// skipped too (and the steps after it still run).
+#[test]
+fn a_skipped_ask_leaves_its_consumer_the_items_or_nothing() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: streamed-skipped
+version: 1
+inputs:
+  mode: { default: env, allowed: [env, holders] }
+steps:
+  - id: shares
+    when: mode == 'holders'
+    ask: { prompt: "Your share", from: 2 }
+  - id: with-items
+    needs: [shares]
+    read_only: true
+    for_each: { answers: shares, items: "['k1', 'k2'] if mode == 'env' else []" }
+    run: echo "{{ item }}" >> {D}/used
+  - id: more
+    when: mode == 'holders'
+    ask: { prompt: "Another share", from: 2 }
+  - id: without
+    needs: [more]
+    read_only: true
+    for_each: { answers: more }
+    run: echo "{{ item }}" >> {D}/never
+  - id: after
+    needs: [with-items, without]
+    read_only: true
+    run: echo "{{ steps.without.skipped }}" > {D}/after
+"#,
+    );
+    let ran = s.exec(&["--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(s.read("used"), "k1\nk2\n");
+    assert!(!s.path("never").exists(), "{}", ran.stderr);
+    assert_eq!(s.read("after"), "True\n", "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("`more` was skipped: no answers to consume"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// The consuming step's `deadline` covers the time spent waiting for answers: when it passes
+/// the step fails (naming the ask), the ask stops waiting, and the run fails.
+#[test]
+fn the_consumers_deadline_counts_the_wait_for_answers() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: streamed-deadline
+version: 1
+steps:
+  - id: names
+    ask: { prompt: "Your name", from: 2, timeout: 1h }
+  - id: greet
+    needs: [names]
+    read_only: true
+    deadline: 10s
+    for_each: { answers: names }
+    run: echo "{{ item }}" >> {D}/greeted
+"#,
+    );
+    let mut child = start(&s);
+    let id = wait_journal(&s, "\"gate-waiting\"", 1);
+    give(&s, None, &id, "names", "erin");
+    let (code, stderr) = wait_output(&mut child, LIMIT);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deadline passed while waiting for answers to `names` (1 item(s) done)"),
+        "{stderr}"
+    );
+    assert_eq!(s.read("greeted"), "erin\n");
+}
