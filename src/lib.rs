@@ -39,9 +39,15 @@
 //!   [`AnswerSource`] for remote ones, and manual rollbacks' confirmation), `unwind.rs` (LIFO
 //!   rollback), `shared.rs` (the emitter: the only way events, hence journal records, leave a
 //!   run).
-//! - `journal`: the hash-chained run journal, locks, remote answers, liveness, run state.
-//! - `session`: [`RunId`], `store.rs` (runs directory, finding a run), `prior.rs`.
-//! - `transcript`: transcripts and incident attachment.
+//! - `journal`: the hash-chained run journal (`writer.rs` the observer, `read.rs` load and
+//!   verify, `copy.rs` verified copies), locks, remote answers, liveness, run state; it is
+//!   given the files it works on (`RunFiles`).
+//! - `session`: [`RunId`], `store.rs` (the `Store` trait, runs directory, finding a run;
+//!   `store/layout.rs`: `RunDir`, the only place that knows the run-directory layout;
+//!   `store/file.rs`: the file store), `error.rs`
+//!   (`SessionError { kind, message }`), `prior.rs`, the PostgreSQL store in `shared/`.
+//! - `transcript`: transcripts (`timeline.rs`, `files.rs`), typed `TranscriptError`, and
+//!   incident attachment.
 //! - `cli`: clap arguments, subcommands, console output, prompts.
 
 // `diagnostic`, `load` and `validate` are public for the integration tests' truncation test

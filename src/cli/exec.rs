@@ -417,7 +417,8 @@ fn observers(
         observers.push(Box::new(JsonLines));
     }
     if let Some((run_dir, sink)) = journal_in {
-        let j = crate::journal::Journal::open_with(run_dir, sink)
+        let files = crate::session::store::RunDir::new(run_dir).files();
+        let j = crate::journal::Journal::open_with(&files, sink)
             .map_err(|e| format!("cannot open the journal in {}: {e}", run_dir.display()))?;
         observers.push(Box::new(j));
     }
@@ -452,7 +453,7 @@ fn checked_options(rb: &crate::model::Runbook, f: &super::RunOpts) -> Result<Ans
         }
     }
     for target in &f.attach {
-        crate::transcript::attach::Target::parse(target)?;
+        crate::transcript::attach::Target::parse(target).map_err(|e| e.to_string())?;
     }
     Ok(answers)
 }

@@ -1,4 +1,4 @@
-//! What a run needs to be continued later, recorded at `exec` in `<run dir>/options.json`
+//! What a run needs to be continued later, recorded at `exec` in the run directory's options file (`RunDir::options`)
 //! (0600): the paths of the SSH config and known_hosts, and how it ran (parallelism, connect
 //! timeout, `--no-wait`, `--no-rollback`). Input values are in the journal already (`values`
 //! of `run-started`). Never secrets: secret inputs are read again on resume; answers and attach targets (a webhook URL may carry a token) are
@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RunOpts;
-
-/// The file inside the run directory.
-pub(crate) const OPTIONS_FILE: &str = "options.json";
+use crate::session::store::RunDir;
 
 /// The recorded options (fields may be added, never renamed).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -48,8 +46,8 @@ pub(crate) fn save(run_dir: &Path, f: &RunOpts) -> std::io::Result<()> {
         no_wait: f.no_wait,
         no_rollback: f.no_rollback,
     };
-    let path = run_dir.join(OPTIONS_FILE);
-    let tmp = run_dir.join(format!(".{OPTIONS_FILE}.tmp"));
+    let path = RunDir::new(run_dir).options();
+    let tmp = path.with_file_name(format!(".{}.tmp", crate::journal::file_name(&path)));
     let _ = std::fs::remove_file(&tmp);
     {
         use std::io::Write;
@@ -62,7 +60,7 @@ pub(crate) fn save(run_dir: &Path, f: &RunOpts) -> std::io::Result<()> {
 
 /// The options recorded for the run in `run_dir` (none for runs recorded before this existed).
 pub(crate) fn load(run_dir: &Path) -> Remembered {
-    std::fs::read(run_dir.join(OPTIONS_FILE))
+    std::fs::read(RunDir::new(run_dir).options())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

@@ -13,6 +13,7 @@ use crate::event::{Decision, Event};
 use crate::exit::ExitStatus;
 use crate::inputs;
 use crate::journal;
+use crate::session::store::RunDir;
 
 /// The store the flags select, and the local directory of the run named `run_id` in it.
 fn run_dir(dir: &super::RunsDirArg, run_id: &str) -> Result<(Box<dyn Store>, PathBuf), ExitStatus> {
@@ -203,63 +204,13 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
     let run_id = run_id_of(&dir);
     let flag = store.flags();
     // Another user may not read the journal (0600): then we cannot check, and say so.
-    let view = journal::state::view(&dir).ok();
-    if let Some(v) = &view {
-        if let journal::state::RunState::Finished {
-            status, exit_code, ..
-        } = &v.state
-        {
-            error_line(format!(
-                "run {run_id} already finished ({status}, exit {exit_code}): nothing waits for an answer (see `runbook show{flag} {run_id}`)"
-            ));
-            return ExitStatus::Invalid;
-        }
-        // The gate must be a gate (or manual step) of the run's runbook.
-        if let Some(rb) = crate::load::load(std::path::Path::new(&v.file))
-            .ok()
-            .and_then(|l| crate::validate::validate(&l).runbook)
-        {
-            let gates: Vec<&str> = rb
-                .steps
-                .iter()
-                .chain(rb.finally.iter())
-                .filter(|s| {
-                    s.confirm.is_some() || matches!(s.body.action, crate::model::Action::Manual(_))
-                })
-                .map(|s| s.id.name.as_str())
-                .collect();
-            if !gates.contains(&a.gate.as_str()) {
-                let what = if rb.step(&a.gate).is_some() {
-                    format!("step `{}` of run {run_id} has no gate", a.gate)
-                } else {
-                    format!("run {run_id} has no step `{}`", a.gate)
-                };
-                let hint = crate::diagnostic::did_you_mean(&a.gate, gates.iter().copied())
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-                let list = if gates.is_empty() {
-                    "it has no gates".to_string()
-                } else {
-                    format!("its gates: {}", gates.join(", "))
-                };
-                error_line(format!("{what}{hint} ({list})"));
-                return ExitStatus::Invalid;
-            }
-        }
-        if v.steps
-            .iter()
-            .any(|s| s.id == a.gate && s.status != "waiting" && s.status != "not-run")
-        {
-            error_line(format!(
-                "gate `{}` of run {run_id} was already passed (step is {}); nothing waits for this answer",
-                a.gate,
-                v.steps
-                    .iter()
-                    .find(|s| s.id == a.gate)
-                    .map_or("?", |s| s.status.as_str())
-            ));
-            return ExitStatus::Invalid;
-        }
+    let view = journal::state::view(&RunDir::new(&dir).files()).ok();
+    if let Some(why) = view
+        .as_ref()
+        .and_then(|v| answer_refused(v, &a.gate, &run_id, &flag))
+    {
+        error_line(why);
+        return ExitStatus::Invalid;
     }
     let written_at = jiff::Timestamp::now();
     if let Err(e) = store.answer(&dir, &run_id, &a.gate, decision, a.comment.clone()) {
@@ -273,13 +224,105 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
         "rejection"
     };
     println!("{verb} of `{}` written for run {run_id} by {me}", a.gate);
+    let answer = GivenAnswer {
+        dir: &dir,
+        gate: &a.gate,
+        decision,
+        me: &me,
+        written_at,
+    };
+    report_answer(view.as_ref(), &answer, &run_id, &flag);
+    ExitStatus::Success
+}
+
+/// Why an answer to `gate` makes no sense for the run `v` (finished, no such gate, gate already
+/// passed), if it does not.
+fn answer_refused(
+    v: &journal::state::RunView,
+    gate: &str,
+    run_id: &str,
+    flag: &str,
+) -> Option<String> {
+    if let journal::state::RunState::Finished {
+        status, exit_code, ..
+    } = &v.state
+    {
+        return Some(format!(
+            "run {run_id} already finished ({status}, exit {exit_code}): nothing waits for an answer (see `runbook show{flag} {run_id}`)"
+        ));
+    }
+    // The gate must be a gate (or manual step) of the run's runbook.
+    if let Some(rb) = crate::load::load(std::path::Path::new(&v.file))
+        .ok()
+        .and_then(|l| crate::validate::validate(&l).runbook)
+    {
+        let gates: Vec<&str> = rb
+            .steps
+            .iter()
+            .chain(rb.finally.iter())
+            .filter(|s| {
+                s.confirm.is_some() || matches!(s.body.action, crate::model::Action::Manual(_))
+            })
+            .map(|s| s.id.name.as_str())
+            .collect();
+        if !gates.contains(&gate) {
+            let what = if rb.step(gate).is_some() {
+                format!("step `{gate}` of run {run_id} has no gate")
+            } else {
+                format!("run {run_id} has no step `{gate}`")
+            };
+            let hint = crate::diagnostic::did_you_mean(gate, gates.iter().copied())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            let list = if gates.is_empty() {
+                "it has no gates".to_string()
+            } else {
+                format!("its gates: {}", gates.join(", "))
+            };
+            return Some(format!("{what}{hint} ({list})"));
+        }
+    }
+    if v.steps
+        .iter()
+        .any(|s| s.id == gate && s.status != "waiting" && s.status != "not-run")
+    {
+        return Some(format!(
+            "gate `{gate}` of run {run_id} was already passed (step is {}); nothing waits for this answer",
+            v.steps
+                .iter()
+                .find(|s| s.id == gate)
+                .map_or("?", |s| s.status.as_str())
+        ));
+    }
+    None
+}
+
+/// An answer just written to a run's `answers/`.
+struct GivenAnswer<'a> {
+    dir: &'a std::path::Path,
+    gate: &'a str,
+    decision: Decision,
+    /// Who wrote it.
+    me: &'a str,
+    written_at: jiff::Timestamp,
+}
+
+/// Says what becomes of an answer just written: taken by the engine waiting at its gate (waits
+/// up to 5 s to see it journaled), or used when the run gets there.
+fn report_answer(
+    view: Option<&journal::state::RunView>,
+    a: &GivenAnswer<'_>,
+    run_id: &str,
+    flag: &str,
+) {
     use journal::state::RunState;
-    match view.as_ref().map(|v| &v.state) {
+    let me = a.me;
+    match view.map(|v| &v.state) {
         Some(RunState::Waiting { engine, gate, .. }) if *gate == a.gate => {
             // The engine polls answers/ several times a second: wait to see it journaled.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             let taken = loop {
-                if let Some(t) = taken_by_engine(&dir, &a.gate, &me, written_at) {
+                if let Some(t) = taken_by_engine(a.dir, a.gate, me, a.written_at) {
                     break Some(t);
                 }
                 if std::time::Instant::now() >= deadline {
@@ -294,7 +337,7 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
                     engine.user,
                     engine.host,
                     a.gate,
-                    if decision == Decision::Approved {
+                    if a.decision == Decision::Approved {
                         "approved by you (the run goes on if no other approval is needed)"
                     } else {
                         "rejected: the run stops and rolls back"
@@ -326,7 +369,6 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
             a.gate
         ),
     }
-    ExitStatus::Success
 }
 
 /// Whether the journal records the engine taking `user`'s answer to `gate` (or refusing it
@@ -337,7 +379,7 @@ fn taken_by_engine(
     user: &str,
     since: jiff::Timestamp,
 ) -> Option<()> {
-    let records = journal::read(dir).ok()?;
+    let records = journal::read(&RunDir::new(dir).files()).ok()?;
     records.iter().rev().find_map(|r| {
         let at: jiff::Timestamp = r.stamped.at.parse().ok()?;
         if at < since.checked_sub(jiff::SignedDuration::from_secs(1)).ok()? {
@@ -367,7 +409,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
             let damaged = match e {
                 journal::JournalError::Chain { .. } => true,
                 journal::JournalError::Parse { .. } => a.verify,
-                journal::JournalError::Io(..) => false,
+                _ => false,
             };
             return if damaged {
                 ExitStatus::StepFailed
@@ -377,8 +419,8 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
         }
     };
     if a.verify {
-        let path = dir.join(journal::JOURNAL_FILE);
-        let loaded = match journal::load(&dir) {
+        let path = RunDir::new(&dir).journal();
+        let loaded = match journal::load(&RunDir::new(&dir).files()) {
             Ok(l) => l,
             Err(e) => {
                 error_line(e);
@@ -421,7 +463,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
     }
     let text = match (a.format, &a.template) {
         (_, Some(path)) => match crate::sys::read_regular_bounded(path, TEMPLATE_MAX) {
-            Ok(tpl) => crate::transcript::render(&t, &tpl),
+            Ok(tpl) => crate::transcript::render(&t, &tpl).map_err(|e| e.to_string()),
             Err(e) => Err(format!("--template {}: {e}", path.display())),
         },
         (TranscriptFormat::Json, None) => serde_json::to_string_pretty(&t)
@@ -429,6 +471,7 @@ pub(crate) fn cmd_transcript(a: &TranscriptArgs) -> ExitStatus {
             .map_err(|e| e.to_string()),
         (TranscriptFormat::Md, None) => {
             crate::transcript::render(&t, crate::transcript::MARKDOWN_TEMPLATE)
+                .map_err(|e| e.to_string())
         }
     };
     match text {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::error_line;
 use crate::exit::ExitStatus;
-pub(crate) use crate::session::store::{Store, run_id_of, runs_dir};
+pub(crate) use crate::session::store::{ErrorKind, Store, run_id_of, runs_dir};
 
 /// The store selected by `--store` / `RUNBOOK_STORE` (else the file store under `--runs-dir`).
 /// A store that cannot be reached (or whose schema is not current) is exit 5.
@@ -24,7 +24,7 @@ pub(crate) fn open_for(dir: &super::RunsDirArg) -> Result<Box<dyn Store>, ExitSt
 /// there is no such run, 5 when the store fails.
 pub(crate) fn resolve_in(store: &dyn Store, id: &str) -> Result<PathBuf, ExitStatus> {
     store.resolve(id).map_err(|e| {
-        let unreachable = e.starts_with("store ");
+        let unreachable = e.kind == ErrorKind::Store;
         error_line(e);
         if unreachable {
             ExitStatus::EngineFailed

@@ -20,7 +20,7 @@ pub(crate) fn cmd_export(a: &ExportArgs) -> ExitStatus {
             ExitStatus::Success
         }
         Err(e) => {
-            let store_failed = e.starts_with("store ");
+            let store_failed = e.kind == crate::session::store::ErrorKind::Store;
             error_line(e);
             if store_failed {
                 ExitStatus::EngineFailed
@@ -42,7 +42,7 @@ pub(crate) fn cmd_import(a: &ImportArgs) -> ExitStatus {
             ExitStatus::Success
         }
         Err(e) => {
-            let store_failed = e.starts_with("store ");
+            let store_failed = e.kind == crate::session::store::ErrorKind::Store;
             error_line(e);
             if store_failed {
                 ExitStatus::EngineFailed

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::{JournalError, RunFiles};
 use crate::event::Decision;
 use crate::execute::{AnswerSource, RemoteAnswer};
 
@@ -45,14 +46,6 @@ pub(crate) struct Answer {
 /// Largest answer file read (a real one is ~200 bytes).
 pub(crate) const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
-/// The run id a run directory stands for.
-fn run_id(run_dir: &Path) -> String {
-    run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn nonce() -> String {
     use std::io::Read;
     let mut buf = [0u8; 16];
@@ -62,37 +55,30 @@ fn nonce() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn answers_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("answers")
-}
-
 /// Creates `answers/` so that other users can drop answers into it.
-pub(crate) fn prepare(run_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn prepare(run: &RunFiles) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = answers_dir(run_dir);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1733))?;
-    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o711))?;
+    let dir = &run.answers;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1733))?;
+    std::fs::set_permissions(&run.dir, std::fs::Permissions::from_mode(0o711))?;
     Ok(())
 }
 
 /// Writes an answer (atomically: a temp file renamed into place).
 pub(crate) fn write(
-    run_dir: &Path,
+    run: &RunFiles,
     step: &str,
     decision: Decision,
     comment: Option<String>,
-) -> Result<PathBuf, String> {
-    let dir = answers_dir(run_dir);
+) -> Result<PathBuf, JournalError> {
+    let dir = &run.answers;
     if !dir.is_dir() {
-        return Err(format!(
-            "{} has no answers directory: is the run id right, and is it waiting at a gate?",
-            run_dir.display()
-        ));
+        return Err(JournalError::NoAnswers(run.dir.display().to_string()));
     }
     let user = crate::sys::current_user();
     let a = AnswerFile {
-        run: run_id(run_dir),
+        run: run.id.clone(),
         nonce: nonce(),
         step: step.to_string(),
         decision,
@@ -127,11 +113,11 @@ pub(crate) fn write(
         .create_new(true)
         .mode(0o644)
         .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        .map_err(|e| JournalError::Write(tmp.display().to_string(), e))?;
     f.write_all(&serde_json::to_vec(&a).unwrap_or_default())
         .and_then(|()| f.sync_all())
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+        .map_err(JournalError::System)?;
+    std::fs::rename(&tmp, &path).map_err(JournalError::System)?;
     Ok(path)
 }
 
@@ -177,11 +163,11 @@ pub(crate) struct Refused {
 
 /// Whether an answer for `step` is waiting, without taking it (answers are used once: a
 /// check must not consume the answer it found).
-pub(crate) fn present(run_dir: &Path, step: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
+pub(crate) fn present(run: &RunFiles, step: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(&run.answers) else {
         return false;
     };
-    let this_run = run_id(run_dir);
+    let this_run = &run.id;
     entries
         .flatten()
         .map(|e| e.path())
@@ -191,20 +177,20 @@ pub(crate) fn present(run_dir: &Path, step: &str) -> bool {
             read_answer(&path)
                 .ok()
                 .and_then(|(bytes, _)| serde_json::from_slice::<AnswerFile>(&bytes).ok())
-                .is_some_and(|f| f.step == step && f.run == this_run && !f.nonce.is_empty())
+                .is_some_and(|f| f.step == step && f.run == *this_run && !f.nonce.is_empty())
         })
 }
 
 /// [`take`], also returning the files refused.
 pub(crate) fn take_checked(
-    run_dir: &Path,
+    run: &RunFiles,
     step: &str,
     seen: &mut std::collections::HashSet<PathBuf>,
 ) -> (Vec<Answer>, Vec<Refused>) {
-    let Ok(entries) = std::fs::read_dir(answers_dir(run_dir)) else {
+    let Ok(entries) = std::fs::read_dir(&run.answers) else {
         return (Vec::new(), Vec::new());
     };
-    let this_run = run_id(run_dir);
+    let this_run = &run.id;
     let mut out = Vec::new();
     let mut refused = Vec::new();
     let mut paths: Vec<PathBuf> = entries
@@ -241,7 +227,7 @@ pub(crate) fn take_checked(
         }
         seen.insert(path.clone());
         let nonce_key = PathBuf::from(format!("\0nonce/{}", file.nonce));
-        let why = if file.run != this_run {
+        let why = if file.run != *this_run {
             Some("written for another run".to_string())
         } else if file.nonce.is_empty() || seen.contains(&nonce_key) {
             Some("already used".to_string())
@@ -271,6 +257,8 @@ mod tests {
     fn an_answer_is_used_once_and_bound_to_its_run_and_gate() -> Result<(), String> {
         let tmp = std::env::temp_dir().join(format!("rb-answers-{}", std::process::id()));
         let run_dir = tmp.join("20260101-000000-r-0123456789abcdef");
+        let run = crate::session::store::RunDir::new(&run_dir).files();
+        let answers_dir = |_: &Path| run.answers.clone();
         std::fs::create_dir_all(answers_dir(&run_dir)).map_err(|e| e.to_string())?;
         let body = |run: &str, step: &str, nonce: &str| {
             format!(
@@ -287,14 +275,14 @@ mod tests {
             std::fs::write(answers_dir(&run_dir).join(name), text).map_err(|e| e.to_string())?;
         }
         let mut seen = std::collections::HashSet::new();
-        let (taken, refused) = take_checked(&run_dir, "gate", &mut seen);
+        let (taken, refused) = take_checked(&run, "gate", &mut seen);
         assert_eq!(taken.len(), 1);
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].why, "already used");
         // The other gate's answer stays for that gate.
         assert!(answers_dir(&run_dir).join("c.json").exists());
         assert!(!answers_dir(&run_dir).join("a.json").exists());
-        let (taken, _) = take_checked(&run_dir, "other-gate", &mut seen);
+        let (taken, _) = take_checked(&run, "other-gate", &mut seen);
         assert_eq!(taken.len(), 1);
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(())
@@ -305,12 +293,12 @@ mod tests {
 /// `runbook approve`, their authors checked by file ownership.
 #[derive(Debug, Clone)]
 pub(crate) struct AnswersDir {
-    pub run_dir: PathBuf,
+    pub run: RunFiles,
 }
 
 impl AnswerSource for AnswersDir {
     fn present(&self, step: &str) -> bool {
-        present(&self.run_dir, step)
+        present(&self.run, step)
     }
 
     fn take(
@@ -318,7 +306,7 @@ impl AnswerSource for AnswersDir {
         step: &str,
         seen: &mut std::collections::HashSet<PathBuf>,
     ) -> (Vec<RemoteAnswer>, Vec<String>) {
-        let (answers, refused) = take_checked(&self.run_dir, step, seen);
+        let (answers, refused) = take_checked(&self.run, step, seen);
         let answers = answers
             .into_iter()
             .map(|a| RemoteAnswer {

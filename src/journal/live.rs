@@ -1,4 +1,4 @@
-//! Engine liveness: a live engine holds an exclusive `flock` on `<run dir>/engine.lock` for
+//! Engine liveness: a live engine holds an exclusive `flock` on the run's engine lock for
 //! its whole lifetime; anyone can test it without racing a PID that was reused. The kernel
 //! drops the lock when the process dies, however it dies, so a killed engine never looks live.
 //!
@@ -12,9 +12,6 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-
-/// The file a live engine locks.
-pub(crate) const ENGINE_LOCK: &str = "engine.lock";
 
 /// Who holds a run's engine lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +37,7 @@ pub(crate) enum LiveError {
     Io(String, std::io::Error),
 }
 
-fn open(run_dir: &Path, write: bool) -> std::io::Result<std::fs::File> {
+fn open(lock: &Path, write: bool) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -48,7 +45,7 @@ fn open(run_dir: &Path, write: bool) -> std::io::Result<std::fs::File> {
     if write {
         o.write(true).create(true);
     }
-    o.open(run_dir.join(ENGINE_LOCK))
+    o.open(lock)
 }
 
 fn flock(f: &std::fs::File, op: libc::c_int) -> bool {
@@ -63,10 +60,11 @@ fn read_holder(f: &mut std::fs::File) -> Option<LiveHolder> {
     serde_json::from_str(s.lines().next()?).ok()
 }
 
-/// Takes the engine lock of `run_dir` for the life of the returned guard.
-pub(crate) fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
-    let name = run_dir.join(ENGINE_LOCK).display().to_string();
-    let mut f = open(run_dir, true).map_err(|e| LiveError::Io(name.clone(), e))?;
+/// Takes the engine lock `lock` (a run's [`super::RunFiles::engine_lock`]) for the life of
+/// the returned guard.
+pub(crate) fn hold(lock: &Path) -> Result<LiveGuard, LiveError> {
+    let name = lock.display().to_string();
+    let mut f = open(lock, true).map_err(|e| LiveError::Io(name.clone(), e))?;
     if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
         // The holder writes its line just after taking the lock: a racing reader may look
         // in between, so it looks again for a moment before calling the holder unknown.
@@ -100,19 +98,18 @@ pub(crate) fn hold(run_dir: &Path) -> Result<LiveGuard, LiveError> {
     Ok(LiveGuard { _file: f })
 }
 
-/// A working copy's note that the run's engine is live on another machine (written by a
-/// shared store when it brings the copy up to date, removed when that engine is gone).
-pub(crate) const REMOTE_ENGINE: &str = "engine.remote";
-
-/// The engine live elsewhere, as a shared store last saw it (see [`REMOTE_ENGINE`]).
-pub(crate) fn remote_holder(run_dir: &Path) -> Option<LiveHolder> {
-    let bytes = std::fs::read(run_dir.join(REMOTE_ENGINE)).ok()?;
+/// The engine live elsewhere, as a shared store last saw it: `remote` is a working copy's
+/// note that the run's engine is live on another machine (a run's
+/// [`super::RunFiles::engine_remote`], written by a shared store when it brings the copy up to
+/// date, removed when that engine is gone).
+pub(crate) fn remote_holder(remote: &Path) -> Option<LiveHolder> {
+    let bytes = std::fs::read(remote).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The live engine of `run_dir`, if one holds its lock now.
-pub(crate) fn holder(run_dir: &Path) -> Option<LiveHolder> {
-    let mut f = open(run_dir, false).ok()?;
+/// The live engine holding the engine lock `lock`, if one holds it now.
+pub(crate) fn holder(lock: &Path) -> Option<LiveHolder> {
+    let mut f = open(lock, false).ok()?;
     if flock(&f, libc::LOCK_SH | libc::LOCK_NB) {
         // We got it: nobody holds it exclusively (our shared lock drops with `f`).
         return None;
@@ -132,14 +129,15 @@ mod tests {
     #[test]
     fn held_while_the_guard_lives() {
         let d = tempfile::tempdir().unwrap();
-        assert!(holder(d.path()).is_none());
-        let g = hold(d.path()).unwrap();
+        let lock = crate::session::store::RunDir::new(d.path()).engine_lock();
+        assert!(holder(&lock).is_none());
+        let g = hold(&lock).unwrap();
         // flock locks belong to the open file description: a second open conflicts even in
         // the same process, which is what another process sees too.
-        let h = holder(d.path()).unwrap();
+        let h = holder(&lock).unwrap();
         assert_eq!(h.pid, std::process::id());
-        assert!(matches!(hold(d.path()), Err(LiveError::Held(_))));
+        assert!(matches!(hold(&lock), Err(LiveError::Held(_))));
         drop(g);
-        assert!(holder(d.path()).is_none());
+        assert!(holder(&lock).is_none());
     }
 }

@@ -79,9 +79,17 @@ pub(crate) enum LockError {
     Io(String, std::io::Error),
 }
 
-/// The directory holding locks for runs under `runs_dir`.
-pub(crate) fn locks_dir(runs_dir: &Path) -> PathBuf {
-    runs_dir.join(".locks")
+/// Where a runs directory keeps its runbook locks, and where each of its runs' files are (a
+/// lock's holder is judged by the state of its run). Built by `session::store`, which alone
+/// knows the layout.
+#[derive(Debug, Clone)]
+pub(crate) struct Locks {
+    /// The directory of lock files.
+    pub dir: PathBuf,
+    /// The runs directory.
+    pub runs: PathBuf,
+    /// The files of run `id` under `runs`.
+    pub run_files: fn(&Path, &str) -> super::RunFiles,
 }
 
 fn file_name(key: &str) -> String {
@@ -99,10 +107,10 @@ fn file_name(key: &str) -> String {
 }
 
 /// Reads the holder of lock `key`, and the state of its run.
-pub(crate) fn holder(runs_dir: &Path, key: &str) -> Option<(Holder, HolderState)> {
-    let path = locks_dir(runs_dir).join(file_name(key));
+pub(crate) fn holder(locks: &Locks, key: &str) -> Option<(Holder, HolderState)> {
+    let path = locks.dir.join(file_name(key));
     let h: Holder = serde_json::from_slice(&read_nofollow(&path).ok()?).ok()?;
-    let state = run_state(runs_dir, &h);
+    let state = run_state(locks, &h);
     Some((h, state))
 }
 
@@ -118,13 +126,13 @@ fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
+fn run_state(locks: &Locks, h: &Holder) -> HolderState {
     if h.run_id.contains('/') || h.run_id.contains("..") || h.run_id.is_empty() {
         return HolderState::Stale;
     }
-    let run_dir = runs_dir.join(&h.run_id);
+    let run = (locks.run_files)(&locks.runs, &h.run_id);
     use super::state::RunState;
-    match super::state::view(&run_dir).map(|v| v.state) {
+    match super::state::view(&run).map(|v| v.state) {
         Ok(RunState::Running { .. } | RunState::Waiting { .. }) => HolderState::Live,
         Ok(RunState::Paused { .. } | RunState::Interrupted) => HolderState::Resumable,
         Ok(RunState::Finished { .. } | RunState::Damaged) | Err(_) => HolderState::Stale,
@@ -133,14 +141,13 @@ fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
 
 /// Takes lock `key` for `run_id`. A lock already held by the same run (resume) is taken over.
 pub(crate) fn acquire(
-    runs_dir: &Path,
+    locks: &Locks,
     key: &str,
     run_id: &str,
     user: &str,
 ) -> Result<Lock, LockError> {
-    let dir = locks_dir(runs_dir);
-    crate::sys::create_private_dir(&dir)
-        .map_err(|e| LockError::Io(dir.display().to_string(), e))?;
+    let dir = &locks.dir;
+    crate::sys::create_private_dir(dir).map_err(|e| LockError::Io(dir.display().to_string(), e))?;
     let path = dir.join(file_name(key));
     let me = Holder {
         key: key.to_string(),
@@ -164,7 +171,7 @@ pub(crate) fn acquire(
                 .map_err(|e| LockError::Io(path.display().to_string(), e))?;
             Ok(Lock { path, keep: false })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match holder(runs_dir, key) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match holder(locks, key) {
             Some((h, _)) if h.run_id == run_id => {
                 std::fs::write(&path, &body)
                     .map_err(|e| LockError::Io(path.display().to_string(), e))?;
@@ -182,26 +189,39 @@ pub(crate) fn acquire(
     }
 }
 
+/// Why a lock was not broken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnlockError {
+    #[error("no lock named `{key}` in {dir}")]
+    NotFound { key: String, dir: String },
+    #[error("run {} (pid {} on {}) is running and holds `{key}`; it cannot be unlocked while its engine is alive", .holder.run_id, .holder.pid, .holder.host)]
+    Live { key: String, holder: Box<Holder> },
+    #[error("run {} holds `{key}` and can be resumed (`runbook resume {}`); pass --force to abandon it", .holder.run_id, .holder.run_id)]
+    Resumable { key: String, holder: Box<Holder> },
+    #[error("{0}")]
+    Remove(std::io::Error),
+}
+
 /// Breaks lock `key` (only a stale one unless `force`). Returns the holder it removed.
-pub(crate) fn break_lock(runs_dir: &Path, key: &str, force: bool) -> Result<Holder, String> {
-    let Some((h, state)) = holder(runs_dir, key) else {
-        return Err(format!(
-            "no lock named `{key}` in {}",
-            locks_dir(runs_dir).display()
-        ));
+pub(crate) fn break_lock(locks: &Locks, key: &str, force: bool) -> Result<Holder, UnlockError> {
+    let Some((h, state)) = holder(locks, key) else {
+        return Err(UnlockError::NotFound {
+            key: key.to_string(),
+            dir: locks.dir.display().to_string(),
+        });
     };
     if state == HolderState::Live {
-        return Err(format!(
-            "run {} (pid {} on {}) is running and holds `{key}`; it cannot be unlocked while its engine is alive",
-            h.run_id, h.pid, h.host
-        ));
+        return Err(UnlockError::Live {
+            key: key.to_string(),
+            holder: Box::new(h),
+        });
     }
     if state == HolderState::Resumable && !force {
-        return Err(format!(
-            "run {} holds `{key}` and can be resumed (`runbook resume {}`); pass --force to abandon it",
-            h.run_id, h.run_id
-        ));
+        return Err(UnlockError::Resumable {
+            key: key.to_string(),
+            holder: Box::new(h),
+        });
     }
-    std::fs::remove_file(locks_dir(runs_dir).join(file_name(key))).map_err(|e| e.to_string())?;
+    std::fs::remove_file(locks.dir.join(file_name(key))).map_err(UnlockError::Remove)?;
     Ok(h)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::live::{self, LiveHolder};
-use super::{JOURNAL_FILE, Record};
+use super::{Record, RunFiles};
 use crate::event::{Decision, Event, StepStatus};
 
 /// Where a run stands.
@@ -97,19 +97,20 @@ impl RunView {
 
 /// Reads records without verifying the chain (inspection must work on a damaged journal too;
 /// `transcript --verify` checks it).
-fn read_lenient(run_dir: &Path) -> std::io::Result<Vec<Record>> {
-    let bytes = std::fs::read(run_dir.join(JOURNAL_FILE))?;
+fn read_lenient(files: &RunFiles) -> std::io::Result<Vec<Record>> {
+    let bytes = std::fs::read(&files.journal)?;
     Ok(bytes
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice(l).ok())
         .collect())
 }
 
-/// The view of the run in `run_dir`.
-pub(crate) fn view(run_dir: &Path) -> std::io::Result<RunView> {
-    let records = read_lenient(run_dir)?;
-    let engine = live::holder(run_dir).or_else(|| live::remote_holder(run_dir));
-    Ok(view_of(run_dir, &records, engine))
+/// The view of the run whose files are `files`.
+pub(crate) fn view(files: &RunFiles) -> std::io::Result<RunView> {
+    let records = read_lenient(files)?;
+    let engine =
+        live::holder(&files.engine_lock).or_else(|| live::remote_holder(&files.engine_remote));
+    Ok(view_of(&files.dir, &records, engine))
 }
 
 fn set_status(steps: &mut Vec<StepView>, id: &str, status: &str) -> usize {
@@ -394,23 +395,4 @@ impl Fold {
         }
         v
     }
-}
-
-/// Every run under `runs_dir`, oldest first by start time (then by id), so the newest is last
-/// and runs started within the same second keep the order they started in.
-pub(crate) fn list(runs_dir: &Path) -> Vec<RunView> {
-    let Ok(entries) = std::fs::read_dir(runs_dir) else {
-        return Vec::new();
-    };
-    let mut runs: Vec<RunView> = entries
-        .flatten()
-        .filter(|e| e.path().join(JOURNAL_FILE).is_file())
-        .filter_map(|e| view(&e.path()).ok())
-        .collect();
-    runs.sort_by(|a, b| {
-        a.started_at()
-            .cmp(&b.started_at())
-            .then_with(|| a.run_id.cmp(&b.run_id))
-    });
-    runs
 }

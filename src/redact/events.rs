@@ -13,14 +13,46 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
     if r.is_empty() {
         return e;
     }
+    // Every field is named (`_`: never redacted), so a new field is a decision to make here.
+    match &e {
+        Event::Output { .. }
+        | Event::StepSkipped { .. }
+        | Event::StepStarted { .. }
+        | Event::ProbeAttempt { .. }
+        | Event::Retry { .. }
+        | Event::HostFinished { .. }
+        | Event::StepFinished { .. }
+        | Event::ItemFinished { .. } => step_text(r, &mut e),
+        Event::GateAsked { .. } | Event::GateAnswered { .. } | Event::AskAnswered { .. } => {
+            gate_text(r, &mut e)
+        }
+        Event::RollbackStarted { .. }
+        | Event::RollbackFinished { .. }
+        | Event::RollbackNotRun { .. }
+        | Event::Warning { .. }
+        | Event::RunFinished { .. } => run_text(r, &mut e),
+        // Ids, user and host names, non-secret inputs (secret ones are already masked in
+        // `inputs` and absent from `values`), the answer command built from ids.
+        Event::RollbacksDischarged { .. }
+        | Event::RunStarted { .. }
+        | Event::RunResumed { .. }
+        | Event::GateWaiting { .. }
+        | Event::ItemStarted { .. }
+        | Event::RollbackItemStarted { .. }
+        | Event::RollbackItemFinished { .. } => {}
+    }
+    e
+}
+
+/// A step's free text: output lines, skip and retry reasons, commands, errors, results.
+fn step_text(r: &Redactor, e: &mut Event) {
     let t = |s: &mut String| *s = r.text(s);
     let o = |s: &mut Option<String>| {
         if let Some(s) = s {
             *s = r.text(s);
         }
     };
-    // Every field is named (`_`: never redacted), so a new field is a decision to make here.
-    match &mut e {
+    match e {
         Event::Output {
             step: _,
             host: _,
@@ -28,33 +60,6 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             line,
         } => t(line),
         Event::StepSkipped { step: _, reason } => t(reason),
-        Event::GateAsked {
-            step: _,
-            message,
-            targets: _,
-            preview,
-            manual: _,
-            rollback: _,
-        } => {
-            t(message);
-            t(preview);
-        }
-        Event::GateAnswered {
-            step: _,
-            decision: _,
-            user: _,
-            from_host: _,
-            by: _,
-            comment,
-        } => o(comment),
-        Event::AskAnswered {
-            step: _,
-            user: _,
-            by: _,
-            have: _,
-            need: _,
-            streamed,
-        } => streamed_value(r, streamed),
         Event::StepStarted {
             step: _,
             attempt: _,
@@ -105,6 +110,59 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             status: _,
             result,
         } => redact_result(r, result),
+        _ => {}
+    }
+}
+
+/// A gate's free text: its message, preview and answer comment.
+fn gate_text(r: &Redactor, e: &mut Event) {
+    let t = |s: &mut String| *s = r.text(s);
+    let o = |s: &mut Option<String>| {
+        if let Some(s) = s {
+            *s = r.text(s);
+        }
+    };
+    match e {
+        Event::GateAsked {
+            step: _,
+            message,
+            targets: _,
+            preview,
+            manual: _,
+            rollback: _,
+        } => {
+            t(message);
+            t(preview);
+        }
+        Event::GateAnswered {
+            step: _,
+            decision: _,
+            user: _,
+            from_host: _,
+            by: _,
+            comment,
+        } => o(comment),
+        Event::AskAnswered {
+            step: _,
+            user: _,
+            by: _,
+            have: _,
+            need: _,
+            streamed,
+        } => streamed_value(r, streamed),
+        _ => {}
+    }
+}
+
+/// Rollbacks', warnings' and the run's end's free text.
+fn run_text(r: &Redactor, e: &mut Event) {
+    let t = |s: &mut String| *s = r.text(s);
+    let o = |s: &mut Option<String>| {
+        if let Some(s) = s {
+            *s = r.text(s);
+        }
+    };
+    match e {
         Event::RollbackStarted { step: _, reason } => t(reason),
         Event::RollbackFinished {
             step: _,
@@ -121,17 +179,8 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             duration_ms: _,
             resumable: _,
         } => t(reason),
-        // Ids, user and host names, non-secret inputs (secret ones are already masked in
-        // `inputs` and absent from `values`), the answer command built from ids.
-        Event::RollbacksDischarged { .. }
-        | Event::RunStarted { .. }
-        | Event::RunResumed { .. }
-        | Event::GateWaiting { .. }
-        | Event::ItemStarted { .. }
-        | Event::RollbackItemStarted { .. }
-        | Event::RollbackItemFinished { .. } => {}
+        _ => {}
     }
-    e
 }
 
 /// Keys of a step result that hold tags, not text: never redacted.

@@ -4,6 +4,7 @@
 //! journal).
 
 mod dirs;
+pub(crate) mod error;
 mod id;
 pub(crate) mod prior;
 pub(crate) mod request;

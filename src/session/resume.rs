@@ -51,9 +51,11 @@ pub(crate) fn open(
     let run_id = super::store::run_id_of(dir);
     let flag = super::store::runs_flag(runs);
     for (d, follow) in [(runs, true), (dir, false)] {
-        super::store::check_owned(d, follow).map_err(|e| refused(ExitStatus::Invalid, e))?;
+        super::store::check_owned(d, follow)
+            .map_err(|e| refused(ExitStatus::Invalid, e.message))?;
     }
-    let live = live::hold(dir).map_err(|e| match e {
+    let rd = super::store::RunDir::new(dir);
+    let live = live::hold(&rd.engine_lock()).map_err(|e| match e {
         LiveError::Held(_) => refused(
             ExitStatus::Busy,
             format!(
@@ -67,7 +69,7 @@ pub(crate) fn open(
     })?;
     // A shared store saw the run's engine live on another machine when it brought this
     // copy up to date (the store refuses a second engine anyway, see `Store::begin`).
-    if let Some(h) = live::remote_holder(dir) {
+    if let Some(h) = live::remote_holder(&rd.engine_remote()) {
         return Err(refused(
             ExitStatus::Busy,
             format!(
@@ -77,12 +79,12 @@ pub(crate) fn open(
         ));
     }
     let untrusted = "refusing to continue from a journal that cannot be trusted";
-    let records = match journal::load(dir) {
+    let records = match journal::load(&rd.files()) {
         Ok(l) => match journal::missing_tail(&l, false) {
             // A missing/damaged head only if the operator says so (`--ignore-damaged-head`).
             Some(_) if ignore_head && l.head_problem.is_some() => l.records,
             Some(why) if l.head_problem.is_some() => {
-                let path = dir.join(journal::JOURNAL_FILE);
+                let path = rd.journal();
                 let m = format!(
                     "{}: {why}; {untrusted} (continue anyway with --ignore-damaged-head)",
                     path.display()
@@ -90,7 +92,7 @@ pub(crate) fn open(
                 return Err(refused(ExitStatus::Invalid, m));
             }
             Some(why) => {
-                let path = dir.join(journal::JOURNAL_FILE);
+                let path = rd.journal();
                 let m = format!("{}: {why}; {untrusted}", path.display());
                 return Err(refused(ExitStatus::Invalid, m));
             }
@@ -147,7 +149,8 @@ fn continuable(
             let mut messages = Vec::new();
             // Killed between its last record and its head: seal it now, so the run reads
             // as sealed (verify) whatever moment the engine died at.
-            if let Err(e) = crate::journal::Journal::reseal_if_ended(dir) {
+            let files = super::store::RunDir::new(dir).files();
+            if let Err(e) = crate::journal::Journal::reseal_if_ended(&files) {
                 messages.push(format!("cannot seal the journal of run {run_id}: {e}"));
             }
             let next = if *exit_code == ExitStatus::RollbackIncomplete.code() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::exit::ExitStatus;
 use crate::inputs::Inputs;
 use crate::journal::live::{self, LiveError, LiveGuard};
-use crate::journal::lock::{self, LockError};
+use crate::journal::lock::LockError;
 use crate::model::Runbook;
 
 /// Why a run could not start, and the exit status that says so.
@@ -50,17 +50,18 @@ pub(crate) fn start(
     live: Option<LiveGuard>,
 ) -> Result<Started, StartError> {
     let runs = store.runs_dir();
-    let run_dir = runs.join(run_id);
+    let rd = super::store::RunDir::in_runs(runs, run_id);
+    let run_dir = rd.path().to_path_buf();
     // Runs are private (0700/0600) except that other users may traverse (0711) to drop an
     // answer into a waiting run's `answers/` (see `journal::answers`).
-    let locks = lock::locks_dir(runs);
+    let locks = super::store::locks(runs).dir;
     for (dir, follow) in [
         (runs, true),
         (locks.as_path(), false),
         (run_dir.as_path(), false),
     ] {
         super::store::check_owned(dir, follow)
-            .map_err(|e| StartError::new(ExitStatus::Invalid, e))?;
+            .map_err(|e| StartError::new(ExitStatus::Invalid, e.message))?;
     }
     let traversable = {
         use std::os::unix::fs::DirBuilderExt;
@@ -95,14 +96,14 @@ pub(crate) fn start(
     };
     let fresh = live.is_none();
     crate::sys::create_private_dir(&run_dir)
-        .and_then(|()| crate::journal::answers::prepare(&run_dir))
+        .and_then(|()| crate::journal::answers::prepare(&rd.files()))
         .map_err(|e| {
             let m = format!("cannot create the run directory {}: {e}", run_dir.display());
             StartError::new(ExitStatus::EngineFailed, m)
         })?;
     let live = match live {
         Some(g) => g,
-        None => match live::hold(&run_dir) {
+        None => match live::hold(&rd.engine_lock()) {
             Ok(g) => g,
             Err(e @ LiveError::Held(_)) => {
                 let m = format!(

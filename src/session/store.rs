@@ -1,9 +1,21 @@
 //! Where runs live and how the operator names one: the per-user runs directory, run ids by
 //! unique prefix, and `last`. Front ends find runs through here, never by building paths.
+//!
+//! The run-directory layout is known here alone ([`RunDir`], [`locks`]): every other module
+//! is given the paths it reads or writes.
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use super::error::{ErrorKind, SessionError};
 use crate::journal;
+
+mod file;
+mod layout;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use file::{FileStore, check_id, write_private, write_run};
+pub(crate) use layout::{RunDir, is_run, list_runs, locks};
 
 pub(crate) use super::dirs::check_owned;
 
@@ -52,25 +64,28 @@ pub(crate) fn runs_flag(runs: &Path) -> String {
 
 /// The run directory named by `id`: an exact run id, a unique prefix of one, or `last` (the
 /// most recently started run). Otherwise why not (with the candidates): a usage error.
-pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> {
+pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, SessionError> {
     let runs = runs_dir(flag);
     if id.contains('/') || id.contains("..") || id.is_empty() {
-        return Err(format!("`{id}` is not a run id"));
+        return Err(SessionError::usage(format!("`{id}` is not a run id")));
     }
     let exact = runs.join(id);
-    if exact.join(journal::JOURNAL_FILE).is_file() {
+    if is_run(&exact) {
         return Ok(exact);
     }
     if id == "last" {
-        return match journal::state::list(&runs).pop() {
+        return match list_runs(&runs).pop() {
             Some(v) => Ok(v.dir),
-            None => Err(format!("no runs in {}", runs.display())),
+            None => Err(SessionError::usage(format!(
+                "no runs in {}",
+                runs.display()
+            ))),
         };
     }
     let ids: Vec<String> = std::fs::read_dir(&runs)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.path().join(journal::JOURNAL_FILE).is_file())
+                .filter(|e| is_run(&e.path()))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -83,22 +98,22 @@ pub(crate) fn resolve(flag: Option<&Path>, id: &str) -> Result<PathBuf, String> 
             let hint = crate::diagnostic::did_you_mean(id, ids.iter().map(String::as_str))
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
-            Err(format!(
+            Err(SessionError::usage(format!(
                 "no run `{}` in {}{hint} (see `runbook runs{}`)",
                 id.escape_debug(),
                 runs.display(),
                 runs_flag(&runs)
-            ))
+            )))
         }
         many => {
             let shown: Vec<&str> = many.iter().take(5).map(|s| s.as_str()).collect();
-            Err(format!(
+            Err(SessionError::usage(format!(
                 "`{}` matches {} runs ({}{}): type more of the id",
                 id.escape_debug(),
                 many.len(),
                 shown.join(", "),
                 if many.len() > 5 { ", …" } else { "" }
-            ))
+            )))
         }
     }
 }
@@ -177,9 +192,9 @@ pub(crate) trait Store: Send + Sync {
     fn flags(&self) -> String;
     /// The local run directory of run `id` (exact id, unique prefix, or `last`), its journal
     /// brought up to date from the store. Why not (a usage error) otherwise.
-    fn resolve(&self, id: &str) -> Result<PathBuf, String>;
+    fn resolve(&self, id: &str) -> Result<PathBuf, SessionError>;
     /// Every run, oldest first (working copies brought up to date).
-    fn list(&self) -> Result<Vec<journal::state::RunView>, String>;
+    fn list(&self) -> Result<Vec<journal::state::RunView>, SessionError>;
     /// Registers a run about to start or continue (its options from `run_dir`), claims it for
     /// this engine (refused, `busy`, while an engine on another machine runs it), and returns
     /// where its records go besides the local journal (`None`: only there).
@@ -189,10 +204,10 @@ pub(crate) trait Store: Send + Sync {
         run_dir: &Path,
     ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused>;
     /// Writes run `id` in the file format under `dest` (`dest/<run id>`), returning that path.
-    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String>;
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, SessionError>;
     /// Adds a run exported in the file format (`run_dir` holds its `journal.jsonl`) to this
     /// store, its chain verified first; returns its id.
-    fn import(&self, run_dir: &Path) -> Result<String, String>;
+    fn import(&self, run_dir: &Path) -> Result<String, SessionError>;
     /// Takes the runbook lock `key` for `run_id` (a lock held by the same run is taken over).
     fn lock(
         &self,
@@ -201,14 +216,14 @@ pub(crate) trait Store: Send + Sync {
         user: &str,
     ) -> Result<Box<dyn RunLock>, journal::lock::LockError>;
     /// Breaks lock `key` (`force`: even if its holder looks alive); who held it.
-    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String>;
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, SessionError>;
     /// Where the engine of run `run_id` reads answers given from elsewhere.
     /// Fails when the store cannot be reached.
     fn answers(
         &self,
         run_dir: &Path,
         run_id: &str,
-    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String>;
+    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, SessionError>;
     /// Gives an answer to gate `gate` of a run (`runbook approve` / `reject`).
     fn answer(
         &self,
@@ -217,7 +232,7 @@ pub(crate) trait Store: Send + Sync {
         gate: &str,
         decision: crate::event::Decision,
         comment: Option<String>,
-    ) -> Result<(), String>;
+    ) -> Result<(), SessionError>;
     /// Who the operator is to this store, when the store authenticates people (the
     /// PostgreSQL role): gates' `other_approver` and `approvers:` compare answers with it.
     /// `None`: the OS user.
@@ -228,7 +243,10 @@ pub(crate) trait Store: Send + Sync {
 
 /// The store named by `--store` / `RUNBOOK_STORE` (`conn`), else the file store; `runs`: the
 /// `--runs-dir` flag (the local working directory either way).
-pub(crate) fn open(conn: Option<&str>, runs: Option<&Path>) -> Result<Box<dyn Store>, String> {
+pub(crate) fn open(
+    conn: Option<&str>,
+    runs: Option<&Path>,
+) -> Result<Box<dyn Store>, SessionError> {
     let runs = runs_dir(runs);
     match conn.map(str::trim).filter(|c| !c.is_empty()) {
         None => Ok(Box::new(FileStore { runs })),
@@ -236,203 +254,5 @@ pub(crate) fn open(conn: Option<&str>, runs: Option<&Path>) -> Result<Box<dyn St
             let store = super::shared::journal::PgStore::open(c, runs)?;
             Ok(Box::new(store))
         }
-    }
-}
-
-/// The local run directory as the store (the default).
-#[derive(Debug, Clone)]
-pub(crate) struct FileStore {
-    pub(crate) runs: PathBuf,
-}
-
-/// Copies the run in `src` (journal, head, options) to `dest/<run id>`, the chain verified.
-pub(crate) fn copy_run(src: &Path, dest_runs: &Path) -> Result<PathBuf, String> {
-    let id = run_id_of(src);
-    check_id(&id)?;
-    let (lines, sealed) = journal::lines(src).map_err(|e| e.to_string())?;
-    let dest = dest_runs.join(&id);
-    create_run_dir(dest_runs, &dest)?;
-    journal::write_copy(&dest, &lines, sealed)?;
-    if let Ok(opts) = std::fs::read(src.join(OPTIONS_FILE)) {
-        write_private(&dest.join(OPTIONS_FILE), &opts)
-            .map_err(|e| format!("cannot write {}: {e}", dest.join(OPTIONS_FILE).display()))?;
-    }
-    Ok(dest)
-}
-
-/// Refuses what cannot be a run id (it names a directory under the runs directory).
-pub(crate) fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && !id.starts_with('.')
-        && id.len() <= 200
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not a run id", id.escape_debug()))
-    }
-}
-
-/// Writes a private (0600) file, replacing it.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let _ = std::fs::remove_file(path);
-    let mut f = crate::sys::open_private(path)?;
-    f.write_all(bytes)?;
-    f.sync_data()
-}
-
-/// The file in a run directory that keeps the options `resume` reuses (see
-/// `cli::remember`).
-pub(crate) const OPTIONS_FILE: &str = "options.json";
-
-/// Creates the runs directory (0711) and a private run directory with its `answers/`.
-pub(crate) fn create_run_dir(runs: &Path, run_dir: &Path) -> Result<(), String> {
-    for (dir, follow) in [(runs, true), (run_dir, false)] {
-        check_owned(dir, follow)?;
-    }
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(runs)
-    }
-    .map_err(|e| format!("cannot create the runs directory {}: {e}", runs.display()))?;
-    crate::sys::create_private_dir(run_dir)
-        .and_then(|()| journal::answers::prepare(run_dir))
-        .map_err(|e| format!("cannot create the run directory {}: {e}", run_dir.display()))
-}
-
-impl Store for FileStore {
-    fn kind(&self) -> StoreKind {
-        StoreKind::File
-    }
-
-    fn describe(&self) -> String {
-        format!("runs directory {}", self.runs.display())
-    }
-
-    fn runs_dir(&self) -> &Path {
-        &self.runs
-    }
-
-    fn flags(&self) -> String {
-        runs_flag(&self.runs)
-    }
-
-    fn resolve(&self, id: &str) -> Result<PathBuf, String> {
-        resolve(Some(&self.runs), id)
-    }
-
-    fn list(&self) -> Result<Vec<journal::state::RunView>, String> {
-        Ok(journal::state::list(&self.runs))
-    }
-
-    fn begin(
-        &self,
-        _meta: &RunMeta,
-        _run_dir: &Path,
-    ) -> Result<Option<Box<dyn journal::RecordSink>>, LockRefused> {
-        Ok(None)
-    }
-
-    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String> {
-        copy_run(&self.resolve(id)?, dest)
-    }
-
-    fn import(&self, run_dir: &Path) -> Result<String, String> {
-        let id = run_id_of(run_dir);
-        if self.runs.join(&id).join(journal::JOURNAL_FILE).exists() {
-            return Err(format!("run {id} is already in {}", self.runs.display()));
-        }
-        copy_run(run_dir, &self.runs)?;
-        Ok(id)
-    }
-
-    fn lock(
-        &self,
-        key: &str,
-        run_id: &str,
-        user: &str,
-    ) -> Result<Box<dyn RunLock>, journal::lock::LockError> {
-        let l = journal::lock::acquire(&self.runs, key, run_id, user)?;
-        Ok(Box::new(l))
-    }
-
-    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
-        journal::lock::break_lock(&self.runs, key, force)
-    }
-
-    fn answers(
-        &self,
-        run_dir: &Path,
-        _run_id: &str,
-    ) -> Result<std::sync::Arc<dyn crate::execute::AnswerSource>, String> {
-        Ok(std::sync::Arc::new(journal::answers::AnswersDir {
-            run_dir: run_dir.to_path_buf(),
-        }))
-    }
-
-    fn answer(
-        &self,
-        run_dir: &Path,
-        _run_id: &str,
-        gate: &str,
-        decision: crate::event::Decision,
-        comment: Option<String>,
-    ) -> Result<(), String> {
-        journal::answers::write(run_dir, gate, decision, comment).map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Event, Stamped};
-
-    fn journal_of(dir: &Path, n: usize) {
-        let mut j = journal::Journal::open(dir).unwrap();
-        for i in 0..n {
-            let e = Stamped {
-                at: crate::event::now(),
-                event: Event::Warning {
-                    message: format!("record {i}"),
-                },
-            };
-            crate::event::Observer::on_event(&mut j, &e).unwrap();
-        }
-    }
-
-    #[test]
-    fn run_ids_cannot_leave_the_runs_directory() {
-        assert!(check_id("20261129-040509-held-3bb73e8b6137cd57").is_ok());
-        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "a\nb", "a b"] {
-            assert!(check_id(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn a_copy_has_the_same_bytes_and_a_broken_chain_is_not_copied() {
-        let src = tempfile::tempdir().unwrap();
-        let run = src.path().join("run-1");
-        std::fs::create_dir(&run).unwrap();
-        journal_of(&run, 5);
-        let dest = tempfile::tempdir().unwrap();
-        let copy = copy_run(&run, dest.path()).unwrap();
-        assert_eq!(
-            std::fs::read(run.join(journal::JOURNAL_FILE)).unwrap(),
-            std::fs::read(copy.join(journal::JOURNAL_FILE)).unwrap()
-        );
-        let loaded = journal::load(&copy).unwrap();
-        assert_eq!(loaded.records.len(), 5);
-        assert!(journal::missing_tail(&loaded, true).is_none());
-
-        let (mut lines, _) = journal::lines(&run).unwrap();
-        lines.swap(1, 2);
-        assert!(journal::check_chain(&lines).is_err());
-        assert!(journal::write_copy(dest.path(), &lines, false).is_err());
     }
 }

@@ -5,13 +5,18 @@
 //! secret can appear here that the journal did not have.
 
 pub(crate) mod attach;
+mod error;
+mod files;
+mod timeline;
 
-use std::path::{Path, PathBuf};
+pub(crate) use error::{ErrorKind, TranscriptError};
+pub(crate) use files::{load, render, write_files_with};
+use timeline::timeline_text;
 
 use serde::Serialize;
 
 use crate::event::{Event, StepStatus};
-use crate::journal::{self, Record};
+use crate::journal::Record;
 
 /// Version of the JSON transcript (`runbook transcript --format json`).
 pub(crate) const TRANSCRIPT_VERSION: u32 = 1;
@@ -272,150 +277,6 @@ fn step_at(
     t.steps.len() - 1
 }
 
-/// The timeline's line for an event, if it has one.
-fn timeline_text(event: &Event) -> Option<String> {
-    Some(match event {
-        Event::RunStarted { user, host, .. } => format!("run started by {user}@{host}"),
-        Event::RunResumed {
-            user,
-            host,
-            in_doubt,
-        } => format!("run resumed by {user}@{host}{}", in_flight(in_doubt)),
-        Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
-        Event::GateAsked {
-            step,
-            message,
-            manual,
-            rollback,
-            ..
-        } => format!(
-            "{} `{step}`: {message}",
-            if *rollback {
-                "rollback by hand"
-            } else if *manual {
-                "manual step"
-            } else {
-                "gate"
-            }
-        ),
-        Event::AskAnswered {
-            step,
-            user,
-            by,
-            have,
-            need,
-            ..
-        } => format!(
-            "`{step}` answered by {user} ({}; {have} of {need})",
-            word(by)
-        ),
-        Event::GateWaiting {
-            step,
-            how_to_answer,
-        } => format!("`{step}` waits for an answer: {how_to_answer}"),
-        Event::GateAnswered {
-            step,
-            decision,
-            user,
-            from_host,
-            by,
-            ..
-        } => format!(
-            "`{step}` {} by {user}@{from_host} ({})",
-            word(decision),
-            word(by)
-        ),
-        Event::StepStarted {
-            step,
-            attempt,
-            host,
-            ..
-        } => {
-            let on = host
-                .as_ref()
-                .map(|h| format!(" on {h}"))
-                .unwrap_or_default();
-            format!(
-                "`{step}` started{on}{}",
-                if *attempt > 1 {
-                    format!(" (attempt {attempt})")
-                } else {
-                    String::new()
-                }
-            )
-        }
-        Event::Retry {
-            step,
-            attempt,
-            reason,
-            ..
-        } => format!("`{step}` retry {attempt}: {reason}"),
-        Event::HostFinished {
-            step,
-            host,
-            status,
-            error,
-            ..
-        } => format!(
-            "`{step}` on {host}: {}{}",
-            status.as_str(),
-            error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-        ),
-        Event::StepFinished {
-            step,
-            status,
-            error,
-            ..
-        } => format!(
-            "`{step}` {}{}",
-            status.as_str(),
-            error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-        ),
-        Event::RollbackStarted { step, reason } => {
-            format!("rollback of `{step}` started ({reason})")
-        }
-        Event::RollbackFinished { step, status, .. } => {
-            format!("rollback of `{step}` {}", status.as_str())
-        }
-        Event::RollbackNotRun { step, reason } => {
-            format!("rollback of `{step}` NOT run: {reason}")
-        }
-        Event::Warning { message } => format!("warning: {message}"),
-        Event::RollbacksDischarged { by, steps } => format!(
-            "commit `{by}`: rollbacks of {} discharged (they will not run)",
-            steps
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Event::RunFinished {
-            status, exit_code, ..
-        } => format!("run finished: {} (exit {exit_code})", word(status)),
-        Event::Output { .. }
-        | Event::ProbeAttempt { .. }
-        | Event::ItemStarted { .. }
-        | Event::ItemFinished { .. }
-        | Event::RollbackItemStarted { .. }
-        | Event::RollbackItemFinished { .. } => return None,
-    })
-}
-
-/// What a resumed run says was in flight, as ` (in flight: a re-run, b done)`.
-fn in_flight(in_doubt: &[(String, String)]) -> String {
-    if in_doubt.is_empty() {
-        return String::new();
-    }
-    format!(
-        " (in flight: {})",
-        in_doubt
-            .iter()
-            .map(|(s, d)| format!("{s} {d}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 /// A step (one of its hosts, an attempt, or its rollback) started.
 fn step_started(e: &mut StepEntry, event: &Event) {
     let Event::StepStarted {
@@ -503,111 +364,4 @@ fn t_line(timeline: &mut Vec<TimelineEntry>, at: &str, text: String) {
         at: at.to_string(),
         text,
     });
-}
-
-/// Renders with a template (the built-in Markdown one unless `template` is given).
-pub(crate) fn render(t: &Transcript, template: &str) -> Result<String, String> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-    env.set_fuel(Some(50_000_000));
-    env.render_str(template, crate::template::to_value(t))
-        .map_err(|e| format!("template: {}", crate::template::describe_error(&e)))
-}
-
-/// Reads a run's journal and builds its transcript. A broken chain is reported (and the
-/// transcript of the readable prefix is not produced: a tampered record must not be trusted).
-pub(crate) fn load(run_dir: &Path) -> Result<Transcript, journal::JournalError> {
-    load_with(run_dir, None)
-}
-
-/// `load`, given the run's runbook when the caller has it (the engine, right after the run):
-/// the runbook file is then not read and validated again.
-fn load_with(
-    run_dir: &Path,
-    rb: Option<&crate::model::Runbook>,
-) -> Result<Transcript, journal::JournalError> {
-    let records = journal::read(run_dir)?;
-    let run_id = run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut t = build(&run_id, &records, true);
-    match rb {
-        Some(rb) => from_runbook(&mut t, rb),
-        None => {
-            if let Some(rb) = crate::load::load(Path::new(&t.file))
-                .ok()
-                .and_then(|l| crate::validate::validate(&l).runbook)
-            {
-                from_runbook(&mut t, &rb);
-            }
-        }
-    }
-    Ok(t)
-}
-
-/// Fills in what the journal does not hold but the runbook does (when its file is still
-/// there): step titles, and the command of each rollback, both rendered with the run's inputs
-/// as journaled (secrets already masked there).
-fn from_runbook(t: &mut Transcript, rb: &crate::model::Runbook) {
-    let entries: Vec<(String, minijinja::Value)> = t
-        .inputs
-        .iter()
-        .map(|nv| (nv.name.clone(), minijinja::Value::from(nv.value.clone())))
-        .collect();
-    let mut all = entries.clone();
-    all.push(("inputs".into(), crate::template::map(entries)));
-    let ctx = crate::template::map(all);
-    let tpl = crate::template::Templates::new(crate::template::SecretDisplay::Mask);
-    let render = |src: &str| {
-        tpl.render(src, &ctx, crate::template::Target::Text)
-            .unwrap_or_else(|_| src.to_string())
-    };
-    for s in &mut t.steps {
-        if let Some(title) = rb.step(&s.id).and_then(|st| st.title.as_ref()) {
-            s.title = Some(render(&title.src));
-        } else if let Some(title) = rb
-            .finally
-            .iter()
-            .find(|f| f.id.name == s.id)
-            .and_then(|f| f.title.as_ref())
-        {
-            s.title = Some(render(&title.src));
-        }
-    }
-    for r in &mut t.rollbacks {
-        r.command = rb
-            .step(&r.step)
-            .and_then(|st| st.rollback.as_ref())
-            .and_then(|b| match &b.action {
-                crate::model::Action::Run(c) => Some(render(c.src.trim())),
-                crate::model::Action::Manual(m) => {
-                    Some(format!("(by hand) {}", render(m.src.trim())))
-                }
-                _ => None,
-            });
-    }
-}
-
-/// Writes `transcript.md` and `transcript.json` (0600) into the run directory (`rb`: the
-/// run's runbook, when the caller has it loaded).
-pub(crate) fn write_files_with(
-    run_dir: &Path,
-    rb: Option<&crate::model::Runbook>,
-) -> Result<Vec<PathBuf>, String> {
-    let t = load_with(run_dir, rb).map_err(|e| e.to_string())?;
-    // Both files are read in terminals (`cat`, `less -R`): control characters made visible.
-    let md = crate::term::visible(&render(&t, MARKDOWN_TEMPLATE)?).into_owned();
-    let json = crate::term::json_safe(serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?);
-    let mut out = Vec::new();
-    for (name, body) in [("transcript.md", md), ("transcript.json", json)] {
-        let p = run_dir.join(name);
-        let _ = std::fs::remove_file(&p);
-        use std::io::Write;
-        let mut f = crate::sys::open_private(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        f.write_all(body.as_bytes())
-            .map_err(|e| format!("{}: {e}", p.display()))?;
-        out.push(p);
-    }
-    Ok(out)
 }

@@ -12,7 +12,8 @@ use crate::load::{Node, NodeKind};
 const MAX_DEPTH: usize = 16;
 
 /// SHA-256 of `top_bytes` alone when the runbook calls nothing (what older runs recorded),
-/// else of its bytes followed by each called file's path and bytes, in call order.
+/// else of its bytes followed by each call's `uses:` path and the called file's bytes, in
+/// call order (depth first).
 pub(crate) fn composition_sha256(top: &Path, top_bytes: &[u8]) -> String {
     let mut seen: Vec<PathBuf> = vec![std::fs::canonicalize(top).unwrap_or(top.to_path_buf())];
     let mut called: Vec<(String, Option<Vec<u8>>)> = Vec::new();
@@ -53,7 +54,9 @@ fn walk(
         let canon = std::fs::canonicalize(&child).unwrap_or(child.clone());
         let again = seen.contains(&canon);
         let data = crate::load::read_bounded(&child).ok();
-        called.push((child.display().to_string(), data.clone()));
+        // The path as the caller wrote it (the same whether the run was started with a
+        // relative path and resumed with the absolute one).
+        called.push((rel.clone(), data.clone()));
         if again {
             continue;
         }

@@ -1,10 +1,11 @@
 //! `runbook logs`: the step logs of a run, listed, printed or followed.
 
 use super::*;
+use crate::session::store::RunDir;
 
 /// The step log files of a run (all, or one step's), in the order they were created.
 pub(super) fn log_files(run_dir: &Path, step: Option<&str>) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(run_dir.join("steps")) else {
+    let Ok(rd) = std::fs::read_dir(RunDir::new(run_dir).step_logs()) else {
         return Vec::new();
     };
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
@@ -41,7 +42,7 @@ pub(crate) fn cmd_logs(a: &LogsArgs) -> ExitStatus {
         Err(s) => return s,
     };
     if let Some(step) = &a.step {
-        let view = state::view(&dir).ok();
+        let view = state::view(&RunDir::new(&dir).files()).ok();
         let known: Vec<String> = view
             .as_ref()
             .and_then(runbook_of)
@@ -116,7 +117,7 @@ pub(crate) fn cmd_logs(a: &LogsArgs) -> ExitStatus {
         if !a.follow {
             break;
         }
-        if !grew && crate::journal::live::holder(&dir).is_none() {
+        if !grew && crate::journal::live::holder(&RunDir::new(&dir).engine_lock()).is_none() {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -128,7 +129,7 @@ pub(crate) fn cmd_logs(a: &LogsArgs) -> ExitStatus {
                 .as_ref()
                 .map(|s| format!(" for step `{s}`"))
                 .unwrap_or_default(),
-            dir.join("steps").display()
+            RunDir::new(&dir).step_logs().display()
         );
     }
     ExitStatus::Success

@@ -20,6 +20,7 @@ use super::pg::{self, describe};
 use super::redact;
 use crate::event::Decision;
 use crate::execute::{AnswerSource, RemoteAnswer};
+use crate::session::error::SessionError;
 
 /// The NOTIFY channel of new answers (payload: the run id).
 pub(crate) const CHANNEL: &str = "runbook_answer";
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Cmd {
 impl PgAnswers {
     /// Connects and starts listening for answers to run `run_id`. Fails when the store cannot
     /// be reached now.
-    pub(crate) fn start(conn: &str, run_id: &str) -> Result<PgAnswers, String> {
+    pub(crate) fn start(conn: &str, run_id: &str) -> Result<PgAnswers, SessionError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let cache = Arc::new(Mutex::new(Cache::default()));
         let (changed_tx, changed) = watch::channel(0u64);
@@ -97,10 +98,11 @@ impl PgAnswers {
                 rt.block_on(listen(conn_s, run_s, cache2, changed_tx, cmd_rx, ready_tx));
                 let _ = done_tx.send(());
             })
-            .map_err(|e| format!("cannot start the answers thread: {e}"))?;
+            .map_err(|e| SessionError::io(format!("cannot start the answers thread: {e}")))?;
         let role = ready_rx
             .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| format!("no answer from the store {}", redact(conn)))??;
+            .map_err(|_| SessionError::store(format!("no answer from the store {}", redact(conn))))?
+            .map_err(SessionError::store)?;
         Ok(PgAnswers {
             cache,
             changed,
@@ -327,6 +329,7 @@ impl AnswerSource for PgAnswers {
     ) -> Result<Box<dyn std::any::Any + Send>, String> {
         super::ask::feed(&self.conn, hello, tx)
             .map(|f| Box::new(f) as Box<dyn std::any::Any + Send>)
+            .map_err(|e| e.message)
     }
 
     fn present(&self, step: &str) -> bool {
@@ -397,12 +400,12 @@ pub(crate) fn give(
     gate: &str,
     decision: Decision,
     comment: Option<&str>,
-) -> Result<Given, String> {
+) -> Result<Given, SessionError> {
     let url = redact(conn);
-    let rt = pg::runtime().map_err(|e| e.to_string())?;
+    let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
     rt.block_on(async {
-        let client = pg::connect(conn).await.map_err(|e| e.to_string())?;
-        let q = |e: tokio_postgres::Error| format!("store {url}: {}", describe(&e));
+        let client = pg::connect(conn).await.map_err(|e| SessionError::store(e.to_string()))?;
+        let q = |e: tokio_postgres::Error| SessionError::store(format!("store {url}: {}", describe(&e)));
         let like = format!(
             "{}%",
             run.replace('\\', "\\\\")
@@ -424,13 +427,13 @@ pub(crate) fn give(
             Some(exact) => exact.clone(),
             None => match ids.as_slice() {
                 [one] => one.clone(),
-                [] => return Err(format!("no run `{run}` in the store {url}")),
+                [] => return Err(SessionError::usage(format!("no run `{run}` in the store {url}"))),
                 many => {
-                    return Err(format!(
+                    return Err(SessionError::usage(format!(
                         "`{run}` matches {} runs in the store ({}): type more of the id",
                         many.len(),
                         many.join(", ")
-                    ));
+                    )));
                 }
             },
         };
@@ -440,9 +443,9 @@ pub(crate) fn give(
             .map_err(q)?
             .is_some_and(|r| r.get::<_, bool>(0));
         if finished {
-            return Err(format!(
+            return Err(SessionError::usage(format!(
                 "run {run_id} already finished: nothing waits for an answer (see `runbook show {run_id}`)"
-            ));
+            )));
         }
         let waiting = client
             .query_opt(

@@ -19,6 +19,7 @@ use super::pg::{self, describe};
 use super::redact;
 use crate::execute::StoreAnswer;
 use crate::runner::ask_socket::{Hello, Verdict};
+use crate::session::error::SessionError;
 
 /// The NOTIFY channel of new answers (payload: the answer row's id).
 pub(crate) const CHANNEL: &str = "runbook_ask";
@@ -51,8 +52,9 @@ pub(crate) fn feed(
     conn: &str,
     hello: &Hello,
     tx: mpsc::Sender<StoreAnswer>,
-) -> Result<AskFeed, String> {
-    let hello_json = serde_json::to_string(hello).map_err(|e| e.to_string())?;
+) -> Result<AskFeed, SessionError> {
+    let hello_json =
+        serde_json::to_string(hello).map_err(|e| SessionError::store(e.to_string()))?;
     let (conn, run, step) = (conn.to_string(), hello.run.clone(), hello.step.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -68,16 +70,19 @@ pub(crate) fn feed(
             }
             let _ = done_tx.send(());
         })
-        .map_err(|e| format!("cannot start the ask thread: {e}"))?;
+        .map_err(|e| SessionError::io(format!("cannot start the ask thread: {e}")))?;
     ready_rx
         .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| "no answer from the store".to_string())??;
+        .map_err(|_| SessionError::store("no answer from the store"))?
+        .map_err(SessionError::store)?;
     Ok(AskFeed {
         stop: Some(stop_tx),
         done,
     })
 }
 
+/// The engine's side of one ask in the store: publishes it, passes every answer to `tx` and
+/// writes the verdict back until `stop`, then withdraws it.
 async fn serve(
     conn: String,
     run: String,
@@ -87,27 +92,7 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let setup = async {
-        let (client, notes) = pg::connect_listening(&conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(|e| describe(&e))?;
-        client
-            .execute(
-                "INSERT INTO runbook_ask (run_id, step, hello) VALUES ($1, $2, $3)
-                 ON CONFLICT (run_id, step) DO UPDATE SET hello = EXCLUDED.hello,
-                   operator = session_user, asked_at = now()",
-                &[&run, &step, &hello],
-            )
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok::<_, String>((client, notes))
-    }
-    .await;
-    let (client, mut notes) = match setup {
+    let (client, mut notes) = match publish(&conn, &run, &step, &hello).await {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -117,6 +102,12 @@ async fn serve(
             return;
         }
     };
+    let ask = Published {
+        client: &client,
+        run: &run,
+        step: &step,
+        hello: &hello,
+    };
     let mut have: u32 = 0;
     let mut tick = tokio::time::interval(POLL);
     loop {
@@ -125,61 +116,114 @@ async fn serve(
             n = notes.recv() => if n.is_none() { break },
             _ = tick.tick() => {}
         }
-        // Read and remove in one statement: the value leaves the table as it is read.
-        let rows = match client
-            .query(
-                "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2
-                 RETURNING id, role, value",
-                &[&run, &step],
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => continue,
+        take_replies(&ask, &tx, &mut have).await;
+    }
+    withdraw(&ask).await;
+}
+
+/// Connects (listening for new answers) and publishes the ask's row.
+async fn publish(
+    conn: &str,
+    run: &str,
+    step: &str,
+    hello: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ),
+    String,
+> {
+    let (client, notes) = pg::connect_listening(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| describe(&e))?;
+    client
+        .execute(
+            "INSERT INTO runbook_ask (run_id, step, hello) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id, step) DO UPDATE SET hello = EXCLUDED.hello,
+               operator = session_user, asked_at = now()",
+            &[&run, &step, &hello],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok((client, notes))
+}
+
+/// An ask published in the store.
+struct Published<'a> {
+    client: &'a tokio_postgres::Client,
+    run: &'a str,
+    step: &'a str,
+    /// The ask's row as published (JSON of a [`Hello`]).
+    hello: &'a str,
+}
+
+/// Takes the answers given so far (each read and removed in one statement), hands each to
+/// the engine through `tx` and writes its verdict; `have` counts the answers accepted.
+async fn take_replies(ask: &Published<'_>, tx: &mpsc::Sender<StoreAnswer>, have: &mut u32) {
+    let (client, run, step) = (ask.client, ask.run, ask.step);
+    // Read and remove in one statement: the value leaves the table as it is read.
+    let rows = match client
+        .query(
+            "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2
+             RETURNING id, role, value",
+            &[&run, &step],
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    for r in rows {
+        let id: i64 = r.get(0);
+        let (vtx, vrx) = oneshot::channel();
+        let answer = StoreAnswer {
+            role: r.get(1),
+            value: r.get(2),
+            verdict: vtx,
         };
-        for r in rows {
-            let id: i64 = r.get(0);
-            let (vtx, vrx) = oneshot::channel();
-            let answer = StoreAnswer {
-                role: r.get(1),
-                value: r.get(2),
-                verdict: vtx,
-            };
-            let verdict = if tx.send(answer).await.is_err() {
-                Verdict {
-                    ok: false,
-                    message: "the run stopped asking before taking the answer".into(),
-                }
-            } else {
-                vrx.await.unwrap_or(Verdict {
-                    ok: false,
-                    message: "the run stopped asking before taking the answer".into(),
-                })
-            };
-            if verdict.ok {
-                have += 1;
-                if let Ok(mut h) = serde_json::from_str::<Hello>(&hello) {
-                    h.have = have;
-                    if let Ok(j) = serde_json::to_string(&h) {
-                        let _ = client
-                            .execute(
-                                "UPDATE runbook_ask SET hello = $3 WHERE run_id = $1 AND step = $2",
-                                &[&run, &step, &j],
-                            )
-                            .await;
-                    }
+        let verdict = if tx.send(answer).await.is_err() {
+            Verdict {
+                ok: false,
+                message: "the run stopped asking before taking the answer".into(),
+            }
+        } else {
+            vrx.await.unwrap_or(Verdict {
+                ok: false,
+                message: "the run stopped asking before taking the answer".into(),
+            })
+        };
+        if verdict.ok {
+            *have += 1;
+            if let Ok(mut h) = serde_json::from_str::<Hello>(ask.hello) {
+                h.have = *have;
+                if let Ok(j) = serde_json::to_string(&h) {
+                    let _ = client
+                        .execute(
+                            "UPDATE runbook_ask SET hello = $3 WHERE run_id = $1 AND step = $2",
+                            &[&run, &step, &j],
+                        )
+                        .await;
                 }
             }
-            let _ = client
-                .execute(
-                    "INSERT INTO runbook_ask_verdict (id, ok, message) VALUES ($1, $2, $3)
-                     ON CONFLICT (id) DO NOTHING",
-                    &[&id, &verdict.ok, &verdict.message],
-                )
-                .await;
         }
+        let _ = client
+            .execute(
+                "INSERT INTO runbook_ask_verdict (id, ok, message) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &verdict.ok, &verdict.message],
+            )
+            .await;
     }
-    // Withdraw: the ask, and any answer that came too late (refused, never kept).
+}
+
+/// Withdraws the ask: its row, and any answer that came too late (refused, never kept).
+async fn withdraw(ask: &Published<'_>) {
+    let (client, run, step) = (ask.client, ask.run, ask.step);
     if let Ok(rows) = client
         .query(
             "DELETE FROM runbook_ask_reply WHERE run_id = $1 AND step = $2 RETURNING id",
@@ -207,34 +251,46 @@ async fn serve(
 }
 
 /// What the engine of `run_id` asks at `step`, from the store; `Err` when no engine waits there.
-pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, String> {
-    let rt = pg::runtime().map_err(|e| e.to_string())?;
+pub(crate) fn hello(conn: &str, run_id: &str, step: &str) -> Result<Hello, SessionError> {
+    let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
     rt.block_on(async {
-        let client = pg::connect(conn).await.map_err(|e| e.to_string())?;
+        let client = pg::connect(conn)
+            .await
+            .map_err(|e| SessionError::store(e.to_string()))?;
         let row = client
             .query_opt(
                 "SELECT hello FROM runbook_ask WHERE run_id = $1 AND step = $2",
                 &[&run_id, &step],
             )
             .await
-            .map_err(|e| format!("store {}: {}", redact(conn), describe(&e)))?;
+            .map_err(|e| {
+                SessionError::store(format!("store {}: {}", redact(conn), describe(&e)))
+            })?;
         let Some(row) = row else {
-            return Err(format!(
+            return Err(SessionError::usage(format!(
                 "no engine of run {run_id} is waiting at an `ask:` step `{step}` in the store"
-            ));
+            )));
         };
         let text: String = row.get(0);
-        serde_json::from_str(&text).map_err(|e| format!("the store's ask is unreadable: {e}"))
+        serde_json::from_str(&text)
+            .map_err(|e| SessionError::store(format!("the store's ask is unreadable: {e}")))
     })
 }
 
 /// Gives `value` to the engine waiting at `step` of `run_id` and waits for its verdict. An
 /// answer not taken within [`VERDICT_WAIT`] is deleted again.
-pub(crate) fn send(conn: &str, run_id: &str, step: &str, value: &str) -> Result<Verdict, String> {
-    let rt = pg::runtime().map_err(|e| e.to_string())?;
-    let q = |e: tokio_postgres::Error| format!("store {}: {}", redact(conn), describe(&e));
+pub(crate) fn send(
+    conn: &str,
+    run_id: &str,
+    step: &str,
+    value: &str,
+) -> Result<Verdict, SessionError> {
+    let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
+    let q = |e: tokio_postgres::Error| {
+        SessionError::store(format!("store {}: {}", redact(conn), describe(&e)))
+    };
     rt.block_on(async {
-        let client = pg::connect(conn).await.map_err(|e| e.to_string())?;
+        let client = pg::connect(conn).await.map_err(|e| SessionError::store(e.to_string()))?;
         let id: i64 = client
             .query_one(
                 "INSERT INTO runbook_ask_reply (run_id, step, value) VALUES ($1, $2, $3) RETURNING id",
@@ -264,10 +320,10 @@ pub(crate) fn send(conn: &str, run_id: &str, step: &str, value: &str) -> Result<
                     .await
                     .map_err(q)?;
                 if gone == 1 {
-                    return Err(format!(
+                    return Err(SessionError::refused(format!(
                         "the engine of run {run_id} did not take the answer within {} s: it was taken back",
                         VERDICT_WAIT.as_secs()
-                    ));
+                    )));
                 }
                 // Taken meanwhile: its verdict follows.
             }

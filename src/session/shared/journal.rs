@@ -13,132 +13,17 @@
 //! working copy up to date from the database first ([`PgStore::resolve`]), so a run started on
 //! one machine is shown, transcribed and resumed on another.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
-use tokio_postgres::Client;
-
-use super::pg::{self, SCHEMA_VERSION};
-use super::redact;
+use super::conn::PgConn;
+use super::pg::SCHEMA_VERSION;
+use super::sink::PgSink;
 use crate::journal::{self, RecordSink};
 use crate::session::store::{
-    LockRefused, OPTIONS_FILE, RunLock, RunMeta, Store, StoreKind, check_id, create_run_dir,
-    write_private,
+    LockRefused, RunDir, RunLock, RunMeta, SessionError, Store, StoreKind, check_id, write_private,
+    write_run,
 };
-
-type Job = Box<dyn FnOnce(Arc<Client>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
-
-/// One connection to the store, driven by its own thread (its own runtime), so it is usable
-/// from synchronous code and from inside the engine's runtime alike. Calls are serialised.
-pub(crate) struct PgConn {
-    tx: mpsc::Sender<Job>,
-    /// The connection string, password masked.
-    url: String,
-}
-
-impl PgConn {
-    /// Connects to `conn` (10 s timeout unless the string sets one).
-    pub(crate) fn connect(conn: &str) -> Result<Arc<PgConn>, String> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let conn_s = conn.to_string();
-        let spawned = std::thread::Builder::new()
-            .name("runbook-store".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("cannot start a runtime: {e}")));
-                        return;
-                    }
-                };
-                let client = match rt.block_on(pg::connect(&conn_s)) {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                while let Ok(job) = rx.recv() {
-                    rt.block_on(job(client.clone()));
-                }
-            });
-        if let Err(e) = spawned {
-            return Err(format!("cannot start the store's connection thread: {e}"));
-        }
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Arc::new(PgConn {
-                tx,
-                url: redact(conn),
-            })),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("cannot connect to the store {}", redact(conn))),
-        }
-    }
-
-    /// Runs `f` on the connection and waits for its result.
-    pub(crate) fn call<T, F, Fut>(&self, f: F) -> Result<T, String>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, tokio_postgres::Error>> + 'static,
-    {
-        let (rtx, rrx) = mpsc::channel();
-        let job: Job = Box::new(move |c| {
-            Box::pin(async move {
-                let r = f(c).await;
-                let _ = rtx.send(r.map_err(|e| pg::describe(&e)));
-            })
-        });
-        let gone = || format!("store {}: the connection is gone", self.url);
-        self.tx.send(job).map_err(|_| gone())?;
-        rrx.recv()
-            .map_err(|_| gone())?
-            .map_err(|m| format!("store {}: {m}", self.url))
-    }
-
-    /// Queues `f` on the connection without waiting: its failure is written to `failed`
-    /// (calls run in order, so a later [`PgConn::call`] returns after it).
-    fn send<F, Fut>(
-        &self,
-        f: F,
-        failed: Arc<std::sync::Mutex<Option<String>>>,
-    ) -> Result<(), String>
-    where
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), String>> + 'static,
-    {
-        let url = self.url.clone();
-        let job: Job = Box::new(move |c| {
-            Box::pin(async move {
-                if let Err(e) = f(c).await
-                    && let Ok(mut slot) = failed.lock()
-                    && slot.is_none()
-                {
-                    *slot = Some(if e.starts_with("store ") {
-                        e
-                    } else {
-                        format!("store {url}: {e}")
-                    });
-                }
-            })
-        });
-        self.tx
-            .send(job)
-            .map_err(|_| format!("store {}: the connection is gone", self.url))
-    }
-
-    /// The connection string, password masked.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-}
 
 /// The run's row as read back.
 #[derive(Debug, Clone)]
@@ -174,7 +59,7 @@ pub(crate) struct PgStore {
 
 impl PgStore {
     /// Connects and checks that the schema is the one this binary writes.
-    pub(crate) fn open(conn: &str, runs: PathBuf) -> Result<PgStore, String> {
+    pub(crate) fn open(conn: &str, runs: PathBuf) -> Result<PgStore, SessionError> {
         let c = PgConn::connect(conn)?;
         let url = c.url().to_string();
         let version = {
@@ -201,17 +86,17 @@ impl PgStore {
                 runs,
                 dsn: conn.to_string(),
             }),
-            Some(v) => Err(format!(
+            Some(v) => Err(SessionError::store(format!(
                 "store {url} has schema version {v}, this runbook uses {SCHEMA_VERSION}: {}",
                 if v < SCHEMA_VERSION {
                     "run `runbook store init` to migrate it"
                 } else {
                     "upgrade runbook"
                 }
-            )),
-            None => Err(format!(
+            ))),
+            None => Err(SessionError::store(format!(
                 "store {url} has no schema: run `runbook store init` first"
-            )),
+            ))),
         }
     }
 
@@ -222,7 +107,7 @@ impl PgStore {
     }
 
     /// The ids of the runs named by `id`: exact, by prefix, or `last`.
-    fn find(&self, id: &str) -> Result<String, String> {
+    fn find(&self, id: &str) -> Result<String, SessionError> {
         if id == "last" {
             let last = self.conn.call(|c| async move {
                 let rows = c
@@ -233,7 +118,9 @@ impl PgStore {
                     .await?;
                 Ok(rows.first().map(|r| r.get::<_, String>(0)))
             })?;
-            return last.ok_or_else(|| format!("no runs in the store {}", self.conn.url()));
+            return last.ok_or_else(|| {
+                SessionError::usage(format!("no runs in the store {}", self.conn.url()))
+            });
         }
         check_id(id)?;
         let want = id.to_string();
@@ -251,25 +138,25 @@ impl PgStore {
         match ids.as_slice() {
             [first, ..] if first == id => Ok(first.clone()),
             [one] => Ok(one.clone()),
-            [] => Err(format!(
+            [] => Err(SessionError::usage(format!(
                 "no run `{id}` in the store {} (see `runbook runs{}`)",
                 self.conn.url(),
                 self.flags()
-            )),
+            ))),
             many => {
                 let shown: Vec<&str> = many.iter().take(5).map(String::as_str).collect();
-                Err(format!(
+                Err(SessionError::usage(format!(
                     "`{id}` matches {} runs ({}{}): type more of the id",
                     many.len().min(5),
                     shown.join(", "),
                     if many.len() > 5 { ", …" } else { "" }
-                ))
+                )))
             }
         }
     }
 
     /// A run's row and its records' lines, in order.
-    fn fetch(&self, run_id: &str) -> Result<(RunRow, Vec<String>), String> {
+    fn fetch(&self, run_id: &str) -> Result<(RunRow, Vec<String>), SessionError> {
         let id = run_id.to_string();
         let key = run_lock_key(run_id);
         self.conn.call(move |c| async move {
@@ -330,21 +217,20 @@ impl PgStore {
     }
 
     /// Writes run `run_id` from the database into `runs/<run_id>` (journal, head, options).
-    fn copy_out(&self, run_id: &str, runs: &Path, verify: bool) -> Result<PathBuf, String> {
+    fn copy_out(&self, run_id: &str, runs: &Path, verify: bool) -> Result<PathBuf, SessionError> {
         check_id(run_id)?;
         let (row, lines) = self.fetch(run_id)?;
         if verify {
-            journal::check_chain(&lines).map_err(|e| format!("run {run_id}: {e}"))?;
+            journal::check_chain(&lines)
+                .map_err(|e| SessionError::from(e).prefixed(&format!("run {run_id}: ")))?;
             if row.head_count != lines.len() as i64 {
-                return Err(format!(
+                return Err(SessionError::refused(format!(
                     "run {run_id}: the store's head counts {} record(s) but {} are there: records were removed",
                     row.head_count,
                     lines.len()
-                ));
+                )));
             }
         }
-        let dir = runs.join(run_id);
-        create_run_dir(runs, &dir)?;
         let head = journal::Head {
             v: journal::JOURNAL_VERSION,
             count: u64::try_from(row.head_count).unwrap_or(0),
@@ -352,32 +238,31 @@ impl PgStore {
             durable: u64::try_from(row.head_count).unwrap_or(0),
             sealed: row.sealed,
         };
-        journal::write_lines(&dir, &lines, &head)?;
-        if let Some(opts) = &row.options {
-            write_private(&dir.join(OPTIONS_FILE), opts.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(OPTIONS_FILE).display()))?;
-        }
+        let options = row.options.as_ref().map(String::as_bytes);
+        let dir = write_run(runs, run_id, &lines, &head, options)?;
         // An engine live on another machine: `show` and `runs` say so (see `state::view`).
-        let remote = dir.join(journal::live::REMOTE_ENGINE);
+        let remote = dir.engine_remote();
         match (&row.engine, row.live && !verify) {
             (Some(engine), true) => {
-                let text = serde_json::to_string(engine).map_err(|e| e.to_string())?;
-                write_private(&remote, text.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", remote.display()))?;
+                let text =
+                    serde_json::to_string(engine).map_err(|e| SessionError::io(e.to_string()))?;
+                write_private(&remote, text.as_bytes()).map_err(|e| {
+                    SessionError::io(format!("cannot write {}: {e}", remote.display()))
+                })?;
             }
             _ => {
                 let _ = std::fs::remove_file(&remote);
             }
         }
-        Ok(dir)
+        Ok(dir.path().to_path_buf())
     }
 
     /// The working copy of `run_id`, brought up to date unless an engine on this machine is
     /// writing it (then it is current: the database gets each record just before it).
-    fn sync(&self, run_id: &str) -> Result<PathBuf, String> {
-        let dir = self.runs.join(run_id);
-        if journal::live::holder(&dir).is_some() {
-            return Ok(dir);
+    fn sync(&self, run_id: &str) -> Result<PathBuf, SessionError> {
+        let dir = RunDir::in_runs(&self.runs, run_id);
+        if journal::live::holder(&dir.engine_lock()).is_some() {
+            return Ok(dir.path().to_path_buf());
         }
         self.copy_out(run_id, &self.runs, false)
     }
@@ -408,12 +293,12 @@ impl Store for PgStore {
         )
     }
 
-    fn resolve(&self, id: &str) -> Result<PathBuf, String> {
+    fn resolve(&self, id: &str) -> Result<PathBuf, SessionError> {
         let run_id = self.find(id)?;
         self.sync(&run_id)
     }
 
-    fn list(&self) -> Result<Vec<journal::state::RunView>, String> {
+    fn list(&self) -> Result<Vec<journal::state::RunView>, SessionError> {
         let ids: Vec<String> = self.conn.call(|c| async move {
             let rows = c
                 .query("SELECT run_id FROM runbook_run ORDER BY created_at", &[])
@@ -426,7 +311,7 @@ impl Store for PgStore {
                 continue;
             }
             let dir = self.sync(&id)?;
-            if let Ok(v) = journal::state::view(&dir) {
+            if let Ok(v) = journal::state::view(&RunDir::new(&dir).files()) {
                 views.push(v);
             }
         }
@@ -443,12 +328,12 @@ impl Store for PgStore {
         meta: &RunMeta,
         run_dir: &Path,
     ) -> Result<Option<Box<dyn RecordSink>>, LockRefused> {
-        let failed = |message: String| LockRefused {
+        let failed = |e: SessionError| LockRefused {
             busy: false,
-            message,
+            message: e.message,
         };
         check_id(&meta.run_id).map_err(failed)?;
-        let options = std::fs::read_to_string(run_dir.join(OPTIONS_FILE)).ok();
+        let options = std::fs::read_to_string(RunDir::new(run_dir).options()).ok();
         let (id, name, file) = (meta.run_id.clone(), meta.runbook.clone(), meta.file.clone());
         let key = run_lock_key(&meta.run_id);
         let me = (
@@ -513,17 +398,18 @@ impl Store for PgStore {
         })))
     }
 
-    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, String> {
+    fn export(&self, id: &str, dest: &Path) -> Result<PathBuf, SessionError> {
         let run_id = self.find(id)?;
         self.copy_out(&run_id, dest, true)
     }
 
-    fn import(&self, run_dir: &Path) -> Result<String, String> {
+    fn import(&self, run_dir: &Path) -> Result<String, SessionError> {
         let id = crate::session::store::run_id_of(run_dir);
         check_id(&id)?;
-        let (lines, sealed) = journal::lines(run_dir).map_err(|e| e.to_string())?;
+        let rd = RunDir::new(run_dir);
+        let (lines, sealed) = journal::lines(&rd.files())?;
         let last = journal::check_chain(&lines)?;
-        let (runbook, file) = journal::read(run_dir)
+        let (runbook, file) = journal::read(&rd.files())
             .ok()
             .and_then(|r| {
                 r.into_iter().find_map(|r| match r.stamped.event {
@@ -531,8 +417,13 @@ impl Store for PgStore {
                     _ => None,
                 })
             })
-            .ok_or_else(|| format!("{}: the journal has no run start", run_dir.display()))?;
-        let options = std::fs::read_to_string(run_dir.join(OPTIONS_FILE)).ok();
+            .ok_or_else(|| {
+                SessionError::refused(format!(
+                    "{}: the journal has no run start",
+                    run_dir.display()
+                ))
+            })?;
+        let options = std::fs::read_to_string(rd.options()).ok();
         let count = lines.len() as i64;
         let seqs: Vec<i64> = (0..count).collect();
         let run_id = id.clone();
@@ -560,10 +451,10 @@ impl Store for PgStore {
         });
         match inserted {
             Ok(true) => Ok(id),
-            Ok(false) => Err(format!(
+            Ok(false) => Err(SessionError::usage(format!(
                 "run {id} is already in the store {}",
                 self.conn.url()
-            )),
+            ))),
             Err(e) => {
                 // A failed statement leaves the transaction open on this connection.
                 let _ = self
@@ -585,7 +476,7 @@ impl Store for PgStore {
         super::team::lock(&self.dsn, key, run_id, user)
     }
 
-    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, String> {
+    fn unlock(&self, key: &str, force: bool) -> Result<journal::lock::Holder, SessionError> {
         super::team::unlock(&self.dsn, key, force)
     }
 
@@ -593,7 +484,7 @@ impl Store for PgStore {
         &self,
         _run_dir: &Path,
         run_id: &str,
-    ) -> Result<Arc<dyn crate::execute::AnswerSource>, String> {
+    ) -> Result<Arc<dyn crate::execute::AnswerSource>, SessionError> {
         super::team::answers(&self.dsn, run_id).map(|(a, _)| a)
     }
 
@@ -604,7 +495,7 @@ impl Store for PgStore {
         gate: &str,
         decision: crate::event::Decision,
         comment: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         super::approvals::give(&self.dsn, run_id, gate, decision, comment.as_deref()).map(|_| ())
     }
 
@@ -615,97 +506,5 @@ impl Store for PgStore {
                 Ok(row.get::<_, String>(0))
             })
             .ok()
-    }
-}
-
-/// A run's records on their way to the database.
-struct PgSink {
-    conn: Arc<PgConn>,
-    run_id: String,
-    /// The first failure of a record sent without waiting.
-    failed: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-/// Adds record `seq` where the head says the journal ends, moving the head with it (one
-/// autocommitted statement); whether it was added.
-async fn append_row(
-    c: Arc<Client>,
-    (id, seq, line, hash, sealed): (String, i64, String, String, bool),
-) -> Result<bool, tokio_postgres::Error> {
-    let n = c
-        .execute(
-            "WITH up AS (
-                 UPDATE runbook_run
-                    SET head_count = $2 + 1, head_last = $4, sealed = $5, updated_at = now()
-                  WHERE run_id = $1 AND head_count = $2
-                  RETURNING run_id)
-             INSERT INTO runbook_record (run_id, seq, line) SELECT run_id, $2, $3 FROM up",
-            &[&id, &seq, &line, &hash, &sealed],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-impl PgSink {
-    fn moved_on(&self, seq: i64) -> String {
-        format!(
-            "store {}: run {} has records the engine did not write (another engine continues it?): not writing record {}",
-            self.conn.url(),
-            self.run_id,
-            seq + 1
-        )
-    }
-
-    fn earlier_failure(&self) -> Option<String> {
-        self.failed.lock().ok().and_then(|f| f.clone())
-    }
-}
-
-impl RecordSink for PgSink {
-    fn append(
-        &mut self,
-        seq: u64,
-        line: &str,
-        hash: &str,
-        durable: bool,
-        sealed: bool,
-    ) -> Result<(), String> {
-        if let Some(e) = self.earlier_failure() {
-            return Err(e);
-        }
-        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
-        let row = (
-            self.run_id.clone(),
-            seq,
-            line.to_string(),
-            hash.to_string(),
-            sealed,
-        );
-        if durable || sealed {
-            // Announces work (or ends the run): committed before the engine goes on. Calls run
-            // in order, so every record sent before is committed (or failed) by now.
-            let added = self.conn.call(move |c| append_row(c, row))?;
-            if let Some(e) = self.earlier_failure() {
-                return Err(e);
-            }
-            return if added {
-                Ok(())
-            } else {
-                Err(self.moved_on(seq))
-            };
-        }
-        // Like the file journal's unsynced records: on its way at once, confirmed by the
-        // next announcing record (a failure stops the run there).
-        let moved_on = self.moved_on(seq);
-        self.conn.send(
-            move |c| async move {
-                match append_row(c, row).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(moved_on),
-                    Err(e) => Err(super::pg::describe(&e)),
-                }
-            },
-            self.failed.clone(),
-        )
     }
 }

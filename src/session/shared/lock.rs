@@ -22,6 +22,7 @@ use tokio_postgres::Client;
 
 use super::pg::{self, StoreError, describe};
 use super::redact;
+use crate::session::error::SessionError;
 
 /// The advisory-lock key of lock `name`: the first 8 bytes of SHA-256 over a fixed prefix and
 /// the name (stable across machines, versions and architectures).
@@ -375,12 +376,12 @@ async fn release(
 
 /// `runbook unlock KEY` on the store: refuses while an engine's session holds the lock; a
 /// kept lock (a resumable run) needs `force`; a stale row is removed. Returns the holder.
-pub(crate) fn break_lock(conn: &str, name: &str, force: bool) -> Result<Holder, String> {
+pub(crate) fn break_lock(conn: &str, name: &str, force: bool) -> Result<Holder, SessionError> {
     let url = redact(conn);
-    let rt = pg::runtime().map_err(|e| e.to_string())?;
+    let rt = pg::runtime().map_err(|e| SessionError::store(e.to_string()))?;
     rt.block_on(async {
-        let client = pg::connect(conn).await.map_err(|e| e.to_string())?;
-        let q = |e: tokio_postgres::Error| format!("store {url}: {}", describe(&e));
+        let client = pg::connect(conn).await.map_err(|e| SessionError::store(e.to_string()))?;
+        let q = |e: tokio_postgres::Error| SessionError::store(format!("store {url}: {}", describe(&e)));
         let k = key_of(name);
         // Holding the advisory lock while deleting: no engine can take it in between.
         let got: bool = client
@@ -390,14 +391,14 @@ pub(crate) fn break_lock(conn: &str, name: &str, force: bool) -> Result<Holder, 
             .get(0);
         if !got {
             let h = holder(&client, name).await.map_err(q)?;
-            return Err(match h {
+            return Err(SessionError::refused(match h {
                 Some(h) => format!(
                     "{} holds `{name}` and its engine is running (database session {}); it cannot be unlocked while that session is alive",
                     h.describe(),
                     h.backend.map_or("?".into(), |b| b.to_string())
                 ),
                 None => format!("`{name}` is held by a live session"),
-            });
+            }));
         }
         let row = client
             .query_opt(
@@ -407,11 +408,11 @@ pub(crate) fn break_lock(conn: &str, name: &str, force: bool) -> Result<Holder, 
             .await
             .map_err(q)?;
         let result = match row.map(|r| holder_of(&r, None)) {
-            None => Err(format!("no lock named `{name}` in the store {url}")),
-            Some(h) if h.kept && !force => Err(format!(
+            None => Err(SessionError::usage(format!("no lock named `{name}` in the store {url}"))),
+            Some(h) if h.kept && !force => Err(SessionError::refused(format!(
                 "run {} keeps `{name}` and can be resumed (`runbook resume {}`); pass --force to abandon it",
                 h.run_id, h.run_id
-            )),
+            ))),
             Some(h) => client
                 .execute("DELETE FROM runbook_lock WHERE key = $1", &[&name])
                 .await

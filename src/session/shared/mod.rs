@@ -10,9 +10,11 @@
 
 pub(crate) mod approvals;
 pub(crate) mod ask;
+pub(crate) mod conn;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod pg;
+mod sink;
 pub(crate) mod team;
 pub(crate) mod tls;
 

@@ -281,7 +281,7 @@ pub(crate) async fn connect_listening(
     };
     let super::tls::Prepared {
         mut config, tls, ..
-    } = super::tls::prepare(conn).map_err(err)?;
+    } = super::tls::prepare(conn).map_err(|e| err(e.to_string()))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }

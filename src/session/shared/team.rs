@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::journal::lock::{Holder, HolderState, LockError};
+use crate::session::error::SessionError;
 use crate::session::store::RunLock;
 
 impl RunLock for super::lock::PgLock {
@@ -64,7 +65,7 @@ pub(crate) fn lock(
 }
 
 /// `runbook unlock KEY` in the store `conn`.
-pub(crate) fn unlock(conn: &str, key: &str, force: bool) -> Result<Holder, String> {
+pub(crate) fn unlock(conn: &str, key: &str, force: bool) -> Result<Holder, SessionError> {
     super::lock::break_lock(conn, key, force).map(|h| file_holder(&h))
 }
 
@@ -73,7 +74,7 @@ pub(crate) fn unlock(conn: &str, key: &str, force: bool) -> Result<Holder, Strin
 pub(crate) fn answers(
     conn: &str,
     run_id: &str,
-) -> Result<(Arc<dyn crate::execute::AnswerSource>, String), String> {
+) -> Result<(Arc<dyn crate::execute::AnswerSource>, String), SessionError> {
     let a = super::approvals::PgAnswers::start(conn, run_id)?;
     let role = a.role.clone();
     Ok((Arc::new(a), role))

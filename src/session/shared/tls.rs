@@ -40,9 +40,14 @@ pub(crate) struct Prepared {
     pub(crate) tls: Option<MakeRustlsConnect>,
 }
 
+/// Why a connection string's TLS settings cannot be used (`sslmode`, `sslrootcert`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct TlsError(String);
+
 /// Takes `sslmode` and `sslrootcert` out of `conn` (tokio-postgres knows neither `verify-*`
 /// nor `sslrootcert`), parses the rest and builds the TLS connector they ask for.
-pub(crate) fn prepare(conn: &str) -> Result<Prepared, String> {
+pub(crate) fn prepare(conn: &str) -> Result<Prepared, TlsError> {
     let (rest, params) = extract(conn, &["sslmode", "sslrootcert"]);
     let sslmode = params[0].clone();
     let rootcert = params[1].clone();
@@ -53,14 +58,14 @@ pub(crate) fn prepare(conn: &str) -> Result<Prepared, String> {
         Some("verify-ca") => Mode::VerifyCa,
         Some("verify-full") => Mode::VerifyFull,
         Some(other) => {
-            return Err(format!(
+            return Err(TlsError(format!(
                 "invalid connection string: sslmode `{other}` (use disable, require, verify-ca or verify-full)"
-            ));
+            )));
         }
     };
     let mut config: tokio_postgres::Config = rest
         .parse()
-        .map_err(|e: tokio_postgres::Error| format!("invalid connection string: {e}"))?;
+        .map_err(|e: tokio_postgres::Error| TlsError(format!("invalid connection string: {e}")))?;
     if mode == Mode::Plain {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         return Ok(Prepared {
@@ -78,25 +83,25 @@ pub(crate) fn prepare(conn: &str) -> Result<Prepared, String> {
     })
 }
 
-fn connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect, String> {
+fn connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+        .map_err(|e| TlsError(format!("cannot set up TLS: {e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
         Mode::Plain | Mode::Encrypt => Arc::new(Unchecked(provider)),
         Mode::VerifyCa | Mode::VerifyFull => {
             let Some(file) = rootcert else {
-                return Err(
+                return Err(TlsError(
                     "sslmode=verify-ca/verify-full needs sslrootcert=FILE (the CA's PEM) or sslrootcert=system"
                         .into(),
-                );
+                ));
             };
             let roots = Arc::new(roots(file)?);
             let webpki =
                 rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
                     .build()
-                    .map_err(|e| format!("cannot use the CA in {file}: {e}"))?;
+                    .map_err(|e| TlsError(format!("cannot use the CA in {file}: {e}")))?;
             if mode == Mode::VerifyFull {
                 webpki
             } else {
@@ -112,7 +117,7 @@ fn connector(mode: Mode, rootcert: Option<&str>) -> Result<MakeRustlsConnect, St
 }
 
 /// The trusted CAs: a PEM file, or `system`.
-fn roots(file: &str) -> Result<RootCertStore, String> {
+fn roots(file: &str) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     if file == "system" {
         let found = rustls_native_certs::load_native_certs();
@@ -120,23 +125,27 @@ fn roots(file: &str) -> Result<RootCertStore, String> {
             let _ = store.add(cert);
         }
         if store.is_empty() {
-            return Err(
+            return Err(TlsError(
                 "sslrootcert=system: no trusted root certificates found on this system".into(),
-            );
+            ));
         }
         return Ok(store);
     }
     use rustls::pki_types::pem::PemObject;
     let certs = CertificateDer::pem_file_iter(Path::new(file))
-        .map_err(|e| format!("cannot read the CA file {file}: {e}"))?;
+        .map_err(|e| TlsError(format!("cannot read the CA file {file}: {e}")))?;
     for cert in certs {
-        let cert = cert.map_err(|e| format!("cannot read the CA file {file}: {e}"))?;
-        store
-            .add(cert)
-            .map_err(|e| format!("the CA file {file} holds an unusable certificate: {e}"))?;
+        let cert = cert.map_err(|e| TlsError(format!("cannot read the CA file {file}: {e}")))?;
+        store.add(cert).map_err(|e| {
+            TlsError(format!(
+                "the CA file {file} holds an unusable certificate: {e}"
+            ))
+        })?;
     }
     if store.is_empty() {
-        return Err(format!("the CA file {file} holds no PEM certificate"));
+        return Err(TlsError(format!(
+            "the CA file {file} holds no PEM certificate"
+        )));
     }
     Ok(store)
 }
@@ -366,17 +375,17 @@ mod tests {
     }
 
     #[test]
-    fn modes() -> Result<(), String> {
+    fn modes() -> Result<(), TlsError> {
         assert_eq!(prepare("postgres://h/db")?.mode, Mode::Plain);
         assert_eq!(
             prepare("postgres://h/db?sslmode=require")?.mode,
             Mode::Encrypt
         );
         let missing = prepare("postgres://h/db?sslmode=verify-full").err();
-        assert!(missing.is_some_and(|e| e.contains("needs sslrootcert")));
+        assert!(missing.is_some_and(|e| e.0.contains("needs sslrootcert")));
         let unreadable =
             prepare("host=h sslmode=verify-full sslrootcert=/nonexistent/ca.pem").err();
-        assert!(unreadable.is_some_and(|e| e.contains("cannot read the CA file")));
+        assert!(unreadable.is_some_and(|e| e.0.contains("cannot read the CA file")));
         assert!(prepare("postgres://h/db?sslmode=bogus").is_err());
         Ok(())
     }
