@@ -239,6 +239,26 @@ pub enum Event {
         duration_ms: u64,
         error: Option<String>,
     },
+    /// One unit of a rollback that runs per item (`for_each`), per host (a fan-out) or per
+    /// target (`rollback.on:`) is about to run (before its command's `step-started`).
+    RollbackItemStarted {
+        step: String,
+        /// Which unit, unique within the step's rollback (`item 2`, `host h1`,
+        /// `host h1 on t2`, `on t2`): `resume` decides by it.
+        unit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item_index: Option<usize>,
+        /// The host the unit undoes (a fan-out's host) or runs on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// One unit of a rollback ended (its error, if any, is in the step's `rollback-finished`):
+    /// `resume` and `runbook rollback` do not run a unit that succeeded again.
+    RollbackItemFinished {
+        step: String,
+        unit: String,
+        status: StepStatus,
+    },
     RollbackNotRun {
         step: String,
         reason: String,

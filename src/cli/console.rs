@@ -237,7 +237,11 @@ impl Observer for Console {
             | Event::RollbackNotRun { .. }
             | Event::RollbacksDischarged { .. } => self.rollback_event(&ts, &e.event),
             // The prompt itself was on the terminal.
-            Event::ItemStarted { .. } | Event::ItemFinished { .. } | Event::InputGiven { .. } => {}
+            Event::ItemStarted { .. }
+            | Event::ItemFinished { .. }
+            | Event::InputGiven { .. }
+            | Event::RollbackItemStarted { .. }
+            | Event::RollbackItemFinished { .. } => {}
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ mod gate;
 mod items;
 mod lazy_ask;
 mod lifecycle;
+mod reask;
 mod scheduler;
 mod shared;
 mod stream;
@@ -39,9 +40,9 @@ use std::sync::Arc;
 use crate::event::{self, Decision, StepStatus};
 
 pub(crate) use ask::StoreAnswer;
-pub(crate) use scheduler::partly_done;
 pub use gate::{AnswerSource, RemoteAnswer};
 pub use scheduler::execute;
+pub(crate) use scheduler::partly_done;
 
 /// What a resumed run already knows (empty for a fresh run).
 #[derive(Debug, Clone, Default)]
@@ -58,6 +59,9 @@ pub struct Prior {
     pub unwinding: bool,
     /// Rollbacks that already ran.
     pub rolled_back: std::collections::HashSet<String>,
+    /// Units of per-item / per-host rollbacks that already ran (or were in doubt and treated
+    /// as done), by step: not run again. Keyed by the `unit` of `rollback-item-started`.
+    pub rollback_units_done: HashMap<String, HashSet<String>>,
     /// Why the run started unwinding (`true`: declined or aborted, exit 3; `false`: a step
     /// failed, exit 1), when the journal says.
     pub unwind_cause: Option<(bool, String)>,

@@ -132,6 +132,8 @@ pub(super) async fn drive(
 struct Scheduler {
     rb: Arc<Runbook>,
     deps: Vec<Vec<usize>>,
+    /// On resume, steps each step waits for besides its `needs` (see `reask`).
+    waits_for: Vec<Vec<usize>>,
     /// Step indices in wave order: the order steps are considered in.
     order: Vec<usize>,
     state: Vec<Option<StepStatus>>,
@@ -154,6 +156,7 @@ impl Scheduler {
             .unwrap_or_else(|_| (0..n).collect());
         let mut s = Scheduler {
             deps,
+            waits_for: vec![Vec::new(); n],
             order,
             state: vec![None; n],
             summaries: vec![None; n],
@@ -177,6 +180,8 @@ impl Scheduler {
                 s.settle(i, *status, "finished before resume");
             }
         }
+        let restored: Vec<bool> = s.state.iter().map(Option::is_some).collect();
+        s.waits_for = super::reask::waits_for(&s.deps, &restored);
         for id in &prior.rollbacks {
             if let Some(i) = rb.steps.iter().position(|s| &s.id.name == id) {
                 s.completed.push(i);
@@ -262,7 +267,7 @@ impl Scheduler {
     /// with `continue_on_failure`.
     fn ready(&self, i: usize) -> bool {
         let streams_from = self.streams_from(i);
-        self.deps[i].iter().all(|&d| {
+        self.deps[i].iter().chain(&self.waits_for[i]).all(|&d| {
             matches!(
                 self.state[d],
                 Some(StepStatus::Succeeded | StepStatus::Skipped)

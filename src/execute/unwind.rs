@@ -2,14 +2,15 @@
 //! rollback never stops the unwinding; a second signal does, and the rollbacks left are
 //! reported as not run.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::scheduler::Signals;
 use super::gate::WithdrawOnDrop;
+use super::scheduler::Signals;
 use super::shared::{Shared, StopKind};
 use super::{Prior, RollbackSummary};
 use crate::event::{Decision, Event, StepStatus};
@@ -126,7 +127,8 @@ pub(super) async fn unwind(
             reason: reason.to_string(),
         });
         let t0 = Instant::now();
-        let fut = run_rollback(sh, i, rb_cancel.clone());
+        let done = prior.rollback_units_done.get(&step_id);
+        let fut = run_rollback(sh, i, done, rb_cancel.clone());
         tokio::pin!(fut);
         let (status, error) = loop {
             tokio::select! {
@@ -195,8 +197,15 @@ async fn confirmed(
 /// Rollbacks without their own timeout get this one: unwinding must not hang forever.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs step `i`'s rollback once (no retries), bounded by its timeout.
-async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus, Option<String>) {
+/// Runs step `i`'s rollback once (no retries), bounded by its timeout: each of its units
+/// (items, hosts, targets) but those in `done` (they ran before a resume), each journaled
+/// between `rollback-item-started` and `rollback-item-finished`.
+async fn run_rollback(
+    sh: &Arc<Shared>,
+    i: usize,
+    done: Option<&HashSet<String>>,
+    cancel: Cancel,
+) -> (StepStatus, Option<String>) {
     let step = sh.step(i).clone();
     let Some(body) = step.rollback.clone() else {
         return (StepStatus::Succeeded, None);
@@ -212,7 +221,18 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
     };
     let mut errors = Vec::new();
     let mut status = StepStatus::Succeeded;
-    for (extra, t, label) in units {
+    for (extra, t, label, key) in units {
+        if done.is_some_and(|d| d.contains(&key.unit)) {
+            continue;
+        }
+        if !key.unit.is_empty() {
+            sh.emit(Event::RollbackItemStarted {
+                step: step.id.name.clone(),
+                unit: key.unit.clone(),
+                item_index: key.item_index,
+                host: key.host.clone(),
+            });
+        }
         let ctx = sh.ctx().with(extra.clone());
         let log = format!(
             "{}.rollback{}{label}",
@@ -247,6 +267,13 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
             }
         };
         let a = rollback_rule(a, &body);
+        if !key.unit.is_empty() {
+            sh.emit(Event::RollbackItemFinished {
+                step: step.id.name.clone(),
+                unit: key.unit,
+                status: a.status,
+            });
+        }
         if a.status != StepStatus::Succeeded {
             status = a.status;
             errors.push(a.error.map(|e| e.message).unwrap_or_default());
@@ -260,8 +287,42 @@ async fn run_rollback(sh: &Arc<Shared>, i: usize, cancel: Cancel) -> (StepStatus
     (status, err)
 }
 
-/// One run of a rollback: the names it sees (`host`, `item`), where it runs, a log suffix.
-type Unit = (Vec<(String, Value)>, Option<SshTarget>, String);
+/// One run of a rollback: the names it sees (`host`, `item`), where it runs, a log suffix,
+/// and how the journal names it.
+type Unit = (Vec<(String, Value)>, Option<SshTarget>, String, UnitKey);
+
+/// How the journal names one unit of a rollback (`unit` empty: the rollback's only unit, a
+/// plain local one, journaled by `rollback-started`/`rollback-finished` alone).
+#[derive(Debug, Clone, Default)]
+struct UnitKey {
+    unit: String,
+    item_index: Option<usize>,
+    host: Option<String>,
+}
+
+impl UnitKey {
+    /// `what` (`item 2`, `host h1`, or empty), run on `on` (a target of the rollback's own).
+    fn new(
+        what: String,
+        item_index: Option<usize>,
+        host: Option<&str>,
+        on: Option<&SshTarget>,
+    ) -> UnitKey {
+        let unit = match (what.is_empty(), on) {
+            (_, None) => what,
+            (true, Some(t)) => format!("on {}", t.name),
+            (false, Some(t)) => format!("{what} on {}", t.name),
+        };
+        let host = host
+            .map(str::to_string)
+            .or_else(|| on.map(|t| t.name.clone()));
+        UnitKey {
+            unit,
+            item_index,
+            host,
+        }
+    }
+}
 
 /// The hosts (or item indices) a step's result lists under `key` as completed.
 fn completed_list(sh: &Shared, step: &Step, key: &str) -> Option<Vec<Value>> {
@@ -310,7 +371,8 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
                 if let Some(t) = t.as_ref().filter(|_| same_place) {
                     extra.push(("host".into(), host_var(t)));
                 }
-                out.push((extra, t.clone(), format!(".item{k}")));
+                let key = UnitKey::new(format!("item {k}"), Some(k), None, t.as_ref());
+                out.push((extra, t.clone(), format!(".item{k}"), key));
             }
         }
         return Ok(out);
@@ -329,12 +391,15 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
         let mut out = Vec::new();
         for h in ran_on.iter().rev() {
             let extra = vec![("host".to_string(), host_var(h))];
+            let what = format!("host {}", h.name);
             if same_place {
-                out.push((extra, Some(h.clone()), String::new()));
+                let key = UnitKey::new(what, None, Some(&h.name), None);
+                out.push((extra, Some(h.clone()), String::new(), key));
             } else {
                 for t in &own {
                     let label = format!(".for-{}", h.name);
-                    out.push((extra.clone(), t.clone(), label));
+                    let key = UnitKey::new(what.clone(), None, Some(&h.name), t.as_ref());
+                    out.push((extra.clone(), t.clone(), label, key));
                 }
             }
         }
@@ -348,7 +413,8 @@ fn undo_units(sh: &Shared, step: &Step, body: &Body) -> Result<Vec<Unit>, String
                 .filter(|_| same_place)
                 .map(|t| vec![("host".to_string(), host_var(t))])
                 .unwrap_or_default();
-            (extra, t, String::new())
+            let key = UnitKey::new(String::new(), None, None, t.as_ref());
+            (extra, t, String::new(), key)
         })
         .collect())
 }

@@ -37,7 +37,9 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
         | Event::RunStarted { .. }
         | Event::RunResumed { .. }
         | Event::GateWaiting { .. }
-        | Event::ItemStarted { .. } => {}
+        | Event::ItemStarted { .. }
+        | Event::RollbackItemStarted { .. }
+        | Event::RollbackItemFinished { .. } => {}
         // Names, and a plain input's value: never a secret.
         Event::InputGiven { .. } => {}
     }

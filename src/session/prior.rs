@@ -11,6 +11,13 @@ use crate::model::Runbook;
 
 /// What a journal says already happened.
 pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
+    let mut p = steps_and_rollbacks(rb, records);
+    p.rollback_units_done = rollback_units_done(records);
+    p
+}
+
+/// What a journal says about steps, gates, answers and whole rollbacks.
+fn steps_and_rollbacks(rb: &Runbook, records: &[journal::Record]) -> Prior {
     let mut p = Prior::default();
     let mut approvers: HashMap<String, HashSet<String>> = HashMap::new();
     let mut operator = String::new();
@@ -127,6 +134,23 @@ pub(crate) fn from_journal(rb: &Runbook, records: &[journal::Record]) -> Prior {
         }
     }
     p
+}
+
+/// Units of per-item / per-host rollbacks that succeeded, by step: they do not run again
+/// (a failed or interrupted unit does).
+fn rollback_units_done(records: &[journal::Record]) -> HashMap<String, HashSet<String>> {
+    let mut done: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in records {
+        if let Event::RollbackItemFinished {
+            step,
+            unit,
+            status: StepStatus::Succeeded,
+        } = &r.stamped.event
+        {
+            done.entry(step.clone()).or_default().insert(unit.clone());
+        }
+    }
+    done
 }
 
 /// An answer a step consumed as it arrived: not asked again for an item done.

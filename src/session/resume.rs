@@ -206,8 +206,9 @@ pub(crate) struct InFlight {
     units: Vec<(String, HashMap<Unit, serde_json::Value>, Vec<Unit>)>,
     /// Steps in doubt as a whole.
     steps: Vec<String>,
-    /// Rollbacks whose command was announced and that did not finish.
-    rollbacks: Vec<String>,
+    /// Rollbacks whose command was announced and that did not finish: as a whole (`None`),
+    /// or one unit (item, host) of a rollback that runs per unit.
+    rollbacks: Vec<(String, Option<String>)>,
 }
 
 /// One decision to make: run this again?
@@ -218,6 +219,8 @@ pub(crate) struct InDoubt {
     /// The step is marked idempotent: running it again is safe.
     pub(crate) idempotent: bool,
     rollback: bool,
+    /// The step (for the refusal of a rollback).
+    step: String,
 }
 
 impl InDoubt {
@@ -244,8 +247,7 @@ impl InDoubt {
     /// Why a headless resume without a flag stops here.
     pub(crate) fn refusal(&self) -> String {
         let not = if self.rollback {
-            let id = self.what.trim_start_matches("the rollback of ");
-            format!("{id} is not marked idempotent")
+            format!("`{}` is not marked idempotent", self.step)
         } else {
             "is not marked idempotent".to_string()
         };
@@ -364,27 +366,48 @@ pub(crate) fn in_flight(rb: &Runbook, records: &[journal::Record], prior: &Prior
 
 /// Rollbacks in flight when the engine stopped. Only a rollback whose command was announced
 /// (`step-started` after its `rollback-started`) may have taken effect; one cut before that
-/// simply runs.
-fn rollbacks_in_flight(rb: &Runbook, records: &[journal::Record], prior: &Prior) -> Vec<String> {
-    let mut started: Vec<String> = Vec::new();
+/// simply runs. A rollback that runs per item or host journals each unit
+/// (`rollback-item-started` … `rollback-item-finished`): only the unit whose command was
+/// announced and did not finish is in doubt; the units that finished do not run again and
+/// those never started simply run. (Journals without unit records: the rollback as a whole.)
+fn rollbacks_in_flight(
+    rb: &Runbook,
+    records: &[journal::Record],
+    prior: &Prior,
+) -> Vec<(String, Option<String>)> {
+    let mut started: Vec<(String, Option<String>)> = Vec::new();
     let mut announced: Vec<String> = Vec::new();
+    // The unit of each step's rollback running now (between its item records).
+    let mut open: HashMap<String, String> = HashMap::new();
     for r in records {
         match &r.stamped.event {
-            Event::RollbackStarted { step, .. } => announced.push(step.clone()),
-            Event::StepStarted { step, .. }
-                if announced.contains(step) && !started.contains(step) =>
-            {
-                started.push(step.clone());
+            Event::RollbackStarted { step, .. } => {
+                announced.push(step.clone());
+                open.remove(step);
+            }
+            Event::RollbackItemStarted { step, unit, .. } => {
+                open.insert(step.clone(), unit.clone());
+            }
+            Event::StepStarted { step, .. } if announced.contains(step) => {
+                let unit = (step.clone(), open.get(step).cloned());
+                if !started.contains(&unit) {
+                    started.push(unit);
+                }
+            }
+            Event::RollbackItemFinished { step, unit, .. } => {
+                open.remove(step);
+                started.retain(|(s, u)| !(s == step && u.as_ref() == Some(unit)));
             }
             // Ended (even failed or cancelled): known, not in doubt.
             Event::RollbackFinished { step, .. } => {
                 announced.retain(|s| s != step);
-                started.retain(|s| s != step);
+                started.retain(|(s, _)| s != step);
+                open.remove(step);
             }
             _ => {}
         }
     }
-    started.retain(|id| !prior.rolled_back.contains(id) && rb.step(id).is_some());
+    started.retain(|(id, _)| !prior.rolled_back.contains(id) && rb.step(id).is_some());
     started
 }
 
@@ -419,6 +442,7 @@ impl InFlight {
                     what,
                     idempotent: idempotent(&id),
                     rollback: false,
+                    step: id.clone(),
                 };
                 let Some(rerun) = decide(&q) else {
                     return false;
@@ -441,6 +465,7 @@ impl InFlight {
                 what: format!("step `{id}`"),
                 idempotent: idempotent(&id),
                 rollback: false,
+                step: id.clone(),
             };
             let Some(rerun) = decide(&q) else {
                 return false;
@@ -455,20 +480,42 @@ impl InFlight {
                 }
             }
         }
-        for id in self.rollbacks {
+        for (id, unit) in self.rollbacks {
+            let what = match &unit {
+                Some(u) => format!("the rollback of {u} of `{id}`"),
+                None => format!("the rollback of `{id}`"),
+            };
             let q = InDoubt {
-                what: format!("the rollback of `{id}`"),
+                what,
                 idempotent: idempotent(&id),
                 rollback: true,
+                step: id.clone(),
             };
             let Some(rerun) = decide(&q) else {
                 return false;
             };
-            prior.in_doubt.insert(format!("rollback of {id}"), rerun);
-            if !rerun {
-                prior.rolled_back.insert(id);
+            match unit {
+                // The rollback runs again, without the units that ran (or are treated so).
+                Some(u) => {
+                    prior
+                        .in_doubt
+                        .insert(format!("rollback of {id} {u}"), rerun);
+                    if !rerun {
+                        prior.rollback_units_done.entry(id).or_default().insert(u);
+                    }
+                }
+                None => {
+                    prior.in_doubt.insert(format!("rollback of {id}"), rerun);
+                    if !rerun {
+                        prior.rolled_back.insert(id);
+                    }
+                }
             }
         }
         true
     }
 }
+
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;

@@ -27,7 +27,9 @@ pub(super) fn timeline_text(event: &Event) -> Option<String> {
         Event::Output { .. }
         | Event::ProbeAttempt { .. }
         | Event::ItemStarted { .. }
-        | Event::ItemFinished { .. } => None,
+        | Event::ItemFinished { .. }
+        | Event::RollbackItemStarted { .. }
+        | Event::RollbackItemFinished { .. } => None,
     }
 }
 

@@ -802,8 +802,8 @@ fn kill_nine_at_random_points_then_resume_runs_nothing_twice() {
         ];
         for k in 1..=5 {
             files.push((format!("fe-{k}"), format!("fe item {}", k - 1)));
-            // A for_each's rollback runs once per completed item.
-            files.push((format!("rfe-{k}"), "rollback of fe".into()));
+            // A for_each's rollback runs once per completed item (re-run in doubt per item).
+            files.push((format!("rfe-{k}"), format!("rollback of fe item {}", k - 1)));
         }
         for (file, key) in files {
             let allowed = 1
