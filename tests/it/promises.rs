@@ -37,10 +37,7 @@ fn triage_next_names_the_runbook_its_recover_step_calls() {
     let mut checked = Vec::new();
     for c in say.captures_iter(conclude) {
         let (cause, next) = (&c[1], &c[2]);
-        let Some(call) = steps
-            .iter()
-            .find(|s| s["id"] == format!("recover-{cause}"))
-        else {
+        let Some(call) = steps.iter().find(|s| s["id"] == format!("recover-{cause}")) else {
             continue;
         };
         assert_eq!(
@@ -51,4 +48,159 @@ fn triage_next_names_the_runbook_its_recover_step_calls() {
         checked.push(cause.to_string());
     }
     assert!(checked.contains(&"sealed".to_string()), "{checked:?}");
+}
+
+fn runs_dir(s: &Scratch) -> String {
+    s.path("runs").display().to_string()
+}
+
+fn only_run(s: &Scratch) -> String {
+    std::fs::read_dir(s.path("runs"))
+        .expect("runs dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+        .expect("a run")
+}
+
+fn resume(s: &Scratch, id: &str, extra: &[&str]) -> Ran {
+    let dir = runs_dir(s);
+    let mut args = vec!["resume", id, "--runs-dir", &dir];
+    args.extend_from_slice(extra);
+    runbook(args).run()
+}
+
+fn lines_of(s: &Scratch, file: &str) -> usize {
+    s.read(file).lines().count()
+}
+
+const GATED: &str = r#"
+runbook: gated
+version: 1
+steps:
+  - id: prepare
+    run: echo p >> {D}/prepare
+    rollback: echo u >> {D}/undo
+  - id: failover
+    needs: [prepare]
+    confirm: Fail over?
+    run: echo f >> {D}/failover
+"#;
+
+/// A head emptied by hand after work was recorded is refused like a damaged one (it would
+/// hide a removed tail, and resume would redo finished work); `--ignore-damaged-head` lets the
+/// operator continue, and nothing runs twice.
+#[test]
+fn a_head_emptied_by_hand_after_steps_ran_is_refused() {
+    let s = Scratch::new();
+    s.runbook(GATED);
+    let ran = s.exec(&["--no-wait"]);
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    let id = only_run(&s);
+    let head = s.path(&format!("runs/{id}/journal.head"));
+    std::fs::write(&head, b"").expect("empty the head");
+    let refused = resume(&s, &id, &["--yes"]);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("never written")
+            && refused.stderr.contains("--ignore-damaged-head"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(lines_of(&s, "failover"), 0);
+    // Emptied again after a removed tail (prepare's end and the gate): still refused.
+    let journal = s.path(&format!("runs/{id}/journal.jsonl"));
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    let full = text.clone();
+    std::fs::write(&journal, kept).expect("cut the journal");
+    let refused = resume(&s, &id, &["--yes"]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert_eq!(lines_of(&s, "prepare"), 1, "prepare ran again");
+    std::fs::write(&journal, full).expect("restore the journal");
+    let forced = resume(&s, &id, &["--yes", "--ignore-damaged-head"]);
+    assert_eq!(forced.code, Some(0), "{}", forced.stderr);
+    assert_eq!(lines_of(&s, "prepare"), 1);
+    assert_eq!(lines_of(&s, "failover"), 1);
+}
+
+const SLOW_START: &str = r#"
+runbook: slow-start
+version: 1
+steps:
+  - id: first
+    run: echo 1 >> {D}/first; sleep 0.3
+  - id: second
+    needs: [first]
+    run: echo 2 >> {D}/second
+"#;
+
+/// An engine killed at once (kill -9 as soon as its journal exists) leaves a run that resumes;
+/// and an empty head behind nothing but the run's start (what an engine killed before its first
+/// head write leaves) is accepted.
+#[test]
+fn kill_nine_at_the_very_start_still_resumes() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    s.runbook(SLOW_START);
+    let mut child = s
+        .command(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let t0 = std::time::Instant::now();
+    let id = loop {
+        let found = std::fs::read_dir(s.path("runs")).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| !n.starts_with('.'))
+        });
+        if let Some(id) = found
+            && s.read(&format!("runs/{id}/journal.jsonl"))
+                .contains("\"run-started\"")
+        {
+            break id;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "no run");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    // SAFETY: signalling the process group of the child this test started.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    let head = s.read(&format!("runs/{id}/journal.head"));
+    assert!(
+        !head.trim().is_empty(),
+        "the head is written before any record"
+    );
+    let r = resume(&s, &id, &["--skip-in-doubt"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(lines_of(&s, "first") <= 1 && lines_of(&s, "second") == 1);
+
+    // The older engine's window: only the run's start recorded, the head still empty.
+    let s = Scratch::new();
+    s.runbook(SLOW_START);
+    let ran = s.exec(&[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let id = only_run(&s);
+    for f in ["first", "second"] {
+        std::fs::remove_file(s.path(f)).expect("reset");
+    }
+    let journal = s.path(&format!("runs/{id}/journal.jsonl"));
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let start = text.lines().next().expect("run-started");
+    assert!(start.contains("\"run-started\""), "{start}");
+    std::fs::write(&journal, format!("{start}\n")).expect("cut");
+    std::fs::write(s.path(&format!("runs/{id}/journal.head")), b"").expect("empty head");
+    let r = resume(&s, &id, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(lines_of(&s, "first"), 1);
+    assert_eq!(lines_of(&s, "second"), 1);
 }
