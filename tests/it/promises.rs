@@ -204,3 +204,213 @@ fn kill_nine_at_the_very_start_still_resumes() {
     assert_eq!(lines_of(&s, "first"), 1);
     assert_eq!(lines_of(&s, "second"), 1);
 }
+
+/// `token == 'x'` is always false at run time (a secret is a masked object): `validate`
+/// reports it with the form that works, and a comparison `validate` cannot see (an output
+/// tainted at run time) stops the step instead of silently taking the wrong branch; the
+/// `| string` form takes the right one.
+#[test]
+fn comparing_a_secret_is_an_error_not_a_silently_false_test() {
+    let s = Scratch::new();
+    let ran = validate(
+        &s,
+        r#"
+runbook: compare
+version: 1
+inputs:
+  token: { secret: true, from_env: TOK }
+steps:
+  - id: revoke
+    when: "token == 'abcdefgh12' or inputs['token'] is eq('x')"
+    env: { T: "{{ token }}" }
+    run: echo "$T" > /dev/null
+"#,
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr.matches("[secret-comparison]").count(),
+        2,
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("(token | string) =="), "{}", ran.stderr);
+
+    let yaml = r#"
+runbook: compare-later
+version: 1
+inputs:
+  token: { secret: true, from_env: TOK }
+steps:
+  - id: read
+    run: echo "got {{ token }}"
+    outputs:
+      got: "stdout | trim"
+  - id: wrong
+    needs: [read]
+    when: "steps.read.outputs.got == 'got abcdefgh12'"
+    run: touch {D}/wrong-form
+  - id: right
+    needs: [read]
+    when: "(steps.read.outputs.got | string) == 'got abcdefgh12'"
+    run: touch {D}/right-form
+"#;
+    let ran = validate(&s, yaml);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let ran = runbook([
+        "exec".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+        "--runs-dir".into(),
+        runs_dir(&s),
+        "--parallel".into(),
+        "1".into(),
+    ])
+    .env("TOK", "abcdefgh12")
+    .run();
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("holds a secret")
+            && ran.stderr.contains("(steps.read.outputs.got | string) =="),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("abcdefgh12"), "{}", ran.stderr);
+    assert!(!s.path("wrong-form").exists());
+}
+
+/// Secret step outputs and values computed from a secret in a title or a `fail:` message are
+/// masked at run time; `validate` now tells the author first.
+#[test]
+fn secret_outputs_in_titles_and_fail_messages_are_reported() {
+    let s = Scratch::new();
+    let ran = validate(
+        &s,
+        r#"
+runbook: shown
+version: 1
+inputs:
+  token: { secret: true, from_env: TOK }
+  auth: { default: "Bearer {{ token }}" }
+steps:
+  - id: login
+    env: { T: "{{ token }}" }
+    run: echo "session-$T"
+    outputs:
+      session: { value: "stdout | trim", secret: true }
+      echoed: "token | string | lower"
+  - id: use
+    needs: [login]
+    title: "Using session {{ steps.login.outputs.session }}"
+    run: echo ok
+  - id: stop
+    needs: [login]
+    fail: "login gave {{ steps.login.outputs.echoed }} for {{ auth }}"
+"#,
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr.matches("[secret-in-display]").count(),
+        3,
+        "{}",
+        ran.stderr
+    );
+    for what in [
+        "secret output `session` of step `login`",
+        "secret output `echoed` of step `login`",
+        "input `auth` (its default reads a secret)",
+    ] {
+        assert!(ran.stderr.contains(what), "{what}: {}", ran.stderr);
+    }
+}
+
+/// `| raw` through a computed key is refused at run time when it reaches a secret; in a
+/// runbook with secrets `validate` now says so as an error (not a warning), and without
+/// secrets it stays the ordinary `raw-shell-insertion` warning.
+#[test]
+fn raw_through_a_computed_key_is_an_error_where_there_are_secrets() {
+    let s = Scratch::new();
+    let with_secret = r#"
+runbook: pick
+version: 1
+inputs:
+  token: { secret: true, from_env: TOK }
+  which: { default: region }
+  region: { default: eu-west-1 }
+steps:
+  - id: show
+    env: { T: "{{ token }}" }
+    run: echo {{ inputs[which] | raw }} {{ region }}
+"#;
+    let ran = validate(&s, with_secret);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("error[raw-computed-key]"),
+        "{}",
+        ran.stderr
+    );
+    let plain = with_secret
+        .replace("  token: { secret: true, from_env: TOK }\n", "")
+        .replace("    env: { T: \"{{ token }}\" }\n", "");
+    let ran = validate(&s, &plain);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("warning[raw-shell-insertion]"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("raw-computed-key"), "{}", ran.stderr);
+}
+
+/// A value that is a whole argument of a program that reads options, with no `--` before
+/// it: `validate` warns with the fix; with `--` (or joined to text) nothing is said; and the
+/// run still refuses such a value when it starts with `-`.
+#[test]
+fn validate_suggests_double_dash_before_a_value_that_could_be_an_option() {
+    let s = Scratch::new();
+    let yaml = r#"
+runbook: extract
+version: 1
+inputs:
+  member: { description: a file in the archive }
+  count: { type: int, default: 3 }
+steps:
+  - id: extract
+    run: tar -xf {D}/a.tar {{ member }} && head -n {{ count }} {D}/a.tar > /dev/null
+"#;
+    let ran = validate(&s, yaml);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr.matches("[value-may-be-option]").count(),
+        1,
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("`tar`") && ran.stderr.contains("-- {{ member }}"),
+        "{}",
+        ran.stderr
+    );
+    let strict = runbook([
+        "validate".to_string(),
+        "--strict".into(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(strict.code, Some(2), "{}", strict.stderr);
+    let marker = s.path("injected");
+    let ran = s.exec(&[
+        "-i",
+        &format!("member=--to-command=touch {}", marker.display()),
+    ]);
+    assert_ne!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!marker.exists(), "the value became an option");
+    let ran = validate(
+        &s,
+        &yaml.replace("a.tar {{ member }}", "a.tar -- {{ member }}"),
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains("value-may-be-option"),
+        "{}",
+        ran.stderr
+    );
+}
