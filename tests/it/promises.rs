@@ -278,7 +278,8 @@ steps:
 }
 
 /// Secret step outputs and values computed from a secret in a title or a `fail:` message are
-/// masked at run time; `validate` now tells the author first.
+/// masked at run time (not a leak); `validate` now warns the author first that they will only
+/// show as ********, and `--strict` refuses them.
 #[test]
 fn secret_outputs_in_titles_and_fail_messages_are_reported() {
     let s = Scratch::new();
@@ -306,13 +307,20 @@ steps:
     fail: "login gave {{ steps.login.outputs.echoed }} for {{ auth }}"
 "#,
     );
-    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert_eq!(
-        ran.stderr.matches("[secret-in-display]").count(),
+        ran.stderr.matches("warning[secret-shown-masked]").count(),
         3,
         "{}",
         ran.stderr
     );
+    let strict = runbook([
+        "validate".to_string(),
+        "--strict".into(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(strict.code, Some(2), "{}", strict.stderr);
     for what in [
         "secret output `session` of step `login`",
         "secret output `echoed` of step `login`",
@@ -358,6 +366,23 @@ steps:
         ran.stderr
     );
     assert!(!ran.stderr.contains("raw-computed-key"), "{}", ran.stderr);
+    // A key that may only name inputs that are not secrets cannot reach one.
+    let allowed = with_secret.replace(
+        "which: { default: region }",
+        "which: { default: region, allowed: [region] }",
+    );
+    let ran = validate(&s, &allowed);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("raw-computed-key"), "{}", ran.stderr);
+    let ran = validate(
+        &s,
+        &allowed.replace("allowed: [region]", "allowed: [region, token]"),
+    );
+    assert!(
+        ran.stderr.contains("error[raw-computed-key]"),
+        "{}",
+        ran.stderr
+    );
 }
 
 /// A value that is a whole argument of a program that reads options, with no `--` before
