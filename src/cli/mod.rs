@@ -145,7 +145,8 @@ complete -F _runbook_dynamic -o bashdefault -o default runbook
 
 /// Prints a one-line error for the tool failing (not a runbook problem).
 pub(crate) fn error_line(msg: impl std::fmt::Display) {
-    eprintln!("error: {msg}");
+    // The message may quote a value from outside (a run id, a path, a host's answer).
+    eprintln!("error: {}", crate::term::visible(&msg.to_string()));
 }
 
 /// Loads and validates one file, printing diagnostics; the runbook if it has no errors.

@@ -75,7 +75,12 @@ fn byte_pattern(b: u8) -> String {
         match b {
             b' ' => alts.push("\\+".into()),
             b'"' | b'\\' | b'/' => alts.push(format!("\\\\\\x{b:02x}")),
-            b'\n' => alts.push("\\\\n".into()),
+            b'\n' => {
+                alts.push("\\\\n".into());
+                // A line end may come back as CRLF (a terminal, `ssh -t`, Windows, HTTP).
+                alts.push("\\x0d\\x0a".into());
+                alts.push(r"\\r\\n".into());
+            }
             b'\r' => alts.push("\\\\r".into()),
             b'\t' => alts.push("\\\\t".into()),
             _ => {}
@@ -198,7 +203,22 @@ impl Compiled {
         let mut short = Vec::new();
         let mut max_match = 0usize;
         let mut multiline = false;
-        let mut secrets: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+        // Each line of a multi-line secret (a PEM key, a kubeconfig, a token file) is key
+        // material too: programs print it line by line (`head -1`, `sed -n 2p`, an error
+        // quoting one line). Lines long enough to be found safely are secrets of their own.
+        let lines: Vec<String> = secrets
+            .iter()
+            .filter(|s| s.contains('\n'))
+            .flat_map(|s| s.split('\n'))
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| l.len() >= FULL_MATCH_LEN)
+            .map(str::to_string)
+            .collect();
+        let mut secrets: Vec<&String> = secrets
+            .iter()
+            .chain(lines.iter())
+            .filter(|s| !s.is_empty())
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         for s in secrets {
@@ -443,6 +463,32 @@ mod tests {
                 "{masked}"
             );
         }
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_and_crlf_endings_are_masked() {
+        let key = "Line1_of_the_Secret_KEY_aaaa\nLine2_of_the_Secret_KEY_bbbb\nshort\n";
+        let r = Arc::new(Redactor::new(&[key.into()]));
+        let crlf = key.replace('\n', "\r\n");
+        for text in [
+            format!("a {key} b"),
+            format!("a {crlf} b"),
+            "exited with code 1: Line2_of_the_Secret_KEY_bbbb".to_string(),
+            "Line1_of_the_Secret_KEY_aaaa\r\n".to_string(),
+        ] {
+            let masked = r.text(&text);
+            assert!(!masked.contains("_Secret_KEY_"), "{text:?} -> {masked:?}");
+            let mut s = r.stream();
+            let mut out = Vec::new();
+            for b in text.as_bytes() {
+                out.extend(s.push(std::slice::from_ref(b)));
+            }
+            out.extend(s.finish());
+            let out = String::from_utf8_lossy(&out);
+            assert!(!out.contains("_Secret_KEY_"), "stream {text:?} -> {out:?}");
+        }
+        // A line too short to be found safely is left alone, and so is ordinary text.
+        assert_eq!(r.text("short story"), "short story");
     }
 
     #[test]

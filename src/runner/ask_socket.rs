@@ -61,10 +61,61 @@ fn addr(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
 }
 
 /// Listens for answers to `step` (the engine side).
+///
+/// The name is predictable (the answerer must find it knowing only the run id), so another
+/// local user can bind it first. Then the engine listens under the name with a random
+/// suffix, which nobody can take in advance; `runbook answer` finds it in `/proc/net/unix`
+/// and, as always, sends only to a listener owned by the run's owner.
 pub(crate) fn listen(run_id: &str, step: &str) -> std::io::Result<tokio::net::UnixListener> {
-    let l = std::os::unix::net::UnixListener::bind_addr(&addr(&name(run_id, step))?)?;
-    l.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(l)
+    let base = name(run_id, step);
+    let mut last = None;
+    for attempt in 0..8 {
+        let n = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{}", random_hex()?)
+        };
+        match std::os::unix::net::UnixListener::bind_addr(&addr(&n)?) {
+            Ok(l) => {
+                l.set_nonblocking(true)?;
+                return tokio::net::UnixListener::from_std(l);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
+}
+
+/// 16 random hex digits from the kernel.
+fn random_hex() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(crate::fmt::sha256_hex(&b)[..16].to_string())
+}
+
+/// The names a listener for `step` may have: the plain one first, then any suffixed one
+/// the kernel lists (see [`listen`]).
+fn candidates(run_id: &str, step: &str) -> Vec<String> {
+    let base = name(run_id, step);
+    let prefix = format!("@{base}-");
+    let mut out = vec![base];
+    if let Ok(table) = std::fs::read_to_string("/proc/net/unix") {
+        for line in table.lines().skip(1) {
+            if let Some(path) = line.split_whitespace().nth(7)
+                && let Some(rest) = path.strip_prefix(&prefix)
+                && rest.len() == 16
+                && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                let n = path[1..].to_string();
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The uid of the process at the other end of a connected socket (`SO_PEERCRED`).
@@ -92,35 +143,68 @@ pub(crate) fn peer_uid(fd: std::os::fd::RawFd) -> std::io::Result<u32> {
 }
 
 /// The answerer's side: connects, checks the listener is the run's owner (`owner_uid`), and
-/// returns the connection with the engine's [`Hello`].
+/// returns the connection with the engine's [`Hello`]. A listener of anybody else (a name
+/// taken first by another user) is passed over; if no listener of the owner is found, the
+/// refusal names who holds the name.
 pub(crate) fn connect(
     run_id: &str,
     step: &str,
     owner_uid: u32,
 ) -> Result<(std::os::unix::net::UnixStream, Hello), String> {
+    let mut refusal = None;
+    for n in candidates(run_id, step) {
+        match connect_one(&n, run_id, step, owner_uid) {
+            Ok(found) => return Ok(found),
+            Err(ConnectError::Absent) => {}
+            Err(ConnectError::Foreign(msg)) => refusal = Some(msg),
+            Err(ConnectError::Other(msg)) => return Err(msg),
+        }
+    }
+    Err(refusal.unwrap_or_else(|| format!(
+        "run {run_id} is not waiting for an answer to `{step}` now (is the run at that step? a paused run asks again when resumed)"
+    )))
+}
+
+enum ConnectError {
+    /// Nobody listens under this name.
+    Absent,
+    /// Somebody other than the run's owner listens under it.
+    Foreign(String),
+    Other(String),
+}
+
+fn connect_one(
+    n: &str,
+    run_id: &str,
+    step: &str,
+    owner_uid: u32,
+) -> Result<(std::os::unix::net::UnixStream, Hello), ConnectError> {
     use std::os::fd::AsRawFd;
     let s = std::os::unix::net::UnixStream::connect_addr(
-        &addr(&name(run_id, step)).map_err(|e| e.to_string())?,
+        &addr(n).map_err(|e| ConnectError::Other(e.to_string()))?,
     )
     .map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => format!(
-            "run {run_id} is not waiting for an answer to `{step}` now (is the run at that step? a paused run asks again when resumed)"
-        ),
-        _ => format!("cannot reach run {run_id}: {e}"),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+            ConnectError::Absent
+        }
+        _ => ConnectError::Other(format!("cannot reach run {run_id}: {e}")),
     })?;
-    let uid = peer_uid(s.as_raw_fd()).map_err(|e| format!("cannot check who listens: {e}"))?;
+    let uid = peer_uid(s.as_raw_fd())
+        .map_err(|e| ConnectError::Other(format!("cannot check who listens: {e}")))?;
     if uid != owner_uid && uid != 0 {
-        return Err(format!(
+        return Err(ConnectError::Foreign(format!(
             "the process listening for `{step}` of run {run_id} belongs to {}, not to the run's owner ({}): refusing to send it anything",
             crate::sys::user_name(uid),
             crate::sys::user_name(owner_uid)
-        ));
+        )));
     }
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let mut reader = std::io::BufReader::new(&s);
-    let hello: Hello = read_json(&mut reader)?;
+    let hello: Hello = read_json(&mut reader).map_err(ConnectError::Other)?;
     if hello.run != run_id || hello.step != step {
-        return Err("the listener answered for another run or step: refusing".into());
+        return Err(ConnectError::Other(
+            "the listener answered for another run or step: refusing".into(),
+        ));
     }
     Ok((s, hello))
 }

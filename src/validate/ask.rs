@@ -65,7 +65,11 @@ pub(super) fn read_ask(r: &mut Reader, node: &Node, what: &str) -> Option<AskSpe
         .and_then(|re| regex::Regex::new(&format!("^(?:{})$", re.as_str())).ok());
     let from_expr = f
         .get("from")
-        .filter(|n| n.as_str().is_some())
+        // A number (also `1.5`, `-1`) is a literal, checked here; anything else an expression.
+        .filter(|n| {
+            n.as_str()
+                .is_some_and(|s| s.trim().parse::<f64>().is_err() && s.contains("{{"))
+        })
         .and_then(|n| r.tmpl(n, what));
     let from = match f.get("from") {
         Some(_) if from_expr.is_some() => 1,

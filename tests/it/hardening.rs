@@ -545,3 +545,318 @@ fn malformed_with_templates_are_refused() {
         assert_eq!(r.code, Some(2), "{with}: {}{}", r.stdout, r.stderr);
     }
 }
+
+/// Attack report 13, D4: the live lines were escaped but the end-of-run table, the `run
+/// ended:` line and the one-line `error:` still carried a host's stderr and an input value
+/// raw (OSC title, clear screen, C1 CSI).
+#[test]
+fn the_summary_and_the_final_lines_escape_text_from_outside() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: esc
+version: 1
+inputs:
+  f: { default: "x" }
+steps:
+  - id: use
+    run: printf 'boom \033]0;pwned\007\033[2J \302\233x\n' >&2; exit 1
+  - id: opt
+    needs: [use]
+    run: echo {{ f }}
+"#,
+    );
+    let rbp = s.path("runbook.yaml").display().to_string();
+    let ran = rb(&s, &["exec", &rbp, "--yes", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(all.contains("run ended"), "{all}");
+    assert!(all.contains("\\e]0;pwned"), "not shown visibly:\n{all}");
+    assert!(raw_controls(&all).is_empty(), "raw controls in:\n{all:?}");
+    // A value refused as an option is quoted in the failure reason: escaped too.
+    s.runbook(
+        r#"
+runbook: esc2
+version: 1
+inputs:
+  f: { default: "x" }
+steps:
+  - id: opt
+    run: echo {{ f }}
+"#,
+    );
+    let hostile = "-X\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}Y";
+    let ran = rb(
+        &s,
+        &[
+            "exec",
+            &rbp,
+            "--yes",
+            "--progress",
+            "plain",
+            "-i",
+            &format!("f={hostile}"),
+        ],
+    );
+    assert_ne!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(raw_controls(&all).is_empty(), "raw controls in:\n{all:?}");
+}
+
+/// Attack report 13, D7: a literal `from:` out of range (0, 51, -1, 1.5, text) was accepted
+/// by `validate` (a YAML number is also a string in the tree, so it was taken for an
+/// expression) and failed only at run time, after earlier steps had run.
+#[test]
+fn a_literal_ask_from_out_of_range_is_a_validate_error() {
+    let s = Scratch::new();
+    for bad in ["0", "51", "-1", "1.5", "abc", "99999999999"] {
+        s.runbook(&format!(
+            "runbook: b\nversion: 1\nsteps:\n  - id: a1\n    ask: {{ prompt: x, from: {bad} }}\n"
+        ));
+        let ran = runbook([
+            "validate".to_string(),
+            s.path("runbook.yaml").display().to_string(),
+        ])
+        .run();
+        assert_eq!(
+            ran.code,
+            Some(2),
+            "from: {bad}\n{}{}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains(":5:"),
+            "from: {bad}: no line:column\n{}",
+            ran.stderr
+        );
+    }
+    s.runbook(
+        "runbook: b\nversion: 1\nsteps:\n  - id: a1\n    ask: { prompt: x, from: \"{{ 1 + 1 }}\" }\n",
+    );
+    let ran = runbook([
+        "validate".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+}
+
+/// Attack report 13, D1: the answer channel's name is predictable, so another local user
+/// who learnt the run id could bind it first and every `ask:` of the run paused at once
+/// (resume too). Now the engine listens under a random suffix then, and `runbook answer`
+/// passes over the foreign listener (sending it nothing) to the run owner's.
+#[test]
+fn a_squatted_answer_channel_does_not_stop_the_ask() {
+    crate::ask::ensure_second_user();
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: squat
+version: 1
+steps:
+  - id: hold
+    read_only: true
+    run: while [ ! -f {D}/go ]; do sleep 0.05; done
+  - id: q
+    needs: [hold]
+    ask: { prompt: "Your share", secret: true, timeout: 60s }
+  - id: use
+    needs: [q]
+    read_only: true
+    run: printf '%s' "{{ steps.q.outputs.value }}" | wc -c > {D}/len
+"#,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .unwrap_or_default();
+    let child = s
+        .command(&["--progress", "plain"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    let id = loop {
+        let found = std::fs::read_dir(s.path("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| !n.starts_with('.'));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no run started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Another OS user takes the predictable name before the run reaches its ask.
+    let uid: u32 = String::from_utf8_lossy(
+        &Command::new("id")
+            .args(["-u", crate::ask::SECOND_USER])
+            .output()
+            .expect("id")
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .expect("uid");
+    let script = format!(
+        "import hashlib,socket,sys,time\n\
+         n='runbook-ask-'+hashlib.sha256(b'{id}\\0q').hexdigest()[:32]\n\
+         s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM)\n\
+         s.bind('\\0'+n)\ns.listen(8)\nprint('bound',flush=True)\ntime.sleep(120)\n"
+    );
+    let mut squatter = Command::new("python3")
+        .args(["-c", &script])
+        .uid(uid)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = squatter.stdout.take().expect("stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .unwrap_or_default();
+    }
+    assert_eq!(line.trim(), "bound");
+    std::fs::write(s.path("go"), "").expect("go");
+    let journal = s.path(&format!("runs/{id}/journal.jsonl"));
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("\"gate-waiting\"")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the ask never waited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out) = crate::ask::answer_in(
+        &s.path("runs"),
+        None,
+        &[&id, "q", "--stdin"],
+        Some("SquatProofShare-1234"),
+    );
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert_eq!(code, 0, "{out}");
+    let done = child.wait_with_output().expect("run");
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert_eq!(s.read("len").trim(), "20");
+}
+
+/// Attack report 13, D6: `when:` and `confirm:` of `finally` steps were ignored: the plan
+/// said "will be SKIPPED" and the engine ran them, and a finally gate approved itself
+/// headless. Now a false `when:` skips, and a gate nobody answers keeps its step from running.
+#[test]
+fn finally_steps_obey_when_and_their_gates() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: fin
+version: 1
+inputs:
+  mode: { default: a }
+steps:
+  - id: s
+    read_only: true
+    run: "true"
+finally:
+  - id: only-on-b
+    when: mode == 'b'
+    run: echo "only-on-b {{ mode }}" >> {D}/m
+  - id: gated
+    confirm: "re-enable traffic?"
+    run: echo gated >> {D}/m
+  - id: always
+    run: echo always >> {D}/m
+"#,
+    );
+    let rbp = s.path("runbook.yaml").display().to_string();
+    let plan = runbook(["plan".to_string(), rbp.clone()]).run();
+    assert!(plan.stdout.contains("SKIPPED"), "{}", plan.stdout);
+    let ran = rb(&s, &["exec", &rbp, "--no-wait", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(s.read("m"), "always\n", "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("finally step `gated` not run"),
+        "{}",
+        ran.stderr
+    );
+    std::fs::remove_file(s.path("m")).unwrap_or_default();
+    let ran = rb(
+        &s,
+        &["exec", &rbp, "--yes", "-i", "mode=b", "--progress", "plain"],
+    );
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        s.read("m"),
+        "only-on-b b\ngated\nalways\n",
+        "{}",
+        ran.stderr
+    );
+}
+
+/// Attack report 13, D18: `resume` checked only the top runbook's hash, so an edited
+/// `uses:` child (new commands, swapped rollbacks) ran in a resumed run. The run now records
+/// the fingerprint of the runbook with every file it calls.
+#[test]
+fn resume_refuses_a_changed_child_runbook() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("lib")).expect("lib");
+    let child = "runbook: c\nversion: 1\nsteps:\n  - id: c1\n    read_only: true\n    run: echo c1 >> {D}/m\n";
+    let write_child = |text: &str| {
+        std::fs::write(
+            s.path("lib/c.yaml"),
+            text.replace("{D}", &s.dir.path().display().to_string()),
+        )
+        .expect("child")
+    };
+    write_child(child);
+    s.runbook(
+        r#"
+runbook: p
+version: 1
+steps:
+  - id: g
+    confirm: "go?"
+    read_only: true
+    run: echo g >> {D}/m
+  - id: call
+    needs: [g]
+    uses: lib/c.yaml
+"#,
+    );
+    let paused = s.exec(&["--no-wait"]);
+    assert_eq!(paused.code, Some(3), "{}{}", paused.stdout, paused.stderr);
+    let id = std::fs::read_dir(s.path("runs"))
+        .expect("runs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+        .expect("run id");
+    write_child(&child.replace("echo c1", "echo INJECTED"));
+    let refused = rb(&s, &["resume", &id, "--yes"]);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("a runbook it calls"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(s.read("m"), "", "nothing may run");
+    write_child(child);
+    let done = rb(&s, &["resume", &id, "--yes"]);
+    assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
+    assert_eq!(s.read("m"), "g\nc1\n");
+}

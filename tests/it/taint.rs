@@ -646,3 +646,36 @@ steps:
         assert_none(&format!("{mode:?}"), &text, &["SkipSecretNote-01"]);
     }
 }
+
+/// Attack report 13, D10: a multi-line secret (a PEM key, a token file) leaked line by line:
+/// CRLF line ends (`ssh -t`, Windows hosts, HTTP APIs), one line alone (`head -1`), a line
+/// quoted in the failure reason of a step. Each line is masked wherever the engine writes.
+#[test]
+fn each_line_of_a_multi_line_secret_is_masked_crlf_and_alone() {
+    let s = Scratch::new();
+    let l1 = "Line1_of_the_Secret_KEY_aaaa";
+    let l2 = "Line2_of_the_Secret_KEY_bbbb";
+    let l3 = "Line3_of_the_Secret_KEY_cccc";
+    let key = format!("{l1}\n{l2}\n{l3}");
+    std::fs::write(s.path("key"), &key).unwrap_or_default();
+    s.runbook(&format!(
+        r#"
+runbook: multiline
+version: 1
+inputs:
+  key: {{ secret: true, from_file: {file} }}
+steps:
+  - id: crlf
+    run: printf '%s\n' "{{{{ key }}}}" | sed 's/$/\r/'
+  - id: first
+    run: printf '%s\n' "{{{{ key }}}}" | head -1
+  - id: last
+    run: printf '%s\n' "{{{{ key }}}}" | tail -1 | tr -d '\n'
+  - id: quoted
+    run: printf '%s\n' "{{{{ key }}}}" | sed -n 2p >&2; exit 1
+"#,
+        file = s.path("key").display()
+    ));
+    let text = run_everywhere(&s, &[], &[], 1, &[l1, l2, l3]);
+    assert!(text.contains("crlf"), "{text}");
+}

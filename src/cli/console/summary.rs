@@ -48,7 +48,11 @@ pub(crate) fn summary(
         } else {
             String::new()
         };
-        let row = format!("{:<w$}  {styled}  {time:>8}  {note}", s.id);
+        // Errors, titles and host names can carry text from outside (a host's stderr, an
+        // answer, an input): never raw to the terminal.
+        let note = crate::term::visible(&note);
+        let id = crate::term::visible(&s.id);
+        let row = format!("{id:<w$}  {styled}  {time:>8}  {note}");
         out.push_str(row.trim_end());
         out.push('\n');
     }
@@ -58,14 +62,21 @@ pub(crate) fn summary(
             let err = r
                 .error
                 .as_deref()
-                .map(|e| format!("  {e}"))
+                .map(|e| format!("  {}", crate::term::visible(e)))
                 .unwrap_or_default();
-            out.push_str(&format!("  {:<w$}  {}{err}\n", r.step, r.status.as_str()));
+            out.push_str(&format!(
+                "  {:<w$}  {}{err}\n",
+                crate::term::visible(&r.step),
+                r.status.as_str()
+            ));
         }
     }
     let head = match outcome.status {
         crate::exit::ExitStatus::Success => st.ok.apply_to("✔ run succeeded".to_string()),
-        _ => st.bad.apply_to(format!("✖ run ended: {}", outcome.reason)),
+        _ => st.bad.apply_to(format!(
+            "✖ run ended: {}",
+            crate::term::visible(&outcome.reason)
+        )),
     };
     out.push_str(&format!(
         "\n{head} (exit {}, run {})\n",
