@@ -27,10 +27,11 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 mod analyse;
 mod checked;
+pub(crate) mod compare;
 pub(crate) use checked::{REFUSAL as CHECKED_INPUT_REFUSAL, strip_checked};
 pub(crate) use functions::expression_display;
 mod functions;
-mod taint;
+pub(crate) mod taint;
 use analyse::protect_dollar_hash;
 pub(crate) use analyse::{analyse_command, check_host_part, subscript_paths, url_origin_values};
 pub(crate) use functions::{describe_error, expression_source};
@@ -509,6 +510,7 @@ impl Templates {
 
     /// Evaluates an expression against `ctx`.
     pub(crate) fn eval(&self, src: &str, ctx: &Value) -> Result<Value, Error> {
+        self.refuse_secret_comparison(src, ctx)?;
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         self.env.compile_expression(src)?.eval(ctx)
     }

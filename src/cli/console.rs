@@ -241,7 +241,9 @@ impl Observer for Console {
             | Event::ItemFinished { .. }
             | Event::InputGiven { .. }
             | Event::RollbackItemStarted { .. }
-            | Event::RollbackItemFinished { .. } => {}
+            | Event::RollbackItemFinished { .. }
+            // The question itself is the prompter's (`confirm_rollback`).
+            | Event::RollbackAsked { .. } => {}
         }
         Ok(())
     }

@@ -133,7 +133,9 @@ fn run_state(locks: &Locks, h: &Holder) -> HolderState {
     let run = (locks.run_files)(&locks.runs, &h.run_id);
     use super::state::RunState;
     match super::state::view(&run).map(|v| v.state) {
-        Ok(RunState::Running { .. } | RunState::Waiting { .. }) => HolderState::Live,
+        Ok(
+            RunState::Running { .. } | RunState::Waiting { .. } | RunState::RollbackQuestion { .. },
+        ) => HolderState::Live,
         Ok(RunState::Paused { .. } | RunState::Interrupted) => HolderState::Resumable,
         Ok(RunState::Finished { .. } | RunState::Damaged) | Err(_) => HolderState::Stale,
     }

@@ -13,6 +13,7 @@
 pub(crate) mod answers;
 mod bound;
 mod copy;
+mod head;
 pub(crate) mod live;
 pub(crate) mod lock;
 mod read;

@@ -82,7 +82,8 @@ pub(crate) struct Loaded {
 }
 
 /// How an empty head reads: created, but never written (the engine was killed before its first
-/// head write, or the disk was full): `resume` accepts it, `--verify` does not.
+/// head write): `resume` accepts it only before any work was recorded (see `head.rs`),
+/// `--verify` never.
 const NEVER_WRITTEN: &str = "the head file was never written: a removed tail cannot be ruled out";
 
 /// Reads `journal.head`: the head, or why it cannot be used.
@@ -202,7 +203,9 @@ pub(crate) fn read(files: &RunFiles) -> Result<Vec<Record>, JournalError> {
 /// `strict` = false only counts records that were fsynced (a power loss can lose the others).
 pub(crate) fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
     if let Some(why) = &l.head_problem
-        && (strict || !why.starts_with(NEVER_WRITTEN))
+        && (strict
+            || !why.starts_with(NEVER_WRITTEN)
+            || !super::head::empty_head_excusable(&l.records))
     {
         return Some(why.clone());
     }

@@ -7,9 +7,7 @@ use serde::Serialize;
 
 use super::bound::bounded;
 use super::read::load;
-use super::{
-    GENESIS, HEAD_WIDTH, Head, JOURNAL_VERSION, RunFiles, complete_part, open_nofollow, sha256_hex,
-};
+use super::{GENESIS, Head, JOURNAL_VERSION, RunFiles, complete_part, open_nofollow, sha256_hex};
 use crate::event::Observer;
 use crate::event::{Event, Stamped};
 
@@ -123,6 +121,8 @@ impl Journal {
             reserving: true,
             broken: None,
         };
+        // Before any record, and before the reserve takes the disk's last pages.
+        j.first_head(files)?;
         j.reserve();
         if torn > 0 {
             let repaired = Stamped {
@@ -200,12 +200,9 @@ impl Journal {
             durable: self.durable,
             sealed,
         };
-        let mut text = serde_json::to_string(&head).unwrap_or_default();
-        while text.len() < HEAD_WIDTH - 1 {
-            text.push(' ');
-        }
-        text.push('\n');
-        let ok = h.write_all_at(text.as_bytes(), 0).is_ok();
+        let ok = h
+            .write_all_at(super::head::head_line(&head).as_bytes(), 0)
+            .is_ok();
         if ok && sealed {
             let _ = h.sync_data();
         }
@@ -339,5 +336,38 @@ impl Observer for Journal {
 
     fn required(&self) -> bool {
         true
+    }
+}
+
+/// The head file's first write (see `head.rs`).
+impl Journal {
+    /// Writes the head now if its file is empty, and makes it durable (the file and the run
+    /// directory's entry for it). Fails when it cannot: the run must not record work that
+    /// no head vouches for.
+    pub(super) fn first_head(&mut self, files: &RunFiles) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let Some(h) = &self.head else {
+            return Err(std::io::Error::other(format!(
+                "cannot open {}",
+                files.head.display()
+            )));
+        };
+        if h.metadata()?.len() > 0 {
+            return Ok(());
+        }
+        let head = Head {
+            v: JOURNAL_VERSION,
+            count: self.seq,
+            last: self.prev.clone(),
+            durable: self.durable,
+            sealed: false,
+        };
+        h.write_all_at(super::head::head_line(&head).as_bytes(), 0)?;
+        h.sync_all()?;
+        // The directory entry too (best effort: some file systems refuse to sync a directory).
+        if let Ok(d) = std::fs::File::open(&files.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 }

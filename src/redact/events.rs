@@ -27,6 +27,7 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             gate_text(r, &mut e)
         }
         Event::RollbackStarted { .. }
+        | Event::RollbackAsked { .. }
         | Event::RollbackFinished { .. }
         | Event::RollbackNotRun { .. }
         | Event::Warning { .. }
@@ -165,7 +166,7 @@ fn run_text(r: &Redactor, e: &mut Event) {
         }
     };
     match e {
-        Event::RollbackStarted { step: _, reason } => t(reason),
+        Event::RollbackStarted { reason, .. } | Event::RollbackAsked { reason, .. } => t(reason),
         Event::RollbackFinished {
             step: _,
             status: _,

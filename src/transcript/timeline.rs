@@ -29,7 +29,8 @@ pub(super) fn timeline_text(event: &Event) -> Option<String> {
         | Event::ItemStarted { .. }
         | Event::ItemFinished { .. }
         | Event::RollbackItemStarted { .. }
-        | Event::RollbackItemFinished { .. } => None,
+        | Event::RollbackItemFinished { .. }
+        | Event::RollbackAsked { .. } => None,
     }
 }
 

@@ -18,6 +18,7 @@ mod operator;
 mod pg;
 mod pgstore;
 mod plan;
+mod promises;
 mod resume_items;
 mod runsafety;
 mod scoped;

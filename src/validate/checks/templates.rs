@@ -234,6 +234,10 @@ impl<'a> Checker<'a> {
                 self.variables(t, &vars, usage, scope);
                 self.subscript_group_results(t, false, scope);
                 self.unknown_filters(t, false);
+                if usage == Use::Display {
+                    self.secret_values_displayed(t, &vars);
+                }
+                self.secret_comparisons(t, false);
             }
             Err(e) => {
                 // Inputs named in a broken template still count as used: one error, not two.
@@ -252,6 +256,7 @@ impl<'a> Checker<'a> {
         }
         if usage == Use::Shell {
             self.raw_in_shell(t);
+            self.option_words(t);
         }
     }
 
@@ -281,6 +286,7 @@ impl<'a> Checker<'a> {
                 self.variables(t, &vars, Use::Expr, scope);
                 self.subscript_group_results(t, true, scope);
                 self.unknown_filters(t, true);
+                self.secret_comparisons(t, true);
             }
             Err(e) => {
                 let offset = t.src.find(src).unwrap_or(0);
