@@ -26,8 +26,9 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 mod analyse;
+pub(crate) mod compare;
 mod functions;
-mod taint;
+pub(crate) mod taint;
 use analyse::protect_dollar_hash;
 pub(crate) use analyse::{analyse_command, check_host_part, url_origin_values};
 pub(crate) use functions::{describe_error, expression_source};
@@ -504,6 +505,7 @@ impl Templates {
 
     /// Evaluates an expression against `ctx`.
     pub(crate) fn eval(&self, src: &str, ctx: &Value) -> Result<Value, Error> {
+        self.refuse_secret_comparison(src, ctx)?;
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         self.env.compile_expression(src)?.eval(ctx)
     }

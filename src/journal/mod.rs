@@ -11,6 +11,7 @@
 //!   `docs/journal.md`.
 
 pub(crate) mod answers;
+mod head;
 pub(crate) mod live;
 pub(crate) mod lock;
 pub(crate) mod state;
@@ -194,6 +195,8 @@ impl Journal {
             reserving: true,
             broken: None,
         };
+        // Before any record, and before the reserve takes the disk's last pages.
+        j.first_head(run_dir)?;
         j.reserve();
         if torn > 0 {
             let repaired = Stamped {
@@ -271,12 +274,7 @@ impl Journal {
             durable: self.durable,
             sealed,
         };
-        let mut text = serde_json::to_string(&head).unwrap_or_default();
-        while text.len() < HEAD_WIDTH - 1 {
-            text.push(' ');
-        }
-        text.push('\n');
-        let ok = h.write_all_at(text.as_bytes(), 0).is_ok();
+        let ok = h.write_all_at(head::head_line(&head).as_bytes(), 0).is_ok();
         if ok && sealed {
             let _ = h.sync_data();
         }
@@ -513,7 +511,8 @@ pub(crate) struct Loaded {
 }
 
 /// How an empty head reads: created, but never written (the engine was killed before its first
-/// head write, or the disk was full): `resume` accepts it, `--verify` does not.
+/// head write): `resume` accepts it only before any work was recorded (see `head.rs`),
+/// `--verify` never.
 const NEVER_WRITTEN: &str = "the head file was never written: a removed tail cannot be ruled out";
 
 /// Reads `journal.head`: the head, or why it cannot be used.
@@ -690,7 +689,7 @@ pub(crate) fn read(run_dir: &Path) -> Result<Vec<Record>, JournalError> {
 /// `strict` = false only counts records that were fsynced (a power loss can lose the others).
 pub(crate) fn missing_tail(l: &Loaded, strict: bool) -> Option<String> {
     if let Some(why) = &l.head_problem
-        && (strict || !why.starts_with(NEVER_WRITTEN))
+        && (strict || !why.starts_with(NEVER_WRITTEN) || !head::empty_head_excusable(&l.records))
     {
         return Some(why.clone());
     }

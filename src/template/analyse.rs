@@ -44,8 +44,8 @@ pub(crate) struct CommandAnalysis {
 /// `{% … %}` dropped (so every branch counts), and for each marker its source range and the
 /// root variable it reads.
 pub(super) struct Skeleton {
-    text: String,
-    values: Vec<(String, std::ops::Range<usize>)>,
+    pub(super) text: String,
+    pub(super) values: Vec<(String, std::ops::Range<usize>)>,
     raw: Vec<(String, std::ops::Range<usize>)>,
     blocks: Vec<(String, std::ops::Range<usize>)>,
 }

@@ -54,6 +54,7 @@ impl Templates {
         src: &str,
         ctx: &Value,
     ) -> Result<(serde_json::Value, bool), Error> {
+        self.refuse_secret_comparison(src, ctx)?;
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         REVEALED.with(|c| c.set(0));
         let v = self.env.compile_expression(src)?.eval(ctx)?;
@@ -72,6 +73,7 @@ impl Templates {
         ctx: &Value,
         env_prefix: &str,
     ) -> Result<Option<TaintedItems>, Error> {
+        self.refuse_secret_comparison(src, ctx)?;
         let _reveal = RevealGuard::set(self.secrets == SecretDisplay::Reveal);
         REVEALED.with(|c| c.set(0));
         let v = self.env.compile_expression(src)?.eval(ctx)?;
@@ -157,4 +159,29 @@ pub(crate) fn push_derived(out: &mut Vec<String>, s: String) {
     if s.chars().count() >= MIN_DERIVED_LEN {
         out.push(s);
     }
+}
+
+/// Whether a `{{ … }}` reads `inputs` or `steps` through a computed key (`inputs[name]`,
+/// `steps['a' ~ b]`): which value it reaches is known only at run time.
+pub(crate) fn computed_key(src: &str) -> bool {
+    use minijinja::machinery::{Token, tokenize};
+    let Ok(toks) = tokenize(src, false, Default::default()).collect::<Result<Vec<_>, _>>() else {
+        return false;
+    };
+    toks.iter().enumerate().any(|(i, (t, _))| {
+        if !matches!(t, Token::Ident("inputs" | "steps")) {
+            return false;
+        }
+        if !matches!(toks.get(i + 1), Some((Token::BracketOpen, _))) {
+            return false;
+        }
+        let literal = matches!(
+            (toks.get(i + 2), toks.get(i + 3)),
+            (
+                Some((Token::Str(_) | Token::String(_), _)),
+                Some((Token::BracketClose, _))
+            )
+        );
+        !literal
+    })
 }

@@ -9,7 +9,9 @@ use crate::graph;
 use crate::model::*;
 use crate::template::{SecretDisplay, Templates, describe_error, expression_source};
 
+mod optwords;
 mod runtime;
+mod secrets;
 mod templates;
 mod variables;
 
@@ -78,6 +80,8 @@ struct Checker<'a> {
     order: Option<Vec<usize>>,
     used_inputs: HashSet<String>,
     secrets: HashSet<&'a str>,
+    /// Secret inputs and inputs whose default reads one (see `secrets.rs`).
+    secret_inputs: HashSet<String>,
 }
 
 pub(super) fn check(rb: &Runbook, src: &str, diags: &mut Vec<Diagnostic>) {
@@ -97,7 +101,9 @@ pub(super) fn check(rb: &Runbook, src: &str, diags: &mut Vec<Diagnostic>) {
             .filter(|i| i.secret)
             .map(|i| i.name.as_str())
             .collect(),
+        secret_inputs: HashSet::new(),
     };
+    c.secret_inputs = c.secret_input_names();
     c.ids();
     c.graph();
     c.hosts();

@@ -1530,7 +1530,7 @@ fn triage_output_json_gives_the_diagnosis_as_data() {
         .map(|e| e["outputs"].clone())
         .expect("the conclude step's event");
     assert_eq!(outputs["cause"], "sealed", "{outputs}");
-    assert_eq!(outputs["next"], "vault-crash.yaml", "{outputs}");
+    assert_eq!(outputs["next"], "vault-sealed.yaml", "{outputs}");
     assert!(
         outputs["evidence"]
             .as_str()

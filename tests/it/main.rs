@@ -17,6 +17,7 @@ mod operator;
 mod pg;
 mod pgstore;
 mod plan;
+mod promises;
 mod runsafety;
 mod scoped;
 mod secrets;

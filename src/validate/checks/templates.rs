@@ -233,6 +233,10 @@ impl<'a> Checker<'a> {
             Ok(vars) => {
                 self.variables(t, &vars, usage, scope);
                 self.unknown_filters(t, false);
+                if usage == Use::Display {
+                    self.secret_values_displayed(t, &vars);
+                }
+                self.secret_comparisons(t, false);
             }
             Err(e) => {
                 // Inputs named in a broken template still count as used: one error, not two.
@@ -251,6 +255,7 @@ impl<'a> Checker<'a> {
         }
         if usage == Use::Shell {
             self.raw_in_shell(t);
+            self.option_words(t);
         }
     }
 
@@ -279,6 +284,7 @@ impl<'a> Checker<'a> {
             Ok(vars) => {
                 self.variables(t, &vars, Use::Expr, scope);
                 self.unknown_filters(t, true);
+                self.secret_comparisons(t, true);
             }
             Err(e) => {
                 let offset = t.src.find(src).unwrap_or(0);

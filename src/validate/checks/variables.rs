@@ -203,12 +203,20 @@ impl<'a> Checker<'a> {
             );
         }
         for (root, range) in analysis.raw {
+            let text = t.src.get(range.clone()).unwrap_or_default();
+            let computed = self.raw_through_computed_key(text);
             let span = self.map_range(t, Some(range));
             if self.secrets.contains(root.as_str()) {
                 self.push(
                     Diagnostic::error("secret-raw-in-shell", format!("secret `{root}` is inserted raw into a shell command"))
                         .with_span(span, "secret in the command text")
                         .with_help("write `{{ SECRET }}` without `| raw`: the command then reads it from an environment variable and it never appears in argv"),
+                );
+            } else if computed {
+                self.push(
+                    Diagnostic::error("raw-computed-key", "a value reached through a computed key is inserted raw into a shell command")
+                        .with_span(span, "may be a secret")
+                        .with_help("this runbook has secrets, and which value `inputs[…]`/`steps[…]` reaches is known only at run time, where `| raw` on a secret is refused; drop `| raw` (the value then reaches the command through an environment variable), or name the value literally"),
                 );
             } else {
                 self.push(
