@@ -13,6 +13,7 @@
 //!   a plan it renders masked; it is only revealed where the engine sends it itself (an HTTP
 //!   body or header), and the redactor masks it in everything shown.
 
+mod arith;
 pub(crate) mod optword;
 pub(crate) mod shell;
 pub(crate) mod url;
