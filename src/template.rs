@@ -14,6 +14,7 @@
 //!   body or header), and the redactor masks it in everything shown.
 
 mod arith;
+mod optlex;
 pub(crate) mod optword;
 pub(crate) mod shell;
 pub(crate) mod url;
@@ -450,7 +451,7 @@ impl Templates {
             .iter()
             .map(|(_, v, s)| (v.clone(), *s))
             .collect();
-        if let Some(hit) = optword::option_word(&rendered, &values) {
+        if let Some(hit) = optlex::option_word(&rendered, &values) {
             let (v, secret) = values.get(hit.index).cloned().unwrap_or_default();
             let shown = if secret || derived_secrets.contains(&v) {
                 "(a secret)".to_string()
