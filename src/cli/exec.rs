@@ -138,7 +138,7 @@ pub(crate) fn cmd_exec(a: &ExecArgs, color: bool) -> ExitStatus {
         rb,
         inputs: resolved,
         file: file_abs,
-        file_sha256: crate::journal::sha256_hex(&bytes),
+        file_sha256: crate::validate::composition_sha256(&a.file, &bytes),
         run_id,
         prior: execute::Prior::default(),
         live: None,

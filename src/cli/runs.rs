@@ -117,9 +117,9 @@ fn continue_run(
             return ExitStatus::Invalid;
         }
     };
-    if journal::sha256_hex(&bytes) != sha {
+    if crate::validate::composition_sha256(&path, &bytes) != sha {
         error_line(format!(
-            "{file} changed since run {run_id} started; continuing would run different steps. Restore the file, or start a new run"
+            "{file} (or a runbook it calls with `uses:`) changed since run {run_id} started; continuing would run different steps. Restore the file, or start a new run"
         ));
         return ExitStatus::Invalid;
     }

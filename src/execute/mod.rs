@@ -14,6 +14,7 @@ mod ask;
 mod deadline;
 mod executor;
 mod fanout;
+mod finally;
 mod gate;
 mod lazy_ask;
 mod lifecycle;

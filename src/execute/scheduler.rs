@@ -118,7 +118,7 @@ pub(super) async fn drive(
     } else {
         // The main steps' cancellation must not cancel these: a new signal does.
         let _ = cancel_tx.send(false);
-        run_finally(&shared, &prior, &mut signals, &cancel_tx).await
+        super::finally::run_finally(&shared, &prior, &mut signals, &cancel_tx).await
     };
 
     if let Some(remote) = &shared.services.remote {
@@ -535,71 +535,6 @@ impl Scheduler {
             run_id: sh.opts.run_id.clone(),
         }
     }
-}
-
-/// Runs the `finally` steps in order; a new signal cancels the one running.
-async fn run_finally(
-    sh: &Arc<Shared>,
-    prior: &Prior,
-    signals: &mut Signals,
-    cancel_tx: &watch::Sender<bool>,
-) -> Vec<StepSummary> {
-    signals.take_new();
-    let rb = sh.env.rb.clone();
-    let n = rb.steps.len();
-    let mut summaries = Vec::new();
-    for (k, step) in rb.finally.iter().enumerate() {
-        // A finally step that ran before this engine (a run resumed or unwound again with
-        // `runbook rollback` after its end) does not run twice.
-        if let Some((status, _)) = prior.done.get(&step.id.name) {
-            summaries.push(StepSummary {
-                id: step.id.name.clone(),
-                status: *status,
-                duration_ms: 0,
-                hosts: Vec::new(),
-                error: None,
-                error_kind: None,
-            });
-            continue;
-        }
-        let fut = sh.executor.run_step(sh.clone(), n + k);
-        tokio::pin!(fut);
-        let run = loop {
-            tokio::select! {
-                r = &mut fut => break r,
-                alive = signals.changed() => {
-                    if !alive {
-                        break (&mut fut).await;
-                    }
-                    if signals.take_new() {
-                        let _ = cancel_tx.send(true);
-                    }
-                }
-            }
-        };
-        if run.status != StepStatus::Succeeded {
-            sh.emit(Event::Warning {
-                message: format!(
-                    "finally step `{}` {}: {}",
-                    step.id.name,
-                    run.status.as_str(),
-                    run.error
-                        .as_ref()
-                        .map(|e| e.message.as_str())
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        summaries.push(StepSummary {
-            id: step.id.name.clone(),
-            status: run.status,
-            duration_ms: run.duration.as_millis() as u64,
-            hosts: run.hosts,
-            error_kind: run.error.as_ref().map(|e| e.kind),
-            error: run.error.map(|e| e.message),
-        });
-    }
-    summaries
 }
 
 /// Whether a failed step's result shows hosts or items that completed.

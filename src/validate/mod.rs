@@ -5,6 +5,8 @@
 //! Each problem is a [`Diagnostic`] with a stable code; `docs/diagnostics.md` lists them all.
 
 mod ask;
+mod called;
+pub(crate) use called::composition_sha256;
 mod checks;
 mod compose;
 pub use checks::{RESULT_NAMES, step_var};

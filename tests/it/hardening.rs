@@ -749,3 +749,114 @@ steps:
     assert_eq!(done.status.code(), Some(0), "{stderr}");
     assert_eq!(s.read("len").trim(), "20");
 }
+
+/// Attack report 13, D6: `when:` and `confirm:` of `finally` steps were ignored: the plan
+/// said "will be SKIPPED" and the engine ran them, and a finally gate approved itself
+/// headless. Now a false `when:` skips, and a gate nobody answers keeps its step from running.
+#[test]
+fn finally_steps_obey_when_and_their_gates() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: fin
+version: 1
+inputs:
+  mode: { default: a }
+steps:
+  - id: s
+    read_only: true
+    run: "true"
+finally:
+  - id: only-on-b
+    when: mode == 'b'
+    run: echo "only-on-b {{ mode }}" >> {D}/m
+  - id: gated
+    confirm: "re-enable traffic?"
+    run: echo gated >> {D}/m
+  - id: always
+    run: echo always >> {D}/m
+"#,
+    );
+    let rbp = s.path("runbook.yaml").display().to_string();
+    let plan = runbook(["plan".to_string(), rbp.clone()]).run();
+    assert!(plan.stdout.contains("SKIPPED"), "{}", plan.stdout);
+    let ran = rb(&s, &["exec", &rbp, "--no-wait", "--progress", "plain"]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(s.read("m"), "always\n", "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("finally step `gated` not run"),
+        "{}",
+        ran.stderr
+    );
+    std::fs::remove_file(s.path("m")).unwrap_or_default();
+    let ran = rb(
+        &s,
+        &["exec", &rbp, "--yes", "-i", "mode=b", "--progress", "plain"],
+    );
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        s.read("m"),
+        "only-on-b b\ngated\nalways\n",
+        "{}",
+        ran.stderr
+    );
+}
+
+/// Attack report 13, D18: `resume` checked only the top runbook's hash, so an edited
+/// `uses:` child (new commands, swapped rollbacks) ran in a resumed run. The run now records
+/// the fingerprint of the runbook with every file it calls.
+#[test]
+fn resume_refuses_a_changed_child_runbook() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("lib")).expect("lib");
+    let child = "runbook: c\nversion: 1\nsteps:\n  - id: c1\n    read_only: true\n    run: echo c1 >> {D}/m\n";
+    let write_child = |text: &str| {
+        std::fs::write(
+            s.path("lib/c.yaml"),
+            text.replace("{D}", &s.dir.path().display().to_string()),
+        )
+        .expect("child")
+    };
+    write_child(child);
+    s.runbook(
+        r#"
+runbook: p
+version: 1
+steps:
+  - id: g
+    confirm: "go?"
+    read_only: true
+    run: echo g >> {D}/m
+  - id: call
+    needs: [g]
+    uses: lib/c.yaml
+"#,
+    );
+    let paused = s.exec(&["--no-wait"]);
+    assert_eq!(paused.code, Some(3), "{}{}", paused.stdout, paused.stderr);
+    let id = std::fs::read_dir(s.path("runs"))
+        .expect("runs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.starts_with('.'))
+        .expect("run id");
+    write_child(&child.replace("echo c1", "echo INJECTED"));
+    let refused = rb(&s, &["resume", &id, "--yes"]);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("a runbook it calls"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(s.read("m"), "", "nothing may run");
+    write_child(child);
+    let done = rb(&s, &["resume", &id, "--yes"]);
+    assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
+    assert_eq!(s.read("m"), "g\nc1\n");
+}

@@ -669,3 +669,88 @@ steps:
     assert_eq!(code, Some(2), "{late}");
     assert!(late.contains("no engine of run"), "{late}");
 }
+
+/// `psql` as login URL `url`: whether it succeeded, and its output.
+fn psql_as(url: &str, sql: &str) -> (bool, String) {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg(url)
+        .args(["-c", sql])
+        .output()
+        .expect("psql");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    )
+}
+
+/// Attack report 13, D11: with the documented team grants, bob could rewrite alice's run
+/// (its options: an ssh config whose ProxyCommand alice's `resume` ran; its journal: delete
+/// records and reset the head so a finished step ran again). Only the run's own role writes
+/// it now; bob still reads it (approving its gates is `a_two_person_gate_…`).
+#[test]
+fn another_team_member_cannot_rewrite_a_run() {
+    let pg = team_store();
+    let alice = pg.url_as("alice", "alice-pw");
+    let bob = pg.url_as("bob", "bob-pw");
+    let s = Scratch::new();
+    s.runbook(
+        "runbook: own\nversion: 1\nsteps:\n  - id: x\n    run: echo x >> {D}/m\n  - id: g\n    needs: [x]\n    confirm: go?\n    run: echo g >> {D}/m\n",
+    );
+    let paused = runbook([
+        "exec",
+        &s.path("runbook.yaml").display().to_string(),
+        "--no-wait",
+        "--runs-dir",
+        &s.path("runs").display().to_string(),
+    ])
+    .env("RUNBOOK_STORE", &alice)
+    .run();
+    assert_eq!(paused.code, Some(3), "{}", paused.snapshot());
+    let id = run_id(&s).expect("run id");
+    let before = pg.query(&format!(
+        "SELECT head_count || ':' || coalesce(options, '') FROM runbook_run WHERE run_id = '{id}'"
+    ));
+    // Every way of rewriting the run is refused or changes nothing.
+    for sql in [
+        format!(
+            "UPDATE runbook_run SET options = '{{}}', file = '/tmp/evil.yaml' WHERE run_id = '{id}' RETURNING 1"
+        ),
+        format!("UPDATE runbook_run SET head_count = 1 WHERE run_id = '{id}' RETURNING 1"),
+        format!("DELETE FROM runbook_record WHERE run_id = '{id}' RETURNING 1"),
+        format!("UPDATE runbook_record SET line = 'x' WHERE run_id = '{id}' RETURNING 1"),
+        format!(
+            "INSERT INTO runbook_record (run_id, seq, line) VALUES ('{id}', 999, '{{}}') RETURNING 1"
+        ),
+        format!("DELETE FROM runbook_run WHERE run_id = '{id}' RETURNING 1"),
+        format!("UPDATE runbook_run SET created_by = 'bob' WHERE run_id = '{id}' RETURNING 1"),
+    ] {
+        let (ok, out) = psql_as(&bob, &sql);
+        assert!(!ok || out.is_empty(), "bob could: {sql}\n{out}");
+    }
+    let after = pg.query(&format!(
+        "SELECT head_count || ':' || coalesce(options, '') FROM runbook_run WHERE run_id = '{id}'"
+    ));
+    assert_eq!(before, after);
+    // bob still sees the run; alice resumes it to the end, nothing twice.
+    let (ok, out) = psql_as(
+        &bob,
+        &format!("SELECT count(*) FROM runbook_record WHERE run_id = '{id}'"),
+    );
+    assert!(ok && out != "0", "{out}");
+    let done = runbook([
+        "resume",
+        &id,
+        "--yes",
+        "--runs-dir",
+        &s.path("runs").display().to_string(),
+    ])
+    .env("RUNBOOK_STORE", &alice)
+    .run();
+    assert_eq!(done.code, Some(0), "{}", done.snapshot());
+    assert_eq!(s.read("m"), "x\ng\n");
+}

@@ -163,6 +163,53 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
              WHERE a.run_id = runbook_ask_reply.run_id AND a.step = runbook_ask_reply.step
                AND a.operator = session_user));",
     ),
+    // Attack report 13, D11: with the documented team grants any member could UPDATE another
+    // engineer's run (its options: an ssh config whose ProxyCommand the owner's `resume`
+    // ran) or truncate its journal and reset the head. A run, its records and its gates are
+    // now written only by the role that started it (or a role that is a member of it: an
+    // administrator hands a run over with `GRANT alice TO bob`); records are append-only for
+    // everybody; answers can be given by anyone but taken (deleted) only by the run's engine.
+    (
+        5,
+        "run integrity",
+        "CREATE FUNCTION runbook_owns(owner text) RETURNS boolean LANGUAGE sql STABLE AS $$
+         SELECT owner = session_user OR EXISTS (SELECT 1 FROM pg_roles r
+             WHERE r.rolname = owner AND pg_has_role(session_user, r.oid, 'MEMBER'))
+     $$;
+     CREATE FUNCTION runbook_owns_run(id text) RETURNS boolean LANGUAGE sql STABLE AS $$
+         SELECT EXISTS (SELECT 1 FROM runbook_run r WHERE r.run_id = id AND runbook_owns(r.created_by))
+     $$;
+     CREATE FUNCTION runbook_run_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         IF TG_OP = 'INSERT' THEN
+             NEW.created_by := session_user;
+         ELSE
+             NEW.created_by := OLD.created_by;
+         END IF;
+         RETURN NEW;
+     END $$;
+     CREATE TRIGGER runbook_run_stamp BEFORE INSERT OR UPDATE ON runbook_run
+         FOR EACH ROW EXECUTE FUNCTION runbook_run_stamp();
+     ALTER TABLE runbook_run ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY runbook_run_read ON runbook_run FOR SELECT USING (true);
+     CREATE POLICY runbook_run_add ON runbook_run FOR INSERT WITH CHECK (true);
+     CREATE POLICY runbook_run_own ON runbook_run FOR UPDATE
+         USING (runbook_owns(created_by)) WITH CHECK (runbook_owns(created_by));
+     ALTER TABLE runbook_record ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY runbook_record_read ON runbook_record FOR SELECT USING (true);
+     CREATE POLICY runbook_record_add ON runbook_record FOR INSERT
+         WITH CHECK (runbook_owns_run(run_id));
+     ALTER TABLE runbook_gate ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY runbook_gate_read ON runbook_gate FOR SELECT USING (true);
+     CREATE POLICY runbook_gate_add ON runbook_gate FOR INSERT WITH CHECK (runbook_owns_run(run_id));
+     CREATE POLICY runbook_gate_own ON runbook_gate FOR UPDATE
+         USING (runbook_owns_run(run_id)) WITH CHECK (runbook_owns_run(run_id));
+     CREATE POLICY runbook_gate_end ON runbook_gate FOR DELETE USING (runbook_owns_run(run_id));
+     ALTER TABLE runbook_answer ENABLE ROW LEVEL SECURITY;
+     CREATE POLICY runbook_answer_read ON runbook_answer FOR SELECT USING (true);
+     CREATE POLICY runbook_answer_give ON runbook_answer FOR INSERT WITH CHECK (true);
+     CREATE POLICY runbook_answer_take ON runbook_answer FOR DELETE USING (runbook_owns_run(run_id));",
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises `store init`.
