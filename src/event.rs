@@ -205,6 +205,12 @@ pub enum Event {
         #[serde(default)]
         result: serde_json::Value,
     },
+    /// The engine asks at its terminal whether to roll back now (`steps`, newest first);
+    /// the answer is a `rollback-started` or `rollback-not-run` record.
+    RollbackAsked {
+        steps: Vec<String>,
+        reason: String,
+    },
     RollbackStarted {
         step: String,
         reason: String,

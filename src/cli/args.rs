@@ -414,8 +414,9 @@ pub(crate) struct ResumeArgs {
     /// Treat steps that were in flight as done.
     #[arg(long)]
     pub skip_in_doubt: bool,
-    /// Continue although `journal.head` is missing or damaged: then a removed tail of the
-    /// journal cannot be ruled out (steps or rollbacks that already ran may run again).
+    /// Continue although `journal.head` is missing, damaged, or empty behind recorded work:
+    /// then a removed tail of the journal cannot be ruled out (steps or rollbacks that
+    /// already ran may run again).
     #[arg(long)]
     pub ignore_damaged_head: bool,
     #[command(flatten)]
@@ -485,8 +486,9 @@ pub(crate) struct RollbackArgs {
     /// The run: its id, a unique prefix of it, or `last` (the most recently started run).
     #[arg(value_name = "RUN")]
     pub run_id: String,
-    /// Continue although `journal.head` is missing or damaged: then a removed tail of the
-    /// journal cannot be ruled out (steps or rollbacks that already ran may run again).
+    /// Continue although `journal.head` is missing, damaged, or empty behind recorded work:
+    /// then a removed tail of the journal cannot be ruled out (steps or rollbacks that
+    /// already ran may run again).
     #[arg(long)]
     pub ignore_damaged_head: bool,
     #[command(flatten)]

@@ -236,7 +236,10 @@ impl Observer for Console {
             | Event::RollbackFinished { .. }
             | Event::RollbackNotRun { .. }
             | Event::RollbacksDischarged { .. } => self.rollback_event(&ts, &e.event),
-            Event::ItemStarted { .. } | Event::ItemFinished { .. } => {}
+            // The question itself is the prompter's (`confirm_rollback`).
+            Event::ItemStarted { .. }
+            | Event::ItemFinished { .. }
+            | Event::RollbackAsked { .. } => {}
         }
         Ok(())
     }

@@ -214,6 +214,7 @@ pub(crate) fn next_commands(v: &RunView, flags: &str) -> Vec<String> {
     let f = flags;
     match &v.state {
         RunState::Running { .. } => vec![format!("runbook logs{f} {id} --follow")],
+        RunState::RollbackQuestion { .. } => vec![format!("runbook logs{f} {id} --follow")],
         RunState::Waiting { gate, .. } if is_ask(runbook_of(v).as_ref(), gate) => {
             vec![format!(
                 "runbook answer{f} {id} {gate}   (as yourself; a secret at a hidden prompt or with --stdin)"
@@ -348,6 +349,7 @@ fn state_text(v: &RunView, rb: Option<&Runbook>) -> String {
             engine.user,
             engine.host
         ),
+        RunState::RollbackQuestion { .. } => super::rollback_question::state_line(&v.state),
         RunState::Waiting {
             engine,
             gate,

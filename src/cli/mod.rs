@@ -7,6 +7,7 @@ mod console;
 mod exec;
 mod inspect;
 mod remember;
+mod rollback_question;
 mod runs;
 mod shared;
 mod store;

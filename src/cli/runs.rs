@@ -310,7 +310,7 @@ pub(crate) fn cmd_answer(a: &AnswerArgs, decision: Decision) -> ExitStatus {
             "note: the run's engine is live but waiting at `{gate}`, not `{}`: the answer is used when it gets there",
             a.gate
         ),
-        Some(RunState::Running { engine }) => println!(
+        Some(RunState::Running { engine } | RunState::RollbackQuestion { engine, .. }) => println!(
             "note: the run's engine (pid {}) is live but not at `{}` yet: the answer is used when it gets there",
             engine.pid, a.gate
         ),

@@ -176,6 +176,10 @@ async fn confirmed(
     // A signal while asking (Ctrl-C, the terminal closed) means "stop": the prompt is
     // withdrawn and the run unwinds, as after any signal.
     let (names, reason) = (names.to_vec(), reason.to_string());
+    sh.emit(Event::RollbackAsked {
+        steps: names.clone(),
+        reason: reason.clone(),
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let _withdraw = WithdrawOnDrop(stop.clone());

@@ -125,7 +125,9 @@ fn run_state(runs_dir: &Path, h: &Holder) -> HolderState {
     let run_dir = runs_dir.join(&h.run_id);
     use super::state::RunState;
     match super::state::view(&run_dir).map(|v| v.state) {
-        Ok(RunState::Running { .. } | RunState::Waiting { .. }) => HolderState::Live,
+        Ok(
+            RunState::Running { .. } | RunState::Waiting { .. } | RunState::RollbackQuestion { .. },
+        ) => HolderState::Live,
         Ok(RunState::Paused { .. } | RunState::Interrupted) => HolderState::Resumable,
         Ok(RunState::Finished { .. } | RunState::Damaged) | Err(_) => HolderState::Stale,
     }

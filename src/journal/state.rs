@@ -25,6 +25,12 @@ pub(crate) enum RunState {
         since: String,
         how: Option<String>,
     },
+    /// A live engine asks at its terminal whether to roll back `steps` (newest first).
+    RollbackQuestion {
+        engine: LiveHolder,
+        since: String,
+        steps: Vec<String>,
+    },
     /// The engine stopped at a gate nobody answered; `resume` continues there.
     Paused { gate: Option<String> },
     /// No end record and no live engine: it was killed or crashed; `resume` continues it.
@@ -46,6 +52,7 @@ impl RunState {
         match self {
             RunState::Running { .. } => "running".into(),
             RunState::Waiting { .. } => "waiting".into(),
+            RunState::RollbackQuestion { .. } => "waiting to roll back".into(),
             RunState::Paused { .. } => "paused".into(),
             RunState::Interrupted => "interrupted".into(),
             RunState::Damaged => "damaged".into(),
@@ -157,6 +164,7 @@ pub(crate) fn view_of(run_dir: &Path, records: &[Record], engine: Option<LiveHol
         finished: None,
         first_at: None,
         rollback_gates: Default::default(),
+        rollback_asked: None,
     };
     for r in records {
         fold.record(&r.stamped.at, &r.stamped.event);
@@ -174,11 +182,23 @@ struct Fold {
     first_at: Option<jiff::Timestamp>,
     /// Gates that confirm a manual rollback (not steps).
     rollback_gates: std::collections::HashSet<String>,
+    /// The engine asked whether to roll back (since, steps) and no answer is recorded yet.
+    rollback_asked: Option<(String, Vec<String>)>,
 }
 
 impl Fold {
     /// One record, stamped `at`.
     fn record(&mut self, at: &str, event: &Event) {
+        match event {
+            Event::RollbackAsked { steps, .. } => {
+                self.rollback_asked = Some((at.to_string(), steps.clone()));
+            }
+            Event::RollbackStarted { .. }
+            | Event::RollbackNotRun { .. }
+            | Event::RunResumed { .. }
+            | Event::RunFinished { .. } => self.rollback_asked = None,
+            _ => {}
+        }
         if matches!(
             event,
             Event::RollbackNotRun { .. }
@@ -193,6 +213,7 @@ impl Fold {
             finished,
             first_at,
             rollback_gates,
+            ..
         } = self;
         match event {
             Event::RunStarted {
@@ -349,6 +370,7 @@ impl Fold {
             mut v,
             pending,
             finished,
+            rollback_asked,
             ..
         } = self;
         v.state = match (finished, engine) {
@@ -366,6 +388,14 @@ impl Fold {
                 exit_code,
                 reason,
             },
+            (None, Some(engine)) if rollback_asked.is_some() => {
+                let (since, steps) = rollback_asked.unwrap_or_default();
+                RunState::RollbackQuestion {
+                    engine,
+                    since,
+                    steps,
+                }
+            }
             (None, Some(engine)) => match pending.iter().max_by(|a, b| a.1.0.cmp(&b.1.0)) {
                 Some((gate, (since, how))) => RunState::Waiting {
                     engine,

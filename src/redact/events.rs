@@ -104,7 +104,7 @@ pub(crate) fn redact_free_text(r: &Redactor, mut e: Event) -> Event {
             status: _,
             result,
         } => redact_result(r, result),
-        Event::RollbackStarted { step: _, reason } => t(reason),
+        Event::RollbackStarted { reason, .. } | Event::RollbackAsked { reason, .. } => t(reason),
         Event::RollbackFinished {
             step: _,
             status: _,

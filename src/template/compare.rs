@@ -294,6 +294,39 @@ pub(crate) fn compared_paths(src: &str, expr: bool) -> Vec<Operand> {
     out
 }
 
+impl super::Templates {
+    /// Refuses an expression that compares a value holding a secret at run time (a secret
+    /// input, a secret output, a value computed from a secret): the comparison would be
+    /// silently false. The message names the path, never the value.
+    pub(crate) fn refuse_secret_comparison(
+        &self,
+        src: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<(), minijinja::Error> {
+        if !src.contains(['=', '<', '>', ' ']) {
+            return Ok(());
+        }
+        for op in compared_paths(src, true) {
+            let Some(text) = src.get(op.range.clone()) else {
+                continue;
+            };
+            let Ok(v) = self.env.compile_expression(text).and_then(|e| e.eval(ctx)) else {
+                continue;
+            };
+            if v.downcast_object_ref::<super::Secret>().is_some() {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "`{text}` holds a secret: `{text} {op} …` would always be false (a secret is compared as a masked object, not as its text); compare its text: `({text} | string) {op} …`",
+                        op = op.op
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,38 +364,5 @@ mod tests {
             "tok"
         );
         assert!(compared_paths("{{ broken", false).is_empty());
-    }
-}
-
-impl super::Templates {
-    /// Refuses an expression that compares a value holding a secret at run time (a secret
-    /// input, a secret output, a value computed from a secret): the comparison would be
-    /// silently false. The message names the path, never the value.
-    pub(crate) fn refuse_secret_comparison(
-        &self,
-        src: &str,
-        ctx: &minijinja::Value,
-    ) -> Result<(), minijinja::Error> {
-        if !src.contains(['=', '<', '>', ' ']) {
-            return Ok(());
-        }
-        for op in compared_paths(src, true) {
-            let Some(text) = src.get(op.range.clone()) else {
-                continue;
-            };
-            let Ok(v) = self.env.compile_expression(text).and_then(|e| e.eval(ctx)) else {
-                continue;
-            };
-            if v.downcast_object_ref::<super::Secret>().is_some() {
-                return Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!(
-                        "`{text}` holds a secret: `{text} {op} …` would always be false (a secret is compared as a masked object, not as its text); compare its text: `({text} | string) {op} …`",
-                        op = op.op
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
 }

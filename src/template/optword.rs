@@ -123,7 +123,7 @@ pub(crate) fn unended_option_words(src: &str) -> Vec<(String, std::ops::Range<us
 /// it is one known to take options and no `--` ended them.
 fn command_of(prefix: &str) -> Option<String> {
     let segment = prefix
-        .rsplit(|c| matches!(c, ';' | '|' | '&' | '\n' | '(' | ')' | '`' | '{'))
+        .rsplit([';', '|', '&', '\n', '(', ')', '`', '{'])
         .next()
         .unwrap_or(prefix);
     let words: Vec<&str> = segment.split_whitespace().collect();

@@ -162,26 +162,25 @@ pub(crate) fn push_derived(out: &mut Vec<String>, s: String) {
 }
 
 /// Whether a `{{ … }}` reads `inputs` or `steps` through a computed key (`inputs[name]`,
-/// `steps['a' ~ b]`): which value it reaches is known only at run time.
-pub(crate) fn computed_key(src: &str) -> bool {
+/// `steps['a' ~ b]`): which value it reaches is known only at run time. `Some(Some(name))`
+/// when the key is one bare variable (`inputs[which]`), `Some(None)` for another expression.
+pub(crate) fn computed_key(src: &str) -> Option<Option<String>> {
     use minijinja::machinery::{Token, tokenize};
-    let Ok(toks) = tokenize(src, false, Default::default()).collect::<Result<Vec<_>, _>>() else {
-        return false;
-    };
-    toks.iter().enumerate().any(|(i, (t, _))| {
-        if !matches!(t, Token::Ident("inputs" | "steps")) {
-            return false;
+    let toks: Vec<_> = tokenize(src, false, Default::default())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    toks.iter().enumerate().find_map(|(i, (t, _))| {
+        if !matches!(t, Token::Ident("inputs" | "steps"))
+            || !matches!(toks.get(i + 1), Some((Token::BracketOpen, _)))
+        {
+            return None;
         }
-        if !matches!(toks.get(i + 1), Some((Token::BracketOpen, _))) {
-            return false;
+        match (toks.get(i + 2), toks.get(i + 3)) {
+            (Some((Token::Str(_) | Token::String(_), _)), Some((Token::BracketClose, _))) => None,
+            (Some((Token::Ident(k), _)), Some((Token::BracketClose, _))) => {
+                Some(Some((*k).to_string()))
+            }
+            _ => Some(None),
         }
-        let literal = matches!(
-            (toks.get(i + 2), toks.get(i + 3)),
-            (
-                Some((Token::Str(_) | Token::String(_), _)),
-                Some((Token::BracketClose, _))
-            )
-        );
-        !literal
     })
 }

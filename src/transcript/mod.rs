@@ -394,7 +394,8 @@ fn timeline_text(event: &Event) -> Option<String> {
         Event::Output { .. }
         | Event::ProbeAttempt { .. }
         | Event::ItemStarted { .. }
-        | Event::ItemFinished { .. } => return None,
+        | Event::ItemFinished { .. }
+        | Event::RollbackAsked { .. } => return None,
     })
 }
 

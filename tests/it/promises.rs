@@ -278,7 +278,8 @@ steps:
 }
 
 /// Secret step outputs and values computed from a secret in a title or a `fail:` message are
-/// masked at run time; `validate` now tells the author first.
+/// masked at run time (not a leak); `validate` now warns the author first that they will only
+/// show as ********, and `--strict` refuses them.
 #[test]
 fn secret_outputs_in_titles_and_fail_messages_are_reported() {
     let s = Scratch::new();
@@ -306,13 +307,20 @@ steps:
     fail: "login gave {{ steps.login.outputs.echoed }} for {{ auth }}"
 "#,
     );
-    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert_eq!(
-        ran.stderr.matches("[secret-in-display]").count(),
+        ran.stderr.matches("warning[secret-shown-masked]").count(),
         3,
         "{}",
         ran.stderr
     );
+    let strict = runbook([
+        "validate".to_string(),
+        "--strict".into(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(strict.code, Some(2), "{}", strict.stderr);
     for what in [
         "secret output `session` of step `login`",
         "secret output `echoed` of step `login`",
@@ -358,6 +366,23 @@ steps:
         ran.stderr
     );
     assert!(!ran.stderr.contains("raw-computed-key"), "{}", ran.stderr);
+    // A key that may only name inputs that are not secrets cannot reach one.
+    let allowed = with_secret.replace(
+        "which: { default: region }",
+        "which: { default: region, allowed: [region] }",
+    );
+    let ran = validate(&s, &allowed);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("raw-computed-key"), "{}", ran.stderr);
+    let ran = validate(
+        &s,
+        &allowed.replace("allowed: [region]", "allowed: [region, token]"),
+    );
+    assert!(
+        ran.stderr.contains("error[raw-computed-key]"),
+        "{}",
+        ran.stderr
+    );
 }
 
 /// A value that is a whole argument of a program that reads options, with no `--` before
@@ -413,4 +438,68 @@ steps:
         "{}",
         ran.stderr
     );
+}
+
+const FAILS_AFTER_A_CHANGE: &str = r#"
+runbook: fails-after-a-change
+version: 1
+steps:
+  - id: change
+    run: echo c >> {D}/changed
+    rollback: echo u >> {D}/undone
+  - id: breaks
+    needs: [change]
+    run: exit 7
+"#;
+
+/// While the engine asks "roll back now?" at its terminal, `show` and `runs` say the run
+/// waits for that answer (it said "running"); after the answer they follow the unwinding.
+#[test]
+fn show_says_the_run_waits_for_the_rollback_answer() {
+    let s = Scratch::new();
+    s.runbook(FAILS_AFTER_A_CHANGE);
+    let mut cmd = s.command(&["--progress", "plain"]);
+    cmd.env("TERM", "dumb");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in pty");
+    p.exp_string("roll back now?").expect("rollback question");
+    let id = only_run(&s);
+    let dir = runs_dir(&s);
+    let show = runbook(["show", &id, "--runs-dir", &dir]).run();
+    assert_eq!(show.code, Some(0), "{}", show.stderr);
+    assert!(
+        show.stdout
+            .contains("waiting for the answer to \"roll back now?\"")
+            && show.stdout.contains("`change`")
+            && !show.stdout.contains("running for"),
+        "{}",
+        show.stdout
+    );
+    let runs = runbook(["runs", "--runs-dir", &dir]).run();
+    assert!(
+        runs.stdout
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("waiting to roll back")),
+        "{}",
+        runs.stdout
+    );
+    let json = runbook(["show", &id, "--runs-dir", &dir, "--json"]).run();
+    assert!(
+        json.stdout.contains("\"rollback-question\""),
+        "{}",
+        json.stdout
+    );
+    p.send_line("y").expect("answer");
+    p.exp_eof().expect("exit");
+    assert_eq!(lines_of(&s, "undone"), 1);
+    let show = runbook(["show", &id, "--runs-dir", &dir]).run();
+    assert!(!show.stdout.contains("roll back now?"), "{}", show.stdout);
+    // The journal records the question (steps, never a value) before the rollback.
+    let journal = s.read(&format!("runs/{id}/journal.jsonl"));
+    let asked = journal
+        .find("\"rollback-asked\"")
+        .expect("rollback-asked record");
+    let started = journal
+        .find("\"rollback-started\"")
+        .expect("rollback-started");
+    assert!(asked < started);
 }

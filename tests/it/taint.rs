@@ -527,6 +527,7 @@ steps:
 #[test]
 fn raw_on_a_secret_reached_any_way_is_refused_at_run_time() {
     let s = Scratch::new();
+    // Through a computed key `validate` refuses it first (`raw-computed-key`)…
     s.runbook(
         r#"
 runbook: raw
@@ -539,6 +540,43 @@ steps:
     on_failure: continue
   - id: b
     run: "echo {{ (inputs['t' ~ 'ok'] ~ '-x') | raw }} > {D}/b.out"
+    on_failure: continue
+  - id: c
+    run: "echo {{ 'plain-fragment' | raw }} > {D}/c.out"
+"#,
+    );
+    let checked = runbook([
+        "validate".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(checked.code, Some(2), "{}", checked.stderr);
+    assert_eq!(
+        checked.stderr.matches("error[raw-computed-key]").count(),
+        2,
+        "{}",
+        checked.stderr
+    );
+    // …and a value computed from the secret at run time, which `validate` cannot see, is
+    // refused when the command is rendered.
+    s.runbook(
+        r#"
+runbook: raw
+version: 1
+inputs:
+  tok: { secret: true, from_env: TOK }
+steps:
+  - id: d
+    run: echo derived
+    outputs:
+      r: tok | string | reverse
+  - id: a
+    needs: [d]
+    run: "echo {{ steps.d.outputs.r | raw }} > {D}/a.out"
+    on_failure: continue
+  - id: b
+    needs: [d]
+    run: "echo {{ (steps.d.outputs.r ~ '-x') | raw }} > {D}/b.out"
     on_failure: continue
   - id: c
     run: "echo {{ 'plain-fragment' | raw }} > {D}/c.out"

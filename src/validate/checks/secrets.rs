@@ -1,7 +1,9 @@
 //! Secret misuse `validate` can see before a run: a secret compared (always false at run
-//! time), a secret step output or a value computed from a secret in text shown to people
-//! (masked at run time: the author meant to show something), and `| raw` through a computed
-//! key in a runbook that has secrets (refused at run time when the key reaches one).
+//! time: an error), a secret step output or a value computed from a secret in text shown to
+//! people (masked at run time, so not a leak: a warning that it will show as ********), and
+//! `| raw` through a computed key in a runbook that has secrets (refused at run time when the
+//! key reaches one: an error, unless the key is an input whose `allowed:` values name no
+//! secret).
 
 use super::*;
 use crate::template::compare::{Operand, compared_paths};
@@ -140,11 +142,11 @@ impl<'a> Checker<'a> {
                 continue;
             };
             self.push(
-                Diagnostic::error(
-                    "secret-in-display",
-                    format!("{what} is used in text shown to people"),
+                Diagnostic::warning(
+                    "secret-shown-masked",
+                    format!("{what} is used in text shown to people: it will only show as ********"),
                 )
-                .with_span(self.find_in(t, &shown), "would be printed masked")
+                .with_span(self.find_in(t, &shown), "printed masked")
                 .with_help("titles, gate texts, `fail:` messages, manual instructions and prompts are printed and journaled, where a secret only shows as ********; show something that is not secret (a length, a name), or use the secret only in commands, env, stdin or request bodies"),
             );
         }
@@ -154,7 +156,17 @@ impl<'a> Checker<'a> {
     /// reaches, and the engine refuses it at run time if it is a secret. In a runbook with
     /// secrets that is an error; without, the `raw-shell-insertion` warning.
     pub(super) fn raw_through_computed_key(&self, expr: &str) -> bool {
-        crate::template::taint::computed_key(expr)
+        let Some(key) = crate::template::taint::computed_key(expr) else {
+            return false;
+        };
+        // `inputs[which]` where `which` may only name inputs that are not secrets: fine.
+        let safe_key = key
+            .as_deref()
+            .and_then(|k| self.rb.input(k))
+            .is_some_and(|i| {
+                !i.allowed.is_empty() && i.allowed.iter().all(|a| !self.secret_inputs.contains(a))
+            });
+        !safe_key
             && (!self.secret_inputs.is_empty()
                 || self.all_steps().any(|(_, s)| !s.secret_outputs.is_empty()))
     }
