@@ -84,6 +84,17 @@ pub(crate) fn arithmetic_position(
     if !quoted && param.is_none() && subscript_open(&word) {
         return true;
     }
+    // `a=( [{{ v }}]=1 )`: a subscript in a compound array assignment.
+    let head: String = chars[..word_start].iter().collect();
+    if !quoted
+        && word.starts_with('[')
+        && !word.contains(']')
+        && head
+            .rfind("=(")
+            .is_some_and(|o| head.rfind(')').is_none_or(|c| c < o))
+    {
+        return true;
+    }
     // The simple command before the marker (inside `[[ … ]]`, `&&` and `||` do not end it).
     let before: String = chars[..word_start].iter().collect();
     let cmd_start = before.rfind(|c: char| is_sep(c)).map_or(0, |p| p + 1);
@@ -191,6 +202,8 @@ mod tests {
             "declare -i x; x=@0",
             "a[@0]=1",
             "unset a[@0]",
+            "a=([@0]=1)",
+            "declare -a a=( [1]=x [@0]=y )",
             "${a[@0]}",
             "${x:@0}",
             "${x:1:@0}",
@@ -209,6 +222,7 @@ mod tests {
             "${x:=@0}",
             "${x/@0/y}",
             "echo [@0]",
+            "a=(x) ; echo [@0]",
             "echo \"a[@0]\"",
             "echo a]@0",
         ] {

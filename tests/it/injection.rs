@@ -550,6 +550,7 @@ fn values_in_arithmetic_contexts_are_refused() {
         "f() { local -i x={{ v }}; }; f",
         "a=(1 2); echo ${a[{{ v }}]}",
         "a[{{ v }}]=1",
+        "a=([{{ v }}]=1)",
         "echo $(( {{ v }} ))",
     ];
     let unshare = std::path::Path::new("/usr/bin/unshare").exists()
