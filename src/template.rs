@@ -28,7 +28,10 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 mod analyse;
+mod checked;
 pub(crate) mod compare;
+pub(crate) use checked::{REFUSAL as CHECKED_INPUT_REFUSAL, strip_checked};
+pub(crate) use functions::expression_display;
 mod functions;
 pub(crate) mod taint;
 use analyse::protect_dollar_hash;
@@ -312,6 +315,7 @@ impl Templates {
         });
         env.add_filter("regex_search", regex_search);
         env.add_filter("regex_findall", regex_findall);
+        env.add_filter("checked_input", checked::checked_input);
         env.add_filter("from_json", |text: String| -> Result<Value, Error> {
             serde_json::from_str::<serde_json::Value>(&text)
                 .map(to_value)

@@ -22,7 +22,7 @@ pub(crate) fn planned(
         from_expr: spec
             .from_expr
             .as_ref()
-            .map(|t| crate::template::expression_source(&t.src).to_string()),
+            .map(|t| crate::template::expression_display(&t.src).to_string()),
     })
 }
 

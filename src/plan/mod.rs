@@ -18,7 +18,9 @@ use crate::fmt::human_duration;
 use crate::graph;
 use crate::inputs::{self, Inputs};
 use crate::model::*;
-use crate::template::{Placeholder, SecretDisplay, Target, Templates, expression_source};
+use crate::template::{
+    Placeholder, SecretDisplay, Target, Templates, expression_display, expression_source,
+};
 use crate::validate::step_var;
 use show::{Shown, is_runtime_expr, show};
 
@@ -344,11 +346,11 @@ fn planned_for_each(t: &Templates, ctx: &Value, fe: &ForEach) -> PlannedForEach 
     };
     PlannedForEach {
         items,
-        expression: expr.to_string(),
+        expression: expression_display(&fe.items.src).to_string(),
         until: fe
             .until
             .as_ref()
-            .map(|u| expression_source(&u.src).to_string()),
+            .map(|u| expression_display(&u.src).to_string()),
         on_item_failure_continue: fe.continue_on_item_failure,
     }
 }
@@ -402,7 +404,7 @@ pub(crate) fn plan_action(
                 Probe::Run { command, .. } => planned_run(&r, command, body, ctx, true)?,
                 Probe::Http(h) => PlannedAction::Http(plan_request(&r, h, ctx)?),
             }),
-            until: expression_source(&w.until.src).to_string(),
+            until: expression_display(&w.until.src).to_string(),
             every: human_duration(w.every),
             backoff: w.backoff,
             timeout: human_duration(w.timeout),
@@ -479,7 +481,7 @@ fn expect_lines(e: &Expect, kind: &str) -> Vec<String> {
         out.push(format!("body contains {b:?}"));
     }
     if let Some(t) = &e.that {
-        out.push(expression_source(&t.src).to_string());
+        out.push(expression_display(&t.src).to_string());
     }
     out
 }
@@ -501,7 +503,7 @@ fn plan_step(
                 t.eval(expr, ctx).ok().map(|v| v.is_true())
             };
             Some(PlannedCondition {
-                expression: expr.to_string(),
+                expression: expression_display(&w.src).to_string(),
                 value,
             })
         }
@@ -554,7 +556,7 @@ fn plan_step(
         retry_when: step
             .retry_when
             .as_ref()
-            .map(|w| expression_source(&w.src).to_string()),
+            .map(|w| expression_display(&w.src).to_string()),
         for_each,
         max_parallel: step.max_parallel,
         max_failures: step.max_failures.map(|m| match m {
@@ -577,7 +579,7 @@ fn plan_step(
             .iter()
             .map(|(n, e)| PlannedOutput {
                 name: n.name.clone(),
-                expression: expression_source(&e.src).to_string(),
+                expression: expression_display(&e.src).to_string(),
             })
             .collect(),
         rollback,

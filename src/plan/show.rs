@@ -26,6 +26,7 @@ pub(super) fn show(
         }
         Ok(s) => Ok(s),
         Err(_) if !runtime.is_empty() => Ok(partial(t, &tmpl.src, ctx, target)),
+        Err(e) if refused_input(&e) => Ok(will_fail(&e)),
         Err(e) => Err(PlanError(format!(
             "cannot render `{}`: {}",
             tmpl.src,
@@ -40,7 +41,7 @@ pub(super) fn show(
 /// blocks are shown as written.
 fn partial(t: &Templates, src: &str, ctx: &Value, target: Target) -> String {
     if src.contains("{%") {
-        return src.to_string();
+        return crate::template::strip_checked(src).into_owned();
     }
     let mut out = String::new();
     let mut rest = src;
@@ -56,7 +57,10 @@ fn partial(t: &Templates, src: &str, ctx: &Value, target: Target) -> String {
         } else {
             None
         };
-        out.push_str(shown.as_deref().unwrap_or(piece));
+        match shown {
+            Some(s) => out.push_str(&s),
+            None => out.push_str(&crate::template::strip_checked(piece)),
+        }
         rest = &rest[start + len + 2..];
     }
     out.push_str(rest);
@@ -79,10 +83,17 @@ fn show_command(
                 !c.command.contains(&p) && !c.env.iter().any(|(_, v)| v.contains(&p))
             }) =>
         {
-            Ok((tmpl.src.clone(), Vec::new()))
+            Ok((
+                crate::template::strip_checked(&tmpl.src).into_owned(),
+                Vec::new(),
+            ))
         }
         Ok(c) => Ok((c.command, c.env)),
-        Err(_) if !runtime.is_empty() => Ok((tmpl.src.clone(), Vec::new())),
+        Err(_) if !runtime.is_empty() => Ok((
+            crate::template::strip_checked(&tmpl.src).into_owned(),
+            Vec::new(),
+        )),
+        Err(e) if refused_input(&e) => Ok((will_fail(&e), Vec::new())),
         Err(e) => Err(PlanError(format!(
             "cannot render `{}`: {}",
             tmpl.src,
@@ -96,15 +107,28 @@ fn show_command(
 fn show_url(t: &Templates, tmpl: &Tmpl, ctx: &Value) -> Result<String, PlanError> {
     let runtime = runtime_paths(t.template_variables(&tmpl.src).unwrap_or_default());
     if !runtime.is_empty() {
-        return Ok(tmpl.src.clone());
+        return Ok(crate::template::strip_checked(&tmpl.src).into_owned());
     }
-    t.render_url(&tmpl.src, ctx).map_err(|e| {
-        PlanError(format!(
+    t.render_url(&tmpl.src, ctx).or_else(|e| {
+        if refused_input(&e) {
+            return Ok(will_fail(&e));
+        }
+        Err(PlanError(format!(
             "cannot render `{}`: {}",
             tmpl.src,
             crate::template::describe_error(&e)
-        ))
+        )))
     })
+}
+
+/// A called runbook's input refused the value its caller passes (`template/checked.rs`):
+/// the call may still be skipped at run time, so the plan shows the refusal in place.
+fn refused_input(e: &minijinja::Error) -> bool {
+    crate::template::describe_error(e).contains(crate::template::CHECKED_INPUT_REFUSAL)
+}
+
+fn will_fail(e: &minijinja::Error) -> String {
+    format!("⚠ fails if it runs: {}", crate::template::describe_error(e))
 }
 
 /// Renders for the plan: secrets masked, run-time values as placeholders or as written.

@@ -11,6 +11,12 @@ pub(crate) fn expression_source(src: &str) -> &str {
     }
 }
 
+/// [`expression_source`] as people read it: a called runbook's input rules
+/// (`checked_input`, see `checked.rs`) are not shown.
+pub(crate) fn expression_display(src: &str) -> std::borrow::Cow<'_, str> {
+    super::checked::strip_checked(expression_source(src))
+}
+
 /// Describes a minijinja error in one line (without the template dump).
 pub(crate) fn describe_error(err: &Error) -> String {
     match err.detail() {

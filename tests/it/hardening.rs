@@ -860,3 +860,83 @@ steps:
     assert_eq!(done.code, Some(0), "{}{}", done.stdout, done.stderr);
     assert_eq!(s.read("m"), "g\nc1\n");
 }
+
+/// Attack report 13, D20: a called runbook's input rules (`pattern`, `allowed`, `type`) held
+/// for literals in `with:` but not for templates, so a library guarding `node` with a pattern
+/// ran with `../../etc/passwd`. The rules now hold for the value a template gives, when the
+/// call's steps render it: the step fails before running, naming the input, never the value.
+#[test]
+fn a_called_runbooks_input_rules_hold_for_template_values() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("lib")).expect("lib");
+    std::fs::write(
+        s.path("lib/c.yaml"),
+        format!(
+            "runbook: c\nversion: 1\ninputs:\n  node: {{ required: true, pattern: \"vault-[0-9]+\" }}\n  mode: {{ required: true, allowed: [soft, hard] }}\n  n: {{ type: int, default: 1 }}\nsteps:\n  - id: s\n    read_only: true\n    run: echo \"node={{{{ node }}}} mode={{{{ mode }}}} n={{{{ n + 1 }}}}\" >> {}/m\n",
+            s.dir.path().display()
+        ),
+    )
+    .expect("child");
+    s.runbook(
+        r#"
+runbook: p
+version: 1
+inputs:
+  target: { default: "vault-1" }
+  m: { default: "soft" }
+  k: { default: "1" }
+steps:
+  - id: call
+    uses: lib/c.yaml
+    with: { node: "{{ target }}", mode: "{{ m }}", n: "{{ k }}" }
+"#,
+    );
+    let ok = s.exec(&["--yes"]);
+    assert_eq!(ok.code, Some(0), "{}{}", ok.stdout, ok.stderr);
+    assert_eq!(s.read("m"), "node=vault-1 mode=soft n=2\n");
+    for (bad, input) in [
+        ("target=../../etc/passwd", "node"),
+        ("m=nuke-everything", "mode"),
+        ("k=1; rm -rf", "n"),
+    ] {
+        let ran = s.exec(&["--yes", "-i", bad]);
+        assert_eq!(ran.code, Some(1), "{bad}: {}{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr
+                .contains(&format!("input `{input}` of the called runbook")),
+            "{bad}: {}",
+            ran.stderr
+        );
+        let value = bad.split_once('=').map(|(_, v)| v).unwrap_or_default();
+        assert!(!ran.stderr.contains(value), "{bad}: the value is quoted");
+        let plan = runbook([
+            "plan".to_string(),
+            s.path("runbook.yaml").display().to_string(),
+            "-i".into(),
+            bad.into(),
+        ])
+        .run();
+        assert!(
+            plan.stdout.contains("fails if it runs"),
+            "{bad}: {}{}",
+            plan.stdout,
+            plan.stderr
+        );
+    }
+    assert_eq!(
+        s.read("m"),
+        "node=vault-1 mode=soft n=2\n",
+        "nothing else ran"
+    );
+    // A literal is checked by validate, pattern included.
+    s.runbook(
+        "runbook: p\nversion: 1\nsteps:\n  - id: call\n    uses: lib/c.yaml\n    with: { node: ../x, mode: soft }\n",
+    );
+    let v = runbook([
+        "validate".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+    ])
+    .run();
+    assert_eq!(v.code, Some(2), "{}{}", v.stdout, v.stderr);
+    assert!(v.stderr.contains("does not match"), "{}", v.stderr);
+}

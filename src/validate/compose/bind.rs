@@ -114,7 +114,7 @@ pub(super) fn value_expr(v: &Node, input: &Input) -> Result<String, String> {
     match &v.kind {
         NodeKind::Scalar { text, plain } => {
             if text.contains("{{") || text.contains("{%") {
-                return template_expr(text);
+                return template_expr(text).map(|e| checked(e, input));
             }
             if input.secret {
                 return Err(
@@ -143,6 +143,11 @@ pub(super) fn value_expr(v: &Node, input: &Input) -> Result<String, String> {
                             input.allowed.join(", ")
                         ));
                     }
+                    if let Some(p) = &input.pattern
+                        && !p.is_match(text)
+                    {
+                        return Err(format!("`{text}` does not match {}", p.as_str()));
+                    }
                     Ok(string_lit(text))
                 }
             }
@@ -162,6 +167,25 @@ pub(super) fn value_expr(v: &Node, input: &Input) -> Result<String, String> {
         }
         _ => Err(format!("{} is not a {}", v.describe(), input.ty.as_str())),
     }
+}
+
+/// `expr` with the child input's rules applied when it is evaluated (a template's value is
+/// only known at run time): see `template/checked.rs`.
+fn checked(expr: String, input: &Input) -> String {
+    let rules = input.pattern.is_some()
+        || !input.allowed.is_empty()
+        || matches!(input.ty, InputType::Int | InputType::Bool);
+    if !rules || input.secret {
+        return expr;
+    }
+    let allowed: Vec<String> = input.allowed.iter().map(|a| string_lit(a)).collect();
+    format!(
+        "(({expr}) | checked_input({}, {}, {}, [{}]))",
+        string_lit(&input.name),
+        string_lit(input.ty.as_str()),
+        string_lit(input.pattern.as_ref().map_or("", |p| p.as_str())),
+        allowed.join(", ")
+    )
 }
 
 pub(super) fn string_lit(s: &str) -> String {
