@@ -13,6 +13,8 @@
 //!   a plan it renders masked; it is only revealed where the engine sends it itself (an HTTP
 //!   body or header), and the redactor masks it in everything shown.
 
+mod arith;
+mod optlex;
 pub(crate) mod optword;
 pub(crate) mod shell;
 pub(crate) mod url;
@@ -453,9 +455,9 @@ impl Templates {
             .iter()
             .map(|(_, v, s)| (v.clone(), *s))
             .collect();
-        if let Some(i) = optword::option_word(&rendered, &values) {
-            let (v, secret) = &values[i];
-            let shown = if *secret || derived_secrets.contains(v) {
+        if let Some(hit) = optlex::option_word(&rendered, &values) {
+            let (v, secret) = values.get(hit.index).cloned().unwrap_or_default();
+            let shown = if secret || derived_secrets.contains(&v) {
                 "(a secret)".to_string()
             } else {
                 format!("`{}`", v.chars().take(40).collect::<String>())
@@ -463,9 +465,11 @@ impl Templates {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
                 format!(
-                    "the value {shown} starts with `-` and stands as a word of its own: the \
-                     program would read it as an option; put `--` before it in the command, \
-                     or join it to text (`./{{{{ x }}}}`, `--opt={{{{ x }}}}`)"
+                    "the value {shown} starts with `-` and stands as a word of its own or at \
+                     its start (line {}, word {} of its command): the program would read it \
+                     as an option; put `--` before it in that command, or join it after text \
+                     (`./{{{{ x }}}}`, `--opt={{{{ x }}}}`)",
+                    hit.line, hit.word
                 ),
             ));
         }

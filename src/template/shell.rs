@@ -8,9 +8,11 @@
 //! - unquoted (`echo {{ v }}`): `"${RUNBOOK_V1}"`, one word, no globbing;
 //! - inside double quotes (`echo "a {{ v }} b"`), in `${…}` inside double quotes, and in the
 //!   body of a here-document whose delimiter is not quoted: `${RUNBOOK_V1}`;
-//! - inside single quotes, `$'…'`, a quoted here-document or arithmetic `$(( … ))`: refused,
-//!   because no reference works there (single quotes) or the shell evaluates the value as code
-//!   (arithmetic in bash).
+//! - inside single quotes, `$'…'`, a quoted here-document or an arithmetic context
+//!   (`$(( … ))`, `(( … ))`, `$[ … ]`, and the positions of [`super::arith`]): refused, because
+//!   no reference works there (single quotes) or bash evaluates the value as code (arithmetic
+//!   evaluates array subscripts: `a[$(id)]`).
+//! - after a backslash (`\{{ v }}`): the backslash is dropped, the value arrives as it is.
 //!
 //! The value itself never becomes part of the command text, so no value can change the
 //! command whatever it contains: the shell does not re-read the result of an expansion.
@@ -48,7 +50,11 @@ impl fmt::Display for Unsafe {
             Unsafe::QuotedHereDoc => {
                 "in a here-document with a quoted delimiter, where no variable is expanded"
             }
-            Unsafe::Arithmetic => "inside `$(( … ))`, where the shell evaluates the value as code",
+            Unsafe::Arithmetic => {
+                "in an arithmetic context (`$(( ))`, `(( ))`, `$[ ]`, `let`, `declare -i`, \
+                 `[[ … -eq … ]]`, an array subscript, `${x:offset}`), where bash evaluates the \
+                 value as code"
+            }
         })
     }
 }
@@ -68,10 +74,12 @@ enum Frame {
         backtick: bool,
     },
     Double,
-    /// `${ … }`.
-    Param,
-    /// `$(( … ))`: depth of `(` inside.
+    /// `${ … }`: index just after the `${`.
+    Param(usize),
+    /// `$(( … ))` or `(( … ))`: depth of `(` inside.
     Arith(u32),
+    /// `$[ … ]`: depth of `[` inside.
+    Bracket(u32),
 }
 
 /// How to write the reference to value `index` where it stands; `None` if unsafe.
@@ -148,8 +156,21 @@ impl Placer<'_> {
     fn step(&mut self) -> bool {
         let c = self.chars[self.i];
         if let Some((idx, next)) = read_marker(&self.chars, self.i) {
+            let param = match self.frames.last() {
+                Some(Frame::Param(start)) => Some(*start),
+                _ => None,
+            };
+            let arith = matches!(
+                self.frames.last(),
+                Some(Frame::Arith(_) | Frame::Bracket(_))
+            ) || super::arith::arithmetic_position(
+                &self.chars,
+                self.i,
+                param,
+                matches!(self.frames.last(), Some(Frame::Double)),
+            );
             match self.frames.last() {
-                Some(Frame::Arith(_)) => self.errors.push(PlaceError {
+                _ if arith => self.errors.push(PlaceError {
                     index: idx,
                     context: Unsafe::Arithmetic,
                 }),
@@ -168,8 +189,9 @@ impl Placer<'_> {
         match top {
             Frame::Code { parens, backtick } => return self.code(c, next, parens, backtick),
             Frame::Double => self.double(c, next),
-            Frame::Param => self.param(c, next),
+            Frame::Param(_) => self.param(c, next),
             Frame::Arith(depth) => self.arith(c, next, depth),
+            Frame::Bracket(depth) => self.bracket(c, depth),
         }
         true
     }
@@ -196,6 +218,12 @@ impl Placer<'_> {
                 });
             }
             '$' => self.dollar(),
+            // `(( … ))` as a command: arithmetic.
+            '(' if next == Some('(') && word_start(&self.chars, self.i) => {
+                self.out.push_str("((");
+                self.i += 1;
+                self.frames.push(Frame::Arith(0));
+            }
             '(' => {
                 self.out.push(c);
                 set_parens(&mut self.frames, parens + 1);
@@ -296,8 +324,27 @@ impl Placer<'_> {
         }
     }
 
-    /// A backslash and the character it escapes.
+    /// `$[ … ]` (old bash arithmetic), `depth` open `[` deep.
+    fn bracket(&mut self, c: char, depth: u32) {
+        self.out.push(c);
+        let inner = match c {
+            '[' => Some(depth + 1),
+            ']' if depth > 0 => Some(depth - 1),
+            ']' => None,
+            _ => return,
+        };
+        self.frames.pop();
+        if let Some(d) = inner {
+            self.frames.push(Frame::Bracket(d));
+        }
+    }
+
+    /// A backslash and the character it escapes. Before a value the backslash is dropped:
+    /// the value is taken as it is (it never needed escaping).
     fn escaped(&mut self, c: char, next: Option<char>) {
+        if next == Some(OPEN) {
+            return;
+        }
         self.out.push(c);
         if let Some(n) = next {
             self.out.push(n);
@@ -413,6 +460,10 @@ impl Placer<'_> {
                 let is_end = bare == delim;
                 let mut j = i;
                 while j < end {
+                    if chars[j] == '\\' && !quoted && chars.get(j + 1) == Some(&OPEN) {
+                        j += 1;
+                        continue;
+                    }
                     if let Some((idx, nx)) = read_marker(chars, j) {
                         if quoted {
                             self.errors.push(PlaceError {
@@ -477,7 +528,12 @@ fn dollar(
         }
         (Some('{'), _) => {
             out.push_str("${");
-            frames.push(Frame::Param);
+            frames.push(Frame::Param(i + 2));
+            i + 1
+        }
+        (Some('['), _) => {
+            out.push_str("$[");
+            frames.push(Frame::Bracket(0));
             i + 1
         }
         (Some('\''), _) if !in_double => {
@@ -512,60 +568,5 @@ fn dollar(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names() -> Vec<String> {
-        vec!["V0".into(), "V1".into()]
-    }
-
-    fn p(s: &str) -> Result<String, Vec<PlaceError>> {
-        place(
-            &s.replace("@0", &marker(0)).replace("@1", &marker(1)),
-            &names(),
-        )
-    }
-
-    #[test]
-    fn contexts() {
-        assert_eq!(p("echo @0").ok().as_deref(), Some(r#"echo "${V0}""#));
-        assert_eq!(
-            p(r#"echo "a @0 b""#).ok().as_deref(),
-            Some(r#"echo "a ${V0} b""#)
-        );
-        assert_eq!(
-            p(r#"echo "$(cat @0)""#).ok().as_deref(),
-            Some(r#"echo "$(cat "${V0}")""#)
-        );
-        assert_eq!(
-            p(r#"echo "${X:-@0}" @1"#).ok().as_deref(),
-            Some(r#"echo "${X:-${V0}}" "${V1}""#)
-        );
-        assert_eq!(
-            p("echo `ls @0`").ok().as_deref(),
-            Some(r#"echo `ls "${V0}"`"#)
-        );
-        assert_eq!(
-            p("cat <<EOF\nhi @0\nEOF\necho @1").ok().as_deref(),
-            Some("cat <<EOF\nhi ${V0}\nEOF\necho \"${V1}\"")
-        );
-        assert_eq!(
-            p("jq -r .x <<< @0; cat <<@1").ok().as_deref(),
-            Some(r#"jq -r .x <<< "${V0}"; cat <<"${V1}""#)
-        );
-        assert_eq!(
-            p("echo 'it''s' \\' @0").ok().as_deref(),
-            Some("echo 'it''s' \\' \"${V0}\"")
-        );
-    }
-
-    #[test]
-    fn unsafe_contexts() {
-        let ctx = |s: &str| p(s).err().map(|e| e[0].context);
-        assert_eq!(ctx("echo 'a @0'"), Some(Unsafe::SingleQuotes));
-        assert_eq!(ctx("echo $'a @0'"), Some(Unsafe::AnsiCQuotes));
-        assert_eq!(ctx("echo $(( @0 + 1 ))"), Some(Unsafe::Arithmetic));
-        assert_eq!(ctx("cat <<'EOF'\n@0\nEOF\n"), Some(Unsafe::QuotedHereDoc));
-        assert_eq!(ctx("echo \"'@0'\""), None);
-    }
-}
+#[path = "shell_tests.rs"]
+mod tests;

@@ -387,3 +387,281 @@ steps:
         ran.stderr
     );
 }
+
+/// Makes `a.tar` holding `app.conf` in `dir`, and `dir/out`.
+fn tarball(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("out")).expect("mkdir");
+    std::fs::write(dir.join("app.conf"), "x").expect("write");
+    assert!(
+        std::process::Command::new("tar")
+            .args(["-cf", "a.tar", "app.conf"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|st| st.success())
+    );
+}
+
+/// Attack 13 D14: a value that starts a word (joined to text after it, or several values) and
+/// reads as an option is refused before the step runs, and a `--` of another simple command
+/// does not protect it. Each runbook would run `touch MARKER` through `tar --to-command=`.
+#[test]
+fn a_value_starting_a_word_never_becomes_an_option() {
+    let s = Scratch::new();
+    tarball(s.dir.path());
+    let marker = s.path("MARKER");
+    let evil = format!("--to-command=touch {} #", marker.display());
+    let tar = "tar -xf {D}/a.tar -C {D}/out";
+    // (command, expected `line L, word W`)
+    let cases = [
+        (format!("{tar} {{{{ v }}}}.conf"), "line 1, word 6"),
+        (format!("{tar} \"{{{{ v }}}}.conf\""), "line 1, word 6"),
+        (format!("{tar} {{{{ e }}}}{{{{ v }}}}"), "line 1, word 6"),
+        (format!("{tar} ${{NOPE:-{{{{ v }}}}}}"), "line 1, word 6"),
+        (format!("echo -- ; {tar} {{{{ v }}}}"), "line 1, word 6"),
+        (format!("echo -- && {tar} {{{{ v }}}}"), "line 1, word 6"),
+        (format!("echo -- || {tar} {{{{ v }}}}"), "line 1, word 6"),
+        (format!("echo -- | {tar} {{{{ v }}}}"), "line 1, word 6"),
+        (
+            format!("echo --\n      {tar} {{{{ v }}}}"),
+            "line 2, word 6",
+        ),
+        (format!("echo \"--\"; {tar} {{{{ v }}}}"), "line 1, word 6"),
+        (format!("x=--; {tar} {{{{ v }}}}"), "line 1, word 6"),
+        (
+            format!("cat -- /dev/null; {tar} {{{{ v }}}}"),
+            "line 1, word 6",
+        ),
+        (
+            format!("echo \"$(echo --)\" $({tar} {{{{ v }}}})"),
+            "line 1, word 6",
+        ),
+        (
+            format!("sh -c '{tar} \"$1\"' -- {{{{ v }}}}"),
+            "line 1, word 5",
+        ),
+    ];
+    for (cmd, place) in &cases {
+        s.runbook(&format!(
+            "runbook: opt\nversion: 1\ninputs:\n  v: {{}}\n  e: {{ default: \"\" }}\nsteps:\n  - id: before\n    run: echo first\n  - id: restore\n    needs: [before]\n    run: |\n      {cmd}\n"
+        ));
+        let ran = s.exec(&["--yes", "-i", &format!("v={evil}")]);
+        assert_eq!(ran.code, Some(1), "{cmd}:\n{}", ran.stderr);
+        assert!(!marker.exists(), "{cmd}: the value became a tar option");
+        assert!(
+            ran.stderr.contains("failed restore")
+                && ran.stderr.contains("starts with `-`")
+                && ran.stderr.contains(place),
+            "{cmd}:\n{}",
+            ran.stderr
+        );
+    }
+    // Two values forming `--help`; `cat {{ name }}p` with `--hel`.
+    s.runbook("runbook: opt\nversion: 1\ninputs:\n  a: {}\n  b: {}\nsteps:\n  - id: two\n    run: cat {{ a }}{{ b }}\n  - id: suffix\n    run: cat {{ a }}p\n");
+    let ran = s.exec(&["--yes", "-i", "a=-", "-i", "b=-help"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("Usage"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("failed two"), "{}", ran.stderr);
+    // After `--` in the same command, joined after text, a number: accepted, and the value
+    // reaches tar as a member name (so nothing runs).
+    s.runbook(&format!(
+        "runbook: opt\nversion: 1\ninputs:\n  v: {{}}\n  n: {{ type: int, default: -2 }}\nsteps:\n  - id: ended\n    run: {tar} -- {{{{ v }}}}.conf || true\n  - id: joined\n    run: {tar} ./{{{{ v }}}} || true; echo n={{{{ n }}}}x\n"
+    ));
+    let ran = s.exec(&["--yes", "-i", &format!("v={evil}")]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!marker.exists(), "a value after -- ran a command");
+    assert!(ran.stderr.contains("n=-2x"), "{}", ran.stderr);
+    let ran = s.exec(&["--yes", "-i", "v=app"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(s.read("out/app.conf"), "x");
+}
+
+/// A secret value that would be an option is refused without being shown.
+#[test]
+fn an_option_refusal_does_not_show_a_secret() {
+    let s = Scratch::new();
+    tarball(s.dir.path());
+    let marker = s.path("MARKER");
+    s.runbook("runbook: opt\nversion: 1\ninputs:\n  token: { secret: true, from_env: TOKEN }\nsteps:\n  - id: restore\n    run: tar -xf {D}/a.tar -C {D}/out {{ token }}.conf\n");
+    let evil = format!("--to-command=touch {} #", marker.display());
+    let ran = crate::harness::runbook([
+        "exec".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+        "--yes".into(),
+        "--runs-dir".into(),
+        s.path("runs").display().to_string(),
+    ])
+    .env("TOKEN", &evil)
+    .run();
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(!marker.exists());
+    assert!(
+        ran.stderr.contains("(a secret) starts with `-`") && ran.stderr.contains("line 1, word 6"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("to-command"), "{}", ran.stderr);
+    assert!(!ran.stdout.contains("to-command"), "{}", ran.stdout);
+}
+
+/// Runs `runbook` with `args` in a private mount namespace where `/bin/sh` is bash, as on
+/// RHEL, Fedora or Amazon Linux (the system's `/bin/sh` is not touched).
+fn with_bash_as_sh(args: &[String]) -> crate::harness::Ran {
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let quoted: Vec<String> = std::iter::once(bin.to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let script = format!(
+        "mount --make-rprivate / && mount --bind /bin/bash /bin/sh && test -n \"$(/bin/sh -c 'echo $BASH_VERSION')\" || exit 97; exec {}",
+        quoted.join(" ")
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "/bin/bash", "-c", &script])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare");
+    crate::harness::Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Attack 13 D15: bash evaluates array subscripts in every arithmetic context, so a quoted
+/// value `a[$(touch MARKER)]` would run code there. Each such position is a validate error
+/// (`unsafe-quoting-context`), and `exec` refuses before anything runs, also with bash as sh.
+#[test]
+fn values_in_arithmetic_contexts_are_refused() {
+    let s = Scratch::new();
+    let marker = s.path("MARKER");
+    let evil = format!("v=a[$(touch {})]", marker.display());
+    let commands = [
+        "(( {{ v }} )) && echo t",
+        "for (( i = {{ v }}; i < 2; i++ )); do :; done",
+        "[[ {{ v }} -eq 1 ]] && echo t",
+        "[[ 1 -ne \"{{ v }}\" ]] && echo t",
+        "[[ 1 -lt {{ v }} || 1 -le {{ v }} || 1 -gt {{ v }} || 1 -ge {{ v }} ]]",
+        "let x={{ v }}",
+        "x=abc; echo ${x:{{ v }}:1}",
+        "x=abc; echo \"${x:1:{{ v }}}\"",
+        "echo $[ {{ v }} ]",
+        "declare -i x={{ v }}",
+        "typeset -i x; x={{ v }}",
+        "f() { local -i x={{ v }}; }; f",
+        "a=(1 2); echo ${a[{{ v }}]}",
+        "a[{{ v }}]=1",
+        "a=([{{ v }}]=1)",
+        "echo $(( {{ v }} ))",
+    ];
+    let unshare = std::path::Path::new("/usr/bin/unshare").exists()
+        && std::path::Path::new("/bin/bash").exists();
+    for cmd in commands {
+        s.runbook(&format!(
+            "runbook: arith\nversion: 1\ninputs:\n  v: {{ default: \"1\" }}\nsteps:\n  - id: first\n    run: touch {{D}}/first\n  - id: calc\n    run: |\n      {cmd}\n"
+        ));
+        let ran =
+            crate::harness::runbook(["validate", &s.path("runbook.yaml").display().to_string()])
+                .run();
+        assert_eq!(ran.code, Some(2), "{cmd}:\n{}{}", ran.stdout, ran.stderr);
+        let all = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(all.contains("unsafe-quoting-context"), "{cmd}:\n{all}");
+        assert!(all.contains("arithmetic context"), "{cmd}:\n{all}");
+        let args = vec![
+            "exec".to_string(),
+            s.path("runbook.yaml").display().to_string(),
+            "--yes".into(),
+            "-i".into(),
+            evil.clone(),
+            "--runs-dir".into(),
+            s.path("runs").display().to_string(),
+        ];
+        let ran = if unshare {
+            with_bash_as_sh(&args)
+        } else {
+            crate::harness::runbook(args).run()
+        };
+        assert_eq!(ran.code, Some(2), "{cmd}:\n{}", ran.stderr);
+        assert!(!marker.exists(), "{cmd}: the value ran as code");
+        assert!(!s.path("first").exists(), "{cmd}: a step ran");
+    }
+    // Not arithmetic: `[ … -eq … ]` reads a plain number; `${x:-…}` is a default.
+    s.runbook("runbook: arith\nversion: 1\ninputs:\n  v: { default: \"1\" }\nsteps:\n  - id: calc\n    run: |\n      [ {{ v }} -eq 1 ] 2>/dev/null; echo \"${NOPE:-{{ v }}}\" > {D}/default\n");
+    let args = vec![
+        "exec".to_string(),
+        s.path("runbook.yaml").display().to_string(),
+        "--yes".into(),
+        "-i".into(),
+        evil.clone(),
+        "--runs-dir".into(),
+        s.path("runs").display().to_string(),
+    ];
+    let ran = if unshare {
+        with_bash_as_sh(&args)
+    } else {
+        crate::harness::runbook(args).run()
+    };
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!marker.exists(), "the value ran as code");
+    assert_eq!(
+        s.read("default"),
+        format!("a[$(touch {})]\n", marker.display())
+    );
+}
+
+/// Attack 13 D16: `\{{ v }}` used to render as `\0`, dropping the value; the backslash is now
+/// dropped and the value arrives intact.
+#[test]
+fn a_backslash_before_a_value_keeps_the_value() {
+    let s = Scratch::new();
+    s.runbook("runbook: bs\nversion: 1\ninputs:\n  v: {}\nsteps:\n  - id: a\n    run: |\n      printf '%s|' \\{{ v }} end > {D}/out\n      printf '%s|' \"\\{{ v }}\" >> {D}/out\n");
+    let ran = s.exec(&["--yes", "-i", "v=hello world * $(x)"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(s.read("out"), "hello world * $(x)|end|hello world * $(x)|");
+}
+
+/// D14 over SSH: the same refusal for a remote step, before anything reaches the host.
+#[test]
+fn a_value_starting_a_word_is_refused_on_a_remote_host() {
+    if !available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "sshd must be installed in CI"
+        );
+        return;
+    }
+    let keys = Keys::new();
+    let sshd = Sshd::start(&keys, &["127.0.0.1"], "host");
+    keys.trust("127.0.0.1", sshd.port, "host");
+    let dir = keys.path("work");
+    tarball(&dir);
+    let marker = dir.join("MARKER");
+    let yaml = format!(
+        "runbook: remote\nversion: 1\ninputs:\n  v: {{}}\nhosts:\n  node: {{ address: 127.0.0.1, port: {p}, user: root }}\nsteps:\n  - id: restore\n    on: node\n    run: echo --; tar -xf {d}/a.tar -C {d}/out {{{{ v }}}}.conf\n",
+        p = sshd.port,
+        d = dir.display()
+    );
+    let f = dir.join("rb.yaml");
+    std::fs::write(&f, yaml).expect("write");
+    let ran = crate::harness::runbook([
+        "exec".to_string(),
+        f.display().to_string(),
+        "--yes".into(),
+        "--ssh-config".into(),
+        keys.ssh_config().display().to_string(),
+        "--runs-dir".into(),
+        dir.join("runs").display().to_string(),
+        "-i".into(),
+        format!("v=--to-command=touch {} #", marker.display()),
+    ])
+    .run();
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        !marker.exists(),
+        "the value became a tar option on the host"
+    );
+    assert!(
+        ran.stderr.contains("failed restore") && ran.stderr.contains("line 1, word 6"),
+        "{}",
+        ran.stderr
+    );
+}

@@ -199,7 +199,11 @@ impl<'a> Checker<'a> {
             self.push(
                 Diagnostic::error("unsafe-quoting-context", format!("a value stands {context}"))
                     .with_span(span, "no safe way to insert a value here")
-                    .with_help("move `{{ … }}` outside the single quotes (or quoted here-document, or `$(( ))`): `echo 'text' {{ value }}`, or inside double quotes: `echo \"text {{ value }}\"`"),
+                    .with_help(if context == crate::template::shell::Unsafe::Arithmetic {
+                        "bash would evaluate the value (`a[$(cmd)]` runs `cmd`): compare or compute in an expression (`when:`, `{{ n + 1 }}`, an `int` input), or use `[ {{ n }} -eq 1 ]`, which reads the value as a plain number"
+                    } else {
+                        "move `{{ … }}` outside the single quotes (or quoted here-document): `echo 'text' {{ value }}`, or inside double quotes: `echo \"text {{ value }}\"`"
+                    }),
             );
         }
         for (root, range) in analysis.raw {
