@@ -142,7 +142,7 @@ inputs:
   token: { secret: true }
 steps:
   - id: decide
-    when: "token != 'skip-this-step'"
+    when: "(token | string) != 'skip-this-step'"
     read_only: true
     run: echo ran > {D}/ran
 "#,

@@ -17,8 +17,23 @@ impl<'a> Checker<'a> {
             let Some(default) = &input.default else {
                 continue;
             };
+            // Only a template default reads anything (`default: token` is the word "token").
             let text = default.to_string();
-            if names.iter().any(|n| find_word(&text, n).is_some()) {
+            if !(text.contains("{{") || text.contains("{%")) {
+                continue;
+            }
+            let vars = self.templates.template_variables(&text).unwrap_or_default();
+            let reads = vars.iter().any(|v| {
+                let mut parts = v.split('.');
+                let root = parts.next().unwrap_or_default();
+                let name = if root == "inputs" {
+                    parts.next().unwrap_or_default()
+                } else {
+                    root
+                };
+                names.contains(name)
+            });
+            if reads || names.iter().any(|n| find_word(&text, n).is_some()) && vars.is_empty() {
                 names.insert(input.name.clone());
             }
         }
