@@ -181,7 +181,10 @@ pub(crate) fn uses_word(src: &str, name: &str) -> bool {
 /// Whether `src` reads input `name`: by its name, as `inputs.NAME` or `inputs['NAME']`, or
 /// through any other use of `inputs` as a whole (which may read every input).
 pub(crate) fn reads_input(src: &str, name: &str) -> bool {
-    uses_word(src, name) || reads_through_inputs(src, name)
+    uses_word(src, name)
+        || reads_through_inputs(src, name)
+        // A command reaches a secret by its variable's name too (`$RUNBOOK_SECRET_TOKEN`).
+        || uses_word(src, &format!("RUNBOOK_SECRET_{}", name.to_uppercase()))
 }
 
 /// [`reads_input`] for an expression (a `when`): a string literal such as `mode == 'token'`
@@ -205,8 +208,15 @@ fn reads_through_inputs(src: &str, name: &str) -> bool {
             Some(&attr[..end])
         } else if let Some(key) = rest.strip_prefix('[') {
             let key = key.trim_start();
-            key.strip_prefix(['\'', '"'])
-                .and_then(|k| k.find(['\'', '"']).map(|end| &k[..end]))
+            // Only a literal key names one input; a computed one (`inputs['t' ~ 'ok']`)
+            // may be any of them.
+            key.strip_prefix(['\'', '"']).and_then(|k| {
+                let end = k.find(['\'', '"'])?;
+                k[end + 1..]
+                    .trim_start()
+                    .starts_with(']')
+                    .then(|| &k[..end])
+            })
         } else {
             None
         };

@@ -940,3 +940,50 @@ steps:
     assert_eq!(v.code, Some(2), "{}{}", v.stdout, v.stderr);
     assert!(v.stderr.contains("does not match"), "{}", v.stderr);
 }
+
+/// Attack report 13, D5: a lazy secret nobody provided was the empty string when a step
+/// reached it through a computed key (`inputs['t' ~ 'ok']`) or by its variable's name
+/// (`$RUNBOOK_SECRET_TOK`): the command ran with an empty credential. Headless, such a step
+/// now fails before running, naming the input, like `{{ tok }}` always did.
+#[test]
+fn a_lazy_secret_reached_any_way_is_needed_before_the_step_runs() {
+    let s = Scratch::new();
+    s.runbook(
+        r#"
+runbook: lazy
+version: 1
+inputs:
+  tok: { secret: true, from_env: LAZY_TOK_UNSET }
+  mode: { default: a }
+steps:
+  - id: dyn
+    when: mode == 'a'
+    read_only: true
+    run: echo "dyn=[{{ inputs['t' ~ 'ok'] }}]" >> {D}/m
+  - id: byname
+    when: mode == 'b'
+    read_only: true
+    run: echo "byname=[$RUNBOOK_SECRET_TOK]" >> {D}/m
+  - id: other
+    when: mode == 'c'
+    read_only: true
+    run: echo "other" >> {D}/m
+"#,
+    );
+    for (mode, step) in [("a", "dyn"), ("b", "byname")] {
+        let ran = s.exec(&["--yes", "-i", &format!("mode={mode}")]);
+        assert_eq!(ran.code, Some(1), "{mode}: {}{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!(
+                "step `{step}` needs input `tok`, which was not provided"
+            )),
+            "{mode}: {}",
+            ran.stderr
+        );
+    }
+    assert_eq!(s.read("m"), "", "no step ran with an empty secret");
+    // A step that does not read it runs without it.
+    let ran = s.exec(&["--yes", "-i", "mode=c"]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(s.read("m"), "other\n");
+}
