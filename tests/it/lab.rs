@@ -976,7 +976,7 @@ fn triage_classifies_crash_family_and_tls_faults() {
     let (cause, _, next) = conclusion(&sealed);
     assert_eq!(
         (cause.as_str(), next.as_str()),
-        ("sealed", "vault-crash.yaml"),
+        ("sealed", "vault-sealed.yaml"),
         "{}",
         sealed.stderr
     );
