@@ -310,10 +310,27 @@ pub(crate) fn now() -> String {
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
+/// Why an observer could not take an event (a journal that cannot be written, a closed
+/// stdout): the run stops when the observer is [`Observer::required`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObserverError(pub String);
+
+impl std::fmt::Display for ObserverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for ObserverError {
+    fn from(s: String) -> Self {
+        ObserverError(s)
+    }
+}
+
 /// Receives every event (already redacted).
 pub trait Observer: Send {
     /// An `Err` from an observer that [`Observer::required`] stops the run (exit 5).
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String>;
+    fn on_event(&mut self, e: &Stamped) -> Result<(), ObserverError>;
     /// Whether the run must stop if this observer fails (the journal is; the console is not).
     fn required(&self) -> bool {
         false

@@ -87,10 +87,10 @@ mod validate;
 pub use check::{Checked, check_source};
 pub use cli::main;
 pub use diagnostic::Diagnostic;
-pub use event::{Event, Observer, Stamped, StepStatus};
+pub use event::{Event, Observer, ObserverError, Stamped, StepStatus};
 pub use execute::{
-    AnswerSource, AskCheck, AskRequest, Options, Prompter, RemoteAnswer, RollbackSummary,
-    RunOutcome, Services, StepSummary, execute,
+    AnswerSource, AskCheck, AskRequest, FeedError, Options, Prompter, RemoteAnswer,
+    RollbackSummary, RunOutcome, Services, StepSummary, execute,
 };
 pub use exit::ExitStatus;
 pub use model::Runbook;

@@ -211,7 +211,7 @@ impl Console {
 }
 
 impl Observer for Console {
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), crate::event::ObserverError> {
         // Untrusted text (output, titles, values, comments) never reaches the terminal raw.
         let clean = crate::term::visible_event(e);
         let e = &clean;
@@ -263,10 +263,11 @@ fn first_line(s: &str) -> String {
 pub(crate) struct JsonLines;
 
 impl Observer for JsonLines {
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), crate::event::ObserverError> {
         let line = crate::term::json_safe(serde_json::to_string(e).map_err(|e| e.to_string())?);
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
-        out.flush().map_err(|e| e.to_string())
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(())
     }
 }

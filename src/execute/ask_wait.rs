@@ -297,8 +297,11 @@ fn terminal_prompt(
         elsewhere,
     };
     let spec2 = spec.clone();
-    let check: AskCheck =
-        Arc::new(move |raw: &str| crate::step::ask::parse_answer(&spec2, raw).map(|_| ()));
+    let check: AskCheck = Arc::new(move |raw: &str| {
+        crate::step::ask::parse_answer(&spec2, raw)
+            .map(|_| ())
+            .map_err(|e| e.0)
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let guard = WithdrawOnDrop(stop.clone());

@@ -43,8 +43,18 @@ pub trait AnswerSource: Send + Sync + std::fmt::Debug {
         &self,
         _hello: &crate::runner::ask_socket::Hello,
         _tx: tokio::sync::mpsc::Sender<super::ask::StoreAnswer>,
-    ) -> Result<Box<dyn std::any::Any + Send>, String> {
-        Err("this run has no shared store".into())
+    ) -> Result<Box<dyn std::any::Any + Send>, FeedError> {
+        Err(FeedError("this run has no shared store".into()))
+    }
+}
+
+/// Why an ask could not be published in the shared store (the run then pauses at it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedError(pub String);
+
+impl std::fmt::Display for FeedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use crate::event::{self, Decision, StepStatus};
 
 pub(crate) use ask::StoreAnswer;
-pub use gate::{AnswerSource, RemoteAnswer};
+pub use gate::{AnswerSource, FeedError, RemoteAnswer};
 pub use scheduler::execute;
 pub(crate) use scheduler::partly_done;
 

@@ -63,7 +63,7 @@ impl EventSink for Emitter {
                 && o.required()
                 && failed.is_none()
             {
-                *failed = Some(err);
+                *failed = Some(err.0);
             }
         }
     }

@@ -72,7 +72,7 @@ impl CommandRunner for FakeRunner {
 struct Collect(Arc<Mutex<Vec<Event>>>);
 
 impl Observer for Collect {
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), crate::event::ObserverError> {
         if let Ok(mut v) = self.0.lock() {
             v.push(e.event.clone());
         }
@@ -84,7 +84,7 @@ impl Observer for Collect {
 struct Panicky;
 
 impl Observer for Panicky {
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), crate::event::ObserverError> {
         if matches!(e.event, Event::StepStarted { .. }) {
             panic!("observer bug");
         }

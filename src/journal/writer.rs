@@ -327,11 +327,11 @@ impl Drop for Journal {
 }
 
 impl Observer for Journal {
-    fn on_event(&mut self, e: &Stamped) -> Result<(), String> {
+    fn on_event(&mut self, e: &Stamped) -> Result<(), crate::event::ObserverError> {
         if matches!(e.event, Event::Output { .. }) {
             return Ok(());
         }
-        self.write(e)
+        Ok(self.write(e)?)
     }
 
     fn required(&self) -> bool {

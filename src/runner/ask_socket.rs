@@ -150,19 +150,35 @@ pub(crate) fn connect(
     run_id: &str,
     step: &str,
     owner_uid: u32,
-) -> Result<(std::os::unix::net::UnixStream, Hello), String> {
+) -> Result<(std::os::unix::net::UnixStream, Hello), AskChannelError> {
     let mut refusal = None;
     for n in candidates(run_id, step) {
         match connect_one(&n, run_id, step, owner_uid) {
             Ok(found) => return Ok(found),
             Err(ConnectError::Absent) => {}
             Err(ConnectError::Foreign(msg)) => refusal = Some(msg),
-            Err(ConnectError::Other(msg)) => return Err(msg),
+            Err(ConnectError::Other(msg)) => return Err(AskChannelError(msg)),
         }
     }
-    Err(refusal.unwrap_or_else(|| format!(
+    Err(AskChannelError(refusal.unwrap_or_else(|| format!(
         "run {run_id} is not waiting for an answer to `{step}` now (is the run at that step? a paused run asks again when resumed)"
-    )))
+    ))))
+}
+
+/// Why `runbook answer` could not reach the waiting ask or deliver its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AskChannelError(pub String);
+
+impl std::fmt::Display for AskChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for AskChannelError {
+    fn from(s: String) -> Self {
+        AskChannelError(s)
+    }
 }
 
 enum ConnectError {
@@ -210,7 +226,10 @@ fn connect_one(
 }
 
 /// Sends the value and reads the verdict (the answerer's side).
-pub(crate) fn send(s: &std::os::unix::net::UnixStream, value: String) -> Result<Verdict, String> {
+pub(crate) fn send(
+    s: &std::os::unix::net::UnixStream,
+    value: String,
+) -> Result<Verdict, AskChannelError> {
     let mut line = serde_json::to_vec(&Reply { value }).map_err(|e| e.to_string())?;
     line.push(b'\n');
     (&*s)
@@ -220,7 +239,7 @@ pub(crate) fn send(s: &std::os::unix::net::UnixStream, value: String) -> Result<
     line.iter_mut().for_each(|b| *b = 0);
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(120)));
     let mut reader = std::io::BufReader::new(s);
-    read_json(&mut reader)
+    Ok(read_json(&mut reader)?)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> Result<T, String> {

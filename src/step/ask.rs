@@ -25,7 +25,21 @@ pub(crate) fn unanchored(p: &str) -> String {
 }
 
 /// Checks one answer: the typed value, or why it is refused (never quoting a secret).
-pub(crate) fn parse_answer(spec: &AskSpec, raw: &str) -> Result<serde_json::Value, String> {
+/// Why an answer is not accepted (its type or pattern; never quoting a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadAnswer(pub String);
+
+impl std::fmt::Display for BadAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn parse_answer(spec: &AskSpec, raw: &str) -> Result<serde_json::Value, BadAnswer> {
+    parse_answer_text(spec, raw).map_err(BadAnswer)
+}
+
+fn parse_answer_text(spec: &AskSpec, raw: &str) -> Result<serde_json::Value, String> {
     let text = raw.trim_end_matches(['\r', '\n']);
     let shown = |t: &str| {
         if spec.secret {
@@ -90,13 +104,13 @@ mod tests {
     fn answers_are_typed_and_checked_and_secrets_never_quoted() {
         let s = spec(InputType::Int, false, None);
         assert_eq!(parse_answer(&s, "42\n"), Ok(serde_json::json!(42)));
-        assert!(parse_answer(&s, "x").is_err_and(|e| e.contains("`x`")));
+        assert!(parse_answer(&s, "x").is_err_and(|e| e.0.contains("`x`")));
         let s = spec(InputType::Bool, false, None);
         assert_eq!(parse_answer(&s, "yes"), Ok(serde_json::json!(true)));
         let s = spec(InputType::String, true, Some("[a-z]+"));
         let e = parse_answer(&s, "CANARY-SECRET-1").unwrap_err();
-        assert!(!e.contains("CANARY"), "{e}");
-        assert!(parse_answer(&s, "short").is_err_and(|e| e.contains("at least")));
+        assert!(!e.0.contains("CANARY"), "{e}");
+        assert!(parse_answer(&s, "short").is_err_and(|e| e.0.contains("at least")));
         assert_eq!(
             parse_answer(&s, "abcdefghij"),
             Ok(serde_json::json!("abcdefghij"))

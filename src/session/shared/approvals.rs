@@ -326,10 +326,10 @@ impl AnswerSource for PgAnswers {
         &self,
         hello: &crate::runner::ask_socket::Hello,
         tx: tokio::sync::mpsc::Sender<crate::execute::StoreAnswer>,
-    ) -> Result<Box<dyn std::any::Any + Send>, String> {
+    ) -> Result<Box<dyn std::any::Any + Send>, crate::execute::FeedError> {
         super::ask::feed(&self.conn, hello, tx)
             .map(|f| Box::new(f) as Box<dyn std::any::Any + Send>)
-            .map_err(|e| e.message)
+            .map_err(|e| crate::execute::FeedError(e.message))
     }
 
     fn present(&self, step: &str) -> bool {
