@@ -134,3 +134,25 @@ pub(crate) fn read_regular_bounded(
     }
     String::from_utf8(buf).map_err(|_| BoundedReadError::NotText)
 }
+
+/// 64 random bits from the kernel (run ids, answer nonces, the ask socket's fallback name:
+/// nobody may guess them); falls back to the standard library's randomly keyed hasher.
+pub(crate) fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut buf = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+    {
+        return u64::from_le_bytes(buf);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

@@ -10,7 +10,6 @@ use super::shared::Shared;
 use super::{Prior, StepSummary, gate};
 use crate::event::{Decision, Event, StepStatus};
 use crate::template::expression_source;
-use crate::validate::step_var;
 
 /// Runs the `finally` steps in order; a new signal cancels the one running.
 pub(super) async fn run_finally(
@@ -113,13 +112,7 @@ async fn finally_guard(sh: &Arc<Shared>, i: usize, signals: &mut Signals) -> Opt
                     .env
                     .redactor
                     .text(&format!("`{}` is false", expression_source(&w.src)));
-                sh.emit(Event::StepSkipped {
-                    step: id.clone(),
-                    reason: reason.clone(),
-                });
-                sh.env
-                    .results
-                    .set(&step_var(&id), &crate::event::skipped_result(&reason));
+                sh.skipped(&id, &reason);
                 return Some(ended(StepStatus::Skipped, reason));
             }
             Err(e) => {
@@ -152,13 +145,7 @@ async fn finally_guard(sh: &Arc<Shared>, i: usize, signals: &mut Signals) -> Opt
             None => "nobody answered its gate and the run is ending",
         };
         let reason = format!("finally step `{id}` not run: {why}");
-        sh.emit(Event::StepSkipped {
-            step: id.clone(),
-            reason: reason.clone(),
-        });
-        sh.env
-            .results
-            .set(&step_var(&id), &crate::event::skipped_result(&reason));
+        sh.skipped(&id, &reason);
         sh.emit(Event::Warning {
             message: reason.clone(),
         });

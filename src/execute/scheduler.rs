@@ -463,14 +463,7 @@ impl Scheduler {
         // The note reaches the summary table too, which no emitter redacts.
         let reason = sh.env.redactor.text(reason);
         let reason = reason.as_str();
-        let id = self.rb.steps[i].id.name.clone();
-        sh.emit(Event::StepSkipped {
-            step: id.clone(),
-            reason: reason.into(),
-        });
-        sh.env
-            .results
-            .set(&step_var(&id), &crate::event::skipped_result(reason));
+        sh.skipped(&self.rb.steps[i].id.name, reason);
         self.settle(i, StepStatus::Skipped, reason);
     }
 

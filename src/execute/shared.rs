@@ -117,6 +117,19 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Step `id` is skipped for `reason` (already redacted): said, and its result (for the
+    /// templates of later steps) says so.
+    pub(super) fn skipped(&self, id: &str, reason: &str) {
+        self.emit(Event::StepSkipped {
+            step: id.to_string(),
+            reason: reason.into(),
+        });
+        self.env.results.set(
+            &crate::validate::step_var(id),
+            &crate::event::skipped_result(reason),
+        );
+    }
+
     /// Builds what every task of the run shares.
     pub(super) fn new(
         rb: Arc<Runbook>,

@@ -47,12 +47,11 @@ pub(crate) struct Answer {
 pub(crate) const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
 fn nonce() -> String {
-    use std::io::Read;
-    let mut buf = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut buf);
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    format!(
+        "{:016x}{:016x}",
+        crate::sys::random_u64(),
+        crate::sys::random_u64()
+    )
 }
 
 /// Creates `answers/` so that other users can drop answers into it.

@@ -73,7 +73,7 @@ pub(crate) fn listen(run_id: &str, step: &str) -> std::io::Result<tokio::net::Un
         let n = if attempt == 0 {
             base.clone()
         } else {
-            format!("{base}-{}", random_hex()?)
+            format!("{base}-{:016x}", crate::sys::random_u64())
         };
         match std::os::unix::net::UnixListener::bind_addr(&addr(&n)?) {
             Ok(l) => {
@@ -85,14 +85,6 @@ pub(crate) fn listen(run_id: &str, step: &str) -> std::io::Result<tokio::net::Un
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
-}
-
-/// 16 random hex digits from the kernel.
-fn random_hex() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(crate::fmt::sha256_hex(&b)[..16].to_string())
 }
 
 /// The names a listener for `step` may have: the plain one first, then any suffixed one

@@ -45,28 +45,6 @@ fn new_run_id(runbook: &str) -> String {
     format!(
         "{}-{name}-{:016x}",
         now.strftime("%Y%m%d-%H%M%S"),
-        random_u64()
+        crate::sys::random_u64()
     )
-}
-
-/// 64 random bits from the kernel, so nobody can guess another user's run id (and answer its
-/// gates); falls back to the standard library's randomly keyed hasher.
-fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut buf = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
-    {
-        return u64::from_le_bytes(buf);
-    }
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
