@@ -6,8 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::load::{Node, NodeKind};
-
 /// Calls deeper than this are refused by `validate` anyway.
 const MAX_DEPTH: usize = 16;
 
@@ -49,7 +47,11 @@ fn walk(
         return;
     };
     let base = path.parent().unwrap_or(Path::new(""));
-    for rel in uses_of(&root) {
+    let rels: Vec<String> = super::compose::calls(&root)
+        .into_iter()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect();
+    for rel in rels {
         let child = base.join(&rel);
         let canon = std::fs::canonicalize(&child).unwrap_or(child.clone());
         let again = seen.contains(&canon);
@@ -65,29 +67,4 @@ fn walk(
             walk(&child, &d, depth + 1, seen, called);
         }
     }
-}
-
-/// The `uses:` paths of a runbook's steps and finally steps, in order.
-fn uses_of(root: &Node) -> Vec<String> {
-    let mut out = Vec::new();
-    let NodeKind::Map(pairs) = &root.kind else {
-        return out;
-    };
-    for (k, v) in pairs {
-        if !matches!(k.as_str(), Some("steps" | "finally")) {
-            continue;
-        }
-        let NodeKind::Seq(steps) = &v.kind else {
-            continue;
-        };
-        for st in steps {
-            if let NodeKind::Map(fields) = &st.kind
-                && let Some((_, u)) = fields.iter().find(|(k, _)| k.as_str() == Some("uses"))
-                && let Some(rel) = u.as_str()
-            {
-                out.push(rel.to_string());
-            }
-        }
-    }
-    out
 }

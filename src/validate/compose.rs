@@ -67,11 +67,20 @@ pub(super) fn expand(
 }
 
 fn has_uses(root: &Node) -> bool {
-    let any = |key| match get(root, key).map(|n| &n.kind) {
-        Some(NodeKind::Seq(s)) => s.iter().any(|st| get(st, "uses").is_some()),
-        _ => false,
-    };
-    any("steps") || any("finally")
+    !calls(root).is_empty()
+}
+
+/// The `uses:` values of a runbook's steps and finally steps, in order.
+pub(super) fn calls(root: &Node) -> Vec<&Node> {
+    ["steps", "finally"]
+        .into_iter()
+        .filter_map(|key| match &get(root, key)?.kind {
+            NodeKind::Seq(s) => Some(s),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|st| get(st, "uses"))
+        .collect()
 }
 
 fn steps_of(root: &Node) -> Option<&Vec<Node>> {

@@ -37,7 +37,7 @@ pub(crate) fn ensure_second_user() {
     });
 }
 
-fn uid_of(user: &str) -> u32 {
+pub(crate) fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().expect("id");
     String::from_utf8_lossy(&out.stdout)
         .trim()

@@ -677,31 +677,10 @@ steps:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let t0 = Instant::now();
-    let id = loop {
-        let found = std::fs::read_dir(s.path("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| !n.starts_with('.'));
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "no run started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The run has started (its journal exists) but waits before its ask.
+    let id = crate::ask::wait_journal(&s, "\"run-started\"", 1);
     // Another OS user takes the predictable name before the run reaches its ask.
-    let uid: u32 = String::from_utf8_lossy(
-        &Command::new("id")
-            .args(["-u", crate::ask::SECOND_USER])
-            .output()
-            .expect("id")
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .expect("uid");
+    let uid = crate::ask::uid_of(crate::ask::SECOND_USER);
     let script = format!(
         "import hashlib,socket,sys,time\n\
          n='runbook-ask-'+hashlib.sha256(b'{id}\\0q').hexdigest()[:32]\n\
@@ -724,17 +703,7 @@ steps:
     }
     assert_eq!(line.trim(), "bound");
     std::fs::write(s.path("go"), "").expect("go");
-    let journal = s.path(&format!("runs/{id}/journal.jsonl"));
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("\"gate-waiting\"")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the ask never waited"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::ask::wait_journal(&s, "\"gate-waiting\"", 1);
     let (code, out) = crate::ask::answer_in(
         &s.path("runs"),
         None,
@@ -834,12 +803,7 @@ steps:
     );
     let paused = s.exec(&["--no-wait"]);
     assert_eq!(paused.code, Some(3), "{}{}", paused.stdout, paused.stderr);
-    let id = std::fs::read_dir(s.path("runs"))
-        .expect("runs")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| !n.starts_with('.'))
-        .expect("run id");
+    let id = crate::ask::run_id(&s).expect("run id");
     write_child(&child.replace("echo c1", "echo INJECTED"));
     let refused = rb(&s, &["resume", &id, "--yes"]);
     assert_eq!(
