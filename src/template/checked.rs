@@ -60,8 +60,8 @@ pub(super) fn checked_input(
         return refuse(format!("is not one of {}", allowed.join(", ")));
     }
     if !pattern.is_empty() {
-        let re = regex::Regex::new(&pattern)
-            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("bad pattern: {e}")))?;
+        // The pattern was checked by `validate`; compiled as the regex filters do.
+        let re = super::functions::compile_regex(&pattern)?;
         if !re.is_match(&text) {
             return refuse(format!("does not match {pattern}"));
         }
